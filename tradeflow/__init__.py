@@ -1,0 +1,1 @@
+"""tradeflow: a streaming trading back end built on Bytewax."""
