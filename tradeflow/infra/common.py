@@ -1,0 +1,177 @@
+"""Shared plumbing for the real JVM servers under deploy/.
+
+Each server (Kafka, Fluss, the QuickFIX/J venue) keeps a Maven pom under
+``deploy/<name>/``. Its dependencies are the server's full runtime classpath, which
+``resolve_classpath`` copies once per machine into a cache directory keyed by the
+pom's hash, so only the first run pays the download. ``JvmProcess`` starts one JVM
+bound to 127.0.0.1, keeps its log, and stops it with SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
+CACHE_DIR = Path(os.environ.get("TRADEFLOW_CACHE_DIR", Path.home() / ".cache" / "tradeflow"))
+
+
+class InfraError(RuntimeError):
+    """A server could not be resolved, started or reached."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """Tell whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_classpath(name: str, *, compile_sources: bool = False) -> Path:
+    """Copy the runtime jars of ``deploy/<name>/pom.xml`` into a cache dir; return it.
+
+    With ``compile_sources`` the pom's own sources are packaged too and the jar is
+    put beside its dependencies. The result is cached by the hash of the pom and of
+    everything under ``src/``.
+    """
+    project = DEPLOY_DIR / name
+    pom = project / "pom.xml"
+    if not pom.exists():
+        raise InfraError(f"no pom at {pom}")
+    digest = hashlib.sha256(pom.read_bytes())
+    src = project / "src"
+    if src.exists():
+        for f in sorted(src.rglob("*")):
+            if f.is_file():
+                digest.update(str(f.relative_to(project)).encode())
+                digest.update(f.read_bytes())
+    lib = CACHE_DIR / "jars" / f"{name}-{digest.hexdigest()[:16]}"
+    if (lib / ".complete").exists():
+        return lib
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise InfraError("Maven (mvn) is not on PATH; install it to fetch the servers' jars")
+    tmp = lib.with_name(lib.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    log.info("resolving %s jars from Maven Central into %s", name, lib)
+    goals = ["package", "-DskipTests"] if compile_sources else []
+    cmd = [
+        mvn, "-q", "-B", "-f", str(pom), *goals,
+        "dependency:copy-dependencies", "-DincludeScope=runtime",
+        f"-DoutputDirectory={tmp}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+    if proc.returncode != 0:
+        raise InfraError(f"mvn failed for {name}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    if compile_sources:
+        for jar in (project / "target").glob("*.jar"):
+            shutil.copy2(jar, tmp / jar.name)
+    (tmp / ".complete").write_text("ok\n")
+    shutil.rmtree(lib, ignore_errors=True)
+    tmp.rename(lib)
+    return lib
+
+
+def java_bin() -> str:
+    """Return the java executable (JAVA_HOME first, then PATH)."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    java = shutil.which("java")
+    if java is None:
+        raise InfraError("java is not on PATH; Java 17 is needed for the real servers")
+    return java
+
+
+class JvmProcess:
+    """One JVM started in the background with its output in a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        classpath: Path,
+        main_class: str,
+        args: Sequence[str] = (),
+        *,
+        jvm_opts: Sequence[str] = ("-Xmx512m",),
+        log_path: Path,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.log_path = log_path
+        cmd = [java_bin(), *jvm_opts, "-cp", f"{classpath}/*", main_class, *args]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        log.info("starting %s: %s", name, " ".join(cmd))
+        self.proc = subprocess.Popen(  # noqa: S603
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        """Return the process id of the JVM."""
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """Tell whether the JVM is still running."""
+        return self.proc.poll() is None
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``ready`` until it is true; fail with the log tail if the JVM dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise InfraError(f"{self.name} exited early ({what}); log:\n{self.tail()}")
+            try:
+                if ready():
+                    return
+            except Exception as exc:  # noqa: BLE001 - readiness probes fail in many ways
+                log.debug("%s not ready yet: %s", self.name, exc)
+            time.sleep(0.25)
+        raise InfraError(f"{self.name} not ready after {timeout}s ({what}); log:\n{self.tail()}")
+
+    def tail(self, n: int = 60) -> str:
+        """Return the last ``n`` lines of the log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop with SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+    def kill(self) -> None:
+        """Kill the JVM at once (SIGKILL), as a crash would."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
