@@ -1,0 +1,117 @@
+"""What every profile's connectors have in common: the message a source emits and the
+small interfaces the registry hands out (a Bytewax source and sink per stream, plus a
+plain writer and reader for feeds, tools and tests).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from schemas import Record, StreamSpec
+
+
+class ConnectorError(RuntimeError):
+    """A connector is misconfigured or its data plane cannot be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """One raw record read from a stream, not yet decoded.
+
+    Flows decode it into the stream's model; a payload that does not decode goes to
+    dead_letters with ``stream``, ``partition`` and ``offset`` so it can be found.
+    """
+
+    stream: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as a reader sees it: where it is and its raw payload."""
+
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+
+
+class StreamWriter(ABC):
+    """Append records to one stream outside a dataflow (feeds, tools, tests)."""
+
+    @abstractmethod
+    def write(self, records: Sequence[Record]) -> None:
+        """Append records (logs) or upsert them (tables), as one batch."""
+
+    def write_raw(self, items: Sequence[tuple[str | None, bytes]]) -> None:
+        """Append raw (key, payload) pairs, bypassing validation (tests of bad input)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write raw payloads")
+
+    @abstractmethod
+    def close_stream(self) -> None:
+        """Mark the stream finished: bounded readers stop once they reach its end."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources held by the writer."""
+
+
+class StreamReader(ABC):
+    """Read one stream outside a dataflow: by partition and offset, or latest per key."""
+
+    @property
+    @abstractmethod
+    def partitions(self) -> int:
+        """Return the number of partitions."""
+
+    @abstractmethod
+    def read(self, partition: int, offset: int, limit: int) -> list[StoredRecord]:
+        """Return up to ``limit`` records of a partition from ``offset`` on."""
+
+    @abstractmethod
+    def end_offsets(self) -> dict[int, int]:
+        """Return the next offset to be written, per partition."""
+
+    def latest(self, key: str) -> bytes | None:
+        """Return the latest payload for a key of a table (None if absent)."""
+        raise NotImplementedError(f"{type(self).__name__} has no point lookups")
+
+    def scan_latest(self) -> Iterable[tuple[str, bytes]]:
+        """Yield (key, latest payload) for every key of a table."""
+        raise NotImplementedError(f"{type(self).__name__} has no table scans")
+
+    def is_closed(self) -> bool:
+        """Tell whether the writer marked the stream finished."""
+        return False
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources held by the reader."""
+
+
+class Backend(ABC):
+    """A profile's connectors: everything the registry needs for one data plane."""
+
+    @abstractmethod
+    def source(
+        self, spec: StreamSpec, name: str, *, follow: bool, from_end: bool = False
+    ) -> Source[SourceMessage]:
+        """Return a partitioned Bytewax source whose snapshots are offsets."""
+
+    @abstractmethod
+    def sink(self, spec: StreamSpec, name: str) -> Sink[Record]:
+        """Return a Bytewax sink that appends (log) or upserts (table) records."""
+
+    @abstractmethod
+    def writer(self, spec: StreamSpec, name: str) -> StreamWriter:
+        """Return a plain writer."""
+
+    @abstractmethod
+    def reader(self, spec: StreamSpec, name: str) -> StreamReader:
+        """Return a plain reader."""

@@ -1,0 +1,232 @@
+"""The ``local`` profile: streams in an embedded SQLite store under a data directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from connectors.base import Backend, SourceMessage, StoredRecord, StreamReader, StreamWriter
+from connectors.embedded.store import StoreFile, open_stream
+from schemas import Kind, Record, StreamSpec, encode
+
+
+class _StorePartition(StatefulSourcePartition[SourceMessage, int]):
+    def __init__(self, source: StoreSource, part: int, offset: int) -> None:
+        self._src = source
+        self._part = part
+        self._offset = offset
+        self._file = source.open()
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list[SourceMessage]:
+        rows = self._file.read(self._part, self._offset, self._src.batch_size)
+        if rows:
+            self._offset = rows[-1].offset + 1
+            self._awake = None
+            name = self._src.name
+            return [SourceMessage(name, r.partition, r.offset, r.key, r.value) for r in rows]
+        if not self._src.follow and self._file.is_closed():
+            # Re-read after seeing 'closed': records appended just before the close.
+            if not self._file.read(self._part, self._offset, 1):
+                raise StopIteration
+            return []
+        self._awake = datetime.now(UTC) + self._src.poll_interval
+        return []
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class StoreSource(FixedPartitionedSource[SourceMessage, int]):
+    """A Bytewax source over one stream: one source partition per store partition.
+
+    Snapshots are the next offset to read, so a flow restarted with recovery resumes
+    exactly where its last snapshot was taken. With ``follow`` the source waits at the
+    end for more records; without it, it stops at the end once the stream is closed.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        name: str,
+        *,
+        partitions: int,
+        table: bool,
+        follow: bool,
+        batch_size: int = 500,
+        poll_interval: timedelta = timedelta(milliseconds=50),
+        from_end: bool = False,
+    ) -> None:
+        self.data_dir = data_dir
+        self.name = name
+        self.table = table
+        self.follow = follow
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.from_end = from_end
+        probe = self.open(partitions)
+        self.partitions = probe.partitions
+        probe.close()
+
+    def open(self, partitions: int = 1) -> StoreFile:
+        """Open the stream's store file (partition count comes from the file)."""
+        return open_stream(self.data_dir, self.name, partitions=partitions, table=self.table)
+
+    def list_parts(self) -> list[str]:
+        return [str(p) for p in range(self.partitions)]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _StorePartition:
+        part = int(for_part)
+        if resume_state is None and self.from_end:
+            probe = self.open()
+            resume_state = probe.end_offsets()[part]
+            probe.close()
+        return _StorePartition(self, part, resume_state or 0)
+
+
+class _StoreSinkPartition(StatelessSinkPartition[Record]):
+    def __init__(self, file: StoreFile) -> None:
+        self._file = file
+
+    def write_batch(self, items: list[Record]) -> None:
+        self._file.append([(r.key(), encode(r)) for r in items])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class StoreSink(DynamicSink[Record]):
+    """A Bytewax sink appending records to a log (and upserting tables) in batches."""
+
+    def __init__(self, data_dir: Path, name: str, *, partitions: int, table: bool) -> None:
+        self.data_dir = data_dir
+        self.name = name
+        self.partitions = partitions
+        self.table = table
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _StoreSinkPartition:
+        return _StoreSinkPartition(
+            open_stream(self.data_dir, self.name, partitions=self.partitions, table=self.table)
+        )
+
+
+class StoreWriter(StreamWriter):
+    """Plain writer into the embedded store."""
+
+    def __init__(self, file: StoreFile) -> None:
+        self._file = file
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Append records in one transaction."""
+        self._file.append([(r.key(), encode(r)) for r in records])
+
+    def write_raw(self, items: Sequence[tuple[str | None, bytes]]) -> None:
+        """Append raw payloads in one transaction."""
+        self._file.append(items)
+
+    def close_stream(self) -> None:
+        """Mark the stream finished."""
+        self._file.set_closed(True)
+
+    def close(self) -> None:
+        """Close the store file."""
+        self._file.close()
+
+
+class StoreReader(StreamReader):
+    """Plain reader of the embedded store."""
+
+    def __init__(self, file: StoreFile) -> None:
+        self._file = file
+
+    @property
+    def partitions(self) -> int:
+        """Return the number of partitions."""
+        return self._file.partitions
+
+    def read(self, partition: int, offset: int, limit: int) -> list[StoredRecord]:
+        """Return records of a partition from an offset on."""
+        return self._file.read(partition, offset, limit)
+
+    def end_offsets(self) -> dict[int, int]:
+        """Return the next offset per partition."""
+        return self._file.end_offsets()
+
+    def latest(self, key: str) -> bytes | None:
+        """Return the latest payload of a key."""
+        return self._file.latest(key)
+
+    def scan_latest(self) -> Iterable[tuple[str, bytes]]:
+        """Yield every key's latest payload."""
+        return self._file.scan_latest()
+
+    def is_closed(self) -> bool:
+        """Tell whether the stream was closed."""
+        return self._file.is_closed()
+
+    def close(self) -> None:
+        """Close the store file."""
+        self._file.close()
+
+
+class LocalBackend(Backend):
+    """Connectors of the ``local`` profile."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        partitions: int = 2,
+        batch_size: int = 500,
+        poll_interval: timedelta = timedelta(milliseconds=50),
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.partitions = partitions
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+
+    def _open(self, spec: StreamSpec, name: str) -> StoreFile:
+        parts = 1 if spec.kind is Kind.TABLE else self.partitions
+        return open_stream(self.data_dir, name, partitions=parts, table=spec.kind is Kind.TABLE)
+
+    def source(
+        self, spec: StreamSpec, name: str, *, follow: bool, from_end: bool = False
+    ) -> StoreSource:
+        """Return a source over the stream."""
+        return StoreSource(
+            self.data_dir,
+            name,
+            partitions=1 if spec.kind is Kind.TABLE else self.partitions,
+            table=spec.kind is Kind.TABLE,
+            follow=follow,
+            batch_size=self.batch_size,
+            poll_interval=self.poll_interval,
+            from_end=from_end,
+        )
+
+    def sink(self, spec: StreamSpec, name: str) -> StoreSink:
+        """Return a sink into the stream."""
+        table = spec.kind is Kind.TABLE
+        return StoreSink(
+            self.data_dir, name, partitions=1 if table else self.partitions, table=table
+        )
+
+    def writer(self, spec: StreamSpec, name: str) -> StoreWriter:
+        """Return a plain writer."""
+        return StoreWriter(self._open(spec, name))
+
+    def reader(self, spec: StreamSpec, name: str) -> StoreReader:
+        """Return a plain reader."""
+        return StoreReader(self._open(spec, name))

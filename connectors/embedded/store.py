@@ -1,0 +1,172 @@
+"""The embedded store of the ``local`` profile: one SQLite file per stream, in WAL mode.
+
+Why SQLite: it ships with Python, several processes can read and write one file at
+once (WAL: readers never block the writer), a crash never leaves a half-written
+batch, and anyone can inspect a stream with the ``sqlite3`` shell.
+
+Layout of ``<data_dir>/<stream>.db``:
+
+- ``log(part, off, key, value)``: the append-only log; ``off`` counts from 0 in each
+  partition. A record's partition is ``crc32(key) % partitions``, stable across
+  processes and runs.
+- ``latest(key, value, part, off)``: for tables, the latest payload per key, updated
+  in the same transaction as the log append (so the changelog and the table agree).
+- ``meta(k, v)``: the partition count, fixed when the file is created, and whether
+  the writer has closed the stream.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from connectors.base import ConnectorError, StoredRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS log (
+    part INTEGER NOT NULL,
+    off INTEGER NOT NULL,
+    key TEXT,
+    value BLOB NOT NULL,
+    PRIMARY KEY (part, off)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    part INTEGER NOT NULL,
+    off INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def partition_for(key: str | None, partitions: int) -> int:
+    """Return the partition of a key: ``crc32(key) % partitions`` (None goes to 0)."""
+    if key is None or partitions == 1:
+        return 0
+    return zlib.crc32(key.encode()) % partitions
+
+
+class StoreFile:
+    """One stream's SQLite file; safe to use from several processes at once.
+
+    A ``StoreFile`` holds one connection and is meant for one thread (Bytewax runs a
+    worker's sources and sinks on the worker's thread); open one per thread.
+    """
+
+    def __init__(self, path: Path, *, partitions: int, table: bool) -> None:
+        self.path = path
+        self.table = table
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=60000")
+        with self._write():
+            for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                self._conn.execute(stmt)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta (k, v) VALUES ('partitions', ?)", (str(partitions),)
+            )
+        row = self._conn.execute("SELECT v FROM meta WHERE k = 'partitions'").fetchone()
+        self.partitions = int(row[0])
+
+    def _write(self) -> _Tx:
+        return _Tx(self._conn)
+
+    def append(self, items: Sequence[tuple[str | None, bytes]]) -> list[tuple[int, int]]:
+        """Append (key, payload) pairs in one transaction; return their (part, off)."""
+        if not items:
+            return []
+        placed: list[tuple[int, int]] = []
+        rows: list[tuple[int, int, str | None, bytes]] = []
+        with self._write():
+            heads: dict[int, int] = {}
+            for key, value in items:
+                part = partition_for(key, self.partitions)
+                off = heads.get(part)
+                if off is None:
+                    got = self._conn.execute(
+                        "SELECT MAX(off) FROM log WHERE part = ?", (part,)
+                    ).fetchone()[0]
+                    off = 0 if got is None else got + 1
+                heads[part] = off + 1
+                rows.append((part, off, key, value))
+                placed.append((part, off))
+            self._conn.executemany(
+                "INSERT INTO log (part, off, key, value) VALUES (?, ?, ?, ?)", rows
+            )
+            if self.table:
+                self._conn.executemany(
+                    "INSERT INTO latest (key, value, part, off) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                    "part = excluded.part, off = excluded.off",
+                    [(k, v, p, o) for p, o, k, v in rows if k is not None],
+                )
+        return placed
+
+    def read(self, part: int, offset: int, limit: int) -> list[StoredRecord]:
+        """Return up to ``limit`` records of ``part`` from ``offset`` on, in order."""
+        cur = self._conn.execute(
+            "SELECT off, key, value FROM log WHERE part = ? AND off >= ? ORDER BY off LIMIT ?",
+            (part, offset, limit),
+        )
+        return [StoredRecord(part, off, key, bytes(value)) for off, key, value in cur]
+
+    def end_offsets(self) -> dict[int, int]:
+        """Return the next offset per partition."""
+        ends = dict.fromkeys(range(self.partitions), 0)
+        for part, top in self._conn.execute("SELECT part, MAX(off) FROM log GROUP BY part"):
+            ends[part] = top + 1
+        return ends
+
+    def latest(self, key: str) -> bytes | None:
+        """Return the latest payload for a key (tables only)."""
+        row = self._conn.execute("SELECT value FROM latest WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def scan_latest(self) -> Iterable[tuple[str, bytes]]:
+        """Yield (key, latest payload) for every key, ordered by key."""
+        for key, value in self._conn.execute("SELECT key, value FROM latest ORDER BY key"):
+            yield key, bytes(value)
+
+    def set_closed(self, closed: bool = True) -> None:
+        """Mark the stream closed (finished by its writer) or open again."""
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO meta (k, v) VALUES ('closed', ?) "
+                "ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                ("1" if closed else "0",),
+            )
+
+    def is_closed(self) -> bool:
+        """Tell whether the stream was closed by its writer."""
+        row = self._conn.execute("SELECT v FROM meta WHERE k = 'closed'").fetchone()
+        return row is not None and row[0] == "1"
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+class _Tx:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, so two
+    writers never both read the same partition head."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def open_stream(data_dir: Path, name: str, *, partitions: int, table: bool) -> StoreFile:
+    """Open (creating if needed) the store file of stream ``name`` under ``data_dir``."""
+    if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise ConnectorError(f"stream name {name!r} is not a safe file name")
+    return StoreFile(data_dir / f"{name}.db", partitions=partitions, table=table)

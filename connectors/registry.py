@@ -1,0 +1,96 @@
+"""One registry maps a logical stream name to its connectors for the active profile.
+
+Flows ask ``Connectors(settings).source("market_data")`` and never name a profile:
+the profile (``local``, ``kafka``, ``fluss``) is one setting, and a single stream can
+be overridden (``stream_profiles``). A backend is imported only when a stream uses
+it, so the local profile needs nothing installed beyond the base packages.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from datetime import timedelta
+
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from connectors.base import Backend, ConnectorError, SourceMessage, StreamReader, StreamWriter
+from schemas import Record, StreamSpec, spec
+from tradeflow.settings import Profile, Settings
+
+BackendFactory = Callable[[Settings], Backend]
+
+
+def _local(settings: Settings) -> Backend:
+    from connectors.embedded import LocalBackend
+
+    return LocalBackend(
+        settings.data_dir,
+        partitions=settings.partitions,
+        batch_size=settings.batch_size,
+        poll_interval=timedelta(milliseconds=settings.poll_interval_ms),
+    )
+
+
+def _lazy(module: str, factory: str) -> BackendFactory:
+    def build(settings: Settings) -> Backend:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            raise ConnectorError(
+                f"the connectors for this profile ({module}) are not available: {exc}"
+            ) from exc
+        return getattr(mod, factory)(settings)  # type: ignore[no-any-return]
+
+    return build
+
+
+BACKENDS: dict[Profile, BackendFactory] = {
+    Profile.LOCAL: _local,
+    Profile.KAFKA: _lazy("connectors.kafka", "backend_from_settings"),
+    Profile.FLUSS: _lazy("connectors.fluss", "backend_from_settings"),
+}
+"""Factories per profile; tests may register their own."""
+
+
+class Connectors:
+    """Sources, sinks, writers and readers for every stream, per the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._backends: dict[Profile, Backend] = {}
+
+    def backend(self, stream: str) -> Backend:
+        """Return the backend the stream lives on."""
+        profile = self.settings.profile_for(stream)
+        if profile not in self._backends:
+            self._backends[profile] = BACKENDS[profile](self.settings)
+        return self._backends[profile]
+
+    def _resolve(self, stream: str) -> tuple[Backend, StreamSpec, str]:
+        return self.backend(stream), spec(stream), self.settings.physical_name(stream)
+
+    def source(
+        self, stream: str, *, follow: bool | None = None, from_end: bool = False
+    ) -> Source[SourceMessage]:
+        """Return a Bytewax source of raw messages of ``stream``."""
+        backend, sp, name = self._resolve(stream)
+        return backend.source(
+            sp, name, follow=self.settings.follow if follow is None else follow, from_end=from_end
+        )
+
+    def sink(self, stream: str) -> Sink[Record]:
+        """Return a Bytewax sink of records into ``stream``."""
+        backend, sp, name = self._resolve(stream)
+        return backend.sink(sp, name)
+
+    def writer(self, stream: str) -> StreamWriter:
+        """Return a plain writer into ``stream``."""
+        backend, sp, name = self._resolve(stream)
+        return backend.writer(sp, name)
+
+    def reader(self, stream: str) -> StreamReader:
+        """Return a plain reader of ``stream``."""
+        backend, sp, name = self._resolve(stream)
+        return backend.reader(sp, name)

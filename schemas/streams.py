@@ -1,0 +1,79 @@
+"""The catalogue of streams and tables (DESIGN §2): name, record model, kind, key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from schemas.base import Record
+from schemas.market import MarketData, SmaWide
+from schemas.ops import DeadLetter, ExecutionMetrics
+from schemas.strategy import StrategyConfig, TradeSignal
+from schemas.trading import (
+    Account,
+    Control,
+    OrderState,
+    PortfolioState,
+    PositionState,
+    RiskDecision,
+    RiskEvent,
+    SymbolLimit,
+    ValidatedOrder,
+    VenueFill,
+)
+
+
+class Kind(StrEnum):
+    """A log is append-only; a table is a changelog with the latest row per key."""
+
+    LOG = "log"
+    TABLE = "table"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a stream carries and how it is keyed."""
+
+    name: str
+    model: type[Record]
+    kind: Kind
+
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        """Return the fields that form the key (partitioning key or primary key)."""
+        return self.model.key_fields
+
+
+def _spec(name: str, model: type[Record], kind: Kind = Kind.LOG) -> tuple[str, StreamSpec]:
+    return name, StreamSpec(name, model, kind)
+
+
+STREAMS: dict[str, StreamSpec] = dict(
+    [
+        _spec("market_data", MarketData),
+        _spec("sma_wide", SmaWide),
+        _spec("strategy_config", StrategyConfig, Kind.TABLE),
+        _spec("trade_signals", TradeSignal),
+        _spec("accounts", Account, Kind.TABLE),
+        _spec("symbol_limits", SymbolLimit, Kind.TABLE),
+        _spec("validated_orders", ValidatedOrder),
+        _spec("venue_fills", VenueFill),
+        _spec("orders", OrderState, Kind.TABLE),
+        _spec("positions_state", PositionState, Kind.TABLE),
+        _spec("portfolio_state", PortfolioState, Kind.TABLE),
+        _spec("risk_events", RiskEvent),
+        _spec("risk_decisions", RiskDecision),
+        _spec("execution_metrics", ExecutionMetrics),
+        _spec("dead_letters", DeadLetter),
+        _spec("control", Control, Kind.TABLE),
+    ]
+)
+
+
+def spec(name: str) -> StreamSpec:
+    """Return the spec of a stream by its logical name, with a clear error if unknown."""
+    try:
+        return STREAMS[name]
+    except KeyError:
+        known = ", ".join(sorted(STREAMS))
+        raise KeyError(f"unknown stream {name!r}; known streams: {known}") from None

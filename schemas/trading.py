@@ -1,0 +1,314 @@
+"""Accounts, limits, orders, fills, positions, portfolio and risk: Jobs C and D."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import Field, model_validator
+
+from schemas.base import Money, NonNegative, Price, Qty, Record, SignedQty, Side, UtcDatetime
+from schemas.strategy import OrderType
+
+
+class AccountStatus(StrEnum):
+    """Operations' view of an account."""
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    BLOCKED = "BLOCKED"
+
+
+class AccountType(StrEnum):
+    """Cash accounts cannot buy beyond their cash; margin accounts are bound by leverage."""
+
+    CASH = "CASH"
+    MARGIN = "MARGIN"
+
+
+class TradingState(StrEnum):
+    """Trading state of a scope (global, account, strategy) in the control table."""
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+class Account(Record):
+    """One row of the accounts table: status, cash and limits (all Decimal).
+
+    A limit left null is not checked. ``limits_version`` is bumped by whoever changes
+    the limits, so each risk decision can name the version it was made under.
+    """
+
+    key_fields: ClassVar[tuple[str, ...]] = ("account",)
+
+    account: str
+    status: AccountStatus = AccountStatus.ACTIVE
+    account_type: AccountType = AccountType.MARGIN
+    currency: str = "USD"
+    cash: Money = Decimal(0)
+    max_order_notional: NonNegative | None = None
+    max_order_qty: NonNegative | None = None
+    max_gross_exposure: NonNegative | None = None
+    max_leverage: NonNegative | None = None
+    max_open_orders: int | None = None
+    max_orders_per_second: int | None = None
+    price_collar_bps: NonNegative | None = None
+    daily_loss_limit: NonNegative | None = None
+    max_drawdown: NonNegative | None = None
+    max_reject_rate: NonNegative | None = None
+    cancel_on_disconnect: bool = False
+    limits_version: int = 1
+    updated_by: str = "ops"
+    ts: UtcDatetime
+
+
+class SymbolLimit(Record):
+    """Per-account, per-symbol position limits (primary key account + symbol)."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("account", "symbol")
+
+    account: str
+    symbol: str
+    max_position_qty: NonNegative | None = None
+    max_position_notional: NonNegative | None = None
+    limits_version: int = 1
+    updated_by: str = "ops"
+    ts: UtcDatetime
+
+
+class OrderAction(StrEnum):
+    """What a validated order asks the venue to do."""
+
+    NEW = "NEW"
+    CANCEL = "CANCEL"
+
+
+class TimeInForce(StrEnum):
+    """How long an order works."""
+
+    DAY = "DAY"
+    GTC = "GTC"
+    IOC = "IOC"
+
+
+class ValidatedOrder(Record):
+    """An order that passed pre-trade checks (or a cancel), keyed by ``order_id``."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("order_id",)
+
+    order_id: str
+    action: OrderAction = OrderAction.NEW
+    account: str
+    symbol: str
+    side: Side
+    qty: Qty
+    order_type: OrderType = OrderType.MARKET
+    limit_px: Price | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    signal_id: str | None = None
+    strategy_id: str | None = None
+    ref_px: Price | None = None
+    reason: str = ""
+    ts: UtcDatetime
+
+
+class ExecStatus(StrEnum):
+    """What an execution report says happened to an order."""
+
+    NEW = "NEW"
+    ACK = "ACK"
+    PARTIAL = "PARTIAL"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    STATUS = "STATUS"
+
+
+class VenueFill(Record):
+    """One execution report from a venue, normalised; fills carry ``last_qty > 0``.
+
+    ``(venue, exec_id)`` is unique per report; consumers drop repeats by it.
+    """
+
+    key_fields: ClassVar[tuple[str, ...]] = ("order_id",)
+
+    order_id: str
+    venue: str
+    exec_id: str
+    status: ExecStatus
+    account: str
+    symbol: str
+    side: Side
+    last_qty: NonNegative = Decimal(0)
+    last_px: NonNegative = Decimal(0)
+    cum_qty: NonNegative = Decimal(0)
+    leaves_qty: NonNegative = Decimal(0)
+    avg_px: NonNegative = Decimal(0)
+    fee: Money = Decimal(0)
+    venue_order_id: str | None = None
+    reason: str = ""
+    ts: UtcDatetime
+
+    @model_validator(mode="after")
+    def _fill_has_price(self) -> VenueFill:
+        if self.last_qty > 0 and self.last_px <= 0:
+            raise ValueError("a fill with last_qty > 0 needs last_px > 0")
+        return self
+
+
+class OrderStatus(StrEnum):
+    """Order lifecycle states (FIX 4.4 semantics); see operators/orders.py."""
+
+    PENDING_NEW = "PENDING_NEW"
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCEL_PENDING = "CANCEL_PENDING"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+class OrderState(Record):
+    """A row of the orders changelog (primary key ``order_id``)."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("order_id",)
+
+    order_id: str
+    account: str
+    symbol: str
+    side: Side
+    qty: Qty
+    order_type: OrderType
+    limit_px: Price | None = None
+    status: OrderStatus
+    cum_qty: NonNegative = Decimal(0)
+    leaves_qty: NonNegative = Decimal(0)
+    avg_px: NonNegative = Decimal(0)
+    signal_id: str | None = None
+    strategy_id: str | None = None
+    ts: UtcDatetime
+
+
+class PositionState(Record):
+    """A row of positions_state (primary key account + symbol)."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("account", "symbol")
+
+    account: str
+    symbol: str
+    net_qty: SignedQty
+    avg_px: NonNegative
+    realized_pnl: Money
+    unrealized_pnl: Money
+    last_mark: NonNegative | None = None
+    market_value: Money
+    fees: Money = Decimal(0)
+    ts: UtcDatetime
+
+
+class PortfolioState(Record):
+    """A row of portfolio_state (primary key account)."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("account",)
+
+    account: str
+    cash: Money
+    equity: Money
+    realized_pnl: Money
+    unrealized_pnl: Money
+    gross_exposure: Money
+    net_exposure: Money
+    margin_used: Money
+    leverage: Money
+    open_orders: int
+    reserved_notional: Money = Decimal(0)
+    trading_state: TradingState = TradingState.ACTIVE
+    peak_equity: Money
+    drawdown: Money
+    day_start_equity: Money
+    ts: UtcDatetime
+
+
+class Severity(StrEnum):
+    """How loud a risk event is."""
+
+    INFO = "INFO"
+    WARN = "WARN"
+    CRITICAL = "CRITICAL"
+
+
+class RiskEvent(Record):
+    """Something the risk engine wants people to know: a rejection, a halt, an anomaly."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("account",)
+
+    event_id: str
+    account: str
+    rule: str
+    severity: Severity
+    message: str
+    symbol: str | None = None
+    order_id: str | None = None
+    signal_id: str | None = None
+    values: dict[str, str] = Field(default_factory=dict)
+    """The numbers compared (as exact decimal strings), e.g. value and limit."""
+    ts: UtcDatetime
+
+
+class RuleResult(Record):
+    """One pre-trade rule as evaluated for one signal."""
+
+    rule: str
+    passed: bool
+    value: str | None = None
+    limit: str | None = None
+    message: str = ""
+
+
+class Decision(StrEnum):
+    """Outcome of the pre-trade checks."""
+
+    PASS = "PASS"  # noqa: S105 - a decision, not a password
+    FAIL = "FAIL"
+
+
+class RiskDecision(Record):
+    """Exactly one per signal: every rule evaluated, the limits in force, the inputs seen."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("account",)
+
+    signal_id: str
+    account: str
+    decision: Decision
+    order_id: str | None = None
+    rules: list[RuleResult] = Field(default_factory=list)
+    limits_version: int = 0
+    input_offsets: dict[str, int] = Field(default_factory=dict)
+    latency_us: float = 0.0
+    ts: UtcDatetime
+
+
+class Control(Record):
+    """A row of the control table: trading state for a scope.
+
+    ``scope`` is ``global``, ``account:<id>`` or ``strategy:<id>``.
+    """
+
+    key_fields: ClassVar[tuple[str, ...]] = ("scope",)
+
+    scope: str
+    state: TradingState
+    reason: str = ""
+    updated_by: str = "ops"
+    ts: UtcDatetime
+
+    @model_validator(mode="after")
+    def _scope_shape(self) -> Control:
+        if self.scope != "global" and not self.scope.startswith(("account:", "strategy:")):
+            raise ValueError("scope must be 'global', 'account:<id>' or 'strategy:<id>'")
+        return self
