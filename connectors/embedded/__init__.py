@@ -74,16 +74,23 @@ class StoreSource(FixedPartitionedSource[SourceMessage, int]):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.from_end = from_end
-        probe = self.open(partitions)
-        self.partitions = probe.partitions
-        probe.close()
+        self.partitions = partitions
+
+    def _known_partitions(self) -> int:
+        # The file fixes the partition count when it is created; ask it (lazily, so
+        # building a flow touches no file until it runs).
+        probe = self.open(self.partitions)
+        try:
+            return probe.partitions
+        finally:
+            probe.close()
 
     def open(self, partitions: int = 1) -> StoreFile:
         """Open the stream's store file (partition count comes from the file)."""
         return open_stream(self.data_dir, self.name, partitions=partitions, table=self.table)
 
     def list_parts(self) -> list[str]:
-        return [str(p) for p in range(self.partitions)]
+        return [str(p) for p in range(self._known_partitions())]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None

@@ -1,0 +1,86 @@
+"""Job A: market_data -> per-symbol SMA/EMA/RSI/VWAP -> sma_wide (one wide row per tick).
+
+Run it: ``python -m bytewax.run flows.indicators:flow`` (settings from ``TRADEFLOW_*``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from connectors.base import SourceMessage
+from connectors.registry import Connectors
+from flows.common import Decoded, dead_letter, decode_messages
+from operators.indicators import IndicatorConfig, Late, Row, SymbolIndicators, Tick
+from schemas import DeadLetter, MarketData, SmaWide, encode
+from tradeflow.settings import Settings, load_settings
+
+JOB = "indicators"
+
+
+class IndicatorLogic(op.StatefulBatchLogic[Decoded[MarketData], SmaWide | DeadLetter, SymbolIndicators]):
+    """Bytewax shim around ``SymbolIndicators`` for one symbol."""
+
+    def __init__(self, config: IndicatorConfig, resume: SymbolIndicators | None) -> None:
+        self.state = resume if resume is not None else SymbolIndicators(config)
+
+    def on_batch(self, values: list[Decoded[MarketData]]) -> tuple[list[SmaWide | DeadLetter], bool]:
+        out: list[SmaWide | DeadLetter] = []
+        for d in values:
+            rec = d.record
+            tick = Tick(rec.symbol, rec.ts, float(rec.price), float(rec.volume), rec.wm)
+            for res in self.state.on_tick(tick):
+                out.append(_late_letter(res, d) if isinstance(res, Late) else to_sma_wide(res))
+        return out, False
+
+    def on_eof(self) -> tuple[list[SmaWide | DeadLetter], bool]:
+        return [to_sma_wide(r) for r in self.state.flush() if isinstance(r, Row)], False
+
+    def snapshot(self) -> SymbolIndicators:
+        return copy.deepcopy(self.state)
+
+
+def _late_letter(late: Late, d: Decoded[MarketData]) -> DeadLetter:
+    msg = SourceMessage(d.stream, d.partition, d.offset, late.tick.symbol, encode(d.record))
+    return dead_letter(msg, late.reason, JOB)
+
+
+def to_sma_wide(row: Row) -> SmaWide:
+    """Turn an indicator row into an sma_wide record (values are trusted floats)."""
+    t = row.tick
+    values = dict(row.values)
+    vwap = values.pop("vwap", None)
+    return SmaWide.model_construct(
+        symbol=t.symbol, ts=t.ts, price=t.price, volume=t.volume, vwap=vwap, seq=row.seq, **values
+    )
+
+
+def indicator_config(settings: Settings) -> IndicatorConfig:
+    """Return the indicator periods configured in ``settings``."""
+    ind = settings.indicators
+    return IndicatorConfig(sma=ind.sma, ema=ind.ema, rsi=ind.rsi, vwap=ind.vwap)
+
+
+def build_flow(settings: Settings | None = None) -> Dataflow:
+    """Build Job A with the given settings (default: from the environment)."""
+    settings = settings or load_settings()
+    conn = Connectors(settings)
+    config = indicator_config(settings)
+
+    flow = Dataflow(JOB)
+    raw = op.input("market_data", flow, conn.source("market_data"))
+    decoded = decode_messages("market_data", raw, MarketData, job=JOB)
+    keyed = op.key_on("by_symbol", decoded.oks, lambda d: d.record.symbol)
+    results = op.stateful_batch(
+        "indicators", keyed, lambda resume: IndicatorLogic(config, resume)
+    )
+    split = op.branch("late", op.key_rm("unkey", results), lambda r: isinstance(r, SmaWide))
+    op.output("sma_wide", split.trues, conn.sink("sma_wide"))
+    letters = op.merge("all_letters", decoded.errs, split.falses)
+    op.output("dead_letters", letters, conn.sink("dead_letters"))
+    return flow
+
+
+flow = build_flow()
