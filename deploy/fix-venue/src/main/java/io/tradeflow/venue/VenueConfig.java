@@ -1,0 +1,96 @@
+package io.tradeflow.venue;
+
+import java.math.BigDecimal;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.Collections;
+import java.util.LinkedHashSet;
+import java.util.Locale;
+import java.util.Set;
+
+import quickfix.ConfigError;
+import quickfix.SessionSettings;
+
+/**
+ * The venue's own behaviour settings, read from the [DEFAULT] section of the QuickFIX/J
+ * settings file next to the engine's settings.
+ *
+ * <ul>
+ *   <li>{@code AuditLogPath} – JSON-lines file, one line per NewOrderSingle received
+ *       (default {@code <FileStorePath>/audit.jsonl}).</li>
+ *   <li>{@code OrderJournalPath} – append-only order journal (default
+ *       {@code <FileStorePath>/orders.journal}).</li>
+ *   <li>{@code RejectSymbols} – comma list; orders are rejected (OrdRejReason=1).</li>
+ *   <li>{@code RestingSymbols} – comma list; orders are acked but never filled.</li>
+ *   <li>{@code DropAckSymbols} – comma list; orders are processed and recorded but no
+ *       ExecutionReport at all is sent for them (lost ack / lost fills).</li>
+ *   <li>{@code PartialFills} – number of fills per order (default 1).</li>
+ *   <li>{@code DefaultPrice} – fill price of MARKET orders without tag 44 (default 100).</li>
+ *   <li>{@code MaxOrderQty} – larger orders are rejected (OrdRejReason=3, default 1000000).</li>
+ * </ul>
+ */
+final class VenueConfig {
+    final Path auditLogPath;
+    final Path journalPath;
+    final Set<String> rejectSymbols;
+    final Set<String> restingSymbols;
+    final Set<String> dropAckSymbols;
+    final int partialFills;
+    final BigDecimal defaultPrice;
+    final BigDecimal maxOrderQty;
+
+    private VenueConfig(SessionSettings s) throws ConfigError {
+        Path store = Paths.get(get(s, "FileStorePath", "store"));
+        this.auditLogPath = Paths.get(get(s, "AuditLogPath", store.resolve("audit.jsonl").toString()));
+        this.journalPath = Paths.get(get(s, "OrderJournalPath", store.resolve("orders.journal").toString()));
+        this.rejectSymbols = symbols(get(s, "RejectSymbols", ""));
+        this.restingSymbols = symbols(get(s, "RestingSymbols", ""));
+        this.dropAckSymbols = symbols(get(s, "DropAckSymbols", ""));
+        try {
+            this.partialFills = Math.max(1, Integer.parseInt(get(s, "PartialFills", "1").trim()));
+            this.defaultPrice = new BigDecimal(get(s, "DefaultPrice", "100").trim());
+            this.maxOrderQty = new BigDecimal(get(s, "MaxOrderQty", "1000000").trim());
+        } catch (NumberFormatException e) {
+            throw new ConfigError("bad venue setting: " + e.getMessage());
+        }
+    }
+
+    static VenueConfig from(SessionSettings settings) throws ConfigError {
+        return new VenueConfig(settings);
+    }
+
+    private static String get(SessionSettings s, String key, String dflt) throws ConfigError {
+        return s.isSetting(key) ? s.getString(key) : dflt;
+    }
+
+    private static Set<String> symbols(String csv) {
+        Set<String> out = new LinkedHashSet<>();
+        for (String part : csv.split(",")) {
+            String sym = part.trim();
+            if (!sym.isEmpty()) {
+                out.add(sym.toUpperCase(Locale.ROOT));
+            }
+        }
+        return Collections.unmodifiableSet(out);
+    }
+
+    boolean rejects(String symbol) {
+        return rejectSymbols.contains(symbol.toUpperCase(Locale.ROOT));
+    }
+
+    boolean rests(String symbol) {
+        return restingSymbols.contains(symbol.toUpperCase(Locale.ROOT));
+    }
+
+    boolean dropsAcks(String symbol) {
+        return dropAckSymbols.contains(symbol.toUpperCase(Locale.ROOT));
+    }
+
+    @Override
+    public String toString() {
+        return "VenueConfig{audit=" + auditLogPath + ", journal=" + journalPath
+                + ", reject=" + rejectSymbols + ", resting=" + restingSymbols
+                + ", dropAck=" + dropAckSymbols + ", partialFills=" + partialFills
+                + ", defaultPrice=" + defaultPrice + ", maxOrderQty=" + maxOrderQty + "}";
+    }
+}
