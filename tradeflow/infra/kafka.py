@@ -150,6 +150,11 @@ class KafkaBroker:
         """
         if self.running:
             return self
+        other = self._other_broker_pid()
+        if other is not None:
+            raise InfraError(
+                f"a Kafka broker (pid {other}) already runs on {self.data_dir}; stop it first"
+            )
         classpath = resolve_classpath("kafka")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         fresh_ports = self._choose_ports()
@@ -343,6 +348,15 @@ class KafkaBroker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a") as f:
             f.write(f"===== tradeflow: {message} =====\n")
+
+    def _other_broker_pid(self) -> int | None:
+        """Return the pid of a broker another process started on this data dir, if alive."""
+        try:
+            pid = json.loads((self.data_dir / _STATE_FILE).read_text()).get("pid")
+            cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+        except (OSError, ValueError, TypeError):
+            return None
+        return int(pid) if b"kafka.Kafka" in cmdline else None
 
     def _load_state(self) -> None:
         """Read ports and cluster id saved by an earlier broker on this data dir."""

@@ -307,6 +307,8 @@ def test_cli_up_serves_until_sigterm(tmp_path: Path) -> None:
         state = json.loads((data_dir / "broker.json").read_text())
         assert state["bootstrap_servers"] == bootstrap
         assert state["pid"] is not None
+        with pytest.raises(InfraError, match="already runs"):
+            KafkaBroker(data_dir).start()
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
