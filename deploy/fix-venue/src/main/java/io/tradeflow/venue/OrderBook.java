@@ -80,13 +80,23 @@ final class OrderBook {
             Map<String, String> h = new LinkedHashMap<>();
             h.put("instance", instanceId);
             write("H", h);
-        } else {
-            // a torn line must not swallow the next record
+        } else if (endsTorn(path)) {
+            // a torn last line must not swallow the next record
             out.write('\n');
             out.flush();
         }
         log.info("order journal {}: {} orders replayed (instance {}, {} unreadable lines)",
                 path, orders.size(), instanceId, torn);
+    }
+
+    private static boolean endsTorn(Path path) throws IOException {
+        try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(path.toFile(), "r")) {
+            if (f.length() == 0) {
+                return false;
+            }
+            f.seek(f.length() - 1);
+            return f.read() != '\n';
+        }
     }
 
     static String key(String session, String clOrdId) {

@@ -166,6 +166,11 @@ public final class VenueApplication implements Application {
         a.put("price", price == null ? null : price.toPlainString());
         a.put("poss_dup", possDup);
         a.put("poss_resend", possResend);
+        // fixed key order; filled in below
+        a.put("accepted", false);
+        a.put("outcome", null);
+        a.put("order_id", null);
+        a.put("reason", null);
 
         VenueOrder known = book.get(session, clOrdId);
         if (known != null) {
