@@ -1,0 +1,437 @@
+"""A real FIX 4.4 venue: a QuickFIX/J acceptor built from Maven Central artifacts.
+
+``deploy/fix-venue`` holds a pom (quickfixj-core and quickfixj-messages-fix44) and a
+small acceptor application of our own (``io.tradeflow.venue.Main``). ``FixVenue``
+compiles it once per machine through ``resolve_classpath``, writes a QuickFIX/J
+settings file into its data directory, starts the JVM bound to 127.0.0.1 on a free
+port and waits until the port accepts connections.
+
+What the venue does (see ``deploy/fix-venue/src/main/java/io/tradeflow/venue``):
+
+- NewOrderSingle (D): ExecutionReport NEW (150=0, 39=0) with a venue OrderID, then
+  fills (150=F) at the limit price (LIMIT), or at tag 44 / ``default_price``
+  (MARKET), in ``partial_fills`` slices, each with its own ExecID. Rejects (150=8,
+  39=8, 103, 58) symbols in ``reject_symbols`` and quantities above
+  ``max_order_qty``. Orders in ``resting_symbols`` are acked and stay open. Orders in
+  ``drop_ack_symbols`` are processed but no ExecutionReport is ever sent for them.
+- A known ClOrdID is refused (150=8, 103=6) unless the message is a possible
+  duplicate (43=Y or 97=Y): then it is ignored.
+- OrderCancelRequest (F): ExecutionReport CANCELED, or OrderCancelReject (9).
+- OrderStatusRequest (H): ExecutionReport 150=I with the current state; an unknown
+  ClOrdID gets 39=8 and 58="unknown order".
+- Orders are journalled under the store directory, so a restarted venue (also after
+  SIGKILL) knows them and never fills them again; every NewOrderSingle that reaches
+  the application is one JSON line in the audit log.
+
+Run one by hand::
+
+    python -m tradeflow.infra.fix_venue up --data-dir /tmp/tradeflow-venue
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from tradeflow.infra.common import (
+    InfraError,
+    JvmProcess,
+    free_port,
+    port_open,
+    resolve_classpath,
+)
+
+log = logging.getLogger(__name__)
+
+MAIN_CLASS = "io.tradeflow.venue.Main"
+HOST = "127.0.0.1"
+
+#: JVM flags for a small, fast-starting venue: a FIX acceptor needs little heap, and
+#: C1-only compilation starts faster on 2 cores.
+DEFAULT_JVM_OPTS: tuple[str, ...] = (
+    "-Xmx256m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+)
+
+_SETTINGS_FILE = "venue.cfg"
+_LOG_FILE = "venue.log"
+_STORE_DIR = "store"
+_MESSAGE_LOG_DIR = "messages"
+_AUDIT_FILE = "audit.jsonl"
+_JOURNAL_FILE = "orders.journal"
+
+
+def _csv(symbols: Iterable[str]) -> str:
+    return ",".join(s.strip() for s in symbols if s.strip())
+
+
+class FixVenue:
+    """Start, stop, kill and restart one QuickFIX/J FIX 4.4 acceptor on 127.0.0.1.
+
+    ``data_dir`` holds the settings file (``venue.cfg``), the JVM log (``venue.log``),
+    QuickFIX/J's file store (``store/``: sequence numbers and sent messages, plus the
+    venue's ``orders.journal``), its message logs (``messages/``) and the order audit
+    log (``audit.jsonl``). Everything survives ``restart()`` and ``kill()``.
+
+    CompIDs are named from the venue's side: the venue sends with ``sender_comp_id``
+    (default ``"VENUE"``) to ``target_comp_id`` (default ``"TRADEFLOW"``), so an
+    initiator uses ``SenderCompID=venue.target_comp_id`` and
+    ``TargetCompID=venue.sender_comp_id``.
+
+    ``extra_settings`` are added to the [DEFAULT] section of the QuickFIX/J settings
+    and override the ones written here (e.g. ``{"ValidateUserDefinedFields": "N"}``).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        sender_comp_id: str = "VENUE",
+        target_comp_id: str = "TRADEFLOW",
+        reject_symbols: Sequence[str] = ("BADSYM",),
+        resting_symbols: Sequence[str] = (),
+        drop_ack_symbols: Sequence[str] = (),
+        partial_fills: int = 1,
+        default_price: Decimal | str | float = Decimal("100"),
+        max_order_qty: Decimal | str | float = Decimal("1000000"),
+        reset_on_logon: bool = False,
+        port: int | None = None,
+        extra_settings: Mapping[str, str] | None = None,
+        jvm_opts: Sequence[str] = DEFAULT_JVM_OPTS,
+        start_timeout: float = 60.0,
+    ) -> None:
+        if partial_fills < 1:
+            raise ValueError("partial_fills must be at least 1")
+        self.data_dir = Path(data_dir).resolve()
+        self._sender = sender_comp_id
+        self._target = target_comp_id
+        self.reject_symbols = tuple(reject_symbols)
+        self.resting_symbols = tuple(resting_symbols)
+        self.drop_ack_symbols = tuple(drop_ack_symbols)
+        self.partial_fills = partial_fills
+        self.default_price = Decimal(str(default_price))
+        self.max_order_qty = Decimal(str(max_order_qty))
+        self.reset_on_logon = reset_on_logon
+        self.extra_settings = dict(extra_settings or {})
+        self.jvm_opts = tuple(jvm_opts)
+        self.start_timeout = start_timeout
+        self._port = port
+        self._proc: JvmProcess | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def host(self) -> str:
+        """Return the address the venue listens on (always 127.0.0.1)."""
+        return HOST
+
+    @property
+    def port(self) -> int:
+        """Return the TCP port of the acceptor (chosen at the first ``start()``)."""
+        if self._port is None:
+            raise InfraError("the FIX venue has no port yet; call start() first")
+        return self._port
+
+    @property
+    def sender_comp_id(self) -> str:
+        """Return the venue's SenderCompID (the initiator's TargetCompID)."""
+        return self._sender
+
+    @property
+    def target_comp_id(self) -> str:
+        """Return the venue's TargetCompID (the initiator's SenderCompID)."""
+        return self._target
+
+    @property
+    def settings_path(self) -> Path:
+        """Return the QuickFIX/J settings file written by ``start()``."""
+        return self.data_dir / _SETTINGS_FILE
+
+    @property
+    def log_path(self) -> Path:
+        """Return the JVM's log file (stdout and stderr of every start)."""
+        return self.data_dir / _LOG_FILE
+
+    @property
+    def store_dir(self) -> Path:
+        """Return QuickFIX/J's FileStorePath (sequence numbers, sent messages, journal)."""
+        return self.data_dir / _STORE_DIR
+
+    @property
+    def message_log_dir(self) -> Path:
+        """Return QuickFIX/J's FileLogPath (raw messages and session events)."""
+        return self.data_dir / _MESSAGE_LOG_DIR
+
+    @property
+    def journal_path(self) -> Path:
+        """Return the venue's append-only order journal."""
+        return self.store_dir / _JOURNAL_FILE
+
+    @property
+    def audit_log_path(self) -> Path:
+        """Return the order audit log: one JSON line per NewOrderSingle received."""
+        return self.data_dir / _AUDIT_FILE
+
+    @property
+    def pid(self) -> int | None:
+        """Return the JVM's process id while it runs, else None."""
+        return self._proc.pid if self._proc is not None and self._proc.alive() else None
+
+    def alive(self) -> bool:
+        """Tell whether the venue's JVM is running."""
+        return self._proc is not None and self._proc.alive()
+
+    # ------------------------------------------------------------------ settings
+
+    def settings(self) -> dict[str, str]:
+        """Return the [DEFAULT] settings the venue is started with."""
+        values: dict[str, str] = {
+            "ConnectionType": "acceptor",
+            "SocketAcceptAddress": HOST,
+            "SocketAcceptPort": str(self.port),
+            "StartTime": "00:00:00",
+            "EndTime": "00:00:00",
+            "UseDataDictionary": "Y",
+            "DataDictionary": "FIX44.xml",
+            "FileStorePath": str(self.store_dir),
+            "FileLogPath": str(self.message_log_dir),
+            "FileIncludeMilliseconds": "Y",
+            "FileIncludeTimeStampForMessages": "Y",
+            "FileLogHeartbeats": "Y",
+            "PersistMessages": "Y",
+            "ResetOnLogon": "Y" if self.reset_on_logon else "N",
+            "ResetOnLogout": "N",
+            "ResetOnDisconnect": "N",
+            "TimeStampPrecision": "MILLIS",
+            # the venue's own keys (io.tradeflow.venue.VenueConfig)
+            "AuditLogPath": str(self.audit_log_path),
+            "OrderJournalPath": str(self.journal_path),
+            "RejectSymbols": _csv(self.reject_symbols),
+            "RestingSymbols": _csv(self.resting_symbols),
+            "DropAckSymbols": _csv(self.drop_ack_symbols),
+            "PartialFills": str(self.partial_fills),
+            "DefaultPrice": str(self.default_price),
+            "MaxOrderQty": str(self.max_order_qty),
+        }
+        values.update(self.extra_settings)
+        return values
+
+    def _write_settings(self) -> None:
+        lines = ["# written by tradeflow.infra.fix_venue.FixVenue", "[DEFAULT]"]
+        lines += [f"{k}={v}" for k, v in self.settings().items()]
+        lines += [
+            "",
+            "[SESSION]",
+            "BeginString=FIX.4.4",
+            f"SenderCompID={self._sender}",
+            f"TargetCompID={self._target}",
+            "",
+        ]
+        self.settings_path.write_text("\n".join(lines))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FixVenue:
+        """Build the venue if needed, start the JVM and wait until its port is open."""
+        if self.alive():
+            return self
+        t0 = time.monotonic()
+        lib = resolve_classpath("fix-venue", compile_sources=True)
+        t_resolved = time.monotonic()
+        if self._port is None:
+            self._port = free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.mkdir(exist_ok=True)
+        self.message_log_dir.mkdir(exist_ok=True)
+        self._write_settings()
+        port = self.port
+        if port_open(port):
+            raise InfraError(f"port {port} is already taken; cannot start the FIX venue")
+        self._proc = JvmProcess(
+            "fix-venue",
+            lib,
+            MAIN_CLASS,
+            [str(self.settings_path)],
+            jvm_opts=self.jvm_opts,
+            log_path=self.log_path,
+            cwd=self.data_dir,
+        )
+        try:
+            self._proc.wait_until(
+                lambda: port_open(port), self.start_timeout, f"acceptor on {HOST}:{port}"
+            )
+        except BaseException:
+            self._proc.kill()
+            self._proc.stop()
+            raise
+        log.info(
+            "FIX venue up on %s:%d (classpath %.1fs, JVM %.1fs)",
+            HOST,
+            port,
+            t_resolved - t0,
+            time.monotonic() - t_resolved,
+        )
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop with SIGTERM (sessions are logged out), then SIGKILL after ``timeout``."""
+        if self._proc is not None:
+            self._proc.stop(timeout=timeout)
+            self._proc = None
+
+    def kill(self) -> None:
+        """Kill the JVM at once (SIGKILL), as a crash would; data stays for a restart."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.stop()
+            self._proc = None
+
+    def restart(self, *, kill: bool = False) -> FixVenue:
+        """Stop (or kill) and start again on the same port with the same store."""
+        if kill:
+            self.kill()
+        else:
+            self.stop()
+        return self.start()
+
+    def tail(self, n: int = 60) -> str:
+        """Return the last ``n`` lines of the JVM log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> FixVenue:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ inspection
+
+    def audit_orders(self, cl_ord_id: str | None = None) -> list[dict[str, Any]]:
+        """Return the audit log: one dict per NewOrderSingle that reached the venue.
+
+        Keys: ``ts``, ``session``, ``msg_seq_num``, ``cl_ord_id``, ``symbol``, ``side``,
+        ``ord_type``, ``qty``, ``price``, ``poss_dup``, ``poss_resend``, ``accepted``
+        (a new order was booked), ``outcome`` (``NEW``, ``REJECTED``, ``DUPLICATE``,
+        ``IGNORED_POSSDUP``), ``order_id``, ``reason``. Quantities and prices are
+        strings (exact decimals). With ``cl_ord_id`` only that order's lines.
+        A line being written at that very moment is skipped.
+        """
+        try:
+            text = self.audit_log_path.read_text()
+        except FileNotFoundError:
+            return []
+        rows: list[dict[str, Any]] = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if cl_ord_id is None or row.get("cl_ord_id") == cl_ord_id:
+                rows.append(row)
+        return rows
+
+    def accepted_orders(self, cl_ord_id: str | None = None) -> list[dict[str, Any]]:
+        """Return the audit lines of orders the venue booked (``accepted`` is true)."""
+        return [r for r in self.audit_orders(cl_ord_id) if r.get("accepted")]
+
+    def __repr__(self) -> str:
+        port = self._port if self._port is not None else "-"
+        return (
+            f"FixVenue({HOST}:{port}, {self._sender}->{self._target}, "
+            f"data_dir={str(self.data_dir)!r}, alive={self.alive()})"
+        )
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def _split(value: str) -> list[str]:
+    return [s for s in (p.strip() for p in value.split(",")) if s]
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tradeflow.infra.fix_venue", description="Run a FIX 4.4 venue."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the venue and run until Ctrl-C / SIGTERM")
+    up.add_argument("--data-dir", required=True, type=Path)
+    up.add_argument("--port", type=int, default=None)
+    up.add_argument("--sender-comp-id", default="VENUE")
+    up.add_argument("--target-comp-id", default="TRADEFLOW")
+    up.add_argument("--reject-symbols", default="BADSYM", help="comma-separated")
+    up.add_argument("--resting-symbols", default="", help="comma-separated")
+    up.add_argument("--drop-ack-symbols", default="", help="comma-separated")
+    up.add_argument("--partial-fills", type=int, default=1)
+    up.add_argument("--default-price", default="100")
+    up.add_argument("--max-order-qty", default="1000000")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``up``: start a venue, print where it listens, stop it on Ctrl-C/SIGTERM."""
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    venue = FixVenue(
+        args.data_dir,
+        port=args.port,
+        sender_comp_id=args.sender_comp_id,
+        target_comp_id=args.target_comp_id,
+        reject_symbols=_split(args.reject_symbols),
+        resting_symbols=_split(args.resting_symbols),
+        drop_ack_symbols=_split(args.drop_ack_symbols),
+        partial_fills=args.partial_fills,
+        default_price=Decimal(args.default_price),
+        max_order_qty=Decimal(args.max_order_qty),
+    )
+    done = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    venue.start()
+    try:
+        print(f"{venue.host}:{venue.port}", flush=True)
+        print(
+            f"venue SenderCompID={venue.sender_comp_id} TargetCompID={venue.target_comp_id} "
+            f"(initiator: SenderCompID={venue.target_comp_id} "
+            f"TargetCompID={venue.sender_comp_id}, BeginString=FIX.4.4)",
+            flush=True,
+        )
+        print(f"log {venue.log_path}; audit {venue.audit_log_path}", flush=True)
+        while not done.wait(0.5):
+            if not venue.alive():
+                print(f"venue exited; log:\n{venue.tail()}", file=sys.stderr)
+                return 1
+    finally:
+        venue.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
