@@ -175,3 +175,4 @@ class JvmProcess:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+        self._log.close()

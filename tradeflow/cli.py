@@ -1,0 +1,321 @@
+"""The ``tradeflow`` command (also ``python -m tradeflow``).
+
+Subcommands: ``demo`` (the README's main command), ``feed``, ``indicators``,
+``positions``, ``tail``, ``show``, ``close``. Each prints a clear error and exits 2 on
+bad input instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from connectors.base import ConnectorError
+from connectors.feeds import FeedError, SyntheticMarket, read_frame, replay, ticks_from_frame
+from connectors.registry import Connectors
+from schemas import STREAMS, Kind, decode, spec
+from tradeflow.settings import Settings, load_settings
+
+
+class UsageError(Exception):
+    """Bad arguments or input: printed as ``error: ...`` with exit code 2."""
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    overrides: dict[str, object] = dict(extra)
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "profile", None):
+        overrides["profile"] = args.profile
+    return load_settings(**overrides)
+
+
+# --- demo -------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Feed a market through Job A on the embedded store and print a summary."""
+    from bytewax.testing import run_main
+
+    from flows.indicators import build_flow
+
+    data_dir = args.data_dir or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
+    settings = load_settings(data_dir=data_dir, profile="local")
+    conn = Connectors(settings)
+    if args.input:
+        frame = read_frame(Path(args.input))
+        ticks, total = ticks_from_frame(frame), len(frame)
+    else:
+        market = SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=args.seed)
+        ticks, total = iter(market), args.ticks
+    print(f"tradeflow demo: data in {data_dir}")
+    started = time.perf_counter()
+    fed = replay(ticks, conn.writer("market_data"), total=total, progress=not args.quiet)
+    feed_s = time.perf_counter() - started
+    started = time.perf_counter()
+    run_main(build_flow(settings))
+    flow_s = time.perf_counter() - started
+    _print_demo_summary(conn, fed, feed_s, flow_s)
+    return 0
+
+
+def _count(conn: Connectors, stream: str) -> int:
+    reader = conn.reader(stream)
+    try:
+        return sum(reader.end_offsets().values())
+    finally:
+        reader.close()
+
+
+def _print_demo_summary(conn: Connectors, fed: int, feed_s: float, flow_s: float) -> None:
+    from schemas import SmaWide
+
+    rows = _count(conn, "sma_wide")
+    letters = _count(conn, "dead_letters")
+    last: dict[str, SmaWide] = {}
+    reader = conn.reader("sma_wide")
+    for part in range(reader.partitions):
+        offset = 0
+        while batch := reader.read(part, offset, 5000):
+            for rec in batch:
+                row = decode(SmaWide, rec.value)
+                last[row.symbol] = row
+            offset = batch[-1].offset + 1
+    reader.close()
+    print()
+    print(f"ticks fed        {fed:>10,}  ({fed / max(feed_s, 1e-9):,.0f}/s)")
+    print(f"sma_wide rows    {rows:>10,}  (Job A {rows / max(flow_s, 1e-9):,.0f} rows/s)")
+    print(f"dead letters     {letters:>10,}")
+    print(f"symbols          {len(last):>10,}")
+    print()
+    print(f"{'symbol':<8} {'price':>10} {'sma_20':>10} {'ema_12':>10} {'rsi_14':>8} {'vwap':>10}")
+    for sym in sorted(last)[:10]:
+        r = last[sym]
+
+        def f(v: float | None, w: int = 10) -> str:
+            return f"{v:>{w}.2f}" if v is not None else f"{'-':>{w}}"
+
+        print(
+            f"{sym:<8} {f(r.price)} {f(r.indicator('sma_20'))} {f(r.indicator('ema_12'))} "
+            f"{f(r.indicator('rsi_14'), 8)} {f(r.vwap)}"
+        )
+    if len(last) > 10:
+        print(f"... and {len(last) - 10} more symbols (tradeflow show / tail for all)")
+
+
+# --- feed -------------------------------------------------------------------------
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    """Write ticks (synthetic or from a file) into market_data."""
+    conn = Connectors(_settings(args))
+    lateness = timedelta(milliseconds=args.lateness_ms)
+    if args.input:
+        frame = read_frame(Path(args.input))
+        ticks, total = ticks_from_frame(frame, lateness=lateness), len(frame)
+    else:
+        market = SyntheticMarket(
+            symbols=args.symbols, ticks=args.ticks, seed=args.seed, lateness=lateness
+        )
+        ticks, total = iter(market), args.ticks
+    writer = conn.writer("market_data")
+    if args.resume:
+        done = _count(conn, "market_data")
+        print(f"resuming after {done} ticks already in market_data", file=sys.stderr)
+        for _ in range(done):
+            next(ticks, None)
+        total -= done
+    n = replay(
+        ticks, writer, total=total, speed=args.speed, progress=not args.quiet, close=not args.keep_open
+    )
+    writer.close()
+    print(f"wrote {n} ticks to market_data")
+    return 0
+
+
+# --- indicators / positions -----------------------------------------------------------
+
+
+def cmd_indicators(args: argparse.Namespace) -> int:
+    """Compute indicators for a ticks file with the flow's operator code."""
+    from operators.indicators import IndicatorConfig
+    from tradeflow.indicators_cmd import parse_periods, run
+
+    defaults = IndicatorConfig()
+    try:
+        config = IndicatorConfig(
+            sma=parse_periods(args.sma, defaults.sma),
+            ema=parse_periods(args.ema, defaults.ema),
+            rsi=parse_periods(args.rsi, defaults.rsi),
+            vwap=not args.no_vwap,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.output == "-":
+        n = run(Path(args.input), sys.stdout, config)
+    else:
+        with open(args.output, "w", newline="") as out:
+            n = run(Path(args.input), out, config)
+        print(f"wrote {n} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_positions(args: argparse.Namespace) -> int:
+    """Replay a CSV of fills through the accounting code; print positions."""
+    from tradeflow.positions_cmd import run
+
+    run(Path(args.fills), sys.stdout)
+    return 0
+
+
+# --- tail / show / close -------------------------------------------------------------
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print a stream's records as JSON lines (oldest first, or only new with --follow)."""
+    sp = spec(args.stream)
+    conn = Connectors(_settings(args))
+    reader = conn.reader(args.stream)
+    ends = reader.end_offsets()
+    offsets = {p: (ends[p] if args.new_only else max(0, ends[p] - args.n) if args.n else 0) for p in ends}
+    while True:
+        got = 0
+        for part, off in offsets.items():
+            for rec in reader.read(part, off, 1000):
+                got += 1
+                offsets[part] = rec.offset + 1
+                print(_render(sp.model, rec.value, part, rec.offset), flush=True)
+        if not args.follow and got == 0:
+            break
+        if got == 0:
+            time.sleep(0.2)
+    reader.close()
+    return 0
+
+
+def _render(model: type, raw: bytes, part: int, offset: int) -> str:
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError:
+        body = raw.decode("utf-8", errors="replace")
+    return json.dumps({"partition": part, "offset": offset, "value": body})
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print a table's latest row per key (or one key) as JSON lines."""
+    sp = spec(args.table)
+    if sp.kind is not Kind.TABLE:
+        raise UsageError(f"{args.table} is a log stream, not a table; use: tradeflow tail {args.table}")
+    reader = Connectors(_settings(args)).reader(args.table)
+    if args.key:
+        raw = reader.latest(args.key)
+        if raw is None:
+            raise UsageError(f"no row with key {args.key!r} in {args.table}")
+        print(raw.decode())
+    else:
+        for _key, raw in reader.scan_latest():
+            print(raw.decode())
+    reader.close()
+    return 0
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    """Mark a stream finished, so bounded readers stop at its end."""
+    writer = Connectors(_settings(args)).writer(args.stream)
+    writer.close_stream()
+    writer.close()
+    print(f"closed {args.stream}")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="embedded store directory [env: TRADEFLOW_DATA_DIR]")
+    p.add_argument("--profile", choices=["local", "kafka", "fluss"], help="[env: TRADEFLOW_PROFILE]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``tradeflow`` command."""
+    parser = argparse.ArgumentParser(prog="tradeflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    streams = sorted(STREAMS)
+
+    p = sub.add_parser("demo", help="run a synthetic market through the pipeline; print a summary")
+    p.add_argument("--ticks", type=int, default=50_000)
+    p.add_argument("--symbols", type=int, default=20)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--input", help="replay this CSV/Parquet of ticks or bars instead")
+    p.add_argument("--data-dir", type=Path, help="default: a new runs/demo-<time> directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("feed", help="write ticks into market_data")
+    _common(p)
+    p.add_argument("--input", help="CSV/Parquet of ticks or bars (default: synthetic)")
+    p.add_argument("--ticks", type=int, default=50_000)
+    p.add_argument("--symbols", type=int, default=20)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--speed", type=float, help="pace by event time (1.0 = real time); default full speed")
+    p.add_argument("--lateness-ms", type=int, default=0, help="allowed lateness in the watermark")
+    p.add_argument("--resume", action="store_true", help="skip the ticks already in market_data")
+    p.add_argument("--keep-open", action="store_true", help="do not close the stream at the end")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_feed)
+
+    p = sub.add_parser("indicators", help="compute indicators for a ticks file into a CSV")
+    p.add_argument("--input", required=True, help="CSV/Parquet: time,symbol,price,volume")
+    p.add_argument("--output", required=True, help="output CSV ('-' for stdout)")
+    p.add_argument("--sma", help="SMA periods, e.g. 5,10,20 (default 5,10,20,50)")
+    p.add_argument("--ema", help="EMA periods (default 12,26)")
+    p.add_argument("--rsi", help="RSI periods (default 14)")
+    p.add_argument("--no-vwap", action="store_true", help="leave out the session VWAP column")
+    p.set_defaults(func=cmd_indicators)
+
+    p = sub.add_parser("positions", help="replay a CSV of fills; print positions per account/symbol")
+    p.add_argument("--fills", required=True, help="CSV: ts,account,symbol,side,qty,price[,fee]")
+    p.set_defaults(func=cmd_positions)
+
+    p = sub.add_parser("tail", help="print a stream's records as JSON lines")
+    _common(p)
+    p.add_argument("stream", choices=streams)
+    p.add_argument("-n", type=int, default=0, help="only the last N per partition")
+    p.add_argument("--new-only", action="store_true", help="start at the end")
+    p.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("show", help="print a table's latest rows as JSON lines")
+    _common(p)
+    p.add_argument("table", choices=[s for s in streams if STREAMS[s].kind is Kind.TABLE])
+    p.add_argument("--key", help="only this primary key")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("close", help="mark a stream finished (bounded readers stop at its end)")
+    _common(p)
+    p.add_argument("stream", choices=streams)
+    p.set_defaults(func=cmd_close)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (UsageError, FeedError, ConnectorError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
