@@ -1,0 +1,100 @@
+"""Validation and the one JSON encoding of every stream."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from schemas import (
+    STREAMS,
+    Account,
+    Control,
+    DecodeError,
+    MarketData,
+    SmaWide,
+    TradeSignal,
+    VenueFill,
+    decode,
+    encode,
+)
+
+T0 = datetime(2026, 1, 5, 14, 30, 0, 123456, tzinfo=UTC)
+
+
+def test_every_stream_has_a_model_with_key_fields_that_exist() -> None:
+    for name, sp in STREAMS.items():
+        assert sp.key_fields, name
+        for f in sp.key_fields:
+            assert f in sp.model.model_fields, (name, f)
+
+
+def test_timestamps_are_normalised_to_utc_milliseconds() -> None:
+    cet = timezone(timedelta(hours=1))
+    m = MarketData(symbol="A", ts=datetime(2026, 1, 5, 15, 30, 0, 987654, tzinfo=cet), price=1, volume=0)
+    assert m.ts == datetime(2026, 1, 5, 14, 30, 0, 987000, tzinfo=UTC)
+    assert b'"ts":"2026-01-05T14:30:00.987Z"' in encode(m)
+
+
+def test_encoding_round_trips_with_exact_decimals_and_schema_version() -> None:
+    f = VenueFill(
+        order_id="O1", venue="paper", exec_id="E1", status="PARTIAL", account="A", symbol="X",
+        side="BUY", last_qty=Decimal("0.12345678"), last_px=Decimal("101.00000001"),
+        cum_qty=Decimal("0.12345678"), leaves_qty=Decimal("1"), avg_px=Decimal("101.00000001"), ts=T0,
+    )
+    raw = encode(f)
+    assert raw.startswith(b'{"_v":1,')
+    back = decode(VenueFill, raw)
+    assert back == f
+    assert back.last_px == Decimal("101.00000001")
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ('{"symbol":"A","ts":"2026-01-05T00:00:00Z","price":"NaN","volume":"1"}', "price"),
+        ('{"symbol":"A","ts":"2026-01-05T00:00:00Z","price":"Infinity","volume":"1"}', "price"),
+        ('{"symbol":"A","ts":"2026-01-05T00:00:00Z","price":"0","volume":"1"}', "greater than zero"),
+        ('{"symbol":"A","ts":"2026-01-05T00:00:00Z","price":"1","volume":"-1"}', "negative"),
+        ('{"symbol":"A","ts":"2026-01-05T00:00:00","price":"1","volume":"1"}', "timezone"),
+        ('{"symbol":" ","ts":"2026-01-05T00:00:00Z","price":"1","volume":"1"}', "blank"),
+        ('{"symbol":"A","ts":"2026-01-05T00:00:00Z","price":"1","volume":"1","x":1}', "x"),
+        ('[1,2]', "JSON object"),
+        ('{"_v":2,"symbol":"A"}', "schema version"),
+    ],
+)
+def test_market_data_rejects_bad_input_with_a_reason(payload: str, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        decode(MarketData, payload)
+
+
+def test_signal_rejects_zero_qty_and_unknown_side() -> None:
+    base = {"signal_id": "s", "strategy_id": "st", "symbol": "X", "account": "A", "ts": T0}
+    with pytest.raises(ValueError, match="greater than zero"):
+        TradeSignal(**base, side="BUY", qty=0)
+    with pytest.raises(ValueError, match="side"):
+        TradeSignal(**base, side="HOLD", qty=1)
+    with pytest.raises(ValueError, match="limit_px"):
+        TradeSignal(**base, side="BUY", qty=1, order_type="LIMIT")
+
+
+def test_sma_wide_accepts_indicator_columns_only() -> None:
+    row = SmaWide(symbol="X", ts=T0, price=1.0, volume=1.0, sma_7=1.0, rsi_3=None)
+    assert row.indicator("sma_7") == 1.0 and row.indicator("rsi_3") is None
+    with pytest.raises(ValueError, match="unknown column"):
+        SmaWide(symbol="X", ts=T0, price=1.0, volume=1.0, macd=1.0)
+    with pytest.raises(ValueError, match="finite"):
+        SmaWide(symbol="X", ts=T0, price=1.0, volume=1.0, sma_7=float("nan"))
+
+
+def test_records_are_frozen() -> None:
+    a = Account(account="A", ts=T0)
+    with pytest.raises(ValueError, match="frozen"):
+        a.cash = Decimal(5)  # type: ignore[misc]
+
+
+def test_control_scope_must_be_known() -> None:
+    assert Control(scope="account:A", state="HALTED", ts=T0).key() == "account:A"
+    with pytest.raises(ValueError, match="scope"):
+        Control(scope="desk:1", state="HALTED", ts=T0)

@@ -1,0 +1,74 @@
+"""The embedded store: partitions, offsets, tables, several processes at once."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+from connectors.embedded.store import open_stream, partition_for
+
+
+def test_partition_of_a_key_is_stable_and_in_range() -> None:
+    assert partition_for("AAPL", 4) == partition_for("AAPL", 4)
+    assert {partition_for(f"S{i}", 4) for i in range(100)} == {0, 1, 2, 3}
+    assert partition_for(None, 4) == 0
+
+
+def test_offsets_count_from_zero_per_partition(tmp_path: Path) -> None:
+    f = open_stream(tmp_path, "s", partitions=2, table=False)
+    placed = f.append([(f"k{i}", b"%d" % i) for i in range(10)])
+    for part in (0, 1):
+        offs = [o for p, o in placed if p == part]
+        assert offs == list(range(len(offs)))
+    assert sum(f.end_offsets().values()) == 10
+    recs = f.read(0, 1, 100)
+    assert [r.offset for r in recs] == list(range(1, f.end_offsets()[0]))
+
+
+def test_partition_count_is_fixed_by_the_first_open(tmp_path: Path) -> None:
+    open_stream(tmp_path, "s", partitions=3, table=False).close()
+    assert open_stream(tmp_path, "s", partitions=8, table=False).partitions == 3
+
+
+def test_table_keeps_the_latest_row_per_key_and_the_changelog(tmp_path: Path) -> None:
+    t = open_stream(tmp_path, "t", partitions=1, table=True)
+    t.append([("a", b"1"), ("b", b"1"), ("a", b"2")])
+    assert t.latest("a") == b"2" and t.latest("zz") is None
+    assert list(t.scan_latest()) == [("a", b"2"), ("b", b"1")]
+    assert [r.value for r in t.read(0, 0, 10)] == [b"1", b"1", b"2"]
+
+
+def test_closed_flag_is_seen_by_other_connections(tmp_path: Path) -> None:
+    w = open_stream(tmp_path, "s", partitions=1, table=False)
+    r = open_stream(tmp_path, "s", partitions=1, table=False)
+    assert not r.is_closed()
+    w.set_closed()
+    assert r.is_closed()
+
+
+def _writer(path: str, who: int, n: int) -> None:
+    f = open_stream(Path(path), "s", partitions=2, table=False)
+    for i in range(n):
+        f.append([(f"k{i % 5}", f"{who}:{i}".encode())])
+    f.close()
+
+
+def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 200)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    f = open_stream(tmp_path, "s", partitions=2, table=False)
+    values = [r.value for part in (0, 1) for r in f.read(part, 0, 10_000)]
+    assert sorted(values) == sorted(f"{w}:{i}".encode() for w in range(3) for i in range(200))
+    for part in (0, 1):
+        offs = [r.offset for r in f.read(part, 0, 10_000)]
+        assert offs == list(range(len(offs)))
+    # each writer's own records keep their order within a partition
+    for part in (0, 1):
+        for w in range(3):
+            mine = [int(r.value.split(b":")[1]) for r in f.read(part, 0, 10_000) if r.value.startswith(b"%d:" % w)]
+            assert mine == sorted(mine)
