@@ -157,7 +157,7 @@ class FixClient:
         while True:
             msg = self._read_one(deadline)
             if msg is None:
-                seen = [m.to_string(b"|") for m in self.received[-8:]]
+                seen = [m.to_string("|") for m in self.received[-8:]]
                 pytest.fail(f"no {what} within {timeout}s (closed={self.closed}); last: {seen}")
             if match(msg):
                 return msg
@@ -446,3 +446,29 @@ def test_restart_remembers_orders_and_sequence_numbers(fix_venue: FixVenue) -> N
     for cl_ord_id in ("RS-1", "RS-2"):
         assert len(fix_venue.accepted_orders(cl_ord_id)) == 1
     assert [r["outcome"] for r in fix_venue.audit_orders("RS-1")] == ["NEW", "IGNORED_POSSDUP"]
+
+
+def test_torn_journal_line_is_ignored_after_a_crash(fix_venue: FixVenue) -> None:
+    c = FixClient(fix_venue)
+    c.logon()
+    c.new_order("TJ-1", RESTING_SYMBOL, "3", ord_type="2", price="2")
+    c.report("TJ-1", "0")
+    c.close()
+    fix_venue.kill()
+    with fix_venue.journal_path.open("a") as journal:  # as if killed mid-write
+        journal.write("O\tsession=FIX.4.4:VENUE->TRADEFLOW\tclOrdId=TJ-1\torderId=X\tstatus=2")
+    fix_venue.start()
+
+    c2 = FixClient(fix_venue)
+    c2.logon()
+    c2.status("TJ-1", RESTING_SYMBOL)
+    assert f(c2.report("TJ-1", "I"), 39) == "0"  # the torn "filled" line did not count
+    c2.new_order("TJ-2", "AAPL", "1")
+    assert f(c2.report("TJ-2", "F"), 39) == "2"  # and the journal goes on after it
+    c2.logout()
+    fix_venue.restart()
+    c3 = FixClient(fix_venue)
+    c3.logon()
+    c3.status("TJ-2", "AAPL")
+    assert f(c3.report("TJ-2", "I"), 39) == "2"
+    c3.logout()
