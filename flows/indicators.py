@@ -20,19 +20,31 @@ from tradeflow.settings import Settings, load_settings
 JOB = "indicators"
 
 
-class IndicatorLogic(op.StatefulBatchLogic[Decoded[MarketData], SmaWide | DeadLetter, SymbolIndicators]):
+Located = tuple[Tick, int, int]
+"""A tick with the partition and offset it was read from (cheap to send between
+workers, unlike the pydantic record)."""
+
+
+def locate(d: Decoded[MarketData]) -> tuple[str, Located]:
+    """Key a decoded tick by symbol, keeping only what Job A needs."""
+    r = d.record
+    return r.symbol, (Tick(r.symbol, r.ts, float(r.price), float(r.volume), r.wm), d.partition, d.offset)
+
+
+class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, SymbolIndicators]):
     """Bytewax shim around ``SymbolIndicators`` for one symbol."""
 
     def __init__(self, config: IndicatorConfig, resume: SymbolIndicators | None) -> None:
         self.state = resume if resume is not None else SymbolIndicators(config)
 
-    def on_batch(self, values: list[Decoded[MarketData]]) -> tuple[list[SmaWide | DeadLetter], bool]:
+    def on_batch(self, values: list[Located]) -> tuple[list[SmaWide | DeadLetter], bool]:
         out: list[SmaWide | DeadLetter] = []
-        for d in values:
-            rec = d.record
-            tick = Tick(rec.symbol, rec.ts, float(rec.price), float(rec.volume), rec.wm)
+        for tick, partition, offset in values:
             for res in self.state.on_tick(tick):
-                out.append(_late_letter(res, d) if isinstance(res, Late) else to_sma_wide(res))
+                if isinstance(res, Late):
+                    out.append(_late_letter(res, partition, offset))
+                else:
+                    out.append(to_sma_wide(res))
         return out, False
 
     def on_eof(self) -> tuple[list[SmaWide | DeadLetter], bool]:
@@ -42,8 +54,10 @@ class IndicatorLogic(op.StatefulBatchLogic[Decoded[MarketData], SmaWide | DeadLe
         return copy.deepcopy(self.state)
 
 
-def _late_letter(late: Late, d: Decoded[MarketData]) -> DeadLetter:
-    msg = SourceMessage(d.stream, d.partition, d.offset, late.tick.symbol, encode(d.record))
+def _late_letter(late: Late, partition: int, offset: int) -> DeadLetter:
+    t = late.tick
+    rec = MarketData(symbol=t.symbol, ts=t.ts, price=repr(t.price), volume=repr(t.volume), wm=t.wm)
+    msg = SourceMessage("market_data", partition, offset, t.symbol, encode(rec))
     return dead_letter(msg, late.reason, JOB)
 
 
@@ -72,7 +86,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     flow = Dataflow(JOB)
     raw = op.input("market_data", flow, conn.source("market_data"))
     decoded = decode_messages("market_data", raw, MarketData, job=JOB)
-    keyed = op.key_on("by_symbol", decoded.oks, lambda d: d.record.symbol)
+    keyed = op.map("by_symbol", decoded.oks, locate)
     results = op.stateful_batch(
         "indicators", keyed, lambda resume: IndicatorLogic(config, resume)
     )
