@@ -1,0 +1,63 @@
+"""Venue adapters and the factory that picks one by name.
+
+``make_venue("paper", latency_ms=5)`` or ``make_venue("fix", settings=FixSettings(...))``
+(or the FixSettings fields as options). More venues register with ``register_venue``;
+adapters are imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from connectors.venues.base import VenueAdapter, VenueError, VenueOrder
+
+VenueFactory = Callable[..., VenueAdapter]
+
+
+def _paper(**options: Any) -> VenueAdapter:
+    from connectors.venues.paper import PaperVenue
+
+    return PaperVenue(**options)
+
+
+def _fix(**options: Any) -> VenueAdapter:
+    from connectors.fix.settings import FixSettings
+    from connectors.venues.fix import FixVenue
+
+    settings = options.pop("settings", None)
+    adapter_opts = {k: options.pop(k) for k in ("name", "clock") if k in options}
+    if settings is None:
+        settings = FixSettings(**options)
+    elif options:
+        raise VenueError(f"pass FixSettings or its fields, not both: {sorted(options)}")
+    return FixVenue(settings, **adapter_opts)
+
+
+VENUES: dict[str, VenueFactory] = {"paper": _paper, "fix": _fix}
+"""Factories by venue name; ``register_venue`` adds more."""
+
+
+def register_venue(name: str, factory: VenueFactory) -> None:
+    """Register (or replace) the factory of a venue name."""
+    VENUES[name] = factory
+
+
+def make_venue(name: str, /, **options: Any) -> VenueAdapter:
+    """Build the adapter registered as ``name`` with its options (not yet connected)."""
+    try:
+        factory = VENUES[name]
+    except KeyError:
+        raise VenueError(f"unknown venue {name!r}; known: {sorted(VENUES)}") from None
+    return factory(**options)
+
+
+__all__ = [
+    "VENUES",
+    "VenueAdapter",
+    "VenueError",
+    "VenueFactory",
+    "VenueOrder",
+    "make_venue",
+    "register_venue",
+]

@@ -1,0 +1,333 @@
+"""An in-process paper venue: fills validated orders against the market data it is fed.
+
+Everything happens in event time and in the order calls are made, so a run is
+reproducible: an order becomes eligible ``latency`` after its own ``ts``; a market
+order fills at the first price of its symbol seen after submission whose ``ts`` is at
+or past that point; a limit buy fills when the price is at or below the limit, a sell
+when it is at or above, at the limit price. With ``fill_fraction`` set, one tick fills
+at most that fraction of its volume, shared by the orders of the symbol in time
+priority (submission order). Exec ids are ``<order_id>-<n>`` with ``n`` counting the
+reports of that order, and every report carries the event time that caused it.
+
+The venue does no I/O, so ``submit`` returning promptly is trivially true; reports
+queue up until ``poll_reports``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.venues.base import VenueAdapter, VenueError, VenueOrder
+from schemas import ExecStatus, MarketData, OrderAction, OrderType, ValidatedOrder, VenueFill
+from schemas.trading import TimeInForce
+
+log = logging.getLogger(__name__)
+
+PX_QUANTUM = Decimal("0.00000001")
+"""Average prices are rounded to 8 places, the architecture's DECIMAL(18,8)."""
+
+_TERMINAL = frozenset({ExecStatus.FILLED, ExecStatus.CANCELED, ExecStatus.REJECTED})
+
+
+class PaperVenueConfig(BaseModel):
+    """Behaviour of the paper venue; unknown options are rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "paper"
+    """Venue name written into every fill."""
+    latency_ms: int = Field(default=0, ge=0)
+    """Event-time delay between an order's ``ts`` and the first tick that may fill it."""
+    fill_fraction: Decimal | None = Field(default=None, gt=0, le=1)
+    """At most this fraction of a tick's volume fills (None: orders fill in full)."""
+    lot_size: Decimal | None = Field(default=None, gt=0)
+    """Partial fill quantities are rounded down to a multiple of this (None: exact)."""
+    allowed_symbols: frozenset[str] | None = None
+    """Only these symbols are accepted (None: any symbol)."""
+    rejected_symbols: frozenset[str] = frozenset()
+    """Orders for these symbols are rejected."""
+    max_qty: Decimal | None = Field(default=None, gt=0)
+    """Orders above this quantity are rejected."""
+    fee_bps: Decimal = Field(default=Decimal(0), ge=0)
+    """Fee per fill in basis points of its notional."""
+
+
+@dataclass(slots=True)
+class _Working:
+    order: ValidatedOrder
+    eligible_from: datetime
+    status: ExecStatus = ExecStatus.NEW
+    cum_qty: Decimal = Decimal(0)
+    notional: Decimal = Decimal(0)
+    reports: int = 0
+    last_ts: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last_ts = self.eligible_from
+
+    @property
+    def leaves(self) -> Decimal:
+        if self.status in _TERMINAL:
+            return Decimal(0)
+        return self.order.qty - self.cum_qty
+
+    @property
+    def avg_px(self) -> Decimal:
+        if self.cum_qty == 0:
+            return Decimal(0)
+        return (self.notional / self.cum_qty).quantize(PX_QUANTUM, ROUND_HALF_EVEN)
+
+
+class PaperVenue(VenueAdapter):
+    """A simulated venue that fills orders against market data (see the module doc)."""
+
+    def __init__(self, config: PaperVenueConfig | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise VenueError("pass either a PaperVenueConfig or options, not both")
+        self._config = config if config is not None else PaperVenueConfig(**options)
+        self._latency = timedelta(milliseconds=self._config.latency_ms)
+        self._orders: dict[str, _Working] = {}
+        self._book: dict[str, list[str]] = {}
+        self._reports: list[VenueFill] = []
+        self._unknown_cancels: dict[str, int] = {}
+        self._connected = False
+        self._counts = {"orders": 0, "acks": 0, "fills": 0, "rejects": 0, "cancels": 0}
+
+    @property
+    def name(self) -> str:
+        """Return the venue name (``paper`` unless configured)."""
+        return self._config.name
+
+    @property
+    def config(self) -> PaperVenueConfig:
+        """Return the venue's configuration."""
+        return self._config
+
+    def connect(self) -> None:
+        """Mark the venue open; there is nothing to connect to."""
+        self._connected = True
+
+    def close(self) -> None:
+        """Mark the venue closed; working orders are kept (a paper venue has no session)."""
+        self._connected = False
+
+    # -- orders ------------------------------------------------------------------------
+
+    def submit(self, order: ValidatedOrder) -> None:
+        """Accept (NEW) or reject (REJECTED with a reason) an order; repeats are ignored."""
+        if order.action is not OrderAction.NEW:
+            raise VenueError(f"submit takes NEW orders, got {order.action} for {order.order_id}")
+        if order.order_id in self._orders:
+            log.warning("paper: order %s submitted again; ignored", order.order_id)
+            return
+        self._counts["orders"] += 1
+        work = _Working(order, order.ts + self._latency)
+        self._orders[order.order_id] = work
+        reason = self._reject_reason(order)
+        if reason:
+            work.status = ExecStatus.REJECTED
+            self._counts["rejects"] += 1
+            self._report(work, ExecStatus.REJECTED, work.eligible_from, reason=reason)
+            return
+        self._counts["acks"] += 1
+        self._report(work, ExecStatus.NEW, work.eligible_from)
+        self._book.setdefault(order.symbol, []).append(order.order_id)
+
+    def cancel(self, order: ValidatedOrder) -> None:
+        """Cancel the working order ``order.order_id``; say why when it cannot be canceled."""
+        work = self._orders.get(order.order_id)
+        at = order.ts + self._latency
+        if work is None:
+            log.warning("paper: cancel of unknown order %s", order.order_id)
+            self._reports.append(self._unknown_cancel(order, at))
+            return
+        if work.status in _TERMINAL:
+            self._report(
+                work,
+                ExecStatus.STATUS,
+                max(at, work.last_ts),
+                reason=f"cancel rejected: order is {work.status.value}",
+            )
+            return
+        self._cancel(work, max(at, work.last_ts), reason="canceled on request")
+
+    def request_status(self, order_id: str) -> None:
+        """Queue a STATUS report of an order (unknown ids are logged, not answered)."""
+        work = self._orders.get(order_id)
+        if work is None:
+            log.warning("paper: status request for unknown order %s", order_id)
+            return
+        self._report(work, ExecStatus.STATUS, work.last_ts)
+
+    def open_orders(self) -> list[VenueOrder]:
+        """Return the working orders in time priority."""
+        out: list[VenueOrder] = []
+        for ids in self._book.values():
+            for order_id in ids:
+                work = self._orders[order_id]
+                o = work.order
+                out.append(
+                    VenueOrder(
+                        order_id=o.order_id,
+                        venue=self.name,
+                        account=o.account,
+                        symbol=o.symbol,
+                        side=o.side,
+                        qty=o.qty,
+                        cum_qty=work.cum_qty,
+                        leaves_qty=work.leaves,
+                        avg_px=work.avg_px,
+                        status=work.status,
+                        venue_order_id=o.order_id,
+                    )
+                )
+        return out
+
+    # -- market data -------------------------------------------------------------------
+
+    def on_market(self, tick: MarketData) -> None:
+        """Match the symbol's working orders against one tick, in time priority."""
+        ids = self._book.get(tick.symbol)
+        if not ids:
+            return
+        liquidity = self._liquidity(tick)
+        for order_id in list(ids):
+            work = self._orders[order_id]
+            if tick.ts < work.eligible_from:
+                continue
+            px = self._match_price(work.order, tick.price)
+            if px is not None and liquidity > 0:
+                qty = min(work.leaves, liquidity)
+                liquidity -= qty
+                if qty > 0:
+                    self._fill(work, qty, px, tick.ts)
+            if work.status not in _TERMINAL and work.order.time_in_force is TimeInForce.IOC:
+                self._cancel(work, tick.ts, reason="IOC: remainder canceled")
+
+    def poll_reports(self) -> list[VenueFill]:
+        """Return the reports produced since the last call, in the order they happened."""
+        out, self._reports = self._reports, []
+        return out
+
+    def health(self) -> dict[str, Any]:
+        """Return counts of orders, acks, fills, rejects and working orders."""
+        working = sum(len(ids) for ids in self._book.values())
+        return {
+            "venue": self.name,
+            "connected": self._connected,
+            "session_state": "ACTIVE" if self._connected else "DISCONNECTED",
+            "working_orders": working,
+            **self._counts,
+        }
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _reject_reason(self, order: ValidatedOrder) -> str:
+        cfg = self._config
+        if cfg.allowed_symbols is not None and order.symbol not in cfg.allowed_symbols:
+            return f"symbol {order.symbol} is not traded here"
+        if order.symbol in cfg.rejected_symbols:
+            return f"symbol {order.symbol} is rejected"
+        if cfg.max_qty is not None and order.qty > cfg.max_qty:
+            return f"qty {order.qty} above max {cfg.max_qty}"
+        if order.order_type is OrderType.LIMIT and order.limit_px is None:
+            return "limit order without limit_px"
+        return ""
+
+    def _liquidity(self, tick: MarketData) -> Decimal:
+        frac = self._config.fill_fraction
+        if frac is None:
+            return Decimal("Infinity")
+        qty = tick.volume * frac
+        lot = self._config.lot_size
+        if lot is not None:
+            qty = (qty / lot).to_integral_value(ROUND_DOWN) * lot
+        return qty
+
+    @staticmethod
+    def _match_price(order: ValidatedOrder, price: Decimal) -> Decimal | None:
+        if order.order_type is OrderType.MARKET:
+            return price
+        limit = order.limit_px
+        if limit is None:  # rejected on submit; never matches
+            return None
+        if order.side.sign > 0:
+            return limit if price <= limit else None
+        return limit if price >= limit else None
+
+    def _fill(self, work: _Working, qty: Decimal, px: Decimal, ts: datetime) -> None:
+        work.cum_qty += qty
+        work.notional += qty * px
+        work.status = ExecStatus.FILLED if work.cum_qty >= work.order.qty else ExecStatus.PARTIAL
+        self._counts["fills"] += 1
+        fee = (qty * px * self._config.fee_bps / Decimal(10_000)).quantize(PX_QUANTUM)
+        self._report(work, work.status, ts, last_qty=qty, last_px=px, fee=fee)
+        if work.status is ExecStatus.FILLED:
+            self._unbook(work)
+
+    def _cancel(self, work: _Working, ts: datetime, reason: str) -> None:
+        work.status = ExecStatus.CANCELED
+        self._counts["cancels"] += 1
+        self._report(work, ExecStatus.CANCELED, ts, reason=reason)
+        self._unbook(work)
+
+    def _unbook(self, work: _Working) -> None:
+        ids = self._book.get(work.order.symbol, [])
+        if work.order.order_id in ids:
+            ids.remove(work.order.order_id)
+
+    def _report(
+        self,
+        work: _Working,
+        status: ExecStatus,
+        ts: datetime,
+        *,
+        last_qty: Decimal = Decimal(0),
+        last_px: Decimal = Decimal(0),
+        fee: Decimal = Decimal(0),
+        reason: str = "",
+    ) -> None:
+        work.reports += 1
+        work.last_ts = max(work.last_ts, ts)
+        o = work.order
+        self._reports.append(
+            VenueFill(
+                order_id=o.order_id,
+                venue=self.name,
+                exec_id=f"{o.order_id}-{work.reports}",
+                status=status,
+                account=o.account,
+                symbol=o.symbol,
+                side=o.side,
+                last_qty=last_qty,
+                last_px=last_px,
+                cum_qty=work.cum_qty,
+                leaves_qty=work.leaves,
+                avg_px=work.avg_px,
+                fee=fee,
+                venue_order_id=o.order_id,
+                reason=reason,
+                ts=ts,
+            )
+        )
+
+    def _unknown_cancel(self, order: ValidatedOrder, ts: datetime) -> VenueFill:
+        n = self._unknown_cancels.get(order.order_id, 0) + 1
+        self._unknown_cancels[order.order_id] = n
+        return VenueFill(
+            order_id=order.order_id,
+            venue=self.name,
+            exec_id=f"{order.order_id}-X{n}",
+            status=ExecStatus.STATUS,
+            account=order.account,
+            symbol=order.symbol,
+            side=order.side,
+            reason="cancel rejected: unknown order",
+            ts=ts,
+        )
