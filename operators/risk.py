@@ -1,0 +1,381 @@
+"""Pre-trade risk rules: one small function per rule, each returning a ``RuleResult``.
+
+Pure domain code: it imports only schemas and the standard library.
+
+How a signal is checked: the account book (operators/portfolio.py) gathers everything
+the rules look at into one ``CheckInput`` (position, open orders, exposure, marks,
+limits in force), then ``evaluate`` runs every rule of ``RULES`` in order, always all
+of them, so the decision record shows every value compared. The signal passes when
+every rule passed.
+
+Conventions shared by every rule:
+
+* A limit that is None is not checked: the rule passes with "no limit".
+* A limit passes when ``value <= limit``: at the limit passes, one tick above fails.
+  ``value`` is what the account would have *after* this order (e.g. open orders + 1).
+* ``value`` and ``limit`` in the result are exact decimal strings (``format(x, "f")``).
+* Price of an order (``CheckInput.order_px``): a limit order is valued at its limit
+  price; a market order at the last mark of its symbol, or the signal's ``ref_px``
+  when no mark has been seen. With neither, notional rules that have a limit fail
+  ("no price").
+* Open orders count: position limits add the leaves of open orders on the same side;
+  gross exposure and leverage add the notional reserved by every open order.
+* An order that only *reduces* the position (``CheckInput.reduces``) is exempt from
+  the exposure limits (MAX_POSITION_*, MAX_GROSS_EXPOSURE, MAX_LEVERAGE): cutting risk
+  is always allowed, even when a limit was lowered below the current position. It is
+  still subject to the fat-finger limits (order qty, notional, collar, rate).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, localcontext
+from enum import StrEnum
+
+from operators.accounting import MONEY, ZERO
+from schemas.base import Side
+from schemas.strategy import OrderType, TradeSignal
+from schemas.trading import (
+    Account,
+    AccountStatus,
+    AccountType,
+    RuleResult,
+    SymbolLimit,
+    TradingState,
+)
+
+BPS = Decimal(10_000)
+
+
+class Rule(StrEnum):
+    """Stable names of the pre-trade rules (used in decisions and risk events)."""
+
+    ACCOUNT_STATUS = "ACCOUNT_STATUS"
+    TRADING_HALTED = "TRADING_HALTED"
+    DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
+    MAX_ORDER_NOTIONAL = "MAX_ORDER_NOTIONAL"
+    MAX_ORDER_QTY = "MAX_ORDER_QTY"
+    MAX_POSITION_QTY = "MAX_POSITION_QTY"
+    MAX_POSITION_NOTIONAL = "MAX_POSITION_NOTIONAL"
+    MAX_GROSS_EXPOSURE = "MAX_GROSS_EXPOSURE"
+    MAX_LEVERAGE = "MAX_LEVERAGE"
+    MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
+    PRICE_COLLAR = "PRICE_COLLAR"
+    ORDER_RATE = "ORDER_RATE"
+    BUYING_POWER = "BUYING_POWER"
+
+
+def dec_str(value: Decimal | int) -> str:
+    """Return an exact, non-scientific decimal string (``Infinity`` for infinity)."""
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    """Everything the rules look at for one signal, as of just before the signal."""
+
+    signal: TradeSignal
+    account: Account | None
+    """The account row in force; None if no row was seen (fails ACCOUNT_STATUS)."""
+    symbol_limit: SymbolLimit | None
+    trading_state: TradingState
+    """The most restrictive of the account's state and the signal's strategy's state."""
+    duplicate: bool
+    """The signal id (or the order id derived from it) was seen before."""
+    mark: Decimal | None
+    """Last mark of the signal's symbol."""
+    net_qty: Decimal
+    """Current signed position in the signal's symbol."""
+    open_same_side_qty: Decimal
+    """Leaves of the open orders in this symbol on the signal's side."""
+    open_orders: int
+    gross_exposure: Decimal
+    reserved_notional: Decimal
+    """Notional reserved by every open order of the account."""
+    reserved_buy_notional: Decimal
+    """Notional reserved by the open buy orders (what a cash account has committed)."""
+    equity: Decimal
+    cash: Decimal
+    recent_orders: int
+    """Orders accepted within the second before the signal (event time)."""
+
+    @property
+    def order_px(self) -> Decimal | None:
+        """Return the price the order is valued at (see the module docstring)."""
+        if self.signal.order_type is OrderType.LIMIT:
+            return self.signal.limit_px
+        return self.mark if self.mark is not None else self.signal.ref_px
+
+    @property
+    def order_notional(self) -> Decimal | None:
+        """Return ``qty * order_px``, or None without a price."""
+        px = self.order_px
+        if px is None:
+            return None
+        with localcontext(MONEY):
+            return self.signal.qty * px
+
+    @property
+    def projected_qty(self) -> Decimal:
+        """Return the position if this order and every open order on its side filled."""
+        with localcontext(MONEY):
+            return self.net_qty + self.signal.side.sign * (
+                self.open_same_side_qty + self.signal.qty
+            )
+
+    @property
+    def reduces(self) -> bool:
+        """Tell whether the order only reduces the position.
+
+        True when the order is on the opposite side of the position and, together
+        with the open orders on its side, it cannot take the position through zero.
+        """
+        if self.net_qty == 0 or (self.net_qty > 0) == (self.signal.side is Side.BUY):
+            return False
+        return self.open_same_side_qty + self.signal.qty <= abs(self.net_qty)
+
+
+def _result(rule: Rule, passed: bool, message: str, value: str | None = None,
+            limit: str | None = None) -> RuleResult:
+    return RuleResult(rule=rule.value, passed=passed, value=value, limit=limit, message=message)
+
+
+def _at_most(
+    rule: Rule,
+    what: str,
+    value: Decimal | int | None,
+    limit: Decimal | int | None,
+    *,
+    exempt: bool = False,
+    within: bool | None = None,
+) -> RuleResult:
+    """Check ``value <= limit``, the shape most rules share.
+
+    ``within`` overrides the comparison when the caller compared exactly itself.
+    """
+    shown = None if value is None else dec_str(value)
+    if limit is None:
+        return _result(rule, True, f"{what}: no limit set", shown)
+    if value is None:
+        return _result(rule, False, f"{what}: no price to value the order", None, dec_str(limit))
+    if (value <= limit) if within is None else within:
+        message = f"{what} {shown} within the limit {dec_str(limit)}"
+        return _result(rule, True, message, shown, dec_str(limit))
+    if exempt:
+        message = f"{what} {shown} above the limit {dec_str(limit)}, allowed: the order reduces"
+        return _result(rule, True, message, shown, dec_str(limit))
+    return _result(rule, False, f"{what} {shown} exceeds the limit {dec_str(limit)}", shown,
+                   dec_str(limit))
+
+
+def check_account_status(ctx: CheckInput) -> RuleResult:
+    """Fail an unknown or BLOCKED account; a REDUCING account takes reducing orders only."""
+    rule = Rule.ACCOUNT_STATUS
+    if ctx.account is None:
+        return _result(rule, False, f"account {ctx.signal.account} is unknown", "UNKNOWN")
+    status = ctx.account.status
+    if status is AccountStatus.ACTIVE:
+        return _result(rule, True, "account is ACTIVE", status.value)
+    if status is AccountStatus.REDUCING and ctx.reduces:
+        return _result(rule, True, "account is REDUCING and the order reduces", status.value)
+    if status is AccountStatus.REDUCING:
+        return _result(rule, False, "account is REDUCING: only reducing orders", status.value)
+    return _result(rule, False, f"account is {status.value}", status.value)
+
+
+def check_trading_halted(ctx: CheckInput) -> RuleResult:
+    """Fail when trading is HALTED; in REDUCING pass only orders that reduce."""
+    rule, state = Rule.TRADING_HALTED, ctx.trading_state
+    if state is TradingState.ACTIVE:
+        return _result(rule, True, "trading is ACTIVE", state.value)
+    if state is TradingState.REDUCING and ctx.reduces:
+        return _result(rule, True, "trading is REDUCING and the order reduces", state.value)
+    if state is TradingState.REDUCING:
+        return _result(rule, False, "trading is REDUCING: only reducing orders", state.value)
+    return _result(rule, False, "trading is HALTED", state.value)
+
+
+def check_duplicate_signal(ctx: CheckInput) -> RuleResult:
+    """Fail a signal whose id was seen before."""
+    sid = ctx.signal.signal_id
+    if ctx.duplicate:
+        return _result(Rule.DUPLICATE_SIGNAL, False, f"signal {sid} was seen before", sid)
+    return _result(Rule.DUPLICATE_SIGNAL, True, "first time this signal is seen", sid)
+
+
+def _limit(ctx: CheckInput, name: str) -> Decimal | int | None:
+    return getattr(ctx.account, name) if ctx.account is not None else None
+
+
+def check_max_order_notional(ctx: CheckInput) -> RuleResult:
+    """Fail an order whose notional (qty * order price) exceeds ``max_order_notional``."""
+    return _at_most(Rule.MAX_ORDER_NOTIONAL, "order notional", ctx.order_notional,
+                    _limit(ctx, "max_order_notional"))
+
+
+def check_max_order_qty(ctx: CheckInput) -> RuleResult:
+    """Fail an order whose quantity exceeds ``max_order_qty``."""
+    return _at_most(Rule.MAX_ORDER_QTY, "order qty", ctx.signal.qty,
+                    _limit(ctx, "max_order_qty"))
+
+
+def check_max_position_qty(ctx: CheckInput) -> RuleResult:
+    """Fail when |position + open orders on the side + order| exceeds the symbol's limit."""
+    limit = ctx.symbol_limit.max_position_qty if ctx.symbol_limit else None
+    return _at_most(Rule.MAX_POSITION_QTY, f"projected {ctx.signal.symbol} position",
+                    abs(ctx.projected_qty), limit, exempt=ctx.reduces)
+
+
+def check_max_position_notional(ctx: CheckInput) -> RuleResult:
+    """Fail when the projected position's notional exceeds the symbol's limit.
+
+    The projected position is valued at the last mark, else at the order's price.
+    """
+    limit = ctx.symbol_limit.max_position_notional if ctx.symbol_limit else None
+    px = ctx.mark if ctx.mark is not None else ctx.order_px
+    value = None
+    if px is not None:
+        with localcontext(MONEY):
+            value = abs(ctx.projected_qty) * px
+    return _at_most(Rule.MAX_POSITION_NOTIONAL, f"projected {ctx.signal.symbol} notional",
+                    value, limit, exempt=ctx.reduces)
+
+
+def _projected_gross(ctx: CheckInput) -> Decimal | None:
+    notional = ctx.order_notional
+    if notional is None:
+        return None
+    with localcontext(MONEY):
+        return ctx.gross_exposure + ctx.reserved_notional + notional
+
+
+def check_max_gross_exposure(ctx: CheckInput) -> RuleResult:
+    """Fail when gross exposure + reserved notional + order notional exceeds the limit."""
+    return _at_most(Rule.MAX_GROSS_EXPOSURE, "projected gross exposure", _projected_gross(ctx),
+                    _limit(ctx, "max_gross_exposure"), exempt=ctx.reduces)
+
+
+def check_max_leverage(ctx: CheckInput) -> RuleResult:
+    """Fail when projected gross exposure / equity exceeds ``max_leverage``.
+
+    With equity zero or negative any exposure is unbounded leverage ("Infinity").
+    """
+    limit = _limit(ctx, "max_leverage")
+    gross = _projected_gross(ctx)
+    leverage: Decimal | None = None
+    within: bool | None = None
+    if gross is not None and ctx.equity <= 0:
+        leverage = Decimal("Infinity") if gross > 0 else ZERO
+    elif gross is not None:
+        with localcontext(MONEY):
+            leverage = gross / ctx.equity
+            # Compare exactly; the (rounded) quotient is only for the record.
+            within = None if limit is None else gross <= limit * ctx.equity
+    return _at_most(Rule.MAX_LEVERAGE, "projected leverage", leverage, limit,
+                    exempt=ctx.reduces, within=within)
+
+
+def check_max_open_orders(ctx: CheckInput) -> RuleResult:
+    """Fail when the open orders, this one included, would exceed ``max_open_orders``."""
+    return _at_most(Rule.MAX_OPEN_ORDERS, "open orders", ctx.open_orders + 1,
+                    _limit(ctx, "max_open_orders"))
+
+
+def check_price_collar(ctx: CheckInput) -> RuleResult:
+    """Fail a limit price more than ``price_collar_bps`` away from the last mark.
+
+    The comparison is exact: ``|limit px - mark| <= mark * bps / 10000``; ``value`` is
+    the distance and ``limit`` the allowed distance. Any order needs a mark to pass.
+    """
+    rule, bps = Rule.PRICE_COLLAR, _limit(ctx, "price_collar_bps")
+    if bps is None:
+        return _at_most(rule, "price distance from the mark", None, None)
+    if ctx.mark is None:
+        return _result(rule, False, f"no mark for {ctx.signal.symbol} to check the price",
+                       None, f"{dec_str(bps)}bps")
+    with localcontext(MONEY):
+        allowed = ctx.mark * bps / BPS
+    if ctx.signal.order_type is OrderType.MARKET or ctx.signal.limit_px is None:
+        return _result(rule, True, f"market order; mark {dec_str(ctx.mark)}", "0",
+                       dec_str(allowed))
+    with localcontext(MONEY):
+        distance = abs(ctx.signal.limit_px - ctx.mark)
+    return _at_most(rule, f"limit price {dec_str(ctx.signal.limit_px)}: distance from mark "
+                    f"{dec_str(ctx.mark)}", distance, allowed)
+
+
+def check_order_rate(ctx: CheckInput) -> RuleResult:
+    """Fail when this order would make more than ``max_orders_per_second`` in 1 s."""
+    return _at_most(Rule.ORDER_RATE, "orders in the last second", ctx.recent_orders + 1,
+                    _limit(ctx, "max_orders_per_second"))
+
+
+def check_buying_power(ctx: CheckInput) -> RuleResult:
+    """Fail a cash account's buy whose notional plus reserved buys exceeds its cash."""
+    rule = Rule.BUYING_POWER
+    if ctx.account is None or ctx.account.account_type is not AccountType.CASH:
+        return _result(rule, True, "not a cash account: bound by leverage instead")
+    if ctx.signal.side is not Side.BUY:
+        return _result(rule, True, "a sell needs no cash")
+    notional = ctx.order_notional
+    value = None
+    if notional is not None:
+        with localcontext(MONEY):
+            value = notional + ctx.reserved_buy_notional
+    return _at_most(rule, "buy notional plus reserved buys", value, ctx.cash)
+
+
+Check = Callable[[CheckInput], RuleResult]
+
+RULES: tuple[Check, ...] = (
+    check_account_status,
+    check_trading_halted,
+    check_duplicate_signal,
+    check_max_order_notional,
+    check_max_order_qty,
+    check_max_position_qty,
+    check_max_position_notional,
+    check_max_gross_exposure,
+    check_max_leverage,
+    check_max_open_orders,
+    check_price_collar,
+    check_order_rate,
+    check_buying_power,
+)
+"""Every pre-trade rule, in the order they appear in a decision."""
+
+
+def evaluate(ctx: CheckInput, rules: Iterable[Check] = RULES) -> list[RuleResult]:
+    """Run every rule on ``ctx`` and return all the results (passing or not)."""
+    return [check(ctx) for check in rules]
+
+
+class RateWindow:
+    """Event times of accepted orders, to count them over a sliding window.
+
+    ``count(now)`` counts the times ``t`` with ``t > now - span``: an order exactly one
+    span earlier has left the window. Times older than the newest minus the span are
+    pruned, so a signal more than a span out of order may be under-counted.
+    """
+
+    def __init__(self, span: timedelta = timedelta(seconds=1),
+                 times: Iterable[datetime] = ()) -> None:
+        self.span = span
+        self._times: list[datetime] = sorted(times)
+
+    def count(self, now: datetime) -> int:
+        """Return how many recorded times lie within the window ending at ``now``."""
+        return len(self._times) - bisect_right(self._times, now - self.span)
+
+    def add(self, ts: datetime) -> None:
+        """Record an accepted order at ``ts`` and prune times no window can reach."""
+        insort(self._times, ts)
+        cut = bisect_right(self._times, self._times[-1] - self.span)
+        del self._times[:cut]
+
+    def snapshot(self) -> list[datetime]:
+        """Return the recorded times (a copy)."""
+        return list(self._times)
