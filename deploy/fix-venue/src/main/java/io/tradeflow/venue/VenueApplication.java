@@ -249,8 +249,8 @@ public final class VenueApplication implements Application {
             book.save(order); // write-ahead: the journal knows the fill before the client does
             if (!dropAcks) {
                 Message er = report(order, EXEC_TRADE, execId);
-                er.setString(LAST_QTY, slice.toPlainString());
-                er.setString(LAST_PX, px.toPlainString());
+                er.setString(LAST_QTY, plain(slice));
+                er.setString(LAST_PX, plain(px));
                 send(er, sid);
             }
         }
@@ -359,9 +359,9 @@ public final class VenueApplication implements Application {
         m.setChar(ORD_TYPE, o.ordType);
         if (o.price != null) m.setString(PRICE, o.price.toPlainString());
         if (o.timeInForce != null) m.setString(TIME_IN_FORCE, o.timeInForce);
-        m.setString(LEAVES_QTY, o.leavesQty.toPlainString());
-        m.setString(CUM_QTY, o.cumQty.toPlainString());
-        m.setString(AVG_PX, o.avgPx.toPlainString());
+        m.setString(LEAVES_QTY, plain(o.leavesQty));
+        m.setString(CUM_QTY, plain(o.cumQty));
+        m.setString(AVG_PX, plain(o.avgPx));
         if (o.status == VenueOrder.REJECTED && o.rejReason != null) {
             m.setInt(ORD_REJ_REASON, o.rejReason);
         }
@@ -391,6 +391,11 @@ public final class VenueApplication implements Application {
         m.setString(AVG_PX, "0");
         m.setUtcTimeStamp(TRANSACT_TIME, LocalDateTime.now(ZoneOffset.UTC), true);
         return m;
+    }
+
+    /** Decimal without exponent or trailing zeros: 100, 2.5, 0. */
+    static String plain(BigDecimal d) {
+        return d.signum() == 0 ? "0" : d.stripTrailingZeros().toPlainString();
     }
 
     private String adHocExecId() {
