@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bytewax.operators as op  # noqa: E402
 from bytewax.dataflow import Dataflow  # noqa: E402
 from bytewax.testing import TestingSink, TestingSource, run_main  # noqa: E402
-import bytewax.operators as op  # noqa: E402
 
 from connectors.base import SourceMessage  # noqa: E402
 from connectors.embedded.store import open_stream  # noqa: E402
@@ -109,7 +109,9 @@ def flow_in_memory(ticks: list[MarketData], config: IndicatorConfig) -> float:
 
 
 def run_flow(data_dir: Path, processes: int) -> float:
-    env = dict(os.environ, TRADEFLOW_DATA_DIR=str(data_dir), TRADEFLOW_PARTITIONS="2", TRADEFLOW_PROFILE="local")
+    env = dict(
+        os.environ, TRADEFLOW_DATA_DIR=str(data_dir), TRADEFLOW_PARTITIONS="2", TRADEFLOW_PROFILE="local"
+    )
     cmd = [sys.executable, "-m", "bytewax.run", "flows.indicators:flow"]
     started = time.perf_counter()
     if processes == 1:
@@ -158,7 +160,8 @@ def main() -> None:
         f1 = run_flow(dirs["f1"], 1)
         f2 = run_flow(dirs["f2"], 2)
         for name in ("f1", "f2"):
-            assert count(dirs[name], "sma_wide") == n, f"{name}: wrong row count"
+            if count(dirs[name], "sma_wide") != n:
+                raise SystemExit(f"{name}: wrong sma_wide row count")
 
         flow_1p = n / max(f1 - startup_1p, 1e-9)
         flow_2p = n / max(f2 - startup_2p, 1e-9)

@@ -1,0 +1,1 @@
+"""Sources and sinks: embedded store, Kafka, Fluss, feeds, FIX and venues."""

@@ -1,6 +1,8 @@
-"""What every profile's connectors have in common: the message a source emits and the
-small interfaces the registry hands out (a Bytewax source and sink per stream, plus a
-plain writer and reader for feeds, tools and tests).
+"""What every profile's connectors have in common.
+
+The message a source emits and the small interfaces the registry hands out: a
+Bytewax source and sink per stream, plus a plain writer and reader for feeds, tools
+and tests.
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ def _lazy(module: str, factory: str) -> BackendFactory:
             raise ConnectorError(
                 f"the connectors for this profile ({module}) are not available: {exc}"
             ) from exc
-        return getattr(mod, factory)(settings)  # type: ignore[no-any-return]
+        backend: Backend = getattr(mod, factory)(settings)
+        return backend
 
     return build
 

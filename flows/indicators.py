@@ -6,9 +6,11 @@ Run it: ``python -m bytewax.run flows.indicators:flow`` (settings from ``TRADEFL
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
+from typing_extensions import override
 
 from connectors.base import SourceMessage
 from connectors.registry import Connectors
@@ -37,6 +39,7 @@ class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, Symbol
     def __init__(self, config: IndicatorConfig, resume: SymbolIndicators | None) -> None:
         self.state = resume if resume is not None else SymbolIndicators(config)
 
+    @override
     def on_batch(self, values: list[Located]) -> tuple[list[SmaWide | DeadLetter], bool]:
         out: list[SmaWide | DeadLetter] = []
         for tick, partition, offset in values:
@@ -47,16 +50,20 @@ class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, Symbol
                     out.append(to_sma_wide(res))
         return out, False
 
+    @override
     def on_eof(self) -> tuple[list[SmaWide | DeadLetter], bool]:
         return [to_sma_wide(r) for r in self.state.flush() if isinstance(r, Row)], False
 
+    @override
     def snapshot(self) -> SymbolIndicators:
         return copy.deepcopy(self.state)
 
 
 def _late_letter(late: Late, partition: int, offset: int) -> DeadLetter:
     t = late.tick
-    rec = MarketData(symbol=t.symbol, ts=t.ts, price=repr(t.price), volume=repr(t.volume), wm=t.wm)
+    rec = MarketData(
+        symbol=t.symbol, ts=t.ts, price=Decimal(repr(t.price)), volume=Decimal(repr(t.volume)), wm=t.wm
+    )
     msg = SourceMessage("market_data", partition, offset, t.symbol, encode(rec))
     return dead_letter(msg, late.reason, JOB)
 
@@ -66,9 +73,11 @@ def to_sma_wide(row: Row) -> SmaWide:
     t = row.tick
     values = dict(row.values)
     vwap = values.pop("vwap", None)
-    return SmaWide.model_construct(
-        symbol=t.symbol, ts=t.ts, price=t.price, volume=t.volume, vwap=vwap, seq=row.seq, **values
-    )
+    fields: dict[str, object] = {
+        "symbol": t.symbol, "ts": t.ts, "price": t.price, "volume": t.volume, "vwap": vwap, "seq": row.seq
+    }
+    fields.update(values)
+    return SmaWide.model_construct(**fields)  # type: ignore[arg-type]
 
 
 def indicator_config(settings: Settings) -> IndicatorConfig:

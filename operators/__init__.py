@@ -1,0 +1,1 @@
+"""Pure domain logic (indicators, strategies, orders, accounting, risk) and its Bytewax shims."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from typing_extensions import override
 
 from connectors.base import Backend, SourceMessage, StoredRecord, StreamReader, StreamWriter
 from connectors.embedded.store import StoreFile, open_stream
@@ -89,9 +90,11 @@ class StoreSource(FixedPartitionedSource[SourceMessage, int]):
         """Open the stream's store file (partition count comes from the file)."""
         return open_stream(self.data_dir, self.name, partitions=partitions, table=self.table)
 
+    @override
     def list_parts(self) -> list[str]:
         return [str(p) for p in range(self._known_partitions())]
 
+    @override
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> _StorePartition:
@@ -123,6 +126,7 @@ class StoreSink(DynamicSink[Record]):
         self.partitions = partitions
         self.table = table
 
+    @override
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StoreSinkPartition:
         return _StoreSinkPartition(
             open_stream(self.data_dir, self.name, partitions=self.partitions, table=self.table)

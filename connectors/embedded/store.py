@@ -152,8 +152,11 @@ class StoreFile:
 
 
 class _Tx:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, so two
-    writers never both read the same partition head."""
+    """Run ``BEGIN IMMEDIATE`` ... ``COMMIT`` around a block.
+
+    The write lock is taken up front, so two writers never both read the same
+    partition head.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn

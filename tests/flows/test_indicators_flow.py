@@ -35,7 +35,8 @@ def expected_rows(ticks: list[MarketData], settings: Settings) -> dict[tuple[str
         ind = sets.setdefault(t.symbol, IndicatorSet(indicator_config(settings)))
         seq = seqs.get(t.symbol, 0)
         seqs[t.symbol] = seq + 1
-        out[(t.symbol, seq)] = {"price": float(t.price), **ind.update(float(t.price), float(t.volume), t.ts)}
+        values = ind.update(float(t.price), float(t.volume), t.ts)
+        out[(t.symbol, seq)] = {"price": float(t.price), **values}
     return out
 
 
@@ -66,7 +67,8 @@ def test_bad_records_go_to_dead_letters_and_the_flow_goes_on(
 ) -> None:
     writer = connectors.writer("market_data")
     good = [MarketData(symbol="X", ts=T0 + timedelta(seconds=i), price=10 + i, volume=5) for i in range(3)]
-    writer.write_raw([("X", encode(good[0]))] + [("X", p) for p in BAD_PAYLOADS] + [("X", encode(g)) for g in good[1:]])
+    bad = [("X", p) for p in BAD_PAYLOADS]
+    writer.write_raw([("X", encode(good[0])), *bad, *[("X", encode(g)) for g in good[1:]]])
     writer.close_stream()
     run_main(build_flow(settings))
     rows = read_all(connectors, "sma_wide")
@@ -77,7 +79,8 @@ def test_bad_records_go_to_dead_letters_and_the_flow_goes_on(
         assert isinstance(letter, DeadLetter)
         assert letter.source_stream == "market_data"
         assert letter.job == "indicators"
-        assert letter.offset is not None and letter.partition is not None
+        assert letter.offset is not None
+        assert letter.partition is not None
         assert why in letter.reason, letter.reason
         assert letter.payload == payload.decode()
 
@@ -94,7 +97,8 @@ def test_late_tick_is_dead_lettered_with_its_position(
     assert [r.price for r in read_all(connectors, "sma_wide")] == [10.0, 11.0, 12.0]  # type: ignore[attr-defined]
     (letter,) = read_all(connectors, "dead_letters")
     assert isinstance(letter, DeadLetter)
-    assert "late tick" in letter.reason and letter.offset == 2
+    assert "late tick" in letter.reason
+    assert letter.offset == 2
     assert '"price":"99.0"' in letter.payload  # the tick as parsed, re-encoded
 
 
@@ -103,10 +107,11 @@ def test_watermarked_feed_reorders_out_of_order_ticks(
 ) -> None:
     lag = timedelta(seconds=10)
     order = [(0, 10), (5, 11), (2, 99), (30, 12)]
-    ticks = [
-        MarketData(symbol="X", ts=T0 + timedelta(seconds=s), price=p, volume=1, wm=T0 + timedelta(seconds=max(x for x, _ in order[: i + 1])) - lag)
-        for i, (s, p) in enumerate(order)
-    ]
+    ticks = []
+    for i, (s, p) in enumerate(order):
+        high = max(x for x, _ in order[: i + 1])
+        wm = T0 + timedelta(seconds=high) - lag
+        ticks.append(MarketData(symbol="X", ts=T0 + timedelta(seconds=s), price=p, volume=1, wm=wm))
     replay(ticks, connectors.writer("market_data"), progress=False)
     run_main(build_flow(settings))
     assert [r.price for r in read_all(connectors, "sma_wide")] == [10.0, 99.0, 11.0, 12.0]  # type: ignore[attr-defined]

@@ -165,11 +165,13 @@ def test_tick_older_than_an_applied_one_is_late_with_a_reason() -> None:
     s = SymbolIndicators(IndicatorConfig(sma=(2,), ema=(), rsi=(), vwap=False))
     s.on_tick(tick(100, 1.0))
     out = s.on_tick(tick(50, 2.0))
-    assert len(out) == 1 and isinstance(out[0], Late)
+    assert len(out) == 1
+    assert isinstance(out[0], Late)
     assert "late tick" in out[0].reason
     # The late tick did not touch the indicators: the next SMA(2) pairs 1.0 and 4.0.
     nxt = s.on_tick(tick(200, 4.0))
-    assert isinstance(nxt[0], Row) and nxt[0].values["sma_2"] == pytest.approx(2.5)
+    assert isinstance(nxt[0], Row)
+    assert nxt[0].values["sma_2"] == pytest.approx(2.5)
 
 
 def test_ticks_with_equal_timestamps_keep_arrival_order() -> None:

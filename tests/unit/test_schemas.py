@@ -81,7 +81,8 @@ def test_signal_rejects_zero_qty_and_unknown_side() -> None:
 
 def test_sma_wide_accepts_indicator_columns_only() -> None:
     row = SmaWide(symbol="X", ts=T0, price=1.0, volume=1.0, sma_7=1.0, rsi_3=None)
-    assert row.indicator("sma_7") == 1.0 and row.indicator("rsi_3") is None
+    assert row.indicator("sma_7") == 1.0
+    assert row.indicator("rsi_3") is None
     with pytest.raises(ValueError, match="unknown column"):
         SmaWide(symbol="X", ts=T0, price=1.0, volume=1.0, macd=1.0)
     with pytest.raises(ValueError, match="finite"):

@@ -33,7 +33,8 @@ def test_partition_count_is_fixed_by_the_first_open(tmp_path: Path) -> None:
 def test_table_keeps_the_latest_row_per_key_and_the_changelog(tmp_path: Path) -> None:
     t = open_stream(tmp_path, "t", partitions=1, table=True)
     t.append([("a", b"1"), ("b", b"1"), ("a", b"2")])
-    assert t.latest("a") == b"2" and t.latest("zz") is None
+    assert t.latest("a") == b"2"
+    assert t.latest("zz") is None
     assert list(t.scan_latest()) == [("a", b"2"), ("b", b"1")]
     assert [r.value for r in t.read(0, 0, 10)] == [b"1", b"1", b"2"]
 
@@ -70,5 +71,6 @@ def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) ->
     # each writer's own records keep their order within a partition
     for part in (0, 1):
         for w in range(3):
-            mine = [int(r.value.split(b":")[1]) for r in f.read(part, 0, 10_000) if r.value.startswith(b"%d:" % w)]
+            recs = f.read(part, 0, 10_000)
+            mine = [int(r.value.split(b":")[1]) for r in recs if r.value.startswith(b"%d:" % w)]
             assert mine == sorted(mine)

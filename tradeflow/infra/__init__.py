@@ -1,0 +1,1 @@
+"""The real JVM servers (Kafka, Fluss, the QuickFIX/J venue), started from deploy/."""
