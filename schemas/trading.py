@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from schemas.base import Money, NonNegative, Price, Qty, Record, SignedQty, Side, UtcDatetime
+from schemas.base import Money, NonNegative, Price, Qty, Record, Side, SignedQty, UtcDatetime
 from schemas.strategy import OrderType
 
 
