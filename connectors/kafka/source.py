@@ -1,0 +1,183 @@
+"""A Bytewax source over one topic: one source partition per topic partition.
+
+Each source partition owns an assign-only consumer (no consumer group, nothing
+committed): its snapshot is the next offset to read, and a flow restarted with
+recovery is assigned exactly there. ``next_batch`` never blocks: it takes what the
+consumer has already fetched in the background and, when there is nothing, asks
+Bytewax to come back after the poll interval (``next_awake``).
+
+End of stream (bounded mode): a writer closes a stream by appending a marker record
+(header ``tradeflow-eos``) to every partition. A bounded source partition stops when
+the marker is the last record of its partition, and its position stays *on* the
+marker, so a bounded run resumed from that snapshot stops at once too. A marker
+followed by more records (the stream was written again after it was closed) is
+skipped. In follow mode markers are skipped and the source keeps waiting. Markers
+are never emitted into the flow.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from connectors.base import ConnectorError, SourceMessage
+from connectors.kafka.config import consumer_config, is_eos, log
+from connectors.kafka.topics import TopicAdmin, TopicSpec, raise_unless_transient, watermarks
+from tradeflow.settings import KafkaSettings
+
+
+class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
+    def __init__(self, source: KafkaSource, part: int, resume_state: int | None) -> None:
+        self._src = source
+        self._part = part
+        self._tp = TopicPartition(source.topic, part)
+        self._consumer = Consumer(
+            consumer_config(source.kafka, source.topic, eof=not source.follow)
+        )
+        self._skip_before = -1
+        self._pending_eos: int | None = None
+        self._done = False
+        self._awake: datetime | None = None
+        try:
+            start = self._start_offset(resume_state)
+        except BaseException:
+            self._consumer.close()
+            raise
+        self._offset = start
+        self._consumer.assign([TopicPartition(source.topic, part, start)])
+
+    def _start_offset(self, resume_state: int | None) -> int:
+        if resume_state is not None:
+            return resume_state
+        lo, hi = watermarks(self._consumer, self._src.topic, self._part)
+        if not self._src.from_end:
+            return lo
+        if self._src.follow or hi <= lo:
+            return hi
+        # Bounded from the end: step back one record so a closing marker that is
+        # already there is seen (and the partition stops); anything else before
+        # ``hi`` is skipped.
+        self._skip_before = hi
+        return hi - 1
+
+    def next_batch(self) -> list[SourceMessage]:
+        if self._done:
+            raise StopIteration
+        msgs = self._consumer.consume(self._src.batch_size, 0)
+        out = [m for m in (self._accept(msg) for msg in msgs) if m is not None]
+        if self._pending_eos is not None and self._at_end_after_marker():
+            self._done = True
+            if not out:
+                raise StopIteration
+        self._awake = None if msgs else datetime.now(UTC) + self._src.poll_interval
+        return out
+
+    def _accept(self, msg: Message) -> SourceMessage | None:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                if self._pending_eos is not None and msg.offset() == self._pending_eos + 1:
+                    self._done = True
+                return None
+            if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                raise ConnectorError(
+                    f"offset {self._offset} of {self._src.topic}[{self._part}] is no longer "
+                    f"on the broker (retention?): {err.str()}"
+                )
+            raise_unless_transient(err, f"consuming {self._src.topic}[{self._part}]")
+            return None
+        offset = msg.offset()
+        assert offset is not None  # noqa: S101 - set on every fetched message
+        if is_eos(msg.headers()):
+            if self._src.follow:
+                self._offset = offset + 1
+            else:
+                # Stay on the marker until we know whether it is the last record.
+                self._pending_eos = offset
+                self._offset = offset
+            return None
+        self._pending_eos = None
+        self._offset = offset + 1
+        if offset < self._skip_before:
+            return None
+        key = msg.key()
+        return SourceMessage(
+            self._src.name,
+            self._part,
+            offset,
+            None if key is None else key.decode("utf-8", errors="replace"),
+            msg.value() or b"",
+        )
+
+    def _at_end_after_marker(self) -> bool:
+        if self._done:
+            return True
+        # The high watermark librdkafka cached from the fetch that brought the
+        # marker (or a later one): equal to marker + 1 means nothing follows it.
+        _, hi = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        return self._pending_eos is not None and hi == self._pending_eos + 1
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaSource(FixedPartitionedSource[SourceMessage, int]):
+    """A Bytewax source over one topic: one source partition per topic partition.
+
+    Partition names are ``"<partition>-<topic>"`` (like Bytewax's own Kafka source),
+    so the recovery store says which topic each snapshotted offset belongs to. The
+    topic is created on first use. Snapshots are the next offset to read; without
+    one a partition starts at its first offset, or with ``from_end`` at its high
+    watermark. With ``follow`` the source waits for more records forever; without
+    it, each partition stops at the stream's end-of-stream marker (see the module
+    docstring). Records are emitted as ``SourceMessage`` with the stream's physical
+    name (without the topic prefix), like the local profile.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        name: str,
+        *,
+        topic: str,
+        partitions: int,
+        table: bool,
+        follow: bool,
+        batch_size: int = 500,
+        poll_interval: timedelta = timedelta(milliseconds=50),
+        from_end: bool = False,
+    ) -> None:
+        self.kafka = kafka
+        self.name = name
+        self.topic = topic
+        self.partitions = partitions
+        self.table = table
+        self.follow = follow
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.from_end = from_end
+
+    def list_parts(self) -> list[str]:
+        """Create the topic if needed; return one part per topic partition."""
+        count = TopicAdmin(self.kafka).ensure(TopicSpec(self.topic, self.partitions, self.table))
+        return [f"{p}-{self.topic}" for p in range(count)]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _TopicPartitionSource:
+        """Open a consumer on one partition, at its snapshot if there is one."""
+        idx, _, topic = for_part.partition("-")
+        if topic != self.topic:
+            raise ConnectorError(
+                f"step {step_id}: partition {for_part!r} is not of topic {self.topic!r}"
+            )
+        log.debug("step %s: %s from %s", step_id, for_part, resume_state)
+        return _TopicPartitionSource(self, int(idx), resume_state)
