@@ -1,0 +1,79 @@
+"""Settings of one FIX 4.4 initiator session, frozen and strict.
+
+The fields are meant to live under ``Settings.fix`` and so be read from
+``TRADEFLOW_FIX__<FIELD>`` (``TRADEFLOW_FIX__HOST``, ``TRADEFLOW_FIX__PASSWORD``...);
+tests and tools build ``FixSettings(...)`` directly. Credentials are ``SecretStr``, so
+they never show in reprs or logs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class FixSettings(BaseModel):
+    """Where the venue is, who we are, and how the session behaves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    """Venue acceptor host (``TRADEFLOW_FIX__HOST``)."""
+    port: int = Field(default=9878, gt=0, lt=65536)
+    """Venue acceptor port (``TRADEFLOW_FIX__PORT``)."""
+    begin_string: Literal["FIX.4.4"] = "FIX.4.4"
+    """Protocol version (tag 8); only FIX 4.4 is spoken."""
+    sender_comp_id: str = Field(default="TRADEFLOW", min_length=1)
+    """Our CompID, tag 49 on what we send (``TRADEFLOW_FIX__SENDER_COMP_ID``)."""
+    target_comp_id: str = Field(default="VENUE", min_length=1)
+    """The venue's CompID, tag 56 on what we send (``TRADEFLOW_FIX__TARGET_COMP_ID``)."""
+    heartbeat_s: int = Field(default=30, ge=1)
+    """HeartBtInt (108) proposed at logon (``TRADEFLOW_FIX__HEARTBEAT_S``)."""
+    reset_on_logon: bool = False
+    """Send ResetSeqNumFlag=Y (141) and start both sequences at 1 on every logon."""
+    username: SecretStr | None = None
+    """Username (553) sent at logon (``TRADEFLOW_FIX__USERNAME``)."""
+    password: SecretStr | None = None
+    """Password (554) sent at logon (``TRADEFLOW_FIX__PASSWORD``)."""
+    store_dir: Path = Path("data/fix")
+    """Directory of the session store (sequence numbers, sent messages, order map)."""
+    fsync: bool = True
+    """Fsync every store write before the bytes go out (off only for tests/benchmarks)."""
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    """TCP connect timeout."""
+    logon_timeout_s: float = Field(default=10.0, gt=0)
+    """How long to wait for the venue's Logon before dropping the connection."""
+    logout_timeout_s: float = Field(default=2.0, gt=0)
+    """How long to wait for the venue's Logout after sending ours."""
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    """First reconnect delay; it doubles (``reconnect_multiplier``) up to the maximum."""
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    """Largest reconnect delay."""
+    reconnect_multiplier: float = Field(default=2.0, ge=1)
+    """Growth of the reconnect delay after each failed attempt."""
+    pending_order_timeout_s: float = Field(default=30.0, gt=0)
+    """Orders waiting for a logged-on session are rejected (never sent) after this."""
+    max_latency_s: float | None = Field(default=120.0, gt=0)
+    """Inbound SendingTime (52) may differ from our clock by this much (None: no check)."""
+    max_seen_exec_ids: int = Field(default=100_000, ge=1)
+    """ExecIDs remembered (and persisted) for de-duplication."""
+
+    @model_validator(mode="after")
+    def _distinct_comp_ids(self) -> FixSettings:
+        if self.sender_comp_id == self.target_comp_id:
+            raise ValueError("sender_comp_id and target_comp_id must differ")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        return self
+
+    @property
+    def session_id(self) -> str:
+        """Return ``FIX.4.4:SENDER->TARGET``, the session's name in logs and the store."""
+        return f"{self.begin_string}:{self.sender_comp_id}->{self.target_comp_id}"
+
+    @property
+    def session_dir(self) -> Path:
+        """Return the store directory of this session (one per CompID pair)."""
+        return self.store_dir / f"{self.sender_comp_id}-{self.target_comp_id}"

@@ -1,0 +1,389 @@
+"""The on-disk store of one FIX session: what must survive a restart.
+
+Layout, one directory per CompID pair (``FixSettings.session_dir``)::
+
+    seqnums.json    {"next_sender": 12, "next_target": 9, "created": "...Z"}
+                    replaced atomically (write temp, fsync, rename, fsync dir)
+    messages.log    one JSON line per application message we sent:
+                    {"seq": 7, "raw": "<the wire bytes, latin-1>"}  (for resends)
+    orders.jsonl    the order map journal, one JSON event per line:
+                    {"e": "sent", "order_id", "cl_ord_id", "account", "symbol", "side",
+                     "qty", "order_type", "limit_px", "tif"}
+                    {"e": "cancel", "order_id", "cl_ord_id"}
+                    {"e": "venue_id", "order_id", "venue_order_id"}
+                    {"e": "state", "order_id", "state", "reason"}
+    execids.log     one JSON string per line: ExecIDs already turned into fills,
+                    the newest ``max_seen`` kept
+
+Appends are one ``write`` of a whole line, flushed (and fsynced unless disabled)
+before the caller puts bytes on the wire, so the store is always ahead of the venue.
+A torn last line (a crash mid-write) is cut off when the file is opened again. The
+journals are compacted on open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+
+def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        if fsync:
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Return the complete lines of a journal, cutting off a torn last line."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        log.warning("fix store: %s ends in a torn line (%d bytes); cut off", path, len(data) - cut)
+        data = data[:cut]
+        with open(path, "r+b") as fh:
+            fh.truncate(cut)
+    return data.decode("utf-8").splitlines()
+
+
+class _Journal:
+    """An append-only file of lines, flushed (and fsynced) per append."""
+
+    def __init__(self, path: Path, fsync: bool) -> None:
+        self._path = path
+        self._fsync = fsync
+        self._fh: IO[bytes] | None = None
+
+    def append(self, line: str) -> None:
+        if self._fh is None:
+            self._fh = open(self._path, "ab")  # kept open across appends
+        self._fh.write(line.encode("utf-8") + b"\n")
+        self._fh.flush()
+        if self._fsync:
+            os.fsync(self._fh.fileno())
+
+    def rewrite(self, lines: list[str]) -> None:
+        self.close()
+        atomic_write(self._path, "".join(f"{x}\n" for x in lines).encode(), fsync=self._fsync)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class SessionStore:
+    """Sequence numbers and the application messages we sent, kept for resends."""
+
+    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+        self._dir = Path(directory)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        self._seq_path = self._dir / "seqnums.json"
+        self._messages: dict[int, bytes] = {}
+        self._journal = _Journal(self._dir / "messages.log", fsync)
+        self._next_sender = 1
+        self._next_target = 1
+        self._created = datetime.now(UTC)
+        self._dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        if self._seq_path.exists():
+            data = json.loads(self._seq_path.read_text())
+            self._next_sender = int(data["next_sender"])
+            self._next_target = int(data["next_target"])
+            self._created = datetime.fromisoformat(data["created"])
+        for line in _read_lines(self._dir / "messages.log"):
+            rec = json.loads(line)
+            self._messages[int(rec["seq"])] = rec["raw"].encode("latin-1")
+        if self._messages:
+            # A message on disk was (maybe) on the wire: never reuse its number.
+            highest = max(self._messages)
+            if highest >= self._next_sender:
+                log.warning("fix store: seqnums behind messages.log; next sender %d", highest + 1)
+                self._next_sender = highest + 1
+                self._dirty = True
+                self.save()
+
+    @property
+    def directory(self) -> Path:
+        """Return the store directory."""
+        return self._dir
+
+    @property
+    def next_sender_seq(self) -> int:
+        """Return the MsgSeqNum our next message gets."""
+        return self._next_sender
+
+    @next_sender_seq.setter
+    def next_sender_seq(self, value: int) -> None:
+        self._next_sender = value
+        self._dirty = True
+
+    @property
+    def next_target_seq(self) -> int:
+        """Return the MsgSeqNum we expect next from the venue."""
+        return self._next_target
+
+    @next_target_seq.setter
+    def next_target_seq(self, value: int) -> None:
+        self._next_target = value
+        self._dirty = True
+
+    @property
+    def created(self) -> datetime:
+        """Return when the current sequence numbering started."""
+        return self._created
+
+    def save(self) -> None:
+        """Write the sequence numbers (atomically) if they changed."""
+        if not self._dirty:
+            return
+        data = {
+            "next_sender": self._next_sender,
+            "next_target": self._next_target,
+            "created": self._created.isoformat(),
+        }
+        atomic_write(self._seq_path, json.dumps(data).encode(), fsync=self._fsync)
+        self._dirty = False
+
+    def store_message(self, seq: int, raw: bytes) -> None:
+        """Keep a sent application message for resends (appended before it is sent)."""
+        self._messages[seq] = raw
+        self._journal.append(json.dumps({"seq": seq, "raw": raw.decode("latin-1")}))
+
+    def message(self, seq: int) -> bytes | None:
+        """Return the sent application message with this MsgSeqNum, if kept."""
+        return self._messages.get(seq)
+
+    def messages(self, begin: int, end: int) -> dict[int, bytes]:
+        """Return the kept messages with ``begin <= seq <= end``."""
+        return {s: m for s, m in self._messages.items() if begin <= s <= end}
+
+    def reset(self, now: datetime) -> None:
+        """Start both sequences at 1 and forget sent messages (ResetSeqNumFlag)."""
+        self._messages.clear()
+        self._journal.rewrite([])
+        self._next_sender = 1
+        self._next_target = 1
+        self._created = now
+        self._dirty = True
+        self.save()
+
+    def close(self) -> None:
+        """Save and close the files."""
+        self.save()
+        self._journal.close()
+
+
+class OrderPhase(StrEnum):
+    """Where an order stands as far as the FIX layer knows."""
+
+    IN_FLIGHT = "IN_FLIGHT"
+    """Sent, outcome unknown (no report yet, or not confirmed since a restart)."""
+    WORKING = "WORKING"
+    """Acknowledged by the venue and not finished."""
+    DONE = "DONE"
+    """Filled, canceled, rejected or expired at the venue."""
+    NOT_SENT = "NOT_SENT"
+    """Rejected locally (timed out waiting for a session) or canceled before sending;
+    it must never go out later."""
+
+
+@dataclass(slots=True)
+class OrderEntry:
+    """One order of the map: internal id, ClOrdIDs, venue OrderID and what it was."""
+
+    order_id: str
+    cl_ord_id: str
+    account: str
+    symbol: str
+    side: str
+    qty: str
+    order_type: str
+    limit_px: str | None
+    tif: str
+    venue_order_id: str | None = None
+    cancel_ids: list[str] = field(default_factory=list)
+    phase: OrderPhase = OrderPhase.IN_FLIGHT
+    reason: str = ""
+    local_status: str = ""
+    """For NOT_SENT orders: the status reported locally (REJECTED or CANCELED)."""
+    # in memory only: last known figures and the cancel awaiting an answer
+    cum_qty: Decimal = Decimal(0)
+    avg_px: Decimal = Decimal(0)
+    leaves_qty: Decimal | None = None
+    pending_cancel: str | None = None
+
+    def persisted(self) -> dict[str, Any]:
+        """Return the fields that are journaled."""
+        data = asdict(self)
+        for k in ("cum_qty", "avg_px", "leaves_qty", "pending_cancel"):
+            data.pop(k)
+        data["phase"] = self.phase.value
+        return data
+
+
+class OrderJournal:
+    """The order map (order_id, ClOrdIDs, venue OrderID, phase) and seen ExecIDs."""
+
+    def __init__(self, directory: Path, *, fsync: bool = True, max_seen: int = 100_000) -> None:
+        self._dir = Path(directory)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._max_seen = max_seen
+        self._orders: dict[str, OrderEntry] = {}
+        self._by_cl_ord_id: dict[str, str] = {}
+        self._by_venue_id: dict[str, str] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._orders_log = _Journal(self._dir / "orders.jsonl", fsync)
+        self._exec_log = _Journal(self._dir / "execids.log", fsync)
+        self._exec_lines = 0
+        self._load()
+
+    def _load(self) -> None:
+        lines = _read_lines(self._dir / "orders.jsonl")
+        for line in lines:
+            self._apply(json.loads(line))
+        if len(lines) > 2 * len(self._orders) + 64:
+            self._orders_log.rewrite(
+                [json.dumps({"e": "snap", **o.persisted()}) for o in self._orders.values()]
+            )
+        exec_lines = _read_lines(self._dir / "execids.log")
+        for line in exec_lines[-self._max_seen :]:
+            self._seen[json.loads(line)] = None
+        self._exec_lines = len(exec_lines)
+        if self._exec_lines > 2 * self._max_seen:
+            self._compact_exec_ids()
+        for entry in self._orders.values():
+            entry.pending_cancel = None  # its answer, if any, shows in the status reply
+            if entry.phase is OrderPhase.WORKING:
+                entry.phase = OrderPhase.IN_FLIGHT  # unconfirmed since the restart
+
+    def _apply(self, ev: dict[str, Any]) -> None:
+        kind = ev.pop("e")
+        if kind in ("sent", "snap"):
+            ev["phase"] = OrderPhase(ev.get("phase", OrderPhase.IN_FLIGHT))
+            entry = OrderEntry(**ev)
+            self._orders[entry.order_id] = entry
+            self._by_cl_ord_id[entry.cl_ord_id] = entry.order_id
+            for cid in entry.cancel_ids:
+                self._by_cl_ord_id[cid] = entry.order_id
+            if entry.venue_order_id:
+                self._by_venue_id[entry.venue_order_id] = entry.order_id
+            return
+        entry_ = self._orders.get(ev["order_id"])
+        if entry_ is None:
+            log.warning("fix store: journal event for unknown order %s", ev)
+            return
+        if kind == "cancel":
+            entry_.cancel_ids.append(ev["cl_ord_id"])
+            entry_.pending_cancel = ev["cl_ord_id"]
+            self._by_cl_ord_id[ev["cl_ord_id"]] = entry_.order_id
+        elif kind == "venue_id":
+            entry_.venue_order_id = ev["venue_order_id"]
+            self._by_venue_id[ev["venue_order_id"]] = entry_.order_id
+        elif kind == "state":
+            entry_.phase = OrderPhase(ev["state"])
+            entry_.reason = ev.get("reason", "")
+
+    def _write(self, ev: dict[str, Any]) -> None:
+        self._orders_log.append(json.dumps(ev))
+        self._apply(dict(ev))
+
+    # -- the order map -----------------------------------------------------------------
+
+    def get(self, order_id: str) -> OrderEntry | None:
+        """Return the entry of an order, or None if it was never recorded."""
+        return self._orders.get(order_id)
+
+    def by_cl_ord_id(self, cl_ord_id: str) -> OrderEntry | None:
+        """Return the entry a ClOrdID (of the order or of one of its cancels) belongs to."""
+        order_id = self._by_cl_ord_id.get(cl_ord_id)
+        return None if order_id is None else self._orders.get(order_id)
+
+    def by_venue_order_id(self, venue_order_id: str) -> OrderEntry | None:
+        """Return the entry the venue's OrderID (37) belongs to."""
+        order_id = self._by_venue_id.get(venue_order_id)
+        return None if order_id is None else self._orders.get(order_id)
+
+    def entries(self) -> Iterator[OrderEntry]:
+        """Yield every recorded order."""
+        yield from self._orders.values()
+
+    def record_order(self, entry: OrderEntry) -> None:
+        """Record a new order: IN_FLIGHT before its NewOrderSingle goes out, or NOT_SENT."""
+        if entry.order_id in self._orders:
+            raise ValueError(f"order {entry.order_id} is already in the store")
+        self._write({"e": "sent", **entry.persisted()})
+
+    def record_cancel(self, order_id: str, cl_ord_id: str) -> None:
+        """Record a cancel ClOrdID before its OrderCancelRequest goes out."""
+        self._write({"e": "cancel", "order_id": order_id, "cl_ord_id": cl_ord_id})
+
+    def record_venue_id(self, order_id: str, venue_order_id: str) -> None:
+        """Record the venue's OrderID (37) the first time it is seen."""
+        entry = self._orders.get(order_id)
+        if entry is not None and entry.venue_order_id != venue_order_id:
+            self._write({"e": "venue_id", "order_id": order_id, "venue_order_id": venue_order_id})
+
+    def record_phase(self, order_id: str, phase: OrderPhase, reason: str = "") -> None:
+        """Record a change of phase (WORKING, DONE, NOT_SENT); repeats are not written."""
+        entry = self._orders.get(order_id)
+        if entry is not None and entry.phase is phase:
+            return
+        self._write({"e": "state", "order_id": order_id, "state": phase.value, "reason": reason})
+
+    # -- exec ids ----------------------------------------------------------------------
+
+    def seen(self, exec_id: str) -> bool:
+        """Tell whether a report with this ExecID was already turned into a fill."""
+        return exec_id in self._seen
+
+    def mark_seen(self, exec_id: str) -> None:
+        """Remember an ExecID (on disk too), forgetting the oldest beyond the bound."""
+        if exec_id in self._seen:
+            return
+        self._seen[exec_id] = None
+        while len(self._seen) > self._max_seen:
+            self._seen.popitem(last=False)
+        self._exec_log.append(json.dumps(exec_id))
+        self._exec_lines += 1
+        if self._exec_lines > 2 * self._max_seen:
+            self._compact_exec_ids()
+
+    def _compact_exec_ids(self) -> None:
+        self._exec_log.rewrite([json.dumps(x) for x in self._seen])
+        self._exec_lines = len(self._seen)
+
+    def close(self) -> None:
+        """Close the journal files."""
+        self._orders_log.close()
+        self._exec_log.close()
