@@ -1,0 +1,506 @@
+"""The FIX application layer: validated orders out, execution reports in as VenueFills.
+
+ID mapping: the internal ``order_id`` is the ClOrdID (11) of the NewOrderSingle, so a
+retry after a crash reuses it; a cancel gets ClOrdID ``<order_id>-C<n>`` (``n`` counts
+that order's cancels) with OrigClOrdID = ``order_id``; the venue's OrderID (37) is
+recorded the first time it is seen. The map lives in the ``OrderJournal`` and is
+written before any message goes out.
+
+IN_FLIGHT: an order recorded as sent whose outcome is unknown — no report yet, or not
+confirmed since a restart. Such an order is never sent again: submitting it again
+(a replay after a crash) sends an OrderStatusRequest instead, and every IN_FLIGHT
+order gets one after each logon. An order rejected locally (it never went out) is
+NOT_SENT and stays rejected on any replay.
+
+Reports: every ExecutionReport becomes at most one VenueFill, de-duplicated by ExecID
+across restarts (persisted, bounded); cumulative quantities are capped by the order
+quantity. An OrderCancelReject becomes a STATUS report whose reason starts with
+``cancel rejected:`` (the order itself did not change). A session Reject or
+BusinessMessageReject of a NewOrderSingle becomes a REJECTED report.
+
+ExecType (150) -> status: 0 NEW; A and 6/E (pending new/cancel/replace) ACK; F (and
+FIX 4.2's 1/2) PARTIAL or FILLED by OrdStatus/LeavesQty; 4 CANCELED; 8 REJECTED;
+C EXPIRED; I (status answer) STATUS, or REJECTED when OrdStatus says 8 (the venue does
+not know the order); 3/5/D/G/H STATUS.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import simplefix
+from pydantic import ValidationError
+
+from connectors.fix.codec import (
+    AppMessage,
+    MsgType,
+    Tag,
+    decimal,
+    fmt_decimal,
+    fmt_time,
+    parse,
+    parse_time,
+    text,
+)
+from connectors.fix.session import Clock, EventKind, SessionEvent, utc_now
+from connectors.fix.store import OrderEntry, OrderJournal, OrderPhase
+from connectors.venues.base import VenueOrder
+from schemas import ExecStatus, OrderType, Side, ValidatedOrder, VenueFill
+
+log = logging.getLogger(__name__)
+
+_SIDE_OUT = {Side.BUY: "1", Side.SELL: "2"}
+_SIDE_IN = {"1": Side.BUY, "2": Side.SELL, "5": Side.SELL, "6": Side.SELL}
+_ORD_TYPE = {OrderType.MARKET: "1", OrderType.LIMIT: "2"}
+_TIF = {"DAY": "0", "GTC": "1", "IOC": "3"}
+
+_EXEC_TYPE: dict[str, ExecStatus] = {
+    "0": ExecStatus.NEW,
+    "A": ExecStatus.ACK,
+    "6": ExecStatus.ACK,
+    "E": ExecStatus.ACK,
+    "4": ExecStatus.CANCELED,
+    "8": ExecStatus.REJECTED,
+    "C": ExecStatus.EXPIRED,
+    "I": ExecStatus.STATUS,
+    "3": ExecStatus.STATUS,
+    "5": ExecStatus.STATUS,
+    "D": ExecStatus.STATUS,
+    "G": ExecStatus.STATUS,
+    "H": ExecStatus.STATUS,
+}
+_TRADE_TYPES = frozenset({"F", "1", "2"})
+_DONE = frozenset({ExecStatus.FILLED, ExecStatus.CANCELED, ExecStatus.REJECTED, ExecStatus.EXPIRED})
+_DONE_ORD_STATUS = frozenset({"2", "4", "8", "C"})
+
+
+def exec_status(exec_type: str, ord_status: str, leaves: Decimal | None) -> ExecStatus | None:
+    """Map ExecType (150) and OrdStatus (39) to an ``ExecStatus`` (None if unknown)."""
+    if exec_type in _TRADE_TYPES:
+        done = ord_status == "2" or (leaves is not None and leaves == 0)
+        return ExecStatus.FILLED if done else ExecStatus.PARTIAL
+    if exec_type == "I" and ord_status == "8":
+        return ExecStatus.REJECTED
+    return _EXEC_TYPE.get(exec_type)
+
+
+@dataclass(slots=True)
+class Routed:
+    """What routing one request produced: messages to send and reports made locally."""
+
+    messages: list[AppMessage] = field(default_factory=list)
+    reports: list[VenueFill] = field(default_factory=list)
+
+
+class FixApplication:
+    """Turn orders into FIX messages and FIX reports into VenueFills (see module doc)."""
+
+    def __init__(self, venue: str, journal: OrderJournal, clock: Clock = utc_now) -> None:
+        self._venue = venue
+        self._journal = journal
+        self._clock = clock
+        self.counts = {
+            "orders_sent": 0,
+            "cancels_sent": 0,
+            "status_requests": 0,
+            "acks": 0,
+            "fills": 0,
+            "rejects": 0,
+            "duplicates": 0,
+            "unknown_reports": 0,
+            "bad_reports": 0,
+            "not_resent": 0,
+        }
+
+    @property
+    def journal(self) -> OrderJournal:
+        """Return the order journal."""
+        return self._journal
+
+    # -- outbound ------------------------------------------------------------------------
+
+    def new_order(self, order: ValidatedOrder) -> Routed:
+        """Route a NEW order: a NewOrderSingle the first time, never twice (see doc)."""
+        entry = self._journal.get(order.order_id)
+        if entry is None:
+            entry = _entry(order, OrderPhase.IN_FLIGHT)
+            self._journal.record_order(entry)
+            self.counts["orders_sent"] += 1
+            return Routed([self._new_order_single(order)])
+        if entry.phase is OrderPhase.NOT_SENT:
+            return Routed(reports=[self._unsent_report(entry)])
+        if entry.phase is OrderPhase.DONE:
+            log.info("fix: order %s submitted again but already done; ignored", order.order_id)
+            return Routed()
+        self.counts["not_resent"] += 1
+        log.warning(
+            "fix: order %s is already %s at the venue; requesting its status, not re-sending",
+            order.order_id,
+            entry.phase.value,
+        )
+        entry.phase = OrderPhase.IN_FLIGHT
+        return Routed([self._status_request(entry)])
+
+    def reject_unsent(self, order: ValidatedOrder, reason: str) -> VenueFill:
+        """Reject an order that never went out; it stays rejected on any replay."""
+        self.counts["rejects"] += 1
+        return self._unsent(order, ExecStatus.REJECTED, reason)
+
+    def cancel_unsent(self, order: ValidatedOrder, reason: str) -> VenueFill:
+        """Cancel an order that never went out; it stays canceled on any replay."""
+        return self._unsent(order, ExecStatus.CANCELED, reason)
+
+    def cancel_not_sent(self, cancel: ValidatedOrder, reason: str) -> VenueFill:
+        """Report a cancel request that could not be sent (the order is unchanged)."""
+        return self._notice(cancel, f"CXLREJ-{fmt_time(cancel.ts)}", reason)
+
+    def _unsent(self, order: ValidatedOrder, status: ExecStatus, reason: str) -> VenueFill:
+        entry = self._journal.get(order.order_id)
+        if entry is None:
+            entry = _entry(order, OrderPhase.NOT_SENT, reason)
+            entry.local_status = status.value
+            self._journal.record_order(entry)
+        return self._unsent_report(entry)
+
+    def _unsent_report(self, entry: OrderEntry) -> VenueFill:
+        status = ExecStatus(entry.local_status or ExecStatus.REJECTED.value)
+        return self._local(entry, status, status.value[:3], entry.reason)
+
+    def cancel_order(self, order: ValidatedOrder) -> Routed:
+        """Route a cancel: an OrderCancelRequest with ClOrdID ``<order_id>-C<n>``."""
+        entry = self._journal.get(order.order_id)
+        tag = f"CXLREJ-{fmt_time(order.ts)}"
+        if entry is None:
+            return Routed(reports=[self._notice(order, tag, "cancel rejected: unknown order")])
+        if entry.phase in (OrderPhase.DONE, OrderPhase.NOT_SENT):
+            why = f"cancel rejected: order is {entry.phase.value.lower()}"
+            return Routed(reports=[self._local(entry, ExecStatus.STATUS, tag, why)])
+        if entry.pending_cancel is not None:
+            log.info("fix: cancel of %s already pending (%s)", order.order_id, entry.pending_cancel)
+            return Routed()
+        cl_ord_id = f"{entry.order_id}-C{len(entry.cancel_ids) + 1}"
+        self._journal.record_cancel(entry.order_id, cl_ord_id)
+        self.counts["cancels_sent"] += 1
+        fields: list[tuple[int, str]] = [
+            (Tag.ORIG_CL_ORD_ID, entry.cl_ord_id),
+            (Tag.CL_ORD_ID, cl_ord_id),
+        ]
+        if entry.venue_order_id:
+            fields.append((Tag.ORDER_ID, entry.venue_order_id))
+        fields += [
+            (Tag.ACCOUNT, entry.account),
+            (Tag.SYMBOL, entry.symbol),
+            (Tag.SIDE, _SIDE_OUT[Side(entry.side)]),
+            (Tag.TRANSACT_TIME, fmt_time(order.ts)),
+            (Tag.ORDER_QTY, entry.qty),
+        ]
+        return Routed([AppMessage(MsgType.ORDER_CANCEL_REQUEST, tuple(fields))])
+
+    def status_request(self, order_id: str) -> Routed:
+        """Route an OrderStatusRequest for a known order (unknown ids are logged)."""
+        entry = self._journal.get(order_id)
+        if entry is None or entry.phase is OrderPhase.NOT_SENT:
+            log.warning("fix: status request for %s, which was never sent", order_id)
+            return Routed()
+        return Routed([self._status_request(entry)])
+
+    def on_logon(self) -> list[AppMessage]:
+        """Return a status request for every IN_FLIGHT order (outcome unknown)."""
+        return [
+            self._status_request(e)
+            for e in self._journal.entries()
+            if e.phase is OrderPhase.IN_FLIGHT
+        ]
+
+    def in_flight(self) -> list[str]:
+        """Return the order ids whose outcome is unknown."""
+        return [e.order_id for e in self._journal.entries() if e.phase is OrderPhase.IN_FLIGHT]
+
+    def open_orders(self) -> list[VenueOrder]:
+        """Return the orders sent and not done, as far as the reports tell."""
+        out = []
+        for e in self._journal.entries():
+            if e.phase not in (OrderPhase.IN_FLIGHT, OrderPhase.WORKING):
+                continue
+            qty = Decimal(e.qty)
+            out.append(
+                VenueOrder(
+                    order_id=e.order_id,
+                    venue=self._venue,
+                    account=e.account,
+                    symbol=e.symbol,
+                    side=Side(e.side),
+                    qty=qty,
+                    cum_qty=e.cum_qty,
+                    leaves_qty=e.leaves_qty if e.leaves_qty is not None else qty - e.cum_qty,
+                    avg_px=e.avg_px,
+                    status=ExecStatus.STATUS if e.phase is OrderPhase.IN_FLIGHT else ExecStatus.NEW,
+                    venue_order_id=e.venue_order_id,
+                    in_flight=e.phase is OrderPhase.IN_FLIGHT,
+                )
+            )
+        return out
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def on_message(self, msg: simplefix.FixMessage) -> list[VenueFill]:
+        """Turn one inbound application message into VenueFills (maybe none)."""
+        msg_type = text(msg, Tag.MSG_TYPE)
+        if msg_type == MsgType.EXECUTION_REPORT:
+            return self._execution_report(msg)
+        if msg_type == MsgType.ORDER_CANCEL_REJECT:
+            return self._cancel_reject(msg)
+        if msg_type == MsgType.BUSINESS_MESSAGE_REJECT:
+            return self._business_reject(msg)
+        log.warning("fix: application message 35=%s not handled", msg_type)
+        return []
+
+    def on_event(self, event: SessionEvent) -> list[VenueFill]:
+        """Turn a session Reject of one of our orders into a REJECTED report."""
+        if event.kind is not EventKind.REJECT_RECEIVED or event.ref_message is None:
+            return []
+        ref = parse(event.ref_message)
+        return self._refused(
+            text(ref, Tag.MSG_TYPE) or "",
+            text(ref, Tag.CL_ORD_ID),
+            f"session reject: {event.text}",
+            parse_time(text(ref, Tag.SENDING_TIME)),
+        )
+
+    def _execution_report(self, msg: simplefix.FixMessage) -> list[VenueFill]:
+        entry = self._find(msg)
+        exec_id = text(msg, Tag.EXEC_ID) or ""
+        if entry is None:
+            self.counts["unknown_reports"] += 1
+            log.warning("fix: ExecutionReport %s for an order we never sent; dropped", exec_id)
+            return []
+        if self._journal.seen(exec_id):
+            self.counts["duplicates"] += 1
+            log.info("fix: ExecID %s already turned into a fill; dropped", exec_id)
+            return []
+        exec_type, ord_status = text(msg, Tag.EXEC_TYPE) or "", text(msg, Tag.ORD_STATUS) or ""
+        status = exec_status(exec_type, ord_status, decimal(msg, Tag.LEAVES_QTY))
+        if status is None:
+            self.counts["bad_reports"] += 1
+            log.warning("fix: ExecType %s not understood; dropped", text(msg, Tag.EXEC_TYPE))
+            self._journal.mark_seen(exec_id)
+            return []
+        fill = self._fill(msg, entry, status, exec_id)
+        self._journal.mark_seen(exec_id)
+        if fill is None:
+            return []
+        self._advance(entry, fill, ord_status)
+        return [fill]
+
+    def _fill(
+        self, msg: simplefix.FixMessage, entry: OrderEntry, status: ExecStatus, exec_id: str
+    ) -> VenueFill | None:
+        qty = Decimal(entry.qty)
+        cum = decimal(msg, Tag.CUM_QTY) or Decimal(0)
+        if cum > qty:
+            log.error("fix: %s CumQty %s above order qty %s; capped", exec_id, cum, qty)
+            cum = qty
+        venue_order_id = text(msg, Tag.ORDER_ID)
+        if venue_order_id and venue_order_id != "NONE":
+            self._journal.record_venue_id(entry.order_id, venue_order_id)
+        reason = text(msg, Tag.TEXT) or ""
+        if status is ExecStatus.REJECTED and text(msg, Tag.ORD_REJ_REASON):
+            reason = f"{reason} (OrdRejReason={text(msg, Tag.ORD_REJ_REASON)})".strip()
+        try:
+            return VenueFill(
+                order_id=entry.order_id,
+                venue=self._venue,
+                exec_id=exec_id,
+                status=status,
+                account=text(msg, Tag.ACCOUNT) or entry.account,
+                symbol=text(msg, Tag.SYMBOL) or entry.symbol,
+                side=_SIDE_IN.get(text(msg, Tag.SIDE) or "", Side(entry.side)),
+                last_qty=decimal(msg, Tag.LAST_QTY) or Decimal(0),
+                last_px=decimal(msg, Tag.LAST_PX) or Decimal(0),
+                cum_qty=cum,
+                leaves_qty=max(decimal(msg, Tag.LEAVES_QTY) or Decimal(0), Decimal(0)),
+                avg_px=decimal(msg, Tag.AVG_PX) or Decimal(0),
+                fee=decimal(msg, Tag.COMMISSION) or Decimal(0),
+                venue_order_id=entry.venue_order_id,
+                reason=reason,
+                ts=self._ts(msg),
+            )
+        except ValidationError as exc:
+            self.counts["bad_reports"] += 1
+            log.error("fix: ExecutionReport %s does not make a valid fill: %s", exec_id, exc)
+            return None
+
+    def _advance(self, entry: OrderEntry, fill: VenueFill, ord_status: str) -> None:
+        entry.cum_qty, entry.avg_px, entry.leaves_qty = fill.cum_qty, fill.avg_px, fill.leaves_qty
+        if fill.status in (ExecStatus.NEW, ExecStatus.ACK):
+            self.counts["acks"] += 1
+        elif fill.status in (ExecStatus.PARTIAL, ExecStatus.FILLED):
+            self.counts["fills"] += 1
+        elif fill.status is ExecStatus.REJECTED:
+            self.counts["rejects"] += 1
+        done = fill.status in _DONE or (
+            fill.status is ExecStatus.STATUS and ord_status in _DONE_ORD_STATUS
+        )
+        if done:
+            entry.pending_cancel = None
+            self._journal.record_phase(entry.order_id, OrderPhase.DONE, fill.status.value)
+        else:
+            self._journal.record_phase(entry.order_id, OrderPhase.WORKING)
+
+    def _cancel_reject(self, msg: simplefix.FixMessage) -> list[VenueFill]:
+        entry = self._find(msg)
+        cl_ord_id = text(msg, Tag.CL_ORD_ID) or ""
+        exec_id = f"CXLREJ-{cl_ord_id}"
+        if entry is None:
+            self.counts["unknown_reports"] += 1
+            log.warning("fix: OrderCancelReject %s for an order we never sent", cl_ord_id)
+            return []
+        if self._journal.seen(exec_id):
+            self.counts["duplicates"] += 1
+            return []
+        entry.pending_cancel = None
+        self._journal.mark_seen(exec_id)
+        why = text(msg, Tag.TEXT) or "no reason given"
+        reason = f"cancel rejected: {why} (CxlRejReason={text(msg, Tag.CXL_REJ_REASON) or '-'})"
+        if text(msg, Tag.ORD_STATUS) in _DONE_ORD_STATUS:
+            self._journal.record_phase(entry.order_id, OrderPhase.DONE, "cancel reject: done")
+        return [self._local(entry, ExecStatus.STATUS, exec_id, reason, ts=self._ts(msg),
+                            exact_id=True)]
+
+    def _business_reject(self, msg: simplefix.FixMessage) -> list[VenueFill]:
+        return self._refused(
+            text(msg, Tag.REF_MSG_TYPE) or "",
+            text(msg, Tag.BUSINESS_REJECT_REF_ID),
+            f"business reject {text(msg, Tag.BUSINESS_REJECT_REASON)}: {text(msg, Tag.TEXT) or ''}",
+            self._ts(msg),
+        )
+
+    def _refused(
+        self, ref_type: str, cl_ord_id: str | None, why: str, ts: datetime | None
+    ) -> list[VenueFill]:
+        entry = self._journal.by_cl_ord_id(cl_ord_id) if cl_ord_id else None
+        if entry is None:
+            log.warning("fix: %s (35=%s, ClOrdID %s) is not ours", why, ref_type, cl_ord_id)
+            return []
+        exec_id = f"REFUSED-{cl_ord_id}"
+        if self._journal.seen(exec_id):
+            return []
+        self._journal.mark_seen(exec_id)
+        if ref_type == MsgType.NEW_ORDER_SINGLE:
+            self.counts["rejects"] += 1
+            self._journal.record_phase(entry.order_id, OrderPhase.DONE, "refused")
+            return [self._local(entry, ExecStatus.REJECTED, exec_id, why, ts=ts, exact_id=True)]
+        if ref_type == MsgType.ORDER_CANCEL_REQUEST:
+            entry.pending_cancel = None
+            reason = f"cancel rejected: {why}"
+            return [self._local(entry, ExecStatus.STATUS, exec_id, reason, ts=ts, exact_id=True)]
+        log.warning("fix: %s for 35=%s of order %s", why, ref_type, entry.order_id)
+        return []
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _find(self, msg: simplefix.FixMessage) -> OrderEntry | None:
+        for tag in (Tag.CL_ORD_ID, Tag.ORIG_CL_ORD_ID):
+            value = text(msg, tag)
+            entry = self._journal.by_cl_ord_id(value) if value else None
+            if entry is not None:
+                return entry
+        venue_id = text(msg, Tag.ORDER_ID)
+        return self._journal.by_venue_order_id(venue_id) if venue_id else None
+
+    def _ts(self, msg: simplefix.FixMessage) -> datetime:
+        return (
+            parse_time(text(msg, Tag.TRANSACT_TIME))
+            or parse_time(text(msg, Tag.SENDING_TIME))
+            or self._clock()
+        )
+
+    def _new_order_single(self, order: ValidatedOrder) -> AppMessage:
+        fields: list[tuple[int, str]] = [
+            (Tag.CL_ORD_ID, order.order_id),
+            (Tag.ACCOUNT, order.account),
+            (Tag.HANDL_INST, "1"),
+            (Tag.SYMBOL, order.symbol),
+            (Tag.SIDE, _SIDE_OUT[order.side]),
+            (Tag.TRANSACT_TIME, fmt_time(order.ts)),
+            (Tag.ORDER_QTY, fmt_decimal(order.qty)),
+            (Tag.ORD_TYPE, _ORD_TYPE[order.order_type]),
+        ]
+        if order.order_type is OrderType.LIMIT and order.limit_px is not None:
+            fields.append((Tag.PRICE, fmt_decimal(order.limit_px)))
+        fields.append((Tag.TIME_IN_FORCE, _TIF[order.time_in_force.value]))
+        return AppMessage(MsgType.NEW_ORDER_SINGLE, tuple(fields))
+
+    def _status_request(self, entry: OrderEntry) -> AppMessage:
+        self.counts["status_requests"] += 1
+        fields: list[tuple[int, str]] = [(Tag.CL_ORD_ID, entry.cl_ord_id)]
+        if entry.venue_order_id:
+            fields.append((Tag.ORDER_ID, entry.venue_order_id))
+        fields += [
+            (Tag.ACCOUNT, entry.account),
+            (Tag.SYMBOL, entry.symbol),
+            (Tag.SIDE, _SIDE_OUT[Side(entry.side)]),
+        ]
+        return AppMessage(MsgType.ORDER_STATUS_REQUEST, tuple(fields))
+
+    def _local(
+        self,
+        entry: OrderEntry,
+        status: ExecStatus,
+        tag: str,
+        reason: str,
+        *,
+        ts: datetime | None = None,
+        exact_id: bool = False,
+    ) -> VenueFill:
+        qty = Decimal(entry.qty)
+        leaves = Decimal(0) if status in _DONE else (
+            entry.leaves_qty if entry.leaves_qty is not None else qty - entry.cum_qty
+        )
+        return VenueFill(
+            order_id=entry.order_id,
+            venue=self._venue,
+            exec_id=tag if exact_id else f"{entry.order_id}-LOCAL-{tag}",
+            status=status,
+            account=entry.account,
+            symbol=entry.symbol,
+            side=Side(entry.side),
+            cum_qty=entry.cum_qty,
+            leaves_qty=leaves,
+            avg_px=entry.avg_px,
+            venue_order_id=entry.venue_order_id,
+            reason=reason,
+            ts=ts or self._clock(),
+        )
+
+    def _notice(self, order: ValidatedOrder, tag: str, reason: str) -> VenueFill:
+        return VenueFill(
+            order_id=order.order_id,
+            venue=self._venue,
+            exec_id=f"{order.order_id}-LOCAL-{tag}",
+            status=ExecStatus.STATUS,
+            account=order.account,
+            symbol=order.symbol,
+            side=order.side,
+            reason=reason,
+            ts=order.ts,
+        )
+
+
+def _entry(order: ValidatedOrder, phase: OrderPhase, reason: str = "") -> OrderEntry:
+    return OrderEntry(
+        order_id=order.order_id,
+        cl_ord_id=order.order_id,
+        account=order.account,
+        symbol=order.symbol,
+        side=order.side.value,
+        qty=fmt_decimal(order.qty),
+        order_type=order.order_type.value,
+        limit_px=fmt_decimal(order.limit_px) if order.limit_px is not None else None,
+        tif=order.time_in_force.value,
+        phase=phase,
+        reason=reason,
+    )
