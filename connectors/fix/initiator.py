@@ -1,0 +1,244 @@
+"""TCP transport of a FIX initiator: one thread per session, reconnecting with backoff.
+
+The thread owns the socket and is the only one that touches the ``FixSession`` and the
+handler's state: other threads hand it work through ``call_soon`` (a queue plus a
+wake-up socket), so nothing the Bytewax worker calls ever waits on the network. The
+loop connects, sends Logon, then pumps: bytes in -> ``session.receive``, time ->
+``session.tick``, queued calls, and ``handler.on_idle``. When the connection ends it
+waits ``reconnect_initial_s``, doubling up to ``reconnect_max_s`` while attempts keep
+failing, and resets the delay after a successful logon. ``stop`` logs out politely.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from connectors.fix.session import FixSession, SessionOutput, SessionState
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05
+"""Longest the loop sleeps between looks at the clock (timers, pending timeouts)."""
+
+Command = Callable[[], list[bytes]]
+"""Work run on the I/O thread; it returns wire messages to write."""
+
+
+class SessionHandler(Protocol):
+    """What the initiator calls on its thread besides the session."""
+
+    def on_output(self, out: SessionOutput) -> list[bytes]:
+        """Handle a session output (reports, events); return more messages to send."""
+        ...
+
+    def on_idle(self) -> list[bytes]:
+        """Run periodic work (pending-order timeouts); return messages to send."""
+        ...
+
+    def on_disconnected(self) -> None:
+        """Note that the connection ended."""
+        ...
+
+
+class FixInitiator:
+    """Run one ``FixSession`` over TCP on a dedicated thread (see the module doc)."""
+
+    def __init__(self, session: FixSession, handler: SessionHandler) -> None:
+        self._session = session
+        self._handler = handler
+        self._s = session.settings
+        self.lock = threading.RLock()
+        """Held while the I/O thread works on the session; readers on other threads take it."""
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self.connects = 0
+        self.connect_failures = 0
+        self.last_error = ""
+
+    @property
+    def connected(self) -> bool:
+        """Tell whether a TCP connection is up (logged on or not)."""
+        return self._sock is not None
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the I/O thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the I/O thread (returns at once)."""
+        if self._thread is not None:
+            raise RuntimeError("initiator already started")
+        self._thread = threading.Thread(
+            target=self._run, name=f"fix-{self._s.sender_comp_id}", daemon=True
+        )
+        self._thread.start()
+
+    def call_soon(self, command: Command) -> None:
+        """Run ``command`` on the I/O thread and send what it returns (non-blocking)."""
+        self._commands.put(command)
+        self._wake()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Log out (when logged on), close the connection and join the thread."""
+        self._stopping.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout if timeout is not None else self._s.logout_timeout_s + 5)
+            if self._thread.is_alive():
+                log.error("%s: I/O thread did not stop in time", self._s.session_id)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- the I/O thread ------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # full (a wake-up is already pending) or closed at shutdown
+
+    def _run(self) -> None:
+        delay = self._s.reconnect_initial_s
+        while not self._stopping.is_set():
+            sock = self._connect()
+            if sock is not None:
+                logged_on = self._pump(sock)
+                if logged_on:
+                    delay = self._s.reconnect_initial_s
+            if self._stopping.is_set():
+                break
+            self._wait(delay)
+            delay = min(delay * self._s.reconnect_multiplier, self._s.reconnect_max_s)
+        self._run_commands(None)  # late calls still get their local answers
+
+    def _connect(self) -> socket.socket | None:
+        try:
+            sock = socket.create_connection(
+                (self._s.host, self._s.port), timeout=self._s.connect_timeout_s
+            )
+        except OSError as exc:
+            self.connect_failures += 1
+            self.last_error = f"connect {self._s.host}:{self._s.port}: {exc}"
+            log.warning("%s: %s", self._s.session_id, self.last_error)
+            return None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self._s.connect_timeout_s)  # bounds sendall on a stuck peer
+        self.connects += 1
+        log.info("%s: connected to %s:%d", self._s.session_id, self._s.host, self._s.port)
+        return sock
+
+    def _pump(self, sock: socket.socket) -> bool:
+        """Run one connection until it ends; tell whether it reached a logon."""
+        self._sock = sock
+        logged_on = False
+        logout_sent = False
+        try:
+            with self.lock:
+                if not self._send(sock, self._handle(self._session.connected())):
+                    return False
+            while True:
+                if self._stopping.is_set() and not logout_sent:
+                    logout_sent = True
+                    with self.lock:
+                        out = self._session.logout("shutting down")
+                        if not self._send(sock, self._handle(out)) or out.disconnect:
+                            return logged_on
+                if not self._run_commands(sock):
+                    return logged_on
+                readable, _, _ = select.select([sock, self._wake_r], [], [], POLL_S)
+                if self._wake_r in readable:
+                    self._drain_wake()
+                if sock in readable and not self._read(sock):
+                    return logged_on
+                with self.lock:
+                    out = self._session.tick()
+                    extra = self._handle(out)
+                    if not self._send(sock, extra + self._handler.on_idle()) or out.disconnect:
+                        return logged_on
+                    logged_on = logged_on or self._session.state is SessionState.ACTIVE
+        finally:
+            self._sock = None
+            sock.close()
+            with self.lock:
+                self._session.disconnected()
+                self._handler.on_disconnected()
+            log.info("%s: disconnected", self._s.session_id)
+
+    def _read(self, sock: socket.socket) -> bool:
+        try:
+            data = sock.recv(65536)
+        except OSError as exc:
+            self.last_error = f"recv: {exc}"
+            log.warning("%s: %s", self._s.session_id, self.last_error)
+            return False
+        if not data:
+            self.last_error = "venue closed the connection"
+            log.warning("%s: %s", self._s.session_id, self.last_error)
+            return False
+        with self.lock:
+            out = self._session.receive(data)
+            ok = self._send(sock, self._handle(out))
+        return ok and not out.disconnect
+
+    def _handle(self, out: SessionOutput) -> list[bytes]:
+        return out.outbound + self._handler.on_output(out)
+
+    def _send(self, sock: socket.socket, frames: list[bytes]) -> bool:
+        if not frames:
+            return True
+        try:
+            sock.sendall(b"".join(frames))
+        except OSError as exc:
+            self.last_error = f"send: {exc}"
+            log.warning("%s: %s", self._s.session_id, self.last_error)
+            return False
+        return True
+
+    def _run_commands(self, sock: socket.socket | None) -> bool:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return True
+            with self.lock:
+                frames = command()
+                if sock is None:
+                    if frames:
+                        log.error("%s: %d messages with no connection", self._s.session_id,
+                                  len(frames))
+                    continue
+                if not self._send(sock, frames):
+                    return False
+
+    def _wait(self, delay: float) -> None:
+        """Wait before reconnecting, still running queued calls and idle work."""
+        until = time.monotonic() + delay
+        while not self._stopping.is_set():
+            self._run_commands(None)
+            with self.lock:
+                self._handler.on_idle()
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            readable, _, _ = select.select([self._wake_r], [], [], min(left, POLL_S))
+            if readable:
+                self._drain_wake()
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            return

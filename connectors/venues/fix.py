@@ -1,0 +1,298 @@
+"""The FIX 4.4 venue adapter: ``VenueAdapter`` over ``FixSession`` + ``FixInitiator``.
+
+``submit``/``cancel``/``request_status`` only put a call on the initiator's queue; the
+I/O thread routes it. While the session is not logged on, orders wait in a pending
+list and go out right after the next logon (after the status requests for IN_FLIGHT
+orders); one still waiting after ``pending_order_timeout_s`` is rejected locally
+(a REJECTED report with the reason) and recorded NOT_SENT, so it can never go out
+later. A cancel of an order still waiting here cancels it locally (CANCELED). Reports
+are collected on the I/O thread and handed over by ``poll_reports``.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.fix.application import FixApplication, Routed
+from connectors.fix.initiator import FixInitiator
+from connectors.fix.session import (
+    Clock,
+    EventKind,
+    FixSession,
+    SessionOutput,
+    SessionState,
+    utc_now,
+)
+from connectors.fix.settings import FixSettings
+from connectors.fix.store import OrderJournal, OrderPhase, SessionStore
+from connectors.venues.base import VenueAdapter, VenueError, VenueOrder
+from schemas import ExecStatus, OrderAction, ValidatedOrder, VenueFill
+
+log = logging.getLogger(__name__)
+
+LATENCY_SAMPLES = 1000
+"""Ack and fill latencies kept for the percentiles in ``health``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    order: ValidatedOrder
+    cancel: bool
+    since: float
+
+
+class FixVenue(VenueAdapter):
+    """Send orders to a FIX 4.4 venue and bring its execution reports back."""
+
+    def __init__(
+        self, settings: FixSettings, *, name: str = "fix", clock: Clock = utc_now
+    ) -> None:
+        self._settings = settings
+        self._name = name
+        self._clock = clock
+        self._reports: deque[VenueFill] = deque()
+        self._pending: list[_Pending] = []
+        self._sent_at: dict[str, float] = {}
+        self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._fill_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._logons = 0
+        self._events: dict[str, int] = {}
+        self._logged_on = threading.Event()
+        self._session: FixSession | None = None
+        self._app: FixApplication | None = None
+        self._initiator: FixInitiator | None = None
+        self._closed = False
+
+    # -- required ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Return the venue name written into fills."""
+        return self._name
+
+    @property
+    def settings(self) -> FixSettings:
+        """Return the session settings."""
+        return self._settings
+
+    def connect(self) -> None:
+        """Open the store and start the initiator thread (returns at once)."""
+        if self._initiator is not None:
+            return
+        directory = self._settings.session_dir
+        store = SessionStore(directory, fsync=self._settings.fsync)
+        journal = OrderJournal(
+            directory, fsync=self._settings.fsync, max_seen=self._settings.max_seen_exec_ids
+        )
+        self._session = FixSession(self._settings, store, self._clock)
+        self._app = FixApplication(self._name, journal, self._clock)
+        self._initiator = FixInitiator(self._session, self)
+        self._initiator.start()
+
+    def submit(self, order: ValidatedOrder) -> None:
+        """Enqueue a NEW order for the I/O thread."""
+        if order.action is not OrderAction.NEW:
+            raise VenueError(f"submit takes NEW orders, got {order.action} for {order.order_id}")
+        since = time.monotonic()
+        self._initiator_or_fail().call_soon(lambda: self._new(order, since))
+
+    def cancel(self, order: ValidatedOrder) -> None:
+        """Enqueue a cancel of ``order.order_id`` for the I/O thread."""
+        since = time.monotonic()
+        self._initiator_or_fail().call_soon(lambda: self._cancel(order, since))
+
+    def poll_reports(self) -> list[VenueFill]:
+        """Return the reports received since the last call (never blocks on I/O)."""
+        out: list[VenueFill] = []
+        while True:
+            try:
+                out.append(self._reports.popleft())
+            except IndexError:
+                return out
+
+    def health(self) -> dict[str, Any]:
+        """Return session state, sequence numbers, counts and ack/fill latencies."""
+        session, app, initiator = self._session, self._app, self._initiator
+        figures: dict[str, Any] = {"venue": self._name, "session_state": "CLOSED"}
+        if session is None or app is None or initiator is None:
+            return figures
+        with initiator.lock:
+            figures.update(
+                session_state=session.state.value,
+                connected=initiator.connected,
+                logged_on=session.state is SessionState.ACTIVE,
+                next_sender_seq=session.next_sender_seq,
+                next_target_seq=session.next_target_seq,
+                msgs_sent=session.msgs_sent,
+                msgs_received=session.msgs_received,
+                connects=initiator.connects,
+                connect_failures=initiator.connect_failures,
+                logons=self._logons,
+                last_error=initiator.last_error,
+                pending=len(self._pending),
+                in_flight=len(app.in_flight()),
+                **app.counts,
+                **{f"events_{k.lower()}": v for k, v in self._events.items()},
+                ack_p50_ms=_pct(self._ack_ms, 50),
+                ack_p99_ms=_pct(self._ack_ms, 99),
+                fill_p50_ms=_pct(self._fill_ms, 50),
+                fill_p99_ms=_pct(self._fill_ms, 99),
+            )
+        return figures
+
+    def close(self) -> None:
+        """Log out, stop the I/O thread and close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._initiator is not None:
+            self._initiator.stop()
+        if self._session is not None:
+            self._session.store.close()
+        if self._app is not None:
+            self._app.journal.close()
+
+    # -- optional ------------------------------------------------------------------------
+
+    def request_status(self, order_id: str) -> None:
+        """Enqueue an OrderStatusRequest; the answer arrives as a STATUS report."""
+        self._initiator_or_fail().call_soon(lambda: self._status(order_id))
+
+    def open_orders(self) -> list[VenueOrder]:
+        """Return the orders sent and not done (IN_FLIGHT ones flagged)."""
+        initiator, app = self._initiator, self._app
+        if initiator is None or app is None:
+            return []
+        with initiator.lock:
+            return app.open_orders()
+
+    # -- extras --------------------------------------------------------------------------
+
+    def wait_logged_on(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for a logon (tests and tools, not the worker)."""
+        return self._logged_on.wait(timeout)
+
+    @property
+    def session_state(self) -> SessionState:
+        """Return the FIX session state."""
+        return SessionState.DISCONNECTED if self._session is None else self._session.state
+
+    # -- on the I/O thread ---------------------------------------------------------------
+
+    def on_output(self, out: SessionOutput) -> list[bytes]:
+        """Turn session output into reports; after a logon, send what waited for it."""
+        app, session = self._parts()
+        logon = False
+        for event in out.events:
+            self._events[event.kind.value] = self._events.get(event.kind.value, 0) + 1
+            self._add(app.on_event(event))
+            if event.kind is EventKind.LOGON:
+                logon = True
+        for msg in out.app_messages:
+            self._add(app.on_message(msg))
+        if not logon or session.state is not SessionState.ACTIVE:
+            return []
+        self._logons += 1
+        self._logged_on.set()
+        frames = [session.send_app(m) for m in app.on_logon()]
+        pending, self._pending = self._pending, []
+        for p in pending:
+            frames += self._cancel(p.order, p.since) if p.cancel else self._new(p.order, p.since)
+        return frames
+
+    def on_idle(self) -> list[bytes]:
+        """Reject orders that waited too long for a session."""
+        if not self._pending:
+            return []
+        app, _ = self._parts()
+        now = time.monotonic()
+        limit = self._settings.pending_order_timeout_s
+        keep: list[_Pending] = []
+        for p in self._pending:
+            if now - p.since < limit:
+                keep.append(p)
+                continue
+            why = f"not sent: no FIX session for {limit:g}s"
+            if p.cancel:
+                self._add([app.cancel_not_sent(p.order, f"cancel rejected: {why}")])
+            else:
+                self._add([app.reject_unsent(p.order, why)])
+        self._pending = keep
+        return []
+
+    def on_disconnected(self) -> None:
+        """Note the disconnect (orders now wait in the pending list)."""
+        self._logged_on.clear()
+
+    def _new(self, order: ValidatedOrder, since: float) -> list[bytes]:
+        app, session = self._parts()
+        if session.state is not SessionState.ACTIVE:
+            self._pending.append(_Pending(order, cancel=False, since=since))
+            return []
+        routed = app.new_order(order)
+        if routed.messages:
+            self._sent_at.setdefault(order.order_id, time.monotonic())
+        return self._route(routed)
+
+    def _cancel(self, order: ValidatedOrder, since: float) -> list[bytes]:
+        app, session = self._parts()
+        waiting = [p for p in self._pending if not p.cancel and p.order.order_id == order.order_id]
+        if waiting:
+            self._pending.remove(waiting[0])
+            self._add([app.cancel_unsent(waiting[0].order, "canceled before it was sent")])
+            return []
+        if session.state is not SessionState.ACTIVE:
+            self._pending.append(_Pending(order, cancel=True, since=since))
+            return []
+        return self._route(app.cancel_order(order))
+
+    def _status(self, order_id: str) -> list[bytes]:
+        app, session = self._parts()
+        if session.state is not SessionState.ACTIVE:
+            entry = app.journal.get(order_id)
+            if entry is not None and entry.phase is not OrderPhase.DONE:
+                entry.phase = OrderPhase.IN_FLIGHT  # asked for at the next logon
+            return []
+        return self._route(app.status_request(order_id))
+
+    def _route(self, routed: Routed) -> list[bytes]:
+        _, session = self._parts()
+        self._add(routed.reports)
+        return [session.send_app(m) for m in routed.messages]
+
+    def _add(self, reports: list[VenueFill]) -> None:
+        now = time.monotonic()
+        for fill in reports:
+            sent = self._sent_at.get(fill.order_id)
+            if sent is not None:
+                if fill.status in (ExecStatus.NEW, ExecStatus.ACK, ExecStatus.REJECTED):
+                    self._ack_ms.append((now - sent) * 1000)
+                elif fill.status in (ExecStatus.PARTIAL, ExecStatus.FILLED):
+                    self._fill_ms.append((now - sent) * 1000)
+                    if fill.status is ExecStatus.FILLED:
+                        self._sent_at.pop(fill.order_id, None)
+            self._reports.append(fill)
+
+    def _parts(self) -> tuple[FixApplication, FixSession]:
+        if self._app is None or self._session is None:
+            raise VenueError("FixVenue used before connect()")
+        return self._app, self._session
+
+    def _initiator_or_fail(self) -> FixInitiator:
+        if self._initiator is None or self._closed:
+            raise VenueError("FixVenue is not connected (call connect() first)")
+        return self._initiator
+
+
+def _pct(samples: deque[float], pct: int) -> float | None:
+    if not samples:
+        return None
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
