@@ -17,7 +17,9 @@ Layout of ``<data_dir>/<stream>.db``:
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -40,6 +42,10 @@ CREATE TABLE IF NOT EXISTS latest (
     off INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+
+
+LOCK_TIMEOUT_S = 60.0
+"""How long a writer waits for another process's write lock before failing."""
 
 
 def partition_for(key: str | None, partitions: int) -> int:
@@ -162,7 +168,22 @@ class _Tx:
         self._conn = conn
 
     def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+        # SQLite's own busy handler backs off in sleeps of up to 100 ms, which lets a
+        # second writer process idle far longer than the lock is held. Take the write
+        # lock with a short busy timeout and retry in sub-millisecond steps instead.
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        self._conn.execute("PRAGMA busy_timeout=1")
+        try:
+            while True:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(random.uniform(0.0001, 0.0008))  # noqa: S311 - jitter only
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={int(LOCK_TIMEOUT_S * 1000)}")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
