@@ -1,0 +1,655 @@
+"""One account's whole state for Job C: limits, positions, open orders, cash, kill switch.
+
+Pure domain code: it imports only schemas, the other domain modules and the standard
+library. The flow keys Job C by account and keeps one ``AccountBook`` per key; every
+input goes through one ``on_*`` method, which returns an ``Outcome`` (the records to
+publish). Because everything an account-wide check needs lives in one book, the
+checks are atomic.
+
+From signal to decision (``on_signal``): the book gathers a ``risk.CheckInput`` (the
+position, open orders, reserved exposure, marks, limits in force), ``risk.evaluate``
+runs every rule, and the signal gets exactly one ``RiskDecision`` with every
+``RuleResult``. If all passed, the order is opened (PENDING_NEW), its exposure
+reserved, and a ``ValidatedOrder`` goes out; otherwise one WARN ``RiskEvent`` per
+failed rule does.
+
+Determinism (replaying the inputs reproduces the outputs):
+
+* Every time that affects an output is an event time from the inputs; wall clock is
+  read only for ``RiskDecision.latency_us``.
+* ``order_id`` = ``"O-"`` + the first 20 hex digits of SHA-256 of ``account|signal_id``,
+  so a replayed signal maps to the same order (Job D drops the repeat).
+* Risk event ids = ``"E-"`` + 20 hex digits of SHA-256 of their inputs: ``REJECT|
+  account|signal_id|rule`` for a rejection, ``REPORT|account|venue|exec_id|kind`` for a
+  bad venue report, ``STATE|account|n`` for the n-th trading-state change of the book
+  (the counter is part of the snapshot).
+
+Reserved exposure: each open order reserves ``leaves_qty * reserve_px`` (limit price,
+or the mark / ref price at validation for a market order). The sum is derived from the
+open orders, so it is released exactly as they fill, cancel, reject or expire.
+
+Trading state and the kill switch:
+
+* The state is the last explicit instruction: an Account row (ACTIVE -> ACTIVE,
+  REDUCING -> REDUCING, BLOCKED -> HALTED) or a Control row for ``global`` or
+  ``account:<id>`` (its state). Strategy-scoped Control rows restrict that strategy's
+  signals only. Note that any new Account row re-applies its status, so a row
+  published with status ACTIVE also re-enables an account the kill switch halted.
+* The kill switch trips on: daily loss (equity dropped more than
+  ``daily_loss_limit`` below the equity at the first event of the UTC day), drawdown
+  (more than ``max_drawdown`` below the peak equity), reject rate (more than
+  ``max_reject_rate`` of the last ``REJECT_RATE_WINDOW`` decisions failed, once that
+  many were made), and manually (account BLOCKED, Control HALTED).
+* Tripping (entering HALTED from another state) emits one CRITICAL ``KILL_SWITCH``
+  risk event and a CANCEL ``ValidatedOrder`` for every open order not cancelled
+  before. A cancel carries the *same* ``order_id`` as the order it cancels
+  (``action=CANCEL``): the stream is keyed by order id, so the cancel stays behind
+  the order in its partition. An order is cancelled at most once, ever.
+* Going back to ACTIVE clears the reject-rate window (its rejects were made while
+  halted). REDUCING admits only orders that reduce the position (see
+  ``risk.CheckInput.reduces``); it cancels nothing.
+
+Cash: the first Account row seeds cash; a later row moves cash, peak equity and
+day-start equity by the change in the row's ``cash`` (a deposit or withdrawal, not a
+gain or loss).
+
+Fills for an order the book does not know are not applied: Job D never sends an order
+without a validated_orders record, so such a fill is reported as a CRITICAL
+``UNKNOWN_ORDER`` risk event for reconciliation. Terminal orders are kept (the last
+``CLOSED_ORDERS_KEPT``) to catch late duplicates and overfills.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, localcontext
+from enum import StrEnum
+from hashlib import sha256
+from typing import Any, NamedTuple
+
+from operators.accounting import MONEY, ZERO, Ledger, Position
+from operators.orders import Order, OrderIssue
+from operators.risk import CheckInput, RateWindow, dec_str, evaluate
+from schemas.strategy import TradeSignal
+from schemas.trading import (
+    Account,
+    AccountStatus,
+    Control,
+    Decision,
+    OrderAction,
+    OrderState,
+    PortfolioState,
+    PositionState,
+    RiskDecision,
+    RiskEvent,
+    RuleResult,
+    Severity,
+    SymbolLimit,
+    TradingState,
+    ValidatedOrder,
+    VenueFill,
+)
+
+REJECT_RATE_WINDOW = 20
+"""N: the reject rate is measured over the last N risk decisions."""
+
+CLOSED_ORDERS_KEPT = 1_000
+"""Terminal orders remembered per account (late duplicates, overfills)."""
+
+SEEN_SIGNALS_KEPT = 10_000
+"""Signal ids remembered per account for DUPLICATE_SIGNAL (order ids are also checked)."""
+
+LEVERAGE_UNDEFINED = Decimal(-1)
+"""Published as ``PortfolioState.leverage`` when equity <= 0 with exposure (unbounded)."""
+
+SNAPSHOT_VERSION = 1
+
+_STATUS_STATE = {
+    AccountStatus.ACTIVE: TradingState.ACTIVE,
+    AccountStatus.REDUCING: TradingState.REDUCING,
+    AccountStatus.BLOCKED: TradingState.HALTED,
+}
+_STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+class InputPos(NamedTuple):
+    """Where an input was read from (recorded in ``RiskDecision.input_offsets``)."""
+
+    stream: str
+    partition: int
+    offset: int
+
+
+class KillTrigger(StrEnum):
+    """What tripped the kill switch (``values["trigger"]`` of the risk event)."""
+
+    DAILY_LOSS = "DAILY_LOSS"
+    MAX_DRAWDOWN = "MAX_DRAWDOWN"
+    REJECT_RATE = "REJECT_RATE"
+    ACCOUNT_BLOCKED = "ACCOUNT_BLOCKED"
+    CONTROL_HALTED = "CONTROL_HALTED"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The records one input produced, to publish on their streams."""
+
+    decision: RiskDecision | None = None
+    orders: tuple[ValidatedOrder, ...] = ()
+    """New orders and cancels, for validated_orders."""
+    order_states: tuple[OrderState, ...] = ()
+    positions: tuple[PositionState, ...] = ()
+    portfolio: PortfolioState | None = None
+    events: tuple[RiskEvent, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """Tell whether there is nothing to publish."""
+        return self == Outcome()
+
+    def __add__(self, other: Outcome) -> Outcome:
+        """Concatenate two outcomes; the later portfolio row (and decision) wins."""
+        return Outcome(
+            decision=other.decision if other.decision is not None else self.decision,
+            orders=self.orders + other.orders,
+            order_states=self.order_states + other.order_states,
+            positions=self.positions + other.positions,
+            portfolio=other.portfolio if other.portfolio is not None else self.portfolio,
+            events=self.events + other.events,
+        )
+
+
+def order_id_for(account: str, signal_id: str) -> str:
+    """Return the deterministic order id of a signal (stable across runs and replays)."""
+    return "O-" + sha256(f"{account}|{signal_id}".encode()).hexdigest()[:20]
+
+
+def event_id_for(*parts: str) -> str:
+    """Return a deterministic risk event id derived from ``parts``."""
+    return "E-" + sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+class AccountBook:
+    """Everything Job C knows about one account, and the rules that change it."""
+
+    def __init__(self, account: str, *, clock: Callable[[], int] = time.perf_counter_ns) -> None:
+        self.account_id = account
+        self.account: Account | None = None
+        self.symbol_limits: dict[str, SymbolLimit] = {}
+        self.ledger = Ledger()
+        self.open_orders: dict[str, Order] = {}
+        self.closed_orders: dict[str, Order] = {}
+        self.trading_state = TradingState.ACTIVE
+        self.strategy_states: dict[str, TradingState] = {}
+        self.peak_equity = ZERO
+        self.day: date | None = None
+        self.day_start_equity = ZERO
+        self.recent_rejects: deque[bool] = deque(maxlen=REJECT_RATE_WINDOW)
+        self.seen_signals: dict[str, None] = {}
+        self.rate = RateWindow()
+        self.offsets: dict[str, int] = {}
+        self.state_seq = 0
+        self._clock = clock
+
+    # ----------------------------------------------------------------- inputs
+
+    def on_signal(self, signal: TradeSignal, *, pos: InputPos | None = None) -> Outcome:
+        """Check a signal; return its decision and either the order or the rejections."""
+        started = self._clock()
+        self._own(signal.account)
+        self._advance(signal.ts, pos)
+        order_id = order_id_for(self.account_id, signal.signal_id)
+        ctx = self._check_input(signal, order_id)
+        with localcontext(MONEY):
+            results = evaluate(ctx)
+        passed = all(r.passed for r in results)
+        self._remember_signal(signal.signal_id)
+        self.recent_rejects.append(not passed)
+        if passed:
+            outcome = self._open_order(signal, ctx, order_id)
+        else:
+            outcome = Outcome(events=tuple(self._rejection(signal, r) for r in results
+                                           if not r.passed))
+        outcome += self._check_kill_switch(signal.ts)
+        decision = RiskDecision(
+            signal_id=signal.signal_id,
+            account=self.account_id,
+            decision=Decision.PASS if passed else Decision.FAIL,
+            order_id=order_id if passed else None,
+            rules=results,
+            limits_version=self.account.limits_version if self.account else 0,
+            input_offsets=dict(self.offsets),
+            latency_us=(self._clock() - started) / 1000,
+            ts=signal.ts,
+        )
+        return Outcome(decision=decision) + outcome
+
+    def on_fill(self, fill: VenueFill, *, pos: InputPos | None = None) -> Outcome:
+        """Apply an execution report: order state machine, then position and cash."""
+        self._own(fill.account)
+        self._advance(fill.ts, pos)
+        order = self.open_orders.get(fill.order_id) or self.closed_orders.get(fill.order_id)
+        if order is None:
+            return Outcome(events=(self._unknown_order(fill),))
+        result = order.apply(fill)
+        events = tuple(self._issue_event(fill, issue) for issue in result.issues)
+        positions: tuple[PositionState, ...] = ()
+        if result.fill_qty > 0:
+            position = self.ledger.apply_fill(
+                order.symbol, order.side, result.fill_qty, result.fill_px, result.fee
+            )
+            positions = (self._position_state(position, fill.ts),)
+            self._track_peak()
+        if not order.is_open and order.order_id in self.open_orders:
+            self._close(order)
+        if not (result.changed or positions):
+            return Outcome(events=events)
+        outcome = Outcome(
+            order_states=(order.to_state(),) if result.changed else (),
+            positions=positions,
+            portfolio=self.portfolio_state(fill.ts),
+            events=events,
+        )
+        return outcome + self._check_kill_switch(fill.ts)
+
+    def on_mark(
+        self, symbol: str, price: Decimal, ts: datetime, *, pos: InputPos | None = None
+    ) -> Outcome:
+        """Mark a symbol: unrealised PnL moves, and the kill switch may trip."""
+        self._advance(ts, pos)
+        if not self.ledger.mark(symbol, price, ts):
+            return Outcome()
+        position = self.ledger.positions.get(symbol)
+        if position is None or position.net_qty == 0:
+            return Outcome()
+        self._track_peak()
+        outcome = Outcome(
+            positions=(self._position_state(position, ts),),
+            portfolio=self.portfolio_state(ts),
+        )
+        return outcome + self._check_kill_switch(ts)
+
+    def on_account(self, row: Account, *, pos: InputPos | None = None) -> Outcome:
+        """Replace the account row: limits, cash movements, and the trading state."""
+        self._own(row.account)
+        self._advance(row.ts, pos)
+        with localcontext(MONEY):
+            delta = row.cash - (self.account.cash if self.account else ZERO)
+            self.ledger.cash += delta
+            self.peak_equity += delta
+            self.day_start_equity += delta
+        self.account = row
+        self._track_peak()
+        outcome = self._set_state(
+            _STATUS_STATE[row.status], row.ts, KillTrigger.ACCOUNT_BLOCKED,
+            f"account row status {row.status.value}",
+        )
+        return outcome + Outcome(portfolio=self.portfolio_state(row.ts))
+
+    def on_symbol_limit(self, limit: SymbolLimit, *, pos: InputPos | None = None) -> Outcome:
+        """Replace the position limits of one symbol (from the next message on)."""
+        self._own(limit.account)
+        self._advance(limit.ts, pos)
+        self.symbol_limits[limit.symbol] = limit
+        return Outcome()
+
+    def on_control(self, control: Control, *, pos: InputPos | None = None) -> Outcome:
+        """Apply a control row for this account, ``global``, or a strategy."""
+        self._advance(control.ts, pos)
+        if control.scope.startswith("strategy:"):
+            self.strategy_states[control.scope.removeprefix("strategy:")] = control.state
+            return Outcome()
+        if control.scope not in ("global", f"account:{self.account_id}"):
+            return Outcome()
+        outcome = self._set_state(
+            control.state, control.ts, KillTrigger.CONTROL_HALTED,
+            f"control {control.scope} {control.state.value}: {control.reason}".rstrip(": "),
+        )
+        if outcome.empty:
+            return outcome
+        return outcome + Outcome(portfolio=self.portfolio_state(control.ts))
+
+    # ----------------------------------------------------------------- views
+
+    @property
+    def reserved_notional(self) -> Decimal:
+        """Return the notional reserved by every open order."""
+        with localcontext(MONEY):
+            return sum((o.reserved_notional for o in self.open_orders.values()), ZERO)
+
+    def portfolio_state(self, ts: datetime) -> PortfolioState:
+        """Return the account's portfolio_state row as of now, stamped ``ts``."""
+        ledger = self.ledger
+        leverage = ledger.leverage()
+        with localcontext(MONEY):
+            equity = ledger.equity
+            return PortfolioState(
+                account=self.account_id,
+                cash=ledger.cash,
+                equity=equity,
+                realized_pnl=ledger.realized_pnl,
+                unrealized_pnl=ledger.unrealized_pnl,
+                gross_exposure=ledger.gross_exposure,
+                net_exposure=ledger.net_exposure,
+                margin_used=ledger.margin_used(
+                    self.account.max_leverage if self.account else None
+                ),
+                leverage=LEVERAGE_UNDEFINED if leverage is None else leverage,
+                open_orders=len(self.open_orders),
+                reserved_notional=self.reserved_notional,
+                trading_state=self.trading_state,
+                peak_equity=self.peak_equity,
+                drawdown=self.peak_equity - equity,
+                day_start_equity=self.day_start_equity,
+                ts=ts,
+            )
+
+    # ----------------------------------------------------------------- snapshots
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the whole book as plain picklable data (a copy, never live state)."""
+        return {
+            "v": SNAPSHOT_VERSION,
+            "account_id": self.account_id,
+            "account": self.account.model_dump(mode="json") if self.account else None,
+            "symbol_limits": [lim.model_dump(mode="json") for lim in self.symbol_limits.values()],
+            "ledger": self.ledger.snapshot(),
+            "open_orders": [o.to_dict() for o in self.open_orders.values()],
+            "closed_orders": [o.to_dict() for o in self.closed_orders.values()],
+            "trading_state": self.trading_state.value,
+            "strategy_states": {k: v.value for k, v in self.strategy_states.items()},
+            "peak_equity": self.peak_equity,
+            "day": self.day.isoformat() if self.day else None,
+            "day_start_equity": self.day_start_equity,
+            "recent_rejects": list(self.recent_rejects),
+            "seen_signals": list(self.seen_signals),
+            "rate": self.rate.snapshot(),
+            "offsets": dict(self.offsets),
+            "state_seq": self.state_seq,
+        }
+
+    @classmethod
+    def from_snapshot(
+        cls, data: dict[str, Any], *, clock: Callable[[], int] = time.perf_counter_ns
+    ) -> AccountBook:
+        """Rebuild a book from ``snapshot`` output."""
+        if data.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported account book snapshot version {data.get('v')!r}")
+        book = cls(data["account_id"], clock=clock)
+        book.account = Account.model_validate(data["account"]) if data["account"] else None
+        limits = [SymbolLimit.model_validate(d) for d in data["symbol_limits"]]
+        book.symbol_limits = {lim.symbol: lim for lim in limits}
+        book.ledger = Ledger.from_snapshot(data["ledger"])
+        book.open_orders = _orders(data["open_orders"])
+        book.closed_orders = _orders(data["closed_orders"])
+        book.trading_state = TradingState(data["trading_state"])
+        book.strategy_states = {k: TradingState(v) for k, v in data["strategy_states"].items()}
+        book.peak_equity = data["peak_equity"]
+        book.day = date.fromisoformat(data["day"]) if data["day"] else None
+        book.day_start_equity = data["day_start_equity"]
+        book.recent_rejects.extend(data["recent_rejects"])
+        book.seen_signals = dict.fromkeys(data["seen_signals"])
+        book.rate = RateWindow(times=data["rate"])
+        book.offsets = dict(data["offsets"])
+        book.state_seq = data["state_seq"]
+        return book
+
+    # ----------------------------------------------------------------- internals
+
+    def _own(self, account: str) -> None:
+        if account != self.account_id:
+            raise ValueError(f"record for account {account!r} sent to book {self.account_id!r}")
+
+    def _advance(self, ts: datetime, pos: InputPos | None) -> None:
+        if pos is not None:
+            self.offsets[f"{pos.stream}:{pos.partition}"] = pos.offset
+        day = ts.date()
+        if self.day is None or day > self.day:
+            self.day = day
+            self.day_start_equity = self.ledger.equity
+
+    def _track_peak(self) -> None:
+        self.peak_equity = max(self.peak_equity, self.ledger.equity)
+
+    def _remember_signal(self, signal_id: str) -> None:
+        self.seen_signals[signal_id] = None
+        while len(self.seen_signals) > SEEN_SIGNALS_KEPT:
+            del self.seen_signals[next(iter(self.seen_signals))]
+
+    def _close(self, order: Order) -> None:
+        del self.open_orders[order.order_id]
+        self.closed_orders[order.order_id] = order
+        while len(self.closed_orders) > CLOSED_ORDERS_KEPT:
+            del self.closed_orders[next(iter(self.closed_orders))]
+
+    def _effective_state(self, strategy_id: str) -> TradingState:
+        strategy = self.strategy_states.get(strategy_id, TradingState.ACTIVE)
+        return max(self.trading_state, strategy, key=_STRICTNESS.__getitem__)
+
+    def _check_input(self, signal: TradeSignal, order_id: str) -> CheckInput:
+        symbol, ledger = signal.symbol, self.ledger
+        position = ledger.positions.get(symbol)
+        opens = self.open_orders.values()
+        with localcontext(MONEY):
+            return CheckInput(
+                signal=signal,
+                account=self.account,
+                symbol_limit=self.symbol_limits.get(symbol),
+                trading_state=self._effective_state(signal.strategy_id),
+                duplicate=signal.signal_id in self.seen_signals
+                or order_id in self.open_orders or order_id in self.closed_orders,
+                mark=ledger.mark_px(symbol),
+                net_qty=position.net_qty if position else ZERO,
+                open_same_side_qty=sum(
+                    (o.leaves_qty for o in opens if o.symbol == symbol and o.side is signal.side),
+                    ZERO,
+                ),
+                open_orders=len(self.open_orders),
+                gross_exposure=ledger.gross_exposure,
+                reserved_notional=self.reserved_notional,
+                reserved_buy_notional=sum(
+                    (o.reserved_notional for o in opens if o.side.sign > 0), ZERO
+                ),
+                equity=ledger.equity,
+                cash=ledger.cash,
+                recent_orders=self.rate.count(signal.ts),
+            )
+
+    def _open_order(self, signal: TradeSignal, ctx: CheckInput, order_id: str) -> Outcome:
+        order = Order(
+            order_id=order_id,
+            account=self.account_id,
+            symbol=signal.symbol,
+            side=signal.side,
+            qty=signal.qty,
+            order_type=signal.order_type,
+            ts=signal.ts,
+            limit_px=signal.limit_px,
+            reserve_px=ctx.order_px or ZERO,
+            signal_id=signal.signal_id,
+            strategy_id=signal.strategy_id,
+        )
+        self.open_orders[order_id] = order
+        self.rate.add(signal.ts)
+        validated = ValidatedOrder(
+            order_id=order_id,
+            action=OrderAction.NEW,
+            account=self.account_id,
+            symbol=signal.symbol,
+            side=signal.side,
+            qty=signal.qty,
+            order_type=signal.order_type,
+            limit_px=signal.limit_px,
+            signal_id=signal.signal_id,
+            strategy_id=signal.strategy_id,
+            ref_px=signal.ref_px,
+            reason=signal.reason,
+            ts=signal.ts,
+        )
+        return Outcome(
+            orders=(validated,),
+            order_states=(order.to_state(),),
+            portfolio=self.portfolio_state(signal.ts),
+        )
+
+    def _set_state(
+        self, target: TradingState, ts: datetime, trigger: KillTrigger, reason: str
+    ) -> Outcome:
+        if target is self.trading_state:
+            return Outcome()
+        if target is TradingState.HALTED:
+            return self._trip(trigger, ts, reason, {})
+        previous = self.trading_state
+        self.trading_state = target
+        self.state_seq += 1
+        if target is TradingState.ACTIVE:
+            self.recent_rejects.clear()
+        event = RiskEvent(
+            event_id=event_id_for("STATE", self.account_id, str(self.state_seq)),
+            account=self.account_id,
+            rule="TRADING_STATE",
+            severity=Severity.INFO,
+            message=f"trading {previous.value} -> {target.value} ({reason})",
+            values={"from": previous.value, "to": target.value},
+            ts=ts,
+        )
+        return Outcome(events=(event,))
+
+    def _check_kill_switch(self, ts: datetime) -> Outcome:
+        row = self.account
+        if row is None or self.trading_state is TradingState.HALTED:
+            return Outcome()
+        with localcontext(MONEY):
+            equity = self.ledger.equity
+            checks: list[tuple[KillTrigger, Decimal, Decimal | None]] = [
+                (KillTrigger.DAILY_LOSS, self.day_start_equity - equity, row.daily_loss_limit),
+                (KillTrigger.MAX_DRAWDOWN, self.peak_equity - equity, row.max_drawdown),
+            ]
+            if len(self.recent_rejects) == REJECT_RATE_WINDOW:
+                rate = Decimal(sum(self.recent_rejects)) / REJECT_RATE_WINDOW
+                checks.append((KillTrigger.REJECT_RATE, rate, row.max_reject_rate))
+        for trigger, value, limit in checks:
+            if limit is not None and value > limit:
+                reason = f"{trigger.value} {dec_str(value)} exceeds {dec_str(limit)}"
+                values = {"value": dec_str(value), "limit": dec_str(limit)}
+                return self._trip(trigger, ts, reason, values)
+        return Outcome()
+
+    def _trip(
+        self, trigger: KillTrigger, ts: datetime, reason: str, values: dict[str, str]
+    ) -> Outcome:
+        self.trading_state = TradingState.HALTED
+        self.state_seq += 1
+        cancels: list[ValidatedOrder] = []
+        states: list[OrderState] = []
+        for order in self.open_orders.values():
+            if order.cancel_requested:
+                continue
+            order.request_cancel(ts)
+            cancels.append(_cancel_of(order, ts, f"kill switch: {reason}"))
+            states.append(order.to_state())
+        event = RiskEvent(
+            event_id=event_id_for("STATE", self.account_id, str(self.state_seq)),
+            account=self.account_id,
+            rule="KILL_SWITCH",
+            severity=Severity.CRITICAL,
+            message=f"trading HALTED: {reason}; {len(cancels)} open orders cancelled",
+            values={"trigger": trigger.value, **values, "cancels": str(len(cancels))},
+            ts=ts,
+        )
+        return Outcome(
+            orders=tuple(cancels),
+            order_states=tuple(states),
+            portfolio=self.portfolio_state(ts),
+            events=(event,),
+        )
+
+    def _rejection(self, signal: TradeSignal, result: RuleResult) -> RiskEvent:
+        values = {k: v for k, v in (("value", result.value), ("limit", result.limit)) if v}
+        return RiskEvent(
+            event_id=event_id_for("REJECT", self.account_id, signal.signal_id, result.rule),
+            account=self.account_id,
+            rule=result.rule,
+            severity=Severity.WARN,
+            message=f"signal {signal.signal_id} rejected: {result.message}",
+            symbol=signal.symbol,
+            signal_id=signal.signal_id,
+            values=values,
+            ts=signal.ts,
+        )
+
+    def _issue_event(self, fill: VenueFill, issue: OrderIssue) -> RiskEvent:
+        return RiskEvent(
+            event_id=event_id_for(
+                "REPORT", self.account_id, fill.venue, fill.exec_id, issue.kind.value
+            ),
+            account=self.account_id,
+            rule=issue.kind.value,
+            severity=issue.severity,
+            message=issue.message,
+            symbol=fill.symbol,
+            order_id=fill.order_id,
+            values=dict(issue.values),
+            ts=fill.ts,
+        )
+
+    def _unknown_order(self, fill: VenueFill) -> RiskEvent:
+        return RiskEvent(
+            event_id=event_id_for(
+                "REPORT", self.account_id, fill.venue, fill.exec_id, "UNKNOWN_ORDER"
+            ),
+            account=self.account_id,
+            rule="UNKNOWN_ORDER",
+            severity=Severity.CRITICAL,
+            message=f"report {fill.exec_id} from {fill.venue} for unknown order "
+            f"{fill.order_id}: not applied, reconcile with the venue",
+            symbol=fill.symbol,
+            order_id=fill.order_id,
+            values={
+                "venue": fill.venue, "exec_id": fill.exec_id, "status": fill.status.value,
+                "side": fill.side.value, "last_qty": dec_str(fill.last_qty),
+                "last_px": dec_str(fill.last_px),
+            },
+            ts=fill.ts,
+        )
+
+    def _position_state(self, position: Position, ts: datetime) -> PositionState:
+        with localcontext(MONEY):
+            return PositionState(
+                account=self.account_id,
+                symbol=position.symbol,
+                net_qty=position.net_qty,
+                avg_px=position.avg_px,
+                realized_pnl=position.realized_pnl,
+                unrealized_pnl=position.unrealized_pnl,
+                last_mark=position.last_mark,
+                market_value=position.market_value,
+                fees=position.fees,
+                ts=ts,
+            )
+
+
+def _orders(rows: Iterable[dict[str, Any]]) -> dict[str, Order]:
+    orders = [Order.from_dict(row) for row in rows]
+    return {o.order_id: o for o in orders}
+
+
+def _cancel_of(order: Order, ts: datetime, reason: str) -> ValidatedOrder:
+    return ValidatedOrder(
+        order_id=order.order_id,
+        action=OrderAction.CANCEL,
+        account=order.account,
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty,
+        order_type=order.order_type,
+        limit_px=order.limit_px,
+        signal_id=order.signal_id,
+        strategy_id=order.strategy_id,
+        reason=reason,
+        ts=ts,
+    )
