@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
@@ -68,3 +69,11 @@ def decode_messages(
     tried = op.map(f"{step_id}_decode", up, attempt)
     split = op.branch(f"{step_id}_ok", tried, lambda x: isinstance(x, Decoded))
     return DecodeOut(split.trues, split.falses)  # type: ignore[arg-type]
+
+
+def demux(step_id: str, up: Stream[tuple[str, Record]], names: list[str]) -> dict[str, Stream[Record]]:
+    """Split a stream of ``(stream_name, record)`` into one stream per name."""
+    def only(name: str) -> Callable[[tuple[str, Record]], Record | None]:
+        return lambda item: item[1] if item[0] == name else None
+
+    return {name: op.filter_map(f"{step_id}_{name}", up, only(name)) for name in names}

@@ -61,6 +61,13 @@ class IndicatorSettings(_Section):
         return tuple(sorted(set(v)))
 
 
+class PortfolioSettings(_Section):
+    """Job C (env ``TRADEFLOW_PORTFOLIO__*``)."""
+
+    mark_throttle_ms: int = 1000
+    """Marks fanned out to the accounts holding a symbol at most this often (event time)."""
+
+
 class Settings(BaseSettings):
     """All tradeflow settings. Unknown ``TRADEFLOW_*`` keys in a .env file are rejected."""
 
@@ -92,6 +99,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     fluss: FlussSettings = FlussSettings()
     indicators: IndicatorSettings = IndicatorSettings()
+    portfolio: PortfolioSettings = PortfolioSettings()
 
     def profile_for(self, stream: str) -> Profile:
         """Return the profile a stream lives on (its override, else the global one)."""

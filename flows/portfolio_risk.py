@@ -1,0 +1,309 @@
+"""Job C: portfolio and risk, keyed by account.
+
+Inputs: trade_signals, venue_fills, accounts, symbol_limits, control, market_data.
+Outputs: validated_orders, risk_events, risk_decisions, orders, positions_state,
+portfolio_state (and dead_letters).
+
+Run it: ``python -m bytewax.run flows.portfolio_risk:flow``.
+
+Wiring (all domain logic is in ``operators.portfolio.AccountBook``):
+
+- **By symbol** (``SymbolRouter``): market_data ticks keep the symbol's last mark;
+  signals pick up that mark on their way to their account (so PRICE_COLLAR and market
+  order notional see the latest price); fills register their account as a holder of
+  the symbol, and marks are fanned out to the holders at most once per
+  ``portfolio.mark_throttle_ms`` of event time (for unrealised PnL and the kill
+  switch).
+- **Broadcast** (``ControlRouter``, one key): the accounts changelog tells which
+  accounts exist; ``global`` and ``strategy:<id>`` control rows go to every known
+  account (and to accounts that appear later); ``account:<id>`` rows go to that
+  account.
+- **By account** (``BookLogic``): one ``AccountBook`` per account takes every event
+  in arrival order and returns the records to publish. Its snapshot is the book's
+  plain-data snapshot, so recovery resumes it exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from typing_extensions import override
+
+from connectors.registry import Connectors
+from flows.common import Decoded, decode_messages, demux
+from operators.portfolio import AccountBook, InputPos, Outcome
+from schemas import (
+    Account,
+    Control,
+    MarketData,
+    Record,
+    SymbolLimit,
+    TradeSignal,
+    VenueFill,
+)
+from tradeflow.settings import Settings, load_settings
+
+JOB = "portfolio_risk"
+MAX_HELD = 1000
+"""Signals held per account while waiting for its first accounts row."""
+OUTPUTS = [
+    "risk_decisions",
+    "validated_orders",
+    "risk_events",
+    "orders",
+    "positions_state",
+    "portfolio_state",
+]
+
+
+def _pos(d: Decoded[Any]) -> InputPos:
+    return InputPos(d.stream, d.partition, d.offset)
+
+
+@dataclass(frozen=True)
+class MarkEvent:
+    """A throttled mark of one symbol for one account."""
+
+    symbol: str
+    price: Decimal
+    ts: datetime
+    pos: InputPos
+
+
+@dataclass(frozen=True)
+class SignalEvent:
+    """A signal with the last mark of its symbol when it was routed."""
+
+    signal: Decoded[TradeSignal]
+    mark: MarkEvent | None
+
+
+BookEvent = SignalEvent | MarkEvent | Decoded[Any]
+
+
+# --------------------------------------------------------------------- by symbol
+
+
+@dataclass
+class _SymbolState:
+    last: MarkEvent | None = None
+    fanned_out: datetime | None = None
+    holders: list[str] = field(default_factory=list)
+
+
+class SymbolRouter(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], _SymbolState]):
+    """Keep a symbol's last mark; attach it to signals; fan marks out to holders."""
+
+    def __init__(self, throttle: timedelta, resume: _SymbolState | None) -> None:
+        self.throttle = throttle
+        self.state = resume if resume is not None else _SymbolState()
+
+    @override
+    def on_item(self, value: Decoded[Any]) -> tuple[list[tuple[str, BookEvent]], bool]:
+        rec = value.record
+        st = self.state
+        if isinstance(rec, MarketData):
+            st.last = MarkEvent(rec.symbol, rec.price, rec.ts, _pos(value))
+            if st.fanned_out is not None and rec.ts - st.fanned_out < self.throttle:
+                return [], False
+            st.fanned_out = rec.ts
+            return [(acct, st.last) for acct in st.holders], False
+        if isinstance(rec, TradeSignal):
+            return [(rec.account, SignalEvent(value, st.last))], False
+        if isinstance(rec, VenueFill) and rec.account not in st.holders:
+            st.holders.append(rec.account)
+            if st.last is not None:  # mark the new holder right away
+                return [(rec.account, st.last)], False
+        return [], False
+
+    @override
+    def snapshot(self) -> _SymbolState:
+        st = self.state
+        return _SymbolState(st.last, st.fanned_out, list(st.holders))
+
+
+# --------------------------------------------------------------------- broadcast
+
+
+@dataclass
+class _ControlState:
+    accounts: list[str] = field(default_factory=list)
+    broadcasts: dict[str, Decoded[Control]] = field(default_factory=dict)
+
+
+class ControlRouter(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], _ControlState]):
+    """Route account rows to their account and control rows to their scope."""
+
+    def __init__(self, resume: _ControlState | None) -> None:
+        self.state = resume if resume is not None else _ControlState()
+
+    @override
+    def on_item(self, value: Decoded[Any]) -> tuple[list[tuple[str, BookEvent]], bool]:
+        rec = value.record
+        st = self.state
+        if isinstance(rec, Account):
+            out: list[tuple[str, BookEvent]] = []
+            if rec.account not in st.accounts:
+                st.accounts.append(rec.account)
+                out += [(rec.account, c) for c in st.broadcasts.values()]
+            return [*out, (rec.account, value)], False
+        assert isinstance(rec, Control)  # noqa: S101 - only accounts and control come here
+        if rec.scope.startswith("account:"):
+            return [(rec.scope.removeprefix("account:"), value)], False
+        st.broadcasts[rec.scope] = value
+        return [(acct, value) for acct in st.accounts], False
+
+    @override
+    def snapshot(self) -> _ControlState:
+        return _ControlState(list(self.state.accounts), dict(self.state.broadcasts))
+
+
+# --------------------------------------------------------------------- by account
+
+
+class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record], dict[str, Any]]):
+    """One ``AccountBook``; every event in, the records to publish out.
+
+    Values arrive as ``(account, event)`` because Bytewax builds the logic without
+    telling it its key: the first event names the account of a new book.
+
+    Signals that arrive before the account's first ``accounts`` row are held (the
+    inputs are separate streams, so at start-up a signal can overtake the row that
+    sets the account up) and decided when the row arrives. Held signals are decided
+    anyway, as for an unknown account, at the end of input or once more than
+    ``MAX_HELD`` wait.
+    """
+
+    def __init__(self, resume: dict[str, Any] | None) -> None:
+        self.book = AccountBook.from_snapshot(resume["book"]) if resume else None
+        self.held: list[SignalEvent] = list(resume["held"]) if resume else []
+
+    @override
+    def on_batch(
+        self, values: list[tuple[str, BookEvent]]
+    ) -> tuple[list[tuple[str, Record]], bool]:
+        out: list[tuple[str, Record]] = []
+        for account, event in values:
+            if self.book is None:
+                self.book = AccountBook(account)
+            book = self.book
+            if isinstance(event, SignalEvent) and book.account is None:
+                self.held.append(event)
+                if len(self.held) > MAX_HELD:
+                    out.extend(records_of(self._apply(book, self.held.pop(0))))
+                continue
+            out.extend(records_of(self._apply(book, event)))
+            if self.held and book.account is not None:
+                out.extend(self._release())
+        return out, False
+
+    @override
+    def on_eof(self) -> tuple[list[tuple[str, Record]], bool]:
+        return self._release(), False
+
+    def _release(self) -> list[tuple[str, Record]]:
+        out: list[tuple[str, Record]] = []
+        if self.book is not None:
+            for event in self.held:
+                out.extend(records_of(self._apply(self.book, event)))
+        self.held = []
+        return out
+
+    @staticmethod
+    def _apply(book: AccountBook, event: BookEvent) -> Outcome:
+        if isinstance(event, MarkEvent):
+            return book.on_mark(event.symbol, event.price, event.ts, pos=event.pos)
+        if isinstance(event, SignalEvent):
+            outcome = Outcome()
+            if event.mark is not None:
+                m = event.mark
+                outcome = book.on_mark(m.symbol, m.price, m.ts, pos=m.pos)
+            return outcome + book.on_signal(event.signal.record, pos=_pos(event.signal))
+        rec = event.record
+        if isinstance(rec, VenueFill):
+            return book.on_fill(rec, pos=_pos(event))
+        if isinstance(rec, Account):
+            return book.on_account(rec, pos=_pos(event))
+        if isinstance(rec, SymbolLimit):
+            return book.on_symbol_limit(rec, pos=_pos(event))
+        if isinstance(rec, Control):
+            return book.on_control(rec, pos=_pos(event))
+        raise TypeError(f"Job C cannot apply {type(rec).__name__}")
+
+    @override
+    def snapshot(self) -> dict[str, Any]:
+        if self.book is None:
+            raise RuntimeError("an account book without any event cannot exist")
+        return {"book": self.book.snapshot(), "held": list(self.held)}
+
+
+def records_of(outcome: Outcome) -> list[tuple[str, Record]]:
+    """Return an outcome's records tagged with the stream each goes to."""
+    out: list[tuple[str, Record]] = []
+    if outcome.decision is not None:
+        out.append(("risk_decisions", outcome.decision))
+    out += [("validated_orders", o) for o in outcome.orders]
+    out += [("risk_events", e) for e in outcome.events]
+    out += [("orders", s) for s in outcome.order_states]
+    out += [("positions_state", p) for p in outcome.positions]
+    if outcome.portfolio is not None:
+        out.append(("portfolio_state", outcome.portfolio))
+    return out
+
+
+# --------------------------------------------------------------------- wiring
+
+
+def _decoded(
+    flow: Dataflow, conn: Connectors, stream: str, model: type[Record], letters: list[Stream[Any]]
+) -> Stream[Decoded[Any]]:
+    raw = op.input(stream, flow, conn.source(stream))
+    dec = decode_messages(stream, raw, model, job=JOB)
+    letters.append(dec.errs)
+    return dec.oks
+
+
+def build_flow(settings: Settings | None = None) -> Dataflow:
+    """Build Job C with the given settings (default: from the environment)."""
+    settings = settings or load_settings()
+    conn = Connectors(settings)
+    throttle = timedelta(milliseconds=settings.portfolio.mark_throttle_ms)
+    flow = Dataflow(JOB)
+    letters: list[Stream[Any]] = []
+
+    signals = _decoded(flow, conn, "trade_signals", TradeSignal, letters)
+    fills = _decoded(flow, conn, "venue_fills", VenueFill, letters)
+    accounts = _decoded(flow, conn, "accounts", Account, letters)
+    limits = _decoded(flow, conn, "symbol_limits", SymbolLimit, letters)
+    control = _decoded(flow, conn, "control", Control, letters)
+    ticks = _decoded(flow, conn, "market_data", MarketData, letters)
+
+    by_symbol = op.key_on(
+        "by_symbol", op.merge("symbol_inputs", ticks, signals, fills), lambda d: d.record.symbol
+    )
+    routed = op.stateful("symbol_router", by_symbol, lambda r: SymbolRouter(throttle, r))
+
+    broadcast = op.key_on("one_key", op.merge("ops_inputs", accounts, control), lambda _: "all")
+    controlled = op.stateful("control_router", broadcast, ControlRouter)
+
+    direct = op.map(
+        "direct", op.merge("account_inputs", fills, limits), lambda d: (d.record.account, d)
+    )
+    events = op.merge(
+        "book_events", op.key_rm("unkey_routed", routed), op.key_rm("unkey_controlled", controlled), direct
+    )
+    by_account = op.key_on("by_account", events, lambda kv: kv[0])
+    results = op.stateful_batch("books", by_account, BookLogic)
+    outputs = demux("publish", op.key_rm("unkey_books", results), OUTPUTS)
+    for name in OUTPUTS:
+        op.output(name, outputs[name], conn.sink(name))
+    op.output("dead_letters", op.merge("all_letters", *letters), conn.sink("dead_letters"))
+    return flow
+
+
+flow = build_flow()
