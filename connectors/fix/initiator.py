@@ -140,21 +140,28 @@ class FixInitiator:
         return sock
 
     def _pump(self, sock: socket.socket) -> bool:
-        """Run one connection until it ends; tell whether it reached a logon."""
+        """Run one connection until it ends; tell whether it reached a logon.
+
+        Session work happens under ``lock``; the bytes it produced are written after
+        the lock is released, so readers on other threads never wait on the socket.
+        Only this thread writes, so the order of messages is kept.
+        """
         self._sock = sock
         logged_on = False
         logout_sent = False
         try:
             with self.lock:
-                if not self._send(sock, self._handle(self._session.connected())):
-                    return False
+                frames = self._handle(self._session.connected())
+            if not self._send(sock, frames):
+                return False
             while True:
                 if self._stopping.is_set() and not logout_sent:
                     logout_sent = True
                     with self.lock:
                         out = self._session.logout("shutting down")
-                        if not self._send(sock, self._handle(out)) or out.disconnect:
-                            return logged_on
+                        frames = self._handle(out)
+                    if not self._send(sock, frames) or out.disconnect:
+                        return logged_on
                 if not self._run_commands(sock):
                     return logged_on
                 readable, _, _ = select.select([sock, self._wake_r], [], [], POLL_S)
@@ -164,10 +171,10 @@ class FixInitiator:
                     return logged_on
                 with self.lock:
                     out = self._session.tick()
-                    extra = self._handle(out)
-                    if not self._send(sock, extra + self._handler.on_idle()) or out.disconnect:
-                        return logged_on
+                    frames = self._handle(out) + self._handler.on_idle()
                     logged_on = logged_on or self._session.state is SessionState.ACTIVE
+                if not self._send(sock, frames) or out.disconnect:
+                    return logged_on
         finally:
             self._sock = None
             sock.close()
@@ -189,8 +196,8 @@ class FixInitiator:
             return False
         with self.lock:
             out = self._session.receive(data)
-            ok = self._send(sock, self._handle(out))
-        return ok and not out.disconnect
+            frames = self._handle(out)
+        return self._send(sock, frames) and not out.disconnect
 
     def _handle(self, out: SessionOutput) -> list[bytes]:
         return out.outbound + self._handler.on_output(out)
@@ -214,13 +221,12 @@ class FixInitiator:
                 return True
             with self.lock:
                 frames = command()
-                if sock is None:
-                    if frames:
-                        log.error("%s: %d messages with no connection", self._s.session_id,
-                                  len(frames))
-                    continue
-                if not self._send(sock, frames):
-                    return False
+            if sock is None:
+                if frames:
+                    log.error("%s: %d messages with no connection", self._s.session_id, len(frames))
+                continue
+            if not self._send(sock, frames):
+                return False
 
     def _wait(self, delay: float) -> None:
         """Wait before reconnecting, still running queued calls and idle work."""

@@ -217,6 +217,11 @@ class FixSession:
         return self._store.next_target_seq
 
     @property
+    def ready(self) -> bool:
+        """Tell whether application messages can be sent now (logged on, not closing)."""
+        return self._state is SessionState.ACTIVE and not self._closing
+
+    @property
     def resend_pending(self) -> bool:
         """Tell whether we asked the venue to resend and the gap is not filled yet."""
         return self._resend_until is not None
@@ -302,7 +307,7 @@ class FixSession:
 
     def send_app(self, message: AppMessage) -> bytes:
         """Stamp, store and return an application message; the session must be ACTIVE."""
-        if self._state is not SessionState.ACTIVE or self._closing:
+        if not self.ready:
             raise SessionNotReady(f"session is {self._state.value}; cannot send {message.msg_type}")
         seq = self._store.next_sender_seq
         raw = self._build(message.msg_type, message.fields, seq=seq)
@@ -364,7 +369,7 @@ class FixSession:
         self._drain_queue(out)
         return out
 
-    def _check_header(  # noqa: C901 - the header checks in the order FIX gives them
+    def _check_header(
         self, msg: simplefix.FixMessage, now: datetime, out: SessionOutput
     ) -> tuple[str, int] | None:
         begin = text(msg, Tag.BEGIN_STRING)
@@ -467,7 +472,7 @@ class FixSession:
         )
         return True
 
-    def _dispatch(  # noqa: C901 - one branch per session message type
+    def _dispatch(
         self, msg: simplefix.FixMessage, msg_type: str, seq: int, out: SessionOutput
     ) -> None:
         if self._missing_tags(msg, msg_type, seq, out):

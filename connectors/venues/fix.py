@@ -196,7 +196,7 @@ class FixVenue(VenueAdapter):
                 logon = True
         for msg in out.app_messages:
             self._add(app.on_message(msg))
-        if not logon or session.state is not SessionState.ACTIVE:
+        if not logon or not session.ready:
             return []
         self._logons += 1
         self._logged_on.set()
@@ -232,7 +232,7 @@ class FixVenue(VenueAdapter):
 
     def _new(self, order: ValidatedOrder, since: float) -> list[bytes]:
         app, session = self._parts()
-        if session.state is not SessionState.ACTIVE:
+        if not session.ready:
             self._pending.append(_Pending(order, cancel=False, since=since))
             return []
         routed = app.new_order(order)
@@ -247,14 +247,14 @@ class FixVenue(VenueAdapter):
             self._pending.remove(waiting[0])
             self._add([app.cancel_unsent(waiting[0].order, "canceled before it was sent")])
             return []
-        if session.state is not SessionState.ACTIVE:
+        if not session.ready:
             self._pending.append(_Pending(order, cancel=True, since=since))
             return []
         return self._route(app.cancel_order(order))
 
     def _status(self, order_id: str) -> list[bytes]:
         app, session = self._parts()
-        if session.state is not SessionState.ACTIVE:
+        if not session.ready:
             entry = app.journal.get(order_id)
             if entry is not None and entry.phase is not OrderPhase.DONE:
                 entry.phase = OrderPhase.IN_FLIGHT  # asked for at the next logon

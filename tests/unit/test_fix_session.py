@@ -114,7 +114,7 @@ def replay(name: str, tmp_path: Path, directory: Path = TRANSCRIPTS) -> Replay:
     return r
 
 
-def _step(r: Replay, line: str) -> None:  # noqa: C901 - one branch per transcript verb
+def _step(r: Replay, line: str) -> None:
     if not line.strip() or line[0] in "#%":
         return
     verb, _, rest = line.partition(" ")
