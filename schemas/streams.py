@@ -37,6 +37,15 @@ class StreamSpec:
     name: str
     model: type[Record]
     kind: Kind
+    unique: tuple[str, ...] = ()
+    """Fields that identify a log record; a sink drops a record whose id it already
+    wrote (the replay after a crash re-emits identical records). Empty: no check."""
+
+    def record_id(self, record: Record) -> str | None:
+        """Return the record's unique id, or None if the stream has none."""
+        if not self.unique:
+            return None
+        return "|".join(str(getattr(record, f)) for f in self.unique)
 
     @property
     def key_fields(self) -> tuple[str, ...]:
@@ -44,8 +53,10 @@ class StreamSpec:
         return self.model.key_fields
 
 
-def _spec(name: str, model: type[Record], kind: Kind = Kind.LOG) -> tuple[str, StreamSpec]:
-    return name, StreamSpec(name, model, kind)
+def _spec(
+    name: str, model: type[Record], kind: Kind = Kind.LOG, unique: tuple[str, ...] = ()
+) -> tuple[str, StreamSpec]:
+    return name, StreamSpec(name, model, kind, unique)
 
 
 STREAMS: dict[str, StreamSpec] = dict(
@@ -53,16 +64,16 @@ STREAMS: dict[str, StreamSpec] = dict(
         _spec("market_data", MarketData),
         _spec("sma_wide", SmaWide),
         _spec("strategy_config", StrategyConfig, Kind.TABLE),
-        _spec("trade_signals", TradeSignal),
+        _spec("trade_signals", TradeSignal, unique=("signal_id",)),
         _spec("accounts", Account, Kind.TABLE),
         _spec("symbol_limits", SymbolLimit, Kind.TABLE),
-        _spec("validated_orders", ValidatedOrder),
-        _spec("venue_fills", VenueFill),
+        _spec("validated_orders", ValidatedOrder, unique=("order_id", "action")),
+        _spec("venue_fills", VenueFill, unique=("venue", "exec_id")),
         _spec("orders", OrderState, Kind.TABLE),
         _spec("positions_state", PositionState, Kind.TABLE),
         _spec("portfolio_state", PortfolioState, Kind.TABLE),
-        _spec("risk_events", RiskEvent),
-        _spec("risk_decisions", RiskDecision),
+        _spec("risk_events", RiskEvent, unique=("event_id",)),
+        _spec("risk_decisions", RiskDecision, unique=("signal_id",)),
         _spec("execution_metrics", ExecutionMetrics),
         _spec("dead_letters", DeadLetter),
         _spec("control", Control, Kind.TABLE),

@@ -106,12 +106,18 @@ class StoreSource(FixedPartitionedSource[SourceMessage, int]):
         return _StorePartition(self, part, resume_state or 0)
 
 
+def _append(file: StoreFile, spec: StreamSpec, records: Sequence[Record]) -> None:
+    ids = [spec.record_id(r) or "" for r in records] if spec.unique else None
+    file.append([(r.key(), encode(r)) for r in records], ids)
+
+
 class _StoreSinkPartition(StatelessSinkPartition[Record]):
-    def __init__(self, file: StoreFile) -> None:
+    def __init__(self, file: StoreFile, spec: StreamSpec) -> None:
         self._file = file
+        self._spec = spec
 
     def write_batch(self, items: list[Record]) -> None:
-        self._file.append([(r.key(), encode(r)) for r in items])
+        _append(self._file, self._spec, items)
 
     def close(self) -> None:
         self._file.close()
@@ -120,28 +126,31 @@ class _StoreSinkPartition(StatelessSinkPartition[Record]):
 class StoreSink(DynamicSink[Record]):
     """A Bytewax sink appending records to a log (and upserting tables) in batches."""
 
-    def __init__(self, data_dir: Path, name: str, *, partitions: int, table: bool) -> None:
+    def __init__(self, data_dir: Path, name: str, spec: StreamSpec, *, partitions: int) -> None:
         self.data_dir = data_dir
         self.name = name
+        self.spec = spec
         self.partitions = partitions
-        self.table = table
+        self.table = spec.kind is Kind.TABLE
 
     @override
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StoreSinkPartition:
         return _StoreSinkPartition(
-            open_stream(self.data_dir, self.name, partitions=self.partitions, table=self.table)
+            open_stream(self.data_dir, self.name, partitions=self.partitions, table=self.table),
+            self.spec,
         )
 
 
 class StoreWriter(StreamWriter):
     """Plain writer into the embedded store."""
 
-    def __init__(self, file: StoreFile) -> None:
+    def __init__(self, file: StoreFile, spec: StreamSpec) -> None:
         self._file = file
+        self._spec = spec
 
     def write(self, records: Sequence[Record]) -> None:
-        """Append records in one transaction."""
-        self._file.append([(r.key(), encode(r)) for r in records])
+        """Append records in one transaction (records already written by id are skipped)."""
+        _append(self._file, self._spec, records)
 
     def write_raw(self, items: Sequence[tuple[str | None, bytes]]) -> None:
         """Append raw payloads in one transaction."""
@@ -230,13 +239,11 @@ class LocalBackend(Backend):
     def sink(self, spec: StreamSpec, name: str) -> StoreSink:
         """Return a sink into the stream."""
         table = spec.kind is Kind.TABLE
-        return StoreSink(
-            self.data_dir, name, partitions=1 if table else self.partitions, table=table
-        )
+        return StoreSink(self.data_dir, name, spec, partitions=1 if table else self.partitions)
 
     def writer(self, spec: StreamSpec, name: str) -> StoreWriter:
         """Return a plain writer."""
-        return StoreWriter(self._open(spec, name))
+        return StoreWriter(self._open(spec, name), spec)
 
     def reader(self, spec: StreamSpec, name: str) -> StoreReader:
         """Return a plain reader."""

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS log (
     value BLOB NOT NULL,
     PRIMARY KEY (part, off)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS latest (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL,
@@ -82,15 +83,23 @@ class StoreFile:
     def _write(self) -> _Tx:
         return _Tx(self._conn)
 
-    def append(self, items: Sequence[tuple[str | None, bytes]]) -> list[tuple[int, int]]:
-        """Append (key, payload) pairs in one transaction; return their (part, off)."""
+    def append(
+        self, items: Sequence[tuple[str | None, bytes]], ids: Sequence[str] | None = None
+    ) -> list[tuple[int, int]]:
+        """Append (key, payload) pairs in one transaction; return their (part, off).
+
+        With ``ids`` (one per item), an item whose id was appended before is skipped:
+        the log keeps each id once, however often a replay writes it.
+        """
         if not items:
             return []
         placed: list[tuple[int, int]] = []
         rows: list[tuple[int, int, str | None, bytes]] = []
         with self._write():
             heads: dict[int, int] = {}
-            for key, value in items:
+            for i, (key, value) in enumerate(items):
+                if ids is not None and not self._first_time(ids[i]):
+                    continue
                 part = partition_for(key, self.partitions)
                 off = heads.get(part)
                 if off is None:
@@ -101,6 +110,8 @@ class StoreFile:
                 heads[part] = off + 1
                 rows.append((part, off, key, value))
                 placed.append((part, off))
+            if not rows:
+                return placed
             self._conn.executemany(
                 "INSERT INTO log (part, off, key, value) VALUES (?, ?, ?, ?)", rows
             )
@@ -112,6 +123,10 @@ class StoreFile:
                     [(k, v, p, o) for p, o, k, v in rows if k is not None],
                 )
         return placed
+
+    def _first_time(self, record_id: str) -> bool:
+        cur = self._conn.execute("INSERT OR IGNORE INTO ids (id) VALUES (?)", (record_id,))
+        return cur.rowcount == 1
 
     def read(self, part: int, offset: int, limit: int) -> list[StoredRecord]:
         """Return up to ``limit`` records of ``part`` from ``offset`` on, in order."""

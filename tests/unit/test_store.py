@@ -74,3 +74,12 @@ def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) ->
             recs = f.read(part, 0, 10_000)
             mine = [int(r.value.split(b":")[1]) for r in recs if r.value.startswith(b"%d:" % w)]
             assert mine == sorted(mine)
+
+
+def test_append_with_ids_keeps_each_id_once(tmp_path: Path) -> None:
+    f = open_stream(tmp_path, "s", partitions=2, table=False)
+    f.append([("a", b"1"), ("b", b"2")], ids=["x", "y"])
+    placed = f.append([("a", b"1"), ("c", b"3")], ids=["x", "z"])
+    assert len(placed) == 1
+    values = sorted(r.value for part in (0, 1) for r in f.read(part, 0, 10))
+    assert values == [b"1", b"2", b"3"]
