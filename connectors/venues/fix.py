@@ -62,6 +62,7 @@ class FixVenue(VenueAdapter):
         self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._fill_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._logons = 0
+        self._session_error = ""
         self._events: dict[str, int] = {}
         self._logged_on = threading.Event()
         self._session: FixSession | None = None
@@ -135,6 +136,7 @@ class FixVenue(VenueAdapter):
                 connect_failures=initiator.connect_failures,
                 logons=self._logons,
                 last_error=initiator.last_error,
+                last_session_error=self._session_error,
                 pending=len(self._pending),
                 in_flight=len(app.in_flight()),
                 **app.counts,
@@ -194,6 +196,8 @@ class FixVenue(VenueAdapter):
             self._add(app.on_event(event))
             if event.kind is EventKind.LOGON:
                 logon = True
+            elif event.kind is EventKind.ERROR:
+                self._session_error = event.text
         for msg in out.app_messages:
             self._add(app.on_message(msg))
         if not logon or not session.ready:

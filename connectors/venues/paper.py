@@ -10,7 +10,8 @@ priority (submission order). Exec ids are ``<order_id>-<n>`` with ``n`` counting
 reports of that order, and every report carries the event time that caused it.
 
 The venue does no I/O, so ``submit`` returning promptly is trivially true; reports
-queue up until ``poll_reports``.
+queue up until ``poll_reports``. ``snapshot()``/``restore()`` carry its whole state
+(JSON-able) through a Bytewax recovery snapshot.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class PaperVenue(VenueAdapter):
         self._reports: list[VenueFill] = []
         self._unknown_cancels: dict[str, int] = {}
         self._connected = False
-        self._counts = {"orders": 0, "acks": 0, "fills": 0, "rejects": 0, "cancels": 0}
+        self._counts = {"orders_sent": 0, "acks": 0, "fills": 0, "rejects": 0, "cancels": 0}
 
     @property
     def name(self) -> str:
@@ -126,7 +127,7 @@ class PaperVenue(VenueAdapter):
         if order.order_id in self._orders:
             log.warning("paper: order %s submitted again; ignored", order.order_id)
             return
-        self._counts["orders"] += 1
+        self._counts["orders_sent"] += 1
         work = _Working(order, order.ts + self._latency)
         self._orders[order.order_id] = work
         reason = self._reject_reason(order)
@@ -225,6 +226,49 @@ class PaperVenue(VenueAdapter):
             "working_orders": working,
             **self._counts,
         }
+
+    # -- recovery ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the venue's state as plain JSON-able data (a copy, never live state)."""
+        return {
+            "orders": [
+                {
+                    "order": w.order.model_dump(mode="json"),
+                    "eligible_from": w.eligible_from.isoformat(),
+                    "status": w.status.value,
+                    "cum_qty": str(w.cum_qty),
+                    "notional": str(w.notional),
+                    "reports": w.reports,
+                    "last_ts": w.last_ts.isoformat(),
+                }
+                for w in self._orders.values()
+            ],
+            "book": {symbol: list(ids) for symbol, ids in self._book.items()},
+            "unknown_cancels": dict(self._unknown_cancels),
+            "counts": dict(self._counts),
+            "pending_reports": [r.model_dump(mode="json") for r in self._reports],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace the venue's state with a ``snapshot()`` (after a restart)."""
+        orders: dict[str, _Working] = {}
+        for item in state["orders"]:
+            work = _Working(
+                ValidatedOrder.model_validate(item["order"]),
+                datetime.fromisoformat(item["eligible_from"]),
+                status=ExecStatus(item["status"]),
+                cum_qty=Decimal(item["cum_qty"]),
+                notional=Decimal(item["notional"]),
+                reports=int(item["reports"]),
+            )
+            work.last_ts = datetime.fromisoformat(item["last_ts"])
+            orders[work.order.order_id] = work
+        self._orders = orders
+        self._book = {symbol: list(ids) for symbol, ids in state["book"].items()}
+        self._unknown_cancels = dict(state["unknown_cancels"])
+        self._counts = dict(state["counts"])
+        self._reports = [VenueFill.model_validate(r) for r in state["pending_reports"]]
 
     # -- internals ---------------------------------------------------------------------
 

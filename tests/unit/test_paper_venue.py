@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -307,7 +308,7 @@ def test_health_counts_orders_acks_fills_and_rejects() -> None:
     venue.on_market(tick("10", ms=1))
     health = venue.health()
     assert health["connected"] is True
-    assert (health["orders"], health["acks"], health["fills"], health["rejects"]) == (2, 1, 1, 1)
+    assert (health["orders_sent"], health["acks"], health["fills"], health["rejects"]) == (2, 1, 1, 1)
     assert health["working_orders"] == 0
 
 
@@ -316,3 +317,27 @@ def test_paper_venue_config_object_is_accepted() -> None:
     assert venue.config.latency_ms == 7
     with pytest.raises(VenueError):
         PaperVenue(PaperVenueConfig(), latency_ms=1)
+
+
+def test_snapshot_restore_continues_exactly_like_an_uninterrupted_run() -> None:
+    ticks = [tick(px, ms=10 + i, volume="300") for i, px in enumerate(["10", "9", "11", "8"])]
+    config = PaperVenueConfig(fill_fraction=Decimal("0.2"), latency_ms=2)
+
+    straight = PaperVenue(config)
+    straight.submit(order("a", qty="150"))
+    straight.submit(order("b", limit="9", qty="100", ms=1))
+    for t in ticks:
+        straight.on_market(t)
+    expected = straight.poll_reports()
+
+    first = PaperVenue(config)
+    first.submit(order("a", qty="150"))
+    first.submit(order("b", limit="9", qty="100", ms=1))
+    first.on_market(ticks[0])
+    state = json.loads(json.dumps(first.snapshot()))  # survives a JSON round trip
+    first.on_market(ticks[1])  # state taken before this tick must not change
+    resumed = PaperVenue(config)
+    resumed.restore(state)
+    for t in ticks[1:]:
+        resumed.on_market(t)
+    assert resumed.poll_reports() == expected
