@@ -39,7 +39,12 @@ Trading state and the kill switch:
   ``daily_loss_limit`` below the equity at the first event of the UTC day), drawdown
   (more than ``max_drawdown`` below the peak equity), reject rate (more than
   ``max_reject_rate`` of the last ``REJECT_RATE_WINDOW`` decisions failed, once that
-  many were made), and manually (account BLOCKED, Control HALTED).
+  many were made), and manually (account BLOCKED, Control HALTED). Daily loss and
+  drawdown are equity drops, so they include fees. The reject rate judges decisions
+  on their merits only: a duplicate delivery, or a signal refused by the account
+  status or trading state (e.g. a strategy still buying while the account is
+  REDUCING), is not counted, so upstream replays and our own restrictions cannot
+  trip it.
 * Tripping (entering HALTED from another state) emits one CRITICAL ``KILL_SWITCH``
   risk event and a CANCEL ``ValidatedOrder`` for every open order not cancelled
   before. A cancel carries the *same* ``order_id`` as the order it cancels
@@ -73,7 +78,7 @@ from typing import Any, NamedTuple
 
 from operators.accounting import MONEY, ZERO, Ledger, Position
 from operators.orders import Order, OrderIssue
-from operators.risk import CheckInput, RateWindow, dec_str, evaluate
+from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     Account,
@@ -95,7 +100,7 @@ from schemas.trading import (
 )
 
 REJECT_RATE_WINDOW = 20
-"""N: the reject rate is measured over the last N risk decisions."""
+"""N: the reject rate is measured over the last N decisions judged on their merits."""
 
 CLOSED_ORDERS_KEPT = 1_000
 """Terminal orders remembered per account (late duplicates, overfills)."""
@@ -114,6 +119,9 @@ _STATUS_STATE = {
     AccountStatus.BLOCKED: TradingState.HALTED,
 }
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+_GATES = frozenset({Rule.ACCOUNT_STATUS, Rule.DUPLICATE_SIGNAL, Rule.TRADING_HALTED})
+"""Rules about the signal's admissibility rather than its size: decisions failing one
+of them are left out of the reject rate."""
 
 
 class InputPos(NamedTuple):
@@ -208,7 +216,8 @@ class AccountBook:
             results = evaluate(ctx)
         passed = all(r.passed for r in results)
         self._remember_signal(signal.signal_id)
-        self.recent_rejects.append(not passed)
+        if all(r.passed for r in results if r.rule in _GATES):
+            self.recent_rejects.append(not passed)
         if passed:
             outcome = self._open_order(signal, ctx, order_id)
         else:

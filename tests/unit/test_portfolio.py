@@ -489,6 +489,23 @@ def test_restored_book_keeps_its_order_rate_window() -> None:
     assert failed_rules(restored.on_signal(sig(999))) == ["ORDER_RATE"]
 
 
+def test_reject_rate_ignores_duplicate_deliveries() -> None:
+    book = new_book(max_reject_rate=D(0))
+    open_order(book, 1)
+    for _ in range(REJECT_RATE_WINDOW + 1):
+        assert failed_rules(book.on_signal(sig(1))) == ["DUPLICATE_SIGNAL"]
+    assert book.trading_state is TradingState.ACTIVE
+
+
+def test_reject_rate_ignores_signals_refused_by_reducing_state() -> None:
+    book = new_book(max_reject_rate=D(0))
+    book.on_fill(fill(open_order(book, 1), D(10)))
+    book.on_control(Control(scope="global", state=TradingState.REDUCING, ts=at(2)))
+    for i in range(REJECT_RATE_WINDOW + 1):
+        assert failed_rules(book.on_signal(sig(10 + i))) == ["TRADING_HALTED"]
+    assert book.trading_state is TradingState.REDUCING
+
+
 def test_account_blocked_trips_kill_switch_and_account_active_restores() -> None:
     book, orders = _book_with_open_orders(2)
     out = book.on_account(account_row(at(50), status=AccountStatus.BLOCKED))
