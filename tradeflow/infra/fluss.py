@@ -1,0 +1,630 @@
+"""A real Apache Fluss cluster: ZooKeeper, one CoordinatorServer, one TabletServer.
+
+The jars come from Maven Central through ``deploy/fluss/pom.xml`` (see
+``tradeflow.infra.common.resolve_classpath``); nothing is mocked. ``FlussCluster``
+writes ``zookeeper.properties`` and one ``server.yaml`` per server into its data
+directory, starts the three JVMs bound to 127.0.0.1 on free ports, the way the
+upstream ``bin/local-cluster.sh`` does, and waits until a pyfluss admin client sees
+the coordinator and the tablet server. ``restart_tablet_server()`` brings the tablet
+server back on the same port and data directory and waits until every bucket of every
+table answers again.
+
+Run one by hand::
+
+    python -m tradeflow.infra.fluss up --data-dir /tmp/tradeflow-fluss
+
+The Python client is pyfluss (``import fluss``); see ``docs/fluss-client.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import json
+import logging
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, TypeVar
+
+from tradeflow.infra.common import (
+    DEPLOY_DIR,
+    InfraError,
+    JvmProcess,
+    free_port,
+    port_open,
+    resolve_classpath,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FLUSS_DEPLOY_DIR = DEPLOY_DIR / "fluss"
+LOG4J2_CONFIG = FLUSS_DEPLOY_DIR / "log4j2.properties"
+
+ZOOKEEPER_MAIN = "org.apache.fluss.shaded.zookeeper3.org.apache.zookeeper.server.quorum.QuorumPeerMain"
+COORDINATOR_MAIN = "org.apache.fluss.server.coordinator.CoordinatorServer"
+TABLET_SERVER_MAIN = "org.apache.fluss.server.tablet.TabletServer"
+
+#: What ``bin/fluss-daemon.sh`` passes to every Fluss JVM on Java 17+: Arrow needs
+#: java.nio opened (the module is shaded, so the JVM warns that it is unknown; the
+#: flag is kept as upstream has it), and log4j must not stop before the server's own
+#: shutdown hook has logged its clean shutdown.
+UPSTREAM_JVM_OPTS: tuple[str, ...] = (
+    "-XX:+IgnoreUnrecognizedVMOptions",
+    "--add-opens=java.base/java.nio=org.apache.arrow.memory.core,ALL-UNNAMED",
+    "-Dlog4j.shutdownHookEnabled=false",
+)
+
+#: Heap and GC for a small test/dev server. ``bin/tablet-server.sh`` picks G1.
+DEFAULT_SERVER_JVM_OPTS: tuple[str, ...] = (
+    "-Xmx384m",
+    "-XX:+UseG1GC",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+)
+DEFAULT_ZOOKEEPER_JVM_OPTS: tuple[str, ...] = ("-Xmx96m", "-XX:+UseSerialGC")
+
+ZOOKEEPER = "zookeeper"
+COORDINATOR = "coordinator"
+TABLET_SERVER = "tablet-server"
+TABLET_SERVER_ID = 0
+
+_STATE_FILE = "cluster.json"
+_PORT_ATTRS = ("zookeeper_port", "coordinator_port", "tablet_server_port")
+
+
+def run_async(factory: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """Run the coroutine made by ``factory`` to completion and return its result.
+
+    pyfluss calls return awaitables that need a running event loop when they are
+    *created*, so the coroutine is built inside the loop. When the calling thread
+    already runs a loop (an async test, a notebook), a short-lived worker thread
+    with its own loop is used instead of nesting loops.
+    """
+
+    async def _bounded() -> T:
+        return await asyncio.wait_for(factory(), timeout)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_bounded())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fluss-probe") as pool:
+        return pool.submit(asyncio.run, _bounded()).result()
+
+
+class FlussCluster:
+    """Start, stop, kill and restart a real single-node Fluss cluster on 127.0.0.1.
+
+    ``data_dir`` holds everything::
+
+        zookeeper.properties, zookeeper/            ZooKeeper config and data
+        coordinator/server.yaml, coordinator-data/  CoordinatorServer config and data.dir
+        tablet-server/server.yaml, tablet-data/     TabletServer config and data.dir
+        remote-data/                                remote.data.dir (KV snapshots, tiered log)
+        logs/{zookeeper,coordinator,tablet-server}.log
+        cluster.json                                ports and pids
+
+    Ports are picked free at the first ``start()`` and kept in ``cluster.json``, so a
+    later ``FlussCluster`` on the same directory comes back on the same ports when they
+    are still free. Without ``data_dir`` a new temporary directory is used and kept
+    (its logs help when a test fails).
+
+    ``buckets`` is the server default ``default.bucket.number`` for tables created
+    without a bucket count. ``extra_config`` adds or overrides ``server.yaml`` keys of
+    both servers. The pyfluss package (``import fluss``) must be installed: it is the
+    readiness probe.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        *,
+        buckets: int = 1,
+        server_jvm_opts: Sequence[str] = DEFAULT_SERVER_JVM_OPTS,
+        zookeeper_jvm_opts: Sequence[str] = DEFAULT_ZOOKEEPER_JVM_OPTS,
+        startup_timeout: float = 120.0,
+        extra_config: Mapping[str, str] | None = None,
+    ) -> None:
+        if data_dir is None:
+            data_dir = tempfile.mkdtemp(prefix="tradeflow-fluss-")
+        self.data_dir = Path(data_dir).resolve()
+        self.buckets = buckets
+        self.server_jvm_opts = tuple(server_jvm_opts)
+        self.zookeeper_jvm_opts = tuple(zookeeper_jvm_opts)
+        self.startup_timeout = startup_timeout
+        self.extra_config = dict(extra_config or {})
+        self.zookeeper_port: int | None = None
+        self.coordinator_port: int | None = None
+        self.tablet_server_port: int | None = None
+        self._classpath: Path | None = None
+        self._jvms: dict[str, JvmProcess] = {}
+        self._load_state()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Return ``127.0.0.1:<coordinator port>`` for ``bootstrap.servers``."""
+        if self.coordinator_port is None:
+            raise InfraError("the Fluss cluster has no ports yet; call start() first")
+        return f"127.0.0.1:{self.coordinator_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        """Return the directory holding the three servers' log files."""
+        return self.data_dir / "logs"
+
+    @property
+    def log_paths(self) -> dict[str, Path]:
+        """Return the log file of each server: ``zookeeper``, ``coordinator``, ``tablet-server``."""
+        return {name: self.log_dir / f"{name}.log" for name in (ZOOKEEPER, COORDINATOR, TABLET_SERVER)}
+
+    @property
+    def tablet_data_dir(self) -> Path:
+        """Return the tablet server's ``data.dir`` (log segments and RocksDB of each bucket)."""
+        return self.data_dir / "tablet-data"
+
+    @property
+    def remote_data_dir(self) -> Path:
+        """Return ``remote.data.dir`` shared by both servers."""
+        return self.data_dir / "remote-data"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Return the process id of every server JVM that is alive."""
+        return {name: jvm.pid for name, jvm in self._jvms.items() if jvm.alive()}
+
+    @property
+    def running(self) -> bool:
+        """Tell whether all three JVMs are alive (not whether they are ready)."""
+        return all(self._alive(name) for name in (ZOOKEEPER, COORDINATOR, TABLET_SERVER))
+
+    # ------------------------------------------------------------------- lifecycle
+
+    def start(self) -> FlussCluster:
+        """Resolve the jars, start ZooKeeper, the coordinator and the tablet server.
+
+        Wait until a pyfluss admin sees the coordinator and tablet server 0. Raise
+        ``InfraError`` with a log tail if a JVM dies or is not ready within
+        ``startup_timeout`` seconds (everything started is stopped again). Return
+        ``self``. Calling it on a running cluster does nothing.
+        """
+        if self.running:
+            return self
+        if self._alive(ZOOKEEPER) and self._alive(COORDINATOR):
+            self.start_tablet_server()
+            return self
+        if self._jvms:
+            self.stop(timeout=10)  # whatever is left of a half-running cluster
+        self._refuse_if_in_use()
+        _require_pyfluss()
+        self._classpath = resolve_classpath("fluss")
+        for sub in ("zookeeper", "coordinator-data", "tablet-data", "remote-data", "logs"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        for attempt in (1, 2):
+            try:
+                self._launch_all()
+                break
+            except InfraError:
+                self.stop(timeout=10)
+                # Another process may have taken a port between free_port() and the bind.
+                if attempt == 2 or not self._port_clash():
+                    raise
+                log.warning("a Fluss port was taken meanwhile; retrying on new ports")
+                self.zookeeper_port = self.coordinator_port = self.tablet_server_port = None
+            except BaseException:
+                self.stop(timeout=10)
+                raise
+        self._save_state()
+        log.info(
+            "Fluss cluster ready on %s after %.1fs (logs in %s)",
+            self.bootstrap_servers,
+            time.monotonic() - started,
+            self.log_dir,
+        )
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the tablet server, the coordinator, then ZooKeeper (SIGTERM, then SIGKILL).
+
+        The order matters: a tablet server asks the coordinator for a controlled
+        shutdown and would wait for it if the coordinator went first.
+        """
+        atexit.unregister(self.stop)
+        for name in (TABLET_SERVER, COORDINATOR, ZOOKEEPER):
+            jvm = self._jvms.pop(name, None)
+            if jvm is not None:
+                jvm.stop(timeout=timeout)
+        self._save_state()
+
+    def kill(self) -> None:
+        """Kill all three JVMs at once with SIGKILL, as a crash would; the data stays."""
+        atexit.unregister(self.stop)
+        for name in (TABLET_SERVER, COORDINATOR, ZOOKEEPER):
+            jvm = self._jvms.pop(name, None)
+            if jvm is not None:
+                jvm.kill()
+                jvm.stop()  # already dead: only closes the log file
+        self._save_state()
+
+    def stop_tablet_server(self, *, kill: bool = False, timeout: float = 30.0) -> None:
+        """Stop (SIGTERM) or ``kill`` (SIGKILL) the tablet server; the rest keeps running."""
+        jvm = self._jvms.pop(TABLET_SERVER, None)
+        if jvm is None:
+            return
+        if kill:
+            jvm.kill()
+            jvm.stop()
+        else:
+            jvm.stop(timeout=timeout)
+        self._save_state()
+
+    def start_tablet_server(self, timeout: float | None = None) -> None:
+        """Start the tablet server on its port and data dir and wait until it serves again.
+
+        "Serves" means the coordinator lists it and every bucket of every table (and
+        partition) answers a ``list_offsets`` request, i.e. has a leader again. After a
+        kill, the coordinator keeps the dead server's ZooKeeper registration until its
+        session expires (``zookeeper.client.session-timeout``, 10 s here); the new JVM
+        is started only once that registration is gone, so it registers at once.
+        """
+        if self._alive(TABLET_SERVER):
+            return
+        if not (self._alive(ZOOKEEPER) and self._alive(COORDINATOR)):
+            raise InfraError("ZooKeeper and the coordinator must run to start a tablet server")
+        timeout = self.startup_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        coordinator = self._jvms[COORDINATOR]
+        coordinator.wait_until(
+            lambda: not self._tablet_server_registered(),
+            timeout,
+            "coordinator drops the old tablet server registration",
+        )
+        self._start_server(TABLET_SERVER)
+        self._jvms[TABLET_SERVER].wait_until(
+            self.serving,
+            max(deadline - time.monotonic(), 1.0),
+            "tablet server registered and every bucket has a leader",
+        )
+        self._save_state()
+
+    def restart_tablet_server(self, *, kill: bool = False, timeout: float | None = None) -> None:
+        """Stop (or with ``kill`` SIGKILL) the tablet server and start it again.
+
+        Same port, same data dir; return once it serves every bucket again (see
+        ``start_tablet_server``). Clients keep their connection; see
+        ``docs/fluss-client.md`` for what they must do to write again.
+        """
+        started = time.monotonic()
+        self.stop_tablet_server(kill=kill)
+        self.start_tablet_server(timeout=timeout)
+        log.info(
+            "Fluss tablet server %s and back on port %s after %.1fs",
+            "killed" if kill else "stopped",
+            self.tablet_server_port,
+            time.monotonic() - started,
+        )
+
+    # -------------------------------------------------------------------- readiness
+
+    def ready(self, timeout: float = 5.0) -> bool:
+        """Tell whether the coordinator answers and lists tablet server 0 on its port."""
+        if self.coordinator_port is None or not port_open(self.coordinator_port):
+            return False
+        nodes = run_async(self._server_nodes, timeout)
+        kinds = {(kind, port) for kind, _, port in nodes}
+        return ("CoordinatorServer", self.coordinator_port) in kinds and (
+            "TabletServer",
+            self.tablet_server_port,
+        ) in kinds
+
+    def serving(self, timeout: float = 15.0) -> bool:
+        """Tell whether the cluster is ready and every bucket of every table has a leader."""
+        if not self.ready():
+            return False
+        run_async(self._probe_all_buckets, timeout)
+        return True
+
+    def tail(self, name: str = TABLET_SERVER, n: int = 80) -> str:
+        """Return the last ``n`` lines of one server's log (all runs append to it)."""
+        try:
+            return "\n".join(self.log_paths[name].read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> FlussCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"FlussCluster({self.data_dir}, coordinator_port={self.coordinator_port}, {state})"
+
+    # --------------------------------------------------------------------- helpers
+
+    def _alive(self, name: str) -> bool:
+        jvm = self._jvms.get(name)
+        return jvm is not None and jvm.alive()
+
+    def _connection_config(self) -> Any:
+        import fluss
+
+        config = fluss.Config({"bootstrap.servers": self.bootstrap_servers})
+        config.connect_timeout_ms = 3000
+        return config
+
+    async def _server_nodes(self) -> list[tuple[str, int, int]]:
+        """Return (server type, id, port) of every node the coordinator lists."""
+        import fluss
+
+        conn = await fluss.FlussConnection.create(self._connection_config())
+        try:
+            nodes = await conn.get_admin().get_server_nodes()
+            return [(n.server_type, n.id, n.port) for n in nodes]
+        finally:
+            await conn.close()
+
+    def _tablet_server_registered(self) -> bool:
+        nodes = run_async(self._server_nodes, 5.0)
+        return any(kind == "TabletServer" and sid == TABLET_SERVER_ID for kind, sid, _ in nodes)
+
+    async def _probe_all_buckets(self) -> None:
+        """Ask every bucket of every table for its latest offset; raise if one cannot answer."""
+        import fluss
+
+        conn = await fluss.FlussConnection.create(self._connection_config())
+        try:
+            admin = conn.get_admin()
+            latest = fluss.OffsetSpec.latest()
+            for database in await admin.list_databases():
+                for table in await admin.list_tables(database):
+                    path = fluss.TablePath(database, table)
+                    info = await admin.get_table_info(path)
+                    buckets = list(range(info.num_buckets))
+                    if not info.is_partitioned():
+                        await admin.list_offsets(path, buckets, latest)
+                        continue
+                    for partition in await admin.list_partition_infos(path):
+                        await admin.list_partition_offsets(path, partition.partition_name, buckets, latest)
+        finally:
+            await conn.close()
+
+    def _choose_ports(self) -> None:
+        """Pick a free port for every server whose saved port is missing or taken."""
+        taken: set[int] = set()
+        for attr in _PORT_ATTRS:
+            port: int | None = getattr(self, attr)
+            if port is None or port in taken or port_open(port):
+                port = free_port()
+                while port in taken:
+                    port = free_port()
+                setattr(self, attr, port)
+            taken.add(port)
+
+    def _jvm(self, name: str, main_class: str, args: Sequence[str], opts: Sequence[str]) -> None:
+        """Start one JVM with the upstream flags and our log4j2 config."""
+        if self._classpath is None:
+            self._classpath = resolve_classpath("fluss")
+        log_path = self.log_paths[name]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as f:
+            f.write(f"===== tradeflow: starting {name} =====\n")
+        jvm_opts = [
+            *opts,
+            *UPSTREAM_JVM_OPTS,
+            f"-Dlog4j.configurationFile={LOG4J2_CONFIG}",
+            f"-Dlog.file={log_path}",
+        ]
+        self._jvms[name] = JvmProcess(
+            f"fluss-{name}",
+            self._classpath,
+            main_class,
+            list(args),
+            jvm_opts=jvm_opts,
+            log_path=log_path,
+            cwd=self.data_dir,
+        )
+        self._save_state()
+
+    def _start_zookeeper(self) -> None:
+        """Write ``zookeeper.properties``, start ZooKeeper and wait for its client port."""
+        port = self.zookeeper_port
+        assert port is not None  # noqa: S101 - set by _choose_ports
+        props = {
+            "dataDir": str(self.data_dir / "zookeeper"),
+            "clientPort": str(port),
+            "clientPortAddress": "127.0.0.1",
+            "maxClientCnxns": "0",
+            "admin.enableServer": "false",
+            # Sessions may last 2..20 ticks: the servers ask for 10 s (see _server_yaml).
+            "tickTime": "2000",
+            "autopurge.purgeInterval": "1",
+        }
+        path = self.data_dir / "zookeeper.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        self._jvm(ZOOKEEPER, ZOOKEEPER_MAIN, [str(path)], self.zookeeper_jvm_opts)
+        self._jvms[ZOOKEEPER].wait_until(
+            lambda: port_open(port), self.startup_timeout, "ZooKeeper client port"
+        )
+
+    def _server_yaml(self, name: str) -> dict[str, str]:
+        """Return the ``server.yaml`` keys of the coordinator or the tablet server."""
+        port = self.coordinator_port if name == COORDINATOR else self.tablet_server_port
+        data = self.data_dir / ("coordinator-data" if name == COORDINATOR else "tablet-data")
+        config = {
+            # What the upstream local cluster (conf/server.yaml) sets.
+            "zookeeper.address": f"127.0.0.1:{self.zookeeper_port}",
+            "bind.listeners": f"FLUSS://127.0.0.1:{port}",
+            "tablet-server.id": str(TABLET_SERVER_ID),
+            "data.dir": str(data),
+            "remote.data.dir": str(self.remote_data_dir),
+            "default.bucket.number": str(self.buckets),
+            "default.replication.factor": "1",
+            # A dead tablet server's registration lingers for one ZooKeeper session;
+            # 10 s instead of 60 s brings it back sooner after a kill.
+            "zookeeper.client.session-timeout": "10 s",
+            # A tablet server that comes back after a crash is first told it follows a
+            # leaderless bucket and truncates its log to the last *checkpointed* high
+            # watermark, dropping acknowledged records newer than that checkpoint
+            # (default every 5 s). A short interval keeps that window small.
+            "log.replica.high-watermark.checkpoint-interval": "200 ms",
+            # With one tablet server there is nobody to hand leadership to: one
+            # controlled-shutdown attempt instead of 3 (1 s apart) per stop.
+            "tablet-server.controlled-shutdown.max-retries": "1",
+        }
+        config.update(self.extra_config)
+        return config
+
+    def _start_server(self, name: str) -> None:
+        """Write ``<name>/server.yaml`` and start the coordinator or the tablet server."""
+        conf_dir = self.data_dir / name
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        lines = ["# Written by tradeflow.infra.fluss.FlussCluster; rewritten on every start."]
+        lines += [f"{k}: {v}" for k, v in self._server_yaml(name).items()]
+        (conf_dir / "server.yaml").write_text("\n".join(lines) + "\n")
+        main = COORDINATOR_MAIN if name == COORDINATOR else TABLET_SERVER_MAIN
+        self._jvm(name, main, ["--configDir", str(conf_dir)], self.server_jvm_opts)
+        port = self.coordinator_port if name == COORDINATOR else self.tablet_server_port
+        assert port is not None  # noqa: S101 - set by _choose_ports
+        self._jvms[name].wait_until(lambda: port_open(port), self.startup_timeout, f"{name} RPC port")
+
+    def _launch_all(self) -> None:
+        """Choose ports, start the three JVMs in order and wait until the cluster answers."""
+        # JVMs run in their own sessions and outlive a crashed parent: stop them at exit.
+        atexit.register(self.stop)
+        self._choose_ports()
+        self._start_zookeeper()
+        self._start_server(COORDINATOR)
+        self._start_server(TABLET_SERVER)
+        self._jvms[TABLET_SERVER].wait_until(
+            self.ready, self.startup_timeout, "admin sees coordinator and tablet server"
+        )
+
+    def _port_clash(self) -> bool:
+        """Tell whether a server of the last run failed to bind its port."""
+        return any(
+            "Address already in use" in self.tail(name, 200).rpartition("===== tradeflow:")[2]
+            for name in self.log_paths
+        )
+
+    def _refuse_if_in_use(self) -> None:
+        """Fail if JVMs of an earlier cluster on this data dir are still running.
+
+        Two tablet servers on one ``data.dir`` corrupt each other's checkpoints; an
+        earlier owner that crashed without ``stop()`` leaves its JVMs behind.
+        """
+        try:
+            pids = json.loads((self.data_dir / _STATE_FILE).read_text()).get("pids") or {}
+        except (OSError, ValueError, AttributeError):
+            return
+        alive = {}
+        for name, pid in pids.items():
+            try:
+                cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if str(self.data_dir).encode() in cmdline:
+                alive[name] = pid
+        if alive:
+            raise InfraError(
+                f"Fluss JVMs {alive} still run on {self.data_dir}; stop them first "
+                "(an earlier FlussCluster there was not stopped)"
+            )
+
+    def _load_state(self) -> None:
+        """Read the ports saved by an earlier cluster on this data dir."""
+        try:
+            state = json.loads((self.data_dir / _STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        for attr in _PORT_ATTRS:
+            value = state.get(attr)
+            if isinstance(value, int):
+                setattr(self, attr, value)
+
+    def _save_state(self) -> None:
+        """Record ports, bootstrap servers and pids in ``cluster.json``."""
+        if not self.data_dir.exists():
+            return
+        state: dict[str, object] = {attr: getattr(self, attr) for attr in _PORT_ATTRS}
+        state["bootstrap_servers"] = None if self.coordinator_port is None else self.bootstrap_servers
+        state["pids"] = self.pids
+        (self.data_dir / _STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _require_pyfluss() -> None:
+    """Fail early with a clear message when the pyfluss client is missing."""
+    try:
+        import fluss  # noqa: F401
+    except ImportError as exc:
+        raise InfraError(
+            "the pyfluss client is needed to probe the Fluss cluster: pip install pyfluss==1.0.0"
+        ) from exc
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def _up(args: argparse.Namespace) -> int:
+    """Start a cluster, print its bootstrap servers and run until SIGINT/SIGTERM."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    cluster = FlussCluster(args.data_dir, buckets=args.buckets)
+    try:
+        cluster.start()
+        print(cluster.bootstrap_servers, flush=True)
+        print(f"fluss logs: {cluster.log_dir}", file=sys.stderr, flush=True)
+        while not stop.wait(1.0):
+            if not cluster.running:
+                dead = [n for n in cluster.log_paths if n not in cluster.pids]
+                for name in dead:
+                    print(f"fluss {name} died; log:\n{cluster.tail(name)}", file=sys.stderr)
+                return 1
+    finally:
+        cluster.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``python -m tradeflow.infra.fluss`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tradeflow.infra.fluss",
+        description="Run a real Fluss cluster (ZooKeeper, coordinator, tablet server).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a cluster and keep it running until Ctrl-C/SIGTERM")
+    up.add_argument("--data-dir", type=Path, default=None, help="default: a new temp dir")
+    up.add_argument("--buckets", type=int, default=1, help="default.bucket.number (default 1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "up":
+        return _up(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
