@@ -130,14 +130,27 @@ def raise_unless_transient(err: KafkaError, what: str) -> None:
 def watermarks(
     consumer: Consumer, topic: str, partition: int, timeout: float = METADATA_TIMEOUT_S
 ) -> tuple[int, int]:
-    """Return (low, high) offsets of a partition, asking the broker."""
-    try:
-        lo, hi = consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=timeout, cached=False
-        )
-    except KafkaException as exc:
-        raise ConnectorError(f"cannot read offsets of {topic}[{partition}]: {exc}") from exc
-    return int(lo), int(hi)
+    """Return (low, high) offsets of a partition, asking the broker.
+
+    Transient errors (a leader not elected yet just after the topic was created, a
+    broker restarting) are retried until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = max(0.1, deadline - time.monotonic())
+        try:
+            lo, hi = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=left, cached=False
+            )
+            return int(lo), int(hi)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            transient = isinstance(err, KafkaError) and (
+                err.retriable() or err.code() in TRANSIENT_ERRORS
+            )
+            if not transient or time.monotonic() >= deadline:
+                raise ConnectorError(f"cannot read offsets of {topic}[{partition}]: {exc}") from exc
+            time.sleep(0.1)
 
 
 def scan(
