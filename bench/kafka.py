@@ -112,6 +112,7 @@ class Processes:
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         self.running: list[subprocess.Popen[bytes]] = []
+        self.peak_kb: dict[int, int] = {}
 
     def start(self, setup: Setup, processes: int) -> list[subprocess.Popen[bytes]]:
         cmd = [sys.executable, "-m", "bytewax.run", "flows.indicators:flow"]
@@ -130,27 +131,32 @@ class Processes:
         self.running += procs
         return procs
 
-    def wait(self, procs: list[subprocess.Popen[bytes]], name: str, timeout: float = 900) -> float:
-        """Wait for the processes; return the largest peak RSS among them (MB)."""
-        peak = 0.0
-        deadline = time.monotonic() + timeout
+    def sample(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        """Record each running process's peak RSS so far (VmHWM, which starts at exec)."""
         for p in procs:
-            rss = 0.0
-            while p.returncode is None:
-                pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-                if pid:
-                    p.returncode = os.waitstatus_to_exitcode(status)
-                    rss = usage.ru_maxrss / 1024
-                elif time.monotonic() > deadline:
-                    raise SystemExit(f"{name}: flow process {p.pid} did not finish")
-                else:
-                    time.sleep(0.01)
-            peak = max(peak, rss)
+            try:
+                status = Path(f"/proc/{p.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    kb = int(line.split()[1])
+                    self.peak_kb[p.pid] = max(self.peak_kb.get(p.pid, 0), kb)
+
+    def wait(self, procs: list[subprocess.Popen[bytes]], name: str, timeout: float = 900) -> float:
+        """Wait for the processes; return the largest peak RSS sampled among them (MB)."""
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p in procs):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: flow processes did not finish")
+            self.sample(procs)
+            time.sleep(0.02)
+        for i, p in enumerate(procs):
             self.running.remove(p)
             if p.returncode != 0:
-                tail = (self.logs / f"{name}-0.log").read_text(errors="replace")[-3000:]
+                tail = (self.logs / f"{name}-{i}.log").read_text(errors="replace")[-3000:]
                 raise SystemExit(f"{name}: flow process failed ({p.returncode}):\n{tail}")
-        return peak
+        return max((self.peak_kb.get(p.pid, 0) for p in procs), default=0) / 1024
 
     def stop_all(self) -> None:
         for p in self.running:
@@ -198,6 +204,7 @@ def throughput(procs: Processes, setup: Setup, ticks: list[MarketData], processe
                 first = (now, rows)
             if rows >= n:
                 done = now
+            procs.sample(running)
             time.sleep(0.02)
     finally:
         reader.close()
