@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from connectors.feeds import SyntheticMarket
-from connectors.kafka import lag_report
+from connectors.kafka import lag_report, recovery_positions
 from connectors.registry import Connectors
 from flows.indicators import build_flow
 from schemas import DeadLetter, MarketData, Record, SmaWide, decode, encode
@@ -80,24 +80,58 @@ def test_job_a_on_kafka_writes_the_same_rows_as_on_the_embedded_store(
 TICKS = 60_000
 
 
+def feed_paced(settings: Settings, ticks: list[MarketData], errors: list[BaseException]) -> threading.Thread:
+    """Start a thread writing ``ticks`` in batches of 1000 every 0.1 s, then closing."""
+
+    def write() -> None:
+        try:
+            feed_slowly(settings, ticks)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def feed_slowly(settings: Settings, ticks: list[MarketData]) -> None:
+    writer = Connectors(settings).writer("market_data")
+    try:
+        for i in range(0, len(ticks), 1000):
+            writer.write(ticks[i : i + 1000])
+            time.sleep(0.1)
+        writer.close_stream()
+    finally:
+        writer.close()
+
+
+def snapshotted(rec: Path) -> bool:
+    """Tell whether the recovery store holds a source snapshot past offset 0."""
+    return any(p.offset > 0 for p in recovery_positions(rec))
+
+
 def test_job_a_killed_mid_stream_resumes_from_its_kafka_offsets(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=11))
     want = reference_rows(tmp_path, ticks)
     settings = kafka_settings(kafka_broker, tmp_path / "data")
-    feed(settings, {"market_data": ticks})
     env = kafka_env(settings)
     rec = tmp_path / "recovery"
     log = tmp_path / "flow.log"
     init_recovery(rec, env, log)
     cmd = ["-m", "bytewax.run", "flows.indicators:flow", "-r", str(rec), "-s", "1", "-b", "0"]
     written = progress(settings, "sma_wide")
+    # The input arrives while the flow runs (~6 s), so the flow cannot finish before
+    # the kill, which comes once a snapshot (every second) has recorded progress.
+    errors: list[BaseException] = []
+    feeder = feed_paced(settings, ticks, errors)
     proc = start(cmd, env, log)
-    # Kill after at least one snapshot (every second) has been taken.
-    kill_when(proc, lambda: written() > TICKS // 3, timeout=180)
+    kill_when(proc, lambda: snapshotted(rec), timeout=180)
     killed_at = written()
-    assert killed_at < TICKS, "the flow finished before the kill; make the input larger"
+    assert 0 < killed_at < TICKS
+    feeder.join(120)
+    assert not errors, errors
     run(cmd, env, log)
 
     rows = read_stream(settings, "sma_wide")
@@ -128,41 +162,29 @@ def test_job_a_survives_a_broker_restart_mid_stream(
     half = TICKS // 2
     feed(settings, {"market_data": ticks[:half]}, close=False)
 
-    # The second half is written while the broker restarts (a writer reconnects too).
-    feed_error: list[BaseException] = []
-
-    def feed_rest() -> None:
-        try:
-            writer = Connectors(settings).writer("market_data")
-            for i in range(half, TICKS, 500):
-                writer.write(ticks[i : i + 500])
-                time.sleep(0.02)
-            writer.close_stream()
-            writer.close()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            feed_error.append(exc)
-
     log = tmp_path / "flow.log"
     written = progress(settings, "sma_wide")
     proc = start(["-m", "bytewax.run", "flows.indicators:flow"], kafka_env(settings), log)
-    feeder = threading.Thread(target=feed_rest, daemon=True)
+    feed_error: list[BaseException] = []
+    feeder: threading.Thread | None = None
     try:
         deadline = time.monotonic() + 120
         while written() < TICKS // 5:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the flow made no progress"
             time.sleep(0.05)
-        feeder.start()
-        before = written()
+        # The second half is written while the broker restarts (a writer reconnects
+        # too); the stream is closed only after it, so the flow is mid-stream here.
+        feeder = feed_paced(settings, ticks[half:], feed_error)
         kafka_broker.restart()
         rc = proc.wait(240)
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert feeder is not None
     feeder.join(120)
     assert not feed_error, feed_error
     assert rc == 0, log.read_text()[-3000:]
-    assert before < TICKS, "the flow finished before the restart; make the input larger"
 
     rows = read_stream(settings, "sma_wide")
     assert by_id(rows, row_id) == want
