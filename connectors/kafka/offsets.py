@@ -99,7 +99,7 @@ def recovery_positions(recovery_dir: Path) -> list[SnapshotPosition]:
                 "WHERE state_key GLOB '[0-9]*-?*'"
             ).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise ConnectorError(f"{path} is not a Bytewax recovery partition: {exc}") from exc
+            raise ConnectorError(f"cannot read Bytewax recovery partition {path}: {exc}") from exc
         finally:
             conn.close()
     resume = _resume_epoch(exs, fronts)
