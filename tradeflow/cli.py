@@ -167,9 +167,12 @@ def cmd_indicators(args: argparse.Namespace) -> int:
 
 def cmd_positions(args: argparse.Namespace) -> int:
     """Replay a CSV of fills through the accounting code; print positions."""
-    from tradeflow.positions_cmd import run
+    from tradeflow.positions_cmd import FillsFileError, run
 
-    run(Path(args.fills), sys.stdout)
+    try:
+        run(Path(args.fills), sys.stdout)
+    except FillsFileError as exc:
+        raise UsageError(str(exc)) from None
     return 0
 
 

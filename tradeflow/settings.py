@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.fix.settings import FixSettings
+
 
 class Profile(StrEnum):
     """Which data plane the streams live on."""
@@ -100,6 +102,8 @@ class Settings(BaseSettings):
     fluss: FlussSettings = FlussSettings()
     indicators: IndicatorSettings = IndicatorSettings()
     portfolio: PortfolioSettings = PortfolioSettings()
+    fix: FixSettings = FixSettings()
+    """FIX session of Job D's ``fix`` venue (``TRADEFLOW_FIX__HOST``, ``__PORT``...)."""
 
     def profile_for(self, stream: str) -> Profile:
         """Return the profile a stream lives on (its override, else the global one)."""
