@@ -153,8 +153,9 @@ def test_job_a_killed_mid_stream_resumes_from_its_kafka_offsets(
     assert len(read_stream(settings, "sma_wide")) == len(rows)
 
 
+@pytest.mark.parametrize("hard", [False, True], ids=["stop", "kill"])
 def test_job_a_survives_a_broker_restart_mid_stream(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, tmp_path: Path, hard: bool
 ) -> None:
     ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=5))
     want = reference_rows(tmp_path, ticks)
@@ -176,7 +177,7 @@ def test_job_a_survives_a_broker_restart_mid_stream(
         # The second half is written while the broker restarts (a writer reconnects
         # too); the stream is closed only after it, so the flow is mid-stream here.
         feeder = feed_paced(settings, ticks[half:], feed_error)
-        kafka_broker.restart()
+        kafka_broker.restart(hard=hard)
         rc = proc.wait(240)
     finally:
         if proc.poll() is None:
