@@ -11,6 +11,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 
 from connectors.base import SourceMessage
+from connectors.registry import Connectors
 from schemas import DeadLetter, DecodeError, Record, decode
 
 R = TypeVar("R", bound=Record)
@@ -77,3 +78,42 @@ def demux(step_id: str, up: Stream[tuple[str, Record]], names: list[str]) -> dic
         return lambda item: item[1] if item[0] == name else None
 
     return {name: op.filter_map(f"{step_id}_{name}", up, only(name)) for name in names}
+
+
+def startup_ends(conn: Connectors, stream: str) -> dict[int, int]:
+    """Return the end offsets of a stream now, as a job starts (see ``TableGate``)."""
+    reader = conn.reader(stream)
+    try:
+        return reader.end_offsets()
+    finally:
+        reader.close()
+
+
+@dataclass
+class TableGate:
+    """Tell when a job has read a table's changelog up to where it ended at start-up.
+
+    The inputs of a flow are separate streams, so at start-up an order can overtake
+    the control row that should have stopped it. A job that must fail closed holds
+    its other inputs until the gate is open: every partition of the table read up to
+    its start-up end offset (an empty table opens the gate at once).
+    """
+
+    pending: dict[int, int]
+    """Per partition, the offset that still has to be seen (end - 1)."""
+
+    @classmethod
+    def at(cls, ends: dict[int, int]) -> TableGate:
+        """Build a gate over the given start-up end offsets."""
+        return cls({p: end - 1 for p, end in ends.items() if end > 0})
+
+    @property
+    def open(self) -> bool:
+        """Tell whether the table was read up to its start-up end."""
+        return not self.pending
+
+    def seen(self, partition: int, offset: int) -> None:
+        """Record that a table record at ``(partition, offset)`` was read."""
+        need = self.pending.get(partition)
+        if need is not None and offset >= need:
+            del self.pending[partition]

@@ -35,7 +35,7 @@ from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.registry import Connectors
-from flows.common import Decoded, decode_messages, demux
+from flows.common import Decoded, TableGate, decode_messages, demux, startup_ends
 from operators.portfolio import AccountBook, InputPos, Outcome
 from schemas import (
     Account,
@@ -83,7 +83,12 @@ class SignalEvent:
     mark: MarkEvent | None
 
 
-BookEvent = SignalEvent | MarkEvent | Decoded[Any]
+@dataclass(frozen=True)
+class ControlReady:
+    """The control table was read up to its start-up end: signals may be decided."""
+
+
+BookEvent = SignalEvent | MarkEvent | ControlReady | Decoded[Any]
 
 
 # --------------------------------------------------------------------- by symbol
@@ -132,35 +137,51 @@ class SymbolRouter(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], _Symbol
 
 @dataclass
 class _ControlState:
+    gate: TableGate
     accounts: list[str] = field(default_factory=list)
     broadcasts: dict[str, Decoded[Control]] = field(default_factory=dict)
 
 
 class ControlRouter(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], _ControlState]):
-    """Route account rows to their account and control rows to their scope."""
+    """Route account rows to their account and control rows to their scope.
 
-    def __init__(self, resume: _ControlState | None) -> None:
-        self.state = resume if resume is not None else _ControlState()
+    Once the control table has been read up to where it ended at start-up, every
+    account gets a ``ControlReady`` (books decide no signal before it), so a HALTED
+    row written before the job started always wins over a signal that overtakes it.
+    """
+
+    def __init__(self, control_ends: dict[int, int], resume: _ControlState | None) -> None:
+        self.state = resume if resume is not None else _ControlState(TableGate.at(control_ends))
 
     @override
     def on_item(self, value: Decoded[Any]) -> tuple[list[tuple[str, BookEvent]], bool]:
         rec = value.record
         st = self.state
+        out: list[tuple[str, BookEvent]] = []
         if isinstance(rec, Account):
-            out: list[tuple[str, BookEvent]] = []
             if rec.account not in st.accounts:
                 st.accounts.append(rec.account)
                 out += [(rec.account, c) for c in st.broadcasts.values()]
+                if st.gate.open:
+                    out.append((rec.account, ControlReady()))
             return [*out, (rec.account, value)], False
-        assert isinstance(rec, Control)  # noqa: S101 - only accounts and control come here
+        if not isinstance(rec, Control):
+            raise TypeError(f"the control router got {type(rec).__name__}")
+        was_open = st.gate.open
+        st.gate.seen(value.partition, value.offset)
         if rec.scope.startswith("account:"):
-            return [(rec.scope.removeprefix("account:"), value)], False
-        st.broadcasts[rec.scope] = value
-        return [(acct, value) for acct in st.accounts], False
+            out.append((rec.scope.removeprefix("account:"), value))
+        else:
+            st.broadcasts[rec.scope] = value
+            out += [(acct, value) for acct in st.accounts]
+        if st.gate.open and not was_open:
+            out += [(acct, ControlReady()) for acct in st.accounts]
+        return out, False
 
     @override
     def snapshot(self) -> _ControlState:
-        return _ControlState(list(self.state.accounts), dict(self.state.broadcasts))
+        st = self.state
+        return _ControlState(TableGate(dict(st.gate.pending)), list(st.accounts), dict(st.broadcasts))
 
 
 # --------------------------------------------------------------------- by account
@@ -172,9 +193,10 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record],
     Values arrive as ``(account, event)`` because Bytewax builds the logic without
     telling it its key: the first event names the account of a new book.
 
-    Signals that arrive before the account's first ``accounts`` row are held (the
-    inputs are separate streams, so at start-up a signal can overtake the row that
-    sets the account up) and decided when the row arrives. Held signals are decided
+    Signals that arrive before the account's first ``accounts`` row, or before the
+    control table was read to its start-up end (``ControlReady``), are held: the inputs
+    are separate streams, so at start-up a signal can overtake the rows that set the
+    account up or halt it. They are decided once both arrived. Held signals are decided
     anyway, as for an unknown account, at the end of input or once more than
     ``MAX_HELD`` wait.
     """
@@ -182,6 +204,7 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record],
     def __init__(self, resume: dict[str, Any] | None) -> None:
         self.book = AccountBook.from_snapshot(resume["book"]) if resume else None
         self.held: list[SignalEvent] = list(resume["held"]) if resume else []
+        self.ready: bool = bool(resume["ready"]) if resume else False
 
     @override
     def on_batch(
@@ -192,13 +215,16 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record],
             if self.book is None:
                 self.book = AccountBook(account)
             book = self.book
-            if isinstance(event, SignalEvent) and book.account is None:
+            if isinstance(event, ControlReady):
+                self.ready = True
+            elif isinstance(event, SignalEvent) and not (self.ready and book.account is not None):
                 self.held.append(event)
                 if len(self.held) > MAX_HELD:
                     out.extend(records_of(self._apply(book, self.held.pop(0))))
                 continue
-            out.extend(records_of(self._apply(book, event)))
-            if self.held and book.account is not None:
+            else:
+                out.extend(records_of(self._apply(book, event)))
+            if self.held and self.ready and book.account is not None:
                 out.extend(self._release())
         return out, False
 
@@ -224,6 +250,8 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record],
                 m = event.mark
                 outcome = book.on_mark(m.symbol, m.price, m.ts, pos=m.pos)
             return outcome + book.on_signal(event.signal.record, pos=_pos(event.signal))
+        if isinstance(event, ControlReady):
+            return Outcome()
         rec = event.record
         if isinstance(rec, VenueFill):
             return book.on_fill(rec, pos=_pos(event))
@@ -239,7 +267,7 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record],
     def snapshot(self) -> dict[str, Any]:
         if self.book is None:
             raise RuntimeError("an account book without any event cannot exist")
-        return {"book": self.book.snapshot(), "held": list(self.held)}
+        return {"book": self.book.snapshot(), "held": list(self.held), "ready": self.ready}
 
 
 def records_of(outcome: Outcome) -> list[tuple[str, Record]]:
@@ -289,7 +317,8 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     routed = op.stateful("symbol_router", by_symbol, lambda r: SymbolRouter(throttle, r))
 
     broadcast = op.key_on("one_key", op.merge("ops_inputs", accounts, control), lambda _: "all")
-    controlled = op.stateful("control_router", broadcast, ControlRouter)
+    ends = startup_ends(conn, "control")
+    controlled = op.stateful("control_router", broadcast, lambda r: ControlRouter(ends, r))
 
     direct = op.map(
         "direct", op.merge("account_inputs", fills, limits), lambda d: (d.record.account, d)

@@ -70,6 +70,22 @@ class PortfolioSettings(_Section):
     """Marks fanned out to the accounts holding a symbol at most this often (event time)."""
 
 
+class ExecutionSettings(_Section):
+    """Job D (env ``TRADEFLOW_EXECUTION__*``)."""
+
+    venue: str = "paper"
+    """Which venue adapter: ``paper`` (in process) or ``fix`` (settings in ``fix``)."""
+    paper_latency_ms: int = 0
+    paper_fill_fraction: float | None = None
+    paper_fee_bps: float = 0.0
+    poll_ms: int = 20
+    """How often the adapter is polled for execution reports."""
+    metrics_interval_s: float = 5.0
+    """Window of each execution_metrics record."""
+    drain_timeout_s: float = 10.0
+    """At the end of a bounded run, how long to wait for the venue to answer."""
+
+
 class Settings(BaseSettings):
     """All tradeflow settings. Unknown ``TRADEFLOW_*`` keys in a .env file are rejected."""
 
@@ -102,6 +118,7 @@ class Settings(BaseSettings):
     fluss: FlussSettings = FlussSettings()
     indicators: IndicatorSettings = IndicatorSettings()
     portfolio: PortfolioSettings = PortfolioSettings()
+    execution: ExecutionSettings = ExecutionSettings()
     fix: FixSettings = FixSettings()
     """FIX session of Job D's ``fix`` venue (``TRADEFLOW_FIX__HOST``, ``__PORT``...)."""
 

@@ -54,7 +54,9 @@ def test_show_on_a_log_stream_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_indicators_command_reports_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_indicators_command_reports_a_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc = main(["indicators", "--input", str(tmp_path / "nope.csv"), "--output", "-"])
     assert rc == 2
     assert "no such file" in capsys.readouterr().err

@@ -178,3 +178,16 @@ def test_a_replayed_phase_emits_no_order_twice(phases: Phases, settings: Setting
     ids = [(o.order_id, o.action) for o in phases.all("validated_orders")]  # type: ignore[attr-defined]
     assert len(ids) == len(set(ids)) == 4
     assert len(phases.all("risk_decisions")) == 4
+
+
+def test_halt_written_before_start_wins_over_signals(phases: Phases) -> None:
+    phases.run(
+        accounts=[ACCOUNT],
+        control=[Control(scope="global", state="HALTED", reason="pre-open", ts=T0)],
+        market_data=[MarketData(symbol="X", ts=at(1), price=Decimal(100), volume=1)],
+        trade_signals=[signal(i, "1") for i in range(20)],
+    )
+    decisions = [d for d in phases.all("risk_decisions") if isinstance(d, RiskDecision)]
+    assert len(decisions) == 20
+    assert {d.decision for d in decisions} == {Decision.FAIL}
+    assert phases.all("validated_orders") == []
