@@ -18,7 +18,7 @@ from pathlib import Path
 from connectors.base import ConnectorError
 from connectors.feeds import FeedError, SyntheticMarket, read_frame, replay, ticks_from_frame
 from connectors.registry import Connectors
-from schemas import STREAMS, Kind, decode, spec
+from schemas import STREAMS, Kind, spec
 from tradeflow.settings import Settings, load_settings
 
 
@@ -39,28 +39,27 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Feed a market through Job A on the embedded store and print a summary."""
-    from bytewax.testing import run_main
-
-    from flows.indicators import build_flow
+    """Run the whole pipeline (A, B x2, C, D on the paper venue) over a market; summarise."""
+    from tradeflow.pipeline import PipelineError, print_summary, run_pipeline
 
     data_dir = args.data_dir or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
-    settings = load_settings(data_dir=data_dir, profile="local")
-    conn = Connectors(settings)
+    settings = load_settings(data_dir=data_dir, profile=args.profile or "local")
     if args.input:
         frame = read_frame(Path(args.input))
         ticks, total = ticks_from_frame(frame), len(frame)
+        symbols = sorted(frame["symbol"].astype(str).unique())
     else:
         market = SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=args.seed)
-        ticks, total = iter(market), args.ticks
-    print(f"tradeflow demo: data in {data_dir}")
-    started = time.perf_counter()
-    fed = replay(ticks, conn.writer("market_data"), total=total, progress=not args.quiet)
-    feed_s = time.perf_counter() - started
-    started = time.perf_counter()
-    run_main(build_flow(settings))
-    flow_s = time.perf_counter() - started
-    _print_demo_summary(conn, fed, feed_s, flow_s)
+        ticks, total, symbols = iter(market), args.ticks, market.symbol_names()
+    print(f"tradeflow demo: {total:,} ticks, {len(symbols)} symbols, data in {data_dir}")
+    try:
+        counts = run_pipeline(
+            settings, ticks, total, symbols, speed=args.speed or None, progress=not args.quiet
+        )
+    except PipelineError as exc:
+        raise UsageError(f"{exc}\n(job logs: {Path(data_dir) / 'logs'})") from None
+    print_summary(counts)
+    print(f"\ndata and job logs: {data_dir}  (tradeflow tail/show --data-dir {data_dir} ...)")
     return 0
 
 
@@ -70,42 +69,6 @@ def _count(conn: Connectors, stream: str) -> int:
         return sum(reader.end_offsets().values())
     finally:
         reader.close()
-
-
-def _print_demo_summary(conn: Connectors, fed: int, feed_s: float, flow_s: float) -> None:
-    from schemas import SmaWide
-
-    rows = _count(conn, "sma_wide")
-    letters = _count(conn, "dead_letters")
-    last: dict[str, SmaWide] = {}
-    reader = conn.reader("sma_wide")
-    for part in range(reader.partitions):
-        offset = 0
-        while batch := reader.read(part, offset, 5000):
-            for rec in batch:
-                row = decode(SmaWide, rec.value)
-                last[row.symbol] = row
-            offset = batch[-1].offset + 1
-    reader.close()
-    print()
-    print(f"ticks fed        {fed:>10,}  ({fed / max(feed_s, 1e-9):,.0f}/s)")
-    print(f"sma_wide rows    {rows:>10,}  (Job A {rows / max(flow_s, 1e-9):,.0f} rows/s)")
-    print(f"dead letters     {letters:>10,}")
-    print(f"symbols          {len(last):>10,}")
-    print()
-    print(f"{'symbol':<8} {'price':>10} {'sma_20':>10} {'ema_12':>10} {'rsi_14':>8} {'vwap':>10}")
-    for sym in sorted(last)[:10]:
-        r = last[sym]
-
-        def f(v: float | None, w: int = 10) -> str:
-            return f"{v:>{w}.2f}" if v is not None else f"{'-':>{w}}"
-
-        print(
-            f"{sym:<8} {f(r.price)} {f(r.indicator('sma_20'))} {f(r.indicator('ema_12'))} "
-            f"{f(r.indicator('rsi_14'), 8)} {f(r.vwap)}"
-        )
-    if len(last) > 10:
-        print(f"... and {len(last) - 10} more symbols (tradeflow show / tail for all)")
 
 
 # --- feed -------------------------------------------------------------------------
@@ -251,11 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     streams = sorted(STREAMS)
 
     p = sub.add_parser("demo", help="run a synthetic market through the pipeline; print a summary")
-    p.add_argument("--ticks", type=int, default=50_000)
+    p.add_argument("--ticks", type=int, default=10_000)
     p.add_argument("--symbols", type=int, default=20)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--input", help="replay this CSV/Parquet of ticks or bars instead")
     p.add_argument("--data-dir", type=Path, help="default: a new runs/demo-<time> directory")
+    p.add_argument("--profile", choices=["local", "kafka", "fluss"], help="data plane (default local)")
+    p.add_argument(
+        "--speed", type=float, default=20.0,
+        help="replay pace, event time vs wall clock (default 20x; 0 = as fast as possible)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 

@@ -17,6 +17,7 @@ queue up until ``poll_reports``. ``snapshot()``/``restore()`` carry its whole st
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
@@ -57,6 +58,10 @@ class PaperVenueConfig(BaseModel):
     """Orders above this quantity are rejected."""
     fee_bps: Decimal = Field(default=Decimal(0), ge=0)
     """Fee per fill in basis points of its notional."""
+    history_ticks: int = Field(default=256, ge=0)
+    """Recent ticks kept per symbol: an order that reaches the venue after the ticks it
+    is eligible for (market data read ahead of the order flow, as in a replay at full
+    speed) is matched against them, so it fills where it would have in real time."""
 
 
 @dataclass(slots=True)
@@ -99,6 +104,7 @@ class PaperVenue(VenueAdapter):
         self._unknown_cancels: dict[str, int] = {}
         self._connected = False
         self._counts = {"orders_sent": 0, "acks": 0, "fills": 0, "rejects": 0, "cancels": 0}
+        self._recent: dict[str, deque[MarketData]] = {}
 
     @property
     def name(self) -> str:
@@ -139,6 +145,9 @@ class PaperVenue(VenueAdapter):
         self._counts["acks"] += 1
         self._report(work, ExecStatus.NEW, work.eligible_from)
         self._book.setdefault(order.symbol, []).append(order.order_id)
+        for tick in list(self._recent.get(order.symbol, ())):
+            if tick.ts >= work.eligible_from and work.status not in _TERMINAL:
+                self._match(order.symbol, [order.order_id], tick)
 
     def cancel(self, order: ValidatedOrder) -> None:
         """Cancel the working order ``order.order_id``; say why when it cannot be canceled."""
@@ -194,11 +203,18 @@ class PaperVenue(VenueAdapter):
 
     def on_market(self, tick: MarketData) -> None:
         """Match the symbol's working orders against one tick, in time priority."""
+        if self._config.history_ticks:
+            recent = self._recent.get(tick.symbol)
+            if recent is None:
+                recent = self._recent[tick.symbol] = deque(maxlen=self._config.history_ticks)
+            recent.append(tick)
         ids = self._book.get(tick.symbol)
-        if not ids:
-            return
+        if ids:
+            self._match(tick.symbol, list(ids), tick)
+
+    def _match(self, symbol: str, ids: list[str], tick: MarketData) -> None:
         liquidity = self._liquidity(tick)
-        for order_id in list(ids):
+        for order_id in ids:
             work = self._orders[order_id]
             if tick.ts < work.eligible_from:
                 continue
@@ -247,6 +263,7 @@ class PaperVenue(VenueAdapter):
             "book": {symbol: list(ids) for symbol, ids in self._book.items()},
             "unknown_cancels": dict(self._unknown_cancels),
             "counts": dict(self._counts),
+            "recent": {s: [t.model_dump(mode="json") for t in q] for s, q in self._recent.items()},
             "pending_reports": [r.model_dump(mode="json") for r in self._reports],
         }
 
@@ -268,6 +285,10 @@ class PaperVenue(VenueAdapter):
         self._book = {symbol: list(ids) for symbol, ids in state["book"].items()}
         self._unknown_cancels = dict(state["unknown_cancels"])
         self._counts = dict(state["counts"])
+        self._recent = {
+            s: deque((MarketData.model_validate(t) for t in ticks), maxlen=self._config.history_ticks)
+            for s, ticks in state.get("recent", {}).items()
+        }
         self._reports = [VenueFill.model_validate(r) for r in state["pending_reports"]]
 
     # -- internals ---------------------------------------------------------------------

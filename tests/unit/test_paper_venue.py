@@ -341,3 +341,24 @@ def test_snapshot_restore_continues_exactly_like_an_uninterrupted_run() -> None:
     for t in ticks[1:]:
         resumed.on_market(t)
     assert resumed.poll_reports() == expected
+
+
+def test_order_arriving_after_its_ticks_fills_at_the_first_eligible_recent_tick() -> None:
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from connectors.venues.paper import PaperVenue
+    from schemas import MarketData, ValidatedOrder
+
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    venue = PaperVenue()
+    venue.connect()
+    for i, px in enumerate([100, 101, 102]):
+        venue.on_market(MarketData(symbol="X", ts=t0 + timedelta(seconds=i), price=px, volume=10))
+    # Market data ran ahead: the order (stamped at 0.5 s) arrives after all three ticks.
+    venue.submit(ValidatedOrder(order_id="O1", account="A", symbol="X", side="BUY", qty=Decimal(3),
+                                ts=t0 + timedelta(milliseconds=500)))
+    reports = venue.poll_reports()
+    assert [r.status.value for r in reports] == ["NEW", "FILLED"]
+    assert reports[-1].last_px == Decimal(101)
+    assert reports[-1].ts == t0 + timedelta(seconds=1)

@@ -1,0 +1,350 @@
+"""Run the whole pipeline as separate processes, the way production runs it.
+
+``run_pipeline`` seeds the tables (accounts, symbol limits, strategy configs), starts
+Job A, one Job B per strategy, Job C and Job D (paper venue) as live Bytewax
+processes (``python -m bytewax.run ...`` with ``TRADEFLOW_FOLLOW=true``), feeds the
+market, waits until the pipeline has drained (every stage caught up and nothing moved
+for ``settle_s``), stops the jobs (SIGINT, then SIGKILL) and returns the counts. It
+stops everything on any error or Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TextIO
+
+from tqdm import tqdm
+
+from connectors.feeds import replay
+from connectors.registry import Connectors
+from schemas import (
+    Account,
+    AccountType,
+    MarketData,
+    OrderAction,
+    OrderType,
+    PortfolioState,
+    Record,
+    RiskEvent,
+    Severity,
+    Sizing,
+    StrategyConfig,
+    SymbolLimit,
+    TradeSignal,
+    ValidatedOrder,
+    VenueFill,
+    decode,
+    spec,
+)
+from tradeflow.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+T_SEED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class PipelineError(RuntimeError):
+    """A job died or the pipeline did not drain in time."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One Bytewax process of the pipeline."""
+
+    name: str
+    target: str
+    """The ``python -m bytewax.run`` import string."""
+
+
+def demo_strategies() -> list[StrategyConfig]:
+    """Return the two strategies of the demo, each trading its own account."""
+    return [
+        StrategyConfig(
+            strategy_id="sma_cross", strategy="sma_cross", params={"fast": 5, "slow": 20},
+            account="ACC-SMA", sizing=Sizing.FIXED_QTY, qty=Decimal(100), ts=T_SEED,
+        ),
+        StrategyConfig(
+            strategy_id="rsi_reversion", strategy="rsi_reversion",
+            params={"period": 14, "oversold": 30.0, "overbought": 70.0}, account="ACC-RSI",
+            sizing=Sizing.FIXED_NOTIONAL, notional=Decimal(20_000), order_type=OrderType.LIMIT,
+            limit_offset_bps=Decimal(5), ts=T_SEED,
+        ),
+    ]
+
+
+def demo_accounts(configs: Iterable[StrategyConfig]) -> list[Account]:
+    """Return one margin account with sensible limits per strategy account."""
+    return [
+        Account(
+            account=acct, account_type=AccountType.MARGIN, cash=Decimal(1_000_000),
+            max_order_notional=Decimal(50_000), max_order_qty=Decimal(5_000),
+            max_gross_exposure=Decimal(2_000_000), max_leverage=Decimal(4), max_open_orders=50,
+            max_orders_per_second=20, price_collar_bps=Decimal(500),
+            daily_loss_limit=Decimal(50_000), max_drawdown=Decimal(100_000), ts=T_SEED,
+        )
+        for acct in sorted({c.account for c in configs})
+    ]
+
+
+def demo_symbol_limits(accounts: Iterable[str], symbols: Iterable[str]) -> list[SymbolLimit]:
+    """Return a position limit per account and symbol."""
+    return [
+        SymbolLimit(account=a, symbol=s, max_position_qty=Decimal(2_000),
+                    max_position_notional=Decimal(250_000), ts=T_SEED)
+        for a in accounts for s in symbols
+    ]
+
+
+def pipeline_jobs(configs: Iterable[StrategyConfig]) -> list[Job]:
+    """Return the processes of the pipeline: A, one B per strategy, C and D."""
+    jobs = [Job("indicators", "flows.indicators:flow")]
+    jobs += [
+        Job(f"strategy_{c.strategy_id}", f"flows.strategy:build_flow({c.strategy_id!r})") for c in configs
+    ]
+    jobs.append(Job("portfolio_risk", "flows.portfolio_risk:flow"))
+    return [*jobs, Job("execution", "flows.execution:flow")]
+
+
+@dataclass
+class Counts:
+    """What went through the pipeline."""
+
+    ticks: int = 0
+    rows: int = 0
+    signals: Counter[str] = field(default_factory=Counter)
+    decisions: int = 0
+    orders: int = 0
+    cancels: int = 0
+    fills: int = 0
+    rejects_by_rule: Counter[str] = field(default_factory=Counter)
+    critical: int = 0
+    dead_letters: int = 0
+    portfolios: dict[str, PortfolioState] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _records(conn: Connectors, stream: str) -> Iterator[Record]:
+    model = spec(stream).model
+    reader = conn.reader(stream)
+    try:
+        for part in range(reader.partitions):
+            offset = 0
+            while batch := reader.read(part, offset, 5000):
+                for rec in batch:
+                    yield decode(model, rec.value)
+                offset = batch[-1].offset + 1
+    finally:
+        reader.close()
+
+
+def _size(conn: Connectors, stream: str) -> int:
+    reader = conn.reader(stream)
+    try:
+        return sum(reader.end_offsets().values())
+    finally:
+        reader.close()
+
+
+class Pipeline:
+    """The running jobs of one pipeline and how to watch and stop them."""
+
+    WATCHED = ("sma_wide", "trade_signals", "risk_decisions", "validated_orders", "venue_fills",
+               "orders", "portfolio_state", "dead_letters")
+
+    def __init__(self, settings: Settings, jobs: list[Job], log_dir: Path) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.conn = Connectors(settings)
+
+    def start(self) -> None:
+        """Start every job as its own process."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            TRADEFLOW_DATA_DIR=str(self.settings.data_dir.resolve()),
+            TRADEFLOW_PROFILE=self.settings.profile.value,
+            TRADEFLOW_FOLLOW="true",
+            TRADEFLOW_POLL_INTERVAL_MS="20",
+            PYTHONUNBUFFERED="1",
+        )
+        for job in self.jobs:
+            log = open(self.log_dir / f"{job.name}.log", "ab")  # noqa: SIM115 - owned by the child
+            self.procs[job.name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "bytewax.run", job.target, "-s", "1"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def check_alive(self) -> None:
+        """Raise ``PipelineError`` with its log tail if a job has exited."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise PipelineError(f"job {name} exited with {proc.returncode}:\n{tail}")
+
+    def sizes(self) -> dict[str, int]:
+        """Return the record count of each watched stream."""
+        return {s: _size(self.conn, s) for s in self.WATCHED}
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every job: SIGINT, then SIGKILL after ``timeout``."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def seed(conn: Connectors, configs: list[StrategyConfig], symbols: list[str]) -> None:
+    """Write the tables the jobs read, and create every stream they expect."""
+    accounts = demo_accounts(configs)
+    tables: dict[str, list[Record]] = {
+        "accounts": list(accounts),
+        "strategy_config": list(configs),
+        "symbol_limits": list(demo_symbol_limits([a.account for a in accounts], symbols)),
+        "control": [],
+    }
+    for stream, records in tables.items():
+        writer = conn.writer(stream)
+        writer.write(records)
+        writer.close()
+    for stream in ("trade_signals", "validated_orders", "venue_fills", "sma_wide", "market_data"):
+        conn.reader(stream).close()
+
+
+def run_pipeline(
+    settings: Settings,
+    ticks: Iterable[MarketData],
+    total: int,
+    symbols: list[str],
+    *,
+    speed: float | None = None,
+    settle_s: float = 3.0,
+    timeout_s: float = 1800.0,
+    progress: bool = True,
+    out: TextIO = sys.stderr,
+) -> Counts:
+    """Run the pipeline over ``ticks``; return what went through it."""
+    conn = Connectors(settings)
+    configs = demo_strategies()
+    seed(conn, configs, symbols)
+    pipe = Pipeline(settings, pipeline_jobs(configs), settings.data_dir / "logs")
+    started = time.monotonic()
+    fed = {"n": 0}
+    failure: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            writer = Connectors(settings).writer("market_data")
+            fed["n"] = replay(ticks, writer, total=total, speed=speed, progress=False, close=False)
+            writer.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failure.append(exc)
+
+    pipe.start()
+    bar = tqdm(total=total, unit="tick", desc="pipeline", disable=not progress, file=out)
+    try:
+        feeder = threading.Thread(target=feed, name="feed", daemon=True)
+        feeder.start()
+        last: dict[str, int] = {}
+        still_since = time.monotonic()
+        while True:
+            time.sleep(0.25)
+            pipe.check_alive()
+            if failure:
+                raise PipelineError(f"feeding market data failed: {failure[0]}")
+            sizes = pipe.sizes()
+            bar.n = min(sizes["sma_wide"], total)
+            bar.set_postfix(signals=sizes["trade_signals"], orders=sizes["validated_orders"],
+                            fills=sizes["venue_fills"], refresh=False)
+            bar.refresh()
+            if sizes != last:
+                last, still_since = sizes, time.monotonic()
+            caught_up = (
+                not feeder.is_alive()
+                and sizes["sma_wide"] + sizes["dead_letters"] >= fed["n"]
+                and sizes["risk_decisions"] >= sizes["trade_signals"]
+            )
+            if caught_up and time.monotonic() - still_since >= settle_s:
+                break
+            if time.monotonic() - started > timeout_s:
+                raise PipelineError(f"the pipeline did not drain within {timeout_s:.0f}s: {sizes}")
+    finally:
+        bar.close()
+        pipe.stop()
+    counts = summarise(conn)
+    counts.ticks = fed["n"]
+    counts.seconds = time.monotonic() - started
+    return counts
+
+
+def summarise(conn: Connectors) -> Counts:
+    """Count what the output streams and tables hold."""
+    c = Counts()
+    c.rows = _size(conn, "sma_wide")
+    c.decisions = _size(conn, "risk_decisions")
+    c.dead_letters = _size(conn, "dead_letters")
+    for sig in _records(conn, "trade_signals"):
+        assert isinstance(sig, TradeSignal)  # noqa: S101 - the stream's model
+        c.signals[sig.strategy_id] += 1
+    for order in _records(conn, "validated_orders"):
+        assert isinstance(order, ValidatedOrder)  # noqa: S101
+        if order.action is OrderAction.NEW:
+            c.orders += 1
+        else:
+            c.cancels += 1
+    for fill in _records(conn, "venue_fills"):
+        assert isinstance(fill, VenueFill)  # noqa: S101
+        c.fills += fill.last_qty > 0
+    for event in _records(conn, "risk_events"):
+        assert isinstance(event, RiskEvent)  # noqa: S101
+        if event.severity is Severity.CRITICAL:
+            c.critical += 1
+        elif event.signal_id:
+            c.rejects_by_rule[event.rule] += 1
+    reader = conn.reader("portfolio_state")
+    for key, raw in reader.scan_latest():
+        c.portfolios[key] = decode(PortfolioState, raw)
+    reader.close()
+    return c
+
+
+def print_summary(c: Counts, out: TextIO = sys.stdout) -> None:
+    """Print the end-of-run summary a person reads."""
+    rate = c.ticks / c.seconds if c.seconds else 0.0
+    print(f"\nticks            {c.ticks:>10,}  ({rate:,.0f}/s end to end, {c.seconds:.1f}s)", file=out)
+    print(f"sma_wide rows    {c.rows:>10,}", file=out)
+    for strategy, n in sorted(c.signals.items()):
+        print(f"signals {strategy:<16}{n:>6,}", file=out)
+    print(f"risk decisions   {c.decisions:>10,}", file=out)
+    print(f"orders           {c.orders:>10,}  (+{c.cancels} cancels)", file=out)
+    print(f"fills            {c.fills:>10,}", file=out)
+    print(f"dead letters     {c.dead_letters:>10,}", file=out)
+    print(f"critical events  {c.critical:>10,}", file=out)
+    if c.rejects_by_rule:
+        print("rejects by rule:", file=out)
+        for rule, n in c.rejects_by_rule.most_common():
+            print(f"  {rule:<24}{n:>8,}", file=out)
+    print(f"\n{'account':<10}{'equity':>16}{'realised':>14}{'unrealised':>14}{'gross':>14}  state", file=out)
+    for acct, p in sorted(c.portfolios.items()):
+        print(
+            f"{acct:<10}{p.equity:>16,.2f}{p.realized_pnl:>14,.2f}{p.unrealized_pnl:>14,.2f}"
+            f"{p.gross_exposure:>14,.2f}  {p.trading_state.value}",
+            file=out,
+        )
