@@ -322,7 +322,11 @@ class FlussCluster:
         """Tell whether the coordinator answers and lists tablet server 0 on its port."""
         if self.coordinator_port is None or not port_open(self.coordinator_port):
             return False
-        nodes = run_async(self._server_nodes, timeout)
+        try:
+            nodes = run_async(self._server_nodes, timeout)
+        except Exception as exc:  # noqa: BLE001 - FlussError, timeouts: all mean "not yet"
+            log.debug("Fluss not ready: %s", exc)
+            return False
         kinds = {(kind, port) for kind, _, port in nodes}
         return ("CoordinatorServer", self.coordinator_port) in kinds and (
             "TabletServer",
@@ -333,7 +337,11 @@ class FlussCluster:
         """Tell whether the cluster is ready and every bucket of every table has a leader."""
         if not self.ready():
             return False
-        run_async(self._probe_all_buckets, timeout)
+        try:
+            run_async(self._probe_all_buckets, timeout)
+        except Exception as exc:  # noqa: BLE001 - FlussError, timeouts: all mean "not yet"
+            log.debug("Fluss not serving every bucket yet: %s", exc)
+            return False
         return True
 
     def tail(self, name: str = TABLET_SERVER, n: int = 80) -> str:
