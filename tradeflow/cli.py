@@ -190,6 +190,71 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+JOBS = {
+    "indicators": "flows.indicators:flow",
+    "portfolio_risk": "flows.portfolio_risk:flow",
+    "execution": "flows.execution:flow",
+}
+
+
+def job_target(job: str) -> str:
+    """Return the bytewax import string of a job (``strategy:<id>`` for Job B)."""
+    if job.startswith("strategy:"):
+        return f"flows.strategy:build_flow({job.removeprefix('strategy:')!r})"
+    try:
+        return JOBS[job]
+    except KeyError:
+        known = ", ".join([*JOBS, "strategy:<id>"])
+        raise UsageError(f"unknown job {job!r}; jobs: {known}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one job the way production does: ``python -m bytewax.run`` in this process."""
+    import os
+    import shlex
+
+    cmd = [sys.executable, "-m", "bytewax.run", job_target(args.job)]
+    env = dict(os.environ)
+    if args.profile:
+        env["TRADEFLOW_PROFILE"] = args.profile
+    if args.data_dir:
+        env["TRADEFLOW_DATA_DIR"] = str(args.data_dir)
+    if args.follow:
+        env["TRADEFLOW_FOLLOW"] = "true"
+    if args.recovery:
+        args.recovery.mkdir(parents=True, exist_ok=True)
+        if not (args.recovery / "part-0.sqlite3").exists():
+            import subprocess
+
+            subprocess.run(  # noqa: S603 - our interpreter, our module
+                [sys.executable, "-m", "bytewax.recovery", str(args.recovery), "1"], check=True
+            )
+        cmd += ["-r", str(args.recovery), "-s", str(args.snapshot_s), "-b", "0"]
+    print("equivalent: " + " ".join(shlex.quote(c) for c in ["python", *cmd[1:]]), file=sys.stderr)
+    os.execve(sys.executable, cmd, env)  # noqa: S606 - replaces this process, as a launcher does
+    return 0  # not reached
+
+
+def cmd_infra(args: argparse.Namespace) -> int:
+    """Start, stop or inspect the real servers (Kafka, Fluss, the FIX venue)."""
+    from tradeflow.infra import manage
+
+    root: Path = args.dir
+    if args.action == "up":
+        servers = tuple(args.only.split(",")) if args.only else manage.SERVERS
+        state = manage.up(root, servers)
+        print(f"servers up (state in {root / 'infra.json'}); point tradeflow at them with:")
+        for key, value in sorted(state.env.items()):
+            print(f"export {key}={value}")
+    elif args.action == "down":
+        stopped = manage.down(root)
+        print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    else:
+        for name, alive in sorted(manage.status(root).items()) or [("(none)", False)]:
+            print(f"{name:<8} {'up' if alive else 'down'}")
+    return 0
+
+
 def cmd_close(args: argparse.Namespace) -> int:
     """Mark a stream finished, so bounded readers stop at its end."""
     writer = Connectors(_settings(args)).writer(args.stream)
@@ -266,6 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("table", choices=[s for s in streams if STREAMS[s].kind is Kind.TABLE])
     p.add_argument("--key", help="only this primary key")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("run", help="run one job as production does (python -m bytewax.run ...)")
+    _common(p)
+    p.add_argument("job", help="indicators, strategy:<id>, portfolio_risk or execution")
+    p.add_argument("--follow", action="store_true", help="keep waiting for new input (a live job)")
+    p.add_argument("--recovery", type=Path, help="recovery directory (created and initialised if new)")
+    p.add_argument("--snapshot-s", type=int, default=5, help="snapshot interval with --recovery")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("infra", help="start, stop or inspect the real servers from deploy/")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--dir", type=Path, default=Path(".tradeflow/infra"), help="where servers keep data")
+    p.add_argument("--only", help="comma-separated subset of kafka,fluss,fix (default all)")
+    p.set_defaults(func=cmd_infra)
 
     p = sub.add_parser("close", help="mark a stream finished (bounded readers stop at its end)")
     _common(p)

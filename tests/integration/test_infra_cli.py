@@ -1,0 +1,38 @@
+"""`tradeflow infra up|status|down` starts real servers in the background and stops them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tradeflow.infra.common import port_open
+from tradeflow.infra.manage import load_state
+
+pytestmark = pytest.mark.integration
+
+
+def tradeflow(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradeflow", *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_infra_up_status_down_for_kafka_and_the_fix_venue(tmp_path: Path) -> None:
+    root = tmp_path / "infra"
+    try:
+        out = tradeflow("infra", "up", "--dir", str(root), "--only", "kafka,fix")
+        assert "export TRADEFLOW_KAFKA__BOOTSTRAP=127.0.0.1:" in out
+        state = load_state(root)
+        assert port_open(state.ports["kafka"])
+        assert port_open(state.ports["fix"])
+        assert tradeflow("infra", "status", "--dir", str(root)).split() == ["fix", "up", "kafka", "up"]
+    finally:
+        tradeflow("infra", "down", "--dir", str(root))
+    assert not port_open(state.ports["kafka"])
+    assert not port_open(state.ports["fix"])
+    assert "(none)" in tradeflow("infra", "status", "--dir", str(root))

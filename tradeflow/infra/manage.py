@@ -1,0 +1,122 @@
+"""``tradeflow infra up|down|status``: the real servers for a development environment.
+
+``up`` starts Kafka (KRaft), the Fluss cluster and the QuickFIX/J venue from
+``deploy/`` on 127.0.0.1, leaves them running in the background, and writes their
+addresses and process ids to ``<dir>/infra.json``; it prints the environment that
+points tradeflow at them. ``down`` stops them (SIGTERM, then SIGKILL); ``status``
+says which are alive.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tradeflow.infra.common import port_open
+
+SERVERS = ("kafka", "fluss", "fix")
+
+
+@dataclass
+class InfraState:
+    """What ``infra up`` started."""
+
+    pids: dict[str, list[int]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _state_path(root: Path) -> Path:
+    return root / "infra.json"
+
+
+def load_state(root: Path) -> InfraState:
+    """Read ``infra.json`` (an empty state if there is none)."""
+    path = _state_path(root)
+    if not path.exists():
+        return InfraState()
+    return InfraState(**json.loads(path.read_text()))
+
+
+def up(root: Path, servers: tuple[str, ...] = SERVERS) -> InfraState:
+    """Start the servers under ``root`` and return what was started."""
+    root.mkdir(parents=True, exist_ok=True)
+    state = load_state(root)
+    running = status(root)
+    for name in servers:
+        if running.get(name):
+            continue
+        if name == "kafka":
+            from tradeflow.infra.kafka import KafkaBroker
+
+            broker = KafkaBroker(root / "kafka").start()
+            state.pids["kafka"] = [broker.pid or 0]
+            state.ports["kafka"] = broker.port or 0
+            state.env["TRADEFLOW_KAFKA__BOOTSTRAP"] = broker.bootstrap_servers
+        elif name == "fluss":
+            from tradeflow.infra.fluss import FlussCluster
+
+            cluster = FlussCluster(root / "fluss").start()
+            atexit.unregister(cluster.stop)  # it outlives this command, until `infra down`
+            state.pids["fluss"] = list(cluster.pids.values())
+            state.ports["fluss"] = int(cluster.bootstrap_servers.rsplit(":", 1)[1])
+            state.env["TRADEFLOW_FLUSS__BOOTSTRAP"] = cluster.bootstrap_servers
+        elif name == "fix":
+            from tradeflow.infra.fix_venue import FixVenue
+
+            venue = FixVenue(root / "fix").start()
+            state.pids["fix"] = [venue.pid or 0]
+            state.ports["fix"] = venue.port
+            state.env["TRADEFLOW_FIX__PORT"] = str(venue.port)
+            state.env["TRADEFLOW_FIX__SENDER_COMP_ID"] = venue.target_comp_id
+            state.env["TRADEFLOW_FIX__TARGET_COMP_ID"] = venue.sender_comp_id
+        else:
+            raise ValueError(f"unknown server {name!r}; known: {', '.join(SERVERS)}")
+        _state_path(root).write_text(json.dumps(asdict(state), indent=2))
+    return state
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(root: Path) -> dict[str, bool]:
+    """Return, per server recorded in ``infra.json``, whether it is up and answering."""
+    state = load_state(root)
+    return {
+        name: all(_alive(p) for p in pids) and port_open(state.ports.get(name, 0))
+        for name, pids in state.pids.items()
+    }
+
+
+def down(root: Path, timeout: float = 20.0) -> list[str]:
+    """Stop every server recorded in ``infra.json``; return their names."""
+    state = load_state(root)
+    stopped = []
+    for name, pids in state.pids.items():
+        for pid in pids:
+            if _alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        deadline = time.monotonic() + timeout
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in pids:
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        stopped.append(name)
+    _state_path(root).unlink(missing_ok=True)
+    return stopped
