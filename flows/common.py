@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -13,6 +13,7 @@ from bytewax.dataflow import Stream
 from connectors.base import SourceMessage
 from connectors.registry import Connectors
 from schemas import DeadLetter, DecodeError, Record, decode
+from tradeflow.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
 
 R = TypeVar("R", bound=Record)
 
@@ -59,12 +60,16 @@ def decode_messages(
     step_id: str, up: Stream[SourceMessage], model: type[R], *, job: str
 ) -> DecodeOut[R]:
     """Decode each message into ``model``; ones that fail go out as dead letters."""
+    items_in = ITEMS_IN.labels(job, step_id)
+    letters = DEAD_LETTERS.labels(job, step_id)
 
     def attempt(msg: SourceMessage) -> Decoded[R] | DeadLetter:
         try:
             rec = decode(model, msg.value)
         except DecodeError as exc:
+            letters.inc()
             return dead_letter(msg, str(exc), job)
+        items_in.inc()
         return Decoded(rec, msg.stream, msg.partition, msg.offset)
 
     tried = op.map(f"{step_id}_decode", up, attempt)
@@ -117,3 +122,14 @@ class TableGate:
         need = self.pending.get(partition)
         if need is not None and offset >= need:
             del self.pending[partition]
+
+
+def output(step_id: str, up: Stream[Any], conn: Connectors, stream: str, *, job: str) -> None:
+    """Write a stream of records to ``stream``, counting them for the metrics."""
+    counter = ITEMS_OUT.labels(job, stream)
+
+    def counted(item: Any) -> Any:
+        counter.inc()
+        return item
+
+    op.output(step_id, op.map(f"{step_id}_count", up, counted), conn.sink(stream))

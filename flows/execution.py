@@ -30,7 +30,7 @@ from typing_extensions import override
 
 from connectors.registry import Connectors
 from connectors.venues import VenueAdapter, make_venue
-from flows.common import Decoded, TableGate, decode_messages, demux, startup_ends
+from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
 from schemas import (
     Control,
     ExecStatus,
@@ -42,6 +42,7 @@ from schemas import (
     ValidatedOrder,
     VenueFill,
 )
+from tradeflow.metrics import ORDER_LATENCY, serve
 from tradeflow.settings import ExecutionSettings, Settings, load_settings
 
 JOB = "execution"
@@ -182,6 +183,7 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
             if sent is not None and rep.status in _ACKS | _FINAL and rep.order_id not in self._acked:
                 self._acked.add(rep.order_id)
                 self._ack_ms.append((now - sent) * 1000)
+                ORDER_LATENCY.labels(self.adapter.name, "ack").observe(now - sent)
                 self._window["acks"] += 1
             if rep.last_qty > 0:
                 self._window["fills"] += 1
@@ -193,6 +195,7 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
                     self._sent_at.pop(rep.order_id, None)
                     if rep.status is ExecStatus.FILLED:
                         self._fill_ms.append((now - sent) * 1000)
+                        ORDER_LATENCY.labels(self.adapter.name, "fill").observe(now - sent)
         if now >= self._next_metrics:
             reports.append(self.metrics())
             self._next_metrics = now + self.cfg.metrics_interval_s
@@ -267,6 +270,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job D with the given settings (default: from the environment)."""
     settings = settings or load_settings()
     conn = Connectors(settings)
+    serve(settings.metrics_port)
     venue = settings.execution.venue
     flow = Dataflow(JOB)
     letters: list[Stream[Any]] = []
@@ -286,9 +290,9 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
         "tag", out, lambda r: ("venue_fills" if isinstance(r, VenueFill) else "execution_metrics", r)
     )
     routed = demux("publish", tagged, ["venue_fills", "execution_metrics"])
-    op.output("venue_fills", routed["venue_fills"], conn.sink("venue_fills"))
-    op.output("execution_metrics", routed["execution_metrics"], conn.sink("execution_metrics"))
-    op.output("dead_letters", op.merge("all_letters", *letters), conn.sink("dead_letters"))
+    output("venue_fills", routed["venue_fills"], conn, "venue_fills", job=JOB)
+    output("execution_metrics", routed["execution_metrics"], conn, "execution_metrics", job=JOB)
+    output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)
     return flow
 
 

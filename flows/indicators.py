@@ -14,9 +14,10 @@ from typing_extensions import override
 
 from connectors.base import SourceMessage
 from connectors.registry import Connectors
-from flows.common import Decoded, dead_letter, decode_messages
+from flows.common import Decoded, dead_letter, decode_messages, output
 from operators.indicators import IndicatorConfig, Late, Row, SymbolIndicators, Tick
 from schemas import DeadLetter, MarketData, SmaWide, encode
+from tradeflow.metrics import serve
 from tradeflow.settings import Settings, load_settings
 
 JOB = "indicators"
@@ -90,6 +91,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job A with the given settings (default: from the environment)."""
     settings = settings or load_settings()
     conn = Connectors(settings)
+    serve(settings.metrics_port)
     config = indicator_config(settings)
 
     flow = Dataflow(JOB)
@@ -100,9 +102,9 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
         "indicators", keyed, lambda resume: IndicatorLogic(config, resume)
     )
     split = op.branch("late", op.key_rm("unkey", results), lambda r: isinstance(r, SmaWide))
-    op.output("sma_wide", split.trues, conn.sink("sma_wide"))
+    output("sma_wide", split.trues, conn, "sma_wide", job=JOB)
     letters = op.merge("all_letters", decoded.errs, split.falses)
-    op.output("dead_letters", letters, conn.sink("dead_letters"))
+    output("dead_letters", letters, conn, "dead_letters", job=JOB)
     return flow
 
 

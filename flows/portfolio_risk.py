@@ -35,7 +35,7 @@ from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.registry import Connectors
-from flows.common import Decoded, TableGate, decode_messages, demux, startup_ends
+from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
 from operators.portfolio import AccountBook, InputPos, Outcome
 from schemas import (
     Account,
@@ -46,6 +46,7 @@ from schemas import (
     TradeSignal,
     VenueFill,
 )
+from tradeflow.metrics import RISK_CHECKS, serve
 from tradeflow.settings import Settings, load_settings
 
 JOB = "portfolio_risk"
@@ -275,6 +276,8 @@ def records_of(outcome: Outcome) -> list[tuple[str, Record]]:
     out: list[tuple[str, Record]] = []
     if outcome.decision is not None:
         out.append(("risk_decisions", outcome.decision))
+        for rule in outcome.decision.rules:
+            RISK_CHECKS.labels(rule.rule, "pass" if rule.passed else "fail").inc()
     out += [("validated_orders", o) for o in outcome.orders]
     out += [("risk_events", e) for e in outcome.events]
     out += [("orders", s) for s in outcome.order_states]
@@ -300,6 +303,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job C with the given settings (default: from the environment)."""
     settings = settings or load_settings()
     conn = Connectors(settings)
+    serve(settings.metrics_port)
     throttle = timedelta(milliseconds=settings.portfolio.mark_throttle_ms)
     flow = Dataflow(JOB)
     letters: list[Stream[Any]] = []
@@ -330,8 +334,8 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     results = op.stateful_batch("books", by_account, BookLogic)
     outputs = demux("publish", op.key_rm("unkey_books", results), OUTPUTS)
     for name in OUTPUTS:
-        op.output(name, outputs[name], conn.sink(name))
-    op.output("dead_letters", op.merge("all_letters", *letters), conn.sink("dead_letters"))
+        output(name, outputs[name], conn, name, job=JOB)
+    output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)
     return flow
 
 

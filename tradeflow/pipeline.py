@@ -238,7 +238,7 @@ def run_pipeline(
     settle_s: float = 3.0,
     timeout_s: float = 1800.0,
     progress: bool = True,
-    out: TextIO = sys.stderr,
+    out: TextIO | None = None,
 ) -> Counts:
     """Run the pipeline over ``ticks``; return what went through it."""
     conn = Connectors(settings)
@@ -258,7 +258,7 @@ def run_pipeline(
             failure.append(exc)
 
     pipe.start()
-    bar = tqdm(total=total, unit="tick", desc="pipeline", disable=not progress, file=out)
+    bar = tqdm(total=total, unit="tick", desc="pipeline", disable=not progress, file=out or sys.stderr)
     try:
         feeder = threading.Thread(target=feed, name="feed", daemon=True)
         feeder.start()
@@ -325,8 +325,9 @@ def summarise(conn: Connectors) -> Counts:
     return c
 
 
-def print_summary(c: Counts, out: TextIO = sys.stdout) -> None:
-    """Print the end-of-run summary a person reads."""
+def print_summary(c: Counts, out: TextIO | None = None) -> None:
+    """Print the end-of-run summary a person reads (to stdout by default)."""
+    out = out or sys.stdout
     rate = c.ticks / c.seconds if c.seconds else 0.0
     print(f"\nticks            {c.ticks:>10,}  ({rate:,.0f}/s end to end, {c.seconds:.1f}s)", file=out)
     print(f"sma_wide rows    {c.rows:>10,}", file=out)

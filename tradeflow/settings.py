@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     fluss: FlussSettings = FlussSettings()
     indicators: IndicatorSettings = IndicatorSettings()
     portfolio: PortfolioSettings = PortfolioSettings()
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on 127.0.0.1:<port> (``TRADEFLOW_METRICS_PORT``); off if unset."""
     execution: ExecutionSettings = ExecutionSettings()
     fix: FixSettings = FixSettings()
     """FIX session of Job D's ``fix`` venue (``TRADEFLOW_FIX__HOST``, ``__PORT``...)."""

@@ -13,6 +13,7 @@ from typing_extensions import override
 from connectors.base import Backend, SourceMessage, StoredRecord, StreamReader, StreamWriter
 from connectors.embedded.store import StoreFile, open_stream
 from schemas import Kind, Record, StreamSpec, encode
+from tradeflow.metrics import SOURCE_LAG
 
 
 class _StorePartition(StatefulSourcePartition[SourceMessage, int]):
@@ -22,12 +23,18 @@ class _StorePartition(StatefulSourcePartition[SourceMessage, int]):
         self._offset = offset
         self._file = source.open()
         self._awake: datetime | None = None
+        self._lag = SOURCE_LAG.labels(source.name, str(part))
 
     def next_batch(self) -> list[SourceMessage]:
         rows = self._file.read(self._part, self._offset, self._src.batch_size)
         if rows:
             self._offset = rows[-1].offset + 1
             self._awake = None
+            if len(rows) == self._src.batch_size:  # behind: report how far
+                end = self._file.end_offset(self._part)
+                self._lag.set(end - self._offset)
+            else:
+                self._lag.set(0)
             name = self._src.name
             return [SourceMessage(name, r.partition, r.offset, r.key, r.value) for r in rows]
         if not self._src.follow and self._file.is_closed():

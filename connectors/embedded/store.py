@@ -143,6 +143,11 @@ class StoreFile:
             ends[part] = top + 1
         return ends
 
+    def end_offset(self, part: int) -> int:
+        """Return the next offset of one partition."""
+        top = self._conn.execute("SELECT MAX(off) FROM log WHERE part = ?", (part,)).fetchone()[0]
+        return 0 if top is None else top + 1
+
     def latest(self, key: str) -> bytes | None:
         """Return the latest payload for a key (tables only)."""
         row = self._conn.execute("SELECT value FROM latest WHERE key = ?", (key,)).fetchone()

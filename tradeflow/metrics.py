@@ -1,0 +1,44 @@
+"""Prometheus metrics of a job, served on ``TRADEFLOW_METRICS_PORT`` when it is set.
+
+Every job counts items in and out per stream and dead letters per source stream; Job
+C counts pre-trade checks by rule and result; Job D observes order ack and fill
+latency; embedded-store sources report their lag (records behind the end) per
+partition. Counters live per process (one per Bytewax process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+ITEMS_IN = Counter("tradeflow_items_in", "Records decoded from a stream", ["job", "stream"])
+ITEMS_OUT = Counter("tradeflow_items_out", "Records written to a stream", ["job", "stream"])
+DEAD_LETTERS = Counter("tradeflow_dead_letters", "Records sent to dead_letters", ["job", "stream"])
+RISK_CHECKS = Counter("tradeflow_risk_checks", "Pre-trade rule evaluations", ["rule", "result"])
+ORDER_LATENCY = Histogram(
+    "tradeflow_order_latency_seconds",
+    "Wall time from handing an order to the venue to its ack or final fill",
+    ["venue", "kind"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+SOURCE_LAG = Gauge("tradeflow_source_lag", "Records behind the end of a stream", ["stream", "partition"])
+
+_lock = threading.Lock()
+_served: int | None = None
+
+
+def serve(port: int | None) -> int | None:
+    """Start the metrics HTTP endpoint on 127.0.0.1:``port`` once per process."""
+    global _served
+    if port is None:
+        return None
+    with _lock:
+        if _served is None:
+            start_http_server(port, addr="127.0.0.1")
+            _served = port
+            log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    return _served
