@@ -175,6 +175,8 @@ class Pipeline:
         env.update(
             TRADEFLOW_DATA_DIR=str(self.settings.data_dir.resolve()),
             TRADEFLOW_PROFILE=self.settings.profile.value,
+            TRADEFLOW_KAFKA=self.settings.kafka.model_dump_json(exclude={"sasl_password"}),
+            TRADEFLOW_FLUSS=self.settings.fluss.model_dump_json(),
             TRADEFLOW_FOLLOW="true",
             TRADEFLOW_POLL_INTERVAL_MS="20",
             PYTHONUNBUFFERED="1",
