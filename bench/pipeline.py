@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
-from schemas import MarketData, OrderAction, ValidatedOrder, decode  # noqa: E402
+from schemas import OrderAction, ValidatedOrder, decode  # noqa: E402
 from tradeflow.pipeline import run_pipeline  # noqa: E402
 from tradeflow.settings import Settings, load_settings  # noqa: E402
 
@@ -123,7 +122,8 @@ def main() -> None:
             def kafka(name: str) -> Settings:
                 return load_settings(
                     data_dir=work / name, profile="kafka",
-                    kafka={"bootstrap": broker.bootstrap_servers, "topic_prefix": f"{name}.", "partitions": 2},
+                    kafka={"bootstrap": broker.bootstrap_servers, "topic_prefix": f"{name}.",
+                           "partitions": 2},
                 )
 
             result["kafka_ticks_per_s"] = round(throughput(kafka("ktp"), args.ticks))
