@@ -16,7 +16,21 @@ Reports: every ExecutionReport becomes at most one VenueFill, de-duplicated by E
 across restarts (persisted, bounded); cumulative quantities are capped by the order
 quantity. An OrderCancelReject becomes a STATUS report whose reason starts with
 ``cancel rejected:`` (the order itself did not change). A session Reject or
-BusinessMessageReject of a NewOrderSingle becomes a REJECTED report.
+BusinessMessageReject of a NewOrderSingle becomes a REJECTED report. Every report
+this layer makes is appended to the store's outbox (``OrderJournal.log_report``)
+before the ExecID is remembered or the order's phase moves, so a report is either
+replayable after a crash or never taken as seen.
+
+Lost fills (with ``fill_gaps``, which ``FixVenue`` turns on from
+``FixSettings.fill_gaps``): a report whose CumQty, less its own LastQty, is above the
+quantity of the fills logged for that order (a fill the venue sent but this process
+never logged, e.g. read off the wire just before a crash, or never sent by a venue
+that crashed) is preceded by one synthetic fill of the difference: ExecID
+``<order_id>-SYN-<cum>`` (deterministic: the same gap always gets the same id), priced
+so the average matches the venue's AvgPx, status PARTIAL or FILLED, reason ``synthetic
+fill: ...``. After a logon every open order (IN_FLIGHT or WORKING) gets an
+OrderStatusRequest, so such a gap is found even when the venue sends nothing more for
+the order.
 
 ExecType (150) -> status: 0 NEW; A and 6/E (pending new/cancel/replace) ACK; F (and
 FIX 4.2's 1/2) PARTIAL or FILLED by OrdStatus/LeavesQty; 4 CANCELED; 8 REJECTED;
@@ -75,6 +89,8 @@ _EXEC_TYPE: dict[str, ExecStatus] = {
 _TRADE_TYPES = frozenset({"F", "1", "2"})
 _DONE = frozenset({ExecStatus.FILLED, ExecStatus.CANCELED, ExecStatus.REJECTED, ExecStatus.EXPIRED})
 _DONE_ORD_STATUS = frozenset({"2", "4", "8", "C"})
+PX_QUANTUM = Decimal("0.00000001")
+"""Prices worked out here (synthetic fills) are rounded to DECIMAL(18,8)."""
 
 
 def exec_status(exec_type: str, ord_status: str, leaves: Decimal | None) -> ExecStatus | None:
@@ -98,10 +114,15 @@ class Routed:
 class FixApplication:
     """Turn orders into FIX messages and FIX reports into VenueFills (see module doc)."""
 
-    def __init__(self, venue: str, journal: OrderJournal, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, venue: str, journal: OrderJournal, clock: Clock = utc_now, *, fill_gaps: bool = False
+    ) -> None:
         self._venue = venue
         self._journal = journal
         self._clock = clock
+        self._fill_gaps = fill_gaps
+        """Precede a report whose CumQty is above the logged fills with a synthetic fill;
+        off, every ExecutionReport maps to at most one VenueFill."""
         self.counts = {
             "orders_sent": 0,
             "cancels_sent": 0,
@@ -113,6 +134,7 @@ class FixApplication:
             "unknown_reports": 0,
             "bad_reports": 0,
             "not_resent": 0,
+            "synthetic_fills": 0,
         }
 
     @property
@@ -131,7 +153,7 @@ class FixApplication:
             self.counts["orders_sent"] += 1
             return Routed([self._new_order_single(order)])
         if entry.phase is OrderPhase.NOT_SENT:
-            return Routed(reports=[self._unsent_report(entry)])
+            return Routed(reports=self._emit([self._unsent_report(entry)]))
         if entry.phase is OrderPhase.DONE:
             log.info("fix: order %s submitted again but already done; ignored", order.order_id)
             return Routed()
@@ -147,15 +169,15 @@ class FixApplication:
     def reject_unsent(self, order: ValidatedOrder, reason: str) -> VenueFill:
         """Reject an order that never went out; it stays rejected on any replay."""
         self.counts["rejects"] += 1
-        return self._unsent(order, ExecStatus.REJECTED, reason)
+        return self._emit([self._unsent(order, ExecStatus.REJECTED, reason)])[0]
 
     def cancel_unsent(self, order: ValidatedOrder, reason: str) -> VenueFill:
         """Cancel an order that never went out; it stays canceled on any replay."""
-        return self._unsent(order, ExecStatus.CANCELED, reason)
+        return self._emit([self._unsent(order, ExecStatus.CANCELED, reason)])[0]
 
     def cancel_not_sent(self, cancel: ValidatedOrder, reason: str) -> VenueFill:
         """Report a cancel request that could not be sent (the order is unchanged)."""
-        return self._notice(cancel, f"CXLREJ-{fmt_time(cancel.ts)}", reason)
+        return self._emit([self._notice(cancel, f"CXLREJ-{fmt_time(cancel.ts)}", reason)])[0]
 
     def _unsent(self, order: ValidatedOrder, status: ExecStatus, reason: str) -> VenueFill:
         entry = self._journal.get(order.order_id)
@@ -174,10 +196,10 @@ class FixApplication:
         entry = self._journal.get(order.order_id)
         tag = f"CXLREJ-{fmt_time(order.ts)}"
         if entry is None:
-            return Routed(reports=[self._notice(order, tag, "cancel rejected: unknown order")])
+            return Routed(reports=self._emit([self._notice(order, tag, "cancel rejected: unknown order")]))
         if entry.phase in (OrderPhase.DONE, OrderPhase.NOT_SENT):
             why = f"cancel rejected: order is {entry.phase.value.lower()}"
-            return Routed(reports=[self._local(entry, ExecStatus.STATUS, tag, why)])
+            return Routed(reports=self._emit([self._local(entry, ExecStatus.STATUS, tag, why)]))
         if entry.pending_cancel is not None:
             log.info("fix: cancel of %s already pending (%s)", order.order_id, entry.pending_cancel)
             return Routed()
@@ -208,11 +230,16 @@ class FixApplication:
         return Routed([self._status_request(entry)])
 
     def on_logon(self) -> list[AppMessage]:
-        """Return a status request for every IN_FLIGHT order (outcome unknown)."""
+        """Return a status request for every open order (IN_FLIGHT or WORKING).
+
+        IN_FLIGHT ones have an unknown outcome; WORKING ones may have traded while the
+        connection was down in a way no resend brings back (a venue that crashed
+        between booking a fill and sending it): the answer's CumQty tells.
+        """
         return [
             self._status_request(e)
             for e in self._journal.entries()
-            if e.phase is OrderPhase.IN_FLIGHT
+            if e.phase in (OrderPhase.IN_FLIGHT, OrderPhase.WORKING)
         ]
 
     def in_flight(self) -> list[str]:
@@ -289,11 +316,68 @@ class FixApplication:
             self._journal.mark_seen(exec_id)
             return []
         fill = self._fill(msg, entry, status, exec_id)
-        self._journal.mark_seen(exec_id)
         if fill is None:
+            self._journal.mark_seen(exec_id)
             return []
+        gap = self._gap_fill(entry, fill) if self._fill_gaps else []
+        out = self._emit([*gap, fill])  # logged: now seen too
         self._advance(entry, fill, ord_status)
-        return [fill]
+        return out
+
+    def _gap_fill(self, entry: OrderEntry, report: VenueFill) -> list[VenueFill]:
+        """Return the synthetic fill for quantity traded but never logged (see doc)."""
+        before = report.cum_qty - report.last_qty
+        known = self._journal.reports.reported(entry.order_id)
+        gap = before - known.qty
+        if gap < 0:
+            log.error(
+                "fix: %s says %s filled before it, but fills of %s were logged for %s",
+                report.exec_id, before, known.qty, entry.order_id,
+            )
+        if gap <= 0:
+            return []
+        notional = report.avg_px * report.cum_qty - report.last_qty * report.last_px - known.notional
+        px = (notional / gap).quantize(PX_QUANTUM)
+        if px <= 0:
+            px = report.avg_px
+        if px <= 0:
+            self.counts["bad_reports"] += 1
+            log.error("fix: %s shows %s unreported on %s but no price; no fill made",
+                      report.exec_id, gap, entry.order_id)
+            return []
+        qty = Decimal(entry.qty)
+        done = before >= qty
+        self.counts["synthetic_fills"] += 1
+        self.counts["fills"] += 1
+        log.warning(
+            "fix: %s: CumQty %s but fills of only %s logged; synthetic fill of %s @ %s",
+            entry.order_id, before, known.qty, gap, px,
+        )
+        return [
+            VenueFill(
+                order_id=entry.order_id,
+                venue=self._venue,
+                exec_id=f"{entry.order_id}-SYN-{fmt_decimal(before)}",
+                status=ExecStatus.FILLED if done else ExecStatus.PARTIAL,
+                account=entry.account,
+                symbol=entry.symbol,
+                side=Side(entry.side),
+                last_qty=gap,
+                last_px=px,
+                cum_qty=before,
+                leaves_qty=Decimal(0) if done else qty - before,
+                avg_px=((known.notional + gap * px) / before).quantize(PX_QUANTUM),
+                venue_order_id=report.venue_order_id or entry.venue_order_id,
+                reason=f"synthetic fill: CumQty {fmt_decimal(before)} in {report.exec_id}, "
+                f"fills of {fmt_decimal(known.qty)} received",
+                ts=report.ts,
+            )
+        ]
+
+    def _emit(self, fills: list[VenueFill]) -> list[VenueFill]:
+        for fill in fills:
+            self._journal.log_report(fill)
+        return fills
 
     def _fill(
         self, msg: simplefix.FixMessage, entry: OrderEntry, status: ExecStatus, exec_id: str
@@ -361,14 +445,15 @@ class FixApplication:
         if self._journal.seen(exec_id):
             self.counts["duplicates"] += 1
             return []
-        entry.pending_cancel = None
-        self._journal.mark_seen(exec_id)
         why = text(msg, Tag.TEXT) or "no reason given"
         reason = f"cancel rejected: {why} (CxlRejReason={text(msg, Tag.CXL_REJ_REASON) or '-'})"
+        out = self._emit(
+            [self._local(entry, ExecStatus.STATUS, exec_id, reason, ts=self._ts(msg), exact_id=True)]
+        )
+        entry.pending_cancel = None
         if text(msg, Tag.ORD_STATUS) in _DONE_ORD_STATUS:
             self._journal.record_phase(entry.order_id, OrderPhase.DONE, "cancel reject: done")
-        return [self._local(entry, ExecStatus.STATUS, exec_id, reason, ts=self._ts(msg),
-                            exact_id=True)]
+        return out
 
     def _business_reject(self, msg: simplefix.FixMessage) -> list[VenueFill]:
         return self._refused(
@@ -388,15 +473,19 @@ class FixApplication:
         exec_id = f"REFUSED-{cl_ord_id}"
         if self._journal.seen(exec_id):
             return []
-        self._journal.mark_seen(exec_id)
         if ref_type == MsgType.NEW_ORDER_SINGLE:
             self.counts["rejects"] += 1
+            out = self._emit([self._local(entry, ExecStatus.REJECTED, exec_id, why, ts=ts, exact_id=True)])
             self._journal.record_phase(entry.order_id, OrderPhase.DONE, "refused")
-            return [self._local(entry, ExecStatus.REJECTED, exec_id, why, ts=ts, exact_id=True)]
+            return out
         if ref_type == MsgType.ORDER_CANCEL_REQUEST:
-            entry.pending_cancel = None
             reason = f"cancel rejected: {why}"
-            return [self._local(entry, ExecStatus.STATUS, exec_id, reason, ts=ts, exact_id=True)]
+            out = self._emit(
+                [self._local(entry, ExecStatus.STATUS, exec_id, reason, ts=ts, exact_id=True)]
+            )
+            entry.pending_cancel = None
+            return out
+        self._journal.mark_seen(exec_id)
         log.warning("fix: %s for 35=%s of order %s", why, ref_type, entry.order_id)
         return []
 

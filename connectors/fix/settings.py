@@ -59,6 +59,10 @@ class FixSettings(BaseModel):
     """Inbound SendingTime (52) may differ from our clock by this much (None: no check)."""
     max_seen_exec_ids: int = Field(default=100_000, ge=1)
     """ExecIDs remembered (and persisted) for de-duplication."""
+    fill_gaps: bool = True
+    """Turn a venue CumQty above the fills received into one synthetic fill of the
+    difference, so a fill lost in a crash still reaches venue_fills
+    (``TRADEFLOW_FIX__FILL_GAPS``; see ``connectors.fix.application``)."""
 
     @model_validator(mode="after")
     def _distinct_comp_ids(self) -> FixSettings:

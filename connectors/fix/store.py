@@ -14,11 +14,28 @@ Layout, one directory per CompID pair (``FixSettings.session_dir``)::
                     {"e": "state", "order_id", "state", "reason"}
     execids.log     one JSON string per line: ExecIDs already turned into fills,
                     the newest ``max_seen`` kept
+    reports.jsonl   the outbox: every report handed to the layers above, numbered
+                    from 0 (``ReportLog``), kept until a consumer restores past it:
+                    {"o": 12, "r": {<VenueFill as JSON>}}
+                    {"start": 40}      (after compaction: the first offset kept)
+                    {"base": "<order_id>", "qty": "...", "notional": "..."}
+                                       (fills of that order compacted away)
 
 Appends are one ``write`` of a whole line, flushed (and fsynced unless disabled)
 before the caller puts bytes on the wire, so the store is always ahead of the venue.
 A torn last line (a crash mid-write) is cut off when the file is opened again. The
 journals are compacted on open.
+
+Why the outbox: the session persists the inbound MsgSeqNum as soon as a message is
+read, so the venue never sends it again; an ExecutionReport taken off the wire but
+not yet written downstream when the process dies would be lost. Every report is
+appended to ``reports.jsonl`` (and fsynced) before its ExecID is remembered or the
+order's phase moves, and the consumer (Job D) keeps the offset it has handed on in
+its own recovery snapshot (``FixVenue.snapshot``): after a crash it asks for
+everything from that offset again, with the original ExecIDs, so downstream de-dup
+by ExecID makes the replay harmless. The per-order totals of the logged fills
+(``Reported``) let the application tell a venue's CumQty that went beyond what was
+ever logged, and turn the difference into one synthetic fill.
 """
 
 from __future__ import annotations
@@ -26,7 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +51,8 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
+
+from schemas import VenueFill
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +223,142 @@ class SessionStore:
         self._journal.close()
 
 
+@dataclass(slots=True)
+class Reported:
+    """The fills of one order in the report log: total quantity and notional."""
+
+    qty: Decimal = Decimal(0)
+    notional: Decimal = Decimal(0)
+
+    @property
+    def avg_px(self) -> Decimal:
+        """Return the average price of the logged fills (0 when there are none)."""
+        return self.notional / self.qty if self.qty else Decimal(0)
+
+
+class ReportLog:
+    """The numbered outbox of reports (``reports.jsonl``, see the module doc).
+
+    ``append`` (I/O thread) writes a report and queues it; ``take`` (consumer thread)
+    hands the queued ones on with their offsets. ``replay(offset)``, called once
+    before the first append, queues the logged reports from ``offset`` on again and
+    compacts the ones before it away: the consumer restored a snapshot that already
+    covers them.
+    """
+
+    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+        self._path = Path(directory) / "reports.jsonl"
+        self._journal = _Journal(self._path, fsync)
+        self._start = 0
+        self._end = 0
+        self._kept: list[tuple[int, str]] = []
+        self._reported: dict[str, Reported] = {}
+        self._queue: deque[tuple[int, VenueFill]] = deque()
+        self._replayed = False
+        for line in _read_lines(self._path):
+            rec = json.loads(line)
+            if "o" in rec:
+                fill = VenueFill.model_validate(rec["r"])
+                self._count(fill)
+                self._kept.append((int(rec["o"]), line))
+                self._end = int(rec["o"]) + 1
+            elif "start" in rec:
+                self._start = self._end = max(self._end, int(rec["start"]))
+            elif "base" in rec:
+                self._reported[rec["base"]] = Reported(Decimal(rec["qty"]), Decimal(rec["notional"]))
+
+    @property
+    def start(self) -> int:
+        """Return the first offset still on disk."""
+        return self._start
+
+    @property
+    def end(self) -> int:
+        """Return the offset the next report gets."""
+        return self._end
+
+    def exec_ids(self) -> list[str]:
+        """Return the ExecIDs of the reports on disk at open, oldest first."""
+        return [json.loads(line)["r"]["exec_id"] for _, line in self._kept]
+
+    def reported(self, order_id: str) -> Reported:
+        """Return the totals of the fills logged for an order (zero if none)."""
+        return self._reported.get(order_id) or Reported()
+
+    def reported_orders(self) -> dict[str, Reported]:
+        """Return a copy of the per-order totals of logged fills."""
+        return {k: Reported(v.qty, v.notional) for k, v in self._reported.items()}
+
+    def append(self, fill: VenueFill) -> int:
+        """Write a report (flushed, fsynced) and queue it for ``take``; return its offset."""
+        offset = self._end
+        line = json.dumps({"o": offset, "r": fill.model_dump(mode="json")})
+        self._journal.append(line)
+        self._end = offset + 1
+        self._count(fill)
+        self._queue.append((offset, fill))
+        return offset
+
+    def take(self) -> list[tuple[int, VenueFill]]:
+        """Return the queued reports with their offsets, oldest first (never blocks)."""
+        out: list[tuple[int, VenueFill]] = []
+        while True:
+            try:
+                out.append(self._queue.popleft())
+            except IndexError:
+                return out
+
+    @property
+    def queued(self) -> int:
+        """Return how many reports wait for ``take``."""
+        return len(self._queue)
+
+    def replay(self, offset: int) -> int:
+        """Queue the logged reports from ``offset`` on, compact the older ones away.
+
+        Return the offset the consumer continues from (``offset``, or the log's start
+        if that is later: those reports are gone). Call it once, before any append.
+        """
+        if self._replayed or self._queue:
+            raise RuntimeError("ReportLog.replay may run once, before any append")
+        self._replayed = True
+        if offset < self._start:
+            log.warning("fix store: replay from %d asked; reports before %d are gone", offset, self._start)
+        kept = [(o, line) for o, line in self._kept if o >= offset]
+        self._kept = []
+        base = self.reported_orders()
+        for o, line in kept:
+            fill = VenueFill.model_validate(json.loads(line)["r"])
+            self._queue.append((o, fill))
+            if fill.last_qty > 0:  # counted again when the compacted file is read
+                base[fill.order_id].qty -= fill.last_qty
+                base[fill.order_id].notional -= fill.last_qty * fill.last_px
+        if offset > self._end:
+            log.warning("fix store: consumer is at report %d, the log ends at %d; numbering goes on from %d",
+                        offset, self._end, offset)
+            self._end = offset
+        if offset > self._start:
+            self._start = offset
+            lines = [json.dumps({"start": offset})]
+            lines += [
+                json.dumps({"base": k, "qty": str(v.qty), "notional": str(v.notional)})
+                for k, v in base.items()
+                if v.qty
+            ]
+            self._journal.rewrite(lines + [line for _, line in kept])
+        return max(offset, self._start)
+
+    def _count(self, fill: VenueFill) -> None:
+        if fill.last_qty > 0:
+            r = self._reported.setdefault(fill.order_id, Reported())
+            r.qty += fill.last_qty
+            r.notional += fill.last_qty * fill.last_px
+
+    def close(self) -> None:
+        """Close the file."""
+        self._journal.close()
+
+
 class OrderPhase(StrEnum):
     """Where an order stands as far as the FIX layer knows."""
 
@@ -253,7 +408,7 @@ class OrderEntry:
 
 
 class OrderJournal:
-    """The order map (order_id, ClOrdIDs, venue OrderID, phase) and seen ExecIDs."""
+    """The order map (order_id, ClOrdIDs, venue OrderID, phase), seen ExecIDs and the outbox."""
 
     def __init__(self, directory: Path, *, fsync: bool = True, max_seen: int = 100_000) -> None:
         self._dir = Path(directory)
@@ -266,6 +421,8 @@ class OrderJournal:
         self._orders_log = _Journal(self._dir / "orders.jsonl", fsync)
         self._exec_log = _Journal(self._dir / "execids.log", fsync)
         self._exec_lines = 0
+        self.reports = ReportLog(self._dir, fsync=fsync)
+        """The outbox of reports handed to the layers above (see ``ReportLog``)."""
         self._load()
 
     def _load(self) -> None:
@@ -280,8 +437,14 @@ class OrderJournal:
         for line in exec_lines[-self._max_seen :]:
             self._seen[json.loads(line)] = None
         self._exec_lines = len(exec_lines)
+        for exec_id in self.reports.exec_ids():  # a logged report's ExecID is seen
+            self._remember(exec_id)
         if self._exec_lines > 2 * self._max_seen:
             self._compact_exec_ids()
+        for order_id, rep in self.reports.reported_orders().items():
+            known = self._orders.get(order_id)
+            if known is not None:  # last known figures, from the fills logged
+                known.cum_qty, known.avg_px = rep.qty, rep.avg_px
         for entry in self._orders.values():
             entry.pending_cancel = None  # its answer, if any, shows in the status reply
             if entry.phase is OrderPhase.WORKING:
@@ -371,13 +534,32 @@ class OrderJournal:
         """Remember an ExecID (on disk too), forgetting the oldest beyond the bound."""
         if exec_id in self._seen:
             return
-        self._seen[exec_id] = None
-        while len(self._seen) > self._max_seen:
-            self._seen.popitem(last=False)
+        self._remember(exec_id)
         self._exec_log.append(json.dumps(exec_id))
         self._exec_lines += 1
         if self._exec_lines > 2 * self._max_seen:
             self._compact_exec_ids()
+
+    def _remember(self, exec_id: str) -> None:
+        self._seen[exec_id] = None
+        while len(self._seen) > self._max_seen:
+            self._seen.popitem(last=False)
+
+    # -- the outbox --------------------------------------------------------------------
+
+    def log_report(self, fill: VenueFill) -> int:
+        """Append a report to the outbox (its ExecID counts as seen from now on)."""
+        offset = self.reports.append(fill)
+        self._remember(fill.exec_id)
+        return offset
+
+    def replay_reports(self, offset: int) -> int:
+        """Queue the outbox from ``offset`` on again (see ``ReportLog.replay``)."""
+        start = self.reports.start
+        resume = self.reports.replay(offset)
+        if self.reports.start > start:
+            self._compact_exec_ids()  # ExecIDs of compacted reports stay seen
+        return resume
 
     def _compact_exec_ids(self) -> None:
         self._exec_log.rewrite([json.dumps(x) for x in self._seen])
@@ -387,3 +569,4 @@ class OrderJournal:
         """Close the journal files."""
         self._orders_log.close()
         self._exec_log.close()
+        self.reports.close()

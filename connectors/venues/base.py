@@ -17,11 +17,16 @@ provides them.
 +-------------------------------+-------------+----------------------------------------+
 | ``request_status(order_id)``  | optional    | ask the venue; answer in poll_reports  |
 | ``open_orders()``             | optional    | the adapter's view of working orders   |
+| ``snapshot()``                | optional    | JSON-able state for the consumer's     |
+|                               |             | recovery snapshot (a copy)             |
+| ``restore(state)``            | optional    | resume from a snapshot, before connect |
 +-------------------------------+-------------+----------------------------------------+
 
 Adapters never block the Bytewax worker thread: their I/O runs on a thread of their
 own (or an asyncio loop in a thread), ``submit`` and ``cancel`` only enqueue, and
 every answer comes back through ``poll_reports`` as a normalised ``VenueFill``.
+``snapshot``/``restore`` are looked up by Job D (``getattr``): the paper venue carries
+its whole book in them, the FIX adapter the offset of its report outbox.
 """
 
 from __future__ import annotations

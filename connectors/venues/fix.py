@@ -5,8 +5,15 @@ I/O thread routes it. While the session is not logged on, orders wait in a pendi
 list and go out right after the next logon (after the status requests for IN_FLIGHT
 orders); one still waiting after ``pending_order_timeout_s`` is rejected locally
 (a REJECTED report with the reason) and recorded NOT_SENT, so it can never go out
-later. A cancel of an order still waiting here cancels it locally (CANCELED). Reports
-are collected on the I/O thread and handed over by ``poll_reports``.
+later. A cancel of an order still waiting here cancels it locally (CANCELED).
+
+Reports are written to the store's outbox on the I/O thread (``ReportLog``: fsynced,
+numbered) and handed over by ``poll_reports``. ``snapshot()`` returns the offset of
+the next report not yet handed over and ``restore()`` takes it back, so a consumer
+that keeps the snapshot with its own recovery state (Job D in its Bytewax snapshot)
+gets every report from there again after a crash, with the original ExecIDs: a fill
+read off the wire but not yet written downstream is never lost. Without
+``restore()`` every report still in the outbox is handed over again at connect.
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ class FixVenue(VenueAdapter):
         self._settings = settings
         self._name = name
         self._clock = clock
-        self._reports: deque[VenueFill] = deque()
+        self._replay_from = 0
+        self._next_report = 0
         self._pending: list[_Pending] = []
         self._sent_at: dict[str, float] = {}
         self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
@@ -91,8 +99,11 @@ class FixVenue(VenueAdapter):
         journal = OrderJournal(
             directory, fsync=self._settings.fsync, max_seen=self._settings.max_seen_exec_ids
         )
+        self._next_report = journal.replay_reports(self._replay_from)
         self._session = FixSession(self._settings, store, self._clock)
-        self._app = FixApplication(self._name, journal, self._clock)
+        self._app = FixApplication(
+            self._name, journal, self._clock, fill_gaps=self._settings.fill_gaps
+        )
         self._initiator = FixInitiator(self._session, self)
         self._initiator.start()
 
@@ -110,12 +121,12 @@ class FixVenue(VenueAdapter):
 
     def poll_reports(self) -> list[VenueFill]:
         """Return the reports received since the last call (never blocks on I/O)."""
-        out: list[VenueFill] = []
-        while True:
-            try:
-                out.append(self._reports.popleft())
-            except IndexError:
-                return out
+        if self._app is None:
+            return []
+        taken = self._app.journal.reports.take()
+        if taken:
+            self._next_report = taken[-1][0] + 1
+        return [fill for _, fill in taken]
 
     def health(self) -> dict[str, Any]:
         """Return session state, sequence numbers, counts and ack/fill latencies."""
@@ -138,6 +149,8 @@ class FixVenue(VenueAdapter):
                 last_error=initiator.last_error,
                 last_session_error=self._session_error,
                 pending=len(self._pending),
+                reports_queued=app.journal.reports.queued,
+                next_report=self._next_report,
                 in_flight=len(app.in_flight()),
                 **app.counts,
                 **{f"events_{k.lower()}": v for k, v in self._events.items()},
@@ -173,6 +186,18 @@ class FixVenue(VenueAdapter):
             return []
         with initiator.lock:
             return app.open_orders()
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return what a consumer keeps in its recovery state: the next report's offset."""
+        return {"next_report": self._next_report}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resume from a ``snapshot()``: reports from its offset on come again (before connect)."""
+        if self._app is not None:
+            raise VenueError("FixVenue.restore must come before connect()")
+        self._replay_from = self._next_report = int(state.get("next_report", 0))
 
     # -- extras --------------------------------------------------------------------------
 
@@ -271,6 +296,7 @@ class FixVenue(VenueAdapter):
         return [session.send_app(m) for m in routed.messages]
 
     def _add(self, reports: list[VenueFill]) -> None:
+        """Measure latencies (the reports are already in the outbox)."""
         now = time.monotonic()
         for fill in reports:
             sent = self._sent_at.get(fill.order_id)
@@ -281,7 +307,6 @@ class FixVenue(VenueAdapter):
                     self._fill_ms.append((now - sent) * 1000)
                     if fill.status is ExecStatus.FILLED:
                         self._sent_at.pop(fill.order_id, None)
-            self._reports.append(fill)
 
     def _parts(self) -> tuple[FixApplication, FixSession]:
         if self._app is None or self._session is None:
