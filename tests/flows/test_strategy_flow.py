@@ -9,6 +9,8 @@ before the rows written after it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +36,7 @@ from schemas import (
     encode,
 )
 from tests.helpers import read_all
+from tests.recovery.procs import env_for, init_recovery, start
 from tests.unit.test_strategies import (
     INDICATORS,
     Fired,
@@ -400,3 +403,63 @@ def test_the_cli_factory_string_builds_a_flow_per_strategy_id(
     flow = _locate_dataflow("flows.strategy", "build_flow('rsi_y')")
     assert flow.flow_id == "strategy_rsi_y"
     assert list(tmp_path.iterdir()) == []  # building touches no file
+
+
+def _wait_for(cond: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_live_flow_applies_a_config_change_without_restart(tmp_path: Path, rows: list[SmaWide]) -> None:
+    data = tmp_path / "data"
+    conn = Connectors(load_settings(data_dir=data))
+    half = len(rows) // 2
+    part1, part2 = rows[:half], rows[half:]
+    want1 = ref_sma_cross(frame(part1), 5, 20)
+    want = ref_sma_cross(frame(rows), 5, 20)
+    put(conn, "strategy_config", [cfg()])
+    put(conn, "sma_wide", part1)
+    rec = tmp_path / "recovery"
+    env = env_for(data, TRADEFLOW_FOLLOW="true", TRADEFLOW_POLL_INTERVAL_MS="20")
+    init_recovery(rec, env, tmp_path / "flow.log")
+    cmd = ["-m", "bytewax.run", f"flows.strategy:build_flow({SID!r})", "-r", str(rec), "-s", "1", "-b", "0"]
+    proc = start(cmd, env, tmp_path / "flow.log")
+    try:
+        market = lambda: [s for s in signals(conn) if s.symbol != "PROBE"]  # noqa: E731
+        _wait_for(lambda: fired(market()) == want1, "the signals of part 1")
+        put(conn, "strategy_config", [cfg(qty=3, version=2)])
+        # Probe rows (a cross on every row) show when the update has reached the
+        # shards; with one worker the fan-out reaches every shard in one activation.
+        probes = 0
+
+        def probed() -> bool:
+            nonlocal probes
+            put(
+                conn,
+                "sma_wide",
+                [
+                    SmaWide(
+                        symbol="PROBE",
+                        ts=T0,
+                        price=100.0,
+                        volume=1.0,
+                        seq=probes,
+                        sma_5=1.0 if probes % 2 else -1.0,
+                        sma_20=0.0,
+                    )
+                ],
+            )
+            probes += 1
+            return any(s.qty == 3 for s in signals(conn) if s.symbol == "PROBE")
+
+        _wait_for(probed, "the config update")
+        put(conn, "sma_wide", part2)
+        _wait_for(lambda: fired(market()) == want, "the signals of part 2")
+    finally:
+        proc.kill()
+        proc.wait(30)
+    sigs = market()
+    assert {s.qty for s in sigs if s.ts <= part1[-1].ts} == {Decimal(10)}
+    assert {s.qty for s in sigs if s.ts > part1[-1].ts} == {Decimal(3)}
