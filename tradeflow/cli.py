@@ -59,7 +59,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except PipelineError as exc:
         raise UsageError(f"{exc}\n(job logs: {Path(data_dir) / 'logs'})") from None
     print_summary(counts)
-    print(f"\ndata and job logs: {data_dir}  (tradeflow tail/show --data-dir {data_dir} ...)")
+    from tradeflow.report import build_report
+
+    index = build_report(settings, Path(data_dir) / "report")
+    print(f"\nreport: {index}")
+    print(f"data and job logs: {data_dir}  (tradeflow tail/show --data-dir {data_dir} ...)")
     return 0
 
 
@@ -255,6 +259,16 @@ def cmd_infra(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_cli(args: argparse.Namespace) -> int:
+    """Build the HTML run report from a run's output streams and tables."""
+    from tradeflow.report import cmd_report
+
+    data_dir = args.data_dir or _settings(args).data_dir
+    index = cmd_report(data_dir, args.out, profile=args.profile)
+    print(f"report: {index}")
+    return 0
+
+
 def cmd_close(args: argparse.Namespace) -> int:
     """Mark a stream finished, so bounded readers stop at its end."""
     writer = Connectors(_settings(args)).writer(args.stream)
@@ -350,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("stream", choices=streams)
     p.set_defaults(func=cmd_close)
+
+    p = sub.add_parser("report", help="build an HTML report with plots of a run (index.html + PNGs)")
+    _common(p)
+    p.add_argument("--out", type=Path, help="output directory (default: <data-dir>/report)")
+    p.set_defaults(func=cmd_report_cli)
     return parser
 
 
