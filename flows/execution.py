@@ -13,7 +13,16 @@ execution metrics. Ack and fill latencies are measured here, on the wall clock, 
 handing the order to the adapter to its first ack and its final fill.
 
 On a bounded run the logic waits at the end of input (up to ``drain_timeout_s``) for
-the venue to answer every order it sent.
+the venue to answer every order and cancel it sent, then closes the adapter (a FIX
+session logs out); reports that come later are handed over by the next run.
+
+Recovery: the adapter's own ``snapshot()`` goes into this logic's snapshot and comes
+back through ``restore()`` before it connects. For the FIX venue that is the offset of
+its report outbox, so reports received after the last snapshot (written downstream
+or not when the process died) are handed over again with their original ExecIDs; the
+venue_fills sink drops the ones it already has. Replayed validated_orders are never
+sent again: the de-dup set comes back with the snapshot, and the FIX layer's own
+journal turns a NEW it already sent into a status request.
 """
 
 from __future__ import annotations
@@ -92,11 +101,14 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
             self.adapter.restore(state["venue"])
         self.adapter.connect()
         self._sent_at: dict[str, float] = {}
+        self._cancels: set[str] = set()
+        """Orders whose cancel went to the venue in this run and is not answered yet."""
         self._acked: set[str] = set()
         self._ack_ms: deque[float] = deque(maxlen=10_000)
         self._fill_ms: deque[float] = deque(maxlen=10_000)
         self._window = {"orders_sent": 0, "acks": 0, "fills": 0, "rejects": 0}
         self._next_metrics = time.monotonic() + self.cfg.metrics_interval_s
+        self._closed = False
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -131,6 +143,7 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
         if order.action is OrderAction.CANCEL:
             if order.order_id not in self.sent:
                 return [self._refusal(order, "cancel of an order this venue session never sent")]
+            self._cancels.add(order.order_id)
             self.adapter.cancel(order)
             return []
         halted = self._halted_by(order)
@@ -189,6 +202,10 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
                 self._window["fills"] += 1
             if rep.status is ExecStatus.REJECTED:
                 self._window["rejects"] += 1
+            if rep.status in _FINAL or (
+                rep.status is ExecStatus.STATUS and rep.reason.startswith("cancel rejected")
+            ):
+                self._cancels.discard(rep.order_id)
             if rep.status in _FINAL:
                 self._acked.discard(rep.order_id)
                 if sent is not None:
@@ -231,10 +248,12 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
 
     @override
     def on_notify(self) -> tuple[list[Record], bool]:
-        return self._poll(), False
+        return ([] if self._closed else self._poll()), False
 
     @override
     def notify_at(self) -> datetime | None:
+        if self._closed:
+            return None
         return datetime.now(UTC) + timedelta(milliseconds=self.cfg.poll_ms)
 
     @override
@@ -244,11 +263,14 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
         for order in held:
             out.extend(self._order(order))
         deadline = time.monotonic() + self.cfg.drain_timeout_s
-        while self._sent_at and time.monotonic() < deadline and self.cfg.venue != "paper":
+        while (self._sent_at or self._cancels) and time.monotonic() < deadline and self.cfg.venue != "paper":
             out.extend(self._poll())
             time.sleep(self.cfg.poll_ms / 1000)
         out.extend(self._poll())
         out.append(self.metrics())
+        self.adapter.close()  # the run is over: log out, stop the I/O thread
+        self._closed = True
+        out.extend(r for r in self._poll() if isinstance(r, VenueFill))  # came during the logout
         return out, False
 
     @override

@@ -195,8 +195,9 @@ class FixInitiator:
             log.warning("%s: %s", self._s.session_id, self.last_error)
             return False
         with self.lock:
-            out = self._session.receive(data)
+            out = self._session.receive(data, save=False)
             frames = self._handle(out)
+            self._session.store.save()  # after the handler logged the reports, before sending
         return self._send(sock, frames) and not out.disconnect
 
     def _handle(self, out: SessionOutput) -> list[bytes]:

@@ -11,7 +11,9 @@ What it does, per the FIX 4.4 session protocol:
 * Logon with HeartBtInt, ResetSeqNumFlag when configured, Username/Password.
 * Heartbeat after ``heartbeat_s`` of our silence; TestRequest after 1.2 x of theirs;
   disconnect after 2.4 x without an answer.
-* Sequence numbers persisted in the ``SessionStore`` before bytes go out.
+* Sequence numbers persisted in the ``SessionStore`` before bytes go out; the
+  initiator saves an inbound MsgSeqNum only after the application handled the
+  message (``receive(save=False)``).
 * Inbound gap: the early messages are queued, a ResendRequest(expected, 0) is sent
   once, and the queue is drained as the gap fills.
 * Inbound seq too low: ignored when PossDupFlag=Y (a duplicate), otherwise Logout and
@@ -263,8 +265,15 @@ class FixSession:
         self._closing = False
         self._store.save()
 
-    def receive(self, data: bytes) -> SessionOutput:
-        """Process bytes read from the connection."""
+    def receive(self, data: bytes, *, save: bool = True) -> SessionOutput:
+        """Process bytes read from the connection.
+
+        With ``save=False`` the sequence numbers are not written here: the caller
+        saves the store (``store.save()``) once the application messages of ``out``
+        are safely handled and before it writes ``out.outbound``. The inbound MsgSeqNum
+        then never reaches the disk ahead of what the application made of it, so a
+        crash in between gets those messages resent by the venue.
+        """
         out = SessionOutput()
         for frame in self._framer.feed(data):
             if self._closing:
@@ -278,7 +287,8 @@ class FixSession:
                 self._garbled(out, str(exc), frame.raw)
                 continue
             out.merge(self._on_message(msg))
-        self._store.save()
+        if save:
+            self._store.save()
         return out
 
     def handle(self, msg: simplefix.FixMessage) -> SessionOutput:
