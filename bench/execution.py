@@ -1,0 +1,193 @@
+"""Job D's venue adapters: FIX round trips to a real QuickFIX/J venue vs the paper venue.
+
+Starts its own venue (``tradeflow.infra.fix_venue.FixVenue``, the JVM acceptor from
+deploy/fix-venue, on 127.0.0.1 with a free port, every order filled in one slice) and
+stops it at the end. Measured in one run, on the same orders (market BUYs of one
+symbol):
+
+- ``fix`` throughput: N orders handed to ``connectors.venues.fix.FixVenue.submit`` at
+  once, timed from the first submit until ``poll_reports`` has returned a FILLED
+  report for every one of them: the whole round trip through our session layer (file
+  store and report outbox, fsynced unless ``--no-fsync``), TCP, the venue and back.
+- ``fix`` ack latency: orders one at a time (closed loop), from ``submit`` to the NEW
+  report coming out of ``poll_reports`` (polled every 0.2 ms); p50/p99.
+- ``paper``: the same N orders through ``PaperVenue`` (in process, filled against one
+  market tick), timed the same way; and its ack latency the same way.
+
+The ratio ``fix / paper`` is the figure to compare across machines. A warm-up batch
+(not measured) runs first so the venue's JIT is warm.
+
+Usage: ``python bench/execution.py [--orders N] [--latency-orders M] [--no-fsync]``.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from connectors.fix.settings import FixSettings  # noqa: E402
+from connectors.venues import VenueAdapter  # noqa: E402
+from connectors.venues.fix import FixVenue  # noqa: E402
+from connectors.venues.paper import PaperVenue  # noqa: E402
+from schemas import ExecStatus, MarketData, Side, ValidatedOrder  # noqa: E402
+from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue  # noqa: E402
+
+SYMBOL = "AAPL"
+POLL_S = 0.0002
+TIMEOUT_S = 300.0
+
+
+def orders(prefix: str, n: int) -> list[ValidatedOrder]:
+    """Return ``n`` market BUY orders of 10 ``SYMBOL`` with ids ``<prefix><i>``."""
+    ts = datetime.now(UTC)
+    return [
+        ValidatedOrder(order_id=f"{prefix}{i}", account="BENCH", symbol=SYMBOL, side=Side.BUY,
+                       qty=Decimal(10), ts=ts)
+        for i in range(n)
+    ]
+
+
+def throughput(adapter: VenueAdapter, batch: list[ValidatedOrder]) -> float:
+    """Submit ``batch`` at once; return orders per second until every one is FILLED."""
+    want = {o.order_id for o in batch}
+    t0 = time.perf_counter()
+    for o in batch:
+        adapter.submit(o)
+    deadline = time.monotonic() + TIMEOUT_S
+    while want:
+        for rep in adapter.poll_reports():
+            if rep.status is ExecStatus.FILLED:
+                want.discard(rep.order_id)
+            elif rep.status is ExecStatus.REJECTED:
+                raise RuntimeError(f"{rep.order_id} rejected: {rep.reason}")
+        if want and time.monotonic() > deadline:
+            raise RuntimeError(f"{len(want)} orders not filled in {TIMEOUT_S}s: {adapter.health()}")
+        if want:
+            time.sleep(POLL_S)
+    return len(batch) / (time.perf_counter() - t0)
+
+
+def ack_latencies(adapter: VenueAdapter, batch: list[ValidatedOrder]) -> list[float]:
+    """Send orders one at a time; return ms from submit to NEW (each waits for its fill)."""
+    out: list[float] = []
+    for o in batch:
+        t0 = time.perf_counter()
+        adapter.submit(o)
+        acked = filled = False
+        deadline = time.monotonic() + TIMEOUT_S
+        while not filled:
+            for rep in adapter.poll_reports():
+                if rep.order_id != o.order_id:
+                    continue
+                if rep.status in (ExecStatus.NEW, ExecStatus.ACK) and not acked:
+                    acked = True
+                    out.append((time.perf_counter() - t0) * 1000)
+                filled = filled or rep.status is ExecStatus.FILLED
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{o.order_id} not filled in {TIMEOUT_S}s: {adapter.health()}")
+            if not filled:
+                time.sleep(POLL_S)
+    return out
+
+
+def pct(samples: list[float], p: int) -> float:
+    """Return the p-th percentile (inclusive method)."""
+    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
+
+
+def run_fix(store: Path, venue: QuickFixVenue, n: int, m: int, fsync: bool) -> dict[str, Any]:
+    """Measure the FIX adapter against the running venue."""
+    settings = FixSettings(
+        host=venue.host, port=venue.port, sender_comp_id=venue.target_comp_id,
+        target_comp_id=venue.sender_comp_id, store_dir=store, fsync=fsync,
+    )
+    adapter = FixVenue(settings)
+    adapter.connect()
+    try:
+        if not adapter.wait_logged_on(30):
+            raise RuntimeError(f"no logon: {adapter.health()}")
+        throughput(adapter, orders("W", min(n, 500)))  # warm-up, not measured
+        rate = throughput(adapter, orders("T", n))
+        acks = ack_latencies(adapter, orders("L", m))
+        health = adapter.health()
+    finally:
+        adapter.close()
+    return {"orders_per_s": rate, "acks": acks, "health": health}
+
+
+def run_paper(n: int, m: int) -> dict[str, Any]:
+    """Measure the paper venue on the same orders (one tick fills every one)."""
+    def venue() -> PaperVenue:
+        paper = PaperVenue()
+        paper.connect()
+        tick = MarketData(symbol=SYMBOL, ts=datetime.now(UTC) + timedelta(hours=1), price=Decimal(100),
+                          volume=Decimal(1_000_000))
+        paper.on_market(tick)  # every later order is eligible for it: fills on submit
+        return paper
+
+    make: Callable[[], PaperVenue] = venue
+    throughput(make(), orders("W", min(n, 500)))
+    rate = throughput(make(), orders("T", n))
+    acks = ack_latencies(make(), orders("L", m))
+    return {"orders_per_s": rate, "acks": acks}
+
+
+def main() -> None:
+    """Run the benchmark and print its figures, then one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--orders", type=int, default=2000, help="orders in the throughput batch")
+    parser.add_argument("--latency-orders", type=int, default=300, help="orders sent one at a time")
+    parser.add_argument("--no-fsync", action="store_true", help="FIX store without fsync")
+    args = parser.parse_args()
+    fsync = not args.no_fsync
+
+    with tempfile.TemporaryDirectory(prefix="bench-execution-") as tmp:
+        t0 = time.monotonic()
+        venue = QuickFixVenue(Path(tmp) / "venue", reject_symbols=(), partial_fills=1)
+        venue.start()
+        venue_start_s = time.monotonic() - t0
+        try:
+            fix = run_fix(Path(tmp) / "initiator", venue, args.orders, args.latency_orders, fsync)
+        finally:
+            venue.stop()
+    paper = run_paper(args.orders, args.latency_orders)
+
+    health = fix["health"]
+    result = {
+        "orders": args.orders,
+        "latency_orders": args.latency_orders,
+        "fsync": fsync,
+        "fix_orders_per_s": round(fix["orders_per_s"], 1),
+        "fix_ack_p50_ms": round(pct(fix["acks"], 50), 3),
+        "fix_ack_p99_ms": round(pct(fix["acks"], 99), 3),
+        "paper_orders_per_s": round(paper["orders_per_s"], 1),
+        "paper_ack_p50_ms": round(pct(paper["acks"], 50), 4),
+        "paper_ack_p99_ms": round(pct(paper["acks"], 99), 4),
+        "ratio_fix_vs_paper": round(fix["orders_per_s"] / paper["orders_per_s"], 5),
+        "fix_msgs_sent": health.get("msgs_sent"),
+        "fix_msgs_received": health.get("msgs_received"),
+        "venue_start_s": round(venue_start_s, 2),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+    for k, v in result.items():
+        print(f"{k:>26}: {v}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
