@@ -97,6 +97,15 @@ class StreamReader(ABC):
         """Release resources held by the reader."""
 
 
+def partition_number(part_name: str) -> int:
+    """Return the stream partition of a source partition's name.
+
+    Every backend names its Bytewax source partitions ``"<n>"`` or ``"<n>-<more>"``
+    (Kafka: ``"<n>-<topic>"``), with ``n`` the partition of ``end_offsets()``.
+    """
+    return int(part_name.split("-", 1)[0])
+
+
 class Backend(ABC):
     """A profile's connectors: everything the registry needs for one data plane."""
 

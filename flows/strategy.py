@@ -46,7 +46,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
 
-from connectors.base import SourceMessage
+from connectors.base import SourceMessage, partition_number
 from connectors.registry import Connectors
 from flows.common import Decoded, dead_letter, decode_messages
 from operators.indicators import IndicatorConfig
@@ -236,7 +236,7 @@ class UntilEnd(FixedPartitionedSource[SourceMessage, Any]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _UntilEndPartition:
         """Build the inner partition, bounded by its current end offset."""
-        end = self._ends().get(int(for_part), 0)
+        end = self._ends().get(partition_number(for_part), 0)
         return _UntilEndPartition(self._inner.build_part(step_id, for_part, resume_state), end)
 
 
