@@ -9,6 +9,8 @@ from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
+from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
+from prometheus_client import Counter
 
 from connectors.base import SourceMessage
 from connectors.registry import Connectors
@@ -125,11 +127,32 @@ class TableGate:
 
 
 def output(step_id: str, up: Stream[Any], conn: Connectors, stream: str, *, job: str) -> None:
-    """Write a stream of records to ``stream``, counting them for the metrics."""
-    counter = ITEMS_OUT.labels(job, stream)
+    """Write a stream of records to ``stream``, counting them (per batch) for the metrics."""
+    op.output(step_id, up, CountingSink(conn.sink(stream), ITEMS_OUT.labels(job, stream)))
 
-    def counted(item: Any) -> Any:
-        counter.inc()
-        return item
 
-    op.output(step_id, op.map(f"{step_id}_count", up, counted), conn.sink(stream))
+class _CountingPartition(StatelessSinkPartition[Any]):
+    def __init__(self, inner: StatelessSinkPartition[Any], counter: Counter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    def write_batch(self, items: list[Any]) -> None:
+        self._inner.write_batch(items)
+        self._counter.inc(len(items))
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class CountingSink(DynamicSink[Any]):
+    """Wrap a sink so that every batch written adds to a Prometheus counter."""
+
+    def __init__(self, inner: Sink[Any], counter: Counter) -> None:
+        if not isinstance(inner, DynamicSink):
+            raise TypeError(f"CountingSink wraps dynamic sinks, got {type(inner).__name__}")
+        self._inner = inner
+        self._counter = counter
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CountingPartition:
+        """Build the inner sink's partition for this worker, counted."""
+        return _CountingPartition(self._inner.build(step_id, worker_index, worker_count), self._counter)

@@ -176,9 +176,13 @@ def test_plots_draw_the_run_not_no_data(report: Path, run_dir: Path) -> None:
     assert all(len(rows) > 100 for rows in data.prices.values())
     assert data.span is not None
     assert data.span[0] > T_SEED
+    for acct in ("ACC-RSI", "ACC-SMA"):
+        assert sum(1 for p in data.portfolio if p.account == acct) > 3, f"{acct}: too few points to plot"
     equity = rgb(report.parent / "equity.png")
-    assert pixels_of(equity, BLUE) > 500, "one curve per account"
-    assert pixels_of(equity, ORANGE) > 500, "one curve per account"
+    # Both curves are drawn; where the two accounts' equity is equal (e.g. flat at the
+    # starting cash) the later curve hides the earlier, so only "visible" is asserted.
+    assert pixels_of(equity, BLUE) > 100, "one curve per account"
+    assert pixels_of(equity, ORANGE) > 100, "one curve per account"
     assert pixels_of(rgb(report.parent / "positions.png"), BLUE) > 200
     prices = rgb(report.parent / "prices.png")
     assert pixels_of(prices, (0, 0, 0)) > 2_000, "the price lines"
