@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/indicators.py
+	$(VENV)/bin/python bench/strategy.py
+	$(VENV)/bin/python bench/risk.py
+	$(VENV)/bin/python bench/kafka.py
+	$(VENV)/bin/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
