@@ -46,6 +46,14 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
+def log_tail(path: Path, n: int = 60, missing: str = "") -> str:
+    """Return the last ``n`` lines of a log file (``missing`` if it cannot be read)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return missing
+
+
 def resolve_classpath(name: str, *, compile_sources: bool = False) -> Path:
     """Copy the runtime jars of ``deploy/<name>/pom.xml`` into a cache dir; return it.
 
@@ -152,10 +160,7 @@ class JvmProcess:
 
     def tail(self, n: int = 60) -> str:
         """Return the last ``n`` lines of the log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, n, "(no log)")
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop with SIGTERM, then SIGKILL after ``timeout`` seconds."""

@@ -47,6 +47,7 @@ from tradeflow.infra.common import (
     InfraError,
     JvmProcess,
     free_port,
+    log_tail,
     port_open,
     resolve_classpath,
 )
@@ -309,10 +310,7 @@ class FixVenue:
 
     def tail(self, n: int = 60) -> str:
         """Return the last ``n`` lines of the JVM log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, n, "(no log)")
 
     def __enter__(self) -> FixVenue:
         return self.start()

@@ -39,6 +39,7 @@ from tradeflow.infra.common import (
     InfraError,
     JvmProcess,
     free_port,
+    log_tail,
     port_open,
     resolve_classpath,
 )
@@ -346,10 +347,7 @@ class FlussCluster:
 
     def tail(self, name: str = TABLET_SERVER, n: int = 80) -> str:
         """Return the last ``n`` lines of one server's log (all runs append to it)."""
-        try:
-            return "\n".join(self.log_paths[name].read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(self.log_paths[name], n)
 
     def __enter__(self) -> FlussCluster:
         return self.start()

@@ -35,6 +35,7 @@ from tradeflow.infra.common import (
     InfraError,
     JvmProcess,
     free_port,
+    log_tail,
     port_open,
     resolve_classpath,
 )
@@ -203,10 +204,7 @@ class KafkaBroker:
 
     def tail(self, n: int = 80) -> str:
         """Return the last ``n`` lines of the broker log (all runs append to it)."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, n)
 
     def __enter__(self) -> KafkaBroker:
         return self.start()
