@@ -380,8 +380,8 @@ class AccountTimeline:
             if cut.recorded.record.order_id == report.record.order_id and cut.attached is not None:
                 floor = cut.attached.offset
         k = self._window(report.where, report.offset)
-        if k < len(self.cuts):
-            floor = max(floor, self.market.position_at(part, self._clock(self.cuts[k])))
+        if 0 < k <= len(self.cuts):
+            floor = max(floor, self.cuts[k - 1].hw.get(f"market_data:{part}", -1))
         if evidence is not None:
             floor = min(floor, evidence[0])
         return floor, self.market.last_upto(sym, floor)
