@@ -7,6 +7,10 @@ loop connects, sends Logon, then pumps: bytes in -> ``session.receive``, time ->
 ``session.tick``, queued calls, and ``handler.on_idle``. When the connection ends it
 waits ``reconnect_initial_s``, doubling up to ``reconnect_max_s`` while attempts keep
 failing, and resets the delay after a successful logon. ``stop`` logs out politely.
+
+Each read (session, then the handler with its output), each burst of queued calls
+(up to ``MAX_BATCH``) and each tick runs inside ``FixSession.batch()``: the store is
+saved and fsynced once, after the handler is done and before the bytes are written.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 """Longest the loop sleeps between looks at the clock (timers, pending timeouts)."""
+
+MAX_BATCH = 256
+"""Queued calls run as one session batch (one store save and fsync) at most."""
 
 Command = Callable[[], list[bytes]]
 """Work run on the I/O thread; it returns wire messages to write."""
@@ -169,7 +176,7 @@ class FixInitiator:
                     self._drain_wake()
                 if sock in readable and not self._read(sock):
                     return logged_on
-                with self.lock:
+                with self.lock, self._session.batch():
                     out = self._session.tick()
                     frames = self._handle(out) + self._handler.on_idle()
                     logged_on = logged_on or self._session.state is SessionState.ACTIVE
@@ -194,10 +201,9 @@ class FixInitiator:
             self.last_error = "venue closed the connection"
             log.warning("%s: %s", self._s.session_id, self.last_error)
             return False
-        with self.lock:
-            out = self._session.receive(data, save=False)
+        with self.lock, self._session.batch():  # saved after the handler, before sending
+            out = self._session.receive(data)
             frames = self._handle(out)
-            self._session.store.save()  # after the handler logged the reports, before sending
         return self._send(sock, frames) and not out.disconnect
 
     def _handle(self, out: SessionOutput) -> list[bytes]:
@@ -216,12 +222,18 @@ class FixInitiator:
 
     def _run_commands(self, sock: socket.socket | None) -> bool:
         while True:
-            try:
-                command = self._commands.get_nowait()
-            except queue.Empty:
+            frames: list[bytes] = []
+            ran = 0
+            with self.lock, self._session.batch():
+                while ran < MAX_BATCH:
+                    try:
+                        command = self._commands.get_nowait()
+                    except queue.Empty:
+                        break
+                    frames += command()
+                    ran += 1
+            if not ran:
                 return True
-            with self.lock:
-                frames = command()
             if sock is None:
                 if frames:
                     log.error("%s: %d messages with no connection", self._s.session_id, len(frames))
@@ -234,7 +246,7 @@ class FixInitiator:
         until = time.monotonic() + delay
         while not self._stopping.is_set():
             self._run_commands(None)
-            with self.lock:
+            with self.lock, self._session.batch():
                 self._handler.on_idle()
             left = until - time.monotonic()
             if left <= 0:

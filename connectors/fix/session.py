@@ -11,9 +11,11 @@ What it does, per the FIX 4.4 session protocol:
 * Logon with HeartBtInt, ResetSeqNumFlag when configured, Username/Password.
 * Heartbeat after ``heartbeat_s`` of our silence; TestRequest after 1.2 x of theirs;
   disconnect after 2.4 x without an answer.
-* Sequence numbers persisted in the ``SessionStore`` before bytes go out; the
-  initiator saves an inbound MsgSeqNum only after the application handled the
-  message (``receive(save=False)``).
+* Sequence numbers persisted in the ``SessionStore`` before bytes go out. Inside
+  ``batch()`` the saves wait for the end of the batch: the initiator runs a read
+  (session and application) or a burst of queued sends as one batch, so an inbound
+  MsgSeqNum never reaches the disk before the application handled the message (a
+  crash in between gets it resent), and the store's files are fsynced once per batch.
 * Inbound gap: the early messages are queued, a ResendRequest(expected, 0) is sent
   once, and the queue is drained as the gap fills.
 * Inbound seq too low: ignored when PossDupFlag=Y (a duplicate), otherwise Logout and
@@ -35,7 +37,8 @@ What it does, per the FIX 4.4 session protocol:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
@@ -188,6 +191,7 @@ class FixSession:
         self._resend_until: int | None = None
         self._queued: dict[int, simplefix.FixMessage] = {}
         self._closing = False
+        self._batches = 0
         self.msgs_sent = 0
         self.msgs_received = 0
 
@@ -228,6 +232,27 @@ class FixSession:
         """Tell whether we asked the venue to resend and the gap is not filled yet."""
         return self._resend_until is not None
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Save the store once, when the batch ends normally, instead of after each call.
+
+        Everything done inside (receive, send_app, tick...) and by the caller with its
+        output (the application handling the messages) is saved, and the store's files
+        fsynced, together: before the caller writes the batch's bytes, never before
+        the application handled what came in. Batches nest; the outermost one saves.
+        """
+        self._batches += 1
+        try:
+            yield
+        finally:
+            self._batches -= 1
+        if not self._batches:
+            self._store.save()
+
+    def _save(self) -> None:
+        if not self._batches:
+            self._store.save()
+
     # -- what happens --------------------------------------------------------------------
 
     def connected(self) -> SessionOutput:
@@ -253,7 +278,7 @@ class FixSession:
         out = SessionOutput([self._send_admin(MsgType.LOGON, fields)])
         self._set_state(SessionState.LOGON_SENT, now)
         self._last_received = now
-        self._store.save()
+        self._save()
         return out
 
     def disconnected(self) -> None:
@@ -263,17 +288,10 @@ class FixSession:
         self._queued.clear()
         self._resend_until = None
         self._closing = False
-        self._store.save()
+        self._save()
 
-    def receive(self, data: bytes, *, save: bool = True) -> SessionOutput:
-        """Process bytes read from the connection.
-
-        With ``save=False`` the sequence numbers are not written here: the caller
-        saves the store (``store.save()``) once the application messages of ``out``
-        are safely handled and before it writes ``out.outbound``. The inbound MsgSeqNum
-        then never reaches the disk ahead of what the application made of it, so a
-        crash in between gets those messages resent by the venue.
-        """
+    def receive(self, data: bytes) -> SessionOutput:
+        """Process bytes read from the connection."""
         out = SessionOutput()
         for frame in self._framer.feed(data):
             if self._closing:
@@ -287,14 +305,13 @@ class FixSession:
                 self._garbled(out, str(exc), frame.raw)
                 continue
             out.merge(self._on_message(msg))
-        if save:
-            self._store.save()
+        self._save()
         return out
 
     def handle(self, msg: simplefix.FixMessage) -> SessionOutput:
         """Process one already parsed message (framing and checksum taken as good)."""
         out = SessionOutput() if self._closing else self._on_message(msg)
-        self._store.save()
+        self._save()
         return out
 
     def tick(self) -> SessionOutput:
@@ -312,7 +329,7 @@ class FixSession:
             if (now - self._state_since).total_seconds() >= self._s.logout_timeout_s:
                 out.events.append(SessionEvent(EventKind.LOGOUT, "no Logout answer in time"))
                 out.disconnect = True
-        self._store.save()
+        self._save()
         return out
 
     def send_app(self, message: AppMessage) -> bytes:
@@ -323,7 +340,7 @@ class FixSession:
         raw = self._build(message.msg_type, message.fields, seq=seq)
         self._store.store_message(seq, raw)
         self._store.next_sender_seq = seq + 1
-        self._store.save()
+        self._save()
         self._last_sent = self._clock()
         self.msgs_sent += 1
         return raw
@@ -338,7 +355,7 @@ class FixSession:
             self._set_state(SessionState.LOGOUT_SENT, now)
         elif self._state is SessionState.LOGON_SENT:
             out.disconnect = True
-        self._store.save()
+        self._save()
         return out
 
     # -- inbound -------------------------------------------------------------------------

@@ -21,8 +21,12 @@ Layout, one directory per CompID pair (``FixSettings.session_dir``)::
                     {"base": "<order_id>", "qty": "...", "notional": "..."}
                                        (fills of that order compacted away)
 
-Appends are one ``write`` of a whole line, flushed (and fsynced unless disabled)
-before the caller puts bytes on the wire, so the store is always ahead of the venue.
+Appends are one ``write`` of a whole line, flushed at once (a killed process loses
+nothing) and fsynced unless disabled, before the caller puts bytes on the wire, so the
+store is always ahead of the venue. With a ``SyncGroup`` the fsyncs are grouped: the
+files written since the last commit are fsynced together when the session saves its
+sequence numbers (``SessionStore.save``), which the session does before any bytes go
+out and after the application handled what came in.
 A torn last line (a crash mid-write) is cut off when the file is opened again. The
 journals are compacted on open.
 
@@ -92,12 +96,35 @@ def _read_lines(path: Path) -> list[str]:
     return data.decode("utf-8").splitlines()
 
 
-class _Journal:
-    """An append-only file of lines, flushed (and fsynced) per append."""
+class SyncGroup:
+    """Files written since the last ``commit``, fsynced together then (group commit).
 
-    def __init__(self, path: Path, fsync: bool) -> None:
+    Shared by the journals of one session: many appends (a burst of orders, a chunk
+    of execution reports) cost one fsync per file instead of one per line.
+    """
+
+    def __init__(self) -> None:
+        self._dirty: dict[int, IO[bytes]] = {}
+
+    def note(self, fh: IO[bytes]) -> None:
+        """Remember a file that was written (and flushed) but not fsynced."""
+        self._dirty[id(fh)] = fh
+
+    def commit(self) -> None:
+        """Fsync every file written since the last commit."""
+        for fh in self._dirty.values():
+            if not fh.closed:  # a closed one was rewritten atomically (fsynced) or closed after a commit
+                os.fsync(fh.fileno())
+        self._dirty.clear()
+
+
+class _Journal:
+    """An append-only file of lines, flushed per append, fsynced per append or per group commit."""
+
+    def __init__(self, path: Path, fsync: bool, group: SyncGroup | None = None) -> None:
         self._path = path
         self._fsync = fsync
+        self._group = group
         self._fh: IO[bytes] | None = None
 
     def append(self, line: str) -> None:
@@ -106,7 +133,10 @@ class _Journal:
         self._fh.write(line.encode("utf-8") + b"\n")
         self._fh.flush()
         if self._fsync:
-            os.fsync(self._fh.fileno())
+            if self._group is not None:
+                self._group.note(self._fh)
+            else:
+                os.fsync(self._fh.fileno())
 
     def rewrite(self, lines: list[str]) -> None:
         self.close()
@@ -114,6 +144,8 @@ class _Journal:
 
     def close(self) -> None:
         if self._fh is not None:
+            if self._fsync and self._group is not None:
+                os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
 
@@ -121,13 +153,14 @@ class _Journal:
 class SessionStore:
     """Sequence numbers and the application messages we sent, kept for resends."""
 
-    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+    def __init__(self, directory: Path, *, fsync: bool = True, group: SyncGroup | None = None) -> None:
         self._dir = Path(directory)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
+        self._group = group
         self._seq_path = self._dir / "seqnums.json"
         self._messages: dict[int, bytes] = {}
-        self._journal = _Journal(self._dir / "messages.log", fsync)
+        self._journal = _Journal(self._dir / "messages.log", fsync, group)
         self._next_sender = 1
         self._next_target = 1
         self._created = datetime.now(UTC)
@@ -183,7 +216,9 @@ class SessionStore:
         return self._created
 
     def save(self) -> None:
-        """Write the sequence numbers (atomically) if they changed."""
+        """Commit the sync group, then write the sequence numbers (atomically) if they changed."""
+        if self._group is not None:
+            self._group.commit()
         if not self._dirty:
             return
         data = {
@@ -246,9 +281,9 @@ class ReportLog:
     covers them.
     """
 
-    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+    def __init__(self, directory: Path, *, fsync: bool = True, group: SyncGroup | None = None) -> None:
         self._path = Path(directory) / "reports.jsonl"
-        self._journal = _Journal(self._path, fsync)
+        self._journal = _Journal(self._path, fsync, group)
         self._start = 0
         self._end = 0
         self._kept: list[tuple[int, str]] = []
@@ -410,7 +445,14 @@ class OrderEntry:
 class OrderJournal:
     """The order map (order_id, ClOrdIDs, venue OrderID, phase), seen ExecIDs and the outbox."""
 
-    def __init__(self, directory: Path, *, fsync: bool = True, max_seen: int = 100_000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        fsync: bool = True,
+        max_seen: int = 100_000,
+        group: SyncGroup | None = None,
+    ) -> None:
         self._dir = Path(directory)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._max_seen = max_seen
@@ -418,10 +460,10 @@ class OrderJournal:
         self._by_cl_ord_id: dict[str, str] = {}
         self._by_venue_id: dict[str, str] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._orders_log = _Journal(self._dir / "orders.jsonl", fsync)
-        self._exec_log = _Journal(self._dir / "execids.log", fsync)
+        self._orders_log = _Journal(self._dir / "orders.jsonl", fsync, group)
+        self._exec_log = _Journal(self._dir / "execids.log", fsync, group)
         self._exec_lines = 0
-        self.reports = ReportLog(self._dir, fsync=fsync)
+        self.reports = ReportLog(self._dir, fsync=fsync, group=group)
         """The outbox of reports handed to the layers above (see ``ReportLog``)."""
         self._load()
 

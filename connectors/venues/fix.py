@@ -14,6 +14,12 @@ that keeps the snapshot with its own recovery state (Job D in its Bytewax snapsh
 gets every report from there again after a crash, with the original ExecIDs: a fill
 read off the wire but not yet written downstream is never lost. Without
 ``restore()`` every report still in the outbox is handed over again at connect.
+
+The snapshot also carries the orders and cancels handed to ``submit``/``cancel`` that
+are not in the store's order journal yet (still queued for the I/O thread, or waiting
+for a logon): the consumer takes them as sent, so after a crash ``restore()`` hands
+them in again. One that did reach the journal in between is not sent twice (a NEW
+becomes a status request); a cancel may go out a second time and be refused.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from connectors.fix.session import (
     utc_now,
 )
 from connectors.fix.settings import FixSettings
-from connectors.fix.store import OrderJournal, OrderPhase, SessionStore
+from connectors.fix.store import OrderJournal, OrderPhase, SessionStore, SyncGroup
 from connectors.venues.base import VenueAdapter, VenueError, VenueOrder
 from schemas import ExecStatus, OrderAction, ValidatedOrder, VenueFill
 
@@ -65,6 +71,10 @@ class FixVenue(VenueAdapter):
         self._clock = clock
         self._replay_from = 0
         self._next_report = 0
+        self._unsent: dict[str, ValidatedOrder] = {}
+        """Orders and cancels handed in, not yet in the order journal (by ``id:action``)."""
+        self._unsent_lock = threading.Lock()
+        self._restored: list[ValidatedOrder] = []
         self._pending: list[_Pending] = []
         self._sent_at: dict[str, float] = {}
         self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
@@ -95,9 +105,10 @@ class FixVenue(VenueAdapter):
         if self._initiator is not None:
             return
         directory = self._settings.session_dir
-        store = SessionStore(directory, fsync=self._settings.fsync)
+        group = SyncGroup()  # one fsync per file per session batch (see connectors.fix.store)
+        store = SessionStore(directory, fsync=self._settings.fsync, group=group)
         journal = OrderJournal(
-            directory, fsync=self._settings.fsync, max_seen=self._settings.max_seen_exec_ids
+            directory, fsync=self._settings.fsync, max_seen=self._settings.max_seen_exec_ids, group=group
         )
         self._next_report = journal.replay_reports(self._replay_from)
         self._session = FixSession(self._settings, store, self._clock)
@@ -106,18 +117,25 @@ class FixVenue(VenueAdapter):
         )
         self._initiator = FixInitiator(self._session, self)
         self._initiator.start()
+        restored, self._restored = self._restored, []
+        for order in restored:  # handed in before the crash, maybe never journaled
+            self.send(order)
 
     def submit(self, order: ValidatedOrder) -> None:
         """Enqueue a NEW order for the I/O thread."""
         if order.action is not OrderAction.NEW:
             raise VenueError(f"submit takes NEW orders, got {order.action} for {order.order_id}")
         since = time.monotonic()
-        self._initiator_or_fail().call_soon(lambda: self._new(order, since))
+        initiator = self._initiator_or_fail()
+        self._hand_in(order)
+        initiator.call_soon(lambda: self._new(order, since))
 
     def cancel(self, order: ValidatedOrder) -> None:
         """Enqueue a cancel of ``order.order_id`` for the I/O thread."""
         since = time.monotonic()
-        self._initiator_or_fail().call_soon(lambda: self._cancel(order, since))
+        initiator = self._initiator_or_fail()
+        self._hand_in(order)
+        initiator.call_soon(lambda: self._cancel(order, since))
 
     def poll_reports(self) -> list[VenueFill]:
         """Return the reports received since the last call (never blocks on I/O)."""
@@ -190,14 +208,17 @@ class FixVenue(VenueAdapter):
     # -- recovery ------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Return what a consumer keeps in its recovery state: the next report's offset."""
-        return {"next_report": self._next_report}
+        """Return what a consumer keeps in its recovery state (see the module doc)."""
+        with self._unsent_lock:
+            unsent = [o.model_dump(mode="json") for o in self._unsent.values()]
+        return {"next_report": self._next_report, "unsent": unsent}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Resume from a ``snapshot()``: reports from its offset on come again (before connect)."""
+        """Resume from a ``snapshot()`` (before connect): replay reports, hand orders in again."""
         if self._app is not None:
             raise VenueError("FixVenue.restore must come before connect()")
         self._replay_from = self._next_report = int(state.get("next_report", 0))
+        self._restored = [ValidatedOrder.model_validate(o) for o in state.get("unsent", ())]
 
     # -- extras --------------------------------------------------------------------------
 
@@ -252,6 +273,7 @@ class FixVenue(VenueAdapter):
                 self._add([app.cancel_not_sent(p.order, f"cancel rejected: {why}")])
             else:
                 self._add([app.reject_unsent(p.order, why)])
+            self._journaled(p.order)
         self._pending = keep
         return []
 
@@ -259,12 +281,21 @@ class FixVenue(VenueAdapter):
         """Note the disconnect (orders now wait in the pending list)."""
         self._logged_on.clear()
 
+    def _hand_in(self, order: ValidatedOrder) -> None:
+        with self._unsent_lock:
+            self._unsent[f"{order.order_id}:{order.action.value}"] = order
+
+    def _journaled(self, order: ValidatedOrder) -> None:
+        with self._unsent_lock:
+            self._unsent.pop(f"{order.order_id}:{order.action.value}", None)
+
     def _new(self, order: ValidatedOrder, since: float) -> list[bytes]:
         app, session = self._parts()
         if not session.ready:
             self._pending.append(_Pending(order, cancel=False, since=since))
             return []
         routed = app.new_order(order)
+        self._journaled(order)
         if routed.messages:
             self._sent_at.setdefault(order.order_id, time.monotonic())
         return self._route(routed)
@@ -275,11 +306,15 @@ class FixVenue(VenueAdapter):
         if waiting:
             self._pending.remove(waiting[0])
             self._add([app.cancel_unsent(waiting[0].order, "canceled before it was sent")])
+            self._journaled(waiting[0].order)
+            self._journaled(order)
             return []
         if not session.ready:
             self._pending.append(_Pending(order, cancel=True, since=since))
             return []
-        return self._route(app.cancel_order(order))
+        routed = app.cancel_order(order)
+        self._journaled(order)
+        return self._route(routed)
 
     def _status(self, order_id: str) -> list[bytes]:
         app, session = self._parts()

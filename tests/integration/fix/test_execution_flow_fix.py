@@ -388,6 +388,31 @@ def test_fill_received_but_never_emitted_before_a_crash_comes_again_after_restor
     assert [r["outcome"] for r in venue.audit_orders("X1")] == ["NEW"]
 
 
+def test_order_handed_to_the_adapter_but_never_sent_before_a_crash_goes_out_after_restore(
+    venue: FixVenue, tmp_path: Path
+) -> None:
+    settings = flow_settings(venue, tmp_path / "data")
+    venue.stop()  # no session: the order waits in the adapter's memory
+    first = ExecutionLogic(settings, {}, None)
+    first.on_batch([Decoded(order("U1"), "validated_orders", 0, 0)])
+    time.sleep(0.3)
+    snap = first.snapshot()  # the epoch that took U1 as sent
+    first.adapter.close()  # the process dies before any logon
+    assert venue.audit_orders() == []
+
+    venue.start()
+    second = ExecutionLogic(settings, {}, snap)
+    got: list[Any] = []
+
+    def filled() -> bool:
+        got.extend(second.on_notify()[0])
+        return any(isinstance(r, VenueFill) and r.status is ExecStatus.FILLED for r in got)
+
+    wait_for(filled, "U1 filled after restore", timeout=20)
+    second.adapter.close()
+    assert [r["outcome"] for r in venue.audit_orders("U1")] == ["NEW"]
+
+
 # -- the venue SIGKILLed and restarted under a live flow --------------------------------
 
 
