@@ -1,0 +1,182 @@
+"""pyfluss from synchronous code: one connection and one private event loop per user.
+
+Every pyfluss call that talks to the network is a coroutine that must be *created*
+inside a running loop (docs/fluss-client.md §1). Bytewax sources and sinks, writers,
+readers and lookups are synchronous, so each of them owns a ``FlussClient``: a
+connection plus a private event loop that drives it with ``run_until_complete``.
+Every await is bounded (``asyncio.wait_for``): a call that would hang while the
+tablet server is away raises ``FlussTimeout`` instead.
+
+After a tablet server outage a connection's metadata may have forgotten the tables:
+writes raise ``TABLE_NOT_EXIST`` and lookups hang until ``conn.get_table`` reloads
+the table (docs/fluss-client.md §8). ``FlussClient.table`` does that reload with
+retries; callers ask for it when they see either symptom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import fluss
+
+from connectors.base import ConnectorError
+from tradeflow.settings import FlussSettings
+
+log = logging.getLogger("connectors.fluss")
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 30.0
+"""Opening a connection gives up after this long."""
+
+RPC_TIMEOUT_S = 30.0
+"""Admin calls (create, list offsets, table metadata) give up after this long."""
+
+FLUSH_TIMEOUT_S = 120.0
+"""How long a sink waits for its records to be acknowledged, e.g. while the tablet
+server restarts, before it raises (the Kafka profile's delivery timeout)."""
+
+RELOAD_TIMEOUT_S = 120.0
+"""How long a stale table is reloaded (``get_table`` retried) before giving up."""
+
+
+class FlussTimeout(ConnectorError):
+    """A bounded pyfluss call did not finish in time (the cluster is unreachable or busy)."""
+
+
+def is_table_missing(exc: BaseException) -> bool:
+    """Tell whether ``exc`` says the table does not exist (or the client forgot it)."""
+    return isinstance(exc, fluss.FlussError) and exc.error_code == fluss.ErrorCode.TABLE_NOT_EXIST
+
+
+def is_out_of_range(exc: BaseException) -> bool:
+    """Tell whether ``exc`` says a fetch offset is no longer (or not yet) in the log."""
+    if not isinstance(exc, fluss.FlussError):
+        return False
+    code = fluss.ErrorCode.LOG_OFFSET_OUT_OF_RANGE_EXCEPTION
+    return exc.error_code == code or "out of range" in str(exc)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether a failed call may succeed when tried again (leader moves, outages)."""
+    if isinstance(exc, FlussTimeout | TimeoutError):
+        return True
+    if not isinstance(exc, fluss.FlussError):
+        return False
+    transient = {
+        fluss.ErrorCode.NETWORK_EXCEPTION,
+        fluss.ErrorCode.NOT_LEADER_OR_FOLLOWER,
+        fluss.ErrorCode.LEADER_NOT_AVAILABLE_EXCEPTION,
+        fluss.ErrorCode.REQUEST_TIME_OUT,
+        fluss.ErrorCode.UNKNOWN_TABLE_OR_BUCKET_EXCEPTION,
+        fluss.ErrorCode.FENCED_LEADER_EPOCH_EXCEPTION,
+        fluss.ErrorCode.NOT_ENOUGH_REPLICAS_EXCEPTION,
+        fluss.ErrorCode.STORAGE_BACKPRESSURE_EXCEPTION,
+    }
+    return bool(exc.is_retriable) or exc.error_code in transient or "Connection refused" in str(exc)
+
+
+def client_config(settings: FlussSettings, *, max_poll_records: int | None = None) -> fluss.Config:
+    """Return the pyfluss configuration of every tradeflow client.
+
+    Writers wait for all replicas (``acks=all``) and are idempotent (no duplicates
+    when they retry); sources poll at most ``max_poll_records`` records at a time.
+    """
+    props = {
+        "bootstrap.servers": settings.bootstrap,
+        "writer.acks": "all",
+        "writer.enable-idempotence": "true",
+    }
+    if max_poll_records is not None:
+        props["scanner.log.max-poll-records"] = str(max_poll_records)
+    config = fluss.Config(props)
+    config.connect_timeout_ms = int(CONNECT_TIMEOUT_S * 1000)
+    return config
+
+
+class FlussClient:
+    """A Fluss connection driven from synchronous code through a private event loop.
+
+    Meant for one thread at a time (a Bytewax source partition or sink partition, a
+    writer, a reader): build one per user and ``close()`` it when done.
+    """
+
+    def __init__(self, settings: FlussSettings, *, max_poll_records: int | None = None) -> None:
+        self.settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._tables: dict[str, fluss.FlussTable] = {}
+        config = client_config(settings, max_poll_records=max_poll_records)
+        try:
+            self.conn: fluss.FlussConnection = self.run(
+                lambda: fluss.FlussConnection.create(config), CONNECT_TIMEOUT_S
+            )
+        except BaseException as exc:
+            self._loop.close()
+            if isinstance(exc, fluss.FlussError | FlussTimeout):
+                raise ConnectorError(
+                    f"cannot connect to the Fluss cluster at {settings.bootstrap}: {exc}"
+                ) from exc
+            raise
+        self.admin: fluss.FlussAdmin = self.conn.get_admin()
+
+    def run(self, make: Callable[[], Awaitable[T]], timeout: float = RPC_TIMEOUT_S) -> T:
+        """Create the awaitable inside the loop, run it to completion within ``timeout``."""
+
+        async def bounded() -> T:
+            return await asyncio.wait_for(make(), timeout)
+
+        try:
+            return self._loop.run_until_complete(bounded())
+        except TimeoutError as exc:
+            raise FlussTimeout(f"a Fluss call did not finish within {timeout:g}s") from exc
+
+    def table(self, path: fluss.TablePath, *, reload: bool = False) -> fluss.FlussTable:
+        """Return a table handle (cached); with ``reload`` fetch its metadata again.
+
+        A reload retries ``TABLE_NOT_EXIST`` and transient errors for up to
+        ``RELOAD_TIMEOUT_S``: right after a tablet server outage the first
+        ``get_table`` may answer that the table does not exist, and the next one loads
+        it again, after which writers and lookupers made before the outage work again.
+        """
+        key = str(path)
+        if not reload and key in self._tables:
+            return self._tables[key]
+        deadline = time.monotonic() + (RELOAD_TIMEOUT_S if reload else RPC_TIMEOUT_S)
+        while True:
+            try:
+                table = self.run(lambda: self.conn.get_table(path))
+                break
+            except (fluss.FlussError, FlussTimeout) as exc:
+                retry = is_table_missing(exc) if reload else is_transient(exc)
+                if not (retry or is_transient(exc)) or time.monotonic() > deadline:
+                    raise ConnectorError(f"cannot load Fluss table {path}: {exc}") from exc
+                log.info("loading Fluss table %s again: %s", path, exc)
+                time.sleep(0.25)
+        self._tables[key] = table
+        return table
+
+    def latest_offsets(self, path: fluss.TablePath, buckets: list[int]) -> dict[int, int]:
+        """Return the next offset to be written of each bucket (the high watermark)."""
+        return dict(self.run(lambda: self.admin.list_offsets(path, buckets, fluss.OffsetSpec.latest())))
+
+    def earliest_offsets(self, path: fluss.TablePath, buckets: list[int]) -> dict[int, int]:
+        """Return the first offset still in the log of each bucket."""
+        return dict(
+            self.run(lambda: self.admin.list_offsets(path, buckets, fluss.OffsetSpec.earliest()))
+        )
+
+    def close(self) -> None:
+        """Close the connection and the loop (drop writers and scanners before)."""
+        if self._loop.is_closed():
+            return
+        self._tables.clear()
+        try:
+            self.run(self.conn.close, RPC_TIMEOUT_S)
+        except (fluss.FlussError, ConnectorError) as exc:
+            log.warning("closing the Fluss connection: %s", exc)
+        finally:
+            self._loop.close()
