@@ -60,7 +60,15 @@ from operators.risk import CheckInput, evaluate
 from schemas.base import Record
 from schemas.market import MarketData
 from schemas.strategy import TradeSignal
-from schemas.trading import Account, Control, RiskDecision, RuleResult, SymbolLimit, VenueFill
+from schemas.trading import (
+    Account,
+    Control,
+    PortfolioState,
+    RiskDecision,
+    RuleResult,
+    SymbolLimit,
+    VenueFill,
+)
 
 R = TypeVar("R", bound=Record)
 
@@ -452,7 +460,10 @@ class AccountTimeline:
                 counts[k] = counts[g]
                 continue
             c = max(done, lo[g])
-            clock = self._clock(self.cuts[k])
+            cut = self.cuts[k]
+            if cut.attached is not None and cut.attached.record.ts > cut.signal.record.ts:
+                c = max(c, hi[g])  # the router ran ahead of the strategies: as far as the records allow
+            clock = self._clock(cut)
             while c < hi[g] and deliveries[c].tick.record.ts <= clock:
                 c += 1
             if c < lo[g] or c > max(hi[g], lo[g]):
@@ -625,14 +636,25 @@ def split_by_account(log: RecordedLog, accounts: Iterable[str] | None = None) ->
 
 
 class _CapturingBook(AccountBook):
-    """An account book that keeps what the rules looked at for the last signal."""
+    """An account book that keeps what the rules looked at for the last signal.
+
+    It publishes nothing but decisions, so it skips building portfolio_state rows (the
+    largest cost of a mark): every rule, kill-switch check and state change is Job C's.
+    """
 
     last_check: CheckInput | None = None
+    _unpublished: PortfolioState | None = None
 
     def _check_input(self, signal: TradeSignal, order_id: str) -> CheckInput:
         ctx = super()._check_input(signal, order_id)
         self.last_check = ctx
         return ctx
+
+    def portfolio_state(self, ts: datetime) -> PortfolioState:
+        """Return a placeholder row: the replay compares decisions, not portfolio rows."""
+        if self._unpublished is None:
+            self._unpublished = super().portfolio_state(ts)
+        return self._unpublished
 
 
 def _apply(book: _CapturingBook, x: Logged[Any]) -> Outcome:
