@@ -55,6 +55,9 @@ class FixSettings(BaseModel):
     """Growth of the reconnect delay after each failed attempt."""
     pending_order_timeout_s: float = Field(default=30.0, gt=0)
     """Orders waiting for a logged-on session are rejected (never sent) after this."""
+    status_after_s: float | None = Field(default=10.0, gt=0)
+    """An order sent without any answer for this long gets an OrderStatusRequest, again
+    at this interval while it stays unanswered (None: asked only after a logon)."""
     max_latency_s: float | None = Field(default=120.0, gt=0)
     """Inbound SendingTime (52) may differ from our clock by this much (None: no check)."""
     max_seen_exec_ids: int = Field(default=100_000, ge=1)

@@ -5,7 +5,9 @@ I/O thread routes it. While the session is not logged on, orders wait in a pendi
 list and go out right after the next logon (after the status requests for IN_FLIGHT
 orders); one still waiting after ``pending_order_timeout_s`` is rejected locally
 (a REJECTED report with the reason) and recorded NOT_SENT, so it can never go out
-later. A cancel of an order still waiting here cancels it locally (CANCELED).
+later. An order sent and not answered at all for ``status_after_s`` (a lost ack) gets
+an OrderStatusRequest, again at that interval until something about it comes back;
+it is never sent again. A cancel of an order still waiting here cancels it locally (CANCELED).
 
 Reports are written to the store's outbox on the I/O thread (``ReportLog``: fsynced,
 numbered) and handed over by ``poll_reports``. ``snapshot()`` returns the offset of
@@ -75,6 +77,9 @@ class FixVenue(VenueAdapter):
         """Orders and cancels handed in, not yet in the order journal (by ``id:action``)."""
         self._unsent_lock = threading.Lock()
         self._restored: list[ValidatedOrder] = []
+        self._asked: dict[str, float] = {}
+        """IN_FLIGHT orders and when they were last sent or asked about (I/O thread)."""
+        self._next_status_check = 0.0
         self._pending: list[_Pending] = []
         self._sent_at: dict[str, float] = {}
         self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
@@ -167,6 +172,7 @@ class FixVenue(VenueAdapter):
                 last_error=initiator.last_error,
                 last_session_error=self._session_error,
                 pending=len(self._pending),
+                unanswered=len(self._asked),
                 reports_queued=app.journal.reports.queued,
                 next_report=self._next_report,
                 in_flight=len(app.in_flight()),
@@ -251,15 +257,18 @@ class FixVenue(VenueAdapter):
         self._logons += 1
         self._logged_on.set()
         frames = [session.send_app(m) for m in app.on_logon()]
+        now = time.monotonic()
+        self._asked = dict.fromkeys(app.in_flight(), now)
         pending, self._pending = self._pending, []
         for p in pending:
             frames += self._cancel(p.order, p.since) if p.cancel else self._new(p.order, p.since)
         return frames
 
     def on_idle(self) -> list[bytes]:
-        """Reject orders that waited too long for a session."""
+        """Reject orders that waited too long for a session; ask about unanswered ones."""
+        frames = self._ask_unanswered()
         if not self._pending:
-            return []
+            return frames
         app, _ = self._parts()
         now = time.monotonic()
         limit = self._settings.pending_order_timeout_s
@@ -275,7 +284,29 @@ class FixVenue(VenueAdapter):
                 self._add([app.reject_unsent(p.order, why)])
             self._journaled(p.order)
         self._pending = keep
-        return []
+        return frames
+
+    def _ask_unanswered(self) -> list[bytes]:
+        limit = self._settings.status_after_s
+        now = time.monotonic()
+        if limit is None or not self._asked or now < self._next_status_check:
+            return []
+        self._next_status_check = now + min(limit, 0.1)
+        app, session = self._parts()
+        if not session.ready:
+            return []
+        frames: list[bytes] = []
+        for order_id, at in list(self._asked.items()):
+            if now - at < limit:
+                continue
+            entry = app.journal.get(order_id)
+            if entry is None or entry.phase is not OrderPhase.IN_FLIGHT:
+                del self._asked[order_id]
+                continue
+            log.warning("fix: no answer about %s for %.1fs; requesting its status", order_id, now - at)
+            self._asked[order_id] = now
+            frames += self._route(app.status_request(order_id))
+        return frames
 
     def on_disconnected(self) -> None:
         """Note the disconnect (orders now wait in the pending list)."""
@@ -298,6 +329,7 @@ class FixVenue(VenueAdapter):
         self._journaled(order)
         if routed.messages:
             self._sent_at.setdefault(order.order_id, time.monotonic())
+            self._asked[order.order_id] = time.monotonic()
         return self._route(routed)
 
     def _cancel(self, order: ValidatedOrder, since: float) -> list[bytes]:
@@ -334,6 +366,7 @@ class FixVenue(VenueAdapter):
         """Measure latencies (the reports are already in the outbox)."""
         now = time.monotonic()
         for fill in reports:
+            self._asked.pop(fill.order_id, None)  # answered (or settled locally)
             sent = self._sent_at.get(fill.order_id)
             if sent is not None:
                 if fill.status in (ExecStatus.NEW, ExecStatus.ACK, ExecStatus.REJECTED):

@@ -72,7 +72,9 @@ def fix_env(venue: FixVenue) -> dict[str, str]:
     }
 
 
-def flow_settings(venue: FixVenue, data_dir: Path, **execution: object) -> Settings:
+def flow_settings(
+    venue: FixVenue, data_dir: Path, fix: dict[str, object] | None = None, **execution: object
+) -> Settings:
     """Return settings of the local profile with Job D on the FIX venue."""
     return load_settings(
         data_dir=data_dir,
@@ -85,6 +87,7 @@ def flow_settings(venue: FixVenue, data_dir: Path, **execution: object) -> Setti
             "target_comp_id": venue.sender_comp_id,
             "reconnect_initial_s": 0.2,
             "reconnect_max_s": 1.0,
+            **(fix or {}),
         },
     )
 
@@ -356,6 +359,22 @@ def test_flow_lost_ack_is_resolved_by_a_status_request_after_restart_never_a_sec
     assert syn.reason.startswith("synthetic fill")
     assert [r["outcome"] for r in venue.audit_orders("L1")] == ["NEW"]
     assert_books(venue, conn, [lost, order("F1")])
+
+
+def test_flow_lost_ack_is_asked_about_while_running_after_status_after_s(
+    venue: FixVenue, tmp_path: Path
+) -> None:
+    settings = flow_settings(venue, tmp_path / "data", fix={"status_after_s": 0.5})
+    conn = Connectors(settings)
+    lost = order("L2", DROP_ACK_SYMBOL, qty=7)
+    write(conn, "control", [])
+    write(conn, "validated_orders", [lost])
+    run_main(build_flow(settings))  # no restart: the status request comes from the timer
+
+    mine = [f for f in fills_of(conn) if f.order_id == "L2"]
+    assert [(f.exec_id, f.status) for f in mine][0] == ("L2-SYN-7", ExecStatus.FILLED)
+    assert [r["outcome"] for r in venue.audit_orders("L2")] == ["NEW"]
+    assert_books(venue, conn, [lost])
 
 
 # -- a fill received but not handed downstream before a crash ---------------------------
