@@ -178,21 +178,21 @@ def _explain_one(conn: Connectors, logged: Logged[RiskDecision]) -> str:
                      f"strategy {s.strategy_id}{ref} ({signal.where} offset {signal.offset})")
     lines.append(f"  order        {_order_line(conn, d)}")
     lines += _limits_lines(conn, d, signal.record.symbol if signal is not None else None)
+    lines += _control_lines(conn, d, signal.record.strategy_id if signal is not None else None)
     failed = [r for r in d.rules if not r.passed]
     lines.append("")
     lines.append(f"rules ({len(failed)} failed, failed first)")
+    width = max([len(r.value or "-") for r in d.rules] + [8]) + 2
+    lwidth = max([len(r.limit or "-") for r in d.rules] + [8]) + 2
     for r in [*failed, *(r for r in d.rules if r.passed)]:
-        lines.append(f"  {'FAIL' if not r.passed else 'pass'}  {r.rule:<22}{_cell('value', r.value)}"
-                     f"{_cell('limit', r.limit)}{r.message}")
+        lines.append(f"  {'FAIL' if not r.passed else 'pass'}  {r.rule:<22}value {r.value or '-':<{width}}"
+                     f"limit {r.limit or '-':<{lwidth}}{r.message}")
     lines.append("")
     lines.append("inputs the account's state reflected (input_offsets: last record applied per partition)")
+    symbol = signal.record.symbol if signal is not None else None
     for key in sorted(offsets):
-        lines.append(f"  {key:<26}{offsets[key]:>10}   {_describe(conn, key, offsets[key], d)}")
+        lines.append(f"  {key:<26}{offsets[key]:>10}   {_describe(conn, key, offsets[key], d, symbol)}")
     return "\n".join(lines)
-
-
-def _cell(name: str, value: str | None) -> str:
-    return f"{name} {value if value is not None else '-':<16}"
 
 
 def _ts(ts: datetime) -> str:
@@ -251,21 +251,39 @@ def _limits_lines(conn: Connectors, d: RiskDecision, symbol: str | None) -> list
     return lines
 
 
-def _describe(conn: Connectors, key: str, offset: int, d: RiskDecision) -> str:
-    where, _, symbol = key.partition("@")
+def _control_lines(conn: Connectors, d: RiskDecision, strategy: str | None) -> list[str]:
+    off = d.input_offsets.get("control:0")
+    if off is None:
+        return []
+    scopes = {"global", f"account:{d.account}"} | ({f"strategy:{strategy}"} if strategy else set())
+    latest: dict[str, Logged[Control]] = {}
+    for row in read_logged(conn, "control", Control):
+        if row.offset <= off and row.record.scope in scopes:
+            latest[row.record.scope] = row
+    return [f"  control      {c.record.scope} {c.record.state.value}"
+            f"{f' ({c.record.reason})' if c.record.reason else ''}, by {c.record.updated_by} at "
+            f"{_ts(c.record.ts)} (offset {c.offset})" for c in latest.values()]
+
+
+def _describe(conn: Connectors, key: str, offset: int, d: RiskDecision, symbol: str | None) -> str:
+    where, _, held = key.partition("@")
     stream, _, part = where.partition(":")
     if stream not in LOG_STREAMS or not part.isdigit():
         return ""
     rec = _read_at(conn, stream, int(part), offset)
     if rec is None:
         return "(not readable any more: compacted or truncated?)"
-    return _summary(rec, d, held=bool(symbol))
-
-
-def _summary(rec: Record, d: RiskDecision, *, held: bool) -> str:
     if isinstance(rec, MarketData):
-        what = "valuation of the position" if held else "last mark of the partition"
+        what = "last mark of the partition"
+        if held:
+            what = "the position's valuation"
+        elif rec.symbol == symbol:
+            what = "the mark this signal was priced at"
         return f"{rec.symbol} {rec.price} at {_ts(rec.ts)} ({what})"
+    return _summary(rec, d)
+
+
+def _summary(rec: Record, d: RiskDecision) -> str:
     if isinstance(rec, TradeSignal):
         return "this signal" if rec.signal_id == d.signal_id else f"signal {rec.signal_id}"
     if isinstance(rec, VenueFill):

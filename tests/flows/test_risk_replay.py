@@ -116,6 +116,9 @@ def test_replay_reproduces_every_decision_and_knows_when_the_limits_changed(
     changes = [(c.limits_version, c.offset, c.updated_by, c.first_signal_id)
                for c in result.limit_changes if c.stream == "accounts"]
     assert changes == [(1, 0, "ops", "s0"), (2, 1, "risk-desk", "s3")]
+    halted = explain(settings, "s6")
+    assert "control      global HALTED (drill)" in halted
+    assert "FAIL  TRADING_HALTED" in halted
     # and each replayed decision was made on the accounts row its record names
     for r in replay_log(load_log(settings), throttle=_throttle(settings)):
         assert r.account_row is not None
