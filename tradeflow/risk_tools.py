@@ -419,10 +419,11 @@ def replay(
     log = log if log is not None else load_log(settings)
     report.load_s = time.perf_counter() - started
     started = time.perf_counter()
+    rows_seen: set[tuple[str, str, int]] = set()
     for r in replay_log(log, throttle=_throttle(settings, mark_throttle_ms), accounts=window.accounts,
                         warnings=report.warnings):
         report.replayed += 1
-        _note_limits(report, r)
+        _note_limits(report, r, rows_seen)
         if r not in window:
             continue
         if r.recorded is None:
@@ -446,15 +447,15 @@ def _offsets(d: RiskDecision) -> dict[str, int]:
     return {k: v for k, v in d.input_offsets.items() if not k.startswith("market_data:")}
 
 
-def _note_limits(report: ReplayReport, r: Replayed) -> None:
+def _note_limits(report: ReplayReport, r: Replayed, seen: set[tuple[str, str, int]]) -> None:
     rows: list[Logged[Account] | Logged[SymbolLimit]] = [
         row for row in (r.account_row, r.symbol_row) if row is not None
     ]
     for row in rows:
-        seen = any(c.stream == row.stream and c.offset == row.offset and c.account == r.decision.account
-                   for c in report.limit_changes[-50:])
-        if seen:
+        key = (r.decision.account, row.stream, row.offset)
+        if key in seen:
             continue
+        seen.add(key)
         rec = row.record
         report.limit_changes.append(LimitChange(
             account=rec.account, stream=row.stream, offset=row.offset, limits_version=rec.limits_version,
@@ -508,8 +509,15 @@ def render_replay(report: ReplayReport, *, show: int = 20) -> str:
         lines.append(f"{len(report.offsets_differ)} decisions reflect other input offsets than recorded "
                      f"(ordering model): " + ", ".join(report.offsets_differ[:show]))
     if report.limit_changes:
-        lines.append("limits applied (first decision under each):")
-        for c in report.limit_changes[:show]:
+        lines.append("limits applied (first decision under each; symbol limits only where they changed):")
+        seen: set[tuple[str, str | None]] = set()
+        shown = 0
+        for c in report.limit_changes:
+            first_of_symbol = c.symbol is not None and (c.account, c.symbol) not in seen
+            seen.add((c.account, c.symbol))
+            if first_of_symbol or shown >= show:
+                continue
+            shown += 1
             sym = f" {c.symbol}" if c.symbol else ""
             lines.append(f"  {c.account}{sym}: version {c.limits_version} from {c.stream} offset {c.offset} "
                          f"(by {c.updated_by} at {_ts(c.ts)}), first used by {c.first_signal_id}")
