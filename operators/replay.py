@@ -37,10 +37,12 @@ rebuilds each account's input sequence from those cuts:
   position was valued at) needs none of this: those ticks, and the symbol's fan-outs
   since the one recorded before, are applied before it, which is exact.
 
-Exact for one Bytewax worker (each partition reaches a book in offset order). With
-several workers, signals of one partition for different symbols travel through
-different routers and may reach the book reordered; a window then still holds the
-right records but the order inside it is the model's. See docs/risk-audit.md.
+Accounts, symbol_limits, control rows and fills reach a book in partition order (they
+do not pass the symbol router). Signals and fanned-out ticks do, and the router takes
+each batch key by key, so they can reach a book out of partition order: a decided
+signal is placed by its own decision, exactly; fanned-out ticks are what the model
+estimates above. With several workers the windows still hold the right records, the
+order inside them is the model's. See docs/risk-audit.md.
 """
 
 from __future__ import annotations
