@@ -422,3 +422,43 @@ def test_window_keeps_decisions_by_event_time_and_offset() -> None:
     w = Window(from_offset=3)
     assert [r.decision.signal_id for r in out if r in w] == ["s3"]
     assert replace(w, to_offset=3).from_offset == 3
+
+
+def test_risk_subcommands_parse_and_exit_by_outcome(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from tradeflow.risk_tools import add_arguments
+
+    settings = Settings(data_dir=tmp_path, partitions=1)
+    log, sim = Log(), Sim()
+    sim.feed([log.put("accounts", account()), log.put("market_data", tick("X", 1, "100")),
+              log.put("trade_signals", signal(1, 2, qty="20")), log.put("trade_signals", signal(2, 3))])
+    write_streams(settings, log, sim)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir")
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, common)
+    args = parser.parse_args(["replay", "--json", "--from-ts", "2026-01-05T14:30:00Z"])
+    assert args.risk_func(args, settings) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["ok"], out["checked"], out["reproduced"]) == (True, 2, 2)
+    (tmp_path / "l.json").write_text(json.dumps({"accounts": {"A": {"max_order_notional": 100}}}))
+    args = parser.parse_args(["shadow", "--limits", str(tmp_path / "l.json")])
+    assert args.risk_func(args, settings) == 0
+    assert "1 orders the live limits passed would be refused" in capsys.readouterr().out
+    args = parser.parse_args(["explain", "s1"])
+    assert args.risk_func(args, settings) == 0
+    assert capsys.readouterr().out.startswith("risk decision for signal s1: FAIL")
+    # a decision for a signal that is not in the log makes replay exit 1
+    from connectors.registry import Connectors
+
+    w = Connectors(settings).writer("risk_decisions")
+    w.write([sim.decisions[1].record.model_copy(update={"signal_id": "s9"})])
+    w.close()
+    args = parser.parse_args(["replay"])
+    assert args.risk_func(args, settings) == 1
+    assert "have no signal in trade_signals" in capsys.readouterr().out
