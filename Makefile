@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/risk.py
 	$(VENV)/bin/python bench/kafka.py
 	$(VENV)/bin/python bench/pipeline.py
+	$(VENV)/bin/python bench/execution.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
