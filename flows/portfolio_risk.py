@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -37,6 +38,7 @@ from typing_extensions import override
 from connectors.registry import Connectors
 from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
 from operators.portfolio import AccountBook, InputPos, Outcome
+from operators.replay import LimitOverrides
 from schemas import (
     Account,
     Control,
@@ -47,6 +49,7 @@ from schemas import (
     VenueFill,
 )
 from tradeflow.metrics import RISK_CHECKS, serve
+from tradeflow.risk_tools import load_limits
 from tradeflow.settings import Settings, load_settings
 
 JOB = "portfolio_risk"
@@ -299,19 +302,43 @@ def _decoded(
     return dec.oks
 
 
-def build_flow(settings: Settings | None = None) -> Dataflow:
-    """Build Job C with the given settings (default: from the environment)."""
+def _shadowed(step_id: str, up: Stream[Decoded[Any]], limits: LimitOverrides) -> Stream[Decoded[Any]]:
+    def swap(d: Decoded[Any]) -> Decoded[Any]:
+        rec = d.record
+        row = (
+            limits.account_row(rec)
+            if isinstance(rec, Account)
+            else limits.symbol_row(rec, rec.account, rec.symbol, rec.ts)
+        )
+        return Decoded(row, d.stream, d.partition, d.offset)
+
+    return op.map(step_id, up, swap)
+
+
+def build_flow(settings: Settings | None = None, shadow_limits: str | None = None) -> Dataflow:
+    """Build Job C with the given settings (default: from the environment).
+
+    With ``shadow_limits`` (a limits file, docs/risk-audit.md) build a shadow instance:
+    the same inputs with the candidate limits in the accounts and symbol_limits rows,
+    decisions written to ``shadow_decisions`` and nothing else (no order is sent).
+    Orders only the shadow passed never fill, so they stay open and keep their
+    reservation; fills of orders only the live Job C passed are reported unknown.
+    """
     settings = settings or load_settings()
     conn = Connectors(settings)
     serve(settings.metrics_port)
     throttle = timedelta(milliseconds=settings.portfolio.mark_throttle_ms)
-    flow = Dataflow(JOB)
+    candidate = load_limits(Path(shadow_limits)) if shadow_limits else None
+    flow = Dataflow(JOB if candidate is None else f"{JOB}_shadow")
     letters: list[Stream[Any]] = []
 
     signals = _decoded(flow, conn, "trade_signals", TradeSignal, letters)
     fills = _decoded(flow, conn, "venue_fills", VenueFill, letters)
     accounts = _decoded(flow, conn, "accounts", Account, letters)
     limits = _decoded(flow, conn, "symbol_limits", SymbolLimit, letters)
+    if candidate is not None:
+        accounts = _shadowed("shadow_accounts", accounts, candidate)
+        limits = _shadowed("shadow_symbol_limits", limits, candidate)
     control = _decoded(flow, conn, "control", Control, letters)
     ticks = _decoded(flow, conn, "market_data", MarketData, letters)
 
@@ -333,6 +360,10 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     by_account = op.key_on("by_account", events, lambda kv: kv[0])
     results = op.stateful_batch("books", by_account, BookLogic)
     outputs = demux("publish", op.key_rm("unkey_books", results), OUTPUTS)
+    if candidate is not None:
+        output("risk_decisions", outputs["risk_decisions"], conn, "shadow_decisions", job=JOB)
+        op.output("dead_letters", op.merge("all_letters", *letters), conn.sink("dead_letters"))
+        return flow
     for name in OUTPUTS:
         output(name, outputs[name], conn, name, job=JOB)
     output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)

@@ -200,6 +200,8 @@ class AccountBook:
         self.seen_signals: dict[str, None] = {}
         self.rate = RateWindow()
         self.offsets: dict[str, int] = {}
+        self.mark_pos: dict[str, InputPos] = {}
+        """The market_data record each symbol was last marked from (for exact replay)."""
         self.state_seq = 0
         self._clock = clock
 
@@ -231,7 +233,7 @@ class AccountBook:
             order_id=order_id if passed else None,
             rules=results,
             limits_version=self.account.limits_version if self.account else 0,
-            input_offsets=dict(self.offsets),
+            input_offsets=self._input_offsets(),
             latency_us=(self._clock() - started) / 1000,
             ts=signal.ts,
         )
@@ -272,6 +274,8 @@ class AccountBook:
         self._advance(ts, pos)
         if not self.ledger.mark(symbol, price, ts):
             return Outcome()
+        if pos is not None:
+            self.mark_pos[symbol] = pos
         position = self.ledger.positions.get(symbol)
         if position is None or position.net_qty == 0:
             return Outcome()
@@ -379,6 +383,7 @@ class AccountBook:
             "rate": self.rate.snapshot(),
             "offsets": dict(self.offsets),
             "state_seq": self.state_seq,
+            "mark_pos": {k: tuple(v) for k, v in self.mark_pos.items()},
         }
 
     @classmethod
@@ -405,9 +410,23 @@ class AccountBook:
         book.rate = RateWindow(times=data["rate"])
         book.offsets = dict(data["offsets"])
         book.state_seq = data["state_seq"]
+        book.mark_pos = {k: InputPos(*v) for k, v in data.get("mark_pos", {}).items()}
         return book
 
     # ----------------------------------------------------------------- internals
+
+    def _input_offsets(self) -> dict[str, int]:
+        """Return the offsets this state reflects, and each held position's mark.
+
+        The tick each held position was valued at is ``market_data:<p>@<SYMBOL>``, so a
+        replay can value it the same.
+        """
+        out = dict(self.offsets)
+        for sym, pos in self.mark_pos.items():
+            position = self.ledger.positions.get(sym)
+            if position is not None and position.net_qty != 0:
+                out[f"{pos.stream}:{pos.partition}@{sym}"] = pos.offset
+        return out
 
     def _own(self, account: str) -> None:
         if account != self.account_id:

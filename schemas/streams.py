@@ -74,6 +74,7 @@ STREAMS: dict[str, StreamSpec] = dict(
         _spec("portfolio_state", PortfolioState, Kind.TABLE),
         _spec("risk_events", RiskEvent, unique=("event_id",)),
         _spec("risk_decisions", RiskDecision, unique=("signal_id",)),
+        _spec("shadow_decisions", RiskDecision, unique=("signal_id",)),
         _spec("execution_metrics", ExecutionMetrics),
         _spec("dead_letters", DeadLetter),
         _spec("control", Control, Kind.TABLE),

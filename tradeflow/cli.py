@@ -269,6 +269,17 @@ def cmd_report_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_risk(args: argparse.Namespace) -> int:
+    """Audit Job C from its logs: explain a decision, replay the decisions, shadow limits."""
+    from tradeflow.risk_tools import RiskToolError
+
+    try:
+        code: int = args.risk_func(args, _settings(args))
+    except RiskToolError as exc:
+        raise UsageError(str(exc)) from None
+    return code
+
+
 def cmd_close(args: argparse.Namespace) -> int:
     """Mark a stream finished, so bounded readers stop at its end."""
     writer = Connectors(_settings(args)).writer(args.stream)
@@ -369,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--out", type=Path, help="output directory (default: <data-dir>/report)")
     p.set_defaults(func=cmd_report_cli)
+
+    from tradeflow.risk_tools import add_arguments as add_risk_arguments
+
+    p = sub.add_parser("risk", help="audit Job C: explain a decision, replay the log, shadow limits")
+    add_risk_arguments(p, _common)
+    p.set_defaults(func=cmd_risk)
     return parser
 
 

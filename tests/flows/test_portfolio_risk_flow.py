@@ -191,3 +191,23 @@ def test_halt_written_before_start_wins_over_signals(phases: Phases) -> None:
     assert len(decisions) == 20
     assert {d.decision for d in decisions} == {Decision.FAIL}
     assert phases.all("validated_orders") == []
+
+
+def test_shadow_instance_writes_only_would_be_decisions(phases: Phases, tmp_path: Path) -> None:
+    limits = tmp_path / "limits.json"
+    limits.write_text('{"accounts": {"*": {"max_order_notional": 150}}}')
+    phases.run(
+        accounts=[ACCOUNT],
+        market_data=[MarketData(symbol="X", ts=at(1), price=Decimal(100), volume=1)],
+        trade_signals=[signal(0, "1"), signal(1, "2"), signal(2, "3")],
+    )
+    live_orders = len(phases.all("validated_orders"))
+    for name in INPUTS:
+        w = phases.conn.writer(name)
+        w.close_stream()
+    run_main(build_flow(phases.settings, str(limits)))
+    shadow = {d.signal_id: d.decision for d in phases.all("shadow_decisions")}  # type: ignore[attr-defined]
+    live = {d.signal_id: d.decision for d in phases.all("risk_decisions")}  # type: ignore[attr-defined]
+    assert live == {"s0": Decision.PASS, "s1": Decision.PASS, "s2": Decision.PASS}
+    assert shadow == {"s0": Decision.PASS, "s1": Decision.FAIL, "s2": Decision.FAIL}
+    assert len(phases.all("validated_orders")) == live_orders == 3

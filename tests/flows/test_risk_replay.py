@@ -263,11 +263,10 @@ def test_replay_of_a_whole_pipeline_run_agrees_on_every_outcome(tmp_path: Path) 
     assert result.unrecorded == []
     assert result.orphans == []
     assert result.offsets_differ == []
-    # Every decision, rule outcome, order id and limits version is reproduced. Exposure
-    # values may differ: positions are valued at fanned-out marks whose interleaving the
-    # records pin only partly (docs/risk-audit.md); they are exact once the book records
-    # each held position's mark offset.
-    assert {d.field for d in result.differences} <= {"MAX_GROSS_EXPOSURE.value", "MAX_LEVERAGE.value"}
+    # Every decision, rule value, order id and limits version is reproduced: the book
+    # records the tick each held position was valued at, so exposure replays exactly.
+    assert result.differences == []
+    assert result.reproduced == result.checked
     tight = shadow(settings, LimitOverrides.from_mapping({"accounts": {"*": {"max_order_notional": 20_000}}}))
     refused = {c.signal_id for c in tight.would_refuse}
     expected = {
