@@ -81,6 +81,14 @@ class StreamReader(ABC):
     def end_offsets(self) -> dict[int, int]:
         """Return the next offset to be written, per partition."""
 
+    def data_ends(self) -> dict[int, int]:
+        """Return, per partition, one past the offset of its last data record.
+
+        Differs from ``end_offsets`` where a backend writes records that sources never
+        deliver (Kafka's end-of-stream markers).
+        """
+        return self.end_offsets()
+
     def latest(self, key: str) -> bytes | None:
         """Return the latest payload for a key of a table (None if absent)."""
         raise NotImplementedError(f"{type(self).__name__} has no point lookups")

@@ -88,10 +88,10 @@ def demux(step_id: str, up: Stream[tuple[str, Record]], names: list[str]) -> dic
 
 
 def startup_ends(conn: Connectors, stream: str) -> dict[int, int]:
-    """Return the end offsets of a stream now, as a job starts (see ``TableGate``)."""
+    """Return where a stream's data ends now, as a job starts (see ``TableGate``)."""
     reader = conn.reader(stream)
     try:
-        return reader.end_offsets()
+        return reader.data_ends()
     finally:
         reader.close()
 

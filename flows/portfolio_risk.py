@@ -215,7 +215,7 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record],
         self, values: list[tuple[str, BookEvent]]
     ) -> tuple[list[tuple[str, Record]], bool]:
         out: list[tuple[str, Record]] = []
-        for account, event in values:
+        for account, event in in_source_order(values):
             if self.book is None:
                 self.book = AccountBook(account)
             book = self.book
@@ -272,6 +272,34 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record],
         if self.book is None:
             raise RuntimeError("an account book without any event cannot exist")
         return {"book": self.book.snapshot(), "held": list(self.held), "ready": self.ready}
+
+
+def in_source_order(values: list[tuple[str, BookEvent]]) -> list[tuple[str, BookEvent]]:
+    """Put a batch's signals back in the order of their stream; leave other events in place.
+
+    Signals reach a book through the symbol router, which Bytewax runs key by key
+    (symbol by symbol) over each batch, so one account's signals for different symbols
+    arrive grouped by symbol, and how depends on how the input was batched (timing, a
+    restart from a snapshot). The signals keep the slots they arrived in, refilled in
+    (partition, offset) order. One worker hands a book all the router's output of a
+    batch at once, so this restores stream order there; with several workers the
+    router's output can split across batches (see docs/risk-audit.md).
+    """
+    slots = [i for i, (_, event) in enumerate(values) if isinstance(event, SignalEvent)]
+    if len(slots) < 2:
+        return values
+    ordered = sorted((values[i] for i in slots), key=_signal_position)
+    out = list(values)
+    for i, value in zip(slots, ordered, strict=True):
+        out[i] = value
+    return out
+
+
+def _signal_position(value: tuple[str, BookEvent]) -> tuple[int, int]:
+    event = value[1]
+    if not isinstance(event, SignalEvent):
+        raise TypeError(f"not a signal: {type(event).__name__}")
+    return (event.signal.partition, event.signal.offset)
 
 
 def records_of(outcome: Outcome) -> list[tuple[str, Record]]:

@@ -39,7 +39,8 @@ rebuilds each account's input sequence from those cuts:
 
 Accounts, symbol_limits, control rows and fills reach a book in partition order (they
 do not pass the symbol router). Signals and fanned-out ticks do, and the router takes
-each batch key by key, so they can reach a book out of partition order: a decided
+each batch key by key (the book restores the signals' stream order within a batch;
+ticks stay grouped by symbol), so they can reach a book out of partition order: a decided
 signal is placed by its own decision, exactly; fanned-out ticks are what the model
 estimates above. With several workers the windows still hold the right records, the
 order inside them is the model's. See docs/risk-audit.md.

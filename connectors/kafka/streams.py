@@ -102,6 +102,23 @@ class KafkaReader(StreamReader):
         """
         return {p: watermarks(self._consumer, self.topic, p)[1] for p in range(self._partitions)}
 
+    def data_ends(self) -> dict[int, int]:
+        """Return one past the last record that is not an end-of-stream marker, per partition."""
+        out: dict[int, int] = {}
+        for part in range(self._partitions):
+            lo, hi = watermarks(self._consumer, self.topic, part)
+            last, window = -1, 16
+            while last < 0:
+                start = max(lo, hi - window)
+                for msg in scan(self._consumer, self.topic, part, start, hi):
+                    if not is_eos(msg.headers()):
+                        last = max(last, msg.offset() or 0)
+                if start == lo:
+                    break
+                window *= 4
+            out[part] = last + 1
+        return out
+
     def _table(self) -> dict[str, bytes]:
         latest: dict[str, bytes] = {}
         for part in range(self._partitions):

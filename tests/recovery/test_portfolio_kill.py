@@ -44,16 +44,13 @@ byte for byte (exact Decimals and timestamps), every signal must have exactly on
 decision equal to the reference's (but for its wall-clock latency), and validated_orders
 and risk_events must hold the same records, no (order_id, action) twice.
 
-Known failure (``ORDER_BUG``, both markers to drop once flows/portfolio_risk.py is
-fixed): signals reach the books through the symbol router, a ``stateful`` step keyed by
-symbol, and Bytewax runs a stateful step key by key (in key order) over each batch, so
-an account's signals for different symbols reach its book out of stream order, and how
-depends on how the input was batched. Decisions depend on that order (open orders,
-reserved exposure, the order-rate window), so a restart from a snapshot inside phase 2,
-which batches the rest of the input differently, ends in other decisions and other
-state. ``test_each_account_signals_are_decided_in_stream_order`` shows it on the
-uninterrupted run alone. Applying a batch's signals in (partition, offset) order in
-``BookLogic.on_batch`` makes every test here pass.
+Signals reach the books through the symbol router, a ``stateful`` step keyed by symbol,
+and Bytewax runs a stateful step key by key over each batch, so without care an
+account's signals for different symbols would reach its book out of stream order,
+depending on how the input was batched; decisions depend on that order (open orders,
+reserved exposure, the order-rate window). ``BookLogic`` puts each batch's signals back
+in (partition, offset) order (``in_source_order``);
+``test_each_account_signals_are_decided_in_stream_order`` guards it.
 """
 
 from __future__ import annotations
@@ -573,13 +570,6 @@ def test_reference_run_exercises_the_risk_paths(reference: Reference) -> None:
     assert len(cancels) > 10
 
 
-ORDER_BUG = (
-    "flows/portfolio_risk.py decides an account's signals out of stream order (the symbol "
-    "router reorders each batch by symbol); see this module's docstring. Drop when fixed."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=ORDER_BUG)
 def test_each_account_signals_are_decided_in_stream_order(reference: Reference) -> None:
     # risk_decisions is keyed by account: an account's decisions sit in one partition in
     # the order the book made them, and each names its signal's offset.
@@ -595,7 +585,6 @@ def test_each_account_signals_are_decided_in_stream_order(reference: Reference) 
     assert not late, f"{len(late)} of {len(reference.decisions)} signals decided after a later one"
 
 
-@pytest.mark.xfail(strict=False, reason=ORDER_BUG)
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_job_c_killed_mid_stream_ends_in_the_uninterrupted_state(
     reference: Reference, tmp_path: Path, trial: int

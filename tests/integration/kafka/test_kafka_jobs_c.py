@@ -253,17 +253,7 @@ def test_job_c_on_kafka_decides_and_books_like_on_the_embedded_store(
     assert runs.kafka["dead_letters"] == runs.local["dead_letters"] == []
 
 
-GATE_BUG = (
-    "flows/common.py startup_ends() returns high watermarks, which on kafka count the "
-    "end-of-stream markers of a closed control topic; the TableGate then waits for a "
-    "marker's offset, which no source delivers, so books never get ControlReady and hold "
-    "every signal (bounded runs decide them at the end of input only). Drop when fixed."
-)
-
-
-@pytest.mark.parametrize(
-    "profile", ["local", pytest.param("kafka", marks=pytest.mark.xfail(strict=True, reason=GATE_BUG))]
-)
+@pytest.mark.parametrize("profile", ["local", "kafka"])
 def test_live_job_c_decides_signals_as_they_arrive_after_a_closed_control_table(
     kafka_broker: KafkaBroker, tmp_path: Path, profile: str
 ) -> None:
