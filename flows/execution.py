@@ -37,6 +37,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
+from connectors.fix.application import SYNTHETIC_TAG
 from connectors.registry import Connectors
 from connectors.venues import VenueAdapter, make_venue
 from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
@@ -47,6 +48,8 @@ from schemas import (
     MarketData,
     OrderAction,
     Record,
+    RiskEvent,
+    Severity,
     TradingState,
     ValidatedOrder,
     VenueFill,
@@ -192,6 +195,8 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
         now = time.monotonic()
         for rep in self.adapter.poll_reports():
             reports.append(rep)
+            if SYNTHETIC_TAG in rep.exec_id:
+                reports.extend(reconciliation_finding(rep))
             sent = self._sent_at.get(rep.order_id)
             if sent is not None and rep.status in _ACKS | _FINAL and rep.order_id not in self._acked:
                 self._acked.add(rep.order_id)
@@ -288,6 +293,44 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
         return state
 
 
+_STREAM_OF: dict[type, str] = {
+    VenueFill: "venue_fills",
+    ExecutionMetrics: "execution_metrics",
+    RiskEvent: "risk_events",
+    Control: "control",
+}
+
+
+def reconciliation_finding(fill: VenueFill) -> list[Record]:
+    """Turn quantity the venue reports but we never received into an alarm.
+
+    The venue's CumQty was above the fills we had (a fill our side never saw): a
+    CRITICAL ``VENUE_RECONCILIATION`` risk event, and the account goes to REDUCING
+    through the control table (Jobs B and C honour it) until operations look.
+    """
+    reason = (
+        f"venue reports {fill.cum_qty} filled on {fill.order_id}, "
+        f"{fill.last_qty} more than the fills received"
+    )
+    return [
+        RiskEvent(
+            event_id=f"E-REC-{fill.exec_id}",
+            account=fill.account,
+            rule="VENUE_RECONCILIATION",
+            severity=Severity.CRITICAL,
+            message=reason,
+            symbol=fill.symbol,
+            order_id=fill.order_id,
+            values={"venue_cum_qty": str(fill.cum_qty), "missing_qty": str(fill.last_qty)},
+            ts=fill.ts,
+        ),
+        Control(
+            scope=f"account:{fill.account}", state=TradingState.REDUCING,
+            reason=f"reconciliation: {reason}", updated_by="execution", ts=fill.ts,
+        ),
+    ]
+
+
 def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job D with the given settings (default: from the environment)."""
     settings = settings or load_settings()
@@ -308,10 +351,10 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     ends = startup_ends(conn, "control")
     logic = op.stateful_batch("venue", keyed, lambda r: ExecutionLogic(settings, ends, r))
     out = op.key_rm("unkey", logic)
-    tagged = op.map(
-        "tag", out, lambda r: ("venue_fills" if isinstance(r, VenueFill) else "execution_metrics", r)
-    )
-    routed = demux("publish", tagged, ["venue_fills", "execution_metrics"])
+    tagged = op.map("tag", out, lambda r: (_STREAM_OF[type(r)], r))
+    routed = demux("publish", tagged, ["venue_fills", "execution_metrics", "risk_events", "control"])
+    output("out_risk_events", routed["risk_events"], conn, "risk_events", job=JOB)
+    output("out_control", routed["control"], conn, "control", job=JOB)
     output("venue_fills", routed["venue_fills"], conn, "venue_fills", job=JOB)
     output("execution_metrics", routed["execution_metrics"], conn, "execution_metrics", job=JOB)
     output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)

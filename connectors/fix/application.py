@@ -64,6 +64,10 @@ from connectors.fix.store import OrderEntry, OrderJournal, OrderPhase
 from connectors.venues.base import VenueOrder
 from schemas import ExecStatus, OrderType, Side, ValidatedOrder, VenueFill
 
+SYNTHETIC_TAG = "-SYN-"
+"""Marks the exec_id of a fill made up for quantity the venue reports but we never
+received (``<order_id>-SYN-<cum before>``): a reconciliation finding."""
+
 log = logging.getLogger(__name__)
 
 _SIDE_OUT = {Side.BUY: "1", Side.SELL: "2"}
@@ -357,7 +361,7 @@ class FixApplication:
             VenueFill(
                 order_id=entry.order_id,
                 venue=self._venue,
-                exec_id=f"{entry.order_id}-SYN-{fmt_decimal(before)}",
+                exec_id=f"{entry.order_id}{SYNTHETIC_TAG}{fmt_decimal(before)}",
                 status=ExecStatus.FILLED if done else ExecStatus.PARTIAL,
                 account=entry.account,
                 symbol=entry.symbol,

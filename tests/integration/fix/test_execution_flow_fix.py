@@ -358,6 +358,13 @@ def test_flow_lost_ack_is_resolved_by_a_status_request_after_restart_never_a_sec
     assert syn.exec_id == "L1-SYN-10"
     assert syn.reason.startswith("synthetic fill")
     assert [r["outcome"] for r in venue.audit_orders("L1")] == ["NEW"]
+    # reconciliation: the fill the venue made that we never saw raises the alarm and
+    # moves the account to REDUCING
+    (event,) = [e for e in read_all(conn, "risk_events") if e.rule == "VENUE_RECONCILIATION"]  # type: ignore[attr-defined]
+    assert event.severity.value == "CRITICAL"  # type: ignore[attr-defined]
+    assert event.order_id == "L1"  # type: ignore[attr-defined]
+    reducing = [c for c in read_all(conn, "control") if c.state.value == "REDUCING"]  # type: ignore[attr-defined]
+    assert [c.scope for c in reducing] == [f"account:{lost.account}"]  # type: ignore[attr-defined]
     assert_books(venue, conn, [lost, order("F1")])
 
 
