@@ -505,6 +505,12 @@ def main() -> None:
         flow_rss = max(f["rss_mb"] for f in flows)
         startup_signals = min(f["startup_s"] for f in flows)
 
+        # Issue 9's figure: re-decide the recorded signals from the logs (tradeflow risk
+        # replay), against the flow's own decision rate above.
+        from tradeflow.risk_tools import replay
+
+        replayed = replay(FlowStore(work / "flow0", args.snapshot_interval, create=False).settings)
+
         blobs = work / "books.pickle"
         child = subprocess.run([sys.executable, __file__, "--child-10k", str(blobs), "--books",
                                 str(args.books), "--positions", str(args.positions)],
@@ -527,6 +533,9 @@ def main() -> None:
             "ratio_signals_flow_vs_plain": round(plain_signals_s / signals_s, 3),
             "ratio_fills_flow_vs_plain": round(plain_fills_s / fills_s, 3),
             "on_signal_only_per_s": round(len(lat) / (sum(lat) / 1e6)),
+            "replay_decisions_per_s": round(replayed.decisions_per_s),
+            "replay_reproduced": f"{replayed.reproduced}/{replayed.checked}",
+            "ratio_replay_vs_flow_signals": round(replayed.decisions_per_s * signals_s / n_signals, 3),
             "check_p50_us": round(pct(lat, 0.5), 1),
             "check_p99_us": round(pct(lat, 0.99), 1),
             "flow_decision_latency_p50_us": round(pct(flow_lat, 0.5), 1),
