@@ -111,6 +111,7 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
         self._fill_ms: deque[float] = deque(maxlen=10_000)
         self._window = {"orders_sent": 0, "acks": 0, "fills": 0, "rejects": 0}
         self._next_metrics = time.monotonic() + self.cfg.metrics_interval_s
+        self._next_reconcile = time.monotonic() + self.cfg.reconcile_s
         self._closed = False
 
     # -- inputs ---------------------------------------------------------------------------
@@ -253,7 +254,30 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
 
     @override
     def on_notify(self) -> tuple[list[Record], bool]:
-        return ([] if self._closed else self._poll()), False
+        if self._closed:
+            return [], False
+        self._reconcile_if_due()
+        return self._poll(), False
+
+    def _reconcile_if_due(self) -> None:
+        now = time.monotonic()
+        if self.cfg.reconcile_s > 0 and now >= self._next_reconcile:
+            self._next_reconcile = now + self.cfg.reconcile_s
+            self.reconcile()
+
+    def reconcile(self) -> int:
+        """Ask the venue about every order it holds open for us; return how many.
+
+        The answers come back as STATUS reports; quantity filled there that we never
+        received becomes a synthetic fill and a VENUE_RECONCILIATION alarm.
+        """
+        try:
+            working = self.adapter.open_orders()
+        except NotImplementedError:
+            return 0
+        for order in working:
+            self.adapter.request_status(order.order_id)
+        return len(working)
 
     @override
     def notify_at(self) -> datetime | None:
@@ -269,6 +293,7 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
             out.extend(self._order(order))
         deadline = time.monotonic() + self.cfg.drain_timeout_s
         while (self._sent_at or self._cancels) and time.monotonic() < deadline and self.cfg.venue != "paper":
+            self._reconcile_if_due()
             out.extend(self._poll())
             time.sleep(self.cfg.poll_ms / 1000)
         out.extend(self._poll())

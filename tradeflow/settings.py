@@ -83,6 +83,9 @@ class ExecutionSettings(_Section):
     metrics_interval_s: float = 5.0
     """Window of each execution_metrics record."""
     drain_timeout_s: float = 10.0
+    reconcile_s: float = 30.0
+    """How often Job D asks the venue about every order it believes open (0: never);
+    a venue fill we never saw then raises VENUE_RECONCILIATION."""
     """At the end of a bounded run, how long to wait for the venue to answer."""
 
 

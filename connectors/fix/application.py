@@ -66,7 +66,7 @@ from schemas import ExecStatus, OrderType, Side, ValidatedOrder, VenueFill
 
 SYNTHETIC_TAG = "-SYN-"
 """Marks the exec_id of a fill made up for quantity the venue reports but we never
-received (``<order_id>-SYN-<cum before>``): a reconciliation finding."""
+received (``<order_id>-SYN-<venue CumQty>``): a reconciliation finding."""
 
 log = logging.getLogger(__name__)
 

@@ -384,6 +384,25 @@ def test_flow_lost_ack_is_asked_about_while_running_after_status_after_s(
     assert_books(venue, conn, [lost])
 
 
+def test_periodic_reconciliation_finds_a_venue_fill_we_never_saw(venue: FixVenue, tmp_path: Path) -> None:
+    # The venue books and fills the order but never reports it; the lost-ack timer is
+    # off, so only the periodic reconciliation (every 0.3 s) can find it.
+    settings = flow_settings(
+        venue, tmp_path / "data", fix={"status_after_s": 3600}, reconcile_s=0.3, drain_timeout_s=5
+    )
+    conn = Connectors(settings)
+    ghost = order("G1", DROP_ACK_SYMBOL, qty=4)
+    write(conn, "control", [])
+    write(conn, "validated_orders", [ghost])
+    run_main(build_flow(settings))
+    (syn,) = [f for f in fills_of(conn) if f.order_id == "G1" and f.last_qty > 0]
+    assert syn.exec_id == "G1-SYN-4"
+    (event,) = [e for e in read_all(conn, "risk_events") if e.rule == "VENUE_RECONCILIATION"]  # type: ignore[attr-defined]
+    assert event.values == {"venue_cum_qty": "4", "missing_qty": "4"}  # type: ignore[attr-defined]
+    assert [c.state.value for c in read_all(conn, "control")] == ["REDUCING"]  # type: ignore[attr-defined]
+    assert [r["outcome"] for r in venue.audit_orders("G1")] == ["NEW"]
+
+
 # -- a fill received but not handed downstream before a crash ---------------------------
 
 
