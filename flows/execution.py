@@ -27,6 +27,7 @@ journal turns a NEW it already sent into a status request.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ from connectors.registry import Connectors
 from connectors.venues import VenueAdapter, make_venue
 from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
 from schemas import (
+    Account,
     Control,
     ExecStatus,
     ExecutionMetrics,
@@ -53,9 +55,12 @@ from schemas import (
     TradingState,
     ValidatedOrder,
     VenueFill,
+    decode,
 )
 from tradeflow.metrics import ORDER_LATENCY, serve
 from tradeflow.settings import ExecutionSettings, Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 JOB = "execution"
 _ACKS = frozenset({ExecStatus.NEW, ExecStatus.ACK})
@@ -97,6 +102,9 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
         self.done: set[str] = set(state.get("done", ()))
         """``order_id:action`` already handled (sent or refused)."""
         self.controls: dict[str, str] = dict(state.get("controls", {}))
+        self._settings = settings
+        self._logons = 0
+        self._next_session_check = 0.0
         self.gate = TableGate(dict(state["gate"])) if "gate" in state else TableGate.at(control_ends)
         self.held: list[ValidatedOrder] = list(state.get("held", ()))
         """Orders that arrived before the control table was read to its start-up end."""
@@ -191,9 +199,53 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
 
     # -- reports --------------------------------------------------------------------------
 
+    def _cancel_on_disconnect_accounts(self) -> set[str]:
+        """Look up, in the accounts table as it is now, who asks for cancel on disconnect."""
+        reader = Connectors(self._settings).reader("accounts")
+        try:
+            rows = [decode(Account, raw) for _, raw in reader.scan_latest()]
+        finally:
+            reader.close()
+        return {a.account for a in rows if a.cancel_on_disconnect}
+
+    def _after_reconnect(self) -> None:
+        """Cancel the working orders of cancel-on-disconnect accounts once a lost session is back.
+
+        The first logon of this process is not a reconnect. The accounts table is read
+        at that moment (a lookup, not a changelog), so the flag in force then applies.
+        """
+        now = time.monotonic()
+        if now < self._next_session_check:
+            return
+        self._next_session_check = now + 0.25
+        logons = int(self.adapter.health().get("logons", 0) or 0)
+        reconnected = self._logons > 0 and logons > self._logons
+        self._logons = max(self._logons, logons)
+        if not reconnected:
+            return
+        accounts = self._cancel_on_disconnect_accounts()
+        if not accounts:
+            return
+        try:
+            working = self.adapter.open_orders()
+        except NotImplementedError:
+            return
+        for o in working:
+            if o.account in accounts and o.order_id in self.sent:
+                log.warning("venue session came back: cancelling %s (cancel on disconnect)", o.order_id)
+                self._cancels.add(o.order_id)
+                self.adapter.cancel(
+                    ValidatedOrder(
+                        order_id=o.order_id, action=OrderAction.CANCEL, account=o.account,
+                        symbol=o.symbol, side=o.side, qty=o.qty,
+                        reason="cancel on disconnect", ts=datetime.now(UTC),
+                    )
+                )
+
     def _poll(self) -> list[Record]:
         reports: list[Record] = []
         now = time.monotonic()
+        self._after_reconnect()
         for rep in self.adapter.poll_reports():
             reports.append(rep)
             if SYNTHETIC_TAG in rep.exec_id:

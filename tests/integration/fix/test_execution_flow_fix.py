@@ -490,3 +490,33 @@ def test_live_flow_survives_a_venue_crash_mid_stream_without_loss_or_resend(
     reports = assert_books(venue, flow.conn, orders)
     (syn,) = [f for f in reports if f.order_id == "V005" and f.last_qty > 0]
     assert syn.exec_id == "V005-SYN-10"
+
+
+def test_working_orders_of_a_cancel_on_disconnect_account_are_cancelled_when_the_session_returns(
+    fix_venue_factory: VenueFactory, tmp_path: Path
+) -> None:
+    from schemas import Account
+
+    venue = fix_venue_factory(partial_fills=1)
+    settings = flow_settings(venue, tmp_path / "data", drain_timeout_s=8, reconcile_s=0)
+    conn = Connectors(settings)
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    write(conn, "accounts", [
+        Account(account="COD", cancel_on_disconnect=True, ts=t0), Account(account="KEEP", ts=t0),
+    ])
+    write(conn, "control", [])
+    mine = order("R1", RESTING_SYMBOL)
+    theirs = order("R2", RESTING_SYMBOL)
+    write(conn, "validated_orders", [
+        mine.model_copy(update={"account": "COD"}), theirs.model_copy(update={"account": "KEEP"}),
+    ])
+
+    def bounce() -> None:  # the session drops while both orders rest at the venue
+        wait_for(lambda: len(venue.accepted_orders()) == 2, "both orders booked", timeout=10)
+        venue.restart(kill=True)
+
+    threading.Thread(target=bounce, daemon=True).start()
+    run_main(build_flow(settings))  # drains until R1 is answered (R2 rests on)
+    got = {(f.order_id, f.status) for f in fills_of(conn)}
+    assert ("R1", ExecStatus.CANCELED) in got
+    assert ("R2", ExecStatus.CANCELED) not in got
