@@ -8,9 +8,12 @@ Measured in one run, on the same synthetic ticks:
 - ``flow_mem``: the Job A operators in a Bytewax flow, in memory (pre-encoded
   messages in, rows encoded and dropped out), one worker.
 - ``flow_1p`` / ``flow_2p``: ``python -m bytewax.run flows.indicators:flow`` on the
-  embedded store with 1 process, then 2 processes (``-i/-a``; the store has 2
-  partitions, so each process reads one). Process start-up is measured separately
-  (a run over an empty, closed stream) and subtracted.
+  embedded store with 1 process, then 2 processes as one Bytewax cluster (``-i/-a``;
+  the store has 2 partitions, so each process reads one and exchanges ticks by key).
+- ``flow_2p_sharded``: 2 independent processes, each reading one partition
+  (``TRADEFLOW_SOURCE_PARTITIONS``): Job A is keyed like its input, so no exchange.
+  Process start-up is measured separately (a run over an empty, closed stream) and
+  subtracted.
 
 Usage: ``python bench/indicators.py [--ticks N] [--symbols N]``. The last line printed
 is one JSON object.
@@ -108,13 +111,18 @@ def flow_in_memory(ticks: list[MarketData], config: IndicatorConfig) -> float:
     return time.perf_counter() - started
 
 
-def run_flow(data_dir: Path, processes: int) -> float:
+def run_flow(data_dir: Path, processes: int, *, sharded: bool = False) -> float:
     env = dict(
         os.environ, TRADEFLOW_DATA_DIR=str(data_dir), TRADEFLOW_PARTITIONS="2", TRADEFLOW_PROFILE="local"
     )
     cmd = [sys.executable, "-m", "bytewax.run", "flows.indicators:flow"]
     started = time.perf_counter()
-    if processes == 1:
+    if sharded:  # independent processes, each reading its own partitions: no exchange
+        procs = [
+            subprocess.Popen(cmd, cwd=ROOT, env=dict(env, TRADEFLOW_SOURCE_PARTITIONS=f"[{i}]"))
+            for i in range(processes)
+        ]
+    elif processes == 1:
         procs = [subprocess.Popen(cmd, cwd=ROOT, env=env)]
     else:
         addrs = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
@@ -149,8 +157,8 @@ def main() -> None:
         math_s = plain_math(ticks, config)
         mem_s = flow_in_memory(ticks, config)
 
-        dirs = {name: work / name for name in ("plain", "f1", "f2", "empty")}
-        for name in ("plain", "f1", "f2"):
+        dirs = {name: work / name for name in ("plain", "f1", "f2", "f2s", "empty")}
+        for name in ("plain", "f1", "f2", "f2s"):
             feed(dirs[name], n, args.symbols)
         plain_s = plain_loop(dirs["plain"], config)
 
@@ -159,12 +167,14 @@ def main() -> None:
         startup_2p = run_flow(dirs["empty"], 2)
         f1 = run_flow(dirs["f1"], 1)
         f2 = run_flow(dirs["f2"], 2)
-        for name in ("f1", "f2"):
+        f2s = run_flow(dirs["f2s"], 2, sharded=True)
+        for name in ("f1", "f2", "f2s"):
             if count(dirs[name], "sma_wide") != n:
                 raise SystemExit(f"{name}: wrong sma_wide row count")
 
         flow_1p = n / max(f1 - startup_1p, 1e-9)
         flow_2p = n / max(f2 - startup_2p, 1e-9)
+        flow_2p_sharded = n / max(f2s - startup_1p, 1e-9)
         plain = n / plain_s
         result = {
             "ticks": n,
@@ -174,12 +184,14 @@ def main() -> None:
             "flow_mem_ticks_per_s": round(n / mem_s),
             "flow_1p_ticks_per_s": round(flow_1p),
             "flow_2p_ticks_per_s": round(flow_2p),
+            "flow_2p_sharded_ticks_per_s": round(flow_2p_sharded),
             "flow_1p_wall_s": round(f1, 2),
             "flow_2p_wall_s": round(f2, 2),
             "startup_1p_s": round(startup_1p, 2),
             "startup_2p_s": round(startup_2p, 2),
             "ratio_1p_vs_plain": round(flow_1p / plain, 3),
             "ratio_2p_vs_1p": round(flow_2p / flow_1p, 3),
+            "ratio_2p_sharded_vs_1p": round(flow_2p_sharded / flow_1p, 3),
             "ratio_mem_vs_plain": round((n / mem_s) / plain, 3),
             "cpus": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2),

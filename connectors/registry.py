@@ -11,12 +11,20 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
-from bytewax.inputs import Source
+from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
 from bytewax.outputs import Sink
 
-from connectors.base import Backend, ConnectorError, SourceMessage, StreamReader, StreamWriter
-from schemas import Record, StreamSpec, spec
+from connectors.base import (
+    Backend,
+    ConnectorError,
+    SourceMessage,
+    StreamReader,
+    StreamWriter,
+    partition_number,
+)
+from schemas import Kind, Record, StreamSpec, spec
 from tradeflow.settings import Profile, Settings
 
 BackendFactory = Callable[[Settings], Backend]
@@ -55,6 +63,24 @@ BACKENDS: dict[Profile, BackendFactory] = {
 """Factories per profile; tests may register their own."""
 
 
+class OnlyPartitions(FixedPartitionedSource[SourceMessage, Any]):
+    """A partitioned source restricted to some of its partitions (``source_partitions``)."""
+
+    def __init__(self, inner: FixedPartitionedSource[SourceMessage, Any], keep: frozenset[int]) -> None:
+        self._inner = inner
+        self._keep = keep
+
+    def list_parts(self) -> list[str]:
+        """List the inner source's partitions that are kept."""
+        return [p for p in self._inner.list_parts() if partition_number(p) in self._keep]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: Any | None
+    ) -> StatefulSourcePartition[SourceMessage, Any]:
+        """Build one kept partition of the inner source."""
+        return self._inner.build_part(step_id, for_part, resume_state)
+
+
 class Connectors:
     """Sources, sinks, writers and readers for every stream, per the settings."""
 
@@ -77,9 +103,15 @@ class Connectors:
     ) -> Source[SourceMessage]:
         """Return a Bytewax source of raw messages of ``stream``."""
         backend, sp, name = self._resolve(stream)
-        return backend.source(
+        src = backend.source(
             sp, name, follow=self.settings.follow if follow is None else follow, from_end=from_end
         )
+        subset = self.settings.source_partitions
+        if subset is None or sp.kind is Kind.TABLE:
+            return src
+        if not isinstance(src, FixedPartitionedSource):
+            raise ConnectorError(f"source_partitions needs a partitioned source for {stream}")
+        return OnlyPartitions(src, frozenset(subset))
 
     def sink(self, stream: str) -> Sink[Record]:
         """Return a Bytewax sink of records into ``stream``."""

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     follow: bool = False
     """Sources keep waiting for new records at the end of a stream (a live job), instead
     of stopping there once the stream is closed by its writer."""
+    source_partitions: tuple[int, ...] | None = None
+    """Read only these partitions of every log stream (``TRADEFLOW_SOURCE_PARTITIONS='[0]'``):
+    run one independent process per subset to scale a job keyed like its input (Job A by
+    symbol) without a Bytewax cluster. Tables are always read whole. None: all."""
     batch_size: int = 500
     """Records a source partition hands to Bytewax at most per poll."""
     poll_interval_ms: int = 50

@@ -116,3 +116,16 @@ def test_watermarked_feed_reorders_out_of_order_ticks(
     run_main(build_flow(settings))
     assert [r.price for r in read_all(connectors, "sma_wide")] == [10.0, 99.0, 11.0, 12.0]  # type: ignore[attr-defined]
     assert read_all(connectors, "dead_letters") == []
+
+
+def test_two_sharded_runs_over_partition_subsets_equal_one_run(
+    settings: Settings, connectors: Connectors
+) -> None:
+    ticks = list(SyntheticMarket(symbols=7, ticks=2000, seed=4))
+    replay(ticks, connectors.writer("market_data"), progress=False)
+    for subset in ([0], [1]):  # what two independent processes would each run
+        run_main(build_flow(settings.model_copy(update={"source_partitions": tuple(subset)})))
+    rows = read_all(connectors, "sma_wide")
+    got = {(r.symbol, r.seq): row_values(r) for r in rows}  # type: ignore[attr-defined]
+    assert len(rows) == len(got) == len(ticks)
+    assert got == expected_rows(ticks, settings)
