@@ -40,6 +40,9 @@ FLUSH_TIMEOUT_S = 120.0
 """How long a sink waits for its records to be acknowledged, e.g. while the tablet
 server restarts, before it raises (the Kafka profile's delivery timeout)."""
 
+CLOSE_TIMEOUT_S = 10.0
+"""Closing a connection gives up after this long (it waits for writes still queued)."""
+
 RELOAD_TIMEOUT_S = 120.0
 """How long a stale table is reloaded (``get_table`` retried) before giving up."""
 
@@ -151,8 +154,10 @@ class FlussClient:
                 table = self.run(lambda: self.conn.get_table(path))
                 break
             except (fluss.FlussError, FlussTimeout) as exc:
-                retry = is_table_missing(exc) if reload else is_transient(exc)
-                if not (retry or is_transient(exc)) or time.monotonic() > deadline:
+                # TABLE_NOT_EXIST is retried too: callers ensured the table, and right after
+                # an outage the client answers that way until its metadata is reloaded.
+                retry = is_table_missing(exc) or is_transient(exc)
+                if not retry or time.monotonic() > deadline:
                     raise ConnectorError(f"cannot load Fluss table {path}: {exc}") from exc
                 log.info("loading Fluss table %s again: %s", path, exc)
                 time.sleep(0.25)
@@ -169,13 +174,13 @@ class FlussClient:
             self.run(lambda: self.admin.list_offsets(path, buckets, fluss.OffsetSpec.earliest()))
         )
 
-    def close(self) -> None:
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Close the connection and the loop (drop writers and scanners before)."""
         if self._loop.is_closed():
             return
         self._tables.clear()
         try:
-            self.run(self.conn.close, RPC_TIMEOUT_S)
+            self.run(self.conn.close, timeout)
         except (fluss.FlussError, ConnectorError) as exc:
             log.warning("closing the Fluss connection: %s", exc)
         finally:

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from connectors.base import ConnectorError
 from connectors.fluss.client import FLUSH_TIMEOUT_S, RELOAD_TIMEOUT_S, FlussClient, is_table_missing
-from connectors.fluss.tables import ensure_database, wait_ready
+from connectors.fluss.tables import create_table, ensure_database, wait_ready
 
 CLOSED_TABLE = "_tradeflow_closed"
 """The close records of a database's streams (a name no stream can clash with: streams
@@ -80,7 +80,7 @@ class CloseRecords:
                     bucket_count=1,
                     comment="tradeflow: end offsets of closed streams",
                 )
-                client.run(lambda: client.admin.create_table(self.path, descriptor, ignore_if_exists=True))
+                create_table(client, self.path, descriptor)
             wait_ready(client, self.path, 1)
             self._table = client.table(self.path)
         return self._table

@@ -21,6 +21,7 @@ and is tried again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -31,27 +32,48 @@ import pyarrow as pa
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.base import ConnectorError
-from connectors.fluss.client import FLUSH_TIMEOUT_S, RELOAD_TIMEOUT_S, FlussClient, is_table_missing, log
+from connectors.fluss.client import (
+    FLUSH_TIMEOUT_S,
+    RELOAD_TIMEOUT_S,
+    FlussClient,
+    is_table_missing,
+    is_transient,
+    log,
+)
 from connectors.fluss.tables import TableLayout, ensure_table
 from schemas import Record
 from tradeflow.settings import FlussSettings
 
+Write = Callable[[], fluss.WriteResultHandle]
+"""Queue one row or batch in a writer; called again when it has to be sent again."""
+
+METADATA_RELOAD_S = 2.0
+"""While writes wait for their acknowledgement, the table's metadata is reloaded this often."""
+
 
 class TableOutput:
-    """Write rows into one table through one client, and wait until they are acknowledged.
+    """Write rows into one table through its own client; wait until they are acknowledged.
 
     Log tables get one Arrow batch per call (``write_arrow_batch``); PK tables one
-    upsert per row. ``flush`` sends everything queued and awaits every handle.
+    upsert per row. ``flush`` sends everything queued and awaits every handle. When
+    the connection's writing side is dead (a writer that could not get its writer id
+    while the tablet server was away closes it for good: "Memory limiter is closed"),
+    the output reconnects and sends the failed writes again.
     """
 
-    def __init__(self, client: FlussClient, layout: TableLayout) -> None:
-        self.client = client
+    def __init__(self, settings: FlussSettings, layout: TableLayout) -> None:
+        self.settings = settings
         self.layout = layout
-        self.info = ensure_table(client, layout)
-        self._table = client.table(layout.path)
+        self.client = FlussClient(settings)
+        try:
+            self.info = ensure_table(self.client, layout)
+            self._table = self.client.table(layout.path)
+        except BaseException:
+            self.client.close()
+            raise
         self._append: fluss.AppendWriter | None = None
         self._upsert: fluss.UpsertWriter | None = None
-        self._handles: list[fluss.WriteResultHandle] = []
+        self._writes: list[tuple[Write, fluss.WriteResultHandle]] = []
         self._database = layout.database
 
     def qualify(self, stream: str) -> str:
@@ -89,75 +111,146 @@ class TableOutput:
             self._upsert = self._table.new_upsert().create_writer()
         return self._upsert
 
-    def _queue(self, write: Callable[[], fluss.WriteResultHandle]) -> None:
+    def _queue(self, write: Write) -> None:
         """Queue one write; if the client forgot the table (after an outage), reload it and retry."""
         deadline = time.monotonic() + RELOAD_TIMEOUT_S
         while True:
             try:
-                self._handles.append(write())
+                self._writes.append((write, write()))
                 return
             except fluss.FlussError as exc:
-                if not is_table_missing(exc) or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     raise ConnectorError(f"cannot write to {self.layout.qualified}: {exc}") from exc
-                log.warning("%s: the client lost the table (%s); reloading it", self.layout.qualified, exc)
-                self._table = self.client.table(self.layout.path, reload=True)
+                if is_table_missing(exc):
+                    log.warning("%s: the client lost the table (%s); reloading", self.layout.qualified, exc)
+                    self._table = self.client.table(self.layout.path, reload=True)
+                elif _writing_closed(exc):
+                    self._reconnect(exc)
+                else:
+                    raise ConnectorError(f"cannot write to {self.layout.qualified}: {exc}") from exc
+
+    def _reconnect(self, why: BaseException) -> None:
+        """Replace a connection whose writing side is closed; queued writes are sent again."""
+        log.warning("%s: reconnecting (%s)", self.layout.qualified, why)
+        self._append = self._upsert = None
+        old, self.client = self.client, FlussClient(self.settings)
+        old.close(timeout=1.0)
+        self._table = self.client.table(self.layout.path, reload=True)
 
     def flush(self) -> None:
-        """Send everything queued; raise ``ConnectorError`` unless every write was acknowledged."""
-        handles, self._handles = self._handles, []
-        if not handles and self._append is None and self._upsert is None:
-            return
-        writers = [w for w in (self._append, self._upsert) if w is not None]
+        """Send everything queued; raise ``ConnectorError`` unless every write was acknowledged.
 
-        async def send_and_wait() -> list[BaseException | None]:
-            for w in writers:
-                await w.flush()
-            results: list[BaseException | None] = []
-            for h in handles:
-                try:
-                    await h.wait()
-                    results.append(None)
-                except fluss.FlussError as exc:
-                    results.append(exc)
-            return results
-
-        try:
-            results = self.client.run(send_and_wait, FLUSH_TIMEOUT_S)
-        except ConnectorError as exc:
-            raise ConnectorError(
-                f"{len(handles)} write(s) to {self.layout.qualified} not acknowledged: {exc}"
-            ) from exc
-        failed = [r for r in results if r is not None]
-        if failed:
-            raise ConnectorError(
-                f"{len(failed)} of {len(handles)} write(s) to {self.layout.qualified} failed: {failed[0]}"
+        While the writes are not acknowledged the table's metadata is reloaded every
+        ``METADATA_RELOAD_S``: after a tablet server outage the connection forgets
+        its tables, and rows queued before the outage are sent only once it knows them
+        again (docs/fluss-client.md §8). A write that fails for a transient reason (a
+        writer created while the tablet server was away cannot get its writer id) is
+        sent again, with every write queued after it, in order, so a key's last upsert
+        stays last; a log may then hold a row twice (at-least-once, as after a crash).
+        """
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        while True:
+            writes, self._writes = self._writes, []
+            writers = [w for w in (self._append, self._upsert) if w is not None]
+            if not writes and not writers:
+                return
+            left = max(1.0, deadline - time.monotonic())
+            handles = [h for _, h in writes]
+            try:
+                results = self.client.run(
+                    partial(_acknowledged, self.client.conn, self.layout.path, writers, handles), left
+                )
+            except ConnectorError as exc:
+                raise ConnectorError(
+                    f"{len(handles)} write(s) to {self.layout.qualified} not acknowledged: {exc}"
+                ) from exc
+            first = next((i for i, r in enumerate(results) if r is not None), None)
+            if first is None:
+                return
+            error = results[first]
+            assert error is not None  # noqa: S101 - found above
+            retry = is_transient(error) or is_table_missing(error) or _writing_closed(error)
+            if not retry or time.monotonic() > deadline:
+                failed = sum(r is not None for r in results)
+                raise ConnectorError(
+                    f"{failed} of {len(handles)} write(s) to {self.layout.qualified} failed: {error}"
+                )
+            log.warning(
+                "%s: %d write(s) from #%d on sent again: %s",
+                self.layout.qualified, len(writes) - first, first, error,
             )
+            time.sleep(0.2)
+            self._reconnect(error)
+            for write, _ in writes[first:]:
+                self._queue(write)
 
-    def close(self) -> None:
-        """Flush what is left and release the writers (the client stays open)."""
+    def close(self, *, flush: bool = True) -> None:
+        """Flush what is left (unless told not to), release the writers, close the client."""
         try:
-            self.flush()
+            if flush:
+                self.flush()
         finally:
             self._append = self._upsert = None
+            self._writes.clear()
+            self.client.close()
+
+
+def _writing_closed(exc: BaseException) -> bool:
+    """Tell whether a write failed because the connection's writer side shut down for good."""
+    return isinstance(exc, fluss.FlussError) and "closed" in str(exc).lower()
+
+
+async def _acknowledged(
+    conn: fluss.FlussConnection,
+    path: fluss.TablePath,
+    writers: list[fluss.AppendWriter | fluss.UpsertWriter],
+    handles: list[fluss.WriteResultHandle],
+) -> list[BaseException | None]:
+    """Flush the writers and wait for every handle, reloading the table's metadata meanwhile."""
+
+    async def send_and_wait() -> list[BaseException | None]:
+        for w in writers:
+            await w.flush()
+        results: list[BaseException | None] = []
+        for h in handles:
+            try:
+                await h.wait()
+                results.append(None)
+            except fluss.FlussError as exc:
+                results.append(exc)
+        return results
+
+    task = asyncio.ensure_future(send_and_wait())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=METADATA_RELOAD_S)
+            if done:
+                return task.result()
+            try:  # the outage may not be over: any error here just means "not yet"
+                await asyncio.wait_for(conn.get_table(path), METADATA_RELOAD_S)
+            except (fluss.FlussError, TimeoutError) as exc:
+                log.info("%s: writes not acknowledged yet (%s)", path, exc)
+    finally:
+        task.cancel()
 
 
 class _FlussSinkPartition(StatelessSinkPartition[Record]):
     def __init__(self, settings: FlussSettings, layout: TableLayout) -> None:
-        self._client = FlussClient(settings)
-        try:
-            self._out = TableOutput(self._client, layout)
-        except BaseException:
-            self._client.close()
-            raise
+        self._out = TableOutput(settings, layout)
+        self._failed = False
 
     def write_batch(self, items: list[Record]) -> None:
-        self._out.write_records(items)
+        try:
+            self._out.write_records(items)
+        except BaseException:
+            # Bytewax turns this into a panic whose message can be lost: say it here.
+            self._failed = True
+            log.exception("writing %d record(s) to %s failed", len(items), self._out.layout.qualified)
+            raise
 
     def close(self) -> None:
-        try:
-            self._out.close()
-        finally:
-            self._client.close()
+        # After a failure the flow is going down: do not wait for the writes again.
+        self._out.close(flush=not self._failed)
 
 
 class FlussSink(DynamicSink[Record]):

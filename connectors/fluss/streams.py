@@ -65,12 +65,7 @@ class FlussWriter(StreamWriter):
 
     def __init__(self, settings: FlussSettings, layout: TableLayout) -> None:
         self.layout = layout
-        self._client = FlussClient(settings)
-        try:
-            self._out = TableOutput(self._client, layout)
-        except BaseException:
-            self._client.close()
-            raise
+        self._out = TableOutput(settings, layout)
 
     def write(self, records: Sequence[Record]) -> None:
         """Append or upsert records as one batch; wait until every one is acknowledged."""
@@ -91,18 +86,13 @@ class FlussWriter(StreamWriter):
         recorded ends. Bounded sources stop there; see ``connectors.fluss.markers``.
         """
         self._out.flush()
-        buckets = list(range(self._out.info.num_buckets))
-        ends = self._client.latest_offsets(self.layout.path, buckets)
-        CloseRecords(self._client, self.layout.database).mark(
-            self.layout.name, self._out.info.table_id, ends
-        )
+        client = self._out.client
+        ends = client.latest_offsets(self.layout.path, list(range(self._out.info.num_buckets)))
+        CloseRecords(client, self.layout.database).mark(self.layout.name, self._out.info.table_id, ends)
 
     def close(self) -> None:
         """Flush, release the writer and close the connection."""
-        try:
-            self._out.close()
-        finally:
-            self._client.close()
+        self._out.close()
 
 
 class FlussReader(StreamReader):

@@ -35,7 +35,7 @@ import fluss
 import pyarrow as pa
 
 from connectors.base import ConnectorError
-from connectors.fluss.client import RPC_TIMEOUT_S, FlussClient, is_transient, log
+from connectors.fluss.client import RPC_TIMEOUT_S, FlussClient, FlussTimeout, log
 from schemas import SCHEMA_VERSION, DeadLetter, Kind, Record, StreamSpec, encode
 
 TS = "ts"
@@ -49,6 +49,9 @@ DLQ_JOB = "dlq_job"
 
 KEY_SEPARATOR = "|"
 """``Record.key()`` joins the key fields with this; a raw key is split on it."""
+
+READY_TIMEOUT_S = 120.0
+"""How long setting a table up waits for the cluster (a tablet server restart takes ~15 s)."""
 
 TABLE_BUCKETS = 1
 """Buckets of a PK table (one ordered changelog, as on the other profiles)."""
@@ -189,7 +192,9 @@ def ensure_database(client: FlussClient, database: str) -> None:
             )
         )
     except fluss.FlussError as exc:
-        raise ConnectorError(f"cannot create Fluss database {database!r}: {exc}") from exc
+        # Same race as create_table: a concurrent creator may win between check and create.
+        if not client.run(lambda: client.admin.database_exists(database)):
+            raise ConnectorError(f"cannot create Fluss database {database!r}: {exc}") from exc
 
 
 def ensure_table(client: FlussClient, layout: TableLayout) -> fluss.TableInfo:
@@ -197,27 +202,51 @@ def ensure_table(client: FlussClient, layout: TableLayout) -> fluss.TableInfo:
 
     Idempotent and safe with concurrent creators (``ignore_if_exists``). A table that
     already exists keeps its bucket count; one whose columns or kind do not match the
-    layout is refused with a clear error (tradeflow never alters a table).
+    layout is refused with a clear error (tradeflow never alters a table). Errors of
+    the cluster (e.g. while the tablet server restarts) are retried for up to
+    ``READY_TIMEOUT_S``.
     """
     path = layout.path
-    if not client.run(lambda: client.admin.table_exists(path)):
-        ensure_database(client, layout.database)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
         try:
-            client.run(
-                lambda: client.admin.create_table(path, layout.descriptor(), ignore_if_exists=True)
-            )
-        except fluss.FlussError as exc:
-            raise ConnectorError(f"cannot create Fluss table {layout.qualified}: {exc}") from exc
-        log.info(
-            "created Fluss %s table %s (%d buckets)",
-            "primary-key" if layout.table else "log",
-            layout.qualified,
-            layout.buckets,
-        )
-    info: fluss.TableInfo = client.run(lambda: client.admin.get_table_info(path))
+            if not client.run(lambda: client.admin.table_exists(path)):
+                ensure_database(client, layout.database)
+                create_table(client, path, layout.descriptor())
+                log.info(
+                    "created Fluss %s table %s (%d buckets)",
+                    "primary-key" if layout.table else "log",
+                    layout.qualified,
+                    layout.buckets,
+                )
+            info: fluss.TableInfo = client.run(lambda: client.admin.get_table_info(path))
+            break
+        except (fluss.FlussError, FlussTimeout) as exc:
+            if time.monotonic() > deadline:
+                raise ConnectorError(f"cannot set up Fluss table {layout.qualified}: {exc}") from exc
+            log.info("setting up Fluss table %s (retrying): %s", layout.qualified, exc)
+            time.sleep(0.25)
     check_layout(layout, info)
     wait_ready(client, path, info.num_buckets)
     return info
+
+
+def create_table(client: FlussClient, path: fluss.TablePath, descriptor: fluss.TableDescriptor) -> None:
+    """Create a table unless it exists, also when another process creates it at the same time.
+
+    ``ignore_if_exists`` does not cover a race: Fluss 0.9.1 answers one of two
+    concurrent creators with "Fail to register schema ... NodeExists". A failed create
+    after which the table exists counts as success.
+    """
+    try:
+        client.run(lambda: client.admin.create_table(path, descriptor, ignore_if_exists=True))
+    except fluss.FlussError as exc:
+        deadline = time.monotonic() + RPC_TIMEOUT_S
+        while not client.run(lambda: client.admin.table_exists(path)):
+            if time.monotonic() > deadline:
+                raise ConnectorError(f"cannot create Fluss table {path}: {exc}") from exc
+            time.sleep(0.1)
+        log.debug("Fluss table %s was created by someone else meanwhile (%s)", path, exc)
 
 
 def check_layout(layout: TableLayout, info: fluss.TableInfo) -> None:
@@ -238,15 +267,16 @@ def check_layout(layout: TableLayout, info: fluss.TableInfo) -> None:
 
 
 def wait_ready(client: FlussClient, path: fluss.TablePath, buckets: int) -> None:
-    """Wait until every bucket has a leader (a fresh table answers "not leader" briefly)."""
-    deadline = time.monotonic() + RPC_TIMEOUT_S
+    """Wait up to ``READY_TIMEOUT_S`` until every bucket of a table answers.
+
+    A fresh table is "not leader" for a moment; a restarting tablet server answers nothing.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
         try:
             client.earliest_offsets(path, list(range(buckets)))
             return
-        except (fluss.FlussError, ConnectorError) as exc:
-            if not is_transient(exc) and "leader" not in str(exc).lower():
-                raise ConnectorError(f"Fluss table {path}: {exc}") from exc
+        except (fluss.FlussError, FlussTimeout) as exc:
             if time.monotonic() > deadline:
                 raise ConnectorError(f"Fluss table {path} has no leader for every bucket: {exc}") from exc
             time.sleep(0.1)

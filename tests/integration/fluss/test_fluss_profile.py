@@ -1,0 +1,397 @@
+"""Jobs A and C on the fluss profile against a real Fluss cluster: the same rows as on the
+embedded store, PK tables holding exactly the latest row per key, SIGKILL + Bytewax
+recovery from snapshotted bucket offsets, a tablet server restart mid-stream, and
+malformed payloads landing in dead_letters (with the DLQ columns)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import fluss
+import pytest
+
+from connectors.feeds import SyntheticMarket
+from connectors.kafka import recovery_positions
+from connectors.registry import Connectors
+from flows import portfolio_risk
+from flows.indicators import build_flow
+from operators.portfolio import order_id_for
+from schemas import (
+    Account,
+    DeadLetter,
+    MarketData,
+    PositionState,
+    Record,
+    SmaWide,
+    TradeSignal,
+    VenueFill,
+    decode,
+    encode,
+)
+from tests.flows.test_indicators_flow import BAD_PAYLOADS, T0
+from tests.integration.fluss.profiles import (
+    assert_same_by_id,
+    by_id,
+    feed,
+    fluss_env,
+    fluss_settings,
+    latest_rows,
+    local_settings,
+    read_stream,
+    run_flow,
+    run_on_both,
+    run_phases_on_both,
+)
+from tests.recovery.procs import init_recovery, kill_when, run, start
+from tradeflow.infra.fluss import FlussCluster
+from tradeflow.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def row_id(rec: Record) -> tuple[str, int]:
+    assert isinstance(rec, SmaWide)
+    return (rec.symbol, rec.seq)
+
+
+def reference_rows(tmp_path: Path, ticks: list[MarketData]) -> dict[object, Record]:
+    """Job A's rows for ``ticks`` on the embedded store (an uninterrupted run)."""
+    settings = local_settings(tmp_path / "reference")
+    feed(settings, {"market_data": ticks})
+    run_flow(build_flow, settings)
+    return by_id(read_stream(settings, "sma_wide"), row_id)
+
+
+def progress(settings: Settings, stream: str) -> Callable[[], int]:
+    """Return a cheap counter of a stream's records (one reader kept open)."""
+    reader = Connectors(settings).reader(stream)
+
+    def count() -> int:
+        return sum(reader.end_offsets().values())
+
+    return count
+
+
+def scan_table(cluster: FlussCluster, database: str, table: str) -> list[dict[str, Any]]:
+    """Read a whole log table with the bare pyfluss client (every column, every bucket)."""
+
+    async def scenario() -> list[dict[str, Any]]:
+        config = fluss.Config({"bootstrap.servers": cluster.bootstrap_servers})
+        async with await fluss.FlussConnection.create(config) as conn:
+            path = fluss.TablePath(database, table)
+            info = await conn.get_admin().get_table_info(path)
+            buckets = list(range(info.num_buckets))
+            ends = await conn.get_admin().list_offsets(path, buckets, fluss.OffsetSpec.latest())
+            scanner = await (await conn.get_table(path)).new_scan().create_log_scanner()
+            scanner.subscribe_buckets(dict.fromkeys(buckets, fluss.EARLIEST_OFFSET))
+            rows: list[dict[str, Any]] = []
+            seen = dict.fromkeys(buckets, 0)
+            while any(seen[b] < ends[b] for b in buckets):
+                for bucket, recs in (await scanner.poll(500)).items():
+                    seen[bucket.bucket_id] += len(recs)
+                    rows += [{**r.row, "_bucket": bucket.bucket_id, "_offset": r.offset} for r in recs]
+            del scanner
+            return rows
+
+    return asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+# ------------------------------------------------------------------------ Job A
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_job_a_on_fluss_writes_the_same_rows_as_on_the_embedded_store(
+    fluss_cluster: FlussCluster, tmp_path: Path, workers: int
+) -> None:
+    ticks = list(SyntheticMarket(symbols=7, ticks=3000, seed=3))
+    runs = run_on_both(
+        build_flow, fluss_cluster, tmp_path, {"market_data": ticks}, ["sma_wide", "dead_letters"],
+        workers=workers,
+    )
+    assert len(runs.fluss["sma_wide"]) == len(ticks)
+    assert_same_by_id(runs, "sma_wide", row_id)
+    assert runs.fluss["dead_letters"] == runs.local["dead_letters"] == []
+    # Each symbol's rows are in one bucket, in seq order (the bucket key is the symbol).
+    settings = runs.fluss_settings
+    reader = Connectors(settings).reader("sma_wide")
+    try:
+        buckets: dict[str, set[int]] = {}
+        for part in range(reader.partitions):
+            seqs: dict[str, list[int]] = {}
+            for rec in reader.read(part, 0, 10_000):
+                row = decode(SmaWide, rec.value)
+                assert rec.key == row.symbol
+                buckets.setdefault(row.symbol, set()).add(part)
+                seqs.setdefault(row.symbol, []).append(row.seq)
+            assert all(s == sorted(s) for s in seqs.values())
+    finally:
+        reader.close()
+    assert all(len(b) == 1 for b in buckets.values())
+
+
+TICKS = 40_000
+
+
+def feed_paced(settings: Settings, ticks: list[MarketData], errors: list[BaseException]) -> threading.Thread:
+    """Start a thread writing ``ticks`` in batches of 1000 every 0.1 s, then closing."""
+
+    def write() -> None:
+        try:
+            writer = Connectors(settings).writer("market_data")
+            try:
+                for i in range(0, len(ticks), 1000):
+                    writer.write(ticks[i : i + 1000])
+                    time.sleep(0.1)
+                writer.close_stream()
+            finally:
+                writer.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def snapshotted(rec: Path) -> bool:
+    """Tell whether the recovery store holds a source snapshot past offset 0."""
+    return any(p.offset > 0 for p in recovery_positions(rec))
+
+
+def test_job_a_killed_mid_stream_resumes_from_its_fluss_offsets(
+    fluss_cluster: FlussCluster, tmp_path: Path
+) -> None:
+    ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=11))
+    want = reference_rows(tmp_path, ticks)
+    settings = fluss_settings(fluss_cluster, tmp_path / "data")
+    env = fluss_env(settings)
+    rec = tmp_path / "recovery"
+    log = tmp_path / "flow.log"
+    init_recovery(rec, env, log)
+    cmd = ["-m", "bytewax.run", "flows.indicators:flow", "-r", str(rec), "-s", "1", "-b", "0"]
+    written = progress(settings, "sma_wide")
+    # The input arrives while the flow runs (~4 s), so the flow cannot finish before the
+    # kill, which comes once a snapshot (every second) has recorded progress.
+    errors: list[BaseException] = []
+    feeder = feed_paced(settings, ticks, errors)
+    proc = start(cmd, env, log)
+    kill_when(proc, lambda: snapshotted(rec), timeout=180)
+    killed_at = written()
+    assert 0 < killed_at < TICKS
+    feeder.join(120)
+    assert not errors, errors
+    run(cmd, env, log)
+
+    rows = read_stream(settings, "sma_wide")
+    assert by_id(rows, row_id) == want  # nothing lost, replayed rows identical
+    assert len(rows) - len(want) < killed_at  # duplicates only from the replayed interval
+    assert read_stream(settings, "dead_letters") == []
+
+    # The snapshots name the tables' buckets; the last one is at each bucket's closed end.
+    ends = Connectors(settings).reader("market_data").end_offsets()
+    positions = {
+        (p.topic, p.partition): p.offset
+        for p in recovery_positions(rec)
+        if p.step_id == "indicators.market_data"
+    }
+    assert positions == {(f"{settings.fluss.database}.market_data", b): end for b, end in ends.items()}
+
+    # A bounded run resumed after the end stops at once and writes nothing more.
+    run(cmd, env, log)
+    assert len(read_stream(settings, "sma_wide")) == len(rows)
+
+
+def test_job_a_survives_a_tablet_server_restart_mid_stream(
+    fluss_cluster: FlussCluster, tmp_path: Path
+) -> None:
+    ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=5))
+    want = reference_rows(tmp_path, ticks)
+    settings = fluss_settings(fluss_cluster, tmp_path / "data")
+    half = TICKS // 2
+    feed(settings, {"market_data": ticks[:half]}, close=False)
+
+    log = tmp_path / "flow.log"
+    written = progress(settings, "sma_wide")
+    proc = start(["-m", "bytewax.run", "flows.indicators:flow"], fluss_env(settings), log)
+    feed_error: list[BaseException] = []
+    feeder: threading.Thread | None = None
+    try:
+        deadline = time.monotonic() + 120
+        while written() < TICKS // 5:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the flow made no progress"
+            time.sleep(0.05)
+        # The second half is written while the tablet server restarts (a writer rides
+        # it out too); the stream is closed only after it, so the flow is mid-stream.
+        feeder = feed_paced(settings, ticks[half:], feed_error)
+        fluss_cluster.restart_tablet_server()
+        rc = proc.wait(240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert feeder is not None
+    feeder.join(120)
+    assert not feed_error, feed_error
+    assert rc == 0, log.read_text()[-3000:]
+
+    rows = read_stream(settings, "sma_wide")
+    assert by_id(rows, row_id) == want
+    # The idempotent writer's retries across the restart duplicate nothing.
+    assert len(rows) == len(want)
+
+
+def test_malformed_payloads_go_to_dead_letters_with_dlq_columns(
+    fluss_cluster: FlussCluster, tmp_path: Path
+) -> None:
+    settings = fluss_settings(fluss_cluster, tmp_path / "data", fluss={"buckets": 1})
+    good = [
+        MarketData(symbol="X", ts=T0.replace(second=i), price=10 + i, volume=5) for i in range(3)
+    ]
+    payloads = [encode(good[0]), *BAD_PAYLOADS, *(encode(g) for g in good[1:])]
+    writer = Connectors(settings).writer("market_data")
+    writer.write_raw([("X", p) for p in payloads])
+    writer.close_stream()
+    writer.close()
+
+    run_flow(build_flow, settings)
+
+    assert [r.price for r in read_stream(settings, "sma_wide")] == [10.0, 11.0, 12.0]  # type: ignore[attr-defined]
+    letters = read_stream(settings, "dead_letters")
+    assert len(letters) == len(BAD_PAYLOADS)
+    offsets = {p: i for i, p in enumerate(payloads)}  # one bucket: offset = write order
+    for letter in letters:
+        assert isinstance(letter, DeadLetter)
+        assert letter.source_stream == "market_data"
+        assert letter.job == "indicators"
+        assert (letter.partition, letter.offset) == (0, offsets[letter.payload.encode()])
+
+    # The same facts as typed columns of the dead_letters table, for SQL readers.
+    database = settings.fluss.database
+    rows = sorted(scan_table(fluss_cluster, database, "dead_letters"), key=lambda r: r["dlq_source_offset"])
+    assert len(rows) == len(BAD_PAYLOADS)
+    for row, (payload, why) in zip(rows, BAD_PAYLOADS.items(), strict=True):
+        assert row["source_stream"] == "market_data"
+        assert row["dlq_source_table"] == f"{database}.market_data"
+        assert (row["dlq_source_bucket"], row["dlq_source_offset"]) == (0, offsets[payload])
+        assert why in row["dlq_reason"], row["dlq_reason"]
+        assert row["dlq_job"] == "indicators"
+        assert row["_v"] == 1
+        assert decode(DeadLetter, row["payload"]).payload.encode() == payload
+    # Raw payloads carry no event time and no schema version in the source table.
+    raw = scan_table(fluss_cluster, database, "market_data")
+    assert {(r["ts"], r["_v"]) for r in raw} == {(None, None)}
+
+
+# ------------------------------------------------------------------------ PK tables
+
+
+def test_pk_table_holds_exactly_the_latest_row_per_key(fluss_cluster: FlussCluster, tmp_path: Path) -> None:
+    settings = fluss_settings(fluss_cluster, tmp_path / "data")
+    keys = [(f"ACC{a}", f"S{s}") for a in range(4) for s in range(5)]
+    versions = [
+        PositionState(
+            account=acct, symbol=sym, net_qty=Decimal(v * 10 + i), avg_px=Decimal("100.5") + v,
+            realized_pnl=Decimal(v), unrealized_pnl=Decimal(0), market_value=Decimal(i),
+            ts=T0 + timedelta(seconds=v),
+        )
+        for v in range(4)
+        for i, (acct, sym) in enumerate(keys)
+    ]
+    writer = Connectors(settings).writer("positions_state")
+    for i in range(0, len(versions), 15):  # several writes per key, spread over batches
+        writer.write(versions[i : i + 15])
+    writer.close()
+    want = {r.key(): r for r in versions}  # the last version of each key
+
+    assert latest_rows(settings, "positions_state") == want
+    reader = Connectors(settings).reader("positions_state")
+    try:
+        for key, rec in want.items():
+            raw = reader.latest(key)
+            assert raw is not None
+            assert decode(PositionState, raw) == rec
+        assert reader.latest("NOBODY|X") is None
+        # The changelog still has every version, as upserts (+I then +U), in write order.
+        log = reader.read(0, 0, 10_000)
+        assert [decode(PositionState, r.value) for r in log] == versions
+    finally:
+        reader.close()
+
+    # The bare client sees one row per key with the key columns filled.
+    async def bare_lookup() -> dict[str, object] | None:
+        config = fluss.Config({"bootstrap.servers": fluss_cluster.bootstrap_servers})
+        async with await fluss.FlussConnection.create(config) as conn:
+            table = await conn.get_table(fluss.TablePath(settings.fluss.database, "positions_state"))
+            row = await table.new_lookup().create_lookuper().lookup({"account": "ACC3", "symbol": "S4"})
+            return row
+
+    row = asyncio.run(asyncio.wait_for(bare_lookup(), 30))
+    assert row is not None
+    assert (row["account"], row["symbol"]) == ("ACC3", "S4")
+    assert decode(PositionState, row["payload"]) == want["ACC3|S4"]  # type: ignore[arg-type]
+    assert row["ts"] == T0 + timedelta(seconds=3)
+
+
+def test_job_c_on_fluss_matches_local_and_its_tables_hold_the_latest_rows(
+    fluss_cluster: FlussCluster, tmp_path: Path
+) -> None:
+    t0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+    accounts = [
+        Account(account=a, cash=Decimal(100_000), max_order_notional=Decimal(5000), max_open_orders=5, ts=t0)
+        for a in ("ACC1", "ACC2")
+    ]
+    ticks = [
+        MarketData(symbol=s, ts=t0 + timedelta(seconds=i), price=Decimal(100 + i), volume=1)
+        for i in range(3)
+        for s in ("X", "Y")
+    ]
+    signals = [
+        TradeSignal(
+            signal_id=f"s{i}", strategy_id="st", symbol="XY"[i % 2], account=f"ACC{1 + i % 2}",
+            side="BUY" if i % 3 else "SELL", qty=Decimal(5 + 10 * (i % 4)), ts=t0 + timedelta(seconds=10 + i),
+        )
+        for i in range(12)
+    ]
+    fills = [
+        VenueFill(
+            order_id=order_id_for(s.account, s.signal_id), venue="paper", account=s.account, symbol=s.symbol,
+            side=s.side, exec_id=f"e{i}", status="FILLED", last_qty=s.qty, last_px=Decimal(101),
+            cum_qty=s.qty, leaves_qty=Decimal(0), avg_px=Decimal(101), ts=t0 + timedelta(seconds=40 + i),
+        )
+        for i, s in enumerate(signals[:6])
+    ]
+    # Phases, so that decisions do not depend on how the separate inputs interleave:
+    # accounts and marks, then the signals, then the venue's fills.
+    phases: list[dict[str, list[Any]]] = [
+        {"accounts": accounts, "symbol_limits": [], "control": [], "market_data": ticks},
+        {"trade_signals": signals},
+        {"venue_fills": fills},
+    ]
+    runs = run_phases_on_both(
+        portfolio_risk.build_flow, fluss_cluster, tmp_path, phases,
+        ["risk_decisions", "validated_orders", "risk_events", "dead_letters"],
+        partitions=1, fluss={"buckets": 1},
+    )
+    for profile in (runs.local, runs.fluss):  # measured, not decided: leave it out
+        profile["risk_decisions"] = [
+            r.model_copy(update={"latency_us": 0.0}) for r in profile["risk_decisions"]
+        ]
+    decisions = runs.local["risk_decisions"]
+    assert len(decisions) == len(signals)
+    assert {d.decision.value for d in decisions} == {"PASS", "FAIL"}  # type: ignore[attr-defined]
+    assert_same_by_id(runs, "risk_decisions", lambda r: r.signal_id)  # type: ignore[attr-defined]
+    assert_same_by_id(runs, "validated_orders", lambda r: (r.order_id, r.action))  # type: ignore[attr-defined]
+    assert_same_by_id(runs, "risk_events", lambda r: r.event_id)  # type: ignore[attr-defined]
+    assert runs.fluss["dead_letters"] == runs.local["dead_letters"] == []
+    # The PK tables Job C upserts hold the same latest row per key on both profiles.
+    for table in ("orders", "positions_state", "portfolio_state"):
+        local = latest_rows(runs.local_settings, table)
+        assert local, table
+        assert latest_rows(runs.fluss_settings, table) == local, table
