@@ -44,6 +44,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     data_dir = args.data_dir or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
     settings = load_settings(data_dir=data_dir, profile=args.profile or "local")
+    run_name = Path(data_dir).name.replace("-", "_")
+    if settings.profile.value == "kafka" and not settings.kafka.topic_prefix:
+        # each demo gets its own topics on a shared broker
+        settings = settings.model_copy(
+            update={"kafka": settings.kafka.model_copy(update={"topic_prefix": f"{run_name}."})}
+        )
+    if settings.profile.value == "fluss" and settings.fluss.database == "tradeflow":
+        settings = settings.model_copy(
+            update={"fluss": settings.fluss.model_copy(update={"database": run_name})}
+        )
     if args.input:
         frame = read_frame(Path(args.input))
         ticks, total = ticks_from_frame(frame), len(frame)
