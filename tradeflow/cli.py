@@ -44,7 +44,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     data_dir = args.data_dir or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
     settings = load_settings(data_dir=data_dir, profile=args.profile or "local")
-    run_name = Path(data_dir).name.replace("-", "_")
+    run_name = Path(data_dir).name.replace("-", "_").lower()
     if settings.profile.value == "kafka" and not settings.kafka.topic_prefix:
         # each demo gets its own topics on a shared broker
         settings = settings.model_copy(
