@@ -211,13 +211,14 @@ async def _acknowledged(
     async def send_and_wait() -> list[BaseException | None]:
         for w in writers:
             await w.flush()
+        # All at once: awaiting thousands of handles one by one costs an event-loop
+        # wake-up each (most of a PK table's upsert time).
+        outcomes = await asyncio.gather(*(h.wait() for h in handles), return_exceptions=True)
         results: list[BaseException | None] = []
-        for h in handles:
-            try:
-                await h.wait()
-                results.append(None)
-            except fluss.FlussError as exc:
-                results.append(exc)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, fluss.FlussError):
+                raise outcome  # not a write's failure: a bug or a cancellation
+            results.append(outcome if isinstance(outcome, fluss.FlussError) else None)
         return results
 
     task = asyncio.ensure_future(send_and_wait())
