@@ -110,8 +110,13 @@ class CloseRecords:
         """Return the close record of a table (None if never closed, or closed as another table).
 
         Reads the whole (tiny) table with a limit scan: one RPC, ~1 ms, unlike a point
-        lookup, which pyfluss 1.0.0 holds for up to its 100 ms batching window.
+        lookup, which pyfluss 1.0.0 holds for up to its 100 ms batching window. Does not
+        create the table: until a writer closes a stream of the database, nothing is closed.
         """
+        if self._table is None and not self._client.run(
+            lambda: self._client.admin.table_exists(self.path)
+        ):
+            return None
         table = self._ensure()
         tid = table.get_table_info().table_id
         scanner = table.new_scan().limit(_SCAN_LIMIT).create_bucket_batch_scanner(fluss.TableBucket(tid, 0))
