@@ -13,7 +13,10 @@ Measured in one run, so the ratios compare like with like on a shared machine:
   topic;
 - point lookups through ``CachedLookup`` with the cache off (``ttl_s=0``): latency of
   one ``get`` after another (p50/p99), of a ``get_many`` of 128 distinct keys, and of
-  a cache hit.
+  a cache hit;
+- tick -> sma_wide latency of a live Job A (follow mode, 1 process, default poll
+  interval): ticks written one at a time at ``--rate``/s, each row stamped when a
+  scanner of sma_wide receives it.
 
 The Fluss cluster and the Kafka broker are started here (temp dirs) and stopped at the
 end, also on error or Ctrl-C, with every flow process. The last line printed is one
@@ -35,12 +38,14 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,10 +56,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
+import fluss  # noqa: E402
+
 from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.fluss import CachedLookup  # noqa: E402
+from connectors.fluss import CachedLookup, FlussClient  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
-from schemas import PositionState  # noqa: E402
+from schemas import MarketData, PositionState, SmaWide, decode  # noqa: E402
 from tradeflow.infra.fluss import FlussCluster  # noqa: E402
 from tradeflow.settings import Settings, load_settings  # noqa: E402
 
@@ -73,10 +80,20 @@ def _kafka_bench() -> ModuleType:
 kb = _kafka_bench()
 
 
-def fluss_setup(cluster: FlussCluster, work: Path, name: str, buckets: int) -> Any:
+def fluss_setup(
+    cluster: FlussCluster,
+    work: Path,
+    name: str,
+    buckets: int,
+    *,
+    follow: bool = False,
+    poll_ms: int = kb.DEFAULT_POLL_MS,
+) -> Any:
     database = f"bench{uuid.uuid4().hex[:6]}"
     fluss = {"bootstrap": cluster.bootstrap_servers, "database": database, "buckets": buckets}
-    settings = load_settings(profile="fluss", fluss=fluss, data_dir=work / name)
+    settings = load_settings(
+        profile="fluss", fluss=fluss, data_dir=work / name, follow=follow, poll_interval_ms=poll_ms
+    )
     env = dict(
         os.environ,
         TRADEFLOW_PROFILE="fluss",
@@ -84,8 +101,100 @@ def fluss_setup(cluster: FlussCluster, work: Path, name: str, buckets: int) -> A
         TRADEFLOW_FLUSS__BOOTSTRAP=cluster.bootstrap_servers,
         TRADEFLOW_FLUSS__DATABASE=database,
         TRADEFLOW_FLUSS__BUCKETS=str(buckets),
+        TRADEFLOW_FOLLOW="true" if follow else "false",
+        TRADEFLOW_POLL_INTERVAL_MS=str(poll_ms),
     )
     return kb.Setup(name, settings, env)
+
+
+class Arrivals(threading.Thread):
+    """Scan sma_wide from the start; stamp each row's (symbol, seq) on arrival."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.seen: dict[tuple[str, int], float] = {}
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        client = FlussClient(self.settings.fluss, fetch_wait_ms=2)  # its own hop adds ~nothing
+        try:
+            self._consume(client)  # the scanner is gone when it returns, before the close
+        finally:
+            client.close()
+
+    def _consume(self, client: FlussClient) -> None:
+        table = client.table(fluss.TablePath(self.settings.fluss.database, "sma_wide"))
+        buckets = table.get_table_info().num_buckets
+        scan = table.new_scan().project_by_name(["payload"])
+        scanner = client.run(scan.create_record_batch_log_scanner)
+        scanner.subscribe_buckets(dict.fromkeys(range(buckets), 0))
+        self.ready.set()
+        poll = partial(scanner.poll_record_batch, 5)
+        while not self.stop.is_set():
+            for rb in client.run(poll):
+                now = time.time()
+                for payload in rb.batch.column("payload").to_pylist():
+                    row = decode(SmaWide, payload)
+                    self.seen[(row.symbol, row.seq)] = now
+
+
+def latency(procs: Any, setup: Any, ticks: list[MarketData], rate: float) -> dict[str, float]:
+    """Write ticks one at a time at ``rate``/s into a live Job A; row latency percentiles.
+
+    From just before a tick is written (and acknowledged) until its sma_wide row reaches
+    a scanner of sma_wide: the write, the source's fetch, the flow, the sink's
+    acknowledged write and the downstream fetch.
+    """
+    writer = Connectors(setup.settings).writer("market_data")
+    Connectors(setup.settings).writer("sma_wide").close()  # the table the scanner reads
+    arrivals = Arrivals(setup.settings)
+    arrivals.start()
+    arrivals.ready.wait(60)
+    live = procs.start(setup, 1)
+    try:
+        seqs: dict[str, int] = {}
+        warm = ticks[:50]
+        for t in warm:
+            seqs[t.symbol] = seqs.get(t.symbol, -1) + 1
+        writer.write(warm)
+        deadline = time.monotonic() + 120
+        while len(arrivals.seen) < len(warm):
+            if time.monotonic() > deadline or live[0].poll() is not None:
+                raise SystemExit(f"{setup.name}: the live flow produced no rows")
+            time.sleep(0.01)
+        sent: dict[tuple[str, int], float] = {}
+        started = time.monotonic()
+        for i, t in enumerate(ticks[len(warm) :]):
+            pause = started + i / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            seq = seqs[t.symbol] = seqs.get(t.symbol, -1) + 1
+            sent[(t.symbol, seq)] = time.time()
+            writer.write([t])
+        deadline = time.monotonic() + 60
+        while not all(k in arrivals.seen for k in sent) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        lat = [(arrivals.seen[k] - s) * 1000 for k, s in sent.items() if k in arrivals.seen]
+        missing = len(sent) - len(lat)
+    finally:
+        for p in live:
+            p.kill()
+            p.wait(30)
+            procs.running.remove(p)
+        arrivals.stop.set()
+        arrivals.join(30)
+        writer.close()
+    if missing:
+        raise SystemExit(f"{setup.name}: {missing} rows never arrived")
+    return {
+        "p50_ms": kb.percentile(lat, 50),
+        "p90_ms": kb.percentile(lat, 90),
+        "p99_ms": kb.percentile(lat, 99),
+        "max_ms": max(lat),
+        "samples": len(lat),
+    }
 
 
 def positions(n: int, keys: int) -> list[PositionState]:
@@ -171,6 +280,8 @@ def main() -> None:
     ap.add_argument("--upserts", type=int, default=20_000)
     ap.add_argument("--keys", type=int, default=1000, help="distinct (account, symbol) keys of the upserts")
     ap.add_argument("--lookups", type=int, default=200)
+    ap.add_argument("--latency-ticks", type=int, default=1000)
+    ap.add_argument("--rate", type=float, default=200.0, help="ticks/s in the latency run")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
@@ -190,6 +301,10 @@ def main() -> None:
             kaf_upserts = upsert_rate(kb.kafka_setup(broker, work, "kafka-upserts", 1).settings, rows)
             flu_upserts = upsert_rate(flu_setup.settings, rows)
             lat = lookups(flu_setup.settings, keys, args.lookups)
+            live_ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.latency_ticks + 50, seed=2))
+            live = latency(
+                procs, fluss_setup(cluster, work, "lat", args.buckets, follow=True), live_ticks, args.rate
+            )
     except BaseException:
         print(f"bench failed; logs kept in {work}", file=sys.stderr)
         raise
@@ -226,6 +341,13 @@ def main() -> None:
         "lookup_mean_ms": round(lat["mean_ms"], 2),
         "lookup_batch128_p50_ms": round(lat["batch128_p50_ms"], 2),
         "lookup_cache_hit_us": round(lat["hit_us"], 2),
+        "latency_poll_ms": kb.DEFAULT_POLL_MS,
+        "latency_rate_per_s": args.rate,
+        "latency_samples": live["samples"],
+        "latency_p50_ms": round(live["p50_ms"], 2),
+        "latency_p90_ms": round(live["p90_ms"], 2),
+        "latency_p99_ms": round(live["p99_ms"], 2),
+        "latency_max_ms": round(live["max_ms"], 2),
         "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }

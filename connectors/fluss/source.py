@@ -48,7 +48,11 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
         self._pending: Pending = deque()
         self._done = False
         self._awake: datetime | None = None
-        self._client = FlussClient(source.settings, max_poll_records=source.batch_size)
+        self._client = FlussClient(
+            source.settings,
+            max_poll_records=source.batch_size,
+            fetch_wait_ms=int(source.poll_interval.total_seconds() * 1000),
+        )
         try:
             table = self._client.table(self._layout.path)
             self._table_id = table.get_table_info().table_id
