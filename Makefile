@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/strategy.py
 	$(VENV)/bin/python bench/risk.py
 	$(VENV)/bin/python bench/kafka.py
+	$(VENV)/bin/python bench/fluss.py
 	$(VENV)/bin/python bench/pipeline.py
 	$(VENV)/bin/python bench/execution.py
 
