@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from connectors.registry import Connectors
-from schemas import Record, decode, spec
+from flows.indicators import indicator_config, to_sma_wide
+from operators.indicators import Row, SymbolIndicators, Tick
+from schemas import MarketData, Record, decode, spec
+from tradeflow.settings import load_settings
 
 
 def read_all(conn: Connectors, stream: str) -> list[Record]:
@@ -19,4 +22,17 @@ def read_all(conn: Connectors, stream: str) -> list[Record]:
                 offset = batch[-1].offset + 1
     finally:
         reader.close()
+    return out
+
+
+def sma_rows(ticks: list[MarketData]) -> list[Record]:
+    """Return the sma_wide rows Job A writes for ``ticks`` (default periods), computed directly."""
+    config = indicator_config(load_settings())
+    states: dict[str, SymbolIndicators] = {}
+    out: list[Record] = []
+    for t in ticks:
+        st = states.setdefault(t.symbol, SymbolIndicators(config))
+        for res in st.on_tick(Tick(t.symbol, t.ts, float(t.price), float(t.volume), t.wm)):
+            assert isinstance(res, Row)
+            out.append(to_sma_wide(res))
     return out

@@ -12,28 +12,14 @@ import pytest
 
 from connectors.feeds import SyntheticMarket
 from flows import execution, strategy
-from flows.indicators import indicator_config, to_sma_wide
-from operators.indicators import Row, SymbolIndicators, Tick
-from schemas import MarketData, Record, SmaWide, StrategyConfig, ValidatedOrder, VenueFill
+from schemas import MarketData, SmaWide, StrategyConfig, ValidatedOrder, VenueFill
+from tests.helpers import sma_rows
 from tests.integration.kafka.profiles import assert_same_by_id, kafka_settings, read_stream, run_on_both
 from tradeflow.infra.kafka import KafkaBroker
 from tradeflow.pipeline import run_pipeline
-from tradeflow.settings import load_settings
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-
-
-def sma_rows(ticks: list[MarketData]) -> list[Record]:
-    config = indicator_config(load_settings())
-    states: dict[str, SymbolIndicators] = {}
-    out: list[Record] = []
-    for t in ticks:
-        st = states.setdefault(t.symbol, SymbolIndicators(config))
-        for res in st.on_tick(Tick(t.symbol, t.ts, float(t.price), float(t.volume), t.wm)):
-            assert isinstance(res, Row)
-            out.append(to_sma_wide(res))
-    return out
 
 
 def test_strategy_flow_on_kafka_matches_local(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
