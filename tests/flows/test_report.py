@@ -183,7 +183,11 @@ def test_plots_draw_the_run_not_no_data(report: Path, run_dir: Path) -> None:
     # starting cash) the later curve hides the earlier, so only "visible" is asserted.
     assert pixels_of(equity, BLUE) > 100, "one curve per account"
     assert pixels_of(equity, ORANGE) > 100, "one curve per account"
-    assert pixels_of(rgb(report.parent / "positions.png"), BLUE) > 200
+    # The first symbol's line of each account panel is blue; how long it is depends on
+    # how the run traded, so only "drawn" is asserted, next to the data it draws.
+    for acct in ("ACC-RSI", "ACC-SMA"):
+        assert any(p.account == acct for p in data.positions), f"{acct}: no position rows"
+    assert pixels_of(rgb(report.parent / "positions.png"), BLUE) > 50
     prices = rgb(report.parent / "prices.png")
     assert pixels_of(prices, (0, 0, 0)) > 2_000, "the price lines"
     assert pixels_of(prices, (0xD6, 0x27, 0x28)) > 100, "sell fill markers"
