@@ -12,7 +12,9 @@ state Job B keeps per group of symbols (see ``flows/strategy.py`` for the groupi
 
 Updates carry their changelog offset; one below the offset a shard already reflects
 is a replay and is ignored, so a shard seeded from the changelog and then fed the same
-changelog applies each row once.
+changelog applies each row once. sma_wide rows are de-duplicated the same way, by
+``(symbol, seq)``: a row at or below the last ``seq`` evaluated for its symbol is a
+replay and is dropped.
 
 For every row of a symbol the strategy is evaluated (its state advances) whenever a
 config is in force and the symbol is traded by it; an intent becomes a signal only if
@@ -164,6 +166,10 @@ class StrategyShard:
     control_offset: int = 0
     """Next control changelog offset to apply."""
     symbols: dict[str, SymbolState] = field(default_factory=dict)
+    row_seqs: dict[str, int] = field(default_factory=dict)
+    """Per symbol, the ``seq`` of the last sma_wide row evaluated."""
+    replayed_rows: int = 0
+    """Rows dropped because their ``seq`` was already evaluated (a replay)."""
 
     def apply_config(self, offset: int, active: ActiveConfig) -> bool:
         """Put a validated config in force from now on; False if ``offset`` was applied."""
@@ -198,7 +204,16 @@ class StrategyShard:
         return max(states, key=_RESTRICTIVENESS.__getitem__)
 
     def on_row(self, row: SmaWide) -> TradeSignal | None:
-        """Evaluate the strategy on one row; return the signal it yields, if any."""
+        """Evaluate the strategy on one row; return the signal it yields, if any.
+
+        A row whose ``seq`` is not above the last one evaluated for its symbol is a
+        replay (Job A re-emits rows from its snapshot after a restart): it is dropped,
+        so a restart upstream never changes the strategy state nor invents a signal.
+        """
+        if row.seq <= self.row_seqs.get(row.symbol, -1):
+            self.replayed_rows += 1
+            return None
+        self.row_seqs[row.symbol] = row.seq
         active = self.config
         if active is None:
             return None

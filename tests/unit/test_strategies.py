@@ -479,3 +479,17 @@ def test_a_shard_snapshot_is_a_copy_and_resumes_identically() -> None:
     snap = pickle.loads(pickle.dumps(copy.deepcopy(shard)))  # noqa: S301 - our own bytes
     rest = run_shard(shard, rows[5:])
     assert run_shard(snap, rows[5:]) == rest
+
+
+def test_replayed_rows_are_dropped_by_symbol_and_seq() -> None:
+    """Job A re-emits rows from its snapshot after a restart: older rows after newer ones
+    must neither move the rule state nor fire (they once invented crossovers)."""
+    rows = cross_rows(n=10)
+    clean = run_shard(shard_with(), rows)
+    shard = shard_with()
+    replayed = rows[:6] + rows[2:6] + rows[6:] + rows[8:]
+    assert run_shard(shard, replayed) == clean
+    assert shard.replayed_rows == 4 + 2
+    other = SmaWide(symbol="Y", ts=T0, price=100.0, volume=1.0, seq=0)
+    shard.on_row(other)
+    assert shard.row_seqs == {"X": 9, "Y": 0}
