@@ -14,6 +14,7 @@ from prometheus_client import Counter
 
 from connectors.base import SourceMessage
 from connectors.registry import Connectors
+from operators.sequencing import TableGate as TableGate  # re-exported: flows import it from here
 from schemas import DeadLetter, DecodeError, Record, decode
 from tradeflow.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
 
@@ -94,36 +95,6 @@ def startup_ends(conn: Connectors, stream: str) -> dict[int, int]:
         return reader.data_ends()
     finally:
         reader.close()
-
-
-@dataclass
-class TableGate:
-    """Tell when a job has read a table's changelog up to where it ended at start-up.
-
-    The inputs of a flow are separate streams, so at start-up an order can overtake
-    the control row that should have stopped it. A job that must fail closed holds
-    its other inputs until the gate is open: every partition of the table read up to
-    its start-up end offset (an empty table opens the gate at once).
-    """
-
-    pending: dict[int, int]
-    """Per partition, the offset that still has to be seen (end - 1)."""
-
-    @classmethod
-    def at(cls, ends: dict[int, int]) -> TableGate:
-        """Build a gate over the given start-up end offsets."""
-        return cls({p: end - 1 for p, end in ends.items() if end > 0})
-
-    @property
-    def open(self) -> bool:
-        """Tell whether the table was read up to its start-up end."""
-        return not self.pending
-
-    def seen(self, partition: int, offset: int) -> None:
-        """Record that a table record at ``(partition, offset)`` was read."""
-        need = self.pending.get(partition)
-        if need is not None and offset >= need:
-            del self.pending[partition]
 
 
 def output(step_id: str, up: Stream[Any], conn: Connectors, stream: str, *, job: str) -> None:

@@ -2,32 +2,34 @@
 
 Inputs: trade_signals, venue_fills, accounts, symbol_limits, control, market_data.
 Outputs: validated_orders, risk_events, risk_decisions, orders, positions_state,
-portfolio_state (and dead_letters).
+portfolio_state, dead_letters, and the input journal ``risk_journal``.
 
-Run it: ``python -m bytewax.run flows.portfolio_risk:flow``.
+Run it: ``python -m bytewax.run "flows.portfolio_risk:build_flow()"``.
 
-Wiring (all domain logic is in ``operators.portfolio.AccountBook``):
+Wiring (the decisions live in ``operators.portfolio.AccountBook``, the sequencing
+rules in ``operators.sequencing``):
 
-- **By symbol** (``SymbolRouter``): market_data ticks keep the symbol's last mark;
-  signals pick up that mark on their way to their account (so PRICE_COLLAR and market
-  order notional see the latest price); fills register their account as a holder of
-  the symbol, and marks are fanned out to the holders at most once per
-  ``portfolio.mark_throttle_ms`` of event time (for unrealised PnL and the kill
-  switch).
-- **Broadcast** (``ControlRouter``, one key): the accounts changelog tells which
-  accounts exist; ``global`` and ``strategy:<id>`` control rows go to every known
-  account (and to accounts that appear later); ``account:<id>`` rows go to that
-  account.
-- **By account** (``BookLogic``): one ``AccountBook`` per account takes every event
-  in arrival order and returns the records to publish. Its snapshot is the book's
-  plain-data snapshot, so recovery resumes it exactly.
+- **By symbol** (``SymbolRouter``): market_data ticks go into the symbol's
+  ``TickHistory``; a signal waits until its symbol's market data reached the
+  signal's event time and is priced at the last tick at or before it; fills register
+  their account as a holder of the symbol, and marks are fanned out to the holders at
+  most once per ``portfolio.mark_throttle_ms`` of event time.
+- **One key** (``GateRouter``): the accounts, symbol_limits and control changelogs
+  and every signal. Signals wait until the three tables were read up to where they
+  ended at start-up (fail closed), and for their account's row (at most
+  ``portfolio.unknown_account_wait_s``); ``global`` and ``strategy:<id>`` control rows
+  go to every known account, ``account:<id>`` rows to theirs.
+- **By account** (``BookLogic``): drops replays (by input position and by signal id),
+  appends what it takes to the journal, then applies the journal entries to the
+  ``AccountBook``. A book resumes from its snapshot and then from the journal, so its
+  outputs are a fold of its journal whatever the timing, batching or restarts.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,26 +37,44 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
+from connectors.journal import InputJournal
 from connectors.registry import Connectors
-from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
-from operators.portfolio import AccountBook, InputPos, Outcome
+from flows.common import Decoded, decode_messages, demux, output, startup_ends
+from operators.portfolio import AccountBook, InputPos, Outcome, event_id_for
 from operators.replay import LimitOverrides
+from operators.sequencing import (
+    InputPositions,
+    SignalCheck,
+    SignalGate,
+    SignalIds,
+    TableGate,
+    Tick,
+    TickHistory,
+    apply_entry,
+    digest,
+    entry_for,
+    record_of,
+)
 from schemas import (
     Account,
     Control,
+    DeadLetter,
+    JournalEntry,
+    JournalKind,
     MarketData,
     Record,
+    RiskEvent,
+    Severity,
     SymbolLimit,
     TradeSignal,
     VenueFill,
+    encode,
 )
 from tradeflow.metrics import RISK_CHECKS, serve
 from tradeflow.risk_tools import load_limits
-from tradeflow.settings import Settings, load_settings
+from tradeflow.settings import PortfolioSettings, Settings, load_settings
 
 JOB = "portfolio_risk"
-MAX_HELD = 1000
-"""Signals held per account while waiting for its first accounts row."""
 OUTPUTS = [
     "risk_decisions",
     "validated_orders",
@@ -62,7 +82,10 @@ OUTPUTS = [
     "orders",
     "positions_state",
     "portfolio_state",
+    "dead_letters",
 ]
+TABLES = ("accounts", "symbol_limits", "control")
+"""The tables Job C reads to their start-up ends before deciding any signal."""
 
 
 def _pos(d: Decoded[Any]) -> InputPos:
@@ -73,26 +96,18 @@ def _pos(d: Decoded[Any]) -> InputPos:
 class MarkEvent:
     """A throttled mark of one symbol for one account."""
 
-    symbol: str
-    price: Decimal
-    ts: datetime
-    pos: InputPos
+    tick: Tick
 
 
 @dataclass(frozen=True)
 class SignalEvent:
-    """A signal with the last mark of its symbol when it was routed."""
+    """A signal with the last tick of its symbol at or before its event time."""
 
     signal: Decoded[TradeSignal]
-    mark: MarkEvent | None
+    mark: Tick | None
 
 
-@dataclass(frozen=True)
-class ControlReady:
-    """The control table was read up to its start-up end: signals may be decided."""
-
-
-BookEvent = SignalEvent | MarkEvent | ControlReady | Decoded[Any]
+BookEvent = SignalEvent | MarkEvent | Decoded[Any]
 
 
 # --------------------------------------------------------------------- by symbol
@@ -100,16 +115,18 @@ BookEvent = SignalEvent | MarkEvent | ControlReady | Decoded[Any]
 
 @dataclass
 class _SymbolState:
-    last: MarkEvent | None = None
+    history: TickHistory = field(default_factory=TickHistory)
     fanned_out: datetime | None = None
     holders: list[str] = field(default_factory=list)
+    waiting: list[tuple[Decoded[TradeSignal], float]] = field(default_factory=list)
 
 
 class SymbolRouter(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], _SymbolState]):
-    """Keep a symbol's last mark; attach it to signals; fan marks out to holders."""
+    """Price signals at event time; fan marks out to the symbol's holders."""
 
-    def __init__(self, throttle: timedelta, resume: _SymbolState | None) -> None:
-        self.throttle = throttle
+    def __init__(self, cfg: PortfolioSettings, resume: _SymbolState | None) -> None:
+        self.throttle = timedelta(milliseconds=cfg.mark_throttle_ms)
+        self.wait_s = cfg.mark_wait_s
         self.state = resume if resume is not None else _SymbolState()
 
     @override
@@ -117,189 +134,255 @@ class SymbolRouter(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], _Symbol
         rec = value.record
         st = self.state
         if isinstance(rec, MarketData):
-            st.last = MarkEvent(rec.symbol, rec.price, rec.ts, _pos(value))
+            tick = Tick(rec.symbol, rec.price, rec.ts, value.partition, value.offset)
+            st.history.add(tick, rec.wm)
+            out = self._release(time.monotonic())
             if st.fanned_out is not None and rec.ts - st.fanned_out < self.throttle:
-                return [], False
+                return out, False
             st.fanned_out = rec.ts
-            return [(acct, st.last) for acct in st.holders], False
+            return out + [(acct, MarkEvent(tick)) for acct in st.holders], False
         if isinstance(rec, TradeSignal):
-            return [(rec.account, SignalEvent(value, st.last))], False
+            st.waiting.append((value, time.monotonic()))
+            return self._release(time.monotonic()), False
         if isinstance(rec, VenueFill) and rec.account not in st.holders:
             st.holders.append(rec.account)
-            if st.last is not None:  # mark the new holder right away
-                return [(rec.account, st.last)], False
+            last = st.history.ticks[-1] if st.history.ticks else None
+            if last is not None:  # mark the new holder right away
+                return [(rec.account, MarkEvent(last))], False
         return [], False
+
+    def _release(self, now: float, *, everything: bool = False) -> list[tuple[str, BookEvent]]:
+        st = self.state
+        out: list[tuple[str, BookEvent]] = []
+        keep: list[tuple[Decoded[TradeSignal], float]] = []
+        for d, since in st.waiting:
+            if everything or st.history.settled(d.record.ts) or now - since >= self.wait_s:
+                out.append((d.record.account, SignalEvent(d, st.history.mark_at(d.record.ts))))
+            else:
+                keep.append((d, since))
+        st.waiting = keep
+        return out
+
+    @override
+    def notify_at(self) -> datetime | None:
+        if not self.state.waiting:
+            return None
+        due = min(since for _, since in self.state.waiting) + self.wait_s
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, due - time.monotonic()))
+
+    @override
+    def on_notify(self) -> tuple[list[tuple[str, BookEvent]], bool]:
+        return self._release(time.monotonic()), False
+
+    @override
+    def on_eof(self) -> tuple[list[tuple[str, BookEvent]], bool]:
+        return self._release(time.monotonic(), everything=True), False
 
     @override
     def snapshot(self) -> _SymbolState:
         st = self.state
-        return _SymbolState(st.last, st.fanned_out, list(st.holders))
+        return _SymbolState(st.history.copy(), st.fanned_out, list(st.holders), list(st.waiting))
 
 
-# --------------------------------------------------------------------- broadcast
+# --------------------------------------------------------------------- one key
 
 
 @dataclass
-class _ControlState:
-    gate: TableGate
+class _GateState:
+    gate: SignalGate[SignalEvent]
     accounts: list[str] = field(default_factory=list)
     broadcasts: dict[str, Decoded[Control]] = field(default_factory=dict)
 
 
-class ControlRouter(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], _ControlState]):
-    """Route account rows to their account and control rows to their scope.
+class GateRouter(op.StatefulLogic[Any, tuple[str, BookEvent], _GateState]):
+    """Route table rows to their accounts; let signals pass once Job C may decide them."""
 
-    Once the control table has been read up to where it ended at start-up, every
-    account gets a ``ControlReady`` (books decide no signal before it), so a HALTED
-    row written before the job started always wins over a signal that overtakes it.
-    """
-
-    def __init__(self, control_ends: dict[int, int], resume: _ControlState | None) -> None:
-        self.state = resume if resume is not None else _ControlState(TableGate.at(control_ends))
+    def __init__(self, ends: dict[str, dict[int, int]], wait_s: float, resume: _GateState | None) -> None:
+        if resume is None:
+            gates = {name: TableGate.at(e) for name, e in ends.items()}
+            resume = _GateState(SignalGate(gates, wait_s))
+        self.state = resume
 
     @override
-    def on_item(self, value: Decoded[Any]) -> tuple[list[tuple[str, BookEvent]], bool]:
-        rec = value.record
+    def on_item(self, value: Any) -> tuple[list[tuple[str, BookEvent]], bool]:
         st = self.state
+        now = time.monotonic()
+        if isinstance(value, SignalEvent):
+            sig = value.signal.record
+            return _signals(st.gate.on_signal(value, sig.account, now)), False
+        rec = value.record
         out: list[tuple[str, BookEvent]] = []
         if isinstance(rec, Account):
             if rec.account not in st.accounts:
                 st.accounts.append(rec.account)
-                out += [(rec.account, c) for c in st.broadcasts.values()]
-                if st.gate.open:
-                    out.append((rec.account, ControlReady()))
-            return [*out, (rec.account, value)], False
-        if not isinstance(rec, Control):
-            raise TypeError(f"the control router got {type(rec).__name__}")
-        was_open = st.gate.open
-        st.gate.seen(value.partition, value.offset)
-        if rec.scope.startswith("account:"):
-            out.append((rec.scope.removeprefix("account:"), value))
+                stored = sorted(st.broadcasts.values(), key=lambda d: (d.partition, d.offset))
+                out += [(rec.account, c) for c in stored]
+            out.append((rec.account, value))
+            account: str | None = rec.account
+        elif isinstance(rec, SymbolLimit):
+            out.append((rec.account, value))
+            account = None
+        elif isinstance(rec, Control):
+            if rec.scope.startswith("account:"):
+                out.append((rec.scope.removeprefix("account:"), value))
+            else:
+                st.broadcasts[rec.scope] = value
+                out += [(acct, value) for acct in st.accounts]
+            account = None
         else:
-            st.broadcasts[rec.scope] = value
-            out += [(acct, value) for acct in st.accounts]
-        if st.gate.open and not was_open:
-            out += [(acct, ControlReady()) for acct in st.accounts]
-        return out, False
+            raise TypeError(f"the gate router got {type(rec).__name__}")
+        released = st.gate.on_row(value.stream, value.partition, value.offset, account, now)
+        return out + _signals(released), False
 
     @override
-    def snapshot(self) -> _ControlState:
+    def notify_at(self) -> datetime | None:
+        due = self.state.gate.next_due()
+        if due is None:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, due - time.monotonic()))
+
+    @override
+    def on_notify(self) -> tuple[list[tuple[str, BookEvent]], bool]:
+        return _signals(self.state.gate.release(time.monotonic())), False
+
+    @override
+    def on_eof(self) -> tuple[list[tuple[str, BookEvent]], bool]:
+        return _signals(self.state.gate.release(time.monotonic(), everything=True)), False
+
+    @override
+    def snapshot(self) -> _GateState:
         st = self.state
-        return _ControlState(TableGate(dict(st.gate.pending)), list(st.accounts), dict(st.broadcasts))
+        return _GateState(st.gate.copy(), list(st.accounts), dict(st.broadcasts))
+
+
+def _signals(events: list[SignalEvent]) -> list[tuple[str, BookEvent]]:
+    return [(e.signal.record.account, e) for e in events]
 
 
 # --------------------------------------------------------------------- by account
 
 
 class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record], dict[str, Any]]):
-    """One ``AccountBook``; every event in, the records to publish out.
+    """One account: take each input once, journal it, then apply it to the book.
 
     Values arrive as ``(account, event)`` because Bytewax builds the logic without
-    telling it its key: the first event names the account of a new book.
-
-    Signals that arrive before the account's first ``accounts`` row, or before the
-    control table was read to its start-up end (``ControlReady``), are held: the inputs
-    are separate streams, so at start-up a signal can overtake the rows that set the
-    account up or halt it. They are decided once both arrived. Held signals are decided
-    anyway, as for an unknown account, at the end of input or once more than
-    ``MAX_HELD`` wait.
+    telling it its key: the first event names the account of a new book. Before its
+    first input a book applies the journal entries of its account past its snapshot
+    (all of them for a book without one): inputs that a crashed run had applied, in
+    the order it applied them.
     """
 
-    def __init__(self, resume: dict[str, Any] | None) -> None:
+    def __init__(self, journal: InputJournal | None, resume: dict[str, Any] | None) -> None:
+        self.journal = journal
         self.book = AccountBook.from_snapshot(resume["book"]) if resume else None
-        self.held: list[SignalEvent] = list(resume["held"]) if resume else []
-        self.ready: bool = bool(resume["ready"]) if resume else False
+        self.seq: int = resume["seq"] if resume else 0
+        self.positions = InputPositions(dict(resume["positions"]) if resume else {})
+        self.ids = SignalIds(dict(resume["ids"]) if resume else {})
+        self.caught_up = journal is None
 
     @override
     def on_batch(
         self, values: list[tuple[str, BookEvent]]
     ) -> tuple[list[tuple[str, Record]], bool]:
-        out: list[tuple[str, Record]] = []
-        for account, event in in_source_order(values):
-            if self.book is None:
-                self.book = AccountBook(account)
-            book = self.book
-            if isinstance(event, ControlReady):
-                self.ready = True
-            elif isinstance(event, SignalEvent) and not (self.ready and book.account is not None):
-                self.held.append(event)
-                if len(self.held) > MAX_HELD:
-                    out.extend(records_of(self._apply(book, self.held.pop(0))))
-                continue
-            else:
-                out.extend(records_of(self._apply(book, event)))
-            if self.held and self.ready and book.account is not None:
-                out.extend(self._release())
+        if self.book is None:
+            self.book = AccountBook(values[0][0])
+        out = self._catch_up()
+        entries: list[JournalEntry] = []
+        for _, event in values:
+            entry = self._take(event, out)
+            if entry is not None:
+                entries.append(entry)
+        if self.journal is not None:
+            self.journal.append(entries)  # written ahead of every output they cause
+        for entry in entries:
+            out += records_of(apply_entry(self.book, entry))
         return out, False
 
     @override
-    def on_eof(self) -> tuple[list[tuple[str, Record]], bool]:
-        return self._release(), False
+    def notify_at(self) -> datetime | None:
+        return datetime.now(UTC) if not self.caught_up and self.book is not None else None
 
-    def _release(self) -> list[tuple[str, Record]]:
+    @override
+    def on_notify(self) -> tuple[list[tuple[str, Record]], bool]:
+        return self._catch_up(), False
+
+    @override
+    def on_eof(self) -> tuple[list[tuple[str, Record]], bool]:
+        return self._catch_up(), False
+
+    def _catch_up(self) -> list[tuple[str, Record]]:
+        if self.caught_up or self.book is None or self.journal is None:
+            return []
+        self.caught_up = True
         out: list[tuple[str, Record]] = []
-        if self.book is not None:
-            for event in self.held:
-                out.extend(records_of(self._apply(self.book, event)))
-        self.held = []
+        for entry in self.journal.after(self.book.account_id, self.seq):
+            self.positions.take(entry.stream, entry.partition, entry.offset, _sub_of(entry))
+            if entry.kind is JournalKind.SIGNAL:
+                self.ids.check(record_of(entry))  # type: ignore[arg-type]
+            self.seq = entry.seq
+            out += records_of(apply_entry(self.book, entry))
         return out
 
-    @staticmethod
-    def _apply(book: AccountBook, event: BookEvent) -> Outcome:
+    def _take(self, event: BookEvent, out: list[tuple[str, Record]]) -> JournalEntry | None:
+        """Return the journal entry of an input, or None for a replay or a conflict."""
+        book = self.book
+        assert book is not None  # noqa: S101 - set by on_batch
+        mark = None
+        rec: Record | Tick
         if isinstance(event, MarkEvent):
-            return book.on_mark(event.symbol, event.price, event.ts, pos=event.pos)
-        if isinstance(event, SignalEvent):
-            outcome = Outcome()
-            if event.mark is not None:
-                m = event.mark
-                outcome = book.on_mark(m.symbol, m.price, m.ts, pos=m.pos)
-            return outcome + book.on_signal(event.signal.record, pos=_pos(event.signal))
-        if isinstance(event, ControlReady):
-            return Outcome()
-        rec = event.record
-        if isinstance(rec, VenueFill):
-            return book.on_fill(rec, pos=_pos(event))
-        if isinstance(rec, Account):
-            return book.on_account(rec, pos=_pos(event))
-        if isinstance(rec, SymbolLimit):
-            return book.on_symbol_limit(rec, pos=_pos(event))
-        if isinstance(rec, Control):
-            return book.on_control(rec, pos=_pos(event))
-        raise TypeError(f"Job C cannot apply {type(rec).__name__}")
+            t = event.tick
+            pos, sub, rec = InputPos("market_data", t.partition, t.offset), t.symbol, t
+        elif isinstance(event, SignalEvent):
+            d = event.signal
+            pos, sub, rec, mark = _pos(d), d.record.symbol, d.record, event.mark
+        else:
+            pos, sub, rec = _pos(event), "", event.record
+        if not self.positions.take(pos.stream, pos.partition, pos.offset, sub):
+            return None
+        if isinstance(rec, TradeSignal):
+            check = self.ids.check(rec)
+            if check is SignalCheck.REPLAY:
+                return None
+            if check is SignalCheck.CONFLICT:
+                out.extend(_conflict(book.account_id, rec, pos))
+                return None
+        self.seq += 1
+        return entry_for(book.account_id, self.seq, pos, rec, mark=mark)
 
     @override
     def snapshot(self) -> dict[str, Any]:
         if self.book is None:
             raise RuntimeError("an account book without any event cannot exist")
-        return {"book": self.book.snapshot(), "held": list(self.held), "ready": self.ready}
+        return {
+            "book": self.book.snapshot(),
+            "seq": self.seq,
+            "positions": dict(self.positions.last),
+            "ids": dict(self.ids.seen),
+        }
 
 
-def in_source_order(values: list[tuple[str, BookEvent]]) -> list[tuple[str, BookEvent]]:
-    """Put a batch's signals back in the order of their stream; leave other events in place.
-
-    Signals reach a book through the symbol router, which Bytewax runs key by key
-    (symbol by symbol) over each batch, so one account's signals for different symbols
-    arrive grouped by symbol, and how depends on how the input was batched (timing, a
-    restart from a snapshot). The signals keep the slots they arrived in, refilled in
-    (partition, offset) order. One worker hands a book all the router's output of a
-    batch at once, so this restores stream order there; with several workers the
-    router's output can split across batches (see docs/risk-audit.md).
-    """
-    slots = [i for i, (_, event) in enumerate(values) if isinstance(event, SignalEvent)]
-    if len(slots) < 2:
-        return values
-    ordered = sorted((values[i] for i in slots), key=_signal_position)
-    out = list(values)
-    for i, value in zip(slots, ordered, strict=True):
-        out[i] = value
-    return out
+def _sub_of(entry: JournalEntry) -> str:
+    if entry.kind is JournalKind.MARK and entry.mark is not None:
+        return entry.mark.symbol
+    if entry.kind is JournalKind.SIGNAL and entry.record is not None:
+        return str(entry.record["symbol"])
+    return ""
 
 
-def _signal_position(value: tuple[str, BookEvent]) -> tuple[int, int]:
-    event = value[1]
-    if not isinstance(event, SignalEvent):
-        raise TypeError(f"not a signal: {type(event).__name__}")
-    return (event.signal.partition, event.signal.offset)
+def _conflict(account: str, signal: TradeSignal, pos: InputPos) -> list[tuple[str, Record]]:
+    """Refuse a signal id seen before with other contents: a dead letter, a CRITICAL event."""
+    why = f"signal id {signal.signal_id} was seen before with other contents; not decided again"
+    letter = DeadLetter(
+        source_stream=pos.stream, partition=pos.partition, offset=pos.offset, source_key=account,
+        reason=why, payload=encode(signal).decode()[:4000], job=JOB, ts=datetime.now(UTC),
+    )
+    event = RiskEvent(
+        event_id=event_id_for("CONFLICT", account, signal.signal_id, digest(signal)),
+        account=account, rule="SIGNAL_ID_CONFLICT", severity=Severity.CRITICAL, message=why,
+        symbol=signal.symbol, signal_id=signal.signal_id,
+        values={"partition": str(pos.partition), "offset": str(pos.offset)}, ts=signal.ts,
+    )
+    return [("dead_letters", letter), ("risk_events", event)]
 
 
 def records_of(outcome: Outcome) -> list[tuple[str, Record]]:
@@ -355,8 +438,9 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     settings = settings or load_settings()
     conn = Connectors(settings)
     serve(settings.metrics_port)
-    throttle = timedelta(milliseconds=settings.portfolio.mark_throttle_ms)
+    cfg = settings.portfolio
     candidate = load_limits(Path(shadow_limits)) if shadow_limits else None
+    journal = InputJournal(conn) if candidate is None and cfg.journal else None
     flow = Dataflow(JOB if candidate is None else f"{JOB}_shadow")
     letters: list[Stream[Any]] = []
 
@@ -373,28 +457,32 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     by_symbol = op.key_on(
         "by_symbol", op.merge("symbol_inputs", ticks, signals, fills), lambda d: d.record.symbol
     )
-    routed = op.stateful("symbol_router", by_symbol, lambda r: SymbolRouter(throttle, r))
-
-    broadcast = op.key_on("one_key", op.merge("ops_inputs", accounts, control), lambda _: "all")
-    ends = startup_ends(conn, "control")
-    controlled = op.stateful("control_router", broadcast, lambda r: ControlRouter(ends, r))
-
-    direct = op.map(
-        "direct", op.merge("account_inputs", fills, limits), lambda d: (d.record.account, d)
+    routed = op.key_rm(
+        "unkey_routed", op.stateful("symbol_router", by_symbol, lambda r: SymbolRouter(cfg, r))
     )
-    events = op.merge(
-        "book_events", op.key_rm("unkey_routed", routed), op.key_rm("unkey_controlled", controlled), direct
+    split = op.branch("priced_signals", routed, lambda kv: isinstance(kv[1], SignalEvent))
+
+    ends = {name: startup_ends(conn, name) for name in TABLES}
+    priced = op.map("signal_only", split.trues, lambda kv: kv[1])
+    gate_inputs = op.merge("gate_inputs", accounts, limits, control, priced)
+    gated = op.stateful(
+        "gate_router",
+        op.key_on("one_key", gate_inputs, lambda _: "all"),
+        lambda r: GateRouter(ends, cfg.unknown_account_wait_s, r),
     )
+    direct = op.map("direct", fills, lambda d: (d.record.account, d))
+    events = op.merge("book_events", split.falses, op.key_rm("unkey_gated", gated), direct)
     by_account = op.key_on("by_account", events, lambda kv: kv[0])
-    results = op.stateful_batch("books", by_account, BookLogic)
+    results = op.stateful_batch("books", by_account, lambda r: BookLogic(journal, r))
     outputs = demux("publish", op.key_rm("unkey_books", results), OUTPUTS)
+    all_letters = op.merge("all_letters", outputs["dead_letters"], *letters)
     if candidate is not None:
         output("risk_decisions", outputs["risk_decisions"], conn, "shadow_decisions", job=JOB)
-        op.output("dead_letters", op.merge("all_letters", *letters), conn.sink("dead_letters"))
+        op.output("dead_letters", all_letters, conn.sink("dead_letters"))
         return flow
-    for name in OUTPUTS:
+    for name in OUTPUTS[:-1]:
         output(name, outputs[name], conn, name, job=JOB)
-    output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)
+    output("dead_letters", all_letters, conn, "dead_letters", job=JOB)
     return flow
 
 

@@ -1,6 +1,7 @@
 """Pydantic models of every stream and table, and their one JSON encoding."""
 
 from schemas.base import SCHEMA_VERSION, DecodeError, Record, Side, decode, encode, validate
+from schemas.journal import JournalEntry, JournalKind, JournalMark
 from schemas.market import MarketData, SmaWide
 from schemas.ops import DeadLetter, ExecutionMetrics
 from schemas.strategy import OrderType, Sizing, StrategyConfig, TradeSignal
@@ -30,7 +31,8 @@ from schemas.trading import (
 
 __all__ = [
     "SCHEMA_VERSION", "STREAMS", "Account", "AccountStatus", "AccountType", "Control",
-    "DeadLetter", "DecodeError", "Decision", "ExecStatus", "ExecutionMetrics", "Kind",
+    "DeadLetter", "DecodeError", "Decision", "ExecStatus", "ExecutionMetrics", "JournalEntry",
+    "JournalKind", "JournalMark", "Kind",
     "MarketData", "OrderAction", "OrderState", "OrderStatus", "OrderType", "PortfolioState",
     "PositionState", "Record", "RiskDecision", "RiskEvent", "RuleResult", "Severity", "Side",
     "Sizing", "SmaWide", "StrategyConfig", "StreamSpec", "SymbolLimit", "TimeInForce",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from schemas.base import Record
+from schemas.journal import JournalEntry
 from schemas.market import MarketData, SmaWide
 from schemas.ops import DeadLetter, ExecutionMetrics
 from schemas.strategy import StrategyConfig, TradeSignal
@@ -78,6 +79,7 @@ STREAMS: dict[str, StreamSpec] = dict(
         _spec("execution_metrics", ExecutionMetrics),
         _spec("dead_letters", DeadLetter),
         _spec("control", Control, Kind.TABLE),
+        _spec("risk_journal", JournalEntry, unique=("account", "seq")),
     ]
 )
 

@@ -68,6 +68,15 @@ class PortfolioSettings(_Section):
 
     mark_throttle_ms: int = 1000
     """Marks fanned out to the accounts holding a symbol at most this often (event time)."""
+    unknown_account_wait_s: float = 2.0
+    """A signal of an account with no accounts row waits this long (wall clock) for
+    the row, then is decided without it (FAIL, ACCOUNT_STATUS)."""
+    mark_wait_s: float = 1.0
+    """A signal waits for its symbol's market data to reach the signal's event time
+    (to be priced at the last tick at or before it) at most this long (wall clock)."""
+    journal: bool = True
+    """Write the input journal (risk_journal) and resume from it; off only for the
+    shadow instance and benchmarks of the bare book."""
 
 
 class ExecutionSettings(_Section):

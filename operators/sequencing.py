@@ -1,0 +1,333 @@
+"""Job C's input sequencing: what reaches an account book, when, in which order, once.
+
+Pure domain code (schemas and the standard library only); ``flows/portfolio_risk.py``
+wires it. Job C's inputs are separate streams, so the moment each input reaches a
+book depends on timing. These engines take that timing out of the decisions:
+
+- ``TickHistory`` (per symbol): a signal is priced at the symbol's last tick *at or
+  before the signal's event time*, never "whatever arrived last", and waits until the
+  symbol's market data has reached that time (``settled``).
+- ``SignalGate`` (one for the job): Job C fails closed. No signal is decided before
+  the accounts, symbol_limits and control tables were read up to where they ended at
+  start-up; a signal whose account has no row waits up to ``unknown_account_wait_s``
+  (wall clock) for it, then goes on to be decided (FAIL, ACCOUNT_STATUS).
+- ``InputPositions`` (per account): each input is taken once. A replay (Bytewax
+  re-reads its sources from the snapshot after a crash) comes at or below the last
+  position taken for its key ``(stream, partition, sub)`` and is dropped; ``sub`` is
+  the symbol for inputs that reach the book through the symbol router (per symbol
+  they keep their stream order), empty otherwise.
+- ``SignalIds`` (per account): the same signal id with the same contents again is a
+  replay (dropped); with other contents it is a conflict (dead letter, CRITICAL event).
+- ``entry_for`` / ``apply_entry``: an input becomes a ``JournalEntry`` before it is
+  applied, and a book applies only journal entries, so an account's outputs are a
+  fold of its journal (crash recovery and ``tradeflow risk replay`` use the same fold).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from hashlib import sha256
+from typing import Any, Generic, TypeVar
+
+from operators.portfolio import AccountBook, InputPos, Outcome
+from schemas import (
+    Account,
+    Control,
+    JournalEntry,
+    JournalKind,
+    JournalMark,
+    Record,
+    SymbolLimit,
+    TradeSignal,
+    VenueFill,
+    encode,
+)
+
+TICKS_KEPT = 256
+"""Ticks kept per symbol to price signals that are older than the newest tick."""
+
+SIGNAL_IDS_KEPT = 10_000
+"""Signal ids (with a digest of their contents) remembered per account."""
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------- tables gate
+
+
+@dataclass
+class TableGate:
+    """Tell when a job has read a table's changelog up to where it ended at start-up.
+
+    The inputs of a flow are separate streams, so at start-up an order can overtake
+    the control row that should have stopped it. A job that must fail closed holds
+    its other inputs until the gate is open: every partition of the table read up to
+    its start-up end offset (an empty table opens the gate at once).
+    """
+
+    pending: dict[int, int]
+    """Per partition, the offset that still has to be seen (end - 1)."""
+
+    @classmethod
+    def at(cls, ends: dict[int, int]) -> TableGate:
+        """Build a gate over the given start-up end offsets."""
+        return cls({p: end - 1 for p, end in ends.items() if end > 0})
+
+    @property
+    def open(self) -> bool:
+        """Tell whether the table was read up to its start-up end."""
+        return not self.pending
+
+    def seen(self, partition: int, offset: int) -> None:
+        """Record that a table record at ``(partition, offset)`` was read."""
+        need = self.pending.get(partition)
+        if need is not None and offset >= need:
+            del self.pending[partition]
+
+
+# --------------------------------------------------------------------- marks
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One market_data tick as a mark: where it was read and its price and time."""
+
+    symbol: str
+    price: Decimal
+    ts: datetime
+    partition: int
+    offset: int
+
+    def to_mark(self) -> JournalMark:
+        """Return the tick as a journal mark."""
+        return JournalMark(
+            symbol=self.symbol, price=self.price, ts=self.ts, partition=self.partition, offset=self.offset
+        )
+
+
+@dataclass
+class TickHistory:
+    """A symbol's recent ticks and how far its market data has got (event time)."""
+
+    ticks: deque[Tick] = field(default_factory=lambda: deque(maxlen=TICKS_KEPT))
+    time: datetime | None = None
+    """The newest watermark (or, for ticks without one, tick time) seen."""
+
+    def add(self, tick: Tick, wm: datetime | None) -> None:
+        """Record a tick (and the feed's watermark it carried)."""
+        self.ticks.append(tick)
+        reached = wm if wm is not None else tick.ts
+        if self.time is None or reached > self.time:
+            self.time = reached
+
+    def copy(self) -> TickHistory:
+        """Return a copy (for snapshots)."""
+        return TickHistory(deque(self.ticks, maxlen=self.ticks.maxlen), self.time)
+
+    def settled(self, ts: datetime) -> bool:
+        """Tell whether the symbol's market data has reached event time ``ts``."""
+        return self.time is not None and self.time >= ts
+
+    def mark_at(self, ts: datetime) -> Tick | None:
+        """Return the last tick at or before ``ts`` (by time, then by arrival), if kept."""
+        best: Tick | None = None
+        for tick in self.ticks:
+            if tick.ts <= ts and (best is None or tick.ts >= best.ts):
+                best = tick
+        return best
+
+
+# --------------------------------------------------------------------- gate
+
+
+@dataclass
+class _Held(Generic[T]):
+    item: T
+    account: str
+    since: float
+
+
+@dataclass
+class SignalGate(Generic[T]):
+    """Hold signals until the tables were read to their start-up ends (fail closed).
+
+    ``tables`` has one ``TableGate`` per table (accounts, symbol_limits, control). After
+    they open, a signal of an account that has a row passes at once; one of an
+    account with no row waits (in arrival order) for the row, or for
+    ``wait_s`` of wall clock, then passes to be decided without one.
+    """
+
+    tables: dict[str, TableGate]
+    wait_s: float
+    accounts: set[str] = field(default_factory=set)
+    held: list[_Held[T]] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        """Tell whether every table was read up to its start-up end."""
+        return all(g.open for g in self.tables.values())
+
+    def on_row(self, stream: str, partition: int, offset: int, account: str | None, now: float) -> list[T]:
+        """Record a table row read; return the signals it releases, in arrival order."""
+        gate = self.tables.get(stream)
+        if gate is not None:
+            gate.seen(partition, offset)
+        if account is not None and stream == "accounts":
+            self.accounts.add(account)
+        return self.release(now)
+
+    def on_signal(self, item: T, account: str, now: float) -> list[T]:
+        """Take a signal; return what passes now (it, and anything it was behind)."""
+        self.held.append(_Held(item, account, now))
+        return self.release(now)
+
+    def release(self, now: float, *, everything: bool = False) -> list[T]:
+        """Return the held signals that may pass now (all of them at the end of input)."""
+        if not (self.open or everything):
+            return []
+        out: list[T] = []
+        keep: list[_Held[T]] = []
+        for h in self.held:
+            if everything or h.account in self.accounts or now - h.since >= self.wait_s:
+                out.append(h.item)
+            else:
+                keep.append(h)
+        self.held = keep
+        return out
+
+    def copy(self) -> SignalGate[T]:
+        """Return a copy (for snapshots)."""
+        tables = {k: TableGate(dict(v.pending)) for k, v in self.tables.items()}
+        return SignalGate(tables, self.wait_s, set(self.accounts), list(self.held))
+
+    def next_due(self) -> float | None:
+        """Return the wall-clock time the next held signal times out (None: none held)."""
+        if not self.held or not self.open:
+            return None
+        return min(h.since for h in self.held) + self.wait_s
+
+
+# --------------------------------------------------------------------- once only
+
+
+@dataclass
+class InputPositions:
+    """The last offset taken per ``(stream, partition, sub)``: replays are at or below it."""
+
+    last: dict[tuple[str, int, str], int] = field(default_factory=dict)
+
+    def take(self, stream: str, partition: int, offset: int, sub: str = "") -> bool:
+        """Record an input; False if it was taken before (a replay: drop it)."""
+        key = (stream, partition, sub)
+        if offset <= self.last.get(key, -1):
+            return False
+        self.last[key] = offset
+        return True
+
+
+class SignalCheck(Enum):
+    """What a signal id says about a signal: new, a replay, or a conflict."""
+
+    NEW = "NEW"
+    REPLAY = "REPLAY"
+    CONFLICT = "CONFLICT"
+
+
+def digest(record: Record) -> str:
+    """Return a short digest of a record's contents (its one JSON encoding)."""
+    return sha256(encode(record)).hexdigest()[:16]
+
+
+@dataclass
+class SignalIds:
+    """Signal ids seen by one account, with the digest of their contents (bounded)."""
+
+    seen: dict[str, str] = field(default_factory=dict)
+
+    def check(self, signal: TradeSignal) -> SignalCheck:
+        """Classify a signal and remember it if new."""
+        got = digest(signal)
+        known = self.seen.get(signal.signal_id)
+        if known is None:
+            self.seen[signal.signal_id] = got
+            while len(self.seen) > SIGNAL_IDS_KEPT:
+                del self.seen[next(iter(self.seen))]
+            return SignalCheck.NEW
+        return SignalCheck.REPLAY if known == got else SignalCheck.CONFLICT
+
+
+# --------------------------------------------------------------------- journal
+
+
+_KINDS: dict[type[Record], JournalKind] = {
+    TradeSignal: JournalKind.SIGNAL,
+    VenueFill: JournalKind.FILL,
+    Account: JournalKind.ACCOUNT,
+    SymbolLimit: JournalKind.SYMBOL_LIMIT,
+    Control: JournalKind.CONTROL,
+}
+_MODELS: dict[JournalKind, type[Record]] = {v: k for k, v in _KINDS.items()}
+
+
+def entry_for(
+    account: str, seq: int, pos: InputPos, record: Record | Tick, *, mark: Tick | None = None
+) -> JournalEntry:
+    """Return the journal entry of one input (a record, or a tick as a MARK)."""
+    if isinstance(record, Tick):
+        return JournalEntry(
+            account=account, seq=seq, kind=JournalKind.MARK, stream=pos.stream,
+            partition=pos.partition, offset=pos.offset, mark=record.to_mark(), ts=record.ts,
+        )
+    kind = _KINDS[type(record)]
+    return JournalEntry(
+        account=account, seq=seq, kind=kind, stream=pos.stream, partition=pos.partition,
+        offset=pos.offset, record=record.model_dump(mode="json"),
+        mark=mark.to_mark() if mark is not None else None, ts=record.ts,  # type: ignore[attr-defined]
+    )
+
+
+def record_of(entry: JournalEntry) -> Record:
+    """Return the input record an entry carries (not for MARK entries)."""
+    if entry.kind is JournalKind.MARK or entry.record is None:
+        raise ValueError(f"journal entry {entry.account}#{entry.seq} ({entry.kind}) carries no record")
+    return _MODELS[entry.kind].model_validate(entry.record)
+
+
+def apply_entry(book: AccountBook, entry: JournalEntry) -> Outcome:
+    """Apply one journal entry to a book: the one way inputs change Job C's state."""
+    pos = InputPos(entry.stream, entry.partition, entry.offset)
+    if entry.kind is JournalKind.MARK:
+        m = _mark(entry)
+        return book.on_mark(m.symbol, m.price, m.ts, pos=pos)
+    rec: Any = record_of(entry)
+    if entry.kind is JournalKind.SIGNAL:
+        outcome = Outcome()
+        if entry.mark is not None:
+            m = entry.mark
+            at = InputPos("market_data", m.partition, m.offset)
+            outcome = book.on_mark(m.symbol, m.price, m.ts, pos=at)
+        return outcome + book.on_signal(rec, pos=pos)
+    if entry.kind is JournalKind.FILL:
+        return book.on_fill(rec, pos=pos)
+    if entry.kind is JournalKind.ACCOUNT:
+        return book.on_account(rec, pos=pos)
+    if entry.kind is JournalKind.SYMBOL_LIMIT:
+        return book.on_symbol_limit(rec, pos=pos)
+    return book.on_control(rec, pos=pos)
+
+
+def _mark(entry: JournalEntry) -> JournalMark:
+    if entry.mark is None:
+        raise ValueError(f"MARK journal entry {entry.account}#{entry.seq} has no mark")
+    return entry.mark
+
+
+def fold(entries: Iterable[JournalEntry], book: AccountBook) -> list[Outcome]:
+    """Apply entries in ``seq`` order (each seq once) and return every outcome."""
+    ordered = sorted({e.seq: e for e in entries}.values(), key=lambda e: e.seq)
+    return [apply_entry(book, e) for e in ordered]
