@@ -6,17 +6,16 @@ reflected. These tools read the logs through the connectors registry (any profil
 
 * ``explain(settings, ident)``: find the decision for a signal id or an order id and
   say why it went that way (``tradeflow risk explain ID``).
-* ``replay(settings, ...)``: re-run Job C's ``AccountBook`` over the recorded inputs
-  (accounts, symbol_limits and control changelogs, trade_signals, venue_fills,
-  market_data) in the order ``operators.replay`` rebuilds from the decisions' offsets,
-  and diff every decision against the record (``tradeflow risk replay``).
+* ``replay(settings, ...)``: fold Job C's input journal (``risk_journal``, every input
+  each account book applied, in its order) through fresh ``AccountBook``s and diff
+  every decision against the record (``tradeflow risk replay``).
 * ``shadow(settings, limits_file)``: the same replay, each decision also evaluated with
   a candidate limits set; report which orders would change decision and by which rule
   (``tradeflow risk shadow --limits FILE``).
 
-The replay always rebuilds state from the start of the logs (limits "as they were at
-the time" come from replaying the changelog history); a time or offset range only
-selects which decisions are compared and reported. See docs/risk-audit.md.
+The replay always rebuilds state from the start of the journal (limits "as they were at
+the time" come from the journaled changelog rows); a time or offset range only selects
+which decisions are compared and reported. See docs/risk-audit.md.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,6 +47,7 @@ from schemas import (
     Account,
     Control,
     DecodeError,
+    JournalKind,
     MarketData,
     OrderState,
     Record,
@@ -65,15 +65,13 @@ R = TypeVar("R", bound=Record)
 
 READ_BATCH = 5000
 LOG_STREAMS: dict[str, str] = {
+    "risk_journal": "journal",
     "trade_signals": "signals",
-    "venue_fills": "fills",
-    "accounts": "accounts",
-    "symbol_limits": "symbol_limits",
-    "control": "control",
-    "market_data": "market_data",
     "risk_decisions": "decisions",
 }
-"""Stream -> ``RecordedLog`` field: Job C's inputs and its decisions."""
+"""Stream -> ``RecordedLog`` field: Job C's journal, the signals and its decisions."""
+INPUT_STREAMS = ("trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data")
+"""Job C's input streams, as named in ``RiskDecision.input_offsets``."""
 
 
 class RiskToolError(Exception):
@@ -268,7 +266,7 @@ def _control_lines(conn: Connectors, d: RiskDecision, strategy: str | None) -> l
 def _describe(conn: Connectors, key: str, offset: int, d: RiskDecision, symbol: str | None) -> str:
     where, _, held = key.partition("@")
     stream, _, part = where.partition(":")
-    if stream not in LOG_STREAMS or not part.isdigit():
+    if stream not in INPUT_STREAMS or not part.isdigit():
         return ""
     rec = _read_at(conn, stream, int(part), offset)
     if rec is None:
@@ -352,7 +350,8 @@ class ReplayReport:
     """Recorded decisions in the window, compared with their replay."""
     differences: list[Difference] = field(default_factory=list)
     unrecorded: list[str] = field(default_factory=list)
-    """Signals in the window with no recorded decision (Job C behind, or a lost record)."""
+    """Signals in the window with no recorded decision: journaled but the record is lost,
+    or never taken by Job C (still held, Job C behind, or lost)."""
     orphans: list[str] = field(default_factory=list)
     """Recorded decisions in the window whose signal is not in trade_signals."""
     offsets_differ: list[str] = field(default_factory=list)
@@ -389,11 +388,6 @@ class ReplayReport:
         return Counter(d.field for d in self.differences)
 
 
-def _throttle(settings: Settings, mark_throttle_ms: int | None) -> timedelta:
-    ms = settings.portfolio.mark_throttle_ms if mark_throttle_ms is None else mark_throttle_ms
-    return timedelta(milliseconds=ms)
-
-
 def replay(
     settings: Settings,
     *,
@@ -402,15 +396,13 @@ def replay(
     from_offset: int | None = None,
     to_offset: int | None = None,
     accounts: Iterable[str] | None = None,
-    mark_throttle_ms: int | None = None,
     log: RecordedLog | None = None,
 ) -> ReplayReport:
-    """Replay Job C over its recorded inputs and diff the decisions against risk_decisions.
+    """Fold Job C's journal again and diff the decisions against risk_decisions.
 
     ``from_ts``/``to_ts`` (event time) and ``from_offset``/``to_offset`` (risk_decisions
     offsets, in every partition) select the decisions compared; ``accounts`` limits the
-    replay to those accounts. ``mark_throttle_ms`` defaults to the settings' (it must be
-    what the recorded Job C ran with). ``log`` skips reading the logs (already read).
+    replay to those accounts. ``log`` skips reading the logs (already read).
     """
     window = Window(from_ts, to_ts, from_offset, to_offset,
                     frozenset(accounts) if accounts is not None else None)
@@ -420,8 +412,7 @@ def replay(
     report.load_s = time.perf_counter() - started
     started = time.perf_counter()
     rows_seen: set[tuple[str, str, int]] = set()
-    for r in replay_log(log, throttle=_throttle(settings, mark_throttle_ms), accounts=window.accounts,
-                        warnings=report.warnings):
+    for r in replay_log(log, accounts=window.accounts):
         report.replayed += 1
         _note_limits(report, r, rows_seen)
         if r not in window:
@@ -434,17 +425,33 @@ def replay(
         if _offsets(r.recorded.record) != _offsets(r.decision):
             report.offsets_differ.append(r.decision.signal_id)
     report.replay_s = time.perf_counter() - started
+    report.unrecorded += _undecided(log, window, set(report.unrecorded))
     report.orphans = [d.record.signal_id for d in _orphans(log, window)]
     return report
 
 
-def _offsets(d: RiskDecision) -> dict[str, int]:
-    """Return the input offsets the replay must match.
+def _undecided(log: RecordedLog, window: Window, known: set[str]) -> list[str]:
+    """Return the signals in the window that Job C never decided (nor journaled)."""
+    taken = {(d.record.account, d.record.signal_id) for d in log.decisions}
+    taken |= {(x.record.account, str(x.record.record["signal_id"])) for x in log.journal
+              if x.record.kind is JournalKind.SIGNAL and x.record.record is not None}
+    out = []
+    for x in log.signals:
+        s = x.record
+        if (s.account, s.signal_id) in taken or s.signal_id in known:
+            continue
+        if window.accounts is not None and s.account not in window.accounts:
+            continue
+        if (window.from_ts is not None and s.ts < window.from_ts) or (
+                window.to_ts is not None and s.ts >= window.to_ts):
+            continue
+        out.append(s.signal_id)
+    return out
 
-    Market data offsets are left out: the last mark per partition depends on how the
-    router interleaved fan-outs, which the model reproduces only as far as recorded.
-    """
-    return {k: v for k, v in d.input_offsets.items() if not k.startswith("market_data:")}
+
+def _offsets(d: RiskDecision) -> dict[str, int]:
+    """Return the input offsets the replay must match (all of them: the fold is exact)."""
+    return dict(d.input_offsets)
 
 
 def _note_limits(report: ReplayReport, r: Replayed, seen: set[tuple[str, str, int]]) -> None:
@@ -506,8 +513,8 @@ def render_replay(report: ReplayReport, *, show: int = 20) -> str:
         lines.append(f"{len(report.orphans)} recorded decisions have no signal in trade_signals: "
                      + ", ".join(report.orphans[:show]))
     if report.offsets_differ:
-        lines.append(f"{len(report.offsets_differ)} decisions reflect other input offsets than recorded "
-                     f"(ordering model): " + ", ".join(report.offsets_differ[:show]))
+        lines.append(f"{len(report.offsets_differ)} decisions reflect other input offsets than recorded: "
+                     + ", ".join(report.offsets_differ[:show]))
     if report.limit_changes:
         lines.append("limits applied (first decision under each; symbol limits only where they changed):")
         seen: set[tuple[str, str | None]] = set()
@@ -608,7 +615,6 @@ def shadow(
     from_ts: datetime | None = None,
     to_ts: datetime | None = None,
     accounts: Iterable[str] | None = None,
-    mark_throttle_ms: int | None = None,
     log: RecordedLog | None = None,
 ) -> ShadowReport:
     """Replay the recorded inputs and decide every signal again with candidate limits.
@@ -624,7 +630,7 @@ def shadow(
     report = ShadowReport(limits.label)
     log = log if log is not None else load_log(settings)
     started = time.perf_counter()
-    for r in replay_log(log, throttle=_throttle(settings, mark_throttle_ms), accounts=window.accounts):
+    for r in replay_log(log, accounts=window.accounts):
         if r not in window:
             continue
         report.decisions += 1
@@ -698,8 +704,6 @@ def _range_args(p: argparse.ArgumentParser, *, offsets: bool) -> None:
         p.add_argument("--from-offset", type=int, help="only risk_decisions offsets >= N (every partition)")
         p.add_argument("--to-offset", type=int, help="only risk_decisions offsets < N")
     p.add_argument("--account", action="append", help="only this account (repeatable)")
-    p.add_argument("--mark-throttle-ms", type=int,
-                   help="the mark throttle the recorded Job C ran with (default: the settings')")
     p.add_argument("--show", type=int, default=20, help="list at most N items per section")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
@@ -735,7 +739,7 @@ def run_explain(args: argparse.Namespace, settings: Settings) -> int:
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Print a replay report; exit 1 when a decision was not reproduced."""
     report = replay(settings, from_ts=args.from_ts, to_ts=args.to_ts, from_offset=args.from_offset,
-                    to_offset=args.to_offset, accounts=args.account, mark_throttle_ms=args.mark_throttle_ms)
+                    to_offset=args.to_offset, accounts=args.account)
     if args.json:
         print(json.dumps({**asdict(report), "ok": report.ok, "reproduced": report.reproduced,
                           "decisions_per_s": report.decisions_per_s}, default=str))
@@ -746,8 +750,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_shadow(args: argparse.Namespace, settings: Settings) -> int:
     """Print a shadow-limits report."""
-    report = shadow(settings, args.limits, from_ts=args.from_ts, to_ts=args.to_ts, accounts=args.account,
-                    mark_throttle_ms=args.mark_throttle_ms)
+    report = shadow(settings, args.limits, from_ts=args.from_ts, to_ts=args.to_ts, accounts=args.account)
     if args.json:
         print(json.dumps({**asdict(report), "would_refuse": len(report.would_refuse),
                           "would_pass": len(report.would_pass), "by_rule": report.by_rule()}, default=str))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -120,15 +119,9 @@ def test_replay_reproduces_every_decision_and_knows_when_the_limits_changed(
     assert "control      global HALTED (drill)" in halted
     assert "FAIL  TRADING_HALTED" in halted
     # and each replayed decision was made on the accounts row its record names
-    for r in replay_log(load_log(settings), throttle=_throttle(settings)):
+    for r in replay_log(load_log(settings)):
         assert r.account_row is not None
         assert r.account_row.offset == recorded[r.decision.signal_id].input_offsets["accounts:0"]
-
-
-def _throttle(settings: Settings) -> Any:
-    from datetime import timedelta
-
-    return timedelta(milliseconds=settings.portfolio.mark_throttle_ms)
 
 
 def test_explain_names_failed_rules_first_the_limits_in_force_and_the_inputs(
@@ -242,7 +235,7 @@ def test_racing_strategies_cannot_over_commit_and_reservations_are_released(
         if d.account == "ACC1":
             value, limit = gross_check(d)
             assert d.decision is Decision.FAIL or value <= limit
-    for r in replay_log(load_log(settings), throttle=_throttle(settings)):
+    for r in replay_log(load_log(settings)):
         ctx = r.check
         if ctx.account is not None and ctx.account.max_gross_exposure is not None:
             assert ctx.gross_exposure + ctx.reserved_notional <= ctx.account.max_gross_exposure
@@ -263,8 +256,8 @@ def test_replay_of_a_whole_pipeline_run_agrees_on_every_outcome(tmp_path: Path) 
     assert result.unrecorded == []
     assert result.orphans == []
     assert result.offsets_differ == []
-    # Every decision, rule value, order id and limits version is reproduced: the book
-    # records the tick each held position was valued at, so exposure replays exactly.
+    # Every decision, rule value, order id and limits version is reproduced: the replay
+    # folds the journal Job C applied, so it is exact.
     assert result.differences == []
     assert result.reproduced == result.checked
     tight = shadow(settings, LimitOverrides.from_mapping({"accounts": {"*": {"max_order_notional": 20_000}}}))

@@ -2,8 +2,9 @@
 
 ``Sim`` drives ``AccountBook``s the way Job C's flow wires them (last tick attached to a
 signal, throttled fan-out of ticks to holders, a holder's first mark when its first
-venue report passes the router), in an arrival order the test chooses, and records
-the decisions. The replay only sees the logs and those decisions.
+venue report passes the router), in an arrival order the test chooses, journaling each
+input before applying it, and records the decisions. The replay only sees the journal,
+the signals and those decisions, and must reproduce them whatever the arrival order was.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from operators.portfolio import AccountBook, order_id_for
+from operators.portfolio import AccountBook, Outcome, order_id_for
 from operators.replay import (
     LimitOverrides,
     LimitsError,
@@ -30,10 +31,12 @@ from operators.replay import (
     replay_log,
     shadow_results,
 )
+from operators.sequencing import Tick, apply_entry, entry_for
 from schemas import (
     Account,
     Control,
     Decision,
+    JournalEntry,
     MarketData,
     Record,
     RiskDecision,
@@ -69,7 +72,7 @@ class Log:
 
 
 class Sim:
-    """Job C's routing and books over an explicit arrival order."""
+    """Job C's routing and books over an explicit arrival order, journaling what it applies."""
 
     def __init__(self, throttle: timedelta = SECOND) -> None:
         self.throttle = throttle
@@ -78,38 +81,40 @@ class Sim:
         self.fanned: dict[str, datetime] = {}
         self.holders: dict[str, list[str]] = defaultdict(list)
         self.decisions: list[Logged[RiskDecision]] = []
+        self.journal: list[Logged[JournalEntry]] = []
+        self.seqs: dict[str, int] = defaultdict(int)
 
     def book(self, account: str) -> AccountBook:
         return self.books.setdefault(account, AccountBook(account))
 
+    def apply(self, account: str, x: Logged[Any], mark: Logged[MarketData] | None = None) -> Outcome:
+        """Journal one input of an account, then apply it (as Job C's books do)."""
+        self.seqs[account] += 1
+        rec = _tick(x) if isinstance(x.record, MarketData) else x.record
+        entry = entry_for(account, self.seqs[account], x.pos, rec, mark=_tick(mark) if mark else None)
+        self.journal.append(Logged(entry, "risk_journal", 0, len(self.journal)))
+        return apply_entry(self.book(account), entry)
+
     def feed(self, items: Iterable[Logged[Any]]) -> None:
         for x in items:
             self._one(x)
-
-    def _mark(self, account: str, tick: Logged[MarketData]) -> None:
-        t = tick.record
-        self.book(account).on_mark(t.symbol, t.price, t.ts, pos=tick.pos)
 
     def _one(self, x: Logged[Any]) -> None:
         rec = x.record
         if isinstance(rec, MarketData):
             self._tick(x)
         elif isinstance(rec, TradeSignal):
-            if rec.symbol in self.last:
-                self._mark(rec.account, self.last[rec.symbol])
-            decision = self.book(rec.account).on_signal(rec, pos=x.pos).decision
+            decision = self.apply(rec.account, x, self.last.get(rec.symbol)).decision
             assert decision is not None
             self.decisions.append(Logged(decision, "risk_decisions", 0, len(self.decisions)))
         elif isinstance(rec, VenueFill):
             if rec.account not in self.holders[rec.symbol]:
                 self.holders[rec.symbol].append(rec.account)
                 if rec.symbol in self.last:
-                    self._mark(rec.account, self.last[rec.symbol])
-            self.book(rec.account).on_fill(rec, pos=x.pos)
-        elif isinstance(rec, Account):
-            self.book(rec.account).on_account(rec, pos=x.pos)
-        elif isinstance(rec, SymbolLimit):
-            self.book(rec.account).on_symbol_limit(rec, pos=x.pos)
+                    self.apply(rec.account, self.last[rec.symbol])
+            self.apply(rec.account, x)
+        elif isinstance(rec, Account | SymbolLimit):
+            self.apply(rec.account, x)
         elif isinstance(rec, Control):
             self._control(x)
 
@@ -120,33 +125,36 @@ class Sim:
         if prev is None or rec.ts - prev >= self.throttle:
             self.fanned[rec.symbol] = rec.ts
             for account in self.holders[rec.symbol]:
-                self._mark(account, x)
+                self.apply(account, x)
 
     def _control(self, x: Logged[Control]) -> None:
         scope = x.record.scope
         if scope.startswith("account:"):
-            self.book(scope.removeprefix("account:")).on_control(x.record, pos=x.pos)
+            self.apply(scope.removeprefix("account:"), x)
             return
-        for book in self.books.values():  # broadcast to the accounts known (no replay to new ones here)
-            book.on_control(x.record, pos=x.pos)
+        for account in list(self.books):  # broadcast to the accounts known (no replay to new ones here)
+            self.apply(account, x)
+
+
+def _tick(x: Logged[MarketData]) -> Tick:
+    t = x.record
+    return Tick(t.symbol, t.price, t.ts, x.partition, x.offset)
 
 
 def recorded(log: Log, sim: Sim) -> RecordedLog:
-    out = RecordedLog(decisions=list(sim.decisions))
-    names = {"trade_signals": out.signals, "venue_fills": out.fills, "accounts": out.accounts,
-             "symbol_limits": out.symbol_limits, "control": out.control, "market_data": out.market_data}
-    for x in sorted(log.items, key=lambda x: (x.stream, x.partition, x.offset)):
-        names[x.stream].append(x)
+    out = RecordedLog(decisions=list(sim.decisions), journal=list(sim.journal))
+    out.signals = [x for x in sorted(log.items, key=lambda x: (x.partition, x.offset))
+                   if x.stream == "trade_signals"]
     return out
 
 
-def replayed(rec: RecordedLog, throttle: timedelta = SECOND) -> list[Replayed]:
-    return list(replay_log(rec, throttle=throttle))
+def replayed(rec: RecordedLog) -> list[Replayed]:
+    return list(replay_log(rec))
 
 
-def differences(rec: RecordedLog, throttle: timedelta = SECOND) -> list[str]:
+def differences(rec: RecordedLog) -> list[str]:
     out = []
-    for r in replayed(rec, throttle):
+    for r in replayed(rec):
         assert r.recorded is not None, f"{r.decision.signal_id} has no recorded decision"
         out += [f"{d.signal_id} {d.field}: {d.recorded} != {d.replayed}" for d in compare(r.recorded.record,
                                                                                         r.decision)]
@@ -228,14 +236,18 @@ def replace_rule(rule: Any, **kw: Any) -> Any:
     return rule.model_copy(update=kw)
 
 
-def test_a_signal_without_a_recorded_decision_is_decided_and_flagged() -> None:
+def test_a_signal_without_a_recorded_decision_is_flagged(tmp_path: Path) -> None:
     log, sim = Log(), Sim()
     sim.feed([log.put("accounts", account()), log.put("market_data", tick("X", 1, "100")),
-              log.put("trade_signals", signal(1, 2))])
-    log.put("trade_signals", signal(2, 3))  # never reached Job C
+              log.put("trade_signals", signal(1, 2)), log.put("trade_signals", signal(3, 4))])
+    log.put("trade_signals", signal(2, 3))  # never reached Job C: not journaled, not decided
     rec = recorded(log, sim)
+    rec.decisions.pop()  # s3 was journaled and decided, but its record was lost
     out = replayed(rec)
-    assert [(r.decision.signal_id, r.recorded is not None) for r in out] == [("s1", True), ("s2", False)]
+    assert [(r.decision.signal_id, r.recorded is not None) for r in out] == [("s1", True), ("s3", False)]
+    report = replay(Settings(data_dir=tmp_path), log=rec)
+    assert sorted(report.unrecorded) == ["s2", "s3"]
+    assert not report.ok
 
 
 def test_global_control_rows_before_the_account_appears_arrive_as_the_latest_per_scope() -> None:
@@ -248,7 +260,7 @@ def test_global_control_rows_before_the_account_appears_arrive_as_the_latest_per
     halt = log.put("control", Control(scope="global", state="HALTED", ts=at(6)))
     s2 = log.put("trade_signals", signal(2, 7))
     # the flow's control router replays only the latest global row to an account it meets
-    sim.book("A").on_control(resume.record, pos=resume.pos)
+    sim.apply("A", resume)
     sim.feed([row, px, s1, halt, s2])
     rec = recorded(log, sim)
     assert [d.record.decision for d in rec.decisions] == [Decision.PASS, Decision.FAIL]
@@ -278,9 +290,9 @@ def test_marks_fanned_out_to_holders_are_replayed_from_the_recorded_offsets() ->
     assert differences(rec) == []
 
 
-def test_held_position_marks_recorded_per_symbol_are_replayed_exactly() -> None:
-    # A book that records ``market_data:<p>@<symbol>`` for each held position: the replay
-    # applies those ticks whatever the interleaving was.
+def test_held_position_marks_are_replayed_exactly_whatever_the_recorded_offsets_say() -> None:
+    # The replay folds the journal: the ticks an account was marked at are in it, so
+    # an input_offsets entry that names another tick changes nothing.
     log, sim = Log(), Sim()
     arrival: list[Logged[Any]] = [log.put("accounts", account(max_order_notional=None)),
                                   log.put("market_data", tick("X", 1, "100"))]
@@ -374,8 +386,9 @@ def write_streams(settings: Settings, log: Log, sim: Sim) -> None:
     for x in sorted(log.items, key=lambda x: (x.stream, x.offset)):
         by_stream[x.stream].append(x.record)
     by_stream["risk_decisions"] = [d.record for d in sim.decisions]
+    by_stream["risk_journal"] = [x.record for x in sim.journal]
     for stream in ("trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data",
-                   "risk_decisions", "validated_orders"):
+                   "risk_decisions", "validated_orders", "risk_journal"):
         w = conn.writer(stream)
         w.write(by_stream.get(stream, []))
         w.close()
