@@ -9,16 +9,14 @@ Run it: ``python -m bytewax.run "flows.portfolio_risk:build_flow()"``.
 Wiring (the decisions live in ``operators.portfolio.AccountBook``, the sequencing
 rules in ``operators.sequencing``):
 
-- **By symbol** (``SymbolRouter``): market_data ticks go into the symbol's
-  ``TickHistory``; a signal waits until its symbol's market data reached the
-  signal's event time and is priced at the last tick at or before it; fills register
-  their account as a holder of the symbol, and marks are fanned out to the holders at
-  most once per ``portfolio.mark_throttle_ms`` of event time.
-- **One key** (``GateRouter``): the accounts, symbol_limits and control changelogs
-  and every signal. Signals wait until the three tables were read up to where they
-  ended at start-up (fail closed), and for their account's row (at most
-  ``portfolio.unknown_account_wait_s``); ``global`` and ``strategy:<id>`` control rows
-  go to every known account, ``account:<id>`` rows to theirs.
+- **One key** (``RouterLogic`` around ``InputRouter``): ticks, signals, the
+  accounts, symbol_limits and control changelogs, and (to learn who holds what) fills.
+  Signals wait, per account in stream order, until the three tables were read to
+  where they ended at start-up (fail closed), for their account's row (at most
+  ``portfolio.unknown_account_wait_s``) and for their symbol's market data to reach
+  the signal's event time; each is priced at the last tick at or before that time.
+  Table rows go to their accounts (broadcast control rows to every account); ticks go
+  to the accounts holding the symbol, at most once per ``portfolio.mark_throttle_ms``.
 - **By account** (``BookLogic``): drops replays (by input position and by signal id),
   appends what it takes to the journal, then applies the journal entries to the
   ``AccountBook``. A book resumes from its snapshot and then from the journal, so its
@@ -28,7 +26,6 @@ rules in ``operators.sequencing``):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,12 +41,11 @@ from operators.portfolio import AccountBook, InputPos, Outcome, event_id_for
 from operators.replay import LimitOverrides
 from operators.sequencing import (
     InputPositions,
+    InputRouter,
+    Priced,
     SignalCheck,
-    SignalGate,
     SignalIds,
-    TableGate,
     Tick,
-    TickHistory,
     apply_entry,
     digest,
     entry_for,
@@ -72,7 +68,7 @@ from schemas import (
 )
 from tradeflow.metrics import RISK_CHECKS, serve
 from tradeflow.risk_tools import load_limits
-from tradeflow.settings import PortfolioSettings, Settings, load_settings
+from tradeflow.settings import Settings, load_settings
 
 JOB = "portfolio_risk"
 OUTPUTS = [
@@ -92,171 +88,55 @@ def _pos(d: Decoded[Any]) -> InputPos:
     return InputPos(d.stream, d.partition, d.offset)
 
 
-@dataclass(frozen=True)
-class MarkEvent:
-    """A throttled mark of one symbol for one account."""
-
-    tick: Tick
-
-
-@dataclass(frozen=True)
-class SignalEvent:
-    """A signal with the last tick of its symbol at or before its event time."""
-
-    signal: Decoded[TradeSignal]
-    mark: Tick | None
-
-
-BookEvent = SignalEvent | MarkEvent | Decoded[Any]
-
-
-# --------------------------------------------------------------------- by symbol
-
-
-@dataclass
-class _SymbolState:
-    history: TickHistory = field(default_factory=TickHistory)
-    fanned_out: datetime | None = None
-    holders: list[str] = field(default_factory=list)
-    waiting: list[tuple[Decoded[TradeSignal], float]] = field(default_factory=list)
-
-
-class SymbolRouter(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], _SymbolState]):
-    """Price signals at event time; fan marks out to the symbol's holders."""
-
-    def __init__(self, cfg: PortfolioSettings, resume: _SymbolState | None) -> None:
-        self.throttle = timedelta(milliseconds=cfg.mark_throttle_ms)
-        self.wait_s = cfg.mark_wait_s
-        self.state = resume if resume is not None else _SymbolState()
-
-    @override
-    def on_item(self, value: Decoded[Any]) -> tuple[list[tuple[str, BookEvent]], bool]:
-        rec = value.record
-        st = self.state
-        if isinstance(rec, MarketData):
-            tick = Tick(rec.symbol, rec.price, rec.ts, value.partition, value.offset)
-            st.history.add(tick, rec.wm)
-            out = self._release(time.monotonic())
-            if st.fanned_out is not None and rec.ts - st.fanned_out < self.throttle:
-                return out, False
-            st.fanned_out = rec.ts
-            return out + [(acct, MarkEvent(tick)) for acct in st.holders], False
-        if isinstance(rec, TradeSignal):
-            st.waiting.append((value, time.monotonic()))
-            return self._release(time.monotonic()), False
-        if isinstance(rec, VenueFill) and rec.account not in st.holders:
-            st.holders.append(rec.account)
-            last = st.history.ticks[-1] if st.history.ticks else None
-            if last is not None:  # mark the new holder right away
-                return [(rec.account, MarkEvent(last))], False
-        return [], False
-
-    def _release(self, now: float, *, everything: bool = False) -> list[tuple[str, BookEvent]]:
-        st = self.state
-        out: list[tuple[str, BookEvent]] = []
-        keep: list[tuple[Decoded[TradeSignal], float]] = []
-        for d, since in st.waiting:
-            if everything or st.history.settled(d.record.ts) or now - since >= self.wait_s:
-                out.append((d.record.account, SignalEvent(d, st.history.mark_at(d.record.ts))))
-            else:
-                keep.append((d, since))
-        st.waiting = keep
-        return out
-
-    @override
-    def notify_at(self) -> datetime | None:
-        if not self.state.waiting:
-            return None
-        due = min(since for _, since in self.state.waiting) + self.wait_s
-        return datetime.now(UTC) + timedelta(seconds=max(0.0, due - time.monotonic()))
-
-    @override
-    def on_notify(self) -> tuple[list[tuple[str, BookEvent]], bool]:
-        return self._release(time.monotonic()), False
-
-    @override
-    def on_eof(self) -> tuple[list[tuple[str, BookEvent]], bool]:
-        return self._release(time.monotonic(), everything=True), False
-
-    @override
-    def snapshot(self) -> _SymbolState:
-        st = self.state
-        return _SymbolState(st.history.copy(), st.fanned_out, list(st.holders), list(st.waiting))
+BookEvent = Tick | Priced[Decoded[TradeSignal]] | Decoded[Any]
+"""What reaches a book: a tick to mark at, a priced signal, or a fill or table row."""
 
 
 # --------------------------------------------------------------------- one key
 
 
-@dataclass
-class _GateState:
-    gate: SignalGate[SignalEvent]
-    accounts: list[str] = field(default_factory=list)
-    broadcasts: dict[str, Decoded[Control]] = field(default_factory=dict)
+class RouterLogic(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], InputRouter[Decoded[TradeSignal]]]):
+    """Bytewax shim around the one ``InputRouter`` of the job (key ``all``)."""
 
-
-class GateRouter(op.StatefulLogic[Any, tuple[str, BookEvent], _GateState]):
-    """Route table rows to their accounts; let signals pass once Job C may decide them."""
-
-    def __init__(self, ends: dict[str, dict[int, int]], wait_s: float, resume: _GateState | None) -> None:
-        if resume is None:
-            gates = {name: TableGate.at(e) for name, e in ends.items()}
-            resume = _GateState(SignalGate(gates, wait_s))
-        self.state = resume
+    def __init__(self, fresh: InputRouter[Decoded[TradeSignal]], resume: InputRouter[Any] | None) -> None:
+        self.router = resume if resume is not None else fresh
 
     @override
-    def on_item(self, value: Any) -> tuple[list[tuple[str, BookEvent]], bool]:
-        st = self.state
-        now = time.monotonic()
-        if isinstance(value, SignalEvent):
-            sig = value.signal.record
-            return _signals(st.gate.on_signal(value, sig.account, now)), False
-        rec = value.record
-        out: list[tuple[str, BookEvent]] = []
-        if isinstance(rec, Account):
-            if rec.account not in st.accounts:
-                st.accounts.append(rec.account)
-                stored = sorted(st.broadcasts.values(), key=lambda d: (d.partition, d.offset))
-                out += [(rec.account, c) for c in stored]
-            out.append((rec.account, value))
-            account: str | None = rec.account
-        elif isinstance(rec, SymbolLimit):
-            out.append((rec.account, value))
-            account = None
-        elif isinstance(rec, Control):
-            if rec.scope.startswith("account:"):
-                out.append((rec.scope.removeprefix("account:"), value))
-            else:
-                st.broadcasts[rec.scope] = value
-                out += [(acct, value) for acct in st.accounts]
-            account = None
-        else:
-            raise TypeError(f"the gate router got {type(rec).__name__}")
-        released = st.gate.on_row(value.stream, value.partition, value.offset, account, now)
-        return out + _signals(released), False
+    def on_item(self, value: Decoded[Any]) -> tuple[list[tuple[str, BookEvent]], bool]:
+        rec, now, r = value.record, time.monotonic(), self.router
+        if isinstance(rec, MarketData):
+            tick = Tick(rec.symbol, rec.price, rec.ts, value.partition, value.offset)
+            return r.on_tick(tick, rec.wm, now), False
+        if isinstance(rec, TradeSignal):
+            return r.on_signal(value, rec.account, rec.symbol, rec.ts, now), False
+        if isinstance(rec, VenueFill):
+            return r.on_fill(rec.account, rec.symbol), False
+        if isinstance(rec, Account | SymbolLimit):
+            return r.on_table_row(value.stream, value.partition, value.offset, value,
+                                  account=rec.account, now=now), False
+        if isinstance(rec, Control):
+            return r.on_table_row(value.stream, value.partition, value.offset, value,
+                                  scope=rec.scope, now=now), False
+        raise TypeError(f"Job C's router got {type(rec).__name__}")
 
     @override
     def notify_at(self) -> datetime | None:
-        due = self.state.gate.next_due()
+        due = self.router.next_due()
         if due is None:
             return None
         return datetime.now(UTC) + timedelta(seconds=max(0.0, due - time.monotonic()))
 
     @override
     def on_notify(self) -> tuple[list[tuple[str, BookEvent]], bool]:
-        return _signals(self.state.gate.release(time.monotonic())), False
+        return self.router.release(time.monotonic()), False
 
     @override
     def on_eof(self) -> tuple[list[tuple[str, BookEvent]], bool]:
-        return _signals(self.state.gate.release(time.monotonic(), everything=True)), False
+        return self.router.release(time.monotonic(), everything=True), False
 
     @override
-    def snapshot(self) -> _GateState:
-        st = self.state
-        return _GateState(st.gate.copy(), list(st.accounts), dict(st.broadcasts))
-
-
-def _signals(events: list[SignalEvent]) -> list[tuple[str, BookEvent]]:
-    return [(e.signal.record.account, e) for e in events]
+    def snapshot(self) -> InputRouter[Decoded[TradeSignal]]:
+        return self.router.copy()
 
 
 # --------------------------------------------------------------------- by account
@@ -329,11 +209,10 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], tuple[str, Record],
         assert book is not None  # noqa: S101 - set by on_batch
         mark = None
         rec: Record | Tick
-        if isinstance(event, MarkEvent):
-            t = event.tick
-            pos, sub, rec = InputPos("market_data", t.partition, t.offset), t.symbol, t
-        elif isinstance(event, SignalEvent):
-            d = event.signal
+        if isinstance(event, Tick):
+            pos, sub, rec = InputPos("market_data", event.partition, event.offset), event.symbol, event
+        elif isinstance(event, Priced):
+            d = event.item
             pos, sub, rec, mark = _pos(d), d.record.symbol, d.record, event.mark
         else:
             pos, sub, rec = _pos(event), "", event.record
@@ -454,24 +333,19 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     control = _decoded(flow, conn, "control", Control, letters)
     ticks = _decoded(flow, conn, "market_data", MarketData, letters)
 
-    by_symbol = op.key_on(
-        "by_symbol", op.merge("symbol_inputs", ticks, signals, fills), lambda d: d.record.symbol
-    )
-    routed = op.key_rm(
-        "unkey_routed", op.stateful("symbol_router", by_symbol, lambda r: SymbolRouter(cfg, r))
-    )
-    split = op.branch("priced_signals", routed, lambda kv: isinstance(kv[1], SignalEvent))
-
     ends = {name: startup_ends(conn, name) for name in TABLES}
-    priced = op.map("signal_only", split.trues, lambda kv: kv[1])
-    gate_inputs = op.merge("gate_inputs", accounts, limits, control, priced)
-    gated = op.stateful(
-        "gate_router",
-        op.key_on("one_key", gate_inputs, lambda _: "all"),
-        lambda r: GateRouter(ends, cfg.unknown_account_wait_s, r),
+    fresh: InputRouter[Decoded[TradeSignal]] = InputRouter.at(
+        ends, throttle=timedelta(milliseconds=cfg.mark_throttle_ms),
+        unknown_wait_s=cfg.unknown_account_wait_s, mark_wait_s=cfg.mark_wait_s,
+    )
+    routed = op.stateful(
+        "router",
+        op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control),
+                  lambda _: "all"),
+        lambda r: RouterLogic(fresh.copy(), r),
     )
     direct = op.map("direct", fills, lambda d: (d.record.account, d))
-    events = op.merge("book_events", split.falses, op.key_rm("unkey_gated", gated), direct)
+    events = op.merge("book_events", op.key_rm("unkey_routed", routed), direct)
     by_account = op.key_on("by_account", events, lambda kv: kv[0])
     results = op.stateful_batch("books", by_account, lambda r: BookLogic(journal, r))
     outputs = demux("publish", op.key_rm("unkey_books", results), OUTPUTS)

@@ -7,10 +7,12 @@ book depends on timing. These engines take that timing out of the decisions:
 - ``TickHistory`` (per symbol): a signal is priced at the symbol's last tick *at or
   before the signal's event time*, never "whatever arrived last", and waits until the
   symbol's market data has reached that time (``settled``).
-- ``SignalGate`` (one for the job): Job C fails closed. No signal is decided before
-  the accounts, symbol_limits and control tables were read up to where they ended at
-  start-up; a signal whose account has no row waits up to ``unknown_account_wait_s``
-  (wall clock) for it, then goes on to be decided (FAIL, ACCOUNT_STATUS).
+- ``InputRouter`` (one for the job): routes table rows and marks to accounts and
+  holds signals. Job C fails closed: no signal is decided before the accounts,
+  symbol_limits and control tables were read up to where they ended at start-up; a
+  signal whose account has no row waits up to ``unknown_account_wait_s`` (wall clock)
+  for it, then goes on to be decided (FAIL, ACCOUNT_STATUS). An account's signals
+  reach its book in the order they arrived (their stream order).
 - ``InputPositions`` (per account): each input is taken once. A replay (Bytewax
   re-reads its sources from the snapshot after a crash) comes at or below the last
   position taken for its key ``(stream, partition, sub)`` and is dropped; ``sub`` is
@@ -28,7 +30,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from hashlib import sha256
@@ -142,74 +144,163 @@ class TickHistory:
         return best
 
 
-# --------------------------------------------------------------------- gate
+# --------------------------------------------------------------------- the router
+
+
+@dataclass(frozen=True, slots=True)
+class Priced(Generic[T]):
+    """A signal released to its account, with the tick it is priced at (None: none known)."""
+
+    item: T
+    mark: Tick | None
 
 
 @dataclass
-class _Held(Generic[T]):
+class _Waiting(Generic[T]):
     item: T
-    account: str
+    symbol: str
+    ts: datetime
     since: float
 
 
-@dataclass
-class SignalGate(Generic[T]):
-    """Hold signals until the tables were read to their start-up ends (fail closed).
+Routed = tuple[str, Any]
+"""``(account, what)``: a table row, a ``Tick`` to mark at, or a ``Priced`` signal."""
 
-    ``tables`` has one ``TableGate`` per table (accounts, symbol_limits, control). After
-    they open, a signal of an account that has a row passes at once; one of an
-    account with no row waits (in arrival order) for the row, or for
-    ``wait_s`` of wall clock, then passes to be decided without one.
+
+@dataclass
+class InputRouter(Generic[T]):
+    """Job C's one routing state: which input reaches which account book, and when.
+
+    - Table rows go to their account; ``global`` and ``strategy:<id>`` control rows go
+      to every account with a row (and, latest per scope, to accounts that appear
+      later); ``account:<id>`` rows to theirs.
+    - Ticks fill each symbol's ``TickHistory``; an account that had a fill in a symbol
+      holds it and gets its ticks, at most one per ``throttle`` of event time.
+    - Signals wait, per account in arrival order (the head blocks the rest, so an
+      account's signals reach its book in stream order), until all of: the tables
+      were read to their start-up ends (fail closed); the account has a row (or
+      ``unknown_wait_s`` of wall clock passed: then it is decided without one); the
+      symbol's market data reached the signal's time (or ``mark_wait_s`` passed). A
+      released signal carries the last tick at or before its event time.
+
+    Times named ``now`` are wall-clock seconds (monotonic); they only bound waits.
     """
 
     tables: dict[str, TableGate]
-    wait_s: float
-    accounts: set[str] = field(default_factory=set)
-    held: list[_Held[T]] = field(default_factory=list)
+    throttle: timedelta
+    unknown_wait_s: float
+    mark_wait_s: float
+    accounts: list[str] = field(default_factory=list)
+    broadcasts: dict[str, tuple[int, int, Any]] = field(default_factory=dict)
+    """Per broadcast scope, the latest row with its (partition, offset)."""
+    histories: dict[str, TickHistory] = field(default_factory=dict)
+    fanned_out: dict[str, datetime] = field(default_factory=dict)
+    holders: dict[str, list[str]] = field(default_factory=dict)
+    queues: dict[str, deque[_Waiting[T]]] = field(default_factory=dict)
+
+    @classmethod
+    def at(
+        cls, ends: dict[str, dict[int, int]], *, throttle: timedelta, unknown_wait_s: float,
+        mark_wait_s: float,
+    ) -> InputRouter[T]:
+        """Build a router that fails closed until each table reached its start-up end."""
+        tables = {name: TableGate.at(e) for name, e in ends.items()}
+        return cls(tables, throttle, unknown_wait_s, mark_wait_s)
 
     @property
     def open(self) -> bool:
         """Tell whether every table was read up to its start-up end."""
         return all(g.open for g in self.tables.values())
 
-    def on_row(self, stream: str, partition: int, offset: int, account: str | None, now: float) -> list[T]:
-        """Record a table row read; return the signals it releases, in arrival order."""
+    # -- inputs --------------------------------------------------------------------------
+
+    def on_tick(self, tick: Tick, wm: datetime | None, now: float) -> list[Routed]:
+        """Take a tick: fan it out to the holders (throttled); release signals it prices."""
+        history = self.histories.get(tick.symbol)
+        if history is None:
+            history = self.histories[tick.symbol] = TickHistory()
+        history.add(tick, wm)
+        out: list[Routed] = []
+        last = self.fanned_out.get(tick.symbol)
+        if last is None or tick.ts - last >= self.throttle:
+            self.fanned_out[tick.symbol] = tick.ts
+            out += [(acct, tick) for acct in self.holders.get(tick.symbol, ())]
+        return out + self.release(now)
+
+    def on_fill(self, account: str, symbol: str) -> list[Routed]:
+        """Take a venue report: its account holds the symbol from now on (marked at once)."""
+        holders = self.holders.setdefault(symbol, [])
+        if account in holders:
+            return []
+        holders.append(account)
+        history = self.histories.get(symbol)
+        return [(account, history.ticks[-1])] if history is not None and history.ticks else []
+
+    def on_table_row(
+        self, stream: str, partition: int, offset: int, row: Any, *, account: str | None = None,
+        scope: str | None = None, now: float,
+    ) -> list[Routed]:
+        """Take a row of accounts / symbol_limits (``account``) or control (``scope``)."""
+        out: list[Routed] = []
+        if stream == "accounts" and account is not None and account not in self.accounts:
+            self.accounts.append(account)
+            stored = sorted(self.broadcasts.values(), key=lambda b: (b[0], b[1]))
+            out += [(account, b[2]) for b in stored]
+        if account is not None:
+            out.append((account, row))
+        elif scope is not None and scope.startswith("account:"):
+            out.append((scope.removeprefix("account:"), row))
+        elif scope is not None:
+            self.broadcasts[scope] = (partition, offset, row)
+            out += [(acct, row) for acct in self.accounts]
         gate = self.tables.get(stream)
         if gate is not None:
             gate.seen(partition, offset)
-        if account is not None and stream == "accounts":
-            self.accounts.add(account)
+        return out + self.release(now)
+
+    def on_signal(self, item: T, account: str, symbol: str, ts: datetime, now: float) -> list[Routed]:
+        """Queue a signal behind its account's earlier ones; return what may pass now."""
+        self.queues.setdefault(account, deque()).append(_Waiting(item, symbol, ts, now))
         return self.release(now)
 
-    def on_signal(self, item: T, account: str, now: float) -> list[T]:
-        """Take a signal; return what passes now (it, and anything it was behind)."""
-        self.held.append(_Held(item, account, now))
-        return self.release(now)
+    # -- release -------------------------------------------------------------------------
 
-    def release(self, now: float, *, everything: bool = False) -> list[T]:
-        """Return the held signals that may pass now (all of them at the end of input)."""
+    def _ready(self, account: str, w: _Waiting[T], now: float) -> bool:
+        if account not in self.accounts and now - w.since < self.unknown_wait_s:
+            return False
+        history = self.histories.get(w.symbol)
+        return (history is not None and history.settled(w.ts)) or now - w.since >= self.mark_wait_s
+
+    def release(self, now: float, *, everything: bool = False) -> list[Routed]:
+        """Return the signals that may pass now, per account in arrival order."""
         if not (self.open or everything):
             return []
-        out: list[T] = []
-        keep: list[_Held[T]] = []
-        for h in self.held:
-            if everything or h.account in self.accounts or now - h.since >= self.wait_s:
-                out.append(h.item)
-            else:
-                keep.append(h)
-        self.held = keep
+        out: list[Routed] = []
+        for account in list(self.queues):
+            queue = self.queues[account]
+            while queue and (everything or self._ready(account, queue[0], now)):
+                w = queue.popleft()
+                history = self.histories.get(w.symbol)
+                out.append((account, Priced(w.item, history.mark_at(w.ts) if history else None)))
+            if not queue:
+                del self.queues[account]
         return out
 
-    def copy(self) -> SignalGate[T]:
-        """Return a copy (for snapshots)."""
-        tables = {k: TableGate(dict(v.pending)) for k, v in self.tables.items()}
-        return SignalGate(tables, self.wait_s, set(self.accounts), list(self.held))
-
     def next_due(self) -> float | None:
-        """Return the wall-clock time the next held signal times out (None: none held)."""
-        if not self.held or not self.open:
+        """Return the wall-clock time a held signal's wait runs out (None: nothing held)."""
+        if not self.queues or not self.open:
             return None
-        return min(h.since for h in self.held) + self.wait_s
+        return min(q[0].since for q in self.queues.values()) + min(self.unknown_wait_s, self.mark_wait_s)
+
+    def copy(self) -> InputRouter[T]:
+        """Return a copy for a snapshot (rows and signals are immutable and shared)."""
+        return InputRouter(
+            {k: TableGate(dict(v.pending)) for k, v in self.tables.items()},
+            self.throttle, self.unknown_wait_s, self.mark_wait_s, list(self.accounts),
+            dict(self.broadcasts), {k: v.copy() for k, v in self.histories.items()},
+            dict(self.fanned_out), {k: list(v) for k, v in self.holders.items()},
+            {k: deque(v) for k, v in self.queues.items()},
+        )
 
 
 # --------------------------------------------------------------------- once only
