@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
+from bytewax.recovery import init_db_dir
 from tqdm import tqdm
 
 from connectors.feeds import replay
@@ -155,38 +156,67 @@ def _size(conn: Connectors, stream: str) -> int:
         reader.close()
 
 
+def job_env(settings: Settings) -> dict[str, str]:
+    """Return the environment a pipeline process runs with (live: sources follow)."""
+    env = dict(os.environ)
+    env.update(
+        TRADEFLOW_DATA_DIR=str(settings.data_dir.resolve()),
+        TRADEFLOW_PROFILE=settings.profile.value,
+        TRADEFLOW_KAFKA=settings.kafka.model_dump_json(exclude={"sasl_password"}),
+        TRADEFLOW_FLUSS=settings.fluss.model_dump_json(),
+        TRADEFLOW_FOLLOW="true",
+        TRADEFLOW_POLL_INTERVAL_MS="20",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
 class Pipeline:
     """The running jobs of one pipeline and how to watch and stop them."""
 
     WATCHED = ("sma_wide", "trade_signals", "risk_decisions", "validated_orders", "venue_fills",
                "orders", "portfolio_state", "dead_letters")
 
-    def __init__(self, settings: Settings, jobs: list[Job], log_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, jobs: list[Job], log_dir: Path, *, recovery_dir: Path | None = None
+    ) -> None:
         self.settings = settings
-        self.jobs = jobs
+        self.jobs = {job.name: job for job in jobs}
         self.log_dir = log_dir
+        self.recovery_dir = recovery_dir
+        """With a directory, each job keeps Bytewax recovery state in ``<dir>/<job>`` (so a
+        killed job resumes where its last snapshot was)."""
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.conn = Connectors(settings)
 
     def start(self) -> None:
         """Start every job as its own process."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.update(
-            TRADEFLOW_DATA_DIR=str(self.settings.data_dir.resolve()),
-            TRADEFLOW_PROFILE=self.settings.profile.value,
-            TRADEFLOW_KAFKA=self.settings.kafka.model_dump_json(exclude={"sasl_password"}),
-            TRADEFLOW_FLUSS=self.settings.fluss.model_dump_json(),
-            TRADEFLOW_FOLLOW="true",
-            TRADEFLOW_POLL_INTERVAL_MS="20",
-            PYTHONUNBUFFERED="1",
+        for name in self.jobs:
+            self.spawn(name)
+
+    def spawn(self, name: str) -> None:
+        """Start (or restart, from its recovery state if any) one job."""
+        job = self.jobs[name]
+        env = job_env(self.settings)
+        args = [sys.executable, "-m", "bytewax.run", job.target, "-s", "1"]
+        if self.recovery_dir is not None:
+            rdir = self.recovery_dir / name
+            if not rdir.exists():
+                rdir.mkdir(parents=True)
+                init_db_dir(rdir, 1)
+            args += ["-r", str(rdir), "-b", "0"]
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.procs[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        for job in self.jobs:
-            log = open(self.log_dir / f"{job.name}.log", "ab")  # noqa: SIM115 - owned by the child
-            self.procs[job.name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "bytewax.run", job.target, "-s", "1"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one job (its whole process group) and reap it."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
 
     def check_alive(self) -> None:
         """Raise ``PipelineError`` with its log tail if a job has exited."""
