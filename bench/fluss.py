@@ -2,7 +2,7 @@
 
 Measured in one run, so the ratios compare like with like on a shared machine:
 
-- throughput, bounded runs of ``python -m bytewax.run flows.indicators:flow`` (1 process)
+- throughput, bounded runs of ``python -m bytewax.run "flows.indicators:build_flow()"`` (1 process)
   over N ticks already in market_data, on the embedded store (baseline), on a Kafka
   broker and on a Fluss cluster (log tables with ``--buckets`` buckets, Kafka topics
   with as many partitions). The rate is taken from the first output row to the last
@@ -61,9 +61,9 @@ import fluss  # noqa: E402
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.fluss import CachedLookup, FlussClient  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import Settings, load_settings  # noqa: E402
 from schemas import MarketData, PositionState, SmaWide, decode  # noqa: E402
 from tradeflow.infra.fluss import FlussCluster  # noqa: E402
-from tradeflow.settings import Settings, load_settings  # noqa: E402
 
 
 def _kafka_bench() -> ModuleType:

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import Settings, load_settings  # noqa: E402
 from schemas import OrderAction, ValidatedOrder, decode  # noqa: E402
 from tradeflow.pipeline import run_pipeline  # noqa: E402
-from tradeflow.settings import Settings, load_settings  # noqa: E402
 
 
 def throughput(settings: Settings, ticks: int) -> float:

@@ -2,7 +2,7 @@
 
 Measured in one run:
 
-- ``flow``: ``python -m bytewax.run flows.portfolio_risk:flow -r DIR -s S -b 0`` on the
+- ``flow``: ``python -m bytewax.run "flows.portfolio_risk:build_flow()" -r DIR -s S -b 0`` on the
   embedded store, 1 process, 1 worker, bounded input fed in phases (Job C needs an
   order to exist before its fills arrive, and its inputs are separate streams):
   setup (accounts, symbol limits, ticks), then the signals, then fills for a share
@@ -64,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import load_settings  # noqa: E402
 from flows.portfolio_risk import records_of  # noqa: E402
 from operators.portfolio import AccountBook, InputPos, order_id_for  # noqa: E402
 from schemas import (  # noqa: E402
@@ -83,7 +84,6 @@ from schemas import (  # noqa: E402
     decode,
     spec,
 )
-from tradeflow.settings import load_settings  # noqa: E402
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
@@ -231,7 +231,7 @@ class FlowStore:
                 writer.write(records[i : i + 5000])
             writer.close_stream()
             writer.close()
-        wall = self._run(["-m", "bytewax.run", "flows.portfolio_risk:flow", "-r", str(self.recovery),
+        wall = self._run(["-m", "bytewax.run", "flows.portfolio_risk:build_flow()", "-r", str(self.recovery),
                           "-s", str(self.snapshot_s), "-b", "0"])
         for name in INPUTS:
             f = open_stream(self.data, name, partitions=2, table=spec(name).kind is Kind.TABLE)

@@ -24,8 +24,9 @@ from connectors.base import (
     StreamWriter,
     partition_number,
 )
+from connectors.profile import Profile
+from connectors.settings import Settings
 from schemas import Kind, Record, StreamSpec, spec
-from tradeflow.settings import Profile, Settings
 
 BackendFactory = Callable[[Settings], Backend]
 

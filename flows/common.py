@@ -13,9 +13,9 @@ from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from prometheus_client import Counter
 
 from connectors.base import SourceMessage
+from connectors.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
 from connectors.registry import Connectors
 from schemas import DeadLetter, DecodeError, Record, decode
-from tradeflow.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
 
 R = TypeVar("R", bound=Record)
 

@@ -39,7 +39,9 @@ from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.fix.application import SYNTHETIC_TAG
+from connectors.metrics import ORDER_LATENCY, serve
 from connectors.registry import Connectors
+from connectors.settings import ExecutionSettings, Settings, load_settings
 from connectors.venues import VenueAdapter, make_venue
 from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
 from schemas import (
@@ -57,8 +59,6 @@ from schemas import (
     VenueFill,
     decode,
 )
-from tradeflow.metrics import ORDER_LATENCY, serve
-from tradeflow.settings import ExecutionSettings, Settings, load_settings
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from bytewax.dataflow import Dataflow
 from typing_extensions import override
 
 from connectors.base import SourceMessage
+from connectors.metrics import serve
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from flows.common import Decoded, dead_letter, decode_messages, output
 from operators.indicators import IndicatorConfig, Late, Row, SymbolIndicators, Tick
 from schemas import DeadLetter, MarketData, SmaWide, encode
-from tradeflow.metrics import serve
-from tradeflow.settings import Settings, load_settings
 
 JOB = "indicators"
 

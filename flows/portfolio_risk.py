@@ -35,8 +35,11 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
+from connectors.metrics import RISK_CHECKS, serve
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
+from operators.limits import load_limits
 from operators.portfolio import AccountBook, InputPos, Outcome
 from operators.replay import LimitOverrides
 from schemas import (
@@ -48,9 +51,6 @@ from schemas import (
     TradeSignal,
     VenueFill,
 )
-from tradeflow.metrics import RISK_CHECKS, serve
-from tradeflow.risk_tools import load_limits
-from tradeflow.settings import Settings, load_settings
 
 JOB = "portfolio_risk"
 MAX_HELD = 1000

@@ -48,6 +48,7 @@ from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartiti
 
 from connectors.base import SourceMessage, partition_number
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from flows.common import Decoded, dead_letter, decode_messages
 from operators.indicators import IndicatorConfig
 from operators.strategies import ActiveConfig, StrategyError, StrategyShard, activate
@@ -62,7 +63,6 @@ from schemas import (
     decode,
     encode,
 )
-from tradeflow.settings import Settings, load_settings
 
 SHARDS = 64
 """Default number of shard keys. Changing it changes the keys of the recovery state:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from connectors.base import Backend
+from connectors.fluss.settings import FlussSettings
 from connectors.fluss.sink import FlussSink
 from connectors.fluss.source import FlussSource
 from connectors.fluss.streams import FlussReader, FlussWriter
 from connectors.fluss.tables import TableLayout
 from schemas import StreamSpec
-from tradeflow.settings import FlussSettings, Settings
+
+if TYPE_CHECKING:  # connectors.settings imports this package's settings, so only for annotations
+    from connectors.settings import Settings
 
 
 class FlussBackend(Backend):

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 import fluss
 
@@ -43,8 +44,11 @@ from connectors.base import ConnectorError, StreamReader
 from connectors.fluss.client import FlussClient, FlussTimeout, is_table_missing, is_transient, log
 from connectors.fluss.streams import LOOKUP_DEADLINE_S, LOOKUP_TIMEOUT_S
 from connectors.fluss.tables import PAYLOAD, TableLayout, ensure_table
+from connectors.profile import Profile
 from schemas import Kind, Record, decode, spec
-from tradeflow.settings import Profile, Settings
+
+if TYPE_CHECKING:  # connectors.settings imports this package's settings, so only for annotations
+    from connectors.settings import Settings
 
 MAX_CONCURRENT = 128
 """Keys looked up at once by ``get_many`` (pyfluss's lookup batch size)."""
