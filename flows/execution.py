@@ -1,6 +1,6 @@
 """Job D: validated_orders -> a venue -> venue_fills and execution_metrics.
 
-Run it: ``python -m bytewax.run flows.execution:flow`` (``TRADEFLOW_EXECUTION__VENUE``
+Run it: ``python -m bytewax.run "flows.execution:build_flow()"`` (``TRADEFLOW_EXECUTION__VENUE``
 picks ``paper``, the default, or ``fix``; one flow per venue).
 
 Everything for one venue goes through one key, so one ``ExecutionLogic`` owns the
@@ -436,6 +436,3 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     output("execution_metrics", routed["execution_metrics"], conn, "execution_metrics", job=JOB)
     output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)
     return flow
-
-
-flow = build_flow()

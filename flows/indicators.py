@@ -1,6 +1,6 @@
 """Job A: market_data -> per-symbol SMA/EMA/RSI/VWAP -> sma_wide (one wide row per tick).
 
-Run it: ``python -m bytewax.run flows.indicators:flow`` (settings from ``TRADEFLOW_*``).
+Run it: ``python -m bytewax.run "flows.indicators:build_flow()"`` (settings from ``TRADEFLOW_*``).
 """
 
 from __future__ import annotations
@@ -106,6 +106,3 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     letters = op.merge("all_letters", decoded.errs, split.falses)
     output("dead_letters", letters, conn, "dead_letters", job=JOB)
     return flow
-
-
-flow = build_flow()

@@ -4,7 +4,7 @@ Inputs: trade_signals, venue_fills, accounts, symbol_limits, control, market_dat
 Outputs: validated_orders, risk_events, risk_decisions, orders, positions_state,
 portfolio_state (and dead_letters).
 
-Run it: ``python -m bytewax.run flows.portfolio_risk:flow``.
+Run it: ``python -m bytewax.run "flows.portfolio_risk:build_flow()"``.
 
 Wiring (all domain logic is in ``operators.portfolio.AccountBook``):
 
@@ -396,6 +396,3 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
         output(name, outputs[name], conn, name, job=JOB)
     output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)
     return flow
-
-
-flow = build_flow()

@@ -4,7 +4,7 @@ One flow per strategy id, each its own process, all reading the same sma_wide::
 
     python -m bytewax.run "flows.strategy:build_flow('sma_cross')" -r DIR -s 1 -b 0
 
-(``flows.strategy:flow`` is the ``sma_cross`` default; each strategy id needs its own
+(``flows.strategy:build_flow()`` is the ``sma_cross`` default; each strategy id needs its own
 recovery directory.)
 
 Join design. Bytewax routes a keyed item to the worker that owns its key, and a key's
@@ -336,6 +336,3 @@ def build_flow(
     letters = op.merge("all_letters", rows.errs, bad_rows, *config_letters, control_letters)
     op.output("dead_letters", letters, conn.sink("dead_letters"))
     return flow
-
-
-flow = build_flow()
