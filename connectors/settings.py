@@ -13,6 +13,7 @@ nothing deep in the code reads the environment.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,7 +22,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.fix.settings import FixSettings
 from connectors.fluss.settings import FlussSettings
 from connectors.kafka.settings import KafkaSettings
-from connectors.profile import Profile
+
+
+class Profile(StrEnum):
+    """Which data plane the streams live on."""
+
+    LOCAL = "local"
+    KAFKA = "kafka"
+    FLUSS = "fluss"
 
 
 class _Section(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from connectors.base import Backend
 from connectors.fluss.settings import FlussSettings
@@ -11,10 +10,8 @@ from connectors.fluss.sink import FlussSink
 from connectors.fluss.source import FlussSource
 from connectors.fluss.streams import FlussReader, FlussWriter
 from connectors.fluss.tables import TableLayout
+from connectors.settings import Settings
 from schemas import StreamSpec
-
-if TYPE_CHECKING:  # connectors.settings imports this package's settings, so only for annotations
-    from connectors.settings import Settings
 
 
 class FlussBackend(Backend):

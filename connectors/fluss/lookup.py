@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
 
 import fluss
 
@@ -44,11 +43,8 @@ from connectors.base import ConnectorError, StreamReader
 from connectors.fluss.client import FlussClient, FlussTimeout, is_table_missing, is_transient, log
 from connectors.fluss.streams import LOOKUP_DEADLINE_S, LOOKUP_TIMEOUT_S
 from connectors.fluss.tables import PAYLOAD, TableLayout, ensure_table
-from connectors.profile import Profile
+from connectors.settings import Profile, Settings
 from schemas import Kind, Record, decode, spec
-
-if TYPE_CHECKING:  # connectors.settings imports this package's settings, so only for annotations
-    from connectors.settings import Settings
 
 MAX_CONCURRENT = 128
 """Keys looked up at once by ``get_many`` (pyfluss's lookup batch size)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from connectors.base import Backend
 from connectors.kafka.config import topic_name
@@ -12,10 +11,8 @@ from connectors.kafka.sink import KafkaSink
 from connectors.kafka.source import KafkaSource
 from connectors.kafka.streams import KafkaReader, KafkaWriter
 from connectors.kafka.topics import TopicAdmin, TopicSpec
+from connectors.settings import Settings
 from schemas import Kind, StreamSpec
-
-if TYPE_CHECKING:  # connectors.settings imports this package's settings, so only for annotations
-    from connectors.settings import Settings
 
 
 class KafkaBackend(Backend):

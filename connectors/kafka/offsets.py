@@ -20,18 +20,14 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer
 
 from connectors.base import ConnectorError
 from connectors.kafka.config import consumer_config, topic_name
 from connectors.kafka.topics import TopicAdmin, last_is_marker, watermarks
-from connectors.profile import Profile
+from connectors.settings import Profile, Settings
 from schemas import STREAMS
-
-if TYPE_CHECKING:  # connectors.settings imports this package's settings, so only for annotations
-    from connectors.settings import Settings
 
 _SOURCE_KEY = re.compile(r"^(\d+)-(.+)$")
 

@@ -57,3 +57,17 @@ def test_importing_a_flow_module_does_no_work(module: str, tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen == {"threads": [], "sockets": []}
+
+
+def test_the_settings_load_no_backend_client(tmp_path: Path) -> None:
+    # the local profile never needs confluent-kafka or pyfluss; a bench script run as
+    # `python bench/X.py` has bench/ (with kafka.py and fluss.py) first on sys.path
+    code = (
+        "import sys, connectors.settings, connectors.registry, tradeflow.settings\n"
+        "print(sorted(m for m in ('confluent_kafka', 'fluss') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=20
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
