@@ -50,6 +50,7 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from connectors.feeds import SyntheticMarket, replay  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import Settings, load_settings  # noqa: E402
+from operators.stats import percentile  # noqa: E402
 from schemas import MarketData, SmaWide, decode  # noqa: E402
 from tradeflow.infra.common import free_port  # noqa: E402
 from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
@@ -219,11 +220,6 @@ def throughput(procs: Processes, setup: Setup, ticks: list[MarketData], processe
         "first_row_s": first[0] - started,
         "peak_rss_mb": rss,
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 class Arrivals(threading.Thread):

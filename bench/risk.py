@@ -67,6 +67,7 @@ from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
 from flows.portfolio_risk import records_of  # noqa: E402
 from operators.portfolio import AccountBook, InputPos, order_id_for  # noqa: E402
+from operators.stats import percentile  # noqa: E402
 from schemas import (  # noqa: E402
     Account,
     ExecStatus,
@@ -99,11 +100,6 @@ def vm_hwm_mb(pid: int | str = "self") -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc status")
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # --------------------------------------------------------------------- input
@@ -536,10 +532,10 @@ def main() -> None:
             "replay_decisions_per_s": round(replayed.decisions_per_s),
             "replay_reproduced": f"{replayed.reproduced}/{replayed.checked}",
             "ratio_replay_vs_flow_signals": round(replayed.decisions_per_s * signals_s / n_signals, 3),
-            "check_p50_us": round(pct(lat, 0.5), 1),
-            "check_p99_us": round(pct(lat, 0.99), 1),
-            "flow_decision_latency_p50_us": round(pct(flow_lat, 0.5), 1),
-            "flow_decision_latency_p99_us": round(pct(flow_lat, 0.99), 1),
+            "check_p50_us": round(percentile(lat, 50), 1),
+            "check_p99_us": round(percentile(lat, 99), 1),
+            "flow_decision_latency_p50_us": round(percentile(flow_lat, 50), 1),
+            "flow_decision_latency_p99_us": round(percentile(flow_lat, 99), 1),
             "decisions_differing_from_plain": mismatches,
             "flow_rss_mb": round(flow_rss, 1),
             "rss_mb_baseline": tenk["rss_mb_baseline"],
