@@ -15,7 +15,7 @@ COPY --from=build /install /usr/local
 COPY deploy/entrypoint.sh /usr/local/bin/tradeflow-entrypoint
 USER tradeflow
 WORKDIR /home/tradeflow
-ENV TRADEFLOW_FLOW=flows.indicators:flow \
+ENV TRADEFLOW_FLOW="flows.indicators:build_flow()" \
     TRADEFLOW_DATA_DIR=/home/tradeflow/data \
     PYTHONUNBUFFERED=1
 ENTRYPOINT ["tradeflow-entrypoint"]

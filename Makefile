@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11, Java 17, Maven):
 #   make demo   - create .venv, install, run the pipeline on the embedded store
 #   make test   - create .venv, install, run the whole test suite (starts real servers)
+#   make lint   - ruff, mypy and lint-imports (the layers contract in pyproject.toml)
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -22,6 +23,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/indicators.py
@@ -33,4 +35,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/execution.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from connectors.fix.settings import FixSettings  # noqa: E402
 from connectors.venues import VenueAdapter  # noqa: E402
 from connectors.venues.fix import FixVenue  # noqa: E402
 from connectors.venues.paper import PaperVenue  # noqa: E402
+from operators.stats import percentile  # noqa: E402
 from schemas import ExecStatus, MarketData, Side, ValidatedOrder  # noqa: E402
 from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue  # noqa: E402
 
@@ -102,11 +102,6 @@ def ack_latencies(adapter: VenueAdapter, batch: list[ValidatedOrder]) -> list[fl
             if not filled:
                 time.sleep(POLL_S)
     return out
-
-
-def pct(samples: list[float], p: int) -> float:
-    """Return the p-th percentile (inclusive method)."""
-    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
 
 
 def run_fix(store: Path, venue: QuickFixVenue, n: int, m: int, fsync: bool) -> dict[str, Any]:
@@ -172,11 +167,11 @@ def main() -> None:
         "latency_orders": args.latency_orders,
         "fsync": fsync,
         "fix_orders_per_s": round(fix["orders_per_s"], 1),
-        "fix_ack_p50_ms": round(pct(fix["acks"], 50), 3),
-        "fix_ack_p99_ms": round(pct(fix["acks"], 99), 3),
+        "fix_ack_p50_ms": round(percentile(fix["acks"], 50), 3),
+        "fix_ack_p99_ms": round(percentile(fix["acks"], 99), 3),
         "paper_orders_per_s": round(paper["orders_per_s"], 1),
-        "paper_ack_p50_ms": round(pct(paper["acks"], 50), 4),
-        "paper_ack_p99_ms": round(pct(paper["acks"], 99), 4),
+        "paper_ack_p50_ms": round(percentile(paper["acks"], 50), 4),
+        "paper_ack_p99_ms": round(percentile(paper["acks"], 99), 4),
         "ratio_fix_vs_paper": round(fix["orders_per_s"] / paper["orders_per_s"], 5),
         "fix_msgs_sent": health.get("msgs_sent"),
         "fix_msgs_received": health.get("msgs_received"),

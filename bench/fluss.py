@@ -2,7 +2,7 @@
 
 Measured in one run, so the ratios compare like with like on a shared machine:
 
-- throughput, bounded runs of ``python -m bytewax.run flows.indicators:flow`` (1 process)
+- throughput, bounded runs of ``python -m bytewax.run "flows.indicators:build_flow()"`` (1 process)
   over N ticks already in market_data, on the embedded store (baseline), on a Kafka
   broker and on a Fluss cluster (log tables with ``--buckets`` buckets, Kafka topics
   with as many partitions). The rate is taken from the first output row to the last
@@ -61,9 +61,10 @@ import fluss  # noqa: E402
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.fluss import CachedLookup, FlussClient  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import Settings, load_settings  # noqa: E402
+from operators.stats import percentile  # noqa: E402
 from schemas import MarketData, PositionState, SmaWide, decode  # noqa: E402
 from tradeflow.infra.fluss import FlussCluster  # noqa: E402
-from tradeflow.settings import Settings, load_settings  # noqa: E402
 
 
 def _kafka_bench() -> ModuleType:
@@ -189,9 +190,9 @@ def latency(procs: Any, setup: Any, ticks: list[MarketData], rate: float) -> dic
     if missing:
         raise SystemExit(f"{setup.name}: {missing} rows never arrived")
     return {
-        "p50_ms": kb.percentile(lat, 50),
-        "p90_ms": kb.percentile(lat, 90),
-        "p99_ms": kb.percentile(lat, 99),
+        "p50_ms": percentile(lat, 50),
+        "p90_ms": percentile(lat, 90),
+        "p99_ms": percentile(lat, 99),
         "max_ms": max(lat),
         "samples": len(lat),
     }
@@ -253,11 +254,11 @@ def lookups(settings: Settings, keys: list[str], n: int) -> dict[str, float]:
     finally:
         cached.close()
     return {
-        "p50_ms": kb.percentile(single, 50),
-        "p99_ms": kb.percentile(single, 99),
+        "p50_ms": percentile(single, 50),
+        "p99_ms": percentile(single, 99),
         "mean_ms": statistics.fmean(single),
         "samples": len(single),
-        "batch128_p50_ms": kb.percentile(many, 50),
+        "batch128_p50_ms": percentile(many, 50),
         "hit_us": hit_us,
     }
 

@@ -7,7 +7,7 @@ Measured in one run, on the same synthetic ticks:
 - ``plain_math``: only the indicator updates, on ticks already in memory.
 - ``flow_mem``: the Job A operators in a Bytewax flow, in memory (pre-encoded
   messages in, rows encoded and dropped out), one worker.
-- ``flow_1p`` / ``flow_2p``: ``python -m bytewax.run flows.indicators:flow`` on the
+- ``flow_1p`` / ``flow_2p``: ``python -m bytewax.run "flows.indicators:build_flow()"`` on the
   embedded store with 1 process, then 2 processes as one Bytewax cluster (``-i/-a``;
   the store has 2 partitions, so each process reads one and exchanges ticks by key).
 - ``flow_2p_sharded``: 2 independent processes, each reading one partition
@@ -43,11 +43,11 @@ from connectors.base import SourceMessage  # noqa: E402
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.feeds import SyntheticMarket, replay  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import load_settings  # noqa: E402
 from flows.common import decode_messages  # noqa: E402
 from flows.indicators import IndicatorLogic, indicator_config, locate, to_sma_wide  # noqa: E402
 from operators.indicators import IndicatorConfig, Row, SymbolIndicators, Tick  # noqa: E402
 from schemas import MarketData, SmaWide, decode, encode  # noqa: E402
-from tradeflow.settings import load_settings  # noqa: E402
 
 
 def free_port() -> int:
@@ -115,7 +115,7 @@ def run_flow(data_dir: Path, processes: int, *, sharded: bool = False) -> float:
     env = dict(
         os.environ, TRADEFLOW_DATA_DIR=str(data_dir), TRADEFLOW_PARTITIONS="2", TRADEFLOW_PROFILE="local"
     )
-    cmd = [sys.executable, "-m", "bytewax.run", "flows.indicators:flow"]
+    cmd = [sys.executable, "-m", "bytewax.run", "flows.indicators:build_flow()"]
     started = time.perf_counter()
     if sharded:  # independent processes, each reading its own partitions: no exchange
         procs = [

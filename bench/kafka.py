@@ -2,7 +2,7 @@
 
 Measured in one run, on the same synthetic ticks (``connectors.feeds.SyntheticMarket``):
 
-- throughput, bounded runs of ``python -m bytewax.run flows.indicators:flow`` over N
+- throughput, bounded runs of ``python -m bytewax.run "flows.indicators:build_flow()"`` over N
   ticks already in market_data: embedded store with 1 and 2 processes (the
   baseline), then Kafka with 1 and 2 processes (``-i 0/1 -a "P1;P2"``, topics with
   ``--partitions`` partitions). The rate is taken from the first output row to the
@@ -49,10 +49,11 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
 from connectors.feeds import SyntheticMarket, replay  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import Settings, load_settings  # noqa: E402
+from operators.stats import percentile  # noqa: E402
 from schemas import MarketData, SmaWide, decode  # noqa: E402
 from tradeflow.infra.common import free_port  # noqa: E402
 from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
-from tradeflow.settings import Settings, load_settings  # noqa: E402
 
 DEFAULT_POLL_MS = 50
 
@@ -115,7 +116,7 @@ class Processes:
         self.peak_kb: dict[int, int] = {}
 
     def start(self, setup: Setup, processes: int) -> list[subprocess.Popen[bytes]]:
-        cmd = [sys.executable, "-m", "bytewax.run", "flows.indicators:flow"]
+        cmd = [sys.executable, "-m", "bytewax.run", "flows.indicators:build_flow()"]
         if processes > 1:
             addrs = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
             cmds = [[*cmd, "-i", str(i), "-a", addrs] for i in range(processes)]
@@ -219,11 +220,6 @@ def throughput(procs: Processes, setup: Setup, ticks: list[MarketData], processe
         "first_row_s": first[0] - started,
         "peak_rss_mb": rss,
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 class Arrivals(threading.Thread):

@@ -27,9 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import Settings, load_settings  # noqa: E402
+from operators.stats import percentile  # noqa: E402
 from schemas import OrderAction, ValidatedOrder, decode  # noqa: E402
 from tradeflow.pipeline import run_pipeline  # noqa: E402
-from tradeflow.settings import Settings, load_settings  # noqa: E402
 
 
 def throughput(settings: Settings, ticks: int) -> float:
@@ -92,10 +93,9 @@ def latency(settings: Settings, ticks: int, speed: float) -> list[float]:
 
 
 def pct(xs: list[float], p: float) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))], 2)
+    """Return the p-th percentile of ``xs`` (``operators.stats``), rounded to 0.01; None if empty."""
+    value = percentile(xs, p)
+    return None if value is None else round(value, 2)
 
 
 def main() -> None:

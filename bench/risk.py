@@ -2,7 +2,7 @@
 
 Measured in one run:
 
-- ``flow``: ``python -m bytewax.run flows.portfolio_risk:flow -r DIR -s S -b 0`` on the
+- ``flow``: ``python -m bytewax.run "flows.portfolio_risk:build_flow()" -r DIR -s S -b 0`` on the
   embedded store, 1 process, 1 worker, bounded input fed in phases (Job C needs an
   order to exist before its fills arrive, and its inputs are separate streams):
   setup (accounts, symbol limits, ticks), then the signals, then fills for a share
@@ -64,8 +64,10 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import load_settings  # noqa: E402
 from flows.portfolio_risk import records_of  # noqa: E402
 from operators.portfolio import AccountBook, InputPos, order_id_for  # noqa: E402
+from operators.stats import percentile  # noqa: E402
 from schemas import (  # noqa: E402
     Account,
     ExecStatus,
@@ -83,7 +85,6 @@ from schemas import (  # noqa: E402
     decode,
     spec,
 )
-from tradeflow.settings import load_settings  # noqa: E402
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
@@ -99,11 +100,6 @@ def vm_hwm_mb(pid: int | str = "self") -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc status")
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # --------------------------------------------------------------------- input
@@ -231,7 +227,7 @@ class FlowStore:
                 writer.write(records[i : i + 5000])
             writer.close_stream()
             writer.close()
-        wall = self._run(["-m", "bytewax.run", "flows.portfolio_risk:flow", "-r", str(self.recovery),
+        wall = self._run(["-m", "bytewax.run", "flows.portfolio_risk:build_flow()", "-r", str(self.recovery),
                           "-s", str(self.snapshot_s), "-b", "0"])
         for name in INPUTS:
             f = open_stream(self.data, name, partitions=2, table=spec(name).kind is Kind.TABLE)
@@ -536,10 +532,10 @@ def main() -> None:
             "replay_decisions_per_s": round(replayed.decisions_per_s),
             "replay_reproduced": f"{replayed.reproduced}/{replayed.checked}",
             "ratio_replay_vs_flow_signals": round(replayed.decisions_per_s * signals_s / n_signals, 3),
-            "check_p50_us": round(pct(lat, 0.5), 1),
-            "check_p99_us": round(pct(lat, 0.99), 1),
-            "flow_decision_latency_p50_us": round(pct(flow_lat, 0.5), 1),
-            "flow_decision_latency_p99_us": round(pct(flow_lat, 0.99), 1),
+            "check_p50_us": round(percentile(lat, 50), 1),
+            "check_p99_us": round(percentile(lat, 99), 1),
+            "flow_decision_latency_p50_us": round(percentile(flow_lat, 50), 1),
+            "flow_decision_latency_p99_us": round(percentile(flow_lat, 99), 1),
             "decisions_differing_from_plain": mismatches,
             "flow_rss_mb": round(flow_rss, 1),
             "rss_mb_baseline": tenk["rss_mb_baseline"],

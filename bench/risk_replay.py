@@ -40,6 +40,7 @@ from bytewax.testing import run_main  # noqa: E402
 
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import Settings, load_settings  # noqa: E402
 from flows.portfolio_risk import build_flow  # noqa: E402
 from operators.portfolio import order_id_for  # noqa: E402
 from schemas import (  # noqa: E402
@@ -54,7 +55,6 @@ from schemas import (  # noqa: E402
 )
 from tests.helpers import read_all  # noqa: E402
 from tradeflow.risk_tools import load_log, replay  # noqa: E402
-from tradeflow.settings import Settings, load_settings  # noqa: E402
 
 INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
 

@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import load_settings  # noqa: E402
 from flows.strategy import sma_wide_columns  # noqa: E402
 from operators.indicators import IndicatorConfig, IndicatorSet  # noqa: E402
 from operators.strategies import StrategyShard, activate  # noqa: E402
 from schemas import SmaWide, StrategyConfig, decode, encode  # noqa: E402
-from tradeflow.settings import load_settings  # noqa: E402
 
 SID = "bench"
 PARAMS: dict[str, dict[str, Any]] = {

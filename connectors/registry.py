@@ -24,8 +24,8 @@ from connectors.base import (
     StreamWriter,
     partition_number,
 )
+from connectors.settings import Profile, Settings
 from schemas import Kind, Record, StreamSpec, spec
-from tradeflow.settings import Profile, Settings
 
 BackendFactory = Callable[[Settings], Backend]
 
@@ -57,8 +57,8 @@ def _lazy(module: str, factory: str) -> BackendFactory:
 
 BACKENDS: dict[Profile, BackendFactory] = {
     Profile.LOCAL: _local,
-    Profile.KAFKA: _lazy("connectors.kafka", "backend_from_settings"),
-    Profile.FLUSS: _lazy("connectors.fluss", "backend_from_settings"),
+    Profile.KAFKA: _lazy("connectors.kafka.backend", "backend_from_settings"),
+    Profile.FLUSS: _lazy("connectors.fluss.backend", "backend_from_settings"),
 }
 """Factories per profile; tests may register their own."""
 

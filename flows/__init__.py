@@ -1,1 +1,1 @@
-"""One module per job; each exposes build_flow(settings) and a module-level flow."""
+"""One module per job, wiring only: each exposes ``build_flow(settings=None)``; importing one does no work."""

@@ -13,10 +13,10 @@ from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from prometheus_client import Counter
 
 from connectors.base import SourceMessage
+from connectors.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
 from connectors.registry import Connectors
 from operators.sequencing import TableGate as TableGate  # re-exported: flows import it from here
 from schemas import DeadLetter, DecodeError, Record, decode
-from tradeflow.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
 
 R = TypeVar("R", bound=Record)
 

@@ -1,6 +1,6 @@
 """Job D: validated_orders -> a venue -> venue_fills and execution_metrics.
 
-Run it: ``python -m bytewax.run flows.execution:flow`` (``TRADEFLOW_EXECUTION__VENUE``
+Run it: ``python -m bytewax.run "flows.execution:build_flow()"`` (``TRADEFLOW_EXECUTION__VENUE``
 picks ``paper``, the default, or ``fix``; one flow per venue).
 
 Everything for one venue goes through one key, so one ``ExecutionLogic`` owns the
@@ -39,9 +39,12 @@ from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.fix.application import SYNTHETIC_TAG
+from connectors.metrics import ORDER_LATENCY, serve
 from connectors.registry import Connectors
+from connectors.settings import ExecutionSettings, Settings, load_settings
 from connectors.venues import VenueAdapter, make_venue
 from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
+from operators.stats import percentile
 from schemas import (
     Account,
     Control,
@@ -57,8 +60,6 @@ from schemas import (
     VenueFill,
     decode,
 )
-from tradeflow.metrics import ORDER_LATENCY, serve
-from tradeflow.settings import ExecutionSettings, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,6 @@ def build_adapter(settings: Settings) -> VenueAdapter:
     if fix.store_dir == Path("data/fix"):  # the default: keep the FIX store with the data
         fix = fix.model_copy(update={"store_dir": settings.data_dir / "fix"})
     return make_venue(ex.venue, settings=fix)
-
-
-def _percentile(samples: list[float], pct: float) -> float | None:
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
 class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]):
@@ -290,10 +284,10 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
             fills=w["fills"],
             rejects=w["rejects"],
             reject_rate=w["rejects"] / decided if decided else 0.0,
-            ack_p50_ms=_percentile(ack, 50),
-            ack_p99_ms=_percentile(ack, 99),
-            fill_p50_ms=_percentile(fill, 50),
-            fill_p99_ms=_percentile(fill, 99),
+            ack_p50_ms=percentile(ack, 50),
+            ack_p99_ms=percentile(ack, 99),
+            fill_p50_ms=percentile(fill, 50),
+            fill_p99_ms=percentile(fill, 99),
             msgs_sent=int(health.get("msgs_sent", 0) or 0),
             msgs_received=int(health.get("msgs_received", 0) or 0),
             session_state=str(health.get("session_state", "UNKNOWN")),
@@ -436,6 +430,3 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     output("execution_metrics", routed["execution_metrics"], conn, "execution_metrics", job=JOB)
     output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)
     return flow
-
-
-flow = build_flow()

@@ -1,6 +1,6 @@
 """Job A: market_data -> per-symbol SMA/EMA/RSI/VWAP -> sma_wide (one wide row per tick).
 
-Run it: ``python -m bytewax.run flows.indicators:flow`` (settings from ``TRADEFLOW_*``).
+Run it: ``python -m bytewax.run "flows.indicators:build_flow()"`` (settings from ``TRADEFLOW_*``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from bytewax.dataflow import Dataflow
 from typing_extensions import override
 
 from connectors.base import SourceMessage
+from connectors.metrics import serve
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from flows.common import Decoded, dead_letter, decode_messages, output
 from operators.indicators import IndicatorConfig, Late, Row, SymbolIndicators, Tick
 from schemas import DeadLetter, MarketData, SmaWide, encode
-from tradeflow.metrics import serve
-from tradeflow.settings import Settings, load_settings
 
 JOB = "indicators"
 
@@ -106,6 +106,3 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     letters = op.merge("all_letters", decoded.errs, split.falses)
     output("dead_letters", letters, conn, "dead_letters", job=JOB)
     return flow
-
-
-flow = build_flow()

@@ -35,8 +35,11 @@ from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.journal import InputJournal
+from connectors.metrics import RISK_CHECKS, serve
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from flows.common import Decoded, decode_messages, demux, output, startup_ends
+from operators.limits import load_limits
 from operators.portfolio import AccountBook, InputPos, Outcome, event_id_for
 from operators.replay import LimitOverrides
 from operators.sequencing import (
@@ -66,9 +69,6 @@ from schemas import (
     VenueFill,
     encode,
 )
-from tradeflow.metrics import RISK_CHECKS, serve
-from tradeflow.risk_tools import load_limits
-from tradeflow.settings import Settings, load_settings
 
 JOB = "portfolio_risk"
 OUTPUTS = [
@@ -358,6 +358,3 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
         output(name, outputs[name], conn, name, job=JOB)
     output("dead_letters", all_letters, conn, "dead_letters", job=JOB)
     return flow
-
-
-flow = build_flow()

@@ -4,7 +4,7 @@ One flow per strategy id, each its own process, all reading the same sma_wide::
 
     python -m bytewax.run "flows.strategy:build_flow('sma_cross')" -r DIR -s 1 -b 0
 
-(``flows.strategy:flow`` is the ``sma_cross`` default; each strategy id needs its own
+(``flows.strategy:build_flow()`` is the ``sma_cross`` default; each strategy id needs its own
 recovery directory.)
 
 Join design. Bytewax routes a keyed item to the worker that owns its key, and a key's
@@ -48,6 +48,7 @@ from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartiti
 
 from connectors.base import SourceMessage, partition_number
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from flows.common import Decoded, dead_letter, decode_messages
 from operators.indicators import IndicatorConfig
 from operators.strategies import ActiveConfig, StrategyError, StrategyShard, activate
@@ -62,7 +63,6 @@ from schemas import (
     decode,
     encode,
 )
-from tradeflow.settings import Settings, load_settings
 
 SHARDS = 64
 """Default number of shard keys. Changing it changes the keys of the recovery state:
@@ -336,6 +336,3 @@ def build_flow(
     letters = op.merge("all_letters", rows.errs, bad_rows, *config_letters, control_letters)
     op.output("dead_letters", letters, conn.sink("dead_letters"))
     return flow
-
-
-flow = build_flow()

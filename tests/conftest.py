@@ -9,7 +9,7 @@ import _pytest.assertion.util as _assertion_util
 import pytest
 
 from connectors.registry import Connectors
-from tradeflow.settings import Settings, load_settings
+from connectors.settings import Settings, load_settings
 
 
 @pytest.fixture

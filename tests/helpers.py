@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from connectors.registry import Connectors
+from connectors.settings import load_settings
 from flows.indicators import indicator_config, to_sma_wide
 from operators.indicators import Row, SymbolIndicators, Tick
 from schemas import MarketData, Record, decode, spec
-from tradeflow.settings import load_settings
 
 
 def read_all(conn: Connectors, stream: str) -> list[Record]:

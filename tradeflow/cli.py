@@ -205,9 +205,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 JOBS = {
-    "indicators": "flows.indicators:flow",
-    "portfolio_risk": "flows.portfolio_risk:flow",
-    "execution": "flows.execution:flow",
+    "indicators": "flows.indicators:build_flow()",
+    "portfolio_risk": "flows.portfolio_risk:build_flow()",
+    "execution": "flows.execution:build_flow()",
 }
 
 

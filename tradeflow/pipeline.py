@@ -108,12 +108,12 @@ def demo_symbol_limits(accounts: Iterable[str], symbols: Iterable[str]) -> list[
 
 def pipeline_jobs(configs: Iterable[StrategyConfig]) -> list[Job]:
     """Return the processes of the pipeline: A, one B per strategy, C and D."""
-    jobs = [Job("indicators", "flows.indicators:flow")]
+    jobs = [Job("indicators", "flows.indicators:build_flow()")]
     jobs += [
         Job(f"strategy_{c.strategy_id}", f"flows.strategy:build_flow({c.strategy_id!r})") for c in configs
     ]
-    jobs.append(Job("portfolio_risk", "flows.portfolio_risk:flow"))
-    return [*jobs, Job("execution", "flows.execution:flow")]
+    jobs.append(Job("portfolio_risk", "flows.portfolio_risk:build_flow()"))
+    return [*jobs, Job("execution", "flows.execution:build_flow()")]
 
 
 @dataclass

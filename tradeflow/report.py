@@ -45,6 +45,7 @@ from matplotlib.ticker import FuncFormatter
 
 from connectors.base import ConnectorError, StoredRecord, StreamReader
 from connectors.registry import Connectors
+from operators.stats import percentile
 from schemas import (
     DeadLetter,
     ExecStatus,
@@ -551,7 +552,7 @@ def order_to_fill_seconds(data: RunData) -> dict[str, list[float]]:
 
 def _pct_text(values: Sequence[float] | np.ndarray, unit: str) -> str:
     arr = np.asarray(values, dtype=float)
-    p50, p99 = np.percentile(arr, [50, 99])
+    p50, p99 = percentile(arr.tolist(), 50), percentile(arr.tolist(), 99)
     return f"n={arr.size:,}  p50={p50:,.3g} {unit}  p99={p99:,.3g} {unit}  max={arr.max():,.3g} {unit}"
 
 

@@ -32,10 +32,11 @@ from typing import TypeVar
 
 from connectors.base import StoredRecord
 from connectors.registry import Connectors
+from connectors.settings import Settings
+from operators.limits import RiskToolError, load_limits
 from operators.replay import (
     Difference,
     LimitOverrides,
-    LimitsError,
     Logged,
     RecordedLog,
     Replayed,
@@ -59,7 +60,6 @@ from schemas import (
     decode,
     spec,
 )
-from tradeflow.settings import Settings
 
 R = TypeVar("R", bound=Record)
 
@@ -72,10 +72,6 @@ LOG_STREAMS: dict[str, str] = {
 """Stream -> ``RecordedLog`` field: Job C's journal, the signals and its decisions."""
 INPUT_STREAMS = ("trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data")
 """Job C's input streams, as named in ``RiskDecision.input_offsets``."""
-
-
-class RiskToolError(Exception):
-    """A request the tools cannot answer (unknown id, bad limits file): printed, exit 2."""
 
 
 # --------------------------------------------------------------------- reading the logs
@@ -579,33 +575,6 @@ class ShadowReport:
     def by_rule(self) -> Counter[str]:
         """Return, per rule, how many live orders it would have refused."""
         return Counter(rule for c in self.would_refuse for rule in c.rules)
-
-
-def load_limits(path: Path) -> LimitOverrides:
-    """Read a candidate limits set from a JSON or YAML file."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RiskToolError(f"cannot read the limits file: {exc}") from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ModuleNotFoundError:
-            raise RiskToolError("reading YAML needs PyYAML (pip install pyyaml); or write the limits "
-                                "as JSON") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RiskToolError(f"{path}: bad YAML: {exc}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RiskToolError(f"{path}: bad JSON: {exc}") from None
-    try:
-        return LimitOverrides.from_mapping(data)
-    except LimitsError as exc:
-        raise RiskToolError(f"{path}: {exc}") from None
 
 
 def shadow(

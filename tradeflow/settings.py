@@ -1,154 +1,32 @@
-"""Settings read once at the edge (environment, ``.env``), frozen afterwards.
+"""The settings, re-exported for the CLI layer and the docs (``tradeflow.settings``).
 
-Every field is read from ``TRADEFLOW_<FIELD>`` (nested: ``TRADEFLOW_KAFKA__BOOTSTRAP``).
-Flows take a ``Settings`` object, so tests build flows with their own settings and
-nothing deep in the code reads the environment.
+The composed model lives in ``connectors.settings`` (the lowest layer that every
+user of it can import; DESIGN §1 "layers point one way"); each backend owns its own
+model (``connectors.kafka.settings``, ``connectors.fluss.settings``,
+``connectors.fix.settings``). Code below the ``tradeflow`` layer imports
+``connectors.settings``, never this module.
 """
 
-from __future__ import annotations
+from connectors.settings import (
+    ExecutionSettings,
+    FixSettings,
+    FlussSettings,
+    IndicatorSettings,
+    KafkaSettings,
+    PortfolioSettings,
+    Profile,
+    Settings,
+    load_settings,
+)
 
-from enum import StrEnum
-from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from connectors.fix.settings import FixSettings
-
-
-class Profile(StrEnum):
-    """Which data plane the streams live on."""
-
-    LOCAL = "local"
-    KAFKA = "kafka"
-    FLUSS = "fluss"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KafkaSettings(_Section):
-    """Kafka profile (env ``TRADEFLOW_KAFKA__*``)."""
-
-    bootstrap: str = "127.0.0.1:9092"
-    topic_prefix: str = ""
-    partitions: int = 3
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-
-
-class FlussSettings(_Section):
-    """Fluss profile (env ``TRADEFLOW_FLUSS__*``)."""
-
-    bootstrap: str = "127.0.0.1:9123"
-    database: str = "tradeflow"
-    buckets: int = 3
-    lookup_cache_ttl_s: float = 1.0
-
-
-class IndicatorSettings(_Section):
-    """Job A periods (env ``TRADEFLOW_INDICATORS__SMA='[5,10]'`` etc.)."""
-
-    sma: tuple[int, ...] = (5, 10, 20, 50)
-    ema: tuple[int, ...] = (12, 26)
-    rsi: tuple[int, ...] = (14,)
-    vwap: bool = True
-
-    @field_validator("sma", "ema", "rsi")
-    @classmethod
-    def _periods_positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(p < 1 for p in v):
-            raise ValueError("periods must be >= 1")
-        return tuple(sorted(set(v)))
-
-
-class PortfolioSettings(_Section):
-    """Job C (env ``TRADEFLOW_PORTFOLIO__*``)."""
-
-    mark_throttle_ms: int = 1000
-    """Marks fanned out to the accounts holding a symbol at most this often (event time)."""
-    unknown_account_wait_s: float = 2.0
-    """A signal of an account with no accounts row waits this long (wall clock) for
-    the row, then is decided without it (FAIL, ACCOUNT_STATUS)."""
-    mark_wait_s: float = 1.0
-    """A signal waits for its symbol's market data to reach the signal's event time
-    (to be priced at the last tick at or before it) at most this long (wall clock)."""
-    journal: bool = True
-    """Write the input journal (risk_journal) and resume from it; off only for the
-    shadow instance and benchmarks of the bare book."""
-
-
-class ExecutionSettings(_Section):
-    """Job D (env ``TRADEFLOW_EXECUTION__*``)."""
-
-    venue: str = "paper"
-    """Which venue adapter: ``paper`` (in process) or ``fix`` (settings in ``fix``)."""
-    paper_latency_ms: int = 0
-    paper_fill_fraction: float | None = None
-    paper_fee_bps: float = 0.0
-    poll_ms: int = 20
-    """How often the adapter is polled for execution reports."""
-    metrics_interval_s: float = 5.0
-    """Window of each execution_metrics record."""
-    drain_timeout_s: float = 10.0
-    reconcile_s: float = 30.0
-    """How often Job D asks the venue about every order it believes open (0: never);
-    a venue fill we never saw then raises VENUE_RECONCILIATION."""
-    """At the end of a bounded run, how long to wait for the venue to answer."""
-
-
-class Settings(BaseSettings):
-    """All tradeflow settings. Unknown ``TRADEFLOW_*`` keys in a .env file are rejected."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="TRADEFLOW_",
-        env_nested_delimiter="__",
-        env_file=".env",
-        extra="forbid",
-        frozen=True,
-    )
-
-    profile: Profile = Profile.LOCAL
-    """Data plane for every stream (``TRADEFLOW_PROFILE``): local, kafka or fluss."""
-    stream_profiles: dict[str, Profile] = Field(default_factory=dict)
-    """Per-stream override of the profile (``TRADEFLOW_STREAM_PROFILES='{"market_data":"kafka"}'``)."""
-    stream_names: dict[str, str] = Field(default_factory=dict)
-    """Physical name per logical stream, where it differs (topic or table name)."""
-    data_dir: Path = Path("data")
-    """Embedded store directory for the local profile (``TRADEFLOW_DATA_DIR``)."""
-    partitions: int = 2
-    """Partitions of each log stream in the embedded store."""
-    follow: bool = False
-    """Sources keep waiting for new records at the end of a stream (a live job), instead
-    of stopping there once the stream is closed by its writer."""
-    source_partitions: tuple[int, ...] | None = None
-    """Read only these partitions of every log stream (``TRADEFLOW_SOURCE_PARTITIONS='[0]'``):
-    run one independent process per subset to scale a job keyed like its input (Job A by
-    symbol) without a Bytewax cluster. Tables are always read whole. None: all."""
-    batch_size: int = 500
-    """Records a source partition hands to Bytewax at most per poll."""
-    poll_interval_ms: int = 50
-    """How long a source at the end of its stream waits before polling again."""
-    kafka: KafkaSettings = KafkaSettings()
-    fluss: FlussSettings = FlussSettings()
-    indicators: IndicatorSettings = IndicatorSettings()
-    portfolio: PortfolioSettings = PortfolioSettings()
-    metrics_port: int | None = None
-    """Serve Prometheus metrics on 127.0.0.1:<port> (``TRADEFLOW_METRICS_PORT``); off if unset."""
-    execution: ExecutionSettings = ExecutionSettings()
-    fix: FixSettings = FixSettings()
-    """FIX session of Job D's ``fix`` venue (``TRADEFLOW_FIX__HOST``, ``__PORT``...)."""
-
-    def profile_for(self, stream: str) -> Profile:
-        """Return the profile a stream lives on (its override, else the global one)."""
-        return self.stream_profiles.get(stream, self.profile)
-
-    def physical_name(self, stream: str) -> str:
-        """Return the topic/table name of a logical stream."""
-        return self.stream_names.get(stream, stream)
-
-
-def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment (and .env), with explicit overrides on top."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+__all__ = [
+    "ExecutionSettings",
+    "FixSettings",
+    "FlussSettings",
+    "IndicatorSettings",
+    "KafkaSettings",
+    "PortfolioSettings",
+    "Profile",
+    "Settings",
+    "load_settings",
+]

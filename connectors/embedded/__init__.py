@@ -12,8 +12,8 @@ from typing_extensions import override
 
 from connectors.base import Backend, SourceMessage, StoredRecord, StreamReader, StreamWriter
 from connectors.embedded.store import StoreFile, open_stream
+from connectors.metrics import SOURCE_LAG
 from schemas import Kind, Record, StreamSpec, encode
-from tradeflow.metrics import SOURCE_LAG
 
 
 class _StorePartition(StatefulSourcePartition[SourceMessage, int]):

@@ -9,14 +9,57 @@ record holding each bucket's end offset. ``CachedLookup`` (``connectors.fluss.lo
 looks dimension rows up by key with a TTL cache, for delta joins.
 """
 
-from connectors.fluss.backend import FlussBackend, backend_from_settings
-from connectors.fluss.client import FlussClient, FlussTimeout
-from connectors.fluss.lookup import CachedLookup
-from connectors.fluss.markers import CLOSED_TABLE, Closed, CloseRecords
-from connectors.fluss.sink import FlussSink, TableOutput
-from connectors.fluss.source import FlussSource
-from connectors.fluss.streams import FlussReader, FlussWriter
-from connectors.fluss.tables import TableLayout, ensure_table
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The names below load on first use (PEP 562), so that importing the package for its
+# settings model alone (``connectors.fluss.settings``, composed by ``connectors.settings``)
+# does not import the pyfluss client: the other profiles never load it.
+_EXPORTS: dict[str, str] = {
+    "FlussBackend": "connectors.fluss.backend",
+    "backend_from_settings": "connectors.fluss.backend",
+    "FlussClient": "connectors.fluss.client",
+    "FlussTimeout": "connectors.fluss.client",
+    "CachedLookup": "connectors.fluss.lookup",
+    "CLOSED_TABLE": "connectors.fluss.markers",
+    "Closed": "connectors.fluss.markers",
+    "CloseRecords": "connectors.fluss.markers",
+    "FlussSink": "connectors.fluss.sink",
+    "TableOutput": "connectors.fluss.sink",
+    "FlussSource": "connectors.fluss.source",
+    "FlussReader": "connectors.fluss.streams",
+    "FlussWriter": "connectors.fluss.streams",
+    "TableLayout": "connectors.fluss.tables",
+    "ensure_table": "connectors.fluss.tables",
+}
+
+if TYPE_CHECKING:
+    from connectors.fluss.backend import FlussBackend, backend_from_settings
+    from connectors.fluss.client import FlussClient, FlussTimeout
+    from connectors.fluss.lookup import CachedLookup
+    from connectors.fluss.markers import CLOSED_TABLE, Closed, CloseRecords
+    from connectors.fluss.sink import FlussSink, TableOutput
+    from connectors.fluss.source import FlussSource
+    from connectors.fluss.streams import FlussReader, FlussWriter
+    from connectors.fluss.tables import TableLayout, ensure_table
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its module on first use."""
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "CLOSED_TABLE",

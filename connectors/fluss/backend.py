@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from connectors.base import Backend
+from connectors.fluss.settings import FlussSettings
 from connectors.fluss.sink import FlussSink
 from connectors.fluss.source import FlussSource
 from connectors.fluss.streams import FlussReader, FlussWriter
 from connectors.fluss.tables import TableLayout
+from connectors.settings import Settings
 from schemas import StreamSpec
-from tradeflow.settings import FlussSettings, Settings
 
 
 class FlussBackend(Backend):

@@ -24,7 +24,7 @@ from typing import TypeVar
 import fluss
 
 from connectors.base import ConnectorError
-from tradeflow.settings import FlussSettings
+from connectors.fluss.settings import FlussSettings
 
 log = logging.getLogger("connectors.fluss")
 

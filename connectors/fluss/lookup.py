@@ -43,8 +43,8 @@ from connectors.base import ConnectorError, StreamReader
 from connectors.fluss.client import FlussClient, FlussTimeout, is_table_missing, is_transient, log
 from connectors.fluss.streams import LOOKUP_DEADLINE_S, LOOKUP_TIMEOUT_S
 from connectors.fluss.tables import PAYLOAD, TableLayout, ensure_table
+from connectors.settings import Profile, Settings
 from schemas import Kind, Record, decode, spec
-from tradeflow.settings import Profile, Settings
 
 MAX_CONCURRENT = 128
 """Keys looked up at once by ``get_many`` (pyfluss's lookup batch size)."""

@@ -40,9 +40,9 @@ from connectors.fluss.client import (
     is_transient,
     log,
 )
+from connectors.fluss.settings import FlussSettings
 from connectors.fluss.tables import TableLayout, ensure_table
 from schemas import Record
-from tradeflow.settings import FlussSettings
 
 Write = Callable[[], fluss.WriteResultHandle]
 """Queue one row or batch in a writer; called again when it has to be sent again."""

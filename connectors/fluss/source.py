@@ -33,8 +33,8 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from connectors.base import ConnectorError, SourceMessage
 from connectors.fluss.client import FlussClient, FlussTimeout, is_out_of_range, is_transient, log
 from connectors.fluss.markers import CloseRecords
+from connectors.fluss.settings import FlussSettings
 from connectors.fluss.tables import PAYLOAD, Row, TableLayout, batch_rows, changelog_rows, ensure_table
-from tradeflow.settings import FlussSettings
 
 Pending = deque[tuple[int, SourceMessage | None]]
 """Fetched rows not handed to Bytewax yet: (offset, message, or None for a skipped row)."""

@@ -21,6 +21,7 @@ from connectors.fluss.client import (
     is_transient,
 )
 from connectors.fluss.markers import CloseRecords
+from connectors.fluss.settings import FlussSettings
 from connectors.fluss.sink import TableOutput
 from connectors.fluss.tables import (
     PAYLOAD,
@@ -31,7 +32,6 @@ from connectors.fluss.tables import (
     ensure_table,
 )
 from schemas import Record
-from tradeflow.settings import FlussSettings
 
 LOOKUP_TIMEOUT_S = 5.0
 """A point lookup not answered within this long reloads the table and is tried again

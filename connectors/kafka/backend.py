@@ -6,12 +6,13 @@ from datetime import timedelta
 
 from connectors.base import Backend
 from connectors.kafka.config import topic_name
+from connectors.kafka.settings import KafkaSettings
 from connectors.kafka.sink import KafkaSink
 from connectors.kafka.source import KafkaSource
 from connectors.kafka.streams import KafkaReader, KafkaWriter
 from connectors.kafka.topics import TopicAdmin, TopicSpec
+from connectors.settings import Settings
 from schemas import Kind, StreamSpec
-from tradeflow.settings import KafkaSettings, Settings
 
 
 class KafkaBackend(Backend):

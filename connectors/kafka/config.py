@@ -12,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from tradeflow.settings import KafkaSettings
+from connectors.kafka.settings import KafkaSettings
 
 log = logging.getLogger("connectors.kafka")
 CLIENT_LOG = logging.getLogger("connectors.kafka.librdkafka")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from connectors.base import ConnectorError
 from connectors.kafka.offsets import lag_report
-from tradeflow.settings import load_settings
+from connectors.settings import load_settings
 
 _COLUMNS = (
     "topic",

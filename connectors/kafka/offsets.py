@@ -26,8 +26,8 @@ from confluent_kafka import Consumer
 from connectors.base import ConnectorError
 from connectors.kafka.config import consumer_config, topic_name
 from connectors.kafka.topics import TopicAdmin, last_is_marker, watermarks
+from connectors.settings import Profile, Settings
 from schemas import STREAMS
-from tradeflow.settings import Profile, Settings
 
 _SOURCE_KEY = re.compile(r"^(\d+)-(.+)$")
 

@@ -36,9 +36,9 @@ from connectors.kafka.config import (
     producer_config,
     topic_name,
 )
+from connectors.kafka.settings import KafkaSettings
 from connectors.kafka.topics import TopicAdmin, TopicSpec
 from schemas import SCHEMA_VERSION, DeadLetter, Record, encode
-from tradeflow.settings import KafkaSettings
 
 HeaderList = list[tuple[str, str | bytes | None]]
 

@@ -24,8 +24,8 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from connectors.base import ConnectorError, SourceMessage
 from connectors.kafka.config import consumer_config, is_eos, log
+from connectors.kafka.settings import KafkaSettings
 from connectors.kafka.topics import TopicAdmin, TopicSpec, raise_unless_transient, watermarks
-from tradeflow.settings import KafkaSettings
 
 
 class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):

@@ -15,10 +15,10 @@ from confluent_kafka import Consumer
 
 from connectors.base import StoredRecord, StreamReader, StreamWriter
 from connectors.kafka.config import EOS_HEADER, EOS_KEY, consumer_config, is_eos
+from connectors.kafka.settings import KafkaSettings
 from connectors.kafka.sink import DeliveringProducer, write_records
 from connectors.kafka.topics import last_is_marker, scan, watermarks
 from schemas import Record
-from tradeflow.settings import KafkaSettings
 
 
 class KafkaWriter(StreamWriter):

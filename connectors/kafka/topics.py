@@ -25,7 +25,7 @@ from connectors.kafka.config import (
     is_eos,
     log,
 )
-from tradeflow.settings import KafkaSettings
+from connectors.kafka.settings import KafkaSettings
 
 COMPACTED = {"cleanup.policy": "compact"}
 """Topic config of PK tables: Kafka keeps at least the latest record per key."""

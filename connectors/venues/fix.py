@@ -27,7 +27,6 @@ becomes a status request); a cancel may go out a second time and be refused.
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
 from collections import deque
@@ -47,6 +46,7 @@ from connectors.fix.session import (
 from connectors.fix.settings import FixSettings
 from connectors.fix.store import OrderJournal, OrderPhase, SessionStore, SyncGroup
 from connectors.venues.base import VenueAdapter, VenueError, VenueOrder
+from operators.stats import percentile
 from schemas import ExecStatus, OrderAction, ValidatedOrder, VenueFill
 
 log = logging.getLogger(__name__)
@@ -178,10 +178,10 @@ class FixVenue(VenueAdapter):
                 in_flight=len(app.in_flight()),
                 **app.counts,
                 **{f"events_{k.lower()}": v for k, v in self._events.items()},
-                ack_p50_ms=_pct(self._ack_ms, 50),
-                ack_p99_ms=_pct(self._ack_ms, 99),
-                fill_p50_ms=_pct(self._fill_ms, 50),
-                fill_p99_ms=_pct(self._fill_ms, 99),
+                ack_p50_ms=percentile(self._ack_ms, 50),
+                ack_p99_ms=percentile(self._ack_ms, 99),
+                fill_p50_ms=percentile(self._fill_ms, 50),
+                fill_p99_ms=percentile(self._fill_ms, 99),
             )
         return figures
 
@@ -387,9 +387,3 @@ class FixVenue(VenueAdapter):
         return self._initiator
 
 
-def _pct(samples: deque[float], pct: int) -> float | None:
-    if not samples:
-        return None
-    if len(samples) == 1:
-        return samples[0]
-    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]

@@ -11,9 +11,9 @@ import pytest
 
 from connectors.feeds import SyntheticMarket, replay
 from connectors.registry import Connectors
+from connectors.settings import load_settings
 from tests.helpers import read_all
 from tradeflow.cli import main
-from tradeflow.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ def test_entrypoint_runs_the_flow_named_by_env_outside_docker(tmp_path: Path) ->
     replay(SyntheticMarket(symbols=3, ticks=500), conn.writer("market_data"), progress=False)
     env = dict(
         os.environ,
-        TRADEFLOW_FLOW="flows.indicators:flow",
+        TRADEFLOW_FLOW="flows.indicators:build_flow()",
         TRADEFLOW_DATA_DIR=str(data),
         TRADEFLOW_PYTHON=sys.executable,
         BYTEWAX_RECOVERY_DIRECTORY=str(tmp_path / "recovery"),

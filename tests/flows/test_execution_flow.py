@@ -8,10 +8,10 @@ from decimal import Decimal
 from bytewax.testing import run_main
 
 from connectors.registry import Connectors
+from connectors.settings import Settings
 from flows.execution import build_flow
 from schemas import Control, ExecStatus, ExecutionMetrics, MarketData, ValidatedOrder, VenueFill
 from tests.helpers import read_all
-from tradeflow.settings import Settings
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 

@@ -9,11 +9,11 @@ from bytewax.testing import cluster_main, run_main
 
 from connectors.feeds import SyntheticMarket, replay
 from connectors.registry import Connectors
+from connectors.settings import Settings
 from flows.indicators import build_flow, indicator_config
 from operators.indicators import IndicatorSet
 from schemas import DeadLetter, MarketData, SmaWide, encode
 from tests.helpers import read_all
-from tradeflow.settings import Settings
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 

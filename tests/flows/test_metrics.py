@@ -8,10 +8,10 @@ from bytewax.testing import run_main
 
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
+from connectors.settings import load_settings
 from flows.indicators import build_flow
 from schemas import encode
 from tradeflow.infra.common import free_port
-from tradeflow.settings import load_settings
 
 
 def test_job_serves_items_and_dead_letters(tmp_path) -> None:  # type: ignore[no-untyped-def]

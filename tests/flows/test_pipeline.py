@@ -9,6 +9,7 @@ from pathlib import Path
 
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
+from connectors.settings import load_settings
 from schemas import (
     ExecStatus,
     OrderAction,
@@ -21,7 +22,6 @@ from schemas import (
 )
 from tests.helpers import read_all
 from tradeflow.pipeline import print_summary, run_pipeline
-from tradeflow.settings import load_settings
 
 
 def test_pipeline_runs_end_to_end_and_positions_reconcile_with_fills(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
 
 from connectors.registry import Connectors
+from connectors.settings import Settings
 from flows.portfolio_risk import build_flow
 from operators.portfolio import order_id_for
 from schemas import (
@@ -26,7 +27,6 @@ from schemas import (
     VenueFill,
 )
 from tests.helpers import read_all
-from tradeflow.settings import Settings
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]

@@ -20,10 +20,10 @@ from PIL import Image
 
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
+from connectors.settings import load_settings
 from schemas import PortfolioState
 from tradeflow.pipeline import T_SEED, demo_strategies, run_pipeline, seed, summarise
 from tradeflow.report import PLOTS, build_report, cmd_report, load_run
-from tradeflow.settings import load_settings
 
 BLUE, ORANGE = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)  # matplotlib's C0 and C1: first two accounts
 

@@ -15,6 +15,7 @@ import pytest
 
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from operators.portfolio import order_id_for
 from operators.replay import LimitOverrides, replay_log
 from schemas import (
@@ -32,7 +33,6 @@ from schemas import (
 from tests.flows.test_portfolio_risk_flow import T0, Phases, at
 from tradeflow.pipeline import run_pipeline
 from tradeflow.risk_tools import explain, load_log, replay, shadow
-from tradeflow.settings import Settings, load_settings
 
 D = Decimal
 

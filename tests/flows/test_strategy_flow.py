@@ -22,6 +22,7 @@ from bytewax.run import _locate_dataflow
 from bytewax.testing import cluster_main, run_main
 
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from flows.strategy import build_flow
 from schemas import (
     Control,
@@ -46,7 +47,6 @@ from tests.unit.test_strategies import (
     ref_sma_cross,
     ref_vwap,
 )
-from tradeflow.settings import Settings, load_settings
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 SID = "s1"

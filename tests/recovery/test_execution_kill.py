@@ -1,6 +1,6 @@
 """Job D over FIX when our own process dies: no order sent twice, no fill lost.
 
-The live test runs ``python -m bytewax.run flows.execution:flow`` in follow mode with
+The live test runs ``python -m bytewax.run "flows.execution:build_flow()"`` in follow mode with
 recovery (snapshots every second) against the real QuickFIX/J venue, writes orders
 while it runs, SIGKILLs the flow twice mid-stream and restarts it each time. The
 venue's audit log must show one accepted NewOrderSingle per ClOrdID (a PossDup

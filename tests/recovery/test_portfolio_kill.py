@@ -31,7 +31,7 @@ the next one is written:
    last row stamped with the same time whatever came before it.
 
 Each trial copies the store and recovery directory as they were after phase 1 and runs
-phases 2 and 3 under ``python -m bytewax.run flows.portfolio_risk:flow -r DIR -s 1 -b 0``.
+phases 2 and 3 under ``python -m bytewax.run "flows.portfolio_risk:build_flow()" -r DIR -s 1 -b 0``.
 The phase's input is fed while the flow runs, and its last tenth only after the kill, so
 the kill always lands mid-stream (also asserted from the output counts). The kill comes
 once a seeded random share of the phase's output was written; in one of the two phases
@@ -73,6 +73,7 @@ import pytest
 
 from connectors.embedded.store import open_stream, partition_for
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from operators.portfolio import order_id_for
 from schemas import (
     Account,
@@ -98,7 +99,6 @@ from schemas import (
 )
 from tests.helpers import read_all
 from tests.recovery.procs import env_for, init_recovery, kill_when, run, start
-from tradeflow.settings import Settings, load_settings
 
 pytestmark = pytest.mark.recovery
 
@@ -106,7 +106,7 @@ SEED = 20260105
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 CENT = Decimal("0.01")
 PARTITIONS = 2
-FLOW = ["-m", "bytewax.run", "flows.portfolio_risk:flow"]
+FLOW = ["-m", "bytewax.run", "flows.portfolio_risk:build_flow()"]
 INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
 
 SYMBOLS = [f"S{i:02d}" for i in range(8)]

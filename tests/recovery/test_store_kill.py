@@ -13,9 +13,9 @@ import pytest
 
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
+from connectors.settings import load_settings
 from tests.helpers import read_all
 from tests.recovery.procs import env_for, init_recovery, kill_when, run, start
-from tradeflow.settings import load_settings
 
 pytestmark = pytest.mark.recovery
 
@@ -53,7 +53,7 @@ def test_indicators_flow_killed_mid_stream_resumes_from_its_snapshot(tmp_path: P
     # Uninterrupted reference run.
     ref = tmp_path / "ref"
     run([*FEED], env_for(ref), tmp_path / "ref.log")
-    run(["-m", "bytewax.run", "flows.indicators:flow"], env_for(ref), tmp_path / "ref.log")
+    run(["-m", "bytewax.run", "flows.indicators:build_flow()"], env_for(ref), tmp_path / "ref.log")
     ref_rows = read_all(Connectors(load_settings(data_dir=ref)), "sma_wide")
     assert len(ref_rows) == TICKS
 
@@ -62,7 +62,7 @@ def test_indicators_flow_killed_mid_stream_resumes_from_its_snapshot(tmp_path: P
     run([*FEED], env, tmp_path / "feed.log")
     rec = tmp_path / "recovery"
     init_recovery(rec, env, tmp_path / "flow.log")
-    cmd = ["-m", "bytewax.run", "flows.indicators:flow", "-r", str(rec), "-s", "1", "-b", "0"]
+    cmd = ["-m", "bytewax.run", "flows.indicators:build_flow()", "-r", str(rec), "-s", "1", "-b", "0"]
     conn = Connectors(load_settings(data_dir=data))
     proc = start(cmd, env, tmp_path / "flow.log")
     # Kill after at least one snapshot (every second) has been taken.

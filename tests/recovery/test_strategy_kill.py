@@ -18,11 +18,11 @@ import pytest
 
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
+from connectors.settings import load_settings
 from operators.indicators import IndicatorConfig, IndicatorSet
 from schemas import Sizing, SmaWide, StrategyConfig, TradeSignal
 from tests.helpers import read_all
 from tests.recovery.procs import env_for, init_recovery, kill_when, run, start
-from tradeflow.settings import load_settings
 
 pytestmark = pytest.mark.recovery
 

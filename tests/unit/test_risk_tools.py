@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from connectors.settings import Settings
+from operators.limits import RiskToolError, load_limits
 from operators.portfolio import AccountBook, Outcome, order_id_for
 from operators.replay import (
     LimitOverrides,
@@ -44,8 +46,7 @@ from schemas import (
     TradeSignal,
     VenueFill,
 )
-from tradeflow.risk_tools import RiskToolError, load_limits, replay, shadow
-from tradeflow.settings import Settings
+from tradeflow.risk_tools import replay, shadow
 
 D = Decimal
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)

@@ -32,6 +32,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from flows.common import Decoded
 from flows.execution import ExecutionLogic, build_flow
 from schemas import (
@@ -46,14 +47,13 @@ from schemas import (
 from tests.helpers import read_all
 from tests.recovery.procs import env_for, init_recovery, start
 from tradeflow.infra.fix_venue import FixVenue
-from tradeflow.settings import Settings, load_settings
 
 from .conftest import DROP_ACK_SYMBOL, REJECT_SYMBOL, RESTING_SYMBOL, VenueFactory
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 60.0
-FLOW = ["-m", "bytewax.run", "flows.execution:flow"]
+FLOW = ["-m", "bytewax.run", "flows.execution:build_flow()"]
 
 
 # -- harness (also used by tests/recovery/test_execution_kill.py) ---------------------
@@ -184,7 +184,7 @@ class Feeder(threading.Thread):
 
 
 class LiveFlow:
-    """Job D as ``python -m bytewax.run flows.execution:flow`` in follow mode with recovery."""
+    """Job D as ``python -m bytewax.run "flows.execution:build_flow()"`` in follow mode with recovery."""
 
     def __init__(self, tmp_path: Path, venue: FixVenue) -> None:
         self.data = tmp_path / "data"

@@ -25,6 +25,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from schemas import Record, decode, spec
 from tests.integration.kafka.profiles import (
     FlowBuilder,
@@ -35,7 +36,6 @@ from tests.integration.kafka.profiles import (
     run_flow,
 )
 from tradeflow.infra.fluss import FlussCluster
-from tradeflow.settings import Settings, load_settings
 
 __all__ = [
     "ProfileRuns",

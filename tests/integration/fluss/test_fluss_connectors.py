@@ -19,11 +19,11 @@ from bytewax.inputs import StatefulSourcePartition
 from connectors.base import ConnectorError, SourceMessage
 from connectors.fluss import CLOSED_TABLE, CachedLookup, FlussSource
 from connectors.registry import Connectors
+from connectors.settings import Settings
 from flows.common import TableGate
 from schemas import Account, Control, MarketData, SymbolLimit, decode
 from tests.integration.fluss.profiles import fluss_settings, local_settings
 from tradeflow.infra.fluss import FlussCluster
-from tradeflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 

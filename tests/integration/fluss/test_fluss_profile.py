@@ -20,6 +20,7 @@ import pytest
 from connectors.feeds import SyntheticMarket
 from connectors.kafka import recovery_positions
 from connectors.registry import Connectors
+from connectors.settings import Settings
 from flows import portfolio_risk
 from flows.indicators import build_flow
 from operators.portfolio import order_id_for
@@ -51,7 +52,6 @@ from tests.integration.fluss.profiles import (
 )
 from tests.recovery.procs import init_recovery, kill_when, run, start
 from tradeflow.infra.fluss import FlussCluster
-from tradeflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -175,7 +175,7 @@ def test_job_a_killed_mid_stream_resumes_from_its_fluss_offsets(
     rec = tmp_path / "recovery"
     log = tmp_path / "flow.log"
     init_recovery(rec, env, log)
-    cmd = ["-m", "bytewax.run", "flows.indicators:flow", "-r", str(rec), "-s", "1", "-b", "0"]
+    cmd = ["-m", "bytewax.run", "flows.indicators:build_flow()", "-r", str(rec), "-s", "1", "-b", "0"]
     written = progress(settings, "sma_wide")
     # The input arrives while the flow runs (~4 s), so the flow cannot finish before the
     # kill, which comes once a snapshot (every second) has recorded progress.
@@ -219,7 +219,7 @@ def test_job_a_survives_a_tablet_server_restart_mid_stream(
 
     log = tmp_path / "flow.log"
     written = progress(settings, "sma_wide")
-    proc = start(["-m", "bytewax.run", "flows.indicators:flow"], fluss_env(settings), log)
+    proc = start(["-m", "bytewax.run", "flows.indicators:build_flow()"], fluss_env(settings), log)
     feed_error: list[BaseException] = []
     feeder: threading.Thread | None = None
     try:

@@ -25,9 +25,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import cluster_main, run_main
 
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from schemas import Record, decode, spec
 from tradeflow.infra.kafka import KafkaBroker
-from tradeflow.settings import Settings, load_settings
 
 FlowBuilder = Callable[[Settings], Dataflow]
 

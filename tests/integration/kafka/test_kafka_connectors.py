@@ -19,11 +19,11 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from connectors.base import ConnectorError, SourceMessage
 from connectors.kafka import KafkaBackend, KafkaSource, TopicAdmin, TopicSpec, backend_from_settings
 from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
 from schemas import Control, MarketData, TradingState, decode, encode, spec
 from tests.integration.kafka.profiles import kafka_env, kafka_settings, unique_prefix
 from tests.recovery.procs import ROOT
 from tradeflow.infra.kafka import KafkaBroker
-from tradeflow.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
 

@@ -32,6 +32,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 
 from connectors.registry import Connectors
+from connectors.settings import Settings
 from flows.portfolio_risk import build_flow
 from schemas import (
     Account,
@@ -67,7 +68,6 @@ from tests.integration.kafka.profiles import (
 )
 from tests.recovery.procs import env_for, start
 from tradeflow.infra.kafka import KafkaBroker
-from tradeflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -265,7 +265,7 @@ def test_live_job_c_decides_signals_as_they_arrive_after_a_closed_control_table(
     feed(settings, setup)  # every input closed, the control table included
     env = kafka_env(settings, TRADEFLOW_FOLLOW="true") if profile == "kafka" else env_for(
         tmp_path / "data", TRADEFLOW_FOLLOW="true")
-    proc = start(["-m", "bytewax.run", "flows.portfolio_risk:flow"], env, tmp_path / "flow.log")
+    proc = start(["-m", "bytewax.run", "flows.portfolio_risk:build_flow()"], env, tmp_path / "flow.log")
     try:
         sigs = [s for s in signals(20, last_marks(setup["market_data"])) if s.account in ACCOUNTS]
         feed(settings, {"trade_signals": sigs}, close=False)

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from connectors.feeds import SyntheticMarket
 from connectors.kafka import lag_report, recovery_positions
 from connectors.registry import Connectors
+from connectors.settings import Settings
 from flows.indicators import build_flow
 from schemas import DeadLetter, MarketData, Record, SmaWide, decode, encode
 from tests.flows.test_indicators_flow import BAD_PAYLOADS, T0
@@ -31,7 +32,6 @@ from tests.integration.kafka.profiles import (
 )
 from tests.recovery.procs import init_recovery, kill_when, run, start
 from tradeflow.infra.kafka import KafkaBroker
-from tradeflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_job_a_killed_mid_stream_resumes_from_its_kafka_offsets(
     rec = tmp_path / "recovery"
     log = tmp_path / "flow.log"
     init_recovery(rec, env, log)
-    cmd = ["-m", "bytewax.run", "flows.indicators:flow", "-r", str(rec), "-s", "1", "-b", "0"]
+    cmd = ["-m", "bytewax.run", "flows.indicators:build_flow()", "-r", str(rec), "-s", "1", "-b", "0"]
     written = progress(settings, "sma_wide")
     # The input arrives while the flow runs (~6 s), so the flow cannot finish before
     # the kill, which comes once a snapshot (every second) has recorded progress.
@@ -165,7 +165,7 @@ def test_job_a_survives_a_broker_restart_mid_stream(
 
     log = tmp_path / "flow.log"
     written = progress(settings, "sma_wide")
-    proc = start(["-m", "bytewax.run", "flows.indicators:flow"], kafka_env(settings), log)
+    proc = start(["-m", "bytewax.run", "flows.indicators:build_flow()"], kafka_env(settings), log)
     feed_error: list[BaseException] = []
     feeder: threading.Thread | None = None
     try:
