@@ -131,10 +131,12 @@ class ExecStatus(StrEnum):
 class VenueFill(Record):
     """One execution report from a venue, normalised; fills carry ``last_qty > 0``.
 
-    ``(venue, exec_id)`` is unique per report; consumers drop repeats by it.
+    ``(venue, exec_id)`` is unique per report; consumers drop repeats by it. Keyed by
+    account (Job C's key), so an account's reports sit in one partition in the order
+    the venue adapter wrote them, and Job C applies them in that order.
     """
 
-    key_fields: ClassVar[tuple[str, ...]] = ("order_id",)
+    key_fields: ClassVar[tuple[str, ...]] = ("account",)
 
     order_id: str
     venue: str
