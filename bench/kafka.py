@@ -308,6 +308,52 @@ def latency(
     }
 
 
+def job_c_run(setup: Setup, signals: int, *, journal: bool, logs: Path) -> float:
+    """Run Job C (bounded) over ``signals`` signals of 10 accounts; return signals/s.
+
+    The inputs are written and closed first; the time is the process's wall time
+    minus its time to the first decision (process start-up and the table gates).
+    """
+    from decimal import Decimal
+
+    from schemas import Account, TradeSignal
+
+    conn = Connectors(setup.settings)
+    t0 = SyntheticMarket(symbols=4, ticks=1, seed=3).start
+    accounts = [Account(account=f"A{i}", cash=Decimal(10**9), ts=t0) for i in range(10)]
+    ticks = list(SyntheticMarket(symbols=4, ticks=200, seed=3))
+    sigs = [
+        TradeSignal(signal_id=f"s{i}", strategy_id="st", symbol=ticks[i % 200].symbol, account=f"A{i % 10}",
+                    side="BUY" if i % 3 else "SELL", qty=Decimal(1), ts=ticks[-1].ts)
+        for i in range(signals)
+    ]
+    for stream, records in (("accounts", accounts), ("market_data", ticks), ("trade_signals", sigs),
+                            ("symbol_limits", []), ("control", []), ("venue_fills", [])):
+        w = conn.writer(stream)
+        w.write(records)
+        w.close_stream()
+        w.close()
+    env = dict(setup.env, TRADEFLOW_PORTFOLIO__JOURNAL="true" if journal else "false")
+    log = open(logs / f"{setup.name}-c.log", "ab")  # noqa: SIM115 - closed below
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.portfolio_risk:build_flow()"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    reader = conn.reader("risk_decisions")
+    first = None
+    try:
+        while proc.poll() is None:
+            if first is None and sum(reader.end_offsets().values()) > 0:
+                first = time.perf_counter()
+            time.sleep(0.01)
+    finally:
+        reader.close()
+        log.close()
+    end = time.perf_counter()
+    if proc.returncode != 0:
+        raise SystemExit(f"Job C failed on {setup.name}; see {logs}")
+    return signals / (end - (first or started))
+
+
 @contextmanager
 def running_broker(work: Path) -> Iterator[KafkaBroker]:
     broker = KafkaBroker(work / "kafka")
@@ -326,6 +372,7 @@ def main() -> None:
     ap.add_argument("--latency-ticks", type=int, default=2000)
     ap.add_argument("--rate", type=float, default=200.0, help="ticks/s in the latency runs")
     ap.add_argument("--fast-poll-ms", type=int, default=5, help="poll interval of the 2nd latency run")
+    ap.add_argument("--c-signals", type=int, default=5000, help="signals in the Job C journal-cost runs")
     args = ap.parse_args()
     if args.partitions < 2:
         ap.error("--partitions must be >= 2 to spread the topics over 2 processes")
@@ -350,6 +397,11 @@ def main() -> None:
                 broker, work, "lat-fast", args.partitions, follow=True, poll_ms=args.fast_poll_ms
             )
             fast = latency(procs, fast_setup, lat_ticks, args.rate)
+            c_rates = {
+                on: job_c_run(kafka_setup(broker, work, f"c-journal-{on}", args.partitions), args.c_signals,
+                              journal=on, logs=work)
+                for on in (False, True)
+            }
     except BaseException:
         print(f"bench failed; logs kept in {work}", file=sys.stderr)
         raise
@@ -386,6 +438,10 @@ def main() -> None:
         "fast_poll_ms": args.fast_poll_ms,
         "fast_latency_p50_ms": round(fast["p50_ms"], 2),
         "fast_latency_p99_ms": round(fast["p99_ms"], 2),
+        "c_signals": args.c_signals,
+        "c_journal_off_signals_per_s": round(c_rates[False]),
+        "c_journal_on_signals_per_s": round(c_rates[True]),
+        "c_journal_cost_ratio": round(c_rates[True] / c_rates[False], 3),
         "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
