@@ -98,7 +98,12 @@ BookEvent = Tick | Priced[Decoded[TradeSignal]] | Decoded[Any]
 class RouterLogic(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], InputRouter[Decoded[TradeSignal]]]):
     """Bytewax shim around the one ``InputRouter`` of the job (key ``all``)."""
 
-    def __init__(self, fresh: InputRouter[Decoded[TradeSignal]], resume: InputRouter[Any] | None) -> None:
+    def __init__(
+        self, fresh: InputRouter[Decoded[TradeSignal]], ends: dict[str, dict[int, int]],
+        resume: InputRouter[Any] | None,
+    ) -> None:
+        if resume is not None:  # fail closed on a restart too: read what was written meanwhile
+            resume.rearm(ends)
         self.router = resume if resume is not None else fresh
 
     @override
@@ -342,7 +347,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
         "router",
         op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control),
                   lambda _: "all"),
-        lambda r: RouterLogic(fresh.copy(), r),
+        lambda r: RouterLogic(fresh.copy(), ends, r),
     )
     direct = op.map("direct", fills, lambda d: (d.record.account, d))
     events = op.merge("book_events", op.key_rm("unkey_routed", routed), direct)
