@@ -191,7 +191,7 @@ def _issue(kind: IssueKind, message: str, **values: object) -> OrderIssue:
     return OrderIssue(kind, message, {k: str(v) for k, v in values.items()})
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """One order of an account, from validation to a terminal state."""
 

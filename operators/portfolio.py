@@ -28,6 +28,14 @@ Reserved exposure: each open order reserves ``leaves_qty * reserve_px`` (limit p
 or the mark / ref price at validation for a market order). The sum is derived from the
 open orders, so it is released exactly as they fill, cancel, reject or expire.
 
+Running sums (``OrderSums``): what the checks need from the open orders (reserved
+notional in total and per side, leaves per symbol and side) is updated as each order
+opens, fills and closes, so a check costs the same with 1 or 1,000 working orders and
+after any length of history. Each sum equals the scan over the open orders exactly,
+digit and exponent (``operators.accounting.ExactSum``); ``_recompute`` rebuilds them
+from scratch (restore, and tests comparing the two). Arithmetic of one input runs in
+one ``MONEY`` context, entered once per ``on_*`` call.
+
 Trading state and the kill switch:
 
 * The state is the last explicit instruction: an Account row (ACTIVE -> ACTIVE,
@@ -76,9 +84,10 @@ from enum import StrEnum
 from hashlib import sha256
 from typing import Any, NamedTuple
 
-from operators.accounting import MONEY, ZERO, Ledger, Position
+from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum
 from operators.orders import Order, OrderIssue
 from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
+from schemas.base import Side
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     Account,
@@ -181,6 +190,49 @@ def event_id_for(*parts: str) -> str:
     return "E-" + sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
+class OrderSums:
+    """Running sums over an account's open orders: what a check needs, O(1) to read.
+
+    ``reserved``: ``reserved_notional`` of every open order; ``by_side``: the same per
+    side; ``leaves``: ``leaves_qty`` per (symbol, side), the key dropped once no open
+    order has it. Each is an ``ExactSum``: equal, digit for digit, to the scan.
+    """
+
+    __slots__ = ("by_side", "leaves", "reserved")
+
+    def __init__(self, orders: Iterable[Order] = ()) -> None:
+        self.reserved = ExactSum()
+        self.by_side = {Side.BUY: ExactSum(), Side.SELL: ExactSum()}
+        self.leaves: dict[tuple[str, Side], ExactSum] = {}
+        with localcontext(MONEY):
+            for order in orders:
+                self.add(order)
+
+    def add(self, order: Order, cum_qty: Decimal | None = None) -> None:
+        """Count an open order (as it was when its ``cum_qty`` was ``cum_qty``); in MONEY."""
+        leaves = order.qty - (order.cum_qty if cum_qty is None else cum_qty)
+        reserved = leaves * order.reserve_px
+        self.reserved.add(reserved)
+        self.by_side[order.side].add(reserved)
+        key = (order.symbol, order.side)
+        sums = self.leaves.get(key)
+        if sums is None:
+            sums = self.leaves[key] = ExactSum()
+        sums.add(leaves)
+
+    def remove(self, order: Order, cum_qty: Decimal | None = None) -> None:
+        """Take out an order counted by ``add`` with the same ``cum_qty``; in MONEY."""
+        leaves = order.qty - (order.cum_qty if cum_qty is None else cum_qty)
+        reserved = leaves * order.reserve_px
+        self.reserved.remove(reserved)
+        self.by_side[order.side].remove(reserved)
+        key = (order.symbol, order.side)
+        sums = self.leaves[key]
+        sums.remove(leaves)
+        if sums.empty:
+            del self.leaves[key]
+
+
 class AccountBook:
     """Everything Job C knows about one account, and the rules that change it."""
 
@@ -204,6 +256,7 @@ class AccountBook:
         """The market_data record each symbol was last marked from (for exact replay)."""
         self.state_seq = 0
         self._clock = clock
+        self._sums = OrderSums()
 
     # ----------------------------------------------------------------- inputs
 
@@ -211,11 +264,14 @@ class AccountBook:
         """Check a signal; return its decision and either the order or the rejections."""
         started = self._clock()
         self._own(signal.account)
+        with localcontext(MONEY):
+            return self._on_signal(signal, pos, started)
+
+    def _on_signal(self, signal: TradeSignal, pos: InputPos | None, started: int) -> Outcome:
         self._advance(signal.ts, pos)
         order_id = order_id_for(self.account_id, signal.signal_id)
         ctx = self._check_input(signal, order_id)
-        with localcontext(MONEY):
-            results = evaluate(ctx)
+        results = evaluate(ctx)
         passed = all(r.passed for r in results)
         self._remember_signal(signal.signal_id)
         if all(r.passed for r in results if r.rule in _GATES):
@@ -242,11 +298,23 @@ class AccountBook:
     def on_fill(self, fill: VenueFill, *, pos: InputPos | None = None) -> Outcome:
         """Apply an execution report: order state machine, then position and cash."""
         self._own(fill.account)
+        with localcontext(MONEY):
+            return self._on_fill(fill, pos)
+
+    def _on_fill(self, fill: VenueFill, pos: InputPos | None) -> Outcome:
         self._advance(fill.ts, pos)
-        order = self.open_orders.get(fill.order_id) or self.closed_orders.get(fill.order_id)
+        order = self.open_orders.get(fill.order_id)
+        counted = order is not None
+        if order is None:
+            order = self.closed_orders.get(fill.order_id)
         if order is None:
             return Outcome(events=(self._unknown_order(fill),))
+        cum_qty = order.cum_qty
         result = order.apply(fill)
+        if counted and (order.cum_qty is not cum_qty or not order.is_open):
+            self._sums.remove(order, cum_qty)
+            if order.is_open:
+                self._sums.add(order)
         events = tuple(self._issue_event(fill, issue) for issue in result.issues)
         positions: tuple[PositionState, ...] = ()
         if result.fill_qty > 0:
@@ -271,6 +339,12 @@ class AccountBook:
         self, symbol: str, price: Decimal, ts: datetime, *, pos: InputPos | None = None
     ) -> Outcome:
         """Mark a symbol: unrealised PnL moves, and the kill switch may trip."""
+        with localcontext(MONEY):
+            return self._on_mark(symbol, price, ts, pos)
+
+    def _on_mark(
+        self, symbol: str, price: Decimal, ts: datetime, pos: InputPos | None
+    ) -> Outcome:
         self._advance(ts, pos)
         if not self.ledger.mark(symbol, price, ts):
             return Outcome()
@@ -289,12 +363,15 @@ class AccountBook:
     def on_account(self, row: Account, *, pos: InputPos | None = None) -> Outcome:
         """Replace the account row: limits, cash movements, and the trading state."""
         self._own(row.account)
-        self._advance(row.ts, pos)
         with localcontext(MONEY):
-            delta = row.cash - (self.account.cash if self.account else ZERO)
-            self.ledger.cash += delta
-            self.peak_equity += delta
-            self.day_start_equity += delta
+            return self._on_account(row, pos)
+
+    def _on_account(self, row: Account, pos: InputPos | None) -> Outcome:
+        self._advance(row.ts, pos)
+        delta = row.cash - (self.account.cash if self.account else ZERO)
+        self.ledger.cash += delta
+        self.peak_equity += delta
+        self.day_start_equity += delta
         self.account = row
         self._track_peak()
         outcome = self._set_state(
@@ -312,6 +389,10 @@ class AccountBook:
 
     def on_control(self, control: Control, *, pos: InputPos | None = None) -> Outcome:
         """Apply a control row for this account, ``global``, or a strategy."""
+        with localcontext(MONEY):
+            return self._on_control(control, pos)
+
+    def _on_control(self, control: Control, pos: InputPos | None) -> Outcome:
         self._advance(control.ts, pos)
         if control.scope.startswith("strategy:"):
             self.strategy_states[control.scope.removeprefix("strategy:")] = control.state
@@ -331,8 +412,53 @@ class AccountBook:
     @property
     def reserved_notional(self) -> Decimal:
         """Return the notional reserved by every open order."""
+        return self._reserved(self._sums.reserved, None)
+
+    def _reserved(self, sums: ExactSum, side: Side | None) -> Decimal:
+        value = sums.total()
+        if value is None:  # a running sum would have rounded: scan, as before
+            value = scan_sum(o.reserved_notional for o in self.open_orders.values()
+                             if side is None or o.side is side)
+        return value
+
+    def _open_qty(self, symbol: str, side: Side) -> Decimal:
+        sums = self._sums.leaves.get((symbol, side))
+        if sums is None:
+            return ZERO
+        value = sums.total()
+        if value is None:
+            with localcontext(MONEY):
+                value = scan_sum(o.leaves_qty for o in self.open_orders.values()
+                                 if o.symbol == symbol and o.side is side)
+        return value
+
+    def _recompute(self) -> None:
+        """Rebuild every running sum from scratch (restore; tests compare the two)."""
+        self._sums = OrderSums(self.open_orders.values())
+        self.ledger._recompute()
+
+    def check_sums(self) -> None:
+        """Raise ``AssertionError`` if a running sum differs from a scan (debug, tests)."""
         with localcontext(MONEY):
-            return sum((o.reserved_notional for o in self.open_orders.values()), ZERO)
+            opens = list(self.open_orders.values())
+            scans: dict[str, Decimal] = {
+                "reserved": sum((o.reserved_notional for o in opens), ZERO),
+            }
+            held: dict[str, Decimal] = {"reserved": self.reserved_notional}
+            for side in Side:
+                scans[side.value] = sum((o.reserved_notional for o in opens if o.side is side),
+                                        ZERO)
+                held[side.value] = self._reserved(self._sums.by_side[side], side)
+            for sym, side in {(o.symbol, o.side) for o in opens} | set(self._sums.leaves):
+                key = f"{sym}/{side.value}"
+                scans[key] = sum((o.leaves_qty for o in opens
+                                  if o.symbol == sym and o.side is side), ZERO)
+                held[key] = self._open_qty(sym, side)
+        if {k: str(v) for k, v in held.items()} != {k: str(v) for k, v in scans.items()}:
+            raise AssertionError(f"order sums {held} != scan {scans}")
+        if any(not o.is_open for o in opens):
+            raise AssertionError("a terminal order among the open ones")
+        self.ledger.check_sums()
 
     def portfolio_state(self, ts: datetime) -> PortfolioState:
         """Return the account's portfolio_state row as of now, stamped ``ts``."""
@@ -411,6 +537,7 @@ class AccountBook:
         book.offsets = dict(data["offsets"])
         book.state_seq = data["state_seq"]
         book.mark_pos = {k: InputPos(*v) for k, v in data.get("mark_pos", {}).items()}
+        book._recompute()
         return book
 
     # ----------------------------------------------------------------- internals
@@ -461,7 +588,6 @@ class AccountBook:
     def _check_input(self, signal: TradeSignal, order_id: str) -> CheckInput:
         symbol, ledger = signal.symbol, self.ledger
         position = ledger.positions.get(symbol)
-        opens = self.open_orders.values()
         with localcontext(MONEY):
             return CheckInput(
                 signal=signal,
@@ -472,16 +598,11 @@ class AccountBook:
                 or order_id in self.open_orders or order_id in self.closed_orders,
                 mark=ledger.mark_px(symbol),
                 net_qty=position.net_qty if position else ZERO,
-                open_same_side_qty=sum(
-                    (o.leaves_qty for o in opens if o.symbol == symbol and o.side is signal.side),
-                    ZERO,
-                ),
+                open_same_side_qty=self._open_qty(symbol, signal.side),
                 open_orders=len(self.open_orders),
                 gross_exposure=ledger.gross_exposure,
                 reserved_notional=self.reserved_notional,
-                reserved_buy_notional=sum(
-                    (o.reserved_notional for o in opens if o.side.sign > 0), ZERO
-                ),
+                reserved_buy_notional=self._reserved(self._sums.by_side[Side.BUY], Side.BUY),
                 equity=ledger.equity,
                 cash=ledger.cash,
                 recent_orders=self.rate.count(signal.ts),
@@ -502,6 +623,7 @@ class AccountBook:
             strategy_id=signal.strategy_id,
         )
         self.open_orders[order_id] = order
+        self._sums.add(order)
         self.rate.add(signal.ts)
         validated = ValidatedOrder(
             order_id=order_id,
