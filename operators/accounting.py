@@ -105,7 +105,9 @@ class ExactSum:
     def __init__(self, terms: Iterable[Decimal] = ()) -> None:
         self._value = ZERO
         self._value_exp = 0
-        self._exps: dict[int, int] = {}
+        self._exps: list[int] = []
+        """How many terms have each exponent, flat: ``[exp, count, exp, count, ...]``
+        (a few exponents per sum; a list is a third of a dict's size)."""
         self.stale = False
         for term in terms:
             self.add(term)
@@ -113,7 +115,13 @@ class ExactSum:
     def add(self, term: Decimal) -> None:
         """Count ``term`` in the sum."""
         exp = _exponent(term)
-        self._exps[exp] = self._exps.get(exp, 0) + 1
+        exps = self._exps
+        for i in range(0, len(exps), 2):
+            if exps[i] == exp:
+                exps[i + 1] += 1
+                break
+        else:
+            exps += (exp, 1)
         if self.stale:
             return
         try:
@@ -121,24 +129,24 @@ class ExactSum:
         except Inexact:
             self.stale = True
             return
-        self._value_exp = min(self._value_exp, exp)
+        if exp < self._value_exp:
+            self._value_exp = exp
 
     def remove(self, term: Decimal) -> None:
         """Take ``term`` (added before) out of the sum."""
         exp = _exponent(term)
-        left = self._exps[exp] - 1
-        if left:
-            self._exps[exp] = left
+        exps = self._exps
+        i = exps[::2].index(exp) * 2
+        if exps[i + 1] == 1:
+            del exps[i : i + 2]
         else:
-            del self._exps[exp]
+            exps[i + 1] -= 1
         if self.stale:
             return
         try:
             value = _EXACT.subtract(self._value, term)
             value_exp = min(self._value_exp, exp)
-            ideal = min(self._exps, default=0)
-            if ideal > 0:
-                ideal = 0
+            ideal = min(0, *exps[::2]) if exps else 0
             if value_exp < ideal:
                 value = _EXACT.quantize(value, _quantum(ideal))
                 value_exp = ideal
@@ -158,7 +166,7 @@ class ExactSum:
 
     def rebuild(self, terms: Iterable[Decimal]) -> None:
         """Start again from ``terms`` (in scan order); stale if their sum would round."""
-        self._value, self._value_exp, self._exps, self.stale = ZERO, 0, {}, False
+        self._value, self._value_exp, self._exps, self.stale = ZERO, 0, [], False
         for term in terms:
             self.add(term)
 
@@ -268,7 +276,7 @@ class Position:
         return cls(**data)
 
 
-@dataclass
+@dataclass(slots=True)
 class Ledger:
     """An account's cash and positions, and the account-level figures derived from them.
 

@@ -75,14 +75,14 @@ without a validated_orders record, so such a fill is reported as a CRITICAL
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 from enum import StrEnum
 from hashlib import sha256
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum
 from operators.orders import Order, OrderIssue
@@ -236,6 +236,13 @@ class OrderSums:
 class AccountBook:
     """Everything Job C knows about one account, and the rules that change it."""
 
+    __slots__ = (
+        "_clock", "_sums", "account", "account_id", "closed_orders", "day", "day_start_equity",
+        "ledger", "mark_pos", "offsets", "open_orders", "peak_equity", "rate",
+        "recent_rejects", "seen_signals", "state_seq", "strategy_states", "symbol_limits",
+        "trading_state",
+    )
+
     def __init__(self, account: str, *, clock: Callable[[], int] = time.perf_counter_ns) -> None:
         self.account_id = account
         self.account: Account | None = None
@@ -248,7 +255,8 @@ class AccountBook:
         self.peak_equity = ZERO
         self.day: date | None = None
         self.day_start_equity = ZERO
-        self.recent_rejects: deque[bool] = deque(maxlen=REJECT_RATE_WINDOW)
+        self.recent_rejects: list[bool] = []
+        """Whether each of the last ``REJECT_RATE_WINDOW`` decisions on merits failed."""
         self.seen_signals: dict[str, None] = {}
         self.rate = RateWindow()
         self.offsets: dict[str, int] = {}
@@ -256,7 +264,8 @@ class AccountBook:
         """The market_data record each symbol was last marked from (for exact replay)."""
         self.state_seq = 0
         self._clock = clock
-        self._sums = OrderSums()
+        self._sums: OrderSums | None = None
+        """Running sums over ``open_orders``; None while there is none (all zero)."""
 
     # ----------------------------------------------------------------- inputs
 
@@ -276,6 +285,8 @@ class AccountBook:
         self._remember_signal(signal.signal_id)
         if all(r.passed for r in results if r.rule in _GATES):
             self.recent_rejects.append(not passed)
+            if len(self.recent_rejects) > REJECT_RATE_WINDOW:
+                del self.recent_rejects[0]
         if passed:
             outcome = self._open_order(signal, ctx, order_id)
         else:
@@ -311,10 +322,11 @@ class AccountBook:
             return Outcome(events=(self._unknown_order(fill),))
         cum_qty = order.cum_qty
         result = order.apply(fill)
-        if counted and (order.cum_qty is not cum_qty or not order.is_open):
-            self._sums.remove(order, cum_qty)
+        sums = self._sums
+        if counted and sums is not None and (order.cum_qty is not cum_qty or not order.is_open):
+            sums.remove(order, cum_qty)
             if order.is_open:
-                self._sums.add(order)
+                sums.add(order)
         events = tuple(self._issue_event(fill, issue) for issue in result.issues)
         positions: tuple[PositionState, ...] = ()
         if result.fill_qty > 0:
@@ -412,9 +424,13 @@ class AccountBook:
     @property
     def reserved_notional(self) -> Decimal:
         """Return the notional reserved by every open order."""
-        return self._reserved(self._sums.reserved, None)
+        return self._reserved(None)
 
-    def _reserved(self, sums: ExactSum, side: Side | None) -> Decimal:
+    def _reserved(self, side: Side | None) -> Decimal:
+        # The notional reserved by the open orders (on ``side``, or all).
+        if self._sums is None:
+            return ZERO
+        sums = self._sums.reserved if side is None else self._sums.by_side[side]
         value = sums.total()
         if value is None:  # a running sum would have rounded: scan, as before
             value = scan_sum(o.reserved_notional for o in self.open_orders.values()
@@ -422,7 +438,8 @@ class AccountBook:
         return value
 
     def _open_qty(self, symbol: str, side: Side) -> Decimal:
-        sums = self._sums.leaves.get((symbol, side))
+        # The leaves of the open orders in ``symbol`` on ``side``.
+        sums = self._sums.leaves.get((symbol, side)) if self._sums is not None else None
         if sums is None:
             return ZERO
         value = sums.total()
@@ -434,8 +451,8 @@ class AccountBook:
 
     def _recompute(self) -> None:
         """Rebuild every running sum from scratch (restore; tests compare the two)."""
-        self._sums = OrderSums(self.open_orders.values())
-        self.ledger._recompute()
+        self._sums = OrderSums(self.open_orders.values()) if self.open_orders else None
+        self.ledger._recompute()  # noqa: SLF001 - the same helper, one level down
 
     def check_sums(self) -> None:
         """Raise ``AssertionError`` if a running sum differs from a scan (debug, tests)."""
@@ -448,8 +465,9 @@ class AccountBook:
             for side in Side:
                 scans[side.value] = sum((o.reserved_notional for o in opens if o.side is side),
                                         ZERO)
-                held[side.value] = self._reserved(self._sums.by_side[side], side)
-            for sym, side in {(o.symbol, o.side) for o in opens} | set(self._sums.leaves):
+                held[side.value] = self._reserved(side)
+            leaves = set(self._sums.leaves) if self._sums is not None else set()
+            for sym, side in {(o.symbol, o.side) for o in opens} | leaves:
                 key = f"{sym}/{side.value}"
                 scans[key] = sum((o.leaves_qty for o in opens
                                   if o.symbol == sym and o.side is side), ZERO)
@@ -458,6 +476,8 @@ class AccountBook:
             raise AssertionError(f"order sums {held} != scan {scans}")
         if any(not o.is_open for o in opens):
             raise AssertionError("a terminal order among the open ones")
+        if (self._sums is None) != (not opens):
+            raise AssertionError("running sums without open orders, or the reverse")
         self.ledger.check_sums()
 
     def portfolio_state(self, ts: datetime) -> PortfolioState:
@@ -523,7 +543,7 @@ class AccountBook:
         book.account = Account.model_validate(data["account"]) if data["account"] else None
         limits = [SymbolLimit.model_validate(d) for d in data["symbol_limits"]]
         book.symbol_limits = {lim.symbol: lim for lim in limits}
-        book.ledger = Ledger.from_snapshot(data["ledger"])
+        book.ledger = Ledger.from_snapshot(data["ledger"])  # rebuilds its own sums
         book.open_orders = _orders(data["open_orders"])
         book.closed_orders = _orders(data["closed_orders"])
         book.trading_state = TradingState(data["trading_state"])
@@ -531,13 +551,13 @@ class AccountBook:
         book.peak_equity = data["peak_equity"]
         book.day = date.fromisoformat(data["day"]) if data["day"] else None
         book.day_start_equity = data["day_start_equity"]
-        book.recent_rejects.extend(data["recent_rejects"])
+        book.recent_rejects = list(data["recent_rejects"])[-REJECT_RATE_WINDOW:]
         book.seen_signals = dict.fromkeys(data["seen_signals"])
         book.rate = RateWindow(times=data["rate"])
         book.offsets = dict(data["offsets"])
         book.state_seq = data["state_seq"]
         book.mark_pos = {k: InputPos(*v) for k, v in data.get("mark_pos", {}).items()}
-        book._recompute()
+        book._sums = OrderSums(book.open_orders.values()) if book.open_orders else None
         return book
 
     # ----------------------------------------------------------------- internals
@@ -571,15 +591,24 @@ class AccountBook:
         self.peak_equity = max(self.peak_equity, self.ledger.equity)
 
     def _remember_signal(self, signal_id: str) -> None:
-        self.seen_signals[signal_id] = None
-        while len(self.seen_signals) > SEEN_SIGNALS_KEPT:
-            del self.seen_signals[next(iter(self.seen_signals))]
+        seen = self.seen_signals
+        seen[signal_id] = None
+        if len(seen) > SEEN_SIGNALS_KEPT:
+            self.seen_signals = seen = _evicting(seen)
+            while len(seen) > SEEN_SIGNALS_KEPT:
+                seen.popitem(last=False)
 
     def _close(self, order: Order) -> None:
         del self.open_orders[order.order_id]
-        self.closed_orders[order.order_id] = order
-        while len(self.closed_orders) > CLOSED_ORDERS_KEPT:
-            del self.closed_orders[next(iter(self.closed_orders))]
+        if not self.open_orders:
+            self._sums = None
+            self.open_orders = {}  # an emptied dict keeps its table: drop it
+        closed = self.closed_orders
+        closed[order.order_id] = order
+        if len(closed) > CLOSED_ORDERS_KEPT:
+            self.closed_orders = closed = _evicting(closed)
+            while len(closed) > CLOSED_ORDERS_KEPT:
+                closed.popitem(last=False)
 
     def _effective_state(self, strategy_id: str) -> TradingState:
         strategy = self.strategy_states.get(strategy_id, TradingState.ACTIVE)
@@ -602,7 +631,7 @@ class AccountBook:
                 open_orders=len(self.open_orders),
                 gross_exposure=ledger.gross_exposure,
                 reserved_notional=self.reserved_notional,
-                reserved_buy_notional=self._reserved(self._sums.by_side[Side.BUY], Side.BUY),
+                reserved_buy_notional=self._reserved(Side.BUY),
                 equity=ledger.equity,
                 cash=ledger.cash,
                 recent_orders=self.rate.count(signal.ts),
@@ -623,6 +652,8 @@ class AccountBook:
             strategy_id=signal.strategy_id,
         )
         self.open_orders[order_id] = order
+        if self._sums is None:
+            self._sums = OrderSums()
         self._sums.add(order)
         self.rate.add(signal.ts)
         validated = ValidatedOrder(
@@ -781,6 +812,18 @@ class AccountBook:
                 fees=position.fees,
                 ts=ts,
             )
+
+
+_V = TypeVar("_V")
+
+
+def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:
+    """Return ``kept`` as an OrderedDict, whose oldest entry goes in O(1).
+
+    A dict that drops its first key over and over leaves holes at its front, which
+    every ``next(iter(d))`` walks; a book switches once it reaches its cap.
+    """
+    return kept if isinstance(kept, OrderedDict) else OrderedDict(kept)
 
 
 def _orders(rows: Iterable[dict[str, Any]]) -> dict[str, Order]:

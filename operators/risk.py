@@ -361,6 +361,8 @@ class RateWindow:
     pruned, so a signal more than a span out of order may be under-counted.
     """
 
+    __slots__ = ("_times", "span")
+
     def __init__(self, span: timedelta = timedelta(seconds=1),
                  times: Iterable[datetime] = ()) -> None:
         self.span = span

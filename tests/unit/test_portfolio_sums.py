@@ -48,6 +48,7 @@ def sums_of(book: AccountBook) -> dict[str, str]:
     """Every running sum the book keeps, as the strings they would be published as."""
     sums = book._sums  # noqa: SLF001 - the state under test
     out = {
+        "sums_held": str(sums is not None),
         "reserved": str(book.reserved_notional),
         "net": str(book.ledger.net_exposure),
         "gross": str(book.ledger.gross_exposure),
@@ -55,8 +56,8 @@ def sums_of(book: AccountBook) -> dict[str, str]:
         "open_orders": str(len(book.open_orders)),
     }
     for side in Side:
-        out[f"reserved/{side.value}"] = str(book._reserved(sums.by_side[side], side))  # noqa: SLF001
-    for sym, side in sums.leaves:
+        out[f"reserved/{side.value}"] = str(book._reserved(side))  # noqa: SLF001
+    for sym, side in sums.leaves if sums is not None else ():
         out[f"leaves/{sym}/{side.value}"] = str(book._open_qty(sym, side))  # noqa: SLF001
     return out
 
