@@ -96,13 +96,15 @@ class ExactSum:
     The running sum is computed in a context that traps ``Inexact``: when an update
     would round, the sum becomes *stale* and ``total`` returns None, for the owner to
     scan the terms (the scan rounds its own way, which the running sum cannot copy)
-    and ``rebuild``. For terms that are all >= 0 an exact running sum implies an
-    exact scan (every partial sum of the scan is smaller, with no smaller exponent).
+    and ``rebuild``. An owner may also start it stale (``ExactSum(stale=True)``) to
+    build it only when first read, e.g. after a restore. For terms that are all >= 0 an
+    exact running sum implies an exact scan (every partial sum of the scan is smaller,
+    with no smaller exponent).
     """
 
     __slots__ = ("_exps", "_value", "_value_exp", "stale")
 
-    def __init__(self, terms: Iterable[Decimal] = ()) -> None:
+    def __init__(self, terms: Iterable[Decimal] = (), *, stale: bool = False) -> None:
         self._value = ZERO
         self._value_exp = 0
         self._exps: list[int] = []
@@ -111,9 +113,12 @@ class ExactSum:
         self.stale = False
         for term in terms:
             self.add(term)
+        self.stale = self.stale or stale
 
     def add(self, term: Decimal) -> None:
-        """Count ``term`` in the sum."""
+        """Count ``term`` in the sum (nothing while stale: ``rebuild`` starts again)."""
+        if self.stale:
+            return
         exp = _exponent(term)
         exps = self._exps
         for i in range(0, len(exps), 2):
@@ -122,8 +127,6 @@ class ExactSum:
                 break
         else:
             exps += (exp, 1)
-        if self.stale:
-            return
         try:
             self._value = _EXACT.add(self._value, term)
         except Inexact:
@@ -133,7 +136,9 @@ class ExactSum:
             self._value_exp = exp
 
     def remove(self, term: Decimal) -> None:
-        """Take ``term`` (added before) out of the sum."""
+        """Take ``term`` (added before) out of the sum (nothing while stale)."""
+        if self.stale:
+            return
         exp = _exponent(term)
         exps = self._exps
         i = exps[::2].index(exp) * 2
@@ -141,8 +146,6 @@ class ExactSum:
             del exps[i : i + 2]
         else:
             exps[i + 1] -= 1
-        if self.stale:
-            return
         try:
             value = _EXACT.subtract(self._value, term)
             value_exp = min(self._value_exp, exp)
@@ -296,9 +299,9 @@ class Ledger:
     _gross: ExactSum = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._net = ExactSum()
-        self._gross = ExactSum()
-        self._recompute()
+        # Built when first read (a restored book may not be read for a while).
+        self._net = ExactSum(stale=bool(self.positions))
+        self._gross = ExactSum(stale=bool(self.positions))
 
     def _recompute(self) -> None:
         """Rebuild the running sums from the positions (construction, restore, debug)."""
