@@ -87,7 +87,7 @@ from typing import Any, NamedTuple, TypeVar
 from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum
 from operators.orders import Order, OrderIssue
 from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
-from schemas.base import Side
+from schemas.base import Record, Side
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     Account,
@@ -384,7 +384,7 @@ class AccountBook:
         self.ledger.cash += delta
         self.peak_equity += delta
         self.day_start_equity += delta
-        self.account = row
+        self.account = _lean(row)
         self._track_peak()
         outcome = self._set_state(
             _STATUS_STATE[row.status], row.ts, KillTrigger.ACCOUNT_BLOCKED,
@@ -396,7 +396,7 @@ class AccountBook:
         """Replace the position limits of one symbol (from the next message on)."""
         self._own(limit.account)
         self._advance(limit.ts, pos)
-        self.symbol_limits[limit.symbol] = limit
+        self.symbol_limits[limit.symbol] = _lean(limit)
         return Outcome()
 
     def on_control(self, control: Control, *, pos: InputPos | None = None) -> Outcome:
@@ -540,8 +540,10 @@ class AccountBook:
         if data.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported account book snapshot version {data.get('v')!r}")
         book = cls(data["account_id"], clock=clock)
-        book.account = Account.model_validate(data["account"]) if data["account"] else None
-        limits = [SymbolLimit.model_validate(d) for d in data["symbol_limits"]]
+        book.account = (
+            _lean(Account.model_validate(data["account"]), own=True) if data["account"] else None
+        )
+        limits = [_lean(SymbolLimit.model_validate(d), own=True) for d in data["symbol_limits"]]
         book.symbol_limits = {lim.symbol: lim for lim in limits}
         book.ledger = Ledger.from_snapshot(data["ledger"])  # rebuilds its own sums
         book.open_orders = _orders(data["open_orders"])
@@ -815,6 +817,31 @@ class AccountBook:
 
 
 _V = TypeVar("_V")
+_Row = TypeVar("_Row", bound=Record)
+
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+"""One shared pydantic fields-set per combination of field names (see ``_lean``)."""
+
+
+def _lean(row: _Row, *, own: bool = False) -> _Row:
+    """Return ``row`` sharing its pydantic fields-set with every row naming the same fields.
+
+    A decoded or restored Account names its 19 fields in a set of 2 KB, more than the
+    row's values; the book keeps one per account. The rows are frozen, so pydantic
+    never changes the set in place (``model_copy`` copies it). ``own``: ``row`` was
+    made here, set the field on it; else return an equal copy, leaving the input as is.
+    """
+    names = row.__pydantic_fields_set__
+    shared = _FIELDS_SETS.get(frozenset(names))
+    if shared is None:
+        shared = _FIELDS_SETS[frozenset(names)] = set(names)
+    if names is shared:
+        return row
+    if own:
+        object.__setattr__(row, "__pydantic_fields_set__", shared)
+        return row
+    return type(row).model_construct(_fields_set=shared, **row.__dict__)
+
 
 
 def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:

@@ -227,3 +227,28 @@ def test_exact_sum_goes_stale_rather_than_round_and_the_ledger_scans() -> None:
     assert str(ledger.net_exposure) == str(with_scan)
     assert ledger.gross_exposure == MONEY.plus(with_scan)
     ledger.check_sums()
+
+
+# ---------------------------------------------------------------- compact rows
+
+
+def test_books_share_the_account_rows_fields_set_and_leave_the_input_alone() -> None:
+    rows = [Account.model_validate_json(account_row(random.Random(1), T0).model_dump_json())  # noqa: S311
+            for _ in range(2)]
+    own_sets = [r.__pydantic_fields_set__ for r in rows]
+    books = [AccountBook(ACCOUNT) for _ in rows]
+    for book, row in zip(books, rows, strict=True):
+        book.on_account(row)
+        assert book.account == row
+        assert book.account.model_dump_json() == row.model_dump_json()
+        assert book.account.model_fields_set == row.model_fields_set
+    assert [r.__pydantic_fields_set__ for r in rows] == own_sets  # inputs untouched
+    assert all(r.__pydantic_fields_set__ is s for r, s in zip(rows, own_sets, strict=True))
+    a, b = (book.account for book in books)
+    assert a is not None
+    assert b is not None
+    assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
+    restored = AccountBook.from_snapshot(books[0].snapshot())
+    assert restored.account == a
+    assert restored.account is not None
+    assert restored.account.__pydantic_fields_set__ is a.__pydantic_fields_set__
