@@ -491,6 +491,7 @@ def child_loaded(history: int, working: int, timed: int) -> None:
         "passed": passed,
         "closed_by_fill": fills,
         "build_s": round(build_s, 1),
+        "operators": operators_dir(),
     }))
 
 
@@ -517,10 +518,16 @@ def child_100k(n: int, positions: int) -> None:
     if restored[-1].snapshot() != last:
         raise SystemExit("a restored book differs from the one snapshotted")
     print(json.dumps({
+        "operators": operators_dir(),
         "rss_mb_baseline": round(baseline, 1), "rss_mb": round(held, 1),
         "build_s": round(build_s, 2), "snapshot_s": round(snapshot_s, 3),
         "restore_s": round(restore_s, 3), "snapshot_mb": round(sum(map(len, blobs)) / 2**20, 1),
     }))
+
+
+def operators_dir() -> str:
+    """Return where the ``operators`` package measured was imported from."""
+    return str(Path(sys.modules[AccountBook.__module__].__file__ or "?").parent)
 
 
 def run_child(args: list[str], operators_dir: Path | None) -> dict[str, Any]:

@@ -176,8 +176,11 @@ class ExactSum:
 
 def scan_sum(terms: Iterable[Decimal]) -> Decimal:
     """Return ``sum(terms, ZERO)`` in ``MONEY`` (what an ``ExactSum`` stands for)."""
-    with localcontext(MONEY):
-        return sum(terms, ZERO)
+    total = ZERO
+    add = MONEY.add
+    for term in terms:
+        total = add(total, term)
+    return total
 
 
 def _total(agg: ExactSum, terms: Callable[[], Iterable[Decimal]]) -> Decimal:
@@ -253,14 +256,12 @@ class Position:
     @property
     def unrealized_pnl(self) -> Decimal:
         """Return ``(mark - avg px) * net qty`` (zero before the first mark)."""
-        with localcontext(MONEY):
-            return (self.valuation_px - self.avg_px) * self.net_qty
+        return MONEY.multiply(MONEY.subtract(self.valuation_px, self.avg_px), self.net_qty)
 
     @property
     def market_value(self) -> Decimal:
         """Return ``net qty * mark`` (signed: negative for a short)."""
-        with localcontext(MONEY):
-            return self.net_qty * self.valuation_px
+        return MONEY.multiply(self.net_qty, self.valuation_px)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the position as plain data (a new dict)."""
@@ -373,8 +374,7 @@ class Ledger:
     @property
     def equity(self) -> Decimal:
         """Return cash plus the market value of every position."""
-        with localcontext(MONEY):
-            return self.cash + self.net_exposure
+        return MONEY.add(self.cash, self.net_exposure)
 
     @property
     def gross_exposure(self) -> Decimal:
@@ -392,30 +392,25 @@ class Ledger:
         return _total(self._net, self._net_terms)
 
     def _gross_terms(self) -> Iterable[Decimal]:
-        with localcontext(MONEY):
-            return [abs(p.market_value) for p in self.positions.values()]
+        return [MONEY.abs(p.market_value) for p in self.positions.values()]
 
     def _net_terms(self) -> Iterable[Decimal]:
-        with localcontext(MONEY):
-            return [p.market_value for p in self.positions.values()]
+        return [p.market_value for p in self.positions.values()]
 
     @property
     def realized_pnl(self) -> Decimal:
         """Return the realised PnL of every position (gross of fees)."""
-        with localcontext(MONEY):
-            return sum((p.realized_pnl for p in self.positions.values()), ZERO)
+        return scan_sum(p.realized_pnl for p in self.positions.values())
 
     @property
     def unrealized_pnl(self) -> Decimal:
         """Return the unrealised PnL of every position (summed when asked: output only)."""
-        with localcontext(MONEY):
-            return sum((p.unrealized_pnl for p in self.positions.values()), ZERO)
+        return scan_sum(p.unrealized_pnl for p in self.positions.values())
 
     @property
     def fees(self) -> Decimal:
         """Return the fees paid on every fill."""
-        with localcontext(MONEY):
-            return sum((p.fees for p in self.positions.values()), ZERO)
+        return scan_sum(p.fees for p in self.positions.values())
 
     def margin_used(self, max_leverage: Decimal | None) -> Decimal:
         """Return ``gross exposure / max leverage``.
@@ -426,8 +421,7 @@ class Ledger:
         gross = self.gross_exposure
         if max_leverage is None or max_leverage <= 0:
             return gross
-        with localcontext(MONEY):
-            return gross / max_leverage
+        return MONEY.divide(gross, max_leverage)
 
     def leverage(self) -> Decimal | None:
         """Return ``gross exposure / equity``.
@@ -441,8 +435,7 @@ class Ledger:
         equity = self.equity
         if equity <= 0:
             return None
-        with localcontext(MONEY):
-            return gross / equity
+        return MONEY.divide(gross, equity)
 
     def check_sums(self) -> None:
         """Raise ``AssertionError`` if a running sum differs from a scan (debug, tests)."""

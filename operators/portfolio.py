@@ -484,28 +484,27 @@ class AccountBook:
         """Return the account's portfolio_state row as of now, stamped ``ts``."""
         ledger = self.ledger
         leverage = ledger.leverage()
-        with localcontext(MONEY):
-            equity = ledger.equity
-            return PortfolioState(
-                account=self.account_id,
-                cash=ledger.cash,
-                equity=equity,
-                realized_pnl=ledger.realized_pnl,
-                unrealized_pnl=ledger.unrealized_pnl,
-                gross_exposure=ledger.gross_exposure,
-                net_exposure=ledger.net_exposure,
-                margin_used=ledger.margin_used(
-                    self.account.max_leverage if self.account else None
-                ),
-                leverage=LEVERAGE_UNDEFINED if leverage is None else leverage,
-                open_orders=len(self.open_orders),
-                reserved_notional=self.reserved_notional,
-                trading_state=self.trading_state,
-                peak_equity=self.peak_equity,
-                drawdown=self.peak_equity - equity,
-                day_start_equity=self.day_start_equity,
-                ts=ts,
-            )
+        equity = ledger.equity
+        return PortfolioState(
+            account=self.account_id,
+            cash=ledger.cash,
+            equity=equity,
+            realized_pnl=ledger.realized_pnl,
+            unrealized_pnl=ledger.unrealized_pnl,
+            gross_exposure=ledger.gross_exposure,
+            net_exposure=ledger.net_exposure,
+            margin_used=ledger.margin_used(
+                self.account.max_leverage if self.account else None
+            ),
+            leverage=LEVERAGE_UNDEFINED if leverage is None else leverage,
+            open_orders=len(self.open_orders),
+            reserved_notional=self.reserved_notional,
+            trading_state=self.trading_state,
+            peak_equity=self.peak_equity,
+            drawdown=MONEY.subtract(self.peak_equity, equity),
+            day_start_equity=self.day_start_equity,
+            ts=ts,
+        )
 
     # ----------------------------------------------------------------- snapshots
 
@@ -619,25 +618,24 @@ class AccountBook:
     def _check_input(self, signal: TradeSignal, order_id: str) -> CheckInput:
         symbol, ledger = signal.symbol, self.ledger
         position = ledger.positions.get(symbol)
-        with localcontext(MONEY):
-            return CheckInput(
-                signal=signal,
-                account=self.account,
-                symbol_limit=self.symbol_limits.get(symbol),
-                trading_state=self._effective_state(signal.strategy_id),
-                duplicate=signal.signal_id in self.seen_signals
-                or order_id in self.open_orders or order_id in self.closed_orders,
-                mark=ledger.mark_px(symbol),
-                net_qty=position.net_qty if position else ZERO,
-                open_same_side_qty=self._open_qty(symbol, signal.side),
-                open_orders=len(self.open_orders),
-                gross_exposure=ledger.gross_exposure,
-                reserved_notional=self.reserved_notional,
-                reserved_buy_notional=self._reserved(Side.BUY),
-                equity=ledger.equity,
-                cash=ledger.cash,
-                recent_orders=self.rate.count(signal.ts),
-            )
+        return CheckInput(
+            signal=signal,
+            account=self.account,
+            symbol_limit=self.symbol_limits.get(symbol),
+            trading_state=self._effective_state(signal.strategy_id),
+            duplicate=signal.signal_id in self.seen_signals
+            or order_id in self.open_orders or order_id in self.closed_orders,
+            mark=ledger.mark_px(symbol),
+            net_qty=position.net_qty if position else ZERO,
+            open_same_side_qty=self._open_qty(symbol, signal.side),
+            open_orders=len(self.open_orders),
+            gross_exposure=ledger.gross_exposure,
+            reserved_notional=self.reserved_notional,
+            reserved_buy_notional=self._reserved(Side.BUY),
+            equity=ledger.equity,
+            cash=ledger.cash,
+            recent_orders=self.rate.count(signal.ts),
+        )
 
     def _open_order(self, signal: TradeSignal, ctx: CheckInput, order_id: str) -> Outcome:
         order = Order(
@@ -706,15 +704,16 @@ class AccountBook:
         row = self.account
         if row is None or self.trading_state is TradingState.HALTED:
             return Outcome()
-        with localcontext(MONEY):
-            equity = self.ledger.equity
-            checks: list[tuple[KillTrigger, Decimal, Decimal | None]] = [
-                (KillTrigger.DAILY_LOSS, self.day_start_equity - equity, row.daily_loss_limit),
-                (KillTrigger.MAX_DRAWDOWN, self.peak_equity - equity, row.max_drawdown),
-            ]
-            if len(self.recent_rejects) == REJECT_RATE_WINDOW:
-                rate = Decimal(sum(self.recent_rejects)) / REJECT_RATE_WINDOW
-                checks.append((KillTrigger.REJECT_RATE, rate, row.max_reject_rate))
+        equity = self.ledger.equity
+        checks: list[tuple[KillTrigger, Decimal, Decimal | None]] = [
+            (KillTrigger.DAILY_LOSS, MONEY.subtract(self.day_start_equity, equity),
+             row.daily_loss_limit),
+            (KillTrigger.MAX_DRAWDOWN, MONEY.subtract(self.peak_equity, equity),
+             row.max_drawdown),
+        ]
+        if len(self.recent_rejects) == REJECT_RATE_WINDOW:
+            rate = MONEY.divide(Decimal(sum(self.recent_rejects)), REJECT_RATE_WINDOW)
+            checks.append((KillTrigger.REJECT_RATE, rate, row.max_reject_rate))
         for trigger, value, limit in checks:
             if limit is not None and value > limit:
                 reason = f"{trigger.value} {dec_str(value)} exceeds {dec_str(limit)}"
@@ -801,19 +800,18 @@ class AccountBook:
         )
 
     def _position_state(self, position: Position, ts: datetime) -> PositionState:
-        with localcontext(MONEY):
-            return PositionState(
-                account=self.account_id,
-                symbol=position.symbol,
-                net_qty=position.net_qty,
-                avg_px=position.avg_px,
-                realized_pnl=position.realized_pnl,
-                unrealized_pnl=position.unrealized_pnl,
-                last_mark=position.last_mark,
-                market_value=position.market_value,
-                fees=position.fees,
-                ts=ts,
-            )
+        return PositionState(
+            account=self.account_id,
+            symbol=position.symbol,
+            net_qty=position.net_qty,
+            avg_px=position.avg_px,
+            realized_pnl=position.realized_pnl,
+            unrealized_pnl=position.unrealized_pnl,
+            last_mark=position.last_mark,
+            market_value=position.market_value,
+            fees=position.fees,
+            ts=ts,
+        )
 
 
 _V = TypeVar("_V")
