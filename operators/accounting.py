@@ -457,7 +457,7 @@ class Ledger:
     @classmethod
     def from_snapshot(cls, data: dict[str, Any]) -> Ledger:
         """Rebuild a ledger from ``snapshot`` output (the running sums are rebuilt)."""
-        positions = [Position.from_dict(dict(p)) for p in data["positions"]]
+        positions = [Position.from_dict(p) for p in data["positions"]]
         return cls(
             cash=data["cash"],
             positions={p.symbol: p for p in positions},

@@ -538,7 +538,10 @@ class AccountBook:
         """Rebuild a book from ``snapshot`` output."""
         if data.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported account book snapshot version {data.get('v')!r}")
-        book = cls(data["account_id"], clock=clock)
+        # Every slot is set below: no empty book is built only to be replaced.
+        book = cls.__new__(cls)
+        book.account_id = data["account_id"]
+        book._clock = clock
         book.account = (
             _lean(Account.model_validate(data["account"]), own=True) if data["account"] else None
         )
