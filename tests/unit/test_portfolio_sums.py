@@ -252,3 +252,52 @@ def test_books_share_the_account_rows_fields_set_and_leave_the_input_alone() -> 
     assert restored.account == a
     assert restored.account is not None
     assert restored.account.__pydantic_fields_set__ is a.__pydantic_fields_set__
+
+
+# ---------------------------------------------------------------- bounded history
+
+
+def test_seen_signals_and_closed_orders_stay_bounded_and_evict_oldest_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import operators.portfolio as portfolio
+
+    monkeypatch.setattr(portfolio, "SEEN_SIGNALS_KEPT", 5)
+    monkeypatch.setattr(portfolio, "CLOSED_ORDERS_KEPT", 3)
+    book = AccountBook(ACCOUNT, clock=fake_clock())
+    book.on_account(account_row(random.Random(0), T0, max_open_orders=100,  # noqa: S311
+                                max_orders_per_second=None, max_order_qty=None,
+                                max_gross_exposure=None, max_leverage=None,
+                                account_type=AccountType.MARGIN))
+    book.on_mark("AAPL", D(100), T0)
+
+    def signal(n: int) -> Outcome:
+        return book.on_signal(TradeSignal(
+            signal_id=f"s{n}", strategy_id="st", symbol="AAPL", account=ACCOUNT,
+            side=Side.BUY, qty=D(1), ts=T0 + timedelta(seconds=n),
+        ))
+
+    for n in range(12):
+        out = signal(n)
+        assert out.decision is not None
+        oid = out.decision.order_id
+        assert oid is not None
+        book.on_fill(VenueFill(order_id=oid, venue="V", exec_id=f"e{n}",
+                               status=ExecStatus.CANCELED, account=ACCOUNT, symbol="AAPL",
+                               side=Side.BUY, ts=T0 + timedelta(seconds=n)))
+        assert len(book.seen_signals) <= 5
+        assert len(book.closed_orders) <= 3
+    assert list(book.seen_signals) == [f"s{n}" for n in range(7, 12)]
+    assert [o.signal_id for o in book.closed_orders.values()] == ["s9", "s10", "s11"]
+    snap = book.snapshot()
+    assert snap["seen_signals"] == [f"s{n}" for n in range(7, 12)]
+    # s6 was forgotten (and its order too): not a duplicate; s8 is remembered (s6 has
+    # just pushed s7 out).
+    again = signal(6)
+    assert again.decision is not None
+    assert again.decision.decision == "PASS"
+    again = signal(8)
+    assert again.decision is not None
+    assert again.decision.decision == "FAIL"
+    restored = AccountBook.from_snapshot(snap, clock=fake_clock())
+    assert restored.snapshot() == snap
