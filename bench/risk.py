@@ -562,8 +562,11 @@ def issue20_figures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     loaded = [str(a) for a in ("--child-loaded", "--history", args.history, "--working",
                                args.working, "--loaded-signals", args.loaded_signals)]
     figures: dict[str, dict[str, Any]] = {k: {} for k in impls}
-    for label, ops in impls.items():  # current first, then the baseline: same run
+    # Each figure for the current code, then at once for the baseline: a pair is
+    # measured close in time on this shared machine.
+    for label, ops in impls.items():
         figures[label]["loaded_book"] = run_child(loaded, ops)
+    for label, ops in impls.items():
         hundred = run_child(["--child-100k", "--books", str(args.books_100k),
                              "--positions", str(args.positions_100k)], ops)
         figures[label].update({
