@@ -35,13 +35,33 @@ Measured in one run:
   loading and rebuilding the 10k books and, at the end of the bounded run (which
   touches every key), snapshotting and writing them again.
 
-Usage: ``python bench/risk.py [--signals N] [--accounts N] [--books N] [--positions N]``.
-The last line printed is one JSON object.
+- ``loaded_book`` (issue 20): a fresh subprocess, one book holding ``--working`` (200)
+  working orders after ``--history`` (100,000) validated orders, each closed again by a
+  cancel (9 in 10) or a fill, with a mark before every signal as the flow does. Then
+  ``--loaded-signals`` more signals the same way, ``AccountBook.on_signal`` timed per
+  call: ``signals_per_s`` (signals / the sum of those times), ``check_p50_us``,
+  ``check_p99_us``; ``history_orders`` is the number of orders the book validated
+  before the timed part, ``passed`` how many timed signals passed.
+- ``100k``: like ``10k`` with ``--books-100k`` (100,000) books x ``--positions-100k`` (3)
+  positions: ``rss_mb_100k_accounts`` (peak RSS, VmHWM, of that fresh process once they
+  are built) and ``restore_s_100k_accounts`` (unpickle + ``from_snapshot`` of all,
+  timed after the built books are dropped: a restarting process holds the snapshots,
+  not the books they came from).
+- ``--baseline-ref REF`` (e.g. the commit before issue 20): the ``loaded_book`` and
+  ``100k`` children also run on the ``operators/`` package of REF (``git archive`` into a
+  temp dir, put first on the child's ``sys.path``; everything else is this tree), in
+  the same run, alternated with the current code. Their figures are printed under
+  ``baseline`` and ``ratio_*`` keys (``ratio_<key>`` = current / baseline).
+  ``--skip-flow`` leaves out the flow, plain-loop, replay, 10k and resume parts.
+
+Usage: ``python bench/risk.py [--signals N] [--accounts N] [--books N] [--positions N]
+[--baseline-ref REF] [--skip-flow]``. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import pickle
@@ -61,6 +81,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+OPERATORS_ENV = "TRADEFLOW_BENCH_OPERATORS"
+"""A directory holding another ``operators`` package to measure (the baseline)."""
+if os.environ.get(OPERATORS_ENV):
+    sys.path.insert(0, os.environ[OPERATORS_ENV])
 
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
@@ -380,6 +404,192 @@ def child_10k(n: int, positions: int, out: Path) -> None:
     }))
 
 
+# --------------------------------------------------------------------- loaded book (child)
+
+
+def loaded_account(name: str) -> Account:
+    return account_row(name).model_copy(update={
+        "max_open_orders": 1_000, "max_orders_per_second": 200,
+        "max_gross_exposure": Decimal(1_000_000_000), "max_leverage": Decimal(100),
+        "daily_loss_limit": None, "max_drawdown": None,
+    })
+
+
+def child_loaded(history: int, working: int, timed: int) -> None:
+    """Run in a fresh process: one book, ``working`` open orders after ``history``; print JSON."""
+    rng = random.Random(11)
+    name = "LOADED"
+    book = AccountBook(name)
+    book.on_account(loaded_account(name))
+    syms = [f"SYM{i:03d}" for i in range(20)]
+    px = {s: Decimal(rng.randrange(20, 400)) for s in syms}
+    opened: list[str] = []
+    closes = fills = 0
+    clock = time.perf_counter_ns
+    lat: list[float] = []
+    passed = validated = 0
+
+    def step(i: int, timed_step: bool) -> None:
+        nonlocal closes, fills, passed, validated
+        ts = at(10 + i * 0.01)
+        s = syms[i % len(syms)]
+        px[s] = (px[s] * Decimal(1 + rng.gauss(0, 0.0005))).quantize(CENT)
+        book.on_mark(s, px[s], ts)
+        sig = TradeSignal(
+            signal_id=f"L{i:07d}", strategy_id="trend", symbol=s, account=name,
+            side=Side.BUY if (i // len(syms)) % 2 == 0 else Side.SELL,
+            qty=Decimal(rng.randrange(1, 100)), order_type=OrderType.LIMIT,
+            limit_px=(px[s] * Decimal(1 + rng.uniform(-0.005, 0.005))).quantize(CENT),
+            ref_px=px[s], ts=ts,
+        )
+        started = clock()
+        out = book.on_signal(sig)
+        if timed_step:
+            lat.append((clock() - started) / 1000)
+        if out.decision is None or out.decision.order_id is None:
+            return
+        validated += 1
+        passed += timed_step
+        opened.append(out.decision.order_id)
+        while len(opened) > working:
+            order = book.open_orders[opened.pop(0)]
+            base = {"order_id": order.order_id, "venue": "paper", "account": name,
+                    "symbol": order.symbol, "side": order.side, "ts": ts}
+            if closes % 10 == 9:
+                fill_px = order.limit_px or px[order.symbol]
+                book.on_fill(VenueFill(**base, exec_id=f"{order.order_id}-f",  # type: ignore[arg-type]
+                                       status=ExecStatus.FILLED, last_qty=order.qty,
+                                       last_px=fill_px, cum_qty=order.qty, avg_px=fill_px))
+                fills += 1
+            else:
+                book.on_fill(VenueFill(**base, exec_id=f"{order.order_id}-c",  # type: ignore[arg-type]
+                                       status=ExecStatus.CANCELED))
+            closes += 1
+
+    started_build = time.perf_counter()
+    i = 0
+    while validated < max(history, working):
+        step(i, False)
+        i += 1
+    build_s = time.perf_counter() - started_build
+    history_orders = validated
+    for j in range(i, i + timed):
+        step(j, True)
+    if len(book.open_orders) != working:
+        raise SystemExit(f"{len(book.open_orders)} working orders, wanted {working}")
+    print(json.dumps({
+        "signals_per_s": round(len(lat) / (sum(lat) / 1e6)),
+        "check_p50_us": round(pct(lat, 0.5), 1),
+        "check_p99_us": round(pct(lat, 0.99), 1),
+        "history_orders": history_orders,
+        "working_orders": len(book.open_orders),
+        "timed_signals": len(lat),
+        "passed": passed,
+        "closed_by_fill": fills,
+        "build_s": round(build_s, 1),
+        "operators": operators_dir(),
+    }))
+
+
+def child_100k(n: int, positions: int) -> None:
+    """Run in a fresh process: build ``n`` books, peak RSS, snapshot, restore; print JSON.
+
+    Unlike ``child_10k`` the built books are dropped before the restore is timed: a
+    restarting process holds the snapshots, not the books they were taken from.
+    """
+    baseline = vm_hwm_mb()
+    started = time.perf_counter()
+    books = build_books(n, positions)
+    build_s = time.perf_counter() - started
+    held = vm_hwm_mb()
+    started = time.perf_counter()
+    blobs = [pickle.dumps({"book": b.snapshot(), "held": [], "ready": True}) for b in books]
+    snapshot_s = time.perf_counter() - started
+    last = books[-1].snapshot()
+    del books
+    gc.collect()
+    started = time.perf_counter()
+    restored = [AccountBook.from_snapshot(pickle.loads(blob)["book"]) for blob in blobs]  # noqa: S301
+    restore_s = time.perf_counter() - started
+    if restored[-1].snapshot() != last:
+        raise SystemExit("a restored book differs from the one snapshotted")
+    print(json.dumps({
+        "operators": operators_dir(),
+        "rss_mb_baseline": round(baseline, 1), "rss_mb": round(held, 1),
+        "build_s": round(build_s, 2), "snapshot_s": round(snapshot_s, 3),
+        "restore_s": round(restore_s, 3), "snapshot_mb": round(sum(map(len, blobs)) / 2**20, 1),
+    }))
+
+
+def operators_dir() -> str:
+    """Return where the ``operators`` package measured was imported from."""
+    return str(Path(sys.modules[AccountBook.__module__].__file__ or "?").parent)
+
+
+def run_child(args: list[str], operators_dir: Path | None) -> dict[str, Any]:
+    """Run this script as a child (on another ``operators`` package if given); its JSON."""
+    env = dict(os.environ)
+    env.pop(OPERATORS_ENV, None)
+    if operators_dir is not None:
+        env[OPERATORS_ENV] = str(operators_dir)
+    child = subprocess.run([sys.executable, __file__, *args], cwd=ROOT, env=env,
+                           capture_output=True, text=True, check=False)
+    if child.returncode != 0:
+        raise SystemExit(f"child {args} failed:\n{child.stderr[-3000:]}")
+    out: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return out
+
+
+def baseline_operators(ref: str, work: Path) -> Path:
+    """Extract ``operators/`` of git ``ref`` into ``work``; return the dir to put on sys.path."""
+    target = work / "baseline"
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", ref, "operators"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def issue20_figures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The loaded-book and 100k-book figures, for this tree and the baseline if asked."""
+    impls: dict[str, Path | None] = {"current": None}
+    if args.baseline_ref:
+        impls["baseline"] = baseline_operators(args.baseline_ref, work)
+    loaded = [str(a) for a in ("--child-loaded", "--history", args.history, "--working",
+                               args.working, "--loaded-signals", args.loaded_signals)]
+    figures: dict[str, dict[str, Any]] = {k: {} for k in impls}
+    # Each figure for the current code, then at once for the baseline: a pair is
+    # measured close in time on this shared machine.
+    for label, ops in impls.items():
+        figures[label]["loaded_book"] = run_child(loaded, ops)
+    for label, ops in impls.items():
+        hundred = run_child(["--child-100k", "--books", str(args.books_100k),
+                             "--positions", str(args.positions_100k)], ops)
+        figures[label].update({
+            "rss_mb_100k_accounts": hundred["rss_mb"],
+            "rss_mb_baseline_100k": hundred["rss_mb_baseline"],
+            "restore_s_100k_accounts": hundred["restore_s"],
+            "snapshot_s_100k_accounts": hundred["snapshot_s"],
+            "build_s_100k_accounts": hundred["build_s"],
+        })
+    cur = figures["current"]
+    out: dict[str, Any] = {
+        "loaded_book": cur["loaded_book"],
+        **{k: v for k, v in cur.items() if k != "loaded_book"},
+        "books_100k": args.books_100k,
+        "positions_100k": args.positions_100k,
+    }
+    if "baseline" in figures:
+        base = figures["baseline"]
+        out["baseline_ref"] = args.baseline_ref
+        out["baseline"] = base
+        for key in ("signals_per_s", "check_p50_us", "check_p99_us"):
+            out[f"ratio_loaded_{key}"] = round(cur["loaded_book"][key] / base["loaded_book"][key], 3)
+        for key in ("rss_mb_100k_accounts", "restore_s_100k_accounts"):
+            out[f"ratio_{key}"] = round(cur[key] / base[key], 3)
+    return out
+
+
 # --------------------------------------------------------------------- flow resume
 
 
@@ -459,9 +669,25 @@ def main() -> None:
     ap.add_argument("--positions", type=int, default=20)
     ap.add_argument("--snapshot-interval", type=int, default=5, help="the flow's -s (seconds)")
     ap.add_argument("--repeat", type=int, default=2, help="flow and plain runs, alternated; best kept")
+    ap.add_argument("--history", type=int, default=100_000, help="loaded book: orders before")
+    ap.add_argument("--working", type=int, default=200, help="loaded book: working orders")
+    ap.add_argument("--loaded-signals", type=int, default=5_000, help="loaded book: timed signals")
+    ap.add_argument("--books-100k", type=int, default=100_000)
+    ap.add_argument("--positions-100k", type=int, default=3)
+    ap.add_argument("--baseline-ref", help="git ref whose operators/ to measure as the baseline")
+    ap.add_argument("--skip-flow", action="store_true",
+                    help="only the loaded-book and 100k figures (and the baseline's)")
     ap.add_argument("--child-10k", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child-plain", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--child-loaded", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-100k", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child_100k:
+        child_100k(args.books, args.positions)
+        return
+    if args.child_loaded:
+        child_loaded(args.history, args.working, args.loaded_signals)
+        return
     if args.child_10k:
         child_10k(args.books, args.positions, args.child_10k)
         return
@@ -471,6 +697,13 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-risk-"))
     try:
+        issue20 = issue20_figures(args, work)
+        if args.skip_flow:
+            issue20.update({"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)})
+            for k, v in issue20.items():
+                print(f"{k:>32}: {v}")
+            print(json.dumps(issue20))
+            return
         inputs = scenario(args.signals, args.accounts, args.symbols)
         n_signals = len(inputs.signals)
         base = FlowStore(work / "flow_base", args.snapshot_interval)
@@ -551,6 +784,7 @@ def main() -> None:
             "build_s_10k_accounts": tenk["build_s"],
             "startup_s": round(startup_signals, 2),
             "snapshot_interval_s": args.snapshot_interval,
+            **issue20,
             "cpus": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }

@@ -25,10 +25,19 @@ time:
 Arithmetic runs in ``MONEY``, a 38-digit context: a DECIMAL(18,8) quantity times a
 DECIMAL(18,8) price has at most 36 significant digits, so notionals and cash are exact
 and only the average price (a division) is rounded, at the 38th digit.
+
+Account-level sums are kept up to date as fills and marks arrive (``ExactSum``), not
+recomputed by scanning the positions: ``net_exposure`` and ``gross_exposure`` (hence
+``equity``) cost O(1) to read. ``ExactSum`` returns exactly what the scan
+``sum(terms, ZERO)`` in ``MONEY`` returns, down to the exponent (``0.00`` is not ``0``
+on the wire), and falls back to that scan whenever a running sum would round.
+Realised and unrealised PnL and fees, needed only for output rows, are summed on
+demand (few positions per account).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import (
@@ -36,6 +45,7 @@ from decimal import (
     Context,
     Decimal,
     DivisionByZero,
+    Inexact,
     InvalidOperation,
     Overflow,
     localcontext,
@@ -51,14 +61,149 @@ MONEY = Context(
 
 ZERO = Decimal(0)
 
+_EXACT = Context(
+    prec=38, rounding=ROUND_HALF_EVEN,
+    traps=[Inexact, InvalidOperation, DivisionByZero, Overflow],
+)
+"""``MONEY`` that refuses to round: the running sums of ``ExactSum`` use it."""
+
+_QUANTUM: dict[int, Decimal] = {}
+
+
+def _quantum(exp: int) -> Decimal:
+    q = _QUANTUM.get(exp)
+    if q is None:
+        q = _QUANTUM[exp] = Decimal((0, (1,), exp))
+    return q
+
+
+def _exponent(value: Decimal) -> int:
+    exp = value.as_tuple().exponent
+    if not isinstance(exp, int):  # pragma: no cover - MONEY traps NaN and infinity
+        raise ValueError(f"not a finite amount: {value}")
+    return exp
+
+
+class ExactSum:
+    """A running ``sum(terms, ZERO)`` over a changing set of terms, kept in O(1) per change.
+
+    ``add`` and ``remove`` a term as it enters or leaves the set; ``total`` returns
+    what the scan ``sum(terms, ZERO)`` in ``MONEY`` returns, digit for digit and with
+    the same exponent: an exact decimal sum has the smallest exponent of its operands,
+    so the running sum keeps a count of the terms' exponents and is re-quantized to
+    ``min(0, exponents)`` (``0`` is ``ZERO``'s) when a term leaves.
+
+    The running sum is computed in a context that traps ``Inexact``: when an update
+    would round, the sum becomes *stale* and ``total`` returns None, for the owner to
+    scan the terms (the scan rounds its own way, which the running sum cannot copy)
+    and ``rebuild``. An owner may also start it stale (``ExactSum(stale=True)``) to
+    build it only when first read, e.g. after a restore. For terms that are all >= 0 an
+    exact running sum implies an exact scan (every partial sum of the scan is smaller,
+    with no smaller exponent).
+    """
+
+    __slots__ = ("_exps", "_value", "_value_exp", "stale")
+
+    def __init__(self, terms: Iterable[Decimal] = (), *, stale: bool = False) -> None:
+        self._value = ZERO
+        self._value_exp = 0
+        self._exps: list[int] = []
+        """How many terms have each exponent, flat: ``[exp, count, exp, count, ...]``
+        (a few exponents per sum; a list is a third of a dict's size)."""
+        self.stale = False
+        for term in terms:
+            self.add(term)
+        self.stale = self.stale or stale
+
+    def add(self, term: Decimal) -> None:
+        """Count ``term`` in the sum (nothing while stale: ``rebuild`` starts again)."""
+        if self.stale:
+            return
+        exp = _exponent(term)
+        exps = self._exps
+        for i in range(0, len(exps), 2):
+            if exps[i] == exp:
+                exps[i + 1] += 1
+                break
+        else:
+            exps += (exp, 1)
+        try:
+            self._value = _EXACT.add(self._value, term)
+        except Inexact:
+            self.stale = True
+            return
+        if exp < self._value_exp:
+            self._value_exp = exp
+
+    def remove(self, term: Decimal) -> None:
+        """Take ``term`` (added before) out of the sum (nothing while stale)."""
+        if self.stale:
+            return
+        exp = _exponent(term)
+        exps = self._exps
+        i = exps[::2].index(exp) * 2
+        if exps[i + 1] == 1:
+            del exps[i : i + 2]
+        else:
+            exps[i + 1] -= 1
+        try:
+            value = _EXACT.subtract(self._value, term)
+            value_exp = min(self._value_exp, exp)
+            ideal = min(0, *exps[::2]) if exps else 0
+            if value_exp < ideal:
+                value = _EXACT.quantize(value, _quantum(ideal))
+                value_exp = ideal
+        except Inexact:
+            self.stale = True
+            return
+        self._value, self._value_exp = value, value_exp
+
+    @property
+    def empty(self) -> bool:
+        """Tell whether no term is counted."""
+        return not self._exps
+
+    def total(self) -> Decimal | None:
+        """Return the sum as the scan would, or None if stale (scan, then ``rebuild``)."""
+        return None if self.stale else self._value
+
+    def rebuild(self, terms: Iterable[Decimal]) -> None:
+        """Start again from ``terms`` (in scan order); stale if their sum would round."""
+        self._value, self._value_exp, self._exps, self.stale = ZERO, 0, [], False
+        for term in terms:
+            self.add(term)
+
+
+def scan_sum(terms: Iterable[Decimal]) -> Decimal:
+    """Return ``sum(terms, ZERO)`` in ``MONEY`` (what an ``ExactSum`` stands for)."""
+    total = ZERO
+    add = MONEY.add
+    for term in terms:
+        total = add(total, term)
+    return total
+
+
+def _total(agg: ExactSum, terms: Callable[[], Iterable[Decimal]]) -> Decimal:
+    """Return ``agg``'s total, scanning ``terms()`` (and rebuilding) when it is stale."""
+    value = agg.total()
+    if value is not None:
+        return value
+    agg.rebuild(terms())
+    value = agg.total()
+    return scan_sum(terms()) if value is None else value
+
 
 def _sign(value: Decimal) -> int:
     return (value > 0) - (value < 0)
 
 
-@dataclass
+@dataclass(slots=True)
 class Position:
-    """One symbol's position in one account, by the average-cost method."""
+    """One symbol's position in one account, by the average-cost method.
+
+    Inside a ``Ledger``, change a position through the ledger (``Ledger.apply_fill``,
+    ``Ledger.mark``), which keeps the account's sums in step.
+    """
 
     symbol: str
     net_qty: Decimal = ZERO
@@ -111,14 +256,12 @@ class Position:
     @property
     def unrealized_pnl(self) -> Decimal:
         """Return ``(mark - avg px) * net qty`` (zero before the first mark)."""
-        with localcontext(MONEY):
-            return (self.valuation_px - self.avg_px) * self.net_qty
+        return MONEY.multiply(MONEY.subtract(self.valuation_px, self.avg_px), self.net_qty)
 
     @property
     def market_value(self) -> Decimal:
         """Return ``net qty * mark`` (signed: negative for a short)."""
-        with localcontext(MONEY):
-            return self.net_qty * self.valuation_px
+        return MONEY.multiply(self.net_qty, self.valuation_px)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the position as plain data (a new dict)."""
@@ -137,18 +280,36 @@ class Position:
         return cls(**data)
 
 
-@dataclass
+@dataclass(slots=True)
 class Ledger:
     """An account's cash and positions, and the account-level figures derived from them.
 
     Cash moves with fills only: a buy pays ``qty * px + fee``, a sell receives
     ``qty * px - fee``. Marks are kept per symbol (also for symbols not held) with their
     event time; an older mark than the one held is ignored.
+
+    Net and gross exposure are running sums over the positions' market values, updated
+    by ``apply_fill`` and ``mark`` (see the module docstring); change positions through
+    those two methods.
     """
 
     cash: Decimal = ZERO
     positions: dict[str, Position] = field(default_factory=dict)
     marks: dict[str, tuple[Decimal, datetime]] = field(default_factory=dict)
+    _net: ExactSum = field(init=False, repr=False, compare=False)
+    _gross: ExactSum = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built when first read (a restored book may not be read for a while).
+        self._net = ExactSum(stale=bool(self.positions))
+        self._gross = ExactSum(stale=bool(self.positions))
+
+    def _recompute(self) -> None:
+        """Rebuild the running sums from the positions (construction, restore, debug)."""
+        with localcontext(MONEY):
+            values = [p.market_value for p in self.positions.values()]
+            self._net.rebuild(values)
+            self._gross.rebuild(abs(v) for v in values)
 
     def position(self, symbol: str) -> Position:
         """Return the position in ``symbol``, creating a flat one (at the known mark)."""
@@ -157,6 +318,8 @@ class Ledger:
             known = self.marks.get(symbol)
             pos = Position(symbol, last_mark=known[0] if known else None)
             self.positions[symbol] = pos
+            with localcontext(MONEY):
+                self._add_value(pos.market_value)
         return pos
 
     def mark_px(self, symbol: str) -> Decimal | None:
@@ -169,8 +332,10 @@ class Ledger:
     ) -> Position:
         """Apply one fill to the position and to cash; return the position."""
         pos = self.position(symbol)
-        pos.apply_fill(side, qty, px, fee)
         with localcontext(MONEY):
+            before = pos.market_value
+            pos.apply_fill(side, qty, px, fee)
+            self._move_value(before, pos.market_value)
             self.cash -= side.sign * qty * px + fee
         return pos
 
@@ -182,45 +347,70 @@ class Ledger:
         if known is not None and ts < known[1]:
             return False
         self.marks[symbol] = (px, ts)
-        if symbol in self.positions:
-            self.positions[symbol].mark(px)
+        pos = self.positions.get(symbol)
+        if pos is not None:
+            old = pos.last_mark
+            if old is px:
+                return True
+            with localcontext(MONEY):
+                before = pos.market_value
+                pos.mark(px)
+                self._move_value(before, pos.market_value)
         return True
+
+    def _add_value(self, value: Decimal) -> None:
+        self._net.add(value)
+        self._gross.add(abs(value))
+
+    def _move_value(self, before: Decimal, after: Decimal) -> None:
+        # A position's market value went from ``before`` to ``after`` (in MONEY).
+        if before is after:
+            return
+        self._net.remove(before)
+        self._net.add(after)
+        self._gross.remove(abs(before))
+        self._gross.add(abs(after))
 
     @property
     def equity(self) -> Decimal:
         """Return cash plus the market value of every position."""
-        with localcontext(MONEY):
-            return self.cash + self.net_exposure
+        return MONEY.add(self.cash, self.net_exposure)
 
     @property
     def gross_exposure(self) -> Decimal:
         """Return the sum of the absolute market values."""
-        with localcontext(MONEY):
-            return sum((abs(p.market_value) for p in self.positions.values()), ZERO)
+        return _total(self._gross, self._gross_terms)
 
     @property
     def net_exposure(self) -> Decimal:
         """Return the sum of the signed market values."""
-        with localcontext(MONEY):
-            return sum((p.market_value for p in self.positions.values()), ZERO)
+        # Only an exact gross sum bounds the scan's partial sums (so they are exact too).
+        if self._gross.stale:
+            self._gross.rebuild(self._gross_terms())
+        if self._gross.stale:
+            return scan_sum(p.market_value for p in self.positions.values())
+        return _total(self._net, self._net_terms)
+
+    def _gross_terms(self) -> Iterable[Decimal]:
+        return [MONEY.abs(p.market_value) for p in self.positions.values()]
+
+    def _net_terms(self) -> Iterable[Decimal]:
+        return [p.market_value for p in self.positions.values()]
 
     @property
     def realized_pnl(self) -> Decimal:
         """Return the realised PnL of every position (gross of fees)."""
-        with localcontext(MONEY):
-            return sum((p.realized_pnl for p in self.positions.values()), ZERO)
+        return scan_sum(p.realized_pnl for p in self.positions.values())
 
     @property
     def unrealized_pnl(self) -> Decimal:
-        """Return the unrealised PnL of every position."""
-        with localcontext(MONEY):
-            return sum((p.unrealized_pnl for p in self.positions.values()), ZERO)
+        """Return the unrealised PnL of every position (summed when asked: output only)."""
+        return scan_sum(p.unrealized_pnl for p in self.positions.values())
 
     @property
     def fees(self) -> Decimal:
         """Return the fees paid on every fill."""
-        with localcontext(MONEY):
-            return sum((p.fees for p in self.positions.values()), ZERO)
+        return scan_sum(p.fees for p in self.positions.values())
 
     def margin_used(self, max_leverage: Decimal | None) -> Decimal:
         """Return ``gross exposure / max leverage``.
@@ -231,8 +421,7 @@ class Ledger:
         gross = self.gross_exposure
         if max_leverage is None or max_leverage <= 0:
             return gross
-        with localcontext(MONEY):
-            return gross / max_leverage
+        return MONEY.divide(gross, max_leverage)
 
     def leverage(self) -> Decimal | None:
         """Return ``gross exposure / equity``.
@@ -246,8 +435,16 @@ class Ledger:
         equity = self.equity
         if equity <= 0:
             return None
+        return MONEY.divide(gross, equity)
+
+    def check_sums(self) -> None:
+        """Raise ``AssertionError`` if a running sum differs from a scan (debug, tests)."""
         with localcontext(MONEY):
-            return gross / equity
+            values = [p.market_value for p in self.positions.values()]
+            scans = (sum(values, ZERO), sum((abs(v) for v in values), ZERO))
+        held = (self.net_exposure, self.gross_exposure)
+        if [str(v) for v in held] != [str(v) for v in scans]:
+            raise AssertionError(f"ledger sums (net, gross) {held} != scan {scans}")
 
     def snapshot(self) -> dict[str, Any]:
         """Return the ledger as plain picklable data (a deep copy)."""
@@ -259,8 +456,8 @@ class Ledger:
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any]) -> Ledger:
-        """Rebuild a ledger from ``snapshot`` output."""
-        positions = [Position.from_dict(dict(p)) for p in data["positions"]]
+        """Rebuild a ledger from ``snapshot`` output (the running sums are rebuilt)."""
+        positions = [Position.from_dict(p) for p in data["positions"]]
         return cls(
             cash=data["cash"],
             positions={p.symbol: p for p in positions},

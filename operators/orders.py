@@ -31,7 +31,7 @@ A fill's fee is applied when some of its quantity is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal, localcontext
@@ -187,11 +187,18 @@ class ReportOutcome:
     issues: tuple[OrderIssue, ...] = ()
 
 
+ExecKey = tuple[str, str]
+"""``(venue, exec_id)``: what identifies one venue report."""
+
+SMALL_EXEC_IDS = 8
+"""Up to this many report ids an order keeps them in a sorted tuple, then in a set."""
+
+
 def _issue(kind: IssueKind, message: str, **values: object) -> OrderIssue:
     return OrderIssue(kind, message, {k: str(v) for k, v in values.items()})
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """One order of an account, from validation to a terminal state."""
 
@@ -218,7 +225,10 @@ class Order:
     fees: Decimal = ZERO
     cancel_requested: bool = False
     """A cancel was sent once; it is never sent again."""
-    exec_ids: set[tuple[str, str]] = field(default_factory=set)
+    exec_ids: tuple[ExecKey, ...] | set[ExecKey] = ()
+    """``(venue, exec_id)`` of every report applied: a sorted tuple while there are at
+    most ``SMALL_EXEC_IDS`` (most orders: a tuple is a quarter of a set's size), then a
+    set. The form depends on the count only, so ``from_dict(to_dict())`` is equal."""
 
     @property
     def is_open(self) -> bool:
@@ -262,7 +272,7 @@ class Order:
                 f"execution {report.exec_id} from {report.venue} was already applied",
                 exec_id=report.exec_id, venue=report.venue,
             ),))
-        self.exec_ids.add(key)
+        self.exec_ids = _with_exec_id(self.exec_ids, key)
         if report.status in _FILL_STATUSES:
             return self._apply_fill(report)
         if report.status is ExecStatus.STATUS:
@@ -408,8 +418,23 @@ class Order:
     def from_dict(cls, data: dict[str, Any]) -> Order:
         """Rebuild an order from ``to_dict`` output."""
         values = dict(data)
-        values["exec_ids"] = {(venue, exec_id) for venue, exec_id in data["exec_ids"]}
+        values["exec_ids"] = _exec_ids((venue, exec_id) for venue, exec_id in data["exec_ids"])
         return cls(**values)
+
+
+def _exec_ids(keys: Iterable[ExecKey]) -> tuple[ExecKey, ...] | set[ExecKey]:
+    """Return ``keys`` in the form ``Order.exec_ids`` keeps for their number."""
+    unique = set(keys)
+    return tuple(sorted(unique)) if len(unique) <= SMALL_EXEC_IDS else unique
+
+
+def _with_exec_id(
+    ids: tuple[ExecKey, ...] | set[ExecKey], key: ExecKey
+) -> tuple[ExecKey, ...] | set[ExecKey]:
+    if isinstance(ids, set):
+        ids.add(key)
+        return ids
+    return _exec_ids((*ids, key))
 
 
 def _transition_issue(exc: InvalidTransition, report: VenueFill) -> OrderIssue:

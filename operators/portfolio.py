@@ -28,6 +28,14 @@ Reserved exposure: each open order reserves ``leaves_qty * reserve_px`` (limit p
 or the mark / ref price at validation for a market order). The sum is derived from the
 open orders, so it is released exactly as they fill, cancel, reject or expire.
 
+Running sums (``OrderSums``): what the checks need from the open orders (reserved
+notional in total and per side, leaves per symbol and side) is updated as each order
+opens, fills and closes, so a check costs the same with 1 or 1,000 working orders and
+after any length of history. Each sum equals the scan over the open orders exactly,
+digit and exponent (``operators.accounting.ExactSum``); ``_recompute`` rebuilds them
+from scratch (restore, and tests comparing the two). Arithmetic of one input runs in
+one ``MONEY`` context, entered once per ``on_*`` call.
+
 Trading state and the kill switch:
 
 * The state is the last explicit instruction: an Account row (ACTIVE -> ACTIVE,
@@ -67,18 +75,19 @@ without a validated_orders record, so such a fill is reported as a CRITICAL
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 from enum import StrEnum
 from hashlib import sha256
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-from operators.accounting import MONEY, ZERO, Ledger, Position
+from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum
 from operators.orders import Order, OrderIssue
 from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
+from schemas.base import Record, Side
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     Account,
@@ -181,8 +190,58 @@ def event_id_for(*parts: str) -> str:
     return "E-" + sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
+class OrderSums:
+    """Running sums over an account's open orders: what a check needs, O(1) to read.
+
+    ``reserved``: ``reserved_notional`` of every open order; ``by_side``: the same per
+    side; ``leaves``: ``leaves_qty`` per (symbol, side), the key dropped once no open
+    order has it. Each is an ``ExactSum``: equal, digit for digit, to the scan.
+    """
+
+    __slots__ = ("by_side", "leaves", "reserved")
+
+    def __init__(self, orders: Iterable[Order] = ()) -> None:
+        self.reserved = ExactSum()
+        self.by_side = {Side.BUY: ExactSum(), Side.SELL: ExactSum()}
+        self.leaves: dict[tuple[str, Side], ExactSum] = {}
+        with localcontext(MONEY):
+            for order in orders:
+                self.add(order)
+
+    def add(self, order: Order, cum_qty: Decimal | None = None) -> None:
+        """Count an open order (as it was when its ``cum_qty`` was ``cum_qty``); in MONEY."""
+        leaves = order.qty - (order.cum_qty if cum_qty is None else cum_qty)
+        reserved = leaves * order.reserve_px
+        self.reserved.add(reserved)
+        self.by_side[order.side].add(reserved)
+        key = (order.symbol, order.side)
+        sums = self.leaves.get(key)
+        if sums is None:
+            sums = self.leaves[key] = ExactSum()
+        sums.add(leaves)
+
+    def remove(self, order: Order, cum_qty: Decimal | None = None) -> None:
+        """Take out an order counted by ``add`` with the same ``cum_qty``; in MONEY."""
+        leaves = order.qty - (order.cum_qty if cum_qty is None else cum_qty)
+        reserved = leaves * order.reserve_px
+        self.reserved.remove(reserved)
+        self.by_side[order.side].remove(reserved)
+        key = (order.symbol, order.side)
+        sums = self.leaves[key]
+        sums.remove(leaves)
+        if sums.empty:
+            del self.leaves[key]
+
+
 class AccountBook:
     """Everything Job C knows about one account, and the rules that change it."""
+
+    __slots__ = (
+        "_clock", "_sums", "account", "account_id", "closed_orders", "day", "day_start_equity",
+        "ledger", "mark_pos", "offsets", "open_orders", "peak_equity", "rate",
+        "recent_rejects", "seen_signals", "state_seq", "strategy_states", "symbol_limits",
+        "trading_state",
+    )
 
     def __init__(self, account: str, *, clock: Callable[[], int] = time.perf_counter_ns) -> None:
         self.account_id = account
@@ -196,7 +255,8 @@ class AccountBook:
         self.peak_equity = ZERO
         self.day: date | None = None
         self.day_start_equity = ZERO
-        self.recent_rejects: deque[bool] = deque(maxlen=REJECT_RATE_WINDOW)
+        self.recent_rejects: list[bool] = []
+        """Whether each of the last ``REJECT_RATE_WINDOW`` decisions on merits failed."""
         self.seen_signals: dict[str, None] = {}
         self.rate = RateWindow()
         self.offsets: dict[str, int] = {}
@@ -204,6 +264,8 @@ class AccountBook:
         """The market_data record each symbol was last marked from (for exact replay)."""
         self.state_seq = 0
         self._clock = clock
+        self._sums: OrderSums | None = None
+        """Running sums over ``open_orders``; None while there is none (all zero)."""
 
     # ----------------------------------------------------------------- inputs
 
@@ -211,15 +273,20 @@ class AccountBook:
         """Check a signal; return its decision and either the order or the rejections."""
         started = self._clock()
         self._own(signal.account)
+        with localcontext(MONEY):
+            return self._on_signal(signal, pos, started)
+
+    def _on_signal(self, signal: TradeSignal, pos: InputPos | None, started: int) -> Outcome:
         self._advance(signal.ts, pos)
         order_id = order_id_for(self.account_id, signal.signal_id)
         ctx = self._check_input(signal, order_id)
-        with localcontext(MONEY):
-            results = evaluate(ctx)
+        results = evaluate(ctx)
         passed = all(r.passed for r in results)
         self._remember_signal(signal.signal_id)
         if all(r.passed for r in results if r.rule in _GATES):
             self.recent_rejects.append(not passed)
+            if len(self.recent_rejects) > REJECT_RATE_WINDOW:
+                del self.recent_rejects[0]
         if passed:
             outcome = self._open_order(signal, ctx, order_id)
         else:
@@ -242,11 +309,24 @@ class AccountBook:
     def on_fill(self, fill: VenueFill, *, pos: InputPos | None = None) -> Outcome:
         """Apply an execution report: order state machine, then position and cash."""
         self._own(fill.account)
+        with localcontext(MONEY):
+            return self._on_fill(fill, pos)
+
+    def _on_fill(self, fill: VenueFill, pos: InputPos | None) -> Outcome:
         self._advance(fill.ts, pos)
-        order = self.open_orders.get(fill.order_id) or self.closed_orders.get(fill.order_id)
+        order = self.open_orders.get(fill.order_id)
+        counted = order is not None
+        if order is None:
+            order = self.closed_orders.get(fill.order_id)
         if order is None:
             return Outcome(events=(self._unknown_order(fill),))
+        cum_qty = order.cum_qty
         result = order.apply(fill)
+        sums = self._sums
+        if counted and sums is not None and (order.cum_qty is not cum_qty or not order.is_open):
+            sums.remove(order, cum_qty)
+            if order.is_open:
+                sums.add(order)
         events = tuple(self._issue_event(fill, issue) for issue in result.issues)
         positions: tuple[PositionState, ...] = ()
         if result.fill_qty > 0:
@@ -271,6 +351,12 @@ class AccountBook:
         self, symbol: str, price: Decimal, ts: datetime, *, pos: InputPos | None = None
     ) -> Outcome:
         """Mark a symbol: unrealised PnL moves, and the kill switch may trip."""
+        with localcontext(MONEY):
+            return self._on_mark(symbol, price, ts, pos)
+
+    def _on_mark(
+        self, symbol: str, price: Decimal, ts: datetime, pos: InputPos | None
+    ) -> Outcome:
         self._advance(ts, pos)
         if not self.ledger.mark(symbol, price, ts):
             return Outcome()
@@ -289,13 +375,16 @@ class AccountBook:
     def on_account(self, row: Account, *, pos: InputPos | None = None) -> Outcome:
         """Replace the account row: limits, cash movements, and the trading state."""
         self._own(row.account)
-        self._advance(row.ts, pos)
         with localcontext(MONEY):
-            delta = row.cash - (self.account.cash if self.account else ZERO)
-            self.ledger.cash += delta
-            self.peak_equity += delta
-            self.day_start_equity += delta
-        self.account = row
+            return self._on_account(row, pos)
+
+    def _on_account(self, row: Account, pos: InputPos | None) -> Outcome:
+        self._advance(row.ts, pos)
+        delta = row.cash - (self.account.cash if self.account else ZERO)
+        self.ledger.cash += delta
+        self.peak_equity += delta
+        self.day_start_equity += delta
+        self.account = _lean(row)
         self._track_peak()
         outcome = self._set_state(
             _STATUS_STATE[row.status], row.ts, KillTrigger.ACCOUNT_BLOCKED,
@@ -307,11 +396,15 @@ class AccountBook:
         """Replace the position limits of one symbol (from the next message on)."""
         self._own(limit.account)
         self._advance(limit.ts, pos)
-        self.symbol_limits[limit.symbol] = limit
+        self.symbol_limits[limit.symbol] = _lean(limit)
         return Outcome()
 
     def on_control(self, control: Control, *, pos: InputPos | None = None) -> Outcome:
         """Apply a control row for this account, ``global``, or a strategy."""
+        with localcontext(MONEY):
+            return self._on_control(control, pos)
+
+    def _on_control(self, control: Control, pos: InputPos | None) -> Outcome:
         self._advance(control.ts, pos)
         if control.scope.startswith("strategy:"):
             self.strategy_states[control.scope.removeprefix("strategy:")] = control.state
@@ -331,35 +424,87 @@ class AccountBook:
     @property
     def reserved_notional(self) -> Decimal:
         """Return the notional reserved by every open order."""
+        return self._reserved(None)
+
+    def _reserved(self, side: Side | None) -> Decimal:
+        # The notional reserved by the open orders (on ``side``, or all).
+        if self._sums is None:
+            return ZERO
+        sums = self._sums.reserved if side is None else self._sums.by_side[side]
+        value = sums.total()
+        if value is None:  # a running sum would have rounded: scan, as before
+            value = scan_sum(o.reserved_notional for o in self.open_orders.values()
+                             if side is None or o.side is side)
+        return value
+
+    def _open_qty(self, symbol: str, side: Side) -> Decimal:
+        # The leaves of the open orders in ``symbol`` on ``side``.
+        sums = self._sums.leaves.get((symbol, side)) if self._sums is not None else None
+        if sums is None:
+            return ZERO
+        value = sums.total()
+        if value is None:
+            with localcontext(MONEY):
+                value = scan_sum(o.leaves_qty for o in self.open_orders.values()
+                                 if o.symbol == symbol and o.side is side)
+        return value
+
+    def _recompute(self) -> None:
+        """Rebuild every running sum from scratch (restore; tests compare the two)."""
+        self._sums = OrderSums(self.open_orders.values()) if self.open_orders else None
+        self.ledger._recompute()  # noqa: SLF001 - the same helper, one level down
+
+    def check_sums(self) -> None:
+        """Raise ``AssertionError`` if a running sum differs from a scan (debug, tests)."""
         with localcontext(MONEY):
-            return sum((o.reserved_notional for o in self.open_orders.values()), ZERO)
+            opens = list(self.open_orders.values())
+            scans: dict[str, Decimal] = {
+                "reserved": sum((o.reserved_notional for o in opens), ZERO),
+            }
+            held: dict[str, Decimal] = {"reserved": self.reserved_notional}
+            for side in Side:
+                scans[side.value] = sum((o.reserved_notional for o in opens if o.side is side),
+                                        ZERO)
+                held[side.value] = self._reserved(side)
+            leaves = set(self._sums.leaves) if self._sums is not None else set()
+            for sym, side in {(o.symbol, o.side) for o in opens} | leaves:
+                key = f"{sym}/{side.value}"
+                scans[key] = sum((o.leaves_qty for o in opens
+                                  if o.symbol == sym and o.side is side), ZERO)
+                held[key] = self._open_qty(sym, side)
+        if {k: str(v) for k, v in held.items()} != {k: str(v) for k, v in scans.items()}:
+            raise AssertionError(f"order sums {held} != scan {scans}")
+        if any(not o.is_open for o in opens):
+            raise AssertionError("a terminal order among the open ones")
+        if (self._sums is None) != (not opens):
+            raise AssertionError("running sums without open orders, or the reverse")
+        self.ledger.check_sums()
 
     def portfolio_state(self, ts: datetime) -> PortfolioState:
         """Return the account's portfolio_state row as of now, stamped ``ts``."""
         ledger = self.ledger
         leverage = ledger.leverage()
-        with localcontext(MONEY):
-            equity = ledger.equity
-            return PortfolioState(
-                account=self.account_id,
-                cash=ledger.cash,
-                equity=equity,
-                realized_pnl=ledger.realized_pnl,
-                unrealized_pnl=ledger.unrealized_pnl,
-                gross_exposure=ledger.gross_exposure,
-                net_exposure=ledger.net_exposure,
-                margin_used=ledger.margin_used(
-                    self.account.max_leverage if self.account else None
-                ),
-                leverage=LEVERAGE_UNDEFINED if leverage is None else leverage,
-                open_orders=len(self.open_orders),
-                reserved_notional=self.reserved_notional,
-                trading_state=self.trading_state,
-                peak_equity=self.peak_equity,
-                drawdown=self.peak_equity - equity,
-                day_start_equity=self.day_start_equity,
-                ts=ts,
-            )
+        equity = ledger.equity
+        return PortfolioState(
+            account=self.account_id,
+            cash=ledger.cash,
+            equity=equity,
+            realized_pnl=ledger.realized_pnl,
+            unrealized_pnl=ledger.unrealized_pnl,
+            gross_exposure=ledger.gross_exposure,
+            net_exposure=ledger.net_exposure,
+            margin_used=ledger.margin_used(
+                self.account.max_leverage if self.account else None
+            ),
+            leverage=LEVERAGE_UNDEFINED if leverage is None else leverage,
+            open_orders=len(self.open_orders),
+            reserved_notional=self.reserved_notional,
+            trading_state=self.trading_state,
+            peak_equity=self.peak_equity,
+            drawdown=MONEY.subtract(self.peak_equity, equity),
+            day_start_equity=self.day_start_equity,
+            ts=ts,
+        )
 
     # ----------------------------------------------------------------- snapshots
 
@@ -393,11 +538,16 @@ class AccountBook:
         """Rebuild a book from ``snapshot`` output."""
         if data.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported account book snapshot version {data.get('v')!r}")
-        book = cls(data["account_id"], clock=clock)
-        book.account = Account.model_validate(data["account"]) if data["account"] else None
-        limits = [SymbolLimit.model_validate(d) for d in data["symbol_limits"]]
+        # Every slot is set below: no empty book is built only to be replaced.
+        book = cls.__new__(cls)
+        book.account_id = data["account_id"]
+        book._clock = clock
+        book.account = (
+            _lean(Account.model_validate(data["account"]), own=True) if data["account"] else None
+        )
+        limits = [_lean(SymbolLimit.model_validate(d), own=True) for d in data["symbol_limits"]]
         book.symbol_limits = {lim.symbol: lim for lim in limits}
-        book.ledger = Ledger.from_snapshot(data["ledger"])
+        book.ledger = Ledger.from_snapshot(data["ledger"])  # rebuilds its own sums
         book.open_orders = _orders(data["open_orders"])
         book.closed_orders = _orders(data["closed_orders"])
         book.trading_state = TradingState(data["trading_state"])
@@ -405,12 +555,13 @@ class AccountBook:
         book.peak_equity = data["peak_equity"]
         book.day = date.fromisoformat(data["day"]) if data["day"] else None
         book.day_start_equity = data["day_start_equity"]
-        book.recent_rejects.extend(data["recent_rejects"])
+        book.recent_rejects = list(data["recent_rejects"])[-REJECT_RATE_WINDOW:]
         book.seen_signals = dict.fromkeys(data["seen_signals"])
         book.rate = RateWindow(times=data["rate"])
         book.offsets = dict(data["offsets"])
         book.state_seq = data["state_seq"]
         book.mark_pos = {k: InputPos(*v) for k, v in data.get("mark_pos", {}).items()}
+        book._sums = OrderSums(book.open_orders.values()) if book.open_orders else None
         return book
 
     # ----------------------------------------------------------------- internals
@@ -444,15 +595,24 @@ class AccountBook:
         self.peak_equity = max(self.peak_equity, self.ledger.equity)
 
     def _remember_signal(self, signal_id: str) -> None:
-        self.seen_signals[signal_id] = None
-        while len(self.seen_signals) > SEEN_SIGNALS_KEPT:
-            del self.seen_signals[next(iter(self.seen_signals))]
+        seen = self.seen_signals
+        seen[signal_id] = None
+        if len(seen) > SEEN_SIGNALS_KEPT:
+            self.seen_signals = seen = _evicting(seen)
+            while len(seen) > SEEN_SIGNALS_KEPT:
+                seen.popitem(last=False)
 
     def _close(self, order: Order) -> None:
         del self.open_orders[order.order_id]
-        self.closed_orders[order.order_id] = order
-        while len(self.closed_orders) > CLOSED_ORDERS_KEPT:
-            del self.closed_orders[next(iter(self.closed_orders))]
+        if not self.open_orders:
+            self._sums = None
+            self.open_orders = {}  # an emptied dict keeps its table: drop it
+        closed = self.closed_orders
+        closed[order.order_id] = order
+        if len(closed) > CLOSED_ORDERS_KEPT:
+            self.closed_orders = closed = _evicting(closed)
+            while len(closed) > CLOSED_ORDERS_KEPT:
+                closed.popitem(last=False)
 
     def _effective_state(self, strategy_id: str) -> TradingState:
         strategy = self.strategy_states.get(strategy_id, TradingState.ACTIVE)
@@ -461,31 +621,24 @@ class AccountBook:
     def _check_input(self, signal: TradeSignal, order_id: str) -> CheckInput:
         symbol, ledger = signal.symbol, self.ledger
         position = ledger.positions.get(symbol)
-        opens = self.open_orders.values()
-        with localcontext(MONEY):
-            return CheckInput(
-                signal=signal,
-                account=self.account,
-                symbol_limit=self.symbol_limits.get(symbol),
-                trading_state=self._effective_state(signal.strategy_id),
-                duplicate=signal.signal_id in self.seen_signals
-                or order_id in self.open_orders or order_id in self.closed_orders,
-                mark=ledger.mark_px(symbol),
-                net_qty=position.net_qty if position else ZERO,
-                open_same_side_qty=sum(
-                    (o.leaves_qty for o in opens if o.symbol == symbol and o.side is signal.side),
-                    ZERO,
-                ),
-                open_orders=len(self.open_orders),
-                gross_exposure=ledger.gross_exposure,
-                reserved_notional=self.reserved_notional,
-                reserved_buy_notional=sum(
-                    (o.reserved_notional for o in opens if o.side.sign > 0), ZERO
-                ),
-                equity=ledger.equity,
-                cash=ledger.cash,
-                recent_orders=self.rate.count(signal.ts),
-            )
+        return CheckInput(
+            signal=signal,
+            account=self.account,
+            symbol_limit=self.symbol_limits.get(symbol),
+            trading_state=self._effective_state(signal.strategy_id),
+            duplicate=signal.signal_id in self.seen_signals
+            or order_id in self.open_orders or order_id in self.closed_orders,
+            mark=ledger.mark_px(symbol),
+            net_qty=position.net_qty if position else ZERO,
+            open_same_side_qty=self._open_qty(symbol, signal.side),
+            open_orders=len(self.open_orders),
+            gross_exposure=ledger.gross_exposure,
+            reserved_notional=self.reserved_notional,
+            reserved_buy_notional=self._reserved(Side.BUY),
+            equity=ledger.equity,
+            cash=ledger.cash,
+            recent_orders=self.rate.count(signal.ts),
+        )
 
     def _open_order(self, signal: TradeSignal, ctx: CheckInput, order_id: str) -> Outcome:
         order = Order(
@@ -502,6 +655,9 @@ class AccountBook:
             strategy_id=signal.strategy_id,
         )
         self.open_orders[order_id] = order
+        if self._sums is None:
+            self._sums = OrderSums()
+        self._sums.add(order)
         self.rate.add(signal.ts)
         validated = ValidatedOrder(
             order_id=order_id,
@@ -551,15 +707,16 @@ class AccountBook:
         row = self.account
         if row is None or self.trading_state is TradingState.HALTED:
             return Outcome()
-        with localcontext(MONEY):
-            equity = self.ledger.equity
-            checks: list[tuple[KillTrigger, Decimal, Decimal | None]] = [
-                (KillTrigger.DAILY_LOSS, self.day_start_equity - equity, row.daily_loss_limit),
-                (KillTrigger.MAX_DRAWDOWN, self.peak_equity - equity, row.max_drawdown),
-            ]
-            if len(self.recent_rejects) == REJECT_RATE_WINDOW:
-                rate = Decimal(sum(self.recent_rejects)) / REJECT_RATE_WINDOW
-                checks.append((KillTrigger.REJECT_RATE, rate, row.max_reject_rate))
+        equity = self.ledger.equity
+        checks: list[tuple[KillTrigger, Decimal, Decimal | None]] = [
+            (KillTrigger.DAILY_LOSS, MONEY.subtract(self.day_start_equity, equity),
+             row.daily_loss_limit),
+            (KillTrigger.MAX_DRAWDOWN, MONEY.subtract(self.peak_equity, equity),
+             row.max_drawdown),
+        ]
+        if len(self.recent_rejects) == REJECT_RATE_WINDOW:
+            rate = MONEY.divide(Decimal(sum(self.recent_rejects)), REJECT_RATE_WINDOW)
+            checks.append((KillTrigger.REJECT_RATE, rate, row.max_reject_rate))
         for trigger, value, limit in checks:
             if limit is not None and value > limit:
                 reason = f"{trigger.value} {dec_str(value)} exceeds {dec_str(limit)}"
@@ -646,19 +803,55 @@ class AccountBook:
         )
 
     def _position_state(self, position: Position, ts: datetime) -> PositionState:
-        with localcontext(MONEY):
-            return PositionState(
-                account=self.account_id,
-                symbol=position.symbol,
-                net_qty=position.net_qty,
-                avg_px=position.avg_px,
-                realized_pnl=position.realized_pnl,
-                unrealized_pnl=position.unrealized_pnl,
-                last_mark=position.last_mark,
-                market_value=position.market_value,
-                fees=position.fees,
-                ts=ts,
-            )
+        return PositionState(
+            account=self.account_id,
+            symbol=position.symbol,
+            net_qty=position.net_qty,
+            avg_px=position.avg_px,
+            realized_pnl=position.realized_pnl,
+            unrealized_pnl=position.unrealized_pnl,
+            last_mark=position.last_mark,
+            market_value=position.market_value,
+            fees=position.fees,
+            ts=ts,
+        )
+
+
+_V = TypeVar("_V")
+_Row = TypeVar("_Row", bound=Record)
+
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+"""One shared pydantic fields-set per combination of field names (see ``_lean``)."""
+
+
+def _lean(row: _Row, *, own: bool = False) -> _Row:
+    """Return ``row`` sharing its pydantic fields-set with every row naming the same fields.
+
+    A decoded or restored Account names its 19 fields in a set of 2 KB, more than the
+    row's values; the book keeps one per account. The rows are frozen, so pydantic
+    never changes the set in place (``model_copy`` copies it). ``own``: ``row`` was
+    made here, set the field on it; else return an equal copy, leaving the input as is.
+    """
+    names = row.__pydantic_fields_set__
+    shared = _FIELDS_SETS.get(frozenset(names))
+    if shared is None:
+        shared = _FIELDS_SETS[frozenset(names)] = set(names)
+    if names is shared:
+        return row
+    if own:
+        object.__setattr__(row, "__pydantic_fields_set__", shared)
+        return row
+    return type(row).model_construct(_fields_set=shared, **row.__dict__)
+
+
+
+def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:
+    """Return ``kept`` as an OrderedDict, whose oldest entry goes in O(1).
+
+    A dict that drops its first key over and over leaves holes at its front, which
+    every ``next(iter(d))`` walks; a book switches once it reaches its cap.
+    """
+    return kept if isinstance(kept, OrderedDict) else OrderedDict(kept)
 
 
 def _orders(rows: Iterable[dict[str, Any]]) -> dict[str, Order]:

@@ -14,6 +14,10 @@ Conventions shared by every rule:
 * A limit passes when ``value <= limit``: at the limit passes, one tick above fails.
   ``value`` is what the account would have *after* this order (e.g. open orders + 1).
 * ``value`` and ``limit`` in the result are exact decimal strings (``format(x, "f")``).
+* Arithmetic is ``MONEY``'s, called as its methods (``MONEY.multiply(a, b)`` is
+  ``a * b`` in ``localcontext(MONEY)``, without entering a context per value).
+* Equal results are one shared (frozen) ``RuleResult``: most rules give the same one
+  signal after signal ("account is ACTIVE"), and building one costs more than the rule.
 * Price of an order (``CheckInput.order_px``): a limit order is valued at its limit
   price; a market order at the last mark of its symbol, or the signal's ``ref_px``
   when no mark has been seen. With neither, notional rules that have a limit fail
@@ -32,8 +36,9 @@ from bisect import bisect_right, insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from enum import StrEnum
+from types import MappingProxyType
 
 from operators.accounting import MONEY, ZERO
 from schemas.base import Side
@@ -48,6 +53,7 @@ from schemas.trading import (
 )
 
 BPS = Decimal(10_000)
+INFINITY = Decimal("Infinity")
 
 
 class Rule(StrEnum):
@@ -66,6 +72,15 @@ class Rule(StrEnum):
     PRICE_COLLAR = "PRICE_COLLAR"
     ORDER_RATE = "ORDER_RATE"
     BUYING_POWER = "BUYING_POWER"
+
+
+_NAMES = MappingProxyType({rule: rule.value for rule in Rule})
+"""Each rule's name (``Rule.X.value`` goes through the enum's descriptor, slowly)."""
+
+RESULTS_KEPT = 4096
+"""Distinct ``RuleResult``s remembered for reuse; the memo starts again when full."""
+
+_RESULTS: dict[tuple[Rule, bool, str, str | None, str | None], RuleResult] = {}
 
 
 def dec_str(value: Decimal | int) -> str:
@@ -115,16 +130,14 @@ class CheckInput:
         px = self.order_px
         if px is None:
             return None
-        with localcontext(MONEY):
-            return self.signal.qty * px
+        return MONEY.multiply(self.signal.qty, px)
 
     @property
     def projected_qty(self) -> Decimal:
         """Return the position if this order and every open order on its side filled."""
-        with localcontext(MONEY):
-            return self.net_qty + self.signal.side.sign * (
-                self.open_same_side_qty + self.signal.qty
-            )
+        return MONEY.add(self.net_qty, MONEY.multiply(
+            self.signal.side.sign, MONEY.add(self.open_same_side_qty, self.signal.qty)
+        ))
 
     @property
     def reduces(self) -> bool:
@@ -140,7 +153,15 @@ class CheckInput:
 
 def _result(rule: Rule, passed: bool, message: str, value: str | None = None,
             limit: str | None = None) -> RuleResult:
-    return RuleResult(rule=rule.value, passed=passed, value=value, limit=limit, message=message)
+    key = (rule, passed, message, value, limit)
+    result = _RESULTS.get(key)
+    if result is None:
+        if len(_RESULTS) >= RESULTS_KEPT:
+            _RESULTS.clear()
+        result = _RESULTS[key] = RuleResult(
+            rule=_NAMES[rule], passed=passed, value=value, limit=limit, message=message
+        )
+    return result
 
 
 def _at_most(
@@ -159,16 +180,15 @@ def _at_most(
     shown = None if value is None else dec_str(value)
     if limit is None:
         return _result(rule, True, f"{what}: no limit set", shown)
+    cap = dec_str(limit)
     if value is None:
-        return _result(rule, False, f"{what}: no price to value the order", None, dec_str(limit))
+        return _result(rule, False, f"{what}: no price to value the order", None, cap)
     if (value <= limit) if within is None else within:
-        message = f"{what} {shown} within the limit {dec_str(limit)}"
-        return _result(rule, True, message, shown, dec_str(limit))
+        return _result(rule, True, f"{what} {shown} within the limit {cap}", shown, cap)
     if exempt:
-        message = f"{what} {shown} above the limit {dec_str(limit)}, allowed: the order reduces"
-        return _result(rule, True, message, shown, dec_str(limit))
-    return _result(rule, False, f"{what} {shown} exceeds the limit {dec_str(limit)}", shown,
-                   dec_str(limit))
+        message = f"{what} {shown} above the limit {cap}, allowed: the order reduces"
+        return _result(rule, True, message, shown, cap)
+    return _result(rule, False, f"{what} {shown} exceeds the limit {cap}", shown, cap)
 
 
 def check_account_status(ctx: CheckInput) -> RuleResult:
@@ -238,8 +258,7 @@ def check_max_position_notional(ctx: CheckInput) -> RuleResult:
     px = ctx.mark if ctx.mark is not None else ctx.order_px
     value = None
     if px is not None:
-        with localcontext(MONEY):
-            value = abs(ctx.projected_qty) * px
+        value = MONEY.multiply(MONEY.abs(ctx.projected_qty), px)
     return _at_most(Rule.MAX_POSITION_NOTIONAL, f"projected {ctx.signal.symbol} notional",
                     value, limit, exempt=ctx.reduces)
 
@@ -248,8 +267,7 @@ def _projected_gross(ctx: CheckInput) -> Decimal | None:
     notional = ctx.order_notional
     if notional is None:
         return None
-    with localcontext(MONEY):
-        return ctx.gross_exposure + ctx.reserved_notional + notional
+    return MONEY.add(MONEY.add(ctx.gross_exposure, ctx.reserved_notional), notional)
 
 
 def check_max_gross_exposure(ctx: CheckInput) -> RuleResult:
@@ -268,12 +286,11 @@ def check_max_leverage(ctx: CheckInput) -> RuleResult:
     leverage: Decimal | None = None
     within: bool | None = None
     if gross is not None and ctx.equity <= 0:
-        leverage = Decimal("Infinity") if gross > 0 else ZERO
+        leverage = INFINITY if gross > 0 else ZERO
     elif gross is not None:
-        with localcontext(MONEY):
-            leverage = gross / ctx.equity
-            # Compare exactly; the (rounded) quotient is only for the record.
-            within = None if limit is None else gross <= limit * ctx.equity
+        leverage = MONEY.divide(gross, ctx.equity)
+        # Compare exactly; the (rounded) quotient is only for the record.
+        within = None if limit is None else gross <= MONEY.multiply(limit, ctx.equity)
     return _at_most(Rule.MAX_LEVERAGE, "projected leverage", leverage, limit,
                     exempt=ctx.reduces, within=within)
 
@@ -296,13 +313,11 @@ def check_price_collar(ctx: CheckInput) -> RuleResult:
     if ctx.mark is None:
         return _result(rule, False, f"no mark for {ctx.signal.symbol} to check the price",
                        None, f"{dec_str(bps)}bps")
-    with localcontext(MONEY):
-        allowed = ctx.mark * bps / BPS
+    allowed = MONEY.divide(MONEY.multiply(ctx.mark, bps), BPS)
     if ctx.signal.order_type is OrderType.MARKET or ctx.signal.limit_px is None:
         return _result(rule, True, f"market order; mark {dec_str(ctx.mark)}", "0",
                        dec_str(allowed))
-    with localcontext(MONEY):
-        distance = abs(ctx.signal.limit_px - ctx.mark)
+    distance = MONEY.abs(MONEY.subtract(ctx.signal.limit_px, ctx.mark))
     return _at_most(rule, f"limit price {dec_str(ctx.signal.limit_px)}: distance from mark "
                     f"{dec_str(ctx.mark)}", distance, allowed)
 
@@ -323,8 +338,7 @@ def check_buying_power(ctx: CheckInput) -> RuleResult:
     notional = ctx.order_notional
     value = None
     if notional is not None:
-        with localcontext(MONEY):
-            value = notional + ctx.reserved_buy_notional
+        value = MONEY.add(notional, ctx.reserved_buy_notional)
     return _at_most(rule, "buy notional plus reserved buys", value, ctx.cash)
 
 
@@ -360,6 +374,8 @@ class RateWindow:
     span earlier has left the window. Times older than the newest minus the span are
     pruned, so a signal more than a span out of order may be under-counted.
     """
+
+    __slots__ = ("_times", "span")
 
     def __init__(self, span: timedelta = timedelta(seconds=1),
                  times: Iterable[datetime] = ()) -> None:

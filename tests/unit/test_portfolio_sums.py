@@ -1,0 +1,303 @@
+"""Job C's running sums: always equal to a from-scratch scan, and kept across snapshots."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import pickle
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.accounting import MONEY, ZERO, ExactSum, Ledger, scan_sum
+from operators.portfolio import AccountBook, Outcome
+from schemas.base import Side
+from schemas.strategy import OrderType, TradeSignal
+from schemas.trading import (
+    Account,
+    AccountStatus,
+    AccountType,
+    Control,
+    ExecStatus,
+    SymbolLimit,
+    TradingState,
+    VenueFill,
+)
+
+D = Decimal
+T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+ACCOUNT = "A1"
+SYMBOLS = ("AAPL", "MSFT", "X")
+# Prices and quantities with different exponents: the sums must keep the scan's exponent.
+PRICES = ("100", "100.0", "100.10", "99.5", "101.25", "0.00000001", "123.45678901", "98")
+QTYS = ("1", "10", "10.00", "2.5", "0.00000001", "7", "3.333")
+
+
+def fake_clock() -> Callable[[], int]:
+    ticks = itertools.count(step=1000)
+    return lambda: next(ticks)
+
+
+def sums_of(book: AccountBook) -> dict[str, str]:
+    """Every running sum the book keeps, as the strings they would be published as."""
+    sums = book._sums  # noqa: SLF001 - the state under test
+    out = {
+        "sums_held": str(sums is not None),
+        "reserved": str(book.reserved_notional),
+        "net": str(book.ledger.net_exposure),
+        "gross": str(book.ledger.gross_exposure),
+        "equity": str(book.ledger.equity),
+        "open_orders": str(len(book.open_orders)),
+    }
+    for side in Side:
+        out[f"reserved/{side.value}"] = str(book._reserved(side))  # noqa: SLF001
+    for sym, side in sums.leaves if sums is not None else ():
+        out[f"leaves/{sym}/{side.value}"] = str(book._open_qty(sym, side))  # noqa: SLF001
+    return out
+
+
+def recomputed(book: AccountBook) -> dict[str, str]:
+    """The same sums after ``_recompute`` on a copy of the book (from scratch)."""
+    fresh = copy.deepcopy(book)
+    fresh._recompute()  # noqa: SLF001 - the debug helper under test
+    return sums_of(fresh)
+
+
+def account_row(rng: random.Random, ts: datetime, **kw: Any) -> Account:
+    fields: dict[str, Any] = {
+        "account": ACCOUNT, "ts": ts, "cash": D(rng.choice(["100000", "100000.50", "5000"])),
+        "account_type": rng.choice([AccountType.CASH, AccountType.MARGIN]),
+        "max_order_qty": D(rng.choice(["15", "100"])),
+        "max_gross_exposure": D(rng.choice(["6000", "1000000"])),
+        "max_open_orders": rng.choice([4, 300]), "price_collar_bps": D(500),
+        "daily_loss_limit": D(rng.choice(["150", "100000"])),
+        "max_drawdown": D(rng.choice(["250", "100000"])),
+        "max_reject_rate": D("0.9"), "max_orders_per_second": rng.choice([5, 100]),
+        "max_leverage": D(rng.choice(["3", "10"])),
+    }
+    fields.update(kw)
+    return Account(**fields)
+
+
+def random_step(book: AccountBook, rng: random.Random, i: int) -> Outcome:
+    """One random input: a signal, a fill / cancel / other report, a mark, or ops."""
+    ts = T0 + timedelta(milliseconds=50 * i)
+    r = rng.random()
+    if r < 0.35:
+        limit = rng.random() < 0.5
+        return book.on_signal(TradeSignal(
+            signal_id=f"s{rng.randrange(i + 1)}", strategy_id="st", account=ACCOUNT,
+            symbol=rng.choice(SYMBOLS), side=rng.choice([Side.BUY, Side.SELL]),
+            qty=D(rng.choice(QTYS)), order_type=OrderType.LIMIT if limit else OrderType.MARKET,
+            limit_px=D(rng.choice(PRICES)) if limit else None,
+            ref_px=D(rng.choice(PRICES)) if rng.random() < 0.5 else None, ts=ts,
+        ))
+    if r < 0.75:
+        known = list(book.open_orders.values()) or list(book.closed_orders.values())
+        if not known:
+            return Outcome()
+        order = rng.choice(known)
+        status = rng.choice([ExecStatus.PARTIAL, ExecStatus.FILLED, ExecStatus.CANCELED,
+                             *ExecStatus])
+        leaves = order.qty - order.cum_qty
+        qty = rng.choice([leaves, leaves / 2, D(rng.choice(QTYS))]) if leaves else D(1)
+        extra: dict[str, Any] = {}
+        if status in (ExecStatus.PARTIAL, ExecStatus.FILLED):
+            extra = {"last_qty": qty, "last_px": D(rng.choice(PRICES)), "fee": D("0.01")}
+        return book.on_fill(VenueFill(
+            order_id=order.order_id, venue="V", exec_id=f"e{i}", status=status,
+            account=ACCOUNT, symbol=order.symbol, side=order.side, ts=ts, **extra,
+        ))
+    if r < 0.93:
+        return book.on_mark(rng.choice(SYMBOLS), D(rng.choice(PRICES)), ts)
+    if r < 0.97:
+        return book.on_control(Control(
+            scope=rng.choice(["global", "account:A1", "strategy:st"]),
+            state=rng.choice([TradingState.ACTIVE, TradingState.ACTIVE, *TradingState]), ts=ts,
+        ))
+    return book.on_account(account_row(
+        rng, ts, status=rng.choice([AccountStatus.ACTIVE, AccountStatus.ACTIVE, *AccountStatus])
+    ))
+
+
+def new_book(rng: random.Random) -> AccountBook:
+    book = AccountBook(ACCOUNT, clock=fake_clock())
+    book.on_account(account_row(rng, T0))
+    for sym in SYMBOLS:
+        book.on_symbol_limit(SymbolLimit(account=ACCOUNT, symbol=sym, ts=T0,
+                                         max_position_qty=D(rng.choice(["50", "500"]))))
+    return book
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_running_sums_equal_a_recomputation_after_every_step(seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - reproducible inputs
+    book = new_book(rng)
+    opened = closed = 0
+    for i in range(400):
+        out = random_step(book, rng, i)
+        opened += sum(o.action == "NEW" for o in out.orders)
+        closed += sum(s.status in ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
+                      for s in out.order_states)
+        assert sums_of(book) == recomputed(book), f"step {i}"
+        book.check_sums()
+    assert opened >= 5  # the sequence did open orders
+    assert closed >= 3  # and close some
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_snapshot_round_trips_the_running_sums(seed: int) -> None:
+    rng = random.Random(100 + seed)  # noqa: S311 - reproducible
+    book = new_book(rng)
+    for i in range(300):
+        random_step(book, rng, i)
+        if i % 25 == 0:
+            data = pickle.loads(pickle.dumps(book.snapshot()))  # noqa: S301 - our own bytes
+            restored = AccountBook.from_snapshot(data, clock=fake_clock())
+            assert sums_of(restored) == sums_of(book)
+            restored.check_sums()
+            assert restored.snapshot() == book.snapshot()
+            # The restored book goes on exactly as the original would.
+            twin = random.Random(i)  # noqa: S311 - reproducible
+            for j in range(i + 1, i + 6):
+                state = twin.getstate()
+                a = random_step(book, twin, j)
+                twin.setstate(state)
+                b = random_step(restored, twin, j)
+                assert a == b
+            assert sums_of(restored) == sums_of(book)
+
+
+def test_book_with_many_working_orders_keeps_sums_without_rescanning() -> None:
+    book = AccountBook(ACCOUNT, clock=fake_clock())
+    book.on_account(account_row(random.Random(0), T0,  # noqa: S311 max_open_orders=1000,
+                                max_orders_per_second=None, account_type=AccountType.MARGIN,
+                                max_order_qty=None, max_gross_exposure=None,
+                                max_leverage=None))
+    book.on_mark("AAPL", D("100.00"), T0)
+    for n in range(300):
+        book.on_signal(TradeSignal(
+            signal_id=f"s{n}", strategy_id="st", symbol="AAPL", account=ACCOUNT,
+            side=Side.BUY if n % 3 else Side.SELL, qty=D(n % 7 + 1), ts=T0 + timedelta(seconds=n),
+            order_type=OrderType.LIMIT, limit_px=D("100.5") if n % 2 else D(100),
+        ))
+    assert len(book.open_orders) == 300
+    assert sums_of(book) == recomputed(book)
+    book.check_sums()
+
+
+# ---------------------------------------------------------------- ExactSum
+
+
+amounts = st.decimals(min_value=D("-1e12"), max_value=D("1e12"), places=8,
+                      allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), amounts), max_size=40))
+def test_exact_sum_equals_the_scan_digit_for_digit(ops: list[tuple[bool, Decimal]]) -> None:
+    held: list[Decimal] = []
+    agg = ExactSum()
+    for remove, term in ops:
+        if remove and held:
+            agg.remove(held.pop(0))
+        else:
+            held.append(term)
+            agg.add(term)
+        total = agg.total()
+        assert total is not None
+        assert str(total) == str(scan_sum(held))
+
+
+def test_exact_sum_goes_stale_rather_than_round_and_the_ledger_scans() -> None:
+    agg = ExactSum([D("1e30"), D("0.00000001")])  # 39 digits: the scan rounds
+    assert agg.total() is None
+    ledger = Ledger(cash=ZERO)
+    ledger.mark("A", D("1e20"), T0)
+    ledger.mark("B", D("0.00000001"), T0)
+    ledger.apply_fill("A", Side.BUY, D("1e10"), D("1"))
+    ledger.apply_fill("B", Side.BUY, D("0.00000001"), D("1"))
+    with_scan = scan_sum(p.market_value for p in ledger.positions.values())
+    assert str(ledger.net_exposure) == str(with_scan)
+    assert ledger.gross_exposure == MONEY.plus(with_scan)
+    ledger.check_sums()
+
+
+# ---------------------------------------------------------------- compact rows
+
+
+def test_books_share_the_account_rows_fields_set_and_leave_the_input_alone() -> None:
+    rows = [Account.model_validate_json(account_row(random.Random(1), T0).model_dump_json())  # noqa: S311
+            for _ in range(2)]
+    own_sets = [r.__pydantic_fields_set__ for r in rows]
+    books = [AccountBook(ACCOUNT) for _ in rows]
+    for book, row in zip(books, rows, strict=True):
+        book.on_account(row)
+        assert book.account == row
+        assert book.account.model_dump_json() == row.model_dump_json()
+        assert book.account.model_fields_set == row.model_fields_set
+    assert [r.__pydantic_fields_set__ for r in rows] == own_sets  # inputs untouched
+    assert all(r.__pydantic_fields_set__ is s for r, s in zip(rows, own_sets, strict=True))
+    a, b = (book.account for book in books)
+    assert a is not None
+    assert b is not None
+    assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
+    restored = AccountBook.from_snapshot(books[0].snapshot())
+    assert restored.account == a
+    assert restored.account is not None
+    assert restored.account.__pydantic_fields_set__ is a.__pydantic_fields_set__
+
+
+# ---------------------------------------------------------------- bounded history
+
+
+def test_seen_signals_and_closed_orders_stay_bounded_and_evict_oldest_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import operators.portfolio as portfolio
+
+    monkeypatch.setattr(portfolio, "SEEN_SIGNALS_KEPT", 5)
+    monkeypatch.setattr(portfolio, "CLOSED_ORDERS_KEPT", 3)
+    book = AccountBook(ACCOUNT, clock=fake_clock())
+    book.on_account(account_row(random.Random(0), T0, max_open_orders=100,  # noqa: S311
+                                max_orders_per_second=None, max_order_qty=None,
+                                max_gross_exposure=None, max_leverage=None,
+                                account_type=AccountType.MARGIN))
+    book.on_mark("AAPL", D(100), T0)
+
+    def signal(n: int) -> Outcome:
+        return book.on_signal(TradeSignal(
+            signal_id=f"s{n}", strategy_id="st", symbol="AAPL", account=ACCOUNT,
+            side=Side.BUY, qty=D(1), ts=T0 + timedelta(seconds=n),
+        ))
+
+    for n in range(12):
+        out = signal(n)
+        assert out.decision is not None
+        oid = out.decision.order_id
+        assert oid is not None
+        book.on_fill(VenueFill(order_id=oid, venue="V", exec_id=f"e{n}",
+                               status=ExecStatus.CANCELED, account=ACCOUNT, symbol="AAPL",
+                               side=Side.BUY, ts=T0 + timedelta(seconds=n)))
+        assert len(book.seen_signals) <= 5
+        assert len(book.closed_orders) <= 3
+    assert list(book.seen_signals) == [f"s{n}" for n in range(7, 12)]
+    assert [o.signal_id for o in book.closed_orders.values()] == ["s9", "s10", "s11"]
+    snap = book.snapshot()
+    assert snap["seen_signals"] == [f"s{n}" for n in range(7, 12)]
+    # s6 was forgotten (and its order too): not a duplicate; s8 is remembered (s6 has
+    # just pushed s7 out).
+    again = signal(6)
+    assert again.decision is not None
+    assert again.decision.decision == "PASS"
+    again = signal(8)
+    assert again.decision is not None
+    assert again.decision.decision == "FAIL"
+    restored = AccountBook.from_snapshot(snap, clock=fake_clock())
+    assert restored.snapshot() == snap
