@@ -479,8 +479,8 @@ def child_loaded(history: int, working: int, timed: int) -> None:
         raise SystemExit(f"{len(book.open_orders)} working orders, wanted {working}")
     print(json.dumps({
         "signals_per_s": round(len(lat) / (sum(lat) / 1e6)),
-        "check_p50_us": round(pct(lat, 0.5), 1),
-        "check_p99_us": round(pct(lat, 0.99), 1),
+        "check_p50_us": round(percentile(lat, 50) or 0.0, 1),
+        "check_p99_us": round(percentile(lat, 99) or 0.0, 1),
         "history_orders": history_orders,
         "working_orders": len(book.open_orders),
         "timed_signals": len(lat),
