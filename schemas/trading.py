@@ -8,7 +8,17 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from schemas.base import Money, NonNegative, Price, Qty, Record, Side, SignedQty, UtcDatetime
+from schemas.base import (
+    AvgPrice,
+    Derived,
+    Money,
+    NonNegative,
+    Price,
+    Qty,
+    Record,
+    Side,
+    UtcDatetime,
+)
 from schemas.strategy import OrderType
 
 
@@ -147,7 +157,7 @@ class VenueFill(Record):
     last_px: NonNegative = Decimal(0)
     cum_qty: NonNegative = Decimal(0)
     leaves_qty: NonNegative = Decimal(0)
-    avg_px: NonNegative = Decimal(0)
+    avg_px: AvgPrice = Decimal(0)
     fee: Money = Decimal(0)
     venue_order_id: str | None = None
     reason: str = ""
@@ -188,7 +198,7 @@ class OrderState(Record):
     status: OrderStatus
     cum_qty: NonNegative = Decimal(0)
     leaves_qty: NonNegative = Decimal(0)
-    avg_px: NonNegative = Decimal(0)
+    avg_px: AvgPrice = Decimal(0)
     signal_id: str | None = None
     strategy_id: str | None = None
     ts: UtcDatetime
@@ -201,13 +211,13 @@ class PositionState(Record):
 
     account: str
     symbol: str
-    net_qty: SignedQty
-    avg_px: NonNegative
-    realized_pnl: Money
-    unrealized_pnl: Money
+    net_qty: Derived
+    avg_px: AvgPrice
+    realized_pnl: Derived
+    unrealized_pnl: Derived
     last_mark: NonNegative | None = None
-    market_value: Money
-    fees: Money = Decimal(0)
+    market_value: Derived
+    fees: Derived = Decimal(0)
     ts: UtcDatetime
 
 
@@ -217,20 +227,20 @@ class PortfolioState(Record):
     key_fields: ClassVar[tuple[str, ...]] = ("account",)
 
     account: str
-    cash: Money
-    equity: Money
-    realized_pnl: Money
-    unrealized_pnl: Money
-    gross_exposure: Money
-    net_exposure: Money
-    margin_used: Money
-    leverage: Money
+    cash: Derived
+    equity: Derived
+    realized_pnl: Derived
+    unrealized_pnl: Derived
+    gross_exposure: Derived
+    net_exposure: Derived
+    margin_used: Derived
+    leverage: Derived
     open_orders: int
-    reserved_notional: Money = Decimal(0)
+    reserved_notional: Derived = Decimal(0)
     trading_state: TradingState = TradingState.ACTIVE
-    peak_equity: Money
-    drawdown: Money
-    day_start_equity: Money
+    peak_equity: Derived
+    drawdown: Derived
+    day_start_equity: Derived
     ts: UtcDatetime
 
 

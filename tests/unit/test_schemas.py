@@ -99,3 +99,49 @@ def test_control_scope_must_be_known() -> None:
     assert Control(scope="account:A", state="HALTED", ts=T0).key() == "account:A"
     with pytest.raises(ValueError, match="scope"):
         Control(scope="desk:1", state="HALTED", ts=T0)
+
+
+# --- issue 17: every money/quantity field fits DECIMAL(18,8) --------------------------
+
+TICK = '{"symbol":"AAPL","ts":"2024-03-01T14:30:00Z","price":%s,"volume":"10"}'
+
+
+@pytest.mark.parametrize(
+    ("price", "why"),
+    [
+        ('"1e30"', "out of range"),
+        ("1e30", "out of range"),
+        ('"10000000000"', "out of range"),
+        ('"-10000000000.5"', "out of range"),
+        ('"1.000000000000000000000000000001"', "decimal places"),
+        ("1.000000000000000000000000000001", "decimal places"),  # a JSON number, too
+        ('"0.000000001"', "decimal places"),
+        ("1e400", "out of range"),
+    ],
+)
+def test_prices_that_do_not_fit_decimal_18_8_are_refused(price: str, why: str) -> None:
+    from schemas import MarketData, decode
+
+    with pytest.raises(DecodeError, match=f"price: .*{why}"):
+        decode(MarketData, TICK % price)
+
+
+def test_the_largest_and_smallest_decimal_18_8_values_are_accepted() -> None:
+    from schemas import MarketData, decode
+
+    for price in ('"9999999999.99999999"', '"0.00000001"', '"1.50000000000"', "101.25"):
+        tick = decode(MarketData, TICK % price)
+        assert decode(MarketData, encode(tick)) == tick
+
+
+def test_computed_averages_and_pnl_are_rounded_to_8_places_not_refused() -> None:
+    from schemas import PositionState
+
+    pos = PositionState(
+        account="A1", symbol="X", net_qty=Decimal(3), avg_px=Decimal(100) / Decimal(3),
+        realized_pnl=Decimal("0.123456789123"), unrealized_pnl=Decimal("20000000000.5"),
+        market_value=Decimal(0), ts=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+    assert pos.avg_px == Decimal("33.33333333")
+    assert pos.realized_pnl == Decimal("0.12345679")
+    assert pos.unrealized_pnl == Decimal("20000000000.5")  # derived: never refused for size

@@ -479,3 +479,14 @@ def test_a_shard_snapshot_is_a_copy_and_resumes_identically() -> None:
     snap = pickle.loads(pickle.dumps(copy.deepcopy(shard)))  # noqa: S301 - our own bytes
     rest = run_shard(shard, rows[5:])
     assert run_shard(snap, rows[5:]) == rest
+
+
+def test_sizes_and_prices_beyond_decimal_18_8_give_no_signal_rather_than_a_crash() -> None:
+    # issue 17: 9e9 of notional at a price of 1e-8 is 9e17 units, which no record can hold
+    cfg = config(sizing=Sizing.FIXED_NOTIONAL, qty=None, notional=Decimal("9000000000"))
+    rows = [r.model_copy(update={"price": 0.00000001}) for r in cross_rows()]
+    assert run_shard(shard_with(cfg), rows) == []
+    huge = [r.model_copy(update={"price": 9999999999.99999999}) for r in cross_rows()]
+    assert run_shard(shard_with(), huge) == []  # the float rounds to 1e10: out of range
+    tail = [r.model_copy(update={"price": 100.123456789}) for r in cross_rows(n=2)]
+    assert [s.ref_px for s in run_shard(shard_with(), tail)] == [Decimal("100.12345679")]
