@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
 from enum import StrEnum
@@ -48,7 +49,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     PlainSerializer,
-    StringConstraints,
     ValidationError,
 )
 
@@ -153,6 +153,28 @@ def _avg_price(value: Decimal) -> Decimal:
     return out
 
 
+_BAD_ID_CHAR = re.compile(rf"[^{ID_CHARS}]")
+
+
+def _identity(limit: int) -> Any:
+    pattern = re.compile(rf"[{ID_CHARS}]{{1,{limit}}}")
+
+    def check(value: str) -> str:
+        if pattern.fullmatch(value):
+            return value
+        if not value.strip():
+            raise ValueError("must not be blank")
+        if len(value) > limit:
+            raise ValueError(f"longer than {limit} characters")
+        bad = _BAD_ID_CHAR.search(value)
+        shown = repr(bad.group()) if bad else "?"
+        raise ValueError(
+            f"character {shown} not allowed in an id (allowed: letters, digits and . _ : / @ # + -)"
+        )
+
+    return check
+
+
 def _cut_text(limit: int) -> Any:
     def cut(value: Any) -> Any:
         if isinstance(value, str) and len(value) > limit:
@@ -193,20 +215,24 @@ Derived = Annotated[Decimal, AfterValidator(quantize8)]
 rounded half-even to 8 places, never refused for its size (a job must not crash on its
 own output; keeping it in range is what the risk limits are for)."""
 
-Name = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Name = Annotated[str, AfterValidator(_identity(NAME_MAX))]
 """A symbol, account, strategy id, venue or stream name: ``ID_PATTERN`` (1-64 chars)."""
 
-OrderId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+OrderId = Annotated[str, AfterValidator(_identity(NAME_MAX))]
 """An order id (and FIX ClOrdID): ``ID_PATTERN``, at most 64 characters, so the exec
 ids derived from it (``<order id>-<n>``) stay within ``RECORD_ID_MAX``."""
 
-RecordId = Annotated[str, StringConstraints(pattern=RECORD_ID_PATTERN)]
+RecordId = Annotated[str, AfterValidator(_identity(RECORD_ID_MAX))]
 """A derived record id (signal, exec, event, venue order id): ``RECORD_ID_PATTERN``."""
 
 FreeText = Annotated[str, BeforeValidator(_cut_text(MAX_TEXT_CHARS))]
 """Human text (reason, message): any string, cut to ``MAX_TEXT_CHARS`` characters.
 Cut rather than refused: text explains a record, and refusing it would drop the record
 it explains (a venue's fill with a long Text)."""
+
+Payload = Annotated[str, BeforeValidator(_cut_text(MAX_RECORD_BYTES))]
+"""A dead letter's copy of the bad payload, cut to ``MAX_RECORD_BYTES`` characters (the
+source stream and offset still point at the whole record)."""
 
 
 def to_decimal(value: Any) -> Decimal:

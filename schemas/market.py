@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict, model_validator
 
-from schemas.base import NonNegative, Price, Record, UtcDatetime
+from schemas.base import Name, NonNegative, Price, Record, UtcDatetime
 
 INDICATOR_COLUMN = re.compile(r"^(sma|ema|rsi)_\d+$")
 
@@ -22,7 +22,7 @@ class MarketData(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("symbol",)
 
-    symbol: str
+    symbol: Name
     ts: UtcDatetime
     price: Price
     volume: NonNegative
@@ -47,7 +47,7 @@ class SmaWide(Record):
     model_config = ConfigDict(frozen=True, extra="allow")
     key_fields: ClassVar[tuple[str, ...]] = ("symbol",)
 
-    symbol: str
+    symbol: Name
     ts: UtcDatetime
     price: float
     volume: float

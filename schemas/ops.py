@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from schemas.base import Record, UtcDatetime
+from schemas.base import FreeText, Name, Payload, Record, UtcDatetime
 
 
 class DeadLetter(Record):
     """A record a job could not use, with why and where it came from."""
 
     key_fields: ClassVar[tuple[str, ...]] = ("source_stream",)
+    max_record_bytes: ClassVar[int] = 512 * 1024
+    """Room for a payload of 64 Ki characters even when every one is JSON-escaped."""
 
-    source_stream: str
+    source_stream: Name
     partition: int | None = None
     offset: int | None = None
-    source_key: str | None = None
-    reason: str
-    payload: str
-    job: str = ""
+    source_key: FreeText | None = None
+    reason: FreeText
+    payload: Payload
+    job: FreeText = ""
     ts: UtcDatetime
 
 
@@ -27,7 +29,7 @@ class ExecutionMetrics(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("venue",)
 
-    venue: str
+    venue: Name
     window_s: float
     orders_sent: int = 0
     acks: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -145,3 +146,71 @@ def test_computed_averages_and_pnl_are_rounded_to_8_places_not_refused() -> None
     assert pos.avg_px == Decimal("33.33333333")
     assert pos.realized_pnl == Decimal("0.12345679")
     assert pos.unrealized_pnl == Decimal("20000000000.5")  # derived: never refused for size
+
+
+# --- issue 17: identities, free text, record size --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("symbol", "why"),
+    [
+        ("", "blank"),
+        ("AA PL", "character ' '"),
+        ("AAPL\n", "character '\\\\n'"),
+        ("AA\x01PL", "character '\\\\x01'"),
+        ("A|B", "character '\\|'"),
+        ("Ä", "character 'Ä'"),
+        ("X" * 65, "longer than 64"),
+    ],
+)
+def test_symbols_follow_the_identity_pattern(symbol: str, why: str) -> None:
+    from schemas import MarketData, decode
+
+    payload = TICK.replace('"AAPL"', json.dumps(symbol)) % '"1"'
+    with pytest.raises(DecodeError, match=f"symbol: .*{why}"):
+        decode(MarketData, payload)
+
+
+def test_the_ids_the_system_generates_are_valid_identities() -> None:
+    from schemas import TradeSignal, VenueFill
+
+    ts = datetime(2024, 1, 1, tzinfo=UTC)
+    sig = TradeSignal(
+        signal_id="s" * 64 + ":" + "BRK.B" + "/" * 59 + ":18446744073709551615",  # 150 chars
+        strategy_id="sma_cross-1", symbol="EUR/USD", account="ACC-SMA", side="BUY",
+        qty=Decimal(1), ts=ts,
+    )
+    assert decode(TradeSignal, encode(sig)) == sig
+    for exec_id in ("O-0123456789abcdef0123-3", "O-0123456789abcdef0123-X1",
+                    "O-0123456789abcdef0123-SYN-9999999999.99999999", "E-1a2b"):
+        VenueFill(order_id="O-0123456789abcdef0123", venue="paper", exec_id=exec_id,
+                  status="NEW", account="acc1", symbol="AAPL", side="BUY", ts=ts)
+
+
+def test_free_text_is_cut_not_refused() -> None:
+    from schemas import TradeSignal
+
+    sig = TradeSignal(signal_id="s:X:1", strategy_id="s", symbol="X", account="A", side="BUY",
+                      qty=Decimal(1), ts=datetime(2024, 1, 1, tzinfo=UTC), reason="r" * 5000)
+    assert len(sig.reason) == 1024
+    assert sig.reason.endswith("...[cut]")
+
+
+def test_a_payload_above_the_stream_limit_is_refused_before_parsing() -> None:
+    from schemas import MarketData, spec
+
+    big = TICK.replace('"AAPL"', '"AAPL","pad":"' + "x" * 70_000 + '"') % '"1"'
+    with pytest.raises(DecodeError, match="record too large: 700.. bytes, the limit is 65536"):
+        decode(MarketData, big)
+    with pytest.raises(DecodeError, match="record too large"):
+        decode(MarketData, big.encode())
+    assert spec("market_data").max_record_bytes == 65536
+    assert spec("dead_letters").max_record_bytes == 512 * 1024
+
+
+@pytest.mark.parametrize("raw", ["[" * 100_000, "1" * 5000, '{"a":' * 10_000, b"\xff\xfe"])
+def test_parser_limits_are_decode_errors(raw: str | bytes) -> None:
+    from schemas import MarketData
+
+    with pytest.raises(DecodeError):
+        decode(MarketData, raw)
