@@ -50,8 +50,10 @@ from pydantic import ValidationError
 
 from connectors.fix.codec import (
     AppMessage,
+    FixEncodeError,
     MsgType,
     Tag,
+    check_value,
     decimal,
     fmt_decimal,
     fmt_time,
@@ -115,6 +117,16 @@ class Routed:
     reports: list[VenueFill] = field(default_factory=list)
 
 
+def _clean(value: str) -> bool:
+    """Tell whether a venue-chosen id can be echoed back (in a cancel or status request)."""
+    try:
+        check_value(Tag.ORDER_ID, value)
+    except FixEncodeError:
+        log.error("fix: venue OrderID %r has unprintable characters; not kept", value)
+        return False
+    return True
+
+
 class FixApplication:
     """Turn orders into FIX messages and FIX reports into VenueFills (see module doc)."""
 
@@ -152,12 +164,23 @@ class FixApplication:
         """Route a NEW order: a NewOrderSingle the first time, never twice (see doc)."""
         entry = self._journal.get(order.order_id)
         if entry is None:
+            try:
+                message = self._new_order_single(order)
+            except FixEncodeError as exc:  # only an order built without validation
+                log.error("fix: order %r cannot be encoded: %s", order.order_id, exc)
+                try:
+                    return Routed(reports=[self.reject_unsent(order, f"not sent: {exc}")])
+                except ValidationError:
+                    return Routed()
             entry = _entry(order, OrderPhase.IN_FLIGHT)
             self._journal.record_order(entry)
             self.counts["orders_sent"] += 1
-            return Routed([self._new_order_single(order)])
+            return Routed([message])
         if entry.phase is OrderPhase.NOT_SENT:
-            return Routed(reports=self._emit([self._unsent_report(entry)]))
+            try:
+                return Routed(reports=self._emit([self._unsent_report(entry)]))
+            except ValidationError:  # journalled from an order built without validation
+                return Routed()
         if entry.phase is OrderPhase.DONE:
             log.info("fix: order %s submitted again but already done; ignored", order.order_id)
             return Routed()
@@ -392,7 +415,7 @@ class FixApplication:
             log.error("fix: %s CumQty %s above order qty %s; capped", exec_id, cum, qty)
             cum = qty
         venue_order_id = text(msg, Tag.ORDER_ID)
-        if venue_order_id and venue_order_id != "NONE":
+        if venue_order_id and venue_order_id != "NONE" and _clean(venue_order_id):
             self._journal.record_venue_id(entry.order_id, venue_order_id)
         reason = text(msg, Tag.TEXT) or ""
         if status is ExecStatus.REJECTED and text(msg, Tag.ORD_REJ_REASON):
