@@ -95,7 +95,10 @@ class DecodeError(ValueError):
 def _utc_ms(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must be timezone-aware (UTC)")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("timestamp out of range in UTC") from None
     return value.replace(microsecond=(value.microsecond // 1000) * 1000)
 
 
@@ -186,7 +189,11 @@ def _cut_text(limit: int) -> Any:
 
 
 def _fmt_ts(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # not strftime: its %Y gives "1", not "0001", for year 1, which nothing reads back
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
+        f"{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z"
+    )
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc_ms), PlainSerializer(_fmt_ts, return_type=str)]
@@ -294,15 +301,21 @@ def decode(model: type[R], raw: bytes | str) -> R:
 
     ``DecodeError`` is the only exception this raises for any ``bytes`` or ``str``.
     """
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate can never be written back
+            raise DecodeError(f"bad JSON: {str(exc)[:200]}") from None
     limit = model.max_record_bytes
-    size = len(raw) if isinstance(raw, bytes) else _str_size(raw, limit)
-    if size > limit:
-        raise DecodeError(f"record too large: {size} bytes, the limit is {limit}")
+    if len(raw) > limit:
+        raise DecodeError(f"record too large: {len(raw)} bytes, the limit is {limit}")
     try:
         data = json.loads(raw, parse_float=_parse_float)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError,
         # an integer beyond int_max_str_digits, nesting deeper than the stack
         raise DecodeError(f"bad JSON: {str(exc)[:200]}") from None
+    if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(data):
+        raise DecodeError("bad JSON: a \\u escape makes a lone surrogate (not valid UTF-8)")
     if not isinstance(data, dict):
         raise DecodeError(f"expected a JSON object, got {type(data).__name__}")
     version = data.pop("_v", SCHEMA_VERSION)
@@ -312,6 +325,32 @@ def decode(model: type[R], raw: bytes | str) -> R:
         return model.model_validate(data)
     except ValidationError as exc:
         raise DecodeError(_reason(exc)) from None
+    except ArithmeticError as exc:  # defence in depth: a validator's overflow is bad input
+        raise DecodeError(f"invalid value: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(data: Any) -> bool:
+    try:
+        return _has_lone_surrogate(data)
+    except RecursionError:
+        return True  # too deep to look at: refused as well
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(data, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in data.items())
+    if isinstance(data, list):
+        return any(_has_lone_surrogate(v) for v in data)
+    return False
 
 
 def _parse_float(text: str) -> float | Decimal:
@@ -324,14 +363,6 @@ def _parse_float(text: str) -> float | Decimal:
     if math.isfinite(value) and Decimal(repr(value)) == Decimal(text):
         return value
     return Decimal(text)
-
-
-def _str_size(raw: str, limit: int) -> int:
-    if len(raw) > limit:
-        return len(raw)
-    if 4 * len(raw) <= limit:
-        return len(raw)
-    return len(raw.encode("utf-8", "surrogatepass"))
 
 
 def validate(model: type[R], data: dict[str, Any]) -> R:

@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, FiniteFloat, model_validator
 
 from schemas.base import Name, NonNegative, Price, Record, UtcDatetime
 
@@ -49,9 +49,9 @@ class SmaWide(Record):
 
     symbol: Name
     ts: UtcDatetime
-    price: float
-    volume: float
-    vwap: float | None = None
+    price: FiniteFloat
+    volume: FiniteFloat
+    vwap: FiniteFloat | None = None
     seq: int = 0
     """Position of the tick within its symbol's stream (0-based), for deterministic ids."""
 

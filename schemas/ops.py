@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import FiniteFloat
+
 from schemas.base import FreeText, Name, Payload, Record, UtcDatetime
 
 
@@ -30,16 +32,16 @@ class ExecutionMetrics(Record):
     key_fields: ClassVar[tuple[str, ...]] = ("venue",)
 
     venue: Name
-    window_s: float
+    window_s: FiniteFloat
     orders_sent: int = 0
     acks: int = 0
     fills: int = 0
     rejects: int = 0
-    reject_rate: float = 0.0
-    ack_p50_ms: float | None = None
-    ack_p99_ms: float | None = None
-    fill_p50_ms: float | None = None
-    fill_p99_ms: float | None = None
+    reject_rate: FiniteFloat = 0.0
+    ack_p50_ms: FiniteFloat | None = None
+    ack_p99_ms: FiniteFloat | None = None
+    fill_p50_ms: FiniteFloat | None = None
+    fill_p99_ms: FiniteFloat | None = None
     msgs_sent: int = 0
     msgs_received: int = 0
     session_state: str = "UNKNOWN"

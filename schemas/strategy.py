@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, FiniteFloat, model_validator
 
 from schemas.base import FreeText, Name, NonNegative, Price, Qty, Record, RecordId, Side, UtcDatetime
 
@@ -33,7 +33,7 @@ class StrategyConfig(Record):
     strategy_id: Name
     strategy: Name
     """Name of the strategy class in the registry (``sma_cross``, ``rsi_reversion``...)."""
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    params: dict[str, FiniteFloat | int | str | bool] = Field(default_factory=dict)
     symbols: list[Name] = Field(default_factory=list)
     """Symbols the strategy trades; empty means every symbol."""
     account: Name
@@ -72,7 +72,7 @@ class TradeSignal(Record):
     limit_px: Price | None = None
     ts: UtcDatetime
     reason: FreeText = ""
-    indicators: dict[str, float | None] = Field(default_factory=dict)
+    indicators: dict[str, FiniteFloat | None] = Field(default_factory=dict)
     ref_px: Price | None = None
     """The price the strategy saw when it fired (for market orders and sizing)."""
 

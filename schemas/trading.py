@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, FiniteFloat, model_validator
 
 from schemas.base import (
     AvgPrice,
@@ -303,7 +303,7 @@ class RiskDecision(Record):
     rules: list[RuleResult] = Field(default_factory=list)
     limits_version: int = 0
     input_offsets: dict[str, int] = Field(default_factory=dict)
-    latency_us: float = 0.0
+    latency_us: FiniteFloat = 0.0
     ts: UtcDatetime
 
 

@@ -41,9 +41,11 @@ not know the order); 3/5/D/G/H STATUS.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from hashlib import sha256
 
 import simplefix
 from pydantic import ValidationError
@@ -53,7 +55,6 @@ from connectors.fix.codec import (
     FixEncodeError,
     MsgType,
     Tag,
-    check_value,
     decimal,
     fmt_decimal,
     fmt_time,
@@ -65,6 +66,7 @@ from connectors.fix.session import Clock, EventKind, SessionEvent, utc_now
 from connectors.fix.store import OrderEntry, OrderJournal, OrderPhase
 from connectors.venues.base import VenueOrder
 from schemas import ExecStatus, OrderType, Side, ValidatedOrder, VenueFill
+from schemas.base import ID_PATTERN, RECORD_ID_PATTERN
 
 SYNTHETIC_TAG = "-SYN-"
 """Marks the exec_id of a fill made up for quantity the venue reports but we never
@@ -117,14 +119,32 @@ class Routed:
     reports: list[VenueFill] = field(default_factory=list)
 
 
+_RECORD_ID = re.compile(RECORD_ID_PATTERN)
+_NAME = re.compile(ID_PATTERN)
+
+
 def _clean(value: str) -> bool:
-    """Tell whether a venue-chosen id can be echoed back (in a cancel or status request)."""
-    try:
-        check_value(Tag.ORDER_ID, value)
-    except FixEncodeError:
-        log.error("fix: venue OrderID %r has unprintable characters; not kept", value)
-        return False
-    return True
+    """Tell whether a venue-chosen OrderID can be kept: a valid id, echoed back safely."""
+    if _RECORD_ID.match(value):
+        return True
+    log.error("fix: venue OrderID %r is not a valid id; not kept", value)
+    return False
+
+
+def safe_exec_id(value: str) -> str:
+    """Return ``value`` if it is a valid record id, else a stable id derived from it.
+
+    A venue's ExecID (or the ClOrdID a reject quotes) is the venue's text: one that
+    breaks the id pattern must neither crash Job D nor lose the fill, so it becomes
+    ``X-`` + 32 hex digits of its SHA-256 (the same every time: de-duplication holds).
+    """
+    if _RECORD_ID.match(value):
+        return value
+    return "X-" + sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def _name_or(value: str | None, default: str) -> str:
+    return value if value and _NAME.match(value) else default
 
 
 class FixApplication:
@@ -424,10 +444,10 @@ class FixApplication:
             return VenueFill(
                 order_id=entry.order_id,
                 venue=self._venue,
-                exec_id=exec_id,
+                exec_id=safe_exec_id(exec_id),
                 status=status,
-                account=text(msg, Tag.ACCOUNT) or entry.account,
-                symbol=text(msg, Tag.SYMBOL) or entry.symbol,
+                account=_name_or(text(msg, Tag.ACCOUNT), entry.account),
+                symbol=_name_or(text(msg, Tag.SYMBOL), entry.symbol),
                 side=_SIDE_IN.get(text(msg, Tag.SIDE) or "", Side(entry.side)),
                 last_qty=decimal(msg, Tag.LAST_QTY) or Decimal(0),
                 last_px=decimal(msg, Tag.LAST_PX) or Decimal(0),
@@ -579,7 +599,7 @@ class FixApplication:
         return VenueFill(
             order_id=entry.order_id,
             venue=self._venue,
-            exec_id=tag if exact_id else f"{entry.order_id}-LOCAL-{tag}",
+            exec_id=safe_exec_id(tag if exact_id else f"{entry.order_id}-LOCAL-{tag}"),
             status=status,
             account=entry.account,
             symbol=entry.symbol,
@@ -596,7 +616,7 @@ class FixApplication:
         return VenueFill(
             order_id=order.order_id,
             venue=self._venue,
-            exec_id=f"{order.order_id}-LOCAL-{tag}",
+            exec_id=safe_exec_id(f"{order.order_id}-LOCAL-{tag}"),
             status=ExecStatus.STATUS,
             account=order.account,
             symbol=order.symbol,

@@ -239,6 +239,7 @@ class FixFramer:
             and len(self._buf) >= end + 7
             and self._buf[end - 1 : end] == SOH
             and self._buf[end : end + 3] == b"10="
+            and self._buf[end + 3 : end + 6].isdigit()
             and self._buf[end + 6 : end + 7] == SOH
         ):
             raw, self._buf = self._buf[: end + 7], self._buf[end + 7 :]

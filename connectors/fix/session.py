@@ -515,7 +515,7 @@ class FixSession:
             if self._test_req_id is not None and text(msg, Tag.TEST_REQ_ID) == self._test_req_id:
                 self._test_req_id = None
         elif msg_type == MsgType.TEST_REQUEST:
-            fields = [(Tag.TEST_REQ_ID, text(msg, Tag.TEST_REQ_ID) or "")]
+            fields = [(Tag.TEST_REQ_ID, safe_text(text(msg, Tag.TEST_REQ_ID) or ""))]
             out.outbound.append(self._send_admin(MsgType.HEARTBEAT, fields))
         elif msg_type == MsgType.RESEND_REQUEST:
             self._on_resend_request(msg, out)
@@ -722,7 +722,7 @@ class FixSession:
         fields = [
             (Tag.REF_SEQ_NUM, str(ref_seq)),
             (Tag.REF_TAG_ID, str(ref_tag)),
-            (Tag.REF_MSG_TYPE, ref_msg_type),
+            (Tag.REF_MSG_TYPE, safe_text(ref_msg_type, 8)),
             (Tag.SESSION_REJECT_REASON, str(int(reason))),
             (Tag.TEXT, safe_text(why)),
         ]
