@@ -120,6 +120,8 @@ class Routed:
 
 
 _RECORD_ID = re.compile(RECORD_ID_PATTERN)
+EXEC_ID_MAX = 128
+"""Longest exec id kept as the venue sent it (``RECORD_ID_MAX`` leaves room for prefixes)."""
 _NAME = re.compile(ID_PATTERN)
 
 
@@ -137,8 +139,10 @@ def safe_exec_id(value: str) -> str:
     A venue's ExecID (or the ClOrdID a reject quotes) is the venue's text: one that
     breaks the id pattern must neither crash Job D nor lose the fill, so it becomes
     ``X-`` + 32 hex digits of its SHA-256 (the same every time: de-duplication holds).
+    Longer than ``EXEC_ID_MAX`` counts as breaking it: ids derived from an exec id
+    (``E-REC-<exec id>``, Job D's reconciliation event) must stay valid too.
     """
-    if _RECORD_ID.match(value):
+    if len(value) <= EXEC_ID_MAX and _RECORD_ID.match(value):
         return value
     return "X-" + sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 

@@ -865,3 +865,15 @@ def test_session_text_quoting_the_venue_is_made_safe() -> None:
     from connectors.fix.codec import check_value, safe_text
 
     assert check_value(58, safe_text("bad value 'x\x02y' in tag 55")) == "bad value 'x?y' in tag 55"
+
+
+def test_venue_exec_ids_that_break_the_id_pattern_get_a_stable_valid_id() -> None:
+    from connectors.fix.application import safe_exec_id
+    from schemas.base import RECORD_ID_MAX
+
+    assert safe_exec_id("V1-7") == "V1-7"
+    for bad in ("V 1", "x\x02y", "É", "Z" * 129):
+        out = safe_exec_id(bad)
+        assert out == safe_exec_id(bad)  # stable: de-duplication by exec id still holds
+        assert out.startswith("X-")
+        assert len("E-REC-" + out) <= RECORD_ID_MAX
