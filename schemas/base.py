@@ -122,17 +122,21 @@ def _non_negative(value: Decimal) -> Decimal:
 
 def fits_decimal(value: Decimal) -> bool:
     """Tell whether ``value`` fits DECIMAL(18,8): finite, ``|v| < 10**10``, <= 8 places."""
-    if not value.is_finite() or abs(value) >= DECIMAL_LIMIT:
+    if not value.is_finite() or value.copy_abs() >= DECIMAL_LIMIT:  # copy_abs: no context
         return False
     return value.quantize(QUANTUM, context=_WIDE) == value
 
 
 def _fits(value: Decimal) -> Decimal:
     _finite(value)
-    if abs(value) >= DECIMAL_LIMIT:
+    if value.copy_abs() >= DECIMAL_LIMIT:
         raise ValueError(f"out of range: |value| must be below 10^{18 - DECIMAL_PLACES} (DECIMAL(18,8))")
-    if value.quantize(QUANTUM, context=_WIDE) != value:
+    quantized = value.quantize(QUANTUM, context=_WIDE)
+    if quantized != value:
         raise ValueError(f"more than {DECIMAL_PLACES} decimal places (DECIMAL(18,8))")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and not -DECIMAL_PLACES <= exponent <= 18 - DECIMAL_PLACES:
+        return quantized  # same value, sane exponent (0E+99999999, 1.000000000000)
     return value
 
 
@@ -142,7 +146,7 @@ def quantize8(value: Decimal) -> Decimal:
     Works for any finite value below ``10**70`` whatever the current decimal context.
     """
     _finite(value)
-    if value.adjusted() > 70:
+    if value.adjusted() > 70:  # before any arithmetic: 1E+999999999 would overflow
         raise ValueError("out of range: too large to be a money or quantity value")
     return value.quantize(QUANTUM, context=_WIDE)
 
@@ -219,8 +223,9 @@ AvgPrice = Annotated[Decimal, AfterValidator(_avg_price)]
 
 Derived = Annotated[Decimal, AfterValidator(quantize8)]
 """A value a job computes from bounded inputs (position, PnL, exposure, equity):
-rounded half-even to 8 places, never refused for its size (a job must not crash on its
-own output; keeping it in range is what the risk limits are for)."""
+rounded half-even to 8 places, not refused for being beyond 10**10 (a job must not
+crash on its own output; keeping it in range is what the risk limits are for). Only
+beyond 10**70, which products of DECIMAL(18,8) inputs cannot reach, is it refused."""
 
 Name = Annotated[str, AfterValidator(_identity(NAME_MAX))]
 """A symbol, account, strategy id, venue or stream name: ``ID_PATTERN`` (1-64 chars)."""

@@ -214,3 +214,23 @@ def test_parser_limits_are_decode_errors(raw: str | bytes) -> None:
 
     with pytest.raises(DecodeError):
         decode(MarketData, raw)
+
+
+@pytest.mark.parametrize("value", ["1e999999999", "-1E+999999999", "1E-1000000000000", "NaN", "sNaN"])
+def test_extreme_exponents_are_refused_without_arithmetic_errors(value: str) -> None:
+    from schemas import MarketData
+    from schemas.base import fits_decimal
+
+    assert not fits_decimal(Decimal(value))
+    with pytest.raises(DecodeError, match="volume"):
+        decode(MarketData, TICK.replace('"10"', f'"{value}"') % '"1"')
+
+
+def test_a_zero_or_trailing_zeros_with_an_odd_exponent_is_kept_with_a_sane_one() -> None:
+    from schemas import MarketData
+
+    tick = decode(MarketData, TICK.replace('"10"', '"0E+99999999"') % '"1.000000000000"')
+    assert tick.volume == 0
+    assert tick.volume.as_tuple().exponent == -8
+    assert tick.price.as_tuple().exponent == -8
+    assert decode(MarketData, encode(tick)) == tick
