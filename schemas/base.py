@@ -365,9 +365,18 @@ def _parse_float(text: str) -> float | Decimal:
     digits (a float would quietly make it 1.0); indicator floats stay floats.
     """
     value = float(text)
-    if math.isfinite(value) and Decimal(repr(value)) == Decimal(text):
+    exact = Decimal(text)
+    if math.isfinite(value) and Decimal(repr(value)) == exact:
         return value
-    return Decimal(text)
+    if not -_MAX_EXPONENT <= exact.adjusted() <= _MAX_EXPONENT:
+        # ``1e999999999`` as a Decimal is exact, but turning it into an int (an id or
+        # a seq field) would build a billion-digit number: no field holds such a value,
+        # so it reads as NaN, which every numeric field refuses.
+        return math.nan
+    return exact
+
+
+_MAX_EXPONENT = 40
 
 
 def validate(model: type[R], data: dict[str, Any]) -> R:

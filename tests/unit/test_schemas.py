@@ -117,7 +117,7 @@ TICK = '{"symbol":"AAPL","ts":"2024-03-01T14:30:00Z","price":%s,"volume":"10"}'
         ('"1.000000000000000000000000000001"', "decimal places"),
         ("1.000000000000000000000000000001", "decimal places"),  # a JSON number, too
         ('"0.000000001"', "decimal places"),
-        ("1e400", "out of range"),
+        ("1e400", "finite"),  # beyond any field: read as NaN, see _parse_float
     ],
 )
 def test_prices_that_do_not_fit_decimal_18_8_are_refused(price: str, why: str) -> None:
@@ -234,3 +234,13 @@ def test_a_zero_or_trailing_zeros_with_an_odd_exponent_is_kept_with_a_sane_one()
     assert tick.volume.as_tuple().exponent == -8
     assert tick.price.as_tuple().exponent == -8
     assert decode(MarketData, encode(tick)) == tick
+
+
+@pytest.mark.parametrize("number", ["1e999999999", "-1E+999999999", "1E-1000000000000", "1e41"])
+def test_a_json_number_with_an_absurd_exponent_in_an_int_field_is_refused_at_once(number: str) -> None:
+    """An int field given ``1e999999999`` must not build a billion-digit integer (a hang)."""
+    from schemas import Account
+
+    raw = '{"account":"A1","ts":"2024-03-01T14:30:00Z","max_open_orders":%s}' % number
+    with pytest.raises(DecodeError, match="max_open_orders"):
+        decode(Account, raw)
