@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/pipeline.py
 	$(VENV)/bin/python bench/execution.py
 	$(VENV)/bin/python bench/chaos.py
+	$(VENV)/bin/python bench/fuzz.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -43,6 +43,9 @@ class IndicatorSettings(_Section):
     ema: tuple[int, ...] = (12, 26)
     rsi: tuple[int, ...] = (14,)
     vwap: bool = True
+    max_future_skew_s: float | None = Field(default=60.0, gt=0)
+    """A tick more than this many seconds ahead of the wall clock (following live) or,
+    unconfirmed, of its symbol's newest tick goes to dead_letters; None: no check."""
 
     @field_validator("sma", "ema", "rsi")
     @classmethod

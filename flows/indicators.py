@@ -6,6 +6,7 @@ Run it: ``python -m bytewax.run "flows.indicators:build_flow()"`` (settings from
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import bytewax.operators as op
@@ -31,20 +32,26 @@ workers, unlike the pydantic record)."""
 def locate(d: Decoded[MarketData]) -> tuple[str, Located]:
     """Key a decoded tick by symbol, keeping only what Job A needs."""
     r = d.record
-    return r.symbol, (Tick(r.symbol, r.ts, float(r.price), float(r.volume), r.wm), d.partition, d.offset)
+    tick = Tick(r.symbol, r.ts, float(r.price), float(r.volume), r.wm, (d.partition, d.offset))
+    return r.symbol, (tick, d.partition, d.offset)
 
 
 class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, SymbolIndicators]):
     """Bytewax shim around ``SymbolIndicators`` for one symbol."""
 
-    def __init__(self, config: IndicatorConfig, resume: SymbolIndicators | None) -> None:
+    def __init__(
+        self, config: IndicatorConfig, resume: SymbolIndicators | None, *, live: bool = False
+    ) -> None:
         self.state = resume if resume is not None else SymbolIndicators(config)
+        self.live = live
+        """Following live: ticks are also checked against the wall clock."""
 
     @override
     def on_batch(self, values: list[Located]) -> tuple[list[SmaWide | DeadLetter], bool]:
         out: list[SmaWide | DeadLetter] = []
+        now = datetime.now(UTC) if self.live else None
         for tick, partition, offset in values:
-            for res in self.state.on_tick(tick):
+            for res in self.state.on_tick(tick, now):
                 if isinstance(res, Late):
                     out.append(_late_letter(res, partition, offset))
                 else:
@@ -53,7 +60,10 @@ class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, Symbol
 
     @override
     def on_eof(self) -> tuple[list[SmaWide | DeadLetter], bool]:
-        return [to_sma_wide(r) for r in self.state.flush() if isinstance(r, Row)], False
+        out: list[SmaWide | DeadLetter] = []
+        for res in self.state.flush():
+            out.append(_late_letter(res, -1, -1) if isinstance(res, Late) else to_sma_wide(res))
+        return out, False
 
     @override
     def snapshot(self) -> SymbolIndicators:
@@ -62,6 +72,9 @@ class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, Symbol
 
 def _late_letter(late: Late, partition: int, offset: int) -> DeadLetter:
     t = late.tick
+    src = getattr(t, "src", None)  # where the refused tick was read (it may be held)
+    if src is not None:
+        partition, offset = src
     rec = MarketData(
         symbol=t.symbol, ts=t.ts, price=Decimal(repr(t.price)), volume=Decimal(repr(t.volume)), wm=t.wm
     )
@@ -84,7 +97,9 @@ def to_sma_wide(row: Row) -> SmaWide:
 def indicator_config(settings: Settings) -> IndicatorConfig:
     """Return the indicator periods configured in ``settings``."""
     ind = settings.indicators
-    return IndicatorConfig(sma=ind.sma, ema=ind.ema, rsi=ind.rsi, vwap=ind.vwap)
+    return IndicatorConfig(
+        sma=ind.sma, ema=ind.ema, rsi=ind.rsi, vwap=ind.vwap, max_future_skew_s=ind.max_future_skew_s
+    )
 
 
 def build_flow(settings: Settings | None = None) -> Dataflow:
@@ -99,7 +114,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     decoded = decode_messages("market_data", raw, MarketData, job=JOB)
     keyed = op.map("by_symbol", decoded.oks, locate)
     results = op.stateful_batch(
-        "indicators", keyed, lambda resume: IndicatorLogic(config, resume)
+        "indicators", keyed, lambda resume: IndicatorLogic(config, resume, live=settings.follow)
     )
     split = op.branch("late", op.key_rm("unkey", results), lambda r: isinstance(r, SmaWide))
     output("sma_wide", split.trues, conn, "sma_wide", job=JOB)

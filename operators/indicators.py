@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 RESUM_EVERY = 1024
 """SMA recomputes its running sum from the window this often, to stop float drift."""
@@ -144,12 +144,33 @@ class IndicatorConfig:
     ema: tuple[int, ...] = (12, 26)
     rsi: tuple[int, ...] = (14,)
     vwap: bool = True
+    max_future_skew_s: float | None = 60.0
+    """How far (seconds) a tick may be ahead of its reference time; None: no check.
+    See ``SymbolIndicators`` for which reference."""
 
     def columns(self) -> list[str]:
         """Return the output column names, in output order."""
         cols = [f"sma_{n}" for n in self.sma] + [f"ema_{n}" for n in self.ema]
         cols += [f"rsi_{n}" for n in self.rsi]
         return cols + (["vwap"] if self.vwap else [])
+
+
+def _ahead(tick: Tick, ref: datetime, skew: timedelta) -> bool:
+    """Tell whether the tick's ts or wm is more than ``skew`` after ``ref``."""
+    latest = tick.ts if tick.wm is None or tick.wm <= tick.ts else tick.wm
+    try:
+        return latest - ref > skew
+    except OverflowError:
+        return False
+
+
+def _future(tick: Tick, ref: str, skew_s: float) -> str:
+    what = "wm" if tick.wm is not None and tick.wm > tick.ts else "ts"
+    value = tick.wm if what == "wm" and tick.wm is not None else tick.ts
+    return (
+        f"future tick: {what} {value.isoformat()} of {tick.symbol} is more than "
+        f"{skew_s:g} s ahead of {ref}"
+    )
 
 
 class IndicatorSet:
@@ -181,6 +202,8 @@ class Tick:
     price: float
     volume: float
     wm: datetime | None = None
+    src: tuple[int, int] | None = None
+    """Partition and offset the tick was read from (for its dead letter), if known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +239,19 @@ class SymbolIndicators:
     - A tick older than a tick already applied cannot be re-ordered any more: it is
       late and goes to dead_letters with the reason (never silently dropped).
     - At end of input, everything still buffered is applied.
+
+    Time sanity (``config.max_future_skew_s``, default 60 s): a tick from the future
+    would move the watermark and make every honest tick after it late.
+
+    - Following live (``now`` given): a tick whose ``ts`` or ``wm`` is more than the
+      skew ahead of the wall clock is refused (``Late``, reason ``future tick``) and
+      moves nothing.
+    - Replaying (no ``now``): a gap forward is normal (overnight, daily bars), so a
+      tick more than the skew ahead of the newest accepted tick of its symbol is
+      *held*, moving no watermark, until the next tick of the symbol decides: a next
+      tick at or after ``held ts - skew`` confirms that time moved on (the held tick is
+      then applied as usual, before it); a next tick further back refutes it (the held
+      tick is refused with the reason). At end of input a held tick is applied.
     """
 
     config: IndicatorConfig
@@ -223,14 +259,42 @@ class SymbolIndicators:
     last_ts: datetime | None = None
     watermark: datetime | None = None
     seq: int = 0
+    newest_ts: datetime | None = None
+    """Newest ``ts`` accepted for the symbol (applied or buffered)."""
+    held: Tick | None = None
+    """A tick far ahead of ``newest_ts`` waiting for the next tick to confirm it."""
     _arrivals: int = 0
     _buffer: list[tuple[datetime, int, Tick]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.indicators = IndicatorSet(self.config)
 
-    def on_tick(self, tick: Tick) -> list[Row | Late]:
-        """Take one tick; return rows now ready (and the tick itself if it is late)."""
+    def on_tick(self, tick: Tick, now: datetime | None = None) -> list[Row | Late]:
+        """Take one tick; return rows now ready (and ticks refused, as ``Late``).
+
+        ``now`` is the wall clock when following live (None in a replay).
+        """
+        skew_s = getattr(self.config, "max_future_skew_s", None)  # older snapshots
+        if skew_s is None:
+            return self._accept(tick)
+        skew = timedelta(seconds=skew_s)
+        if now is not None and _ahead(tick, now, skew):
+            return [Late(tick, _future(tick, f"the wall clock {now.isoformat()}", skew_s))]
+        out: list[Row | Late] = []
+        held = getattr(self, "held", None)
+        if held is not None:
+            self.held = None
+            if _ahead(held, tick.ts, skew):  # time went back: the held tick was a spike
+                out.append(Late(held, _future(held, f"the ticks around it ({tick.ts.isoformat()})", skew_s)))
+            else:
+                out += self._accept(held)
+        newest = getattr(self, "newest_ts", None)
+        if now is None and newest is not None and _ahead(tick, newest, skew):
+            self.held = tick
+            return out
+        return out + self._accept(tick)
+
+    def _accept(self, tick: Tick) -> list[Row | Late]:
         if self.last_ts is not None and tick.ts < self.last_ts:
             return [
                 Late(
@@ -239,6 +303,9 @@ class SymbolIndicators:
                     f"{self.last_ts.isoformat()}, already applied for {tick.symbol}",
                 )
             ]
+        newest = getattr(self, "newest_ts", None)
+        if newest is None or tick.ts > newest:
+            self.newest_ts = tick.ts
         wm = tick.wm if tick.wm is not None else tick.ts
         if self.watermark is None or wm > self.watermark:
             self.watermark = wm
@@ -249,8 +316,13 @@ class SymbolIndicators:
         return self._release(self.watermark)
 
     def flush(self) -> list[Row | Late]:
-        """Apply every buffered tick (end of input)."""
-        return self._release(None)
+        """Apply every buffered (and a held) tick (end of input)."""
+        held = getattr(self, "held", None)
+        out: list[Row | Late] = []
+        if held is not None:
+            self.held = None
+            out = self._accept(held)
+        return out + self._release(None)
 
     def _release(self, upto: datetime | None) -> list[Row | Late]:
         out: list[Row | Late] = []

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.base import Price, Record, UtcDatetime
+from schemas.base import Name, Price, Record, UtcDatetime
 
 
 class JournalKind(StrEnum):
@@ -32,7 +32,7 @@ class JournalMark(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    symbol: str
+    symbol: Name
     price: Price
     ts: UtcDatetime
     partition: int
@@ -49,10 +49,10 @@ class JournalEntry(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("account",)
 
-    account: str
+    account: Name
     seq: int = Field(ge=1)
     kind: JournalKind
-    stream: str
+    stream: Name
     partition: int = Field(ge=0)
     offset: int = Field(ge=0)
     record: dict[str, Any] | None = None

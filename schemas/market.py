@@ -6,9 +6,9 @@ import math
 import re
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, FiniteFloat, model_validator
 
-from schemas.base import NonNegative, Price, Record, UtcDatetime
+from schemas.base import Name, NonNegative, Price, Record, UtcDatetime
 
 INDICATOR_COLUMN = re.compile(r"^(sma|ema|rsi)_\d+$")
 
@@ -22,7 +22,7 @@ class MarketData(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("symbol",)
 
-    symbol: str
+    symbol: Name
     ts: UtcDatetime
     price: Price
     volume: NonNegative
@@ -47,11 +47,11 @@ class SmaWide(Record):
     model_config = ConfigDict(frozen=True, extra="allow")
     key_fields: ClassVar[tuple[str, ...]] = ("symbol",)
 
-    symbol: str
+    symbol: Name
     ts: UtcDatetime
-    price: float
-    volume: float
-    vwap: float | None = None
+    price: FiniteFloat
+    volume: FiniteFloat
+    vwap: FiniteFloat | None = None
     seq: int = 0
     """Position of the tick within its symbol's stream (0-based), for deterministic ids."""
 

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from schemas.base import Record, UtcDatetime
+from pydantic import FiniteFloat
+
+from schemas.base import FreeText, Name, Payload, Record, UtcDatetime
 
 
 class DeadLetter(Record):
     """A record a job could not use, with why and where it came from."""
 
     key_fields: ClassVar[tuple[str, ...]] = ("source_stream",)
+    max_record_bytes: ClassVar[int] = 512 * 1024
+    """Room for a payload of 64 Ki characters even when every one is JSON-escaped."""
 
-    source_stream: str
+    source_stream: Name
     partition: int | None = None
     offset: int | None = None
-    source_key: str | None = None
-    reason: str
-    payload: str
-    job: str = ""
+    source_key: FreeText | None = None
+    reason: FreeText
+    payload: Payload
+    job: FreeText = ""
     ts: UtcDatetime
 
 
@@ -27,17 +31,17 @@ class ExecutionMetrics(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("venue",)
 
-    venue: str
-    window_s: float
+    venue: Name
+    window_s: FiniteFloat
     orders_sent: int = 0
     acks: int = 0
     fills: int = 0
     rejects: int = 0
-    reject_rate: float = 0.0
-    ack_p50_ms: float | None = None
-    ack_p99_ms: float | None = None
-    fill_p50_ms: float | None = None
-    fill_p99_ms: float | None = None
+    reject_rate: FiniteFloat = 0.0
+    ack_p50_ms: FiniteFloat | None = None
+    ack_p99_ms: FiniteFloat | None = None
+    fill_p50_ms: FiniteFloat | None = None
+    fill_p99_ms: FiniteFloat | None = None
     msgs_sent: int = 0
     msgs_received: int = 0
     session_state: str = "UNKNOWN"

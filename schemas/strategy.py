@@ -6,9 +6,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, FiniteFloat, model_validator
 
-from schemas.base import NonNegative, Price, Qty, Record, Side, UtcDatetime
+from schemas.base import FreeText, Name, NonNegative, Price, Qty, Record, RecordId, Side, UtcDatetime
 
 
 class OrderType(StrEnum):
@@ -30,13 +30,13 @@ class StrategyConfig(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("strategy_id",)
 
-    strategy_id: str
-    strategy: str
+    strategy_id: Name
+    strategy: Name
     """Name of the strategy class in the registry (``sma_cross``, ``rsi_reversion``...)."""
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    symbols: list[str] = Field(default_factory=list)
+    params: dict[str, FiniteFloat | int | str | bool] = Field(default_factory=dict)
+    symbols: list[Name] = Field(default_factory=list)
     """Symbols the strategy trades; empty means every symbol."""
-    account: str
+    account: Name
     enabled: bool = True
     sizing: Sizing = Sizing.FIXED_QTY
     qty: Qty | None = None
@@ -62,17 +62,17 @@ class TradeSignal(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("account",)
 
-    signal_id: str
-    strategy_id: str
-    symbol: str
-    account: str
+    signal_id: RecordId
+    strategy_id: Name
+    symbol: Name
+    account: Name
     side: Side
     qty: Qty
     order_type: OrderType = OrderType.MARKET
     limit_px: Price | None = None
     ts: UtcDatetime
-    reason: str = ""
-    indicators: dict[str, float | None] = Field(default_factory=dict)
+    reason: FreeText = ""
+    indicators: dict[str, FiniteFloat | None] = Field(default_factory=dict)
     ref_px: Price | None = None
     """The price the strategy saw when it fired (for market orders and sizing)."""
 

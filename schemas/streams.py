@@ -49,6 +49,11 @@ class StreamSpec:
         return "|".join(str(getattr(record, f)) for f in self.unique)
 
     @property
+    def max_record_bytes(self) -> int:
+        """Return the largest encoded record ``decode`` accepts on this stream."""
+        return self.model.max_record_bytes
+
+    @property
     def key_fields(self) -> tuple[str, ...]:
         """Return the fields that form the key (partitioning key or primary key)."""
         return self.model.key_fields

@@ -6,9 +6,23 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, FiniteFloat, model_validator
 
-from schemas.base import Money, NonNegative, Price, Qty, Record, Side, SignedQty, UtcDatetime
+from schemas.base import (
+    AvgPrice,
+    Derived,
+    FreeText,
+    Money,
+    Name,
+    NonNegative,
+    OrderId,
+    Price,
+    Qty,
+    Record,
+    RecordId,
+    Side,
+    UtcDatetime,
+)
 from schemas.strategy import OrderType
 
 
@@ -44,10 +58,10 @@ class Account(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("account",)
 
-    account: str
+    account: Name
     status: AccountStatus = AccountStatus.ACTIVE
     account_type: AccountType = AccountType.MARGIN
-    currency: str = "USD"
+    currency: Name = "USD"
     cash: Money = Decimal(0)
     max_order_notional: NonNegative | None = None
     max_order_qty: NonNegative | None = None
@@ -61,7 +75,7 @@ class Account(Record):
     max_reject_rate: NonNegative | None = None
     cancel_on_disconnect: bool = False
     limits_version: int = 1
-    updated_by: str = "ops"
+    updated_by: FreeText = "ops"
     ts: UtcDatetime
 
 
@@ -70,12 +84,12 @@ class SymbolLimit(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("account", "symbol")
 
-    account: str
-    symbol: str
+    account: Name
+    symbol: Name
     max_position_qty: NonNegative | None = None
     max_position_notional: NonNegative | None = None
     limits_version: int = 1
-    updated_by: str = "ops"
+    updated_by: FreeText = "ops"
     ts: UtcDatetime
 
 
@@ -99,19 +113,19 @@ class ValidatedOrder(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("order_id",)
 
-    order_id: str
+    order_id: OrderId
     action: OrderAction = OrderAction.NEW
-    account: str
-    symbol: str
+    account: Name
+    symbol: Name
     side: Side
     qty: Qty
     order_type: OrderType = OrderType.MARKET
     limit_px: Price | None = None
     time_in_force: TimeInForce = TimeInForce.DAY
-    signal_id: str | None = None
-    strategy_id: str | None = None
+    signal_id: RecordId | None = None
+    strategy_id: Name | None = None
     ref_px: Price | None = None
-    reason: str = ""
+    reason: FreeText = ""
     ts: UtcDatetime
 
 
@@ -138,21 +152,21 @@ class VenueFill(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("account",)
 
-    order_id: str
-    venue: str
-    exec_id: str
+    order_id: OrderId
+    venue: Name
+    exec_id: RecordId
     status: ExecStatus
-    account: str
-    symbol: str
+    account: Name
+    symbol: Name
     side: Side
     last_qty: NonNegative = Decimal(0)
     last_px: NonNegative = Decimal(0)
     cum_qty: NonNegative = Decimal(0)
     leaves_qty: NonNegative = Decimal(0)
-    avg_px: NonNegative = Decimal(0)
+    avg_px: AvgPrice = Decimal(0)
     fee: Money = Decimal(0)
-    venue_order_id: str | None = None
-    reason: str = ""
+    venue_order_id: RecordId | None = None
+    reason: FreeText = ""
     ts: UtcDatetime
 
     @model_validator(mode="after")
@@ -180,9 +194,9 @@ class OrderState(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("order_id",)
 
-    order_id: str
-    account: str
-    symbol: str
+    order_id: OrderId
+    account: Name
+    symbol: Name
     side: Side
     qty: Qty
     order_type: OrderType
@@ -190,9 +204,9 @@ class OrderState(Record):
     status: OrderStatus
     cum_qty: NonNegative = Decimal(0)
     leaves_qty: NonNegative = Decimal(0)
-    avg_px: NonNegative = Decimal(0)
-    signal_id: str | None = None
-    strategy_id: str | None = None
+    avg_px: AvgPrice = Decimal(0)
+    signal_id: RecordId | None = None
+    strategy_id: Name | None = None
     ts: UtcDatetime
 
 
@@ -201,15 +215,15 @@ class PositionState(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("account", "symbol")
 
-    account: str
-    symbol: str
-    net_qty: SignedQty
-    avg_px: NonNegative
-    realized_pnl: Money
-    unrealized_pnl: Money
+    account: Name
+    symbol: Name
+    net_qty: Derived
+    avg_px: AvgPrice
+    realized_pnl: Derived
+    unrealized_pnl: Derived
     last_mark: NonNegative | None = None
-    market_value: Money
-    fees: Money = Decimal(0)
+    market_value: Derived
+    fees: Derived = Decimal(0)
     ts: UtcDatetime
 
 
@@ -218,21 +232,21 @@ class PortfolioState(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("account",)
 
-    account: str
-    cash: Money
-    equity: Money
-    realized_pnl: Money
-    unrealized_pnl: Money
-    gross_exposure: Money
-    net_exposure: Money
-    margin_used: Money
-    leverage: Money
+    account: Name
+    cash: Derived
+    equity: Derived
+    realized_pnl: Derived
+    unrealized_pnl: Derived
+    gross_exposure: Derived
+    net_exposure: Derived
+    margin_used: Derived
+    leverage: Derived
     open_orders: int
-    reserved_notional: Money = Decimal(0)
+    reserved_notional: Derived = Decimal(0)
     trading_state: TradingState = TradingState.ACTIVE
-    peak_equity: Money
-    drawdown: Money
-    day_start_equity: Money
+    peak_equity: Derived
+    drawdown: Derived
+    day_start_equity: Derived
     ts: UtcDatetime
 
 
@@ -249,14 +263,14 @@ class RiskEvent(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("account",)
 
-    event_id: str
-    account: str
-    rule: str
+    event_id: RecordId
+    account: Name
+    rule: Name
     severity: Severity
-    message: str
-    symbol: str | None = None
-    order_id: str | None = None
-    signal_id: str | None = None
+    message: FreeText
+    symbol: Name | None = None
+    order_id: OrderId | None = None
+    signal_id: RecordId | None = None
     values: dict[str, str] = Field(default_factory=dict)
     """The numbers compared (as exact decimal strings), e.g. value and limit."""
     ts: UtcDatetime
@@ -265,11 +279,11 @@ class RiskEvent(Record):
 class RuleResult(Record):
     """One pre-trade rule as evaluated for one signal."""
 
-    rule: str
+    rule: Name
     passed: bool
     value: str | None = None
     limit: str | None = None
-    message: str = ""
+    message: FreeText = ""
 
 
 class Decision(StrEnum):
@@ -284,14 +298,14 @@ class RiskDecision(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("account",)
 
-    signal_id: str
-    account: str
+    signal_id: RecordId
+    account: Name
     decision: Decision
-    order_id: str | None = None
+    order_id: OrderId | None = None
     rules: list[RuleResult] = Field(default_factory=list)
     limits_version: int = 0
     input_offsets: dict[str, int] = Field(default_factory=dict)
-    latency_us: float = 0.0
+    latency_us: FiniteFloat = 0.0
     ts: UtcDatetime
 
 
@@ -303,10 +317,10 @@ class Control(Record):
 
     key_fields: ClassVar[tuple[str, ...]] = ("scope",)
 
-    scope: str
+    scope: RecordId
     state: TradingState
-    reason: str = ""
-    updated_by: str = "ops"
+    reason: FreeText = ""
+    updated_by: FreeText = "ops"
     ts: UtcDatetime
 
     @model_validator(mode="after")

@@ -35,4 +35,8 @@ def sma_rows(ticks: list[MarketData]) -> list[Record]:
         for res in st.on_tick(Tick(t.symbol, t.ts, float(t.price), float(t.volume), t.wm)):
             assert isinstance(res, Row)
             out.append(to_sma_wide(res))
+    for st in states.values():  # end of input, as Job A's on_eof
+        for res in st.flush():
+            assert isinstance(res, Row)
+            out.append(to_sma_wide(res))
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from connectors.feeds import read_frame
 from operators.indicators import IndicatorConfig, Late, Row, SymbolIndicators, Tick
@@ -35,12 +35,20 @@ def run(input_path: Path, out: TextIO, config: IndicatorConfig, err: TextIO = sy
         if state is None:
             state = states[sym] = SymbolIndicators(config)
         tick = Tick(sym, ts.to_pydatetime(), float(price), float(volume))
-        for res in state.on_tick(tick):
-            if isinstance(res, Late):
-                print(f"skipped: {res.reason}", file=err)
-                continue
-            writer.writerow(_row(res, columns))
-            written += 1
+        written += _write(state.on_tick(tick), writer, columns, err)
+    for state in states.values():  # end of input: what is still buffered or held
+        written += _write(state.flush(), writer, columns, err)
+    return written
+
+
+def _write(results: list[Row | Late], writer: Any, columns: list[str], err: TextIO) -> int:
+    written = 0
+    for res in results:
+        if isinstance(res, Late):
+            print(f"skipped: {res.reason}", file=err)
+            continue
+        writer.writerow(_row(res, columns))
+        written += 1
     return written
 
 

@@ -41,15 +41,18 @@ not know the order); 3/5/D/G/H STATUS.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from hashlib import sha256
 
 import simplefix
 from pydantic import ValidationError
 
 from connectors.fix.codec import (
     AppMessage,
+    FixEncodeError,
     MsgType,
     Tag,
     decimal,
@@ -63,6 +66,7 @@ from connectors.fix.session import Clock, EventKind, SessionEvent, utc_now
 from connectors.fix.store import OrderEntry, OrderJournal, OrderPhase
 from connectors.venues.base import VenueOrder
 from schemas import ExecStatus, OrderType, Side, ValidatedOrder, VenueFill
+from schemas.base import ID_PATTERN, RECORD_ID_PATTERN
 
 SYNTHETIC_TAG = "-SYN-"
 """Marks the exec_id of a fill made up for quantity the venue reports but we never
@@ -115,6 +119,38 @@ class Routed:
     reports: list[VenueFill] = field(default_factory=list)
 
 
+_RECORD_ID = re.compile(RECORD_ID_PATTERN)
+EXEC_ID_MAX = 128
+"""Longest exec id kept as the venue sent it (``RECORD_ID_MAX`` leaves room for prefixes)."""
+_NAME = re.compile(ID_PATTERN)
+
+
+def _clean(value: str) -> bool:
+    """Tell whether a venue-chosen OrderID can be kept: a valid id, echoed back safely."""
+    if _RECORD_ID.match(value):
+        return True
+    log.error("fix: venue OrderID %r is not a valid id; not kept", value)
+    return False
+
+
+def safe_exec_id(value: str) -> str:
+    """Return ``value`` if it is a valid record id, else a stable id derived from it.
+
+    A venue's ExecID (or the ClOrdID a reject quotes) is the venue's text: one that
+    breaks the id pattern must neither crash Job D nor lose the fill, so it becomes
+    ``X-`` + 32 hex digits of its SHA-256 (the same every time: de-duplication holds).
+    Longer than ``EXEC_ID_MAX`` counts as breaking it: ids derived from an exec id
+    (``E-REC-<exec id>``, Job D's reconciliation event) must stay valid too.
+    """
+    if len(value) <= EXEC_ID_MAX and _RECORD_ID.match(value):
+        return value
+    return "X-" + sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def _name_or(value: str | None, default: str) -> str:
+    return value if value and _NAME.match(value) else default
+
+
 class FixApplication:
     """Turn orders into FIX messages and FIX reports into VenueFills (see module doc)."""
 
@@ -152,12 +188,23 @@ class FixApplication:
         """Route a NEW order: a NewOrderSingle the first time, never twice (see doc)."""
         entry = self._journal.get(order.order_id)
         if entry is None:
+            try:
+                message = self._new_order_single(order)
+            except FixEncodeError as exc:  # only an order built without validation
+                log.error("fix: order %r cannot be encoded: %s", order.order_id, exc)
+                try:
+                    return Routed(reports=[self.reject_unsent(order, f"not sent: {exc}")])
+                except ValidationError:
+                    return Routed()
             entry = _entry(order, OrderPhase.IN_FLIGHT)
             self._journal.record_order(entry)
             self.counts["orders_sent"] += 1
-            return Routed([self._new_order_single(order)])
+            return Routed([message])
         if entry.phase is OrderPhase.NOT_SENT:
-            return Routed(reports=self._emit([self._unsent_report(entry)]))
+            try:
+                return Routed(reports=self._emit([self._unsent_report(entry)]))
+            except ValidationError:  # journalled from an order built without validation
+                return Routed()
         if entry.phase is OrderPhase.DONE:
             log.info("fix: order %s submitted again but already done; ignored", order.order_id)
             return Routed()
@@ -392,7 +439,7 @@ class FixApplication:
             log.error("fix: %s CumQty %s above order qty %s; capped", exec_id, cum, qty)
             cum = qty
         venue_order_id = text(msg, Tag.ORDER_ID)
-        if venue_order_id and venue_order_id != "NONE":
+        if venue_order_id and venue_order_id != "NONE" and _clean(venue_order_id):
             self._journal.record_venue_id(entry.order_id, venue_order_id)
         reason = text(msg, Tag.TEXT) or ""
         if status is ExecStatus.REJECTED and text(msg, Tag.ORD_REJ_REASON):
@@ -401,10 +448,10 @@ class FixApplication:
             return VenueFill(
                 order_id=entry.order_id,
                 venue=self._venue,
-                exec_id=exec_id,
+                exec_id=safe_exec_id(exec_id),
                 status=status,
-                account=text(msg, Tag.ACCOUNT) or entry.account,
-                symbol=text(msg, Tag.SYMBOL) or entry.symbol,
+                account=_name_or(text(msg, Tag.ACCOUNT), entry.account),
+                symbol=_name_or(text(msg, Tag.SYMBOL), entry.symbol),
                 side=_SIDE_IN.get(text(msg, Tag.SIDE) or "", Side(entry.side)),
                 last_qty=decimal(msg, Tag.LAST_QTY) or Decimal(0),
                 last_px=decimal(msg, Tag.LAST_PX) or Decimal(0),
@@ -556,7 +603,7 @@ class FixApplication:
         return VenueFill(
             order_id=entry.order_id,
             venue=self._venue,
-            exec_id=tag if exact_id else f"{entry.order_id}-LOCAL-{tag}",
+            exec_id=safe_exec_id(tag if exact_id else f"{entry.order_id}-LOCAL-{tag}"),
             status=status,
             account=entry.account,
             symbol=entry.symbol,
@@ -573,7 +620,7 @@ class FixApplication:
         return VenueFill(
             order_id=order.order_id,
             venue=self._venue,
-            exec_id=f"{order.order_id}-LOCAL-{tag}",
+            exec_id=safe_exec_id(f"{order.order_id}-LOCAL-{tag}"),
             status=ExecStatus.STATUS,
             account=order.account,
             symbol=order.symbol,

@@ -6,6 +6,14 @@ that passed is handed to ``simplefix.FixParser``. A frame is cut by its BodyLeng
 (9); when the bytes there are not a ``10=nnn`` trailer, the frame is cut at the next
 trailer instead and reported as a bad body length, so one garbled message never
 swallows the next.
+
+Outbound, every tag value goes through ``check_value``: a value must be non-empty
+printable ASCII (0x20-0x7E). A value holding SOH (byte 0x01) would end the field early
+and let its remainder be read as further tags (``11=abc<SOH>49=EVIL`` smuggles a
+SenderCompID); any other control character is refused with it. ``FixEncodeError`` is
+raised, naming the tag; nothing is written. Free text the session writes itself
+(Text, 58, of a Reject or Logout, which may quote what the venue sent) is made safe
+first with ``safe_text``.
 """
 
 from __future__ import annotations
@@ -108,6 +116,38 @@ HEADER_TAGS = frozenset({8, 9, 10, 34, 35, 43, 49, 52, 56, 97, 122})
 """Header and trailer tags rebuilt on every (re)send."""
 
 
+class FixEncodeError(ValueError):
+    """A tag value cannot be put on the wire (control character, non-ASCII, empty)."""
+
+
+_PRINTABLE = re.compile(r"[\x20-\x7e]+")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def check_value(tag: int, value: object) -> str:
+    """Return ``value`` as the text of tag ``tag``; raise ``FixEncodeError`` if unsafe.
+
+    Safe means non-empty printable ASCII: no SOH, no other control character, no DEL,
+    nothing outside ASCII.
+    """
+    out = value if isinstance(value, str) else str(value)
+    if _PRINTABLE.fullmatch(out):
+        return out
+    if not out:
+        raise FixEncodeError(f"tag {tag}: empty value refused")
+    bad = _UNPRINTABLE.search(out)
+    what = "SOH (tag injection)" if bad and bad.group() == "\x01" else "a control or non-ASCII character"
+    raise FixEncodeError(
+        f"tag {tag}: value {out[:64]!r} contains {what} {bad.group() if bad else ''!r} "
+        f"at {bad.start() if bad else '?'}; refused"
+    )
+
+
+def safe_text(value: str, limit: int = 256) -> str:
+    """Return free text fit for Text (58): unprintable characters become ``?``, cut."""
+    return _UNPRINTABLE.sub("?", value)[:limit] or "-"
+
+
 class FrameProblem(StrEnum):
     """Why a frame was dropped before parsing."""
 
@@ -131,6 +171,11 @@ class AppMessage:
 
     msg_type: str
     fields: tuple[tuple[int, str], ...]
+
+    def __post_init__(self) -> None:
+        check_value(Tag.MSG_TYPE, self.msg_type)
+        for tag, value in self.fields:
+            check_value(tag, value)
 
     def get(self, tag: int) -> str | None:
         """Return the first value of ``tag``, or None."""
@@ -194,6 +239,7 @@ class FixFramer:
             and len(self._buf) >= end + 7
             and self._buf[end - 1 : end] == SOH
             and self._buf[end : end + 3] == b"10="
+            and self._buf[end + 3 : end + 6].isdigit()
             and self._buf[end + 6 : end + 7] == SOH
         ):
             raw, self._buf = self._buf[: end + 7], self._buf[end + 7 :]

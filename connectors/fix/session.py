@@ -51,10 +51,12 @@ from connectors.fix.codec import (
     FixFramer,
     MsgType,
     Tag,
+    check_value,
     fmt_time,
     integer,
     parse,
     parse_time,
+    safe_text,
     text,
     to_wire_log,
 )
@@ -350,7 +352,7 @@ class FixSession:
         out = SessionOutput()
         now = self._clock()
         if self._state is SessionState.ACTIVE:
-            fields = [(Tag.TEXT, reason)] if reason else []
+            fields = [(Tag.TEXT, safe_text(reason))] if reason else []
             out.outbound.append(self._send_admin(MsgType.LOGOUT, fields))
             self._set_state(SessionState.LOGOUT_SENT, now)
         elif self._state is SessionState.LOGON_SENT:
@@ -513,7 +515,7 @@ class FixSession:
             if self._test_req_id is not None and text(msg, Tag.TEST_REQ_ID) == self._test_req_id:
                 self._test_req_id = None
         elif msg_type == MsgType.TEST_REQUEST:
-            fields = [(Tag.TEST_REQ_ID, text(msg, Tag.TEST_REQ_ID) or "")]
+            fields = [(Tag.TEST_REQ_ID, safe_text(text(msg, Tag.TEST_REQ_ID) or ""))]
             out.outbound.append(self._send_admin(MsgType.HEARTBEAT, fields))
         elif msg_type == MsgType.RESEND_REQUEST:
             self._on_resend_request(msg, out)
@@ -686,18 +688,22 @@ class FixSession:
         poss_dup: bool = False,
         orig_time: str | None = None,
     ) -> bytes:
-        msg = simplefix.FixMessage()
-        msg.append_pair(Tag.BEGIN_STRING, self._s.begin_string)
-        msg.append_pair(Tag.MSG_TYPE, msg_type)
-        msg.append_pair(Tag.SENDER_COMP_ID, self._s.sender_comp_id)
-        msg.append_pair(Tag.TARGET_COMP_ID, self._s.target_comp_id)
-        msg.append_pair(Tag.MSG_SEQ_NUM, seq)
+        pairs: list[tuple[int, object]] = [
+            (Tag.BEGIN_STRING, self._s.begin_string),
+            (Tag.MSG_TYPE, msg_type),
+            (Tag.SENDER_COMP_ID, self._s.sender_comp_id),
+            (Tag.TARGET_COMP_ID, self._s.target_comp_id),
+            (Tag.MSG_SEQ_NUM, seq),
+        ]
         if poss_dup:
-            msg.append_pair(Tag.POSS_DUP_FLAG, "Y")
-        msg.append_pair(Tag.SENDING_TIME, fmt_time(self._clock()))
+            pairs.append((Tag.POSS_DUP_FLAG, "Y"))
+        pairs.append((Tag.SENDING_TIME, fmt_time(self._clock())))
         if poss_dup and orig_time:
-            msg.append_pair(Tag.ORIG_SENDING_TIME, orig_time)
-        for tag, value in fields:
+            pairs.append((Tag.ORIG_SENDING_TIME, orig_time))
+        pairs.extend(fields)
+        checked = [(tag, check_value(tag, value)) for tag, value in pairs]  # all, then write
+        msg = simplefix.FixMessage()
+        for tag, value in checked:
             msg.append_pair(tag, value)
         return bytes(msg.encode())
 
@@ -716,9 +722,9 @@ class FixSession:
         fields = [
             (Tag.REF_SEQ_NUM, str(ref_seq)),
             (Tag.REF_TAG_ID, str(ref_tag)),
-            (Tag.REF_MSG_TYPE, ref_msg_type),
+            (Tag.REF_MSG_TYPE, safe_text(ref_msg_type, 8)),
             (Tag.SESSION_REJECT_REASON, str(int(reason))),
-            (Tag.TEXT, why),
+            (Tag.TEXT, safe_text(why)),
         ]
         out.outbound.append(self._send_admin(MsgType.REJECT, fields))
         out.events.append(
@@ -738,7 +744,7 @@ class FixSession:
 
     def _fatal(self, out: SessionOutput, why: str, *, logout: bool = True) -> None:
         if logout and self._state in (SessionState.ACTIVE, SessionState.LOGON_SENT):
-            out.outbound.append(self._send_admin(MsgType.LOGOUT, [(Tag.TEXT, why)]))
+            out.outbound.append(self._send_admin(MsgType.LOGOUT, [(Tag.TEXT, safe_text(why))]))
         out.events.append(SessionEvent(EventKind.ERROR, why))
         out.disconnect = True
         self._closing = True

@@ -9,6 +9,13 @@ at most that fraction of its volume, shared by the orders of the symbol in time
 priority (submission order). Exec ids are ``<order_id>-<n>`` with ``n`` counting the
 reports of that order, and every report carries the event time that caused it.
 
+Hostile numbers cannot make it raise: every order and tick it is given has passed the
+schemas' DECIMAL(18,8) bounds (``|v| < 10**10``, at most 8 places), and it checks them
+again on entry (a record built without validation is rejected or ignored, not computed
+with). With bounded inputs, notionals (at most 36 digits) are exact in the 38-digit
+``MONEY`` context, average prices are rounded to 8 places, fill quantities are cut down
+to 8 places, and a fill whose fee would not fit DECIMAL(18,8) cancels the order instead.
+
 The venue does no I/O, so ``submit`` returning promptly is trivially true; reports
 queue up until ``poll_reports``. ``snapshot()``/``restore()`` carry its whole state
 (JSON-able) through a Bytewax recovery snapshot.
@@ -19,14 +26,16 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.venues.base import VenueAdapter, VenueError, VenueOrder
+from operators.accounting import MONEY
 from schemas import ExecStatus, MarketData, OrderAction, OrderType, ValidatedOrder, VenueFill
+from schemas.base import QUANTUM, fits_decimal, quantize8
 from schemas.trading import TimeInForce
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,13 @@ class PaperVenueConfig(BaseModel):
     """Orders above this quantity are rejected."""
     fee_bps: Decimal = Field(default=Decimal(0), ge=0)
     """Fee per fill in basis points of its notional."""
+    @field_validator("fill_fraction", "lot_size", "max_qty", "fee_bps")
+    @classmethod
+    def _fits_decimal(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and not fits_decimal(value):
+            raise ValueError("must fit DECIMAL(18,8): |v| < 10^10, at most 8 decimal places")
+        return value
+
     history_ticks: int = Field(default=256, ge=0)
     """Recent ticks kept per symbol: an order that reaches the venue after the ticks it
     is eligible for (market data read ahead of the order flow, as in a replay at full
@@ -87,7 +103,34 @@ class _Working:
     def avg_px(self) -> Decimal:
         if self.cum_qty == 0:
             return Decimal(0)
-        return (self.notional / self.cum_qty).quantize(PX_QUANTUM, ROUND_HALF_EVEN)
+        with localcontext(MONEY):
+            return quantize8(self.notional / self.cum_qty)
+
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def _after(ts: datetime, delay: timedelta) -> datetime:
+    """Return ``ts + delay``, or the latest representable time if that overflows."""
+    try:
+        return ts + delay
+    except OverflowError:
+        return _LATEST
+
+
+def _order_fits(order: ValidatedOrder) -> bool:
+    return fits_decimal(order.qty) and (order.limit_px is None or fits_decimal(order.limit_px))
+
+
+def _tick_fits(tick: MarketData) -> bool:
+    return (
+        isinstance(tick.price, Decimal)
+        and isinstance(tick.volume, Decimal)
+        and fits_decimal(tick.price)
+        and tick.price > 0
+        and fits_decimal(tick.volume)
+        and tick.volume >= 0
+    )
 
 
 class PaperVenue(VenueAdapter):
@@ -134,7 +177,7 @@ class PaperVenue(VenueAdapter):
             log.warning("paper: order %s submitted again; ignored", order.order_id)
             return
         self._counts["orders_sent"] += 1
-        work = _Working(order, order.ts + self._latency)
+        work = _Working(order, _after(order.ts, self._latency))
         self._orders[order.order_id] = work
         reason = self._reject_reason(order)
         if reason:
@@ -152,7 +195,7 @@ class PaperVenue(VenueAdapter):
     def cancel(self, order: ValidatedOrder) -> None:
         """Cancel the working order ``order.order_id``; say why when it cannot be canceled."""
         work = self._orders.get(order.order_id)
-        at = order.ts + self._latency
+        at = _after(order.ts, self._latency)
         if work is None:
             log.warning("paper: cancel of unknown order %s", order.order_id)
             self._reports.append(self._unknown_cancel(order, at))
@@ -202,7 +245,14 @@ class PaperVenue(VenueAdapter):
     # -- market data -------------------------------------------------------------------
 
     def on_market(self, tick: MarketData) -> None:
-        """Match the symbol's working orders against one tick, in time priority."""
+        """Match the symbol's working orders against one tick, in time priority.
+
+        A tick whose price or volume does not fit DECIMAL(18,8) (only possible for a
+        record built without validation) is logged and ignored.
+        """
+        if not _tick_fits(tick):
+            log.error("paper: tick %s %s x %s out of range; ignored", tick.symbol, tick.price, tick.volume)
+            return
         if self._config.history_ticks:
             recent = self._recent.get(tick.symbol)
             if recent is None:
@@ -295,6 +345,8 @@ class PaperVenue(VenueAdapter):
 
     def _reject_reason(self, order: ValidatedOrder) -> str:
         cfg = self._config
+        if not _order_fits(order):
+            return f"qty {order.qty} or limit {order.limit_px} does not fit DECIMAL(18,8)"
         if cfg.allowed_symbols is not None and order.symbol not in cfg.allowed_symbols:
             return f"symbol {order.symbol} is not traded here"
         if order.symbol in cfg.rejected_symbols:
@@ -309,10 +361,11 @@ class PaperVenue(VenueAdapter):
         frac = self._config.fill_fraction
         if frac is None:
             return Decimal("Infinity")
-        qty = tick.volume * frac
-        lot = self._config.lot_size
-        if lot is not None:
-            qty = (qty / lot).to_integral_value(ROUND_DOWN) * lot
+        with localcontext(MONEY):
+            qty = (tick.volume * frac).quantize(QUANTUM, ROUND_DOWN)
+            lot = self._config.lot_size
+            if lot is not None:
+                qty = (qty / lot).to_integral_value(ROUND_DOWN) * lot
         return qty
 
     @staticmethod
@@ -327,11 +380,15 @@ class PaperVenue(VenueAdapter):
         return limit if price >= limit else None
 
     def _fill(self, work: _Working, qty: Decimal, px: Decimal, ts: datetime) -> None:
-        work.cum_qty += qty
-        work.notional += qty * px
+        with localcontext(MONEY):
+            fee = quantize8(qty * px * self._config.fee_bps / Decimal(10_000))
+            if not fits_decimal(fee):
+                self._cancel(work, ts, reason=f"fill of {qty} at {px}: fee {fee} out of range")
+                return
+            work.cum_qty += qty
+            work.notional += qty * px
         work.status = ExecStatus.FILLED if work.cum_qty >= work.order.qty else ExecStatus.PARTIAL
         self._counts["fills"] += 1
-        fee = (qty * px * self._config.fee_bps / Decimal(10_000)).quantize(PX_QUANTUM)
         self._report(work, work.status, ts, last_qty=qty, last_px=px, fee=fee)
         if work.status is ExecStatus.FILLED:
             self._unbook(work)

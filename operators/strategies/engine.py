@@ -44,7 +44,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from operators.strategies.base import Intent, Strategy, StrategyError, create
-from schemas.base import Side, to_decimal
+from schemas.base import Side, fits_decimal, quantize8, to_decimal
 from schemas.market import SmaWide
 from schemas.strategy import OrderType, Sizing, StrategyConfig, TradeSignal
 from schemas.trading import Control, TradingState
@@ -251,6 +251,8 @@ class StrategyShard:
         limit_px = limit_price(cfg, intent.side, ref_px)
         if limit_px is not None and limit_px <= 0:
             return None
+        if not fits_decimal(qty) or (limit_px is not None and not fits_decimal(limit_px)):
+            return None  # beyond DECIMAL(18,8) (a huge notional or offset): no signal
         sym.net_qty = net
         return TradeSignal(
             signal_id=signal_id(self.strategy_id, row.symbol, row.seq),
@@ -269,8 +271,11 @@ class StrategyShard:
 
 
 def _price(value: float) -> Decimal | None:
+    """Return the row's price as a DECIMAL(18,8) value, or None if it is not one."""
     try:
         px = to_decimal(value)
+        if not fits_decimal(px):  # a float's tail beyond 8 places, or out of range
+            px = quantize8(px)
     except ValueError:
         return None
-    return px if px > 0 else None
+    return px if px > 0 and fits_decimal(px) else None

@@ -129,3 +129,32 @@ def test_two_sharded_runs_over_partition_subsets_equal_one_run(
     got = {(r.symbol, r.seq): row_values(r) for r in rows}  # type: ignore[attr-defined]
     assert len(rows) == len(got) == len(ticks)
     assert got == expected_rows(ticks, settings)
+
+
+def test_a_tick_from_the_future_is_dead_lettered_and_moves_no_watermark(
+    settings: Settings, connectors: Connectors
+) -> None:
+    ticks = [
+        MarketData(symbol="X", ts=T0 + timedelta(seconds=s), price=p, volume=1)
+        for s, p in [(0, 10), (1, 11), (36_000, 99), (2, 12), (3, 13)]
+    ]
+    replay(ticks, connectors.writer("market_data"), progress=False)
+    run_main(build_flow(settings))
+    # the tick 10 h ahead did not make the honest ticks after it late
+    assert [r.price for r in read_all(connectors, "sma_wide")] == [10.0, 11.0, 12.0, 13.0]  # type: ignore[attr-defined]
+    (letter,) = read_all(connectors, "dead_letters")
+    assert isinstance(letter, DeadLetter)
+    assert "future tick" in letter.reason
+    assert "60 s ahead" in letter.reason
+    assert letter.offset == 2  # its own position, though it was refused a tick later
+    assert '"price":"99.0"' in letter.payload
+
+
+def test_daily_bars_are_not_mistaken_for_future_ticks(settings: Settings, connectors: Connectors) -> None:
+    ticks = [
+        MarketData(symbol="X", ts=T0 + timedelta(days=d), price=10 + d, volume=1) for d in range(5)
+    ]
+    replay(ticks, connectors.writer("market_data"), progress=False)
+    run_main(build_flow(settings))
+    assert [r.price for r in read_all(connectors, "sma_wide")] == [10.0, 11.0, 12.0, 13.0, 14.0]  # type: ignore[attr-defined]
+    assert read_all(connectors, "dead_letters") == []

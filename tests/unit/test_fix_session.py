@@ -818,3 +818,62 @@ def test_fix_venue_cancel_of_an_order_still_waiting_cancels_it_locally(tmp_path:
     finally:
         venue.close()
     assert [f.status for f in reports] == [ExecStatus.CANCELED]
+
+
+# -- issue 17: the encoder refuses tag injection ------------------------------------------
+
+
+def test_a_clordid_with_soh_cannot_inject_a_tag(tmp_path: Path) -> None:
+    from connectors.fix.codec import FixEncodeError
+
+    v = Venue(tmp_path)
+    v.logon()
+    seq_before = v.store.next_sender_seq
+    evil = "abc\x0149=EVIL"
+    with pytest.raises(FixEncodeError, match=r"tag 11: .*SOH \(tag injection\)"):
+        AppMessage("D", ((11, evil), (55, "AAPL")))
+    # a message built around the check still does not reach the wire
+    message = AppMessage("D", ((11, "ok"),))
+    object.__setattr__(message, "fields", ((11, evil),))
+    with pytest.raises(FixEncodeError, match="tag 11"):
+        v.session.send_app(message)
+    assert v.store.next_sender_seq == seq_before  # nothing stored, no sequence number used
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "\x00", "tab\there", "del\x7f", "é", ""])
+def test_every_control_or_non_ascii_value_is_refused(value: str) -> None:
+    from connectors.fix.codec import FixEncodeError, check_value
+
+    with pytest.raises(FixEncodeError, match="tag 55"):
+        check_value(55, value)
+
+
+def test_an_order_built_without_validation_is_rejected_not_sent(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "store", fsync=False)
+    application = FixApplication("fixvenue", journal, FakeClock())
+    order = new_order("o9").model_copy(update={"symbol": "AAPL\x0155=MSFT"})  # no validation
+    routed = application.new_order(order)
+    assert routed.messages == []  # never sent; no valid fill can name that symbol either,
+    assert routed.reports == []  # so the refusal is logged
+    entry = journal.get("o9")  # journalled NOT_SENT: a replay never sends it either
+    assert entry is not None
+    assert entry.phase is OrderPhase.NOT_SENT
+    assert application.new_order(order).messages == []
+
+
+def test_session_text_quoting_the_venue_is_made_safe() -> None:
+    from connectors.fix.codec import check_value, safe_text
+
+    assert check_value(58, safe_text("bad value 'x\x02y' in tag 55")) == "bad value 'x?y' in tag 55"
+
+
+def test_venue_exec_ids_that_break_the_id_pattern_get_a_stable_valid_id() -> None:
+    from connectors.fix.application import safe_exec_id
+    from schemas.base import RECORD_ID_MAX
+
+    assert safe_exec_id("V1-7") == "V1-7"
+    for bad in ("V 1", "x\x02y", "É", "Z" * 129):
+        out = safe_exec_id(bad)
+        assert out == safe_exec_id(bad)  # stable: de-duplication by exec id still holds
+        assert out.startswith("X-")
+        assert len("E-REC-" + out) <= RECORD_ID_MAX

@@ -179,3 +179,64 @@ def test_ticks_with_equal_timestamps_keep_arrival_order() -> None:
     assert rows(s.on_tick(tick(10, 1.0, wm_ms=0))) == []
     assert rows(s.on_tick(tick(10, 2.0, wm_ms=0))) == []
     assert rows(s.flush()) == [1.0, 2.0]
+
+
+# -- issue 17: ticks from the future -------------------------------------------------------
+
+CFG = IndicatorConfig(sma=(2,), ema=(), rsi=(), vwap=False)  # max_future_skew_s = 60
+HOUR = 3_600_000
+
+
+def test_live_a_tick_far_ahead_of_the_wall_clock_is_refused_and_moves_no_watermark() -> None:
+    s = SymbolIndicators(CFG)
+    now = T0
+    assert rows(s.on_tick(tick(0, 1.0), now)) == [1.0]
+    (late,) = s.on_tick(tick(10 * HOUR, 99.0), now)
+    assert isinstance(late, Late)
+    assert "future tick: ts" in late.reason
+    assert "60 s ahead of the wall clock" in late.reason
+    assert s.watermark == T0
+    assert rows(s.on_tick(tick(1000, 2.0), now)) == [2.0]  # not late: the watermark did not move
+    (late_wm,) = s.on_tick(tick(2000, 3.0, wm_ms=10 * HOUR), now)  # a future watermark, too
+    assert isinstance(late_wm, Late)
+    assert "future tick: wm" in late_wm.reason
+    assert rows(s.on_tick(tick(59_000, 4.0), now)) == [4.0]  # within the skew
+
+
+def test_replay_a_spike_into_the_future_is_refused_when_time_comes_back() -> None:
+    s = SymbolIndicators(CFG)
+    assert rows(s.on_tick(tick(0, 1.0))) == [1.0]
+    assert s.on_tick(tick(10 * HOUR, 99.0)) == []  # held: no watermark moved
+    assert s.watermark == T0
+    out = s.on_tick(tick(1000, 2.0))
+    assert isinstance(out[0], Late)
+    assert "future tick" in out[0].reason
+    assert out[0].tick.price == 99.0
+    assert rows(out) == [2.0]
+    assert s.on_tick(tick(2000, 3.0))[0].values["sma_2"] == pytest.approx(2.5)  # type: ignore[union-attr]
+
+
+def test_replay_a_real_gap_forward_is_confirmed_by_the_next_tick() -> None:
+    s = SymbolIndicators(CFG)
+    day = 24 * HOUR
+    assert rows(s.on_tick(tick(0, 1.0))) == [1.0]
+    assert rows(s.on_tick(tick(day, 2.0))) == []  # daily bars: held for one tick
+    assert rows(s.on_tick(tick(2 * day, 3.0))) == [2.0]
+    assert rows(s.on_tick(tick(2 * day + 1000, 4.0))) == [3.0, 4.0]
+    assert rows(s.on_tick(tick(3 * day, 5.0))) == []
+    assert rows(s.flush()) == [5.0]  # end of input: nothing contradicts it
+
+
+def test_no_skew_check_when_disabled() -> None:
+    s = SymbolIndicators(IndicatorConfig(sma=(2,), ema=(), rsi=(), vwap=False, max_future_skew_s=None))
+    assert rows(s.on_tick(tick(0, 1.0), T0)) == [1.0]
+    assert rows(s.on_tick(tick(10 * HOUR, 2.0), T0)) == [2.0]
+
+
+def test_the_latest_representable_time_does_not_overflow() -> None:
+    s = SymbolIndicators(CFG)
+    far = Tick("X", datetime.max.replace(tzinfo=UTC), 1.0, 1.0)
+    s.on_tick(tick(0, 1.0))
+    assert s.on_tick(far) == []  # held
+    assert isinstance(s.on_tick(tick(5, 1.0))[0], Late)
+    assert isinstance(s.on_tick(far, T0)[0], Late)

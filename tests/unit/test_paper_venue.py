@@ -362,3 +362,72 @@ def test_order_arriving_after_its_ticks_fills_at_the_first_eligible_recent_tick(
     assert [r.status.value for r in reports] == ["NEW", "FILLED"]
     assert reports[-1].last_px == Decimal(101)
     assert reports[-1].ts == t0 + timedelta(seconds=1)
+
+
+# -- hostile numbers (issue 17): bounded by the schemas, so the venue cannot raise ------
+
+MAX = "9999999999.99999999"  # the largest DECIMAL(18,8) value
+
+
+@pytest.mark.parametrize("price", ["1e30", "10000000000", "1.000000000000000000000000000001"])
+def test_a_price_that_does_not_fit_decimal_18_8_is_a_decode_error(price: str) -> None:
+    from schemas import DecodeError, decode
+
+    raw = json.dumps({"symbol": "AAPL", "ts": "2024-03-01T14:30:00.000Z", "price": price,
+                      "volume": "10"})
+    with pytest.raises(DecodeError, match="price"):
+        decode(MarketData, raw)
+    raw_num = raw.replace(f'"{price}"', price)  # as a JSON number, too
+    with pytest.raises(DecodeError, match="price"):
+        decode(MarketData, raw_num)
+
+
+def test_the_1e30_tick_that_crashed_job_d_cannot_make_the_venue_raise() -> None:
+    venue = PaperVenue(fee_bps=Decimal("2.5"))
+    venue.submit(order("o1", qty="100"))
+    # built without validation (model_construct), as a bug upstream could: ignored
+    bad = MarketData.model_construct(
+        symbol="AAPL", ts=at(10), price=Decimal("1e30"), volume=Decimal("1000"), wm=None
+    )
+    venue.on_market(bad)
+    bad30 = MarketData.model_construct(
+        symbol="AAPL", ts=at(11), price=Decimal("1." + "1" * 30), volume=Decimal("1000"), wm=None
+    )
+    venue.on_market(bad30)
+    venue.on_market(tick("101.5", ms=20))
+    ack, fill = venue.poll_reports()
+    assert ack.status is ExecStatus.NEW
+    assert fill.status is ExecStatus.FILLED
+    assert fill.last_px == Decimal("101.5")
+
+
+def test_the_extreme_schema_valid_numbers_fill_without_raising() -> None:
+    venue = PaperVenue(fee_bps=Decimal("1"), fill_fraction=Decimal("0.33333333"))
+    venue.submit(order("o1", qty=MAX))
+    venue.submit(order("o2", qty="0.00000001", side=Side.SELL, limit="0.00000001"))
+    venue.on_market(tick("0.00000001", ms=5, volume="0.00000001"))
+    venue.on_market(tick(MAX, ms=10, volume=MAX))
+    venue.on_market(tick("0.00000003", ms=20, volume=MAX))
+    reports = venue.poll_reports()
+    for r in reports:  # every report is a valid record that round-trips
+        from schemas import decode, encode
+
+        assert decode(VenueFill, encode(r)) == r
+    fills = [r for r in reports if r.order_id == "o1"]
+    # the fee of a fill near 10^20 notional does not fit: the order is canceled
+    assert fills[-1].status is ExecStatus.CANCELED
+    assert "fee" in fills[-1].reason
+    assert all(r.avg_px < Decimal(10) ** 10 for r in reports)
+
+
+def test_a_fill_fraction_leaves_no_more_than_8_decimal_places() -> None:
+    venue = PaperVenue(fill_fraction=Decimal("0.3"))
+    venue.submit(order("o1", qty="1"))
+    venue.on_market(tick("10", ms=5, volume="0.00000007"))
+    _, fill = venue.poll_reports()
+    assert fill.last_qty == Decimal("0.00000002")
+
+
+def test_paper_config_refuses_numbers_beyond_decimal_18_8() -> None:
+    with pytest.raises(ValueError, match="DECIMAL"):
+        PaperVenue(lot_size=Decimal("1e-30"))

@@ -106,7 +106,8 @@ def random_step(book: AccountBook, rng: random.Random, i: int) -> Outcome:
         status = rng.choice([ExecStatus.PARTIAL, ExecStatus.FILLED, ExecStatus.CANCELED,
                              *ExecStatus])
         leaves = order.qty - order.cum_qty
-        qty = rng.choice([leaves, leaves / 2, D(rng.choice(QTYS))]) if leaves else D(1)
+        half = (leaves / 2).quantize(D("1E-8")) or leaves  # a fill holds DECIMAL(18,8)
+        qty = rng.choice([leaves, half, D(rng.choice(QTYS))]) if leaves else D(1)
         extra: dict[str, Any] = {}
         if status in (ExecStatus.PARTIAL, ExecStatus.FILLED):
             extra = {"last_qty": qty, "last_px": D(rng.choice(PRICES)), "fee": D("0.01")}

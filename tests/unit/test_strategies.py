@@ -493,3 +493,14 @@ def test_replayed_rows_are_dropped_by_symbol_and_seq() -> None:
     other = SmaWide(symbol="Y", ts=T0, price=100.0, volume=1.0, seq=0)
     shard.on_row(other)
     assert shard.row_seqs == {"X": 9, "Y": 0}
+
+
+def test_sizes_and_prices_beyond_decimal_18_8_give_no_signal_rather_than_a_crash() -> None:
+    # issue 17: 9e9 of notional at a price of 1e-8 is 9e17 units, which no record can hold
+    cfg = config(sizing=Sizing.FIXED_NOTIONAL, qty=None, notional=Decimal("9000000000"))
+    rows = [r.model_copy(update={"price": 0.00000001}) for r in cross_rows()]
+    assert run_shard(shard_with(cfg), rows) == []
+    huge = [r.model_copy(update={"price": 9999999999.99999999}) for r in cross_rows()]
+    assert run_shard(shard_with(), huge) == []  # the float rounds to 1e10: out of range
+    tail = [r.model_copy(update={"price": 100.123456789}) for r in cross_rows(n=2)]
+    assert [s.ref_px for s in run_shard(shard_with(), tail)] == [Decimal("100.12345679")]
