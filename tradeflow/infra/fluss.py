@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -271,11 +271,15 @@ class FlussCluster:
             jvm.stop(timeout=timeout)
         self._save_state()
 
-    def start_tablet_server(self, timeout: float | None = None) -> None:
+    def start_tablet_server(
+        self, timeout: float | None = None, *, databases: Collection[str] | None = None
+    ) -> None:
         """Start the tablet server on its port and data dir and wait until it serves again.
 
         "Serves" means the coordinator lists it and every bucket of every table (and
-        partition) answers a ``list_offsets`` request, i.e. has a leader again. After a
+        partition) answers a ``list_offsets`` request, i.e. has a leader again; with
+        ``databases``, only the tables of those databases are waited for (a test on a
+        shared cluster waits for its own tables, not for whatever others left). After a
         kill, the coordinator keeps the dead server's ZooKeeper registration until its
         session expires (``zookeeper.client.session-timeout``, 10 s here); the new JVM
         is started only once that registration is gone, so it registers at once.
@@ -294,22 +298,29 @@ class FlussCluster:
         )
         self._start_server(TABLET_SERVER)
         self._jvms[TABLET_SERVER].wait_until(
-            self.serving,
+            lambda: self.serving(databases=databases),
             max(deadline - time.monotonic(), 1.0),
             "tablet server registered and every bucket has a leader",
         )
         self._save_state()
 
-    def restart_tablet_server(self, *, kill: bool = False, timeout: float | None = None) -> None:
+    def restart_tablet_server(
+        self,
+        *,
+        kill: bool = False,
+        timeout: float | None = None,
+        databases: Collection[str] | None = None,
+    ) -> None:
         """Stop (or with ``kill`` SIGKILL) the tablet server and start it again.
 
-        Same port, same data dir; return once it serves every bucket again (see
-        ``start_tablet_server``). Clients keep their connection; see
-        ``docs/fluss-client.md`` for what they must do to write again.
+        Same port, same data dir; return once it serves every bucket again, of every
+        table or of the tables in ``databases`` (see ``start_tablet_server``). Clients
+        keep their connection; see ``docs/fluss-client.md`` for what they must do to
+        write again.
         """
         started = time.monotonic()
         self.stop_tablet_server(kill=kill)
-        self.start_tablet_server(timeout=timeout)
+        self.start_tablet_server(timeout=timeout, databases=databases)
         log.info(
             "Fluss tablet server %s and back on port %s after %.1fs",
             "killed" if kill else "stopped",
@@ -334,12 +345,15 @@ class FlussCluster:
             self.tablet_server_port,
         ) in kinds
 
-    def serving(self, timeout: float = 15.0) -> bool:
-        """Tell whether the cluster is ready and every bucket of every table has a leader."""
+    def serving(self, timeout: float = 15.0, *, databases: Collection[str] | None = None) -> bool:
+        """Tell whether the cluster is ready and every bucket of every table has a leader.
+
+        With ``databases``, only the tables of those databases are asked.
+        """
         if not self.ready():
             return False
         try:
-            run_async(self._probe_all_buckets, timeout)
+            run_async(lambda: self._probe_buckets(databases), timeout)
         except Exception as exc:  # noqa: BLE001 - FlussError, timeouts: all mean "not yet"
             log.debug("Fluss not serving every bucket yet: %s", exc)
             return False
@@ -392,15 +406,18 @@ class FlussCluster:
         nodes = run_async(self._server_nodes, 5.0)
         return any(kind == "TabletServer" and sid == TABLET_SERVER_ID for kind, sid, _ in nodes)
 
-    async def _probe_all_buckets(self) -> None:
-        """Ask every bucket of every table for its latest offset; raise if one cannot answer."""
+    async def _probe_buckets(self, databases: Collection[str] | None) -> None:
+        """Ask every bucket of every table (in ``databases``, or all) for its latest offset.
+
+        Raise if one cannot answer.
+        """
         import fluss
 
         conn = await fluss.FlussConnection.create(self._connection_config())
         try:
             admin = conn.get_admin()
             latest = fluss.OffsetSpec.latest()
-            for database in await admin.list_databases():
+            for database in await admin.list_databases() if databases is None else databases:
                 for table in await admin.list_tables(database):
                     path = fluss.TablePath(database, table)
                     info = await admin.get_table_info(path)

@@ -231,7 +231,7 @@ def test_job_a_survives_a_tablet_server_restart_mid_stream(
         # The second half is written while the tablet server restarts (a writer rides
         # it out too); the stream is closed only after it, so the flow is mid-stream.
         feeder = feed_paced(settings, ticks[half:], feed_error)
-        fluss_cluster.restart_tablet_server()
+        fluss_cluster.restart_tablet_server(databases=[settings.fluss.database])
         rc = proc.wait(240)
     finally:
         if proc.poll() is None:
