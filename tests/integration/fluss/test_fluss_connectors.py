@@ -22,7 +22,8 @@ from connectors.registry import Connectors
 from connectors.settings import Settings
 from flows.common import TableGate
 from schemas import Account, Control, MarketData, SymbolLimit, decode
-from tests.integration.fluss.profiles import fluss_settings, local_settings
+from tests.integration.fluss.profiles import fluss_settings
+from tests.integration.profiles import local_settings
 from tradeflow.infra.fluss import FlussCluster
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,9 @@ from pathlib import Path
 import pytest
 
 from connectors.feeds import SyntheticMarket
-from connectors.registry import Connectors
-from schemas import ExecStatus, OrderAction, RiskDecision, TradeSignal, ValidatedOrder, VenueFill
-from tests.helpers import read_all
 from tests.integration.fluss.profiles import fluss_settings, unique_database
+from tests.integration.scenarios import run_whole_pipeline
 from tradeflow.infra.fluss import FlussCluster
-from tradeflow.pipeline import run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -28,26 +25,4 @@ pytestmark = pytest.mark.integration
 def test_whole_pipeline_runs_on_fluss(fluss_cluster: FlussCluster, tmp_path: Path) -> None:
     database = unique_database("pipeline")
     settings = fluss_settings(fluss_cluster, tmp_path / "data", database=database)
-    market = SyntheticMarket(symbols=3, ticks=1500, seed=5)
-    counts = run_pipeline(settings, iter(market), 1500, market.symbol_names(), progress=False)
-    assert counts.ticks == counts.rows == 1500
-
-    conn = Connectors(settings)
-    signals = [s for s in read_all(conn, "trade_signals") if isinstance(s, TradeSignal)]
-    decisions = [d for d in read_all(conn, "risk_decisions") if isinstance(d, RiskDecision)]
-    assert signals
-    assert sorted(d.signal_id for d in decisions) == sorted(s.signal_id for s in signals)
-    # Every order that passed reached the venue once and was answered. (How many pass
-    # depends on arrival order at start-up: a signal that overtakes its symbol's first
-    # tick fails PRICE_COLLAR for want of a mark.)
-    passed = {d.order_id for d in decisions if d.order_id}
-    orders = {
-        o.order_id
-        for o in read_all(conn, "validated_orders")
-        if isinstance(o, ValidatedOrder) and o.action is OrderAction.NEW
-    }
-    assert orders == passed
-    fills = [f for f in read_all(conn, "venue_fills") if isinstance(f, VenueFill)]
-    answered = {f.order_id for f in fills if f.status in (ExecStatus.NEW, ExecStatus.REJECTED)}
-    assert answered == orders
-    assert counts.fills == sum(1 for f in fills if f.last_qty > 0)
+    run_whole_pipeline(settings, SyntheticMarket(symbols=3, ticks=1500, seed=5))
