@@ -62,6 +62,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import report  # noqa: E402
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
@@ -551,12 +552,8 @@ def main() -> None:
             "build_s_10k_accounts": tenk["build_s"],
             "startup_s": round(startup_signals, 2),
             "snapshot_interval_s": args.snapshot_interval,
-            "cpus": os.cpu_count(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
-        for k, v in result.items():
-            print(f"{k:>32}: {v}")
-        print(json.dumps(result))
+        report(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
