@@ -21,27 +21,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import json
 import logging
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 from tradeflow.infra.common import (
     DEPLOY_DIR,
     InfraError,
     JvmProcess,
+    ManagedServer,
     free_port,
     log_tail,
+    mark_log,
     port_open,
+    process_running_with,
+    read_state,
     resolve_classpath,
+    serve_until_signalled,
+    up_command,
+    write_state,
 )
 
 log = logging.getLogger(__name__)
@@ -103,7 +106,7 @@ def run_async(factory: Callable[[], Awaitable[T]], timeout: float) -> T:
         return pool.submit(asyncio.run, _bounded()).result()
 
 
-class FlussCluster:
+class FlussCluster(ManagedServer):
     """Start, stop, kill and restart a real single-node Fluss cluster on 127.0.0.1.
 
     ``data_dir`` holds everything::
@@ -363,17 +366,6 @@ class FlussCluster:
         """Return the last ``n`` lines of one server's log (all runs append to it)."""
         return log_tail(self.log_paths[name], n)
 
-    def __enter__(self) -> FlussCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"FlussCluster({self.data_dir}, coordinator_port={self.coordinator_port}, {state})"
@@ -447,9 +439,7 @@ class FlussCluster:
         if self._classpath is None:
             self._classpath = resolve_classpath("fluss")
         log_path = self.log_paths[name]
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("a") as f:
-            f.write(f"===== tradeflow: starting {name} =====\n")
+        mark_log(log_path, f"starting {name}")
         jvm_opts = [
             *opts,
             *UPSTREAM_JVM_OPTS,
@@ -554,18 +544,13 @@ class FlussCluster:
         Two tablet servers on one ``data.dir`` corrupt each other's checkpoints; an
         earlier owner that crashed without ``stop()`` leaves its JVMs behind.
         """
-        try:
-            pids = json.loads((self.data_dir / _STATE_FILE).read_text()).get("pids") or {}
-        except (OSError, ValueError, AttributeError):
-            return
-        alive = {}
-        for name, pid in pids.items():
-            try:
-                cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
-            except (OSError, ValueError):
-                continue
-            if str(self.data_dir).encode() in cmdline:
-                alive[name] = pid
+        pids = read_state(self.data_dir / _STATE_FILE).get("pids")
+        marker = str(self.data_dir).encode()
+        alive = {
+            name: pid
+            for name, pid in (pids.items() if isinstance(pids, dict) else ())
+            if process_running_with(pid, marker)
+        }
         if alive:
             raise InfraError(
                 f"Fluss JVMs {alive} still run on {self.data_dir}; stop them first "
@@ -574,10 +559,7 @@ class FlussCluster:
 
     def _load_state(self) -> None:
         """Read the ports saved by an earlier cluster on this data dir."""
-        try:
-            state = json.loads((self.data_dir / _STATE_FILE).read_text())
-        except (OSError, ValueError):
-            return
+        state = read_state(self.data_dir / _STATE_FILE)
         for attr in _PORT_ATTRS:
             value = state.get(attr)
             if isinstance(value, int):
@@ -585,12 +567,10 @@ class FlussCluster:
 
     def _save_state(self) -> None:
         """Record ports, bootstrap servers and pids in ``cluster.json``."""
-        if not self.data_dir.exists():
-            return
         state: dict[str, object] = {attr: getattr(self, attr) for attr in _PORT_ATTRS}
         state["bootstrap_servers"] = None if self.coordinator_port is None else self.bootstrap_servers
         state["pids"] = self.pids
-        (self.data_dir / _STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        write_state(self.data_dir / _STATE_FILE, state)
 
 
 def _require_pyfluss() -> None:
@@ -606,47 +586,32 @@ def _require_pyfluss() -> None:
 # ------------------------------------------------------------------------------ CLI
 
 
-def _up(args: argparse.Namespace) -> int:
-    """Start a cluster, print its bootstrap servers and run until SIGINT/SIGTERM."""
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    cluster = FlussCluster(args.data_dir, buckets=args.buckets)
-    try:
-        cluster.start()
-        print(cluster.bootstrap_servers, flush=True)
-        print(f"fluss logs: {cluster.log_dir}", file=sys.stderr, flush=True)
-        while not stop.wait(1.0):
-            if not cluster.running:
-                dead = [n for n in cluster.log_paths if n not in cluster.pids]
-                for name in dead:
-                    print(f"fluss {name} died; log:\n{cluster.tail(name)}", file=sys.stderr)
-                return 1
-    finally:
-        cluster.stop()
-    return 0
+def _add_arguments(up: argparse.ArgumentParser) -> None:
+    up.add_argument("--data-dir", type=Path, default=None, help="default: a new temp dir")
+    up.add_argument("--buckets", type=int, default=1, help="default.bucket.number (default 1)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``python -m tradeflow.infra.fluss`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tradeflow.infra.fluss",
-        description="Run a real Fluss cluster (ZooKeeper, coordinator, tablet server).",
+    """Run ``python -m tradeflow.infra.fluss up``: a cluster until SIGINT/SIGTERM."""
+    args = up_command(
+        "tradeflow.infra.fluss",
+        "Run a real Fluss cluster (ZooKeeper, coordinator, tablet server).",
+        _add_arguments,
+        argv,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start a cluster and keep it running until Ctrl-C/SIGTERM")
-    up.add_argument("--data-dir", type=Path, default=None, help="default: a new temp dir")
-    up.add_argument("--buckets", type=int, default=1, help="default.bucket.number (default 1)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.command == "up":
-        return _up(args)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    cluster = FlussCluster(args.data_dir, buckets=args.buckets)
+
+    def announce() -> None:
+        print(cluster.bootstrap_servers, flush=True)
+        print(f"fluss logs: {cluster.log_dir}", file=sys.stderr, flush=True)
+
+    def failure() -> str | None:
+        if cluster.running:
+            return None
+        dead = [n for n in cluster.log_paths if n not in cluster.pids]
+        return "\n".join(f"fluss {name} died; log:\n{cluster.tail(name)}" for name in dead)
+
+    return serve_until_signalled(cluster, announce, failure)
 
 
 if __name__ == "__main__":
