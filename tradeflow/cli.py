@@ -80,13 +80,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(conn: Connectors, stream: str) -> int:
-    reader = conn.reader(stream)
-    try:
-        return sum(reader.end_offsets().values())
-    finally:
-        reader.close()
-
 
 # --- feed -------------------------------------------------------------------------
 
@@ -105,7 +98,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
         ticks, total = iter(market), args.ticks
     writer = conn.writer("market_data")
     if args.resume:
-        done = _count(conn, "market_data")
+        done = conn.size("market_data")
         print(f"resuming after {done} ticks already in market_data", file=sys.stderr)
         for _ in range(done):
             next(ticks, None)
