@@ -24,8 +24,6 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import time
@@ -38,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import report  # noqa: E402
 from connectors.fix.settings import FixSettings  # noqa: E402
 from connectors.venues import VenueAdapter  # noqa: E402
 from connectors.venues.fix import FixVenue  # noqa: E402
@@ -176,12 +175,8 @@ def main() -> None:
         "fix_msgs_sent": health.get("msgs_sent"),
         "fix_msgs_received": health.get("msgs_received"),
         "venue_start_s": round(venue_start_s, 2),
-        "cpus": os.cpu_count(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
-    for k, v in result.items():
-        print(f"{k:>26}: {v}")
-    print(json.dumps(result))
+    report(result)
 
 
 if __name__ == "__main__":

@@ -29,26 +29,17 @@ Usage: ``python bench/fluss.py [--ticks N] [--symbols N] [--buckets N] [--upsert
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import logging
-import os
 import random
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as ``python bench/fluss.py``, this file's directory comes first on sys.path, and
@@ -58,74 +49,39 @@ sys.path.insert(0, str(ROOT))
 
 import fluss  # noqa: E402
 
+from bench.harness import (  # noqa: E402
+    DEFAULT_POLL_MS,
+    Arrivals,
+    Processes,
+    fluss_setup,
+    kafka_setup,
+    latency,
+    local_setup,
+    report,
+    running,
+    throughput,
+)
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.fluss import CachedLookup, FlussClient  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import Settings, load_settings  # noqa: E402
 from operators.stats import percentile  # noqa: E402
-from schemas import MarketData, PositionState, SmaWide, decode  # noqa: E402
+from schemas import PositionState  # noqa: E402
 from tradeflow.infra.fluss import FlussCluster  # noqa: E402
+from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
 
 
-def _kafka_bench() -> ModuleType:
-    """Load bench/kafka.py (its setups, process runner and throughput measure)."""
-    spec = importlib.util.spec_from_file_location("bench_kafka", ROOT / "bench" / "kafka.py")
-    if spec is None or spec.loader is None:
-        raise SystemExit("bench/kafka.py not found")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_kafka"] = module
-    spec.loader.exec_module(module)
-    return module
+class FlussArrivals(Arrivals):
+    """Scan the sma_wide table from the start."""
 
-
-kb = _kafka_bench()
-
-
-def fluss_setup(
-    cluster: FlussCluster,
-    work: Path,
-    name: str,
-    buckets: int,
-    *,
-    follow: bool = False,
-    poll_ms: int = kb.DEFAULT_POLL_MS,
-) -> Any:
-    database = f"bench{uuid.uuid4().hex[:6]}"
-    fluss = {"bootstrap": cluster.bootstrap_servers, "database": database, "buckets": buckets}
-    settings = load_settings(
-        profile="fluss", fluss=fluss, data_dir=work / name, follow=follow, poll_interval_ms=poll_ms
-    )
-    env = dict(
-        os.environ,
-        TRADEFLOW_PROFILE="fluss",
-        TRADEFLOW_DATA_DIR=str(work / name),
-        TRADEFLOW_FLUSS__BOOTSTRAP=cluster.bootstrap_servers,
-        TRADEFLOW_FLUSS__DATABASE=database,
-        TRADEFLOW_FLUSS__BUCKETS=str(buckets),
-        TRADEFLOW_FOLLOW="true" if follow else "false",
-        TRADEFLOW_POLL_INTERVAL_MS=str(poll_ms),
-    )
-    return kb.Setup(name, settings, env)
-
-
-class Arrivals(threading.Thread):
-    """Scan sma_wide from the start; stamp each row's (symbol, seq) on arrival."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.seen: dict[tuple[str, int], float] = {}
-        self.stop = threading.Event()
-        self.ready = threading.Event()
-
-    def run(self) -> None:
+    def consume(self) -> None:
         client = FlussClient(self.settings.fluss, fetch_wait_ms=2)  # its own hop adds ~nothing
         try:
-            self._consume(client)  # the scanner is gone when it returns, before the close
+            self._scan(client)  # the scanner is gone when it returns, before the close
         finally:
             client.close()
 
-    def _consume(self, client: FlussClient) -> None:
+    def _scan(self, client: FlussClient) -> None:
         table = client.table(fluss.TablePath(self.settings.fluss.database, "sma_wide"))
         buckets = table.get_table_info().num_buckets
         scan = table.new_scan().project_by_name(["payload"])
@@ -135,67 +91,7 @@ class Arrivals(threading.Thread):
         poll = partial(scanner.poll_record_batch, 5)
         while not self.stop.is_set():
             for rb in client.run(poll):
-                now = time.time()
-                for payload in rb.batch.column("payload").to_pylist():
-                    row = decode(SmaWide, payload)
-                    self.seen[(row.symbol, row.seq)] = now
-
-
-def latency(procs: Any, setup: Any, ticks: list[MarketData], rate: float) -> dict[str, float]:
-    """Write ticks one at a time at ``rate``/s into a live Job A; row latency percentiles.
-
-    From just before a tick is written (and acknowledged) until its sma_wide row reaches
-    a scanner of sma_wide: the write, the source's fetch, the flow, the sink's
-    acknowledged write and the downstream fetch.
-    """
-    writer = Connectors(setup.settings).writer("market_data")
-    Connectors(setup.settings).writer("sma_wide").close()  # the table the scanner reads
-    arrivals = Arrivals(setup.settings)
-    arrivals.start()
-    arrivals.ready.wait(60)
-    live = procs.start(setup, 1)
-    try:
-        seqs: dict[str, int] = {}
-        warm = ticks[:50]
-        for t in warm:
-            seqs[t.symbol] = seqs.get(t.symbol, -1) + 1
-        writer.write(warm)
-        deadline = time.monotonic() + 120
-        while len(arrivals.seen) < len(warm):
-            if time.monotonic() > deadline or live[0].poll() is not None:
-                raise SystemExit(f"{setup.name}: the live flow produced no rows")
-            time.sleep(0.01)
-        sent: dict[tuple[str, int], float] = {}
-        started = time.monotonic()
-        for i, t in enumerate(ticks[len(warm) :]):
-            pause = started + i / rate - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            seq = seqs[t.symbol] = seqs.get(t.symbol, -1) + 1
-            sent[(t.symbol, seq)] = time.time()
-            writer.write([t])
-        deadline = time.monotonic() + 60
-        while not all(k in arrivals.seen for k in sent) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        lat = [(arrivals.seen[k] - s) * 1000 for k, s in sent.items() if k in arrivals.seen]
-        missing = len(sent) - len(lat)
-    finally:
-        for p in live:
-            p.kill()
-            p.wait(30)
-            procs.running.remove(p)
-        arrivals.stop.set()
-        arrivals.join(30)
-        writer.close()
-    if missing:
-        raise SystemExit(f"{setup.name}: {missing} rows never arrived")
-    return {
-        "p50_ms": percentile(lat, 50),
-        "p90_ms": percentile(lat, 90),
-        "p99_ms": percentile(lat, 99),
-        "max_ms": max(lat),
-        "samples": len(lat),
-    }
+                self.stamp(rb.batch.column("payload").to_pylist(), time.time())
 
 
 def positions(n: int, keys: int) -> list[PositionState]:
@@ -263,16 +159,6 @@ def lookups(settings: Settings, keys: list[str], n: int) -> dict[str, float]:
     }
 
 
-@contextmanager
-def running_cluster(work: Path, buckets: int) -> Iterator[FlussCluster]:
-    cluster = FlussCluster(work / "fluss", buckets=buckets)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=60_000)
@@ -287,25 +173,27 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
 
     work = Path(tempfile.mkdtemp(prefix="bench-fluss-"))
-    procs = kb.Processes(work)
+    procs = Processes(work)
     ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=1))
     rows = positions(args.upserts, args.keys)
     keys = sorted({r.key() for r in rows})
     try:
-        with running_cluster(work, args.buckets) as cluster, kb.running_broker(work) as broker:
-            emb = kb.throughput(procs, kb.local_setup(work, "emb-1p"), ticks, 1)
-            kaf = kb.throughput(procs, kb.kafka_setup(broker, work, "kafka-1p", args.buckets), ticks, 1)
+        with (
+            running(FlussCluster(work / "fluss", buckets=args.buckets)) as cluster,
+            running(KafkaBroker(work / "kafka")) as broker,
+        ):
+            emb = throughput(procs, local_setup(work, "emb-1p"), ticks, 1)
+            kaf = throughput(procs, kafka_setup(broker, work, "kafka-1p", args.buckets), ticks, 1)
             flu_setup = fluss_setup(cluster, work, "fluss-1p", args.buckets)
-            flu = kb.throughput(procs, flu_setup, ticks, 1)
+            flu = throughput(procs, flu_setup, ticks, 1)
             local = load_settings(profile="local", data_dir=work / "emb-upserts")
             emb_upserts = upsert_rate(local, rows)
-            kaf_upserts = upsert_rate(kb.kafka_setup(broker, work, "kafka-upserts", 1).settings, rows)
+            kaf_upserts = upsert_rate(kafka_setup(broker, work, "kafka-upserts", 1).settings, rows)
             flu_upserts = upsert_rate(flu_setup.settings, rows)
             lat = lookups(flu_setup.settings, keys, args.lookups)
             live_ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.latency_ticks + 50, seed=2))
-            live = latency(
-                procs, fluss_setup(cluster, work, "lat", args.buckets, follow=True), live_ticks, args.rate
-            )
+            lat_setup = fluss_setup(cluster, work, "lat", args.buckets, follow=True)
+            live = latency(procs, lat_setup, live_ticks, args.rate, FlussArrivals)
     except BaseException:
         print(f"bench failed; logs kept in {work}", file=sys.stderr)
         raise
@@ -342,19 +230,15 @@ def main() -> None:
         "lookup_mean_ms": round(lat["mean_ms"], 2),
         "lookup_batch128_p50_ms": round(lat["batch128_p50_ms"], 2),
         "lookup_cache_hit_us": round(lat["hit_us"], 2),
-        "latency_poll_ms": kb.DEFAULT_POLL_MS,
+        "latency_poll_ms": DEFAULT_POLL_MS,
         "latency_rate_per_s": args.rate,
         "latency_samples": live["samples"],
         "latency_p50_ms": round(live["p50_ms"], 2),
         "latency_p90_ms": round(live["p90_ms"], 2),
         "latency_p99_ms": round(live["p99_ms"], 2),
         "latency_max_ms": round(live["max_ms"], 2),
-        "cpus": os.cpu_count(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
-    for k, v in result.items():
-        print(f"{k:>28}: {v}")
-    print(json.dumps(result))
+    report(result)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,8 @@ is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,8 @@ import bytewax.operators as op  # noqa: E402
 from bytewax.dataflow import Dataflow  # noqa: E402
 from bytewax.testing import TestingSink, TestingSource, run_main  # noqa: E402
 
+from bench.harness import embedded_count as count  # noqa: E402
+from bench.harness import report  # noqa: E402
 from connectors.base import SourceMessage  # noqa: E402
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.feeds import SyntheticMarket, replay  # noqa: E402
@@ -48,12 +48,7 @@ from flows.common import decode_messages  # noqa: E402
 from flows.indicators import IndicatorLogic, indicator_config, locate, to_sma_wide  # noqa: E402
 from operators.indicators import IndicatorConfig, Row, SymbolIndicators, Tick  # noqa: E402
 from schemas import MarketData, SmaWide, decode, encode  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tradeflow.infra.common import free_port  # noqa: E402
 
 
 def feed(data_dir: Path, ticks: int, symbols: int) -> None:
@@ -136,14 +131,6 @@ def run_flow(data_dir: Path, processes: int, *, sharded: bool = False) -> float:
     return time.perf_counter() - started
 
 
-def count(data_dir: Path, stream: str) -> int:
-    f = open_stream(data_dir, stream, partitions=2, table=False)
-    try:
-        return sum(f.end_offsets().values())
-    finally:
-        f.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=200_000)
@@ -193,12 +180,8 @@ def main() -> None:
             "ratio_2p_vs_1p": round(flow_2p / flow_1p, 3),
             "ratio_2p_sharded_vs_1p": round(flow_2p_sharded / flow_1p, 3),
             "ratio_mem_vs_plain": round((n / mem_s) / plain, 3),
-            "cpus": os.cpu_count(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
-        for k, v in result.items():
-            print(f"{k:>24}: {v}")
-        print(json.dumps(result))
+        report(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

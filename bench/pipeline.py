@@ -13,8 +13,6 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import sys
 import tempfile
@@ -25,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import report  # noqa: E402
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import Settings, load_settings  # noqa: E402
@@ -133,11 +132,7 @@ def main() -> None:
             result["ratio_kafka_vs_embedded"] = round(
                 result["kafka_ticks_per_s"] / result["embedded_ticks_per_s"], 3  # type: ignore[operator]
             )
-        result["cpus"] = os.cpu_count()
-        result["load_avg_1m"] = round(os.getloadavg()[0], 2)
-        for k, v in result.items():
-            print(f"{k:>26}: {v}")
-        print(json.dumps(result))
+        report(result)
     finally:
         if broker is not None:
             broker.stop()

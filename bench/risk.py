@@ -86,6 +86,7 @@ OPERATORS_ENV = "TRADEFLOW_BENCH_OPERATORS"
 if os.environ.get(OPERATORS_ENV):
     sys.path.insert(0, os.environ[OPERATORS_ENV])
 
+from bench.harness import report  # noqa: E402
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
@@ -785,12 +786,8 @@ def main() -> None:
             "startup_s": round(startup_signals, 2),
             "snapshot_interval_s": args.snapshot_interval,
             **issue20,
-            "cpus": os.cpu_count(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
-        for k, v in result.items():
-            print(f"{k:>32}: {v}")
-        print(json.dumps(result))
+        report(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

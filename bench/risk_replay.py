@@ -21,8 +21,6 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import shutil
 import sys
@@ -189,12 +187,8 @@ def main() -> None:
             "ratio_replay_vs_flow": round(report.decisions_per_s / flow_rate, 2),
             "differences": len(report.differing),
             "reproduced": report.reproduced,
-            "cpus": os.cpu_count(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
-        for k, v in result.items():
-            print(f"{k:>24}: {v}")
-        print(json.dumps(result))
+        report(result)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -18,7 +18,6 @@ line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -32,6 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import embedded_count as count  # noqa: E402
+from bench.harness import report  # noqa: E402
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
@@ -127,14 +128,6 @@ def run_flow(data_dir: Path) -> float:
     return time.perf_counter() - started
 
 
-def count(data_dir: Path, stream: str) -> int:
-    f = open_stream(data_dir, stream, partitions=2, table=False)
-    try:
-        return sum(f.end_offsets().values())
-    finally:
-        f.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000)
@@ -172,12 +165,8 @@ def main() -> None:
             "ratio_vs_plain": round(flow_rate / plain_rate, 3),
             "flow_wall_s": round(flow_wall, 2),
             "startup_s": round(startup, 2),
-            "cpus": os.cpu_count(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
-        for k, v in result.items():
-            print(f"{k:>18}: {v}")
-        print(json.dumps(result))
+        report(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

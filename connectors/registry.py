@@ -127,3 +127,11 @@ class Connectors:
         """Return a plain reader of ``stream``."""
         backend, sp, name = self._resolve(stream)
         return backend.reader(sp, name)
+
+    def size(self, stream: str) -> int:
+        """Return the sum of the end offsets of ``stream``'s partitions (its records and markers)."""
+        reader = self.reader(stream)
+        try:
+            return sum(reader.end_offsets().values())
+        finally:
+            reader.close()

@@ -69,20 +69,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except PipelineError as exc:
         raise UsageError(f"{exc}\n(job logs: {Path(data_dir) / 'logs'})") from None
     print_summary(counts)
-    from tradeflow.report import build_report
-
-    index = build_report(settings, Path(data_dir) / "report")
-    print(f"\nreport: {index}")
+    try:
+        from tradeflow.report import build_report
+    except ModuleNotFoundError as exc:  # the report is an extra: pip install 'tradeflow[report]'
+        print(f"\nreport: not written ({exc.name} is not installed; pip install 'tradeflow[report]')")
+    else:
+        index = build_report(settings, Path(data_dir) / "report")
+        print(f"\nreport: {index}")
     print(f"data and job logs: {data_dir}  (tradeflow tail/show --data-dir {data_dir} ...)")
     return 0
 
-
-def _count(conn: Connectors, stream: str) -> int:
-    reader = conn.reader(stream)
-    try:
-        return sum(reader.end_offsets().values())
-    finally:
-        reader.close()
 
 
 # --- feed -------------------------------------------------------------------------
@@ -102,7 +98,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
         ticks, total = iter(market), args.ticks
     writer = conn.writer("market_data")
     if args.resume:
-        done = _count(conn, "market_data")
+        done = conn.size("market_data")
         print(f"resuming after {done} ticks already in market_data", file=sys.stderr)
         for _ in range(done):
             next(ticks, None)
@@ -271,7 +267,13 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
 def cmd_report_cli(args: argparse.Namespace) -> int:
     """Build the HTML run report from a run's output streams and tables."""
-    from tradeflow.report import cmd_report
+    try:
+        from tradeflow.report import cmd_report
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"the report needs the report extra ({exc.name} is not installed): "
+            "pip install 'tradeflow[report]'"
+        ) from None
 
     data_dir = args.data_dir or _settings(args).data_dir
     index = cmd_report(data_dir, args.out, profile=args.profile)

@@ -148,13 +148,6 @@ def _records(conn: Connectors, stream: str) -> Iterator[Record]:
         reader.close()
 
 
-def _size(conn: Connectors, stream: str) -> int:
-    reader = conn.reader(stream)
-    try:
-        return sum(reader.end_offsets().values())
-    finally:
-        reader.close()
-
 
 def job_env(settings: Settings) -> dict[str, str]:
     """Return the environment a pipeline process runs with (live: sources follow)."""
@@ -227,7 +220,7 @@ class Pipeline:
 
     def sizes(self) -> dict[str, int]:
         """Return the record count of each watched stream."""
-        return {s: _size(self.conn, s) for s in self.WATCHED}
+        return {s: self.conn.size(s) for s in self.WATCHED}
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every job: SIGINT, then SIGKILL after ``timeout``."""
@@ -329,9 +322,9 @@ def run_pipeline(
 def summarise(conn: Connectors) -> Counts:
     """Count what the output streams and tables hold."""
     c = Counts()
-    c.rows = _size(conn, "sma_wide")
-    c.decisions = _size(conn, "risk_decisions")
-    c.dead_letters = _size(conn, "dead_letters")
+    c.rows = conn.size("sma_wide")
+    c.decisions = conn.size("risk_decisions")
+    c.dead_letters = conn.size("dead_letters")
     for sig in _records(conn, "trade_signals"):
         assert isinstance(sig, TradeSignal)  # noqa: S101 - the stream's model
         c.signals[sig.strategy_id] += 1

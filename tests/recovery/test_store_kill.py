@@ -23,20 +23,13 @@ TICKS = 60_000
 FEED = ["-m", "tradeflow", "feed", "--ticks", str(TICKS), "--symbols", "12", "--seed", "11", "--quiet"]
 
 
-def count(conn: Connectors, stream: str) -> int:
-    reader = conn.reader(stream)
-    try:
-        return sum(reader.end_offsets().values())
-    finally:
-        reader.close()
-
 
 def test_feed_killed_mid_stream_resumes_with_nothing_lost_or_doubled(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = env_for(data)
     conn = Connectors(load_settings(data_dir=data))
     proc = start(FEED, env, tmp_path / "feed.log")
-    kill_when(proc, lambda: 0 < count(conn, "market_data") < TICKS // 2)
+    kill_when(proc, lambda: 0 < conn.size("market_data") < TICKS // 2)
     assert not conn.reader("market_data").is_closed()
     run([*FEED, "--resume"], env, tmp_path / "feed.log")
 
@@ -66,8 +59,8 @@ def test_indicators_flow_killed_mid_stream_resumes_from_its_snapshot(tmp_path: P
     conn = Connectors(load_settings(data_dir=data))
     proc = start(cmd, env, tmp_path / "flow.log")
     # Kill after at least one snapshot (every second) has been taken.
-    kill_when(proc, lambda: count(conn, "sma_wide") > TICKS * 2 // 3, timeout=180)
-    killed_at = count(conn, "sma_wide")
+    kill_when(proc, lambda: conn.size("sma_wide") > TICKS * 2 // 3, timeout=180)
+    killed_at = conn.size("sma_wide")
     assert killed_at < TICKS, "the flow finished before the kill; make the input larger"
     run(cmd, env, tmp_path / "flow.log")
 

@@ -55,13 +55,6 @@ def sma_wide_rows(n: int) -> list[SmaWide]:
     return out
 
 
-def count(conn: Connectors, stream: str) -> int:
-    reader = conn.reader(stream)
-    try:
-        return sum(reader.end_offsets().values())
-    finally:
-        reader.close()
-
 
 def test_strategy_flow_killed_mid_stream_resumes_with_the_same_signal_ids(tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -94,8 +87,8 @@ def test_strategy_flow_killed_mid_stream_resumes_with_the_same_signal_ids(tmp_pa
     cmd = [*FLOW, "-r", str(rec), "-s", "1", "-b", "0"]
     proc = start(cmd, env, tmp_path / "flow.log")
     # Kill after at least one snapshot (every second) has been taken.
-    kill_when(proc, lambda: count(conn, "trade_signals") > len(want) * 2 // 3, timeout=120)
-    killed_at = count(conn, "trade_signals")
+    kill_when(proc, lambda: conn.size("trade_signals") > len(want) * 2 // 3, timeout=120)
+    killed_at = conn.size("trade_signals")
     assert killed_at < len(want), "the flow finished before the kill; make the input larger"
     run(cmd, env, tmp_path / "flow.log")
 

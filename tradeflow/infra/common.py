@@ -9,16 +9,22 @@ bound to 127.0.0.1, keeps its log, and stops it with SIGTERM, then SIGKILL.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Self
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +187,151 @@ class JvmProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
         self._log.close()
+
+
+def mark_log(path: Path, message: str) -> None:
+    """Append a ``===== tradeflow: message =====`` line to a server log, so runs can be told apart."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(f"===== tradeflow: {message} =====\n")
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """Return the JSON object a launcher saved (ports, pids), or ``{}``."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def write_state(path: Path, state: Mapping[str, object]) -> None:
+    """Save a launcher's state as JSON, if its directory exists."""
+    if path.parent.exists():
+        path.write_text(json.dumps(state, indent=2) + "\n")
+
+
+def process_running_with(pid: object, marker: bytes) -> bool:
+    """Tell whether process ``pid`` is alive and its command line contains ``marker``."""
+    try:
+        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()  # type: ignore[call-overload]
+    except (OSError, ValueError, TypeError):
+        return False
+    return marker in cmdline
+
+
+class ManagedServer:
+    """A real server (JVMs) started by ``start()`` and stopped by ``stop()``; a context manager."""
+
+    def start(self) -> Self:
+        """Start the server and wait until it is ready; return ``self``."""
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class SingleJvmServer(ManagedServer):
+    """A server that is one JVM (the Kafka broker, the FIX venue) logging to ``log_path``."""
+
+    _jvm: JvmProcess | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """Return the JVM's log file."""
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        """Return the JVM's process id while it runs, else ``None``."""
+        return self._jvm.pid if self._jvm is not None and self._jvm.alive() else None
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the JVM is alive (not whether it is ready)."""
+        return self._jvm is not None and self._jvm.alive()
+
+    def alive(self) -> bool:
+        """Tell whether the JVM is alive (``running``)."""
+        return self.running
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the JVM with SIGTERM (a clean shutdown), then SIGKILL after ``timeout``."""
+        if self._jvm is not None:
+            self._jvm.stop(timeout=timeout)
+            self._jvm = None
+        self._stopped()
+
+    def kill(self) -> None:
+        """Kill the JVM at once with SIGKILL, as a crash would; its data stays."""
+        if self._jvm is not None:
+            self._jvm.kill()
+            self._jvm = None
+        self._stopped()
+
+    def _stopped(self) -> None:
+        """Run after the JVM stopped or was killed (a subclass records its state)."""
+
+    def tail(self, n: int = 80) -> str:
+        """Return the last ``n`` lines of the JVM log (all runs append to it)."""
+        return log_tail(self.log_path, n, "(no log)")
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def up_command(
+    prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+    argv: Sequence[str] | None,
+) -> argparse.Namespace:
+    """Parse ``python -m <prog> up [...]`` (``add_arguments`` adds the server's options)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the server and keep it running until Ctrl-C/SIGTERM")
+    add_arguments(up)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return args
+
+
+def serve_until_signalled(
+    server: ManagedServer,
+    announce: Callable[[], None],
+    failure: Callable[[], str | None],
+    poll: float = 1.0,
+) -> int:
+    """Start ``server``, ``announce`` it, run until SIGINT/SIGTERM, stop it; return an exit code.
+
+    Every ``poll`` seconds ``failure()`` is asked whether the server died; if it names a
+    failure, that is printed and the exit code is 1.
+    """
+    done = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        server.start()
+        announce()
+        while not done.wait(poll):
+            why = failure()
+            if why is not None:
+                print(why, file=sys.stderr)
+                return 1
+    finally:
+        server.stop()
+    return 0

@@ -33,23 +33,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 from tradeflow.infra.common import (
     InfraError,
     JvmProcess,
+    SingleJvmServer,
     free_port,
-    log_tail,
     port_open,
     resolve_classpath,
+    serve_until_signalled,
+    up_command,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def _csv(symbols: Iterable[str]) -> str:
     return ",".join(s.strip() for s in symbols if s.strip())
 
 
-class FixVenue:
+class FixVenue(SingleJvmServer):
     """Start, stop, kill and restart one QuickFIX/J FIX 4.4 acceptor on 127.0.0.1.
 
     ``data_dir`` holds the settings file (``venue.cfg``), the JVM log (``venue.log``),
@@ -130,7 +129,7 @@ class FixVenue:
         self.jvm_opts = tuple(jvm_opts)
         self.start_timeout = start_timeout
         self._port = port
-        self._proc: JvmProcess | None = None
+        self._jvm: JvmProcess | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -185,15 +184,6 @@ class FixVenue:
     def audit_log_path(self) -> Path:
         """Return the order audit log: one JSON line per NewOrderSingle received."""
         return self.data_dir / _AUDIT_FILE
-
-    @property
-    def pid(self) -> int | None:
-        """Return the JVM's process id while it runs, else None."""
-        return self._proc.pid if self._proc is not None and self._proc.alive() else None
-
-    def alive(self) -> bool:
-        """Tell whether the venue's JVM is running."""
-        return self._proc is not None and self._proc.alive()
 
     # ------------------------------------------------------------------ settings
 
@@ -261,7 +251,7 @@ class FixVenue:
         port = self.port
         if port_open(port):
             raise InfraError(f"port {port} is already taken; cannot start the FIX venue")
-        self._proc = JvmProcess(
+        self._jvm = JvmProcess(
             "fix-venue",
             lib,
             MAIN_CLASS,
@@ -271,12 +261,11 @@ class FixVenue:
             cwd=self.data_dir,
         )
         try:
-            self._proc.wait_until(
+            self._jvm.wait_until(
                 lambda: port_open(port), self.start_timeout, f"acceptor on {HOST}:{port}"
             )
         except BaseException:
-            self._proc.kill()
-            self._proc.stop()
+            self.kill()
             raise
         log.info(
             "FIX venue up on %s:%d (classpath %.1fs, JVM %.1fs)",
@@ -289,16 +278,7 @@ class FixVenue:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop with SIGTERM (sessions are logged out), then SIGKILL after ``timeout``."""
-        if self._proc is not None:
-            self._proc.stop(timeout=timeout)
-            self._proc = None
-
-    def kill(self) -> None:
-        """Kill the JVM at once (SIGKILL), as a crash would; data stays for a restart."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.stop()
-            self._proc = None
+        super().stop(timeout)
 
     def restart(self, *, kill: bool = False) -> FixVenue:
         """Stop (or kill) and start again on the same port with the same store."""
@@ -307,21 +287,6 @@ class FixVenue:
         else:
             self.stop()
         return self.start()
-
-    def tail(self, n: int = 60) -> str:
-        """Return the last ``n`` lines of the JVM log."""
-        return log_tail(self.log_path, n, "(no log)")
-
-    def __enter__(self) -> FixVenue:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ inspection
 
@@ -370,12 +335,7 @@ def _split(value: str) -> list[str]:
     return [s for s in (p.strip() for p in value.split(",")) if s]
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m tradeflow.infra.fix_venue", description="Run a FIX 4.4 venue."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the venue and run until Ctrl-C / SIGTERM")
+def _add_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--data-dir", required=True, type=Path)
     up.add_argument("--port", type=int, default=None)
     up.add_argument("--sender-comp-id", default="VENUE")
@@ -386,13 +346,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     up.add_argument("--partial-fills", type=int, default=1)
     up.add_argument("--default-price", default="100")
     up.add_argument("--max-order-qty", default="1000000")
-    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``up``: start a venue, print where it listens, stop it on Ctrl-C/SIGTERM."""
-    args = _parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = up_command("tradeflow.infra.fix_venue", "Run a FIX 4.4 venue.", _add_arguments, argv)
     venue = FixVenue(
         args.data_dir,
         port=args.port,
@@ -405,15 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default_price=Decimal(args.default_price),
         max_order_qty=Decimal(args.max_order_qty),
     )
-    done = threading.Event()
 
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    venue.start()
-    try:
+    def announce() -> None:
         print(f"{venue.host}:{venue.port}", flush=True)
         print(
             f"venue SenderCompID={venue.sender_comp_id} TargetCompID={venue.target_comp_id} "
@@ -422,13 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         print(f"log {venue.log_path}; audit {venue.audit_log_path}", flush=True)
-        while not done.wait(0.5):
-            if not venue.alive():
-                print(f"venue exited; log:\n{venue.tail()}", file=sys.stderr)
-                return 1
-    finally:
-        venue.stop()
-    return 0
+
+    def failure() -> str | None:
+        return None if venue.alive() else f"venue exited; log:\n{venue.tail()}"
+
+    return serve_until_signalled(venue, announce, failure, poll=0.5)
 
 
 if __name__ == "__main__":

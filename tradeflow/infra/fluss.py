@@ -21,27 +21,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import json
 import logging
-import signal
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 from tradeflow.infra.common import (
     DEPLOY_DIR,
     InfraError,
     JvmProcess,
+    ManagedServer,
     free_port,
     log_tail,
+    mark_log,
     port_open,
+    process_running_with,
+    read_state,
     resolve_classpath,
+    serve_until_signalled,
+    up_command,
+    write_state,
 )
 
 log = logging.getLogger(__name__)
@@ -103,7 +106,7 @@ def run_async(factory: Callable[[], Awaitable[T]], timeout: float) -> T:
         return pool.submit(asyncio.run, _bounded()).result()
 
 
-class FlussCluster:
+class FlussCluster(ManagedServer):
     """Start, stop, kill and restart a real single-node Fluss cluster on 127.0.0.1.
 
     ``data_dir`` holds everything::
@@ -271,11 +274,15 @@ class FlussCluster:
             jvm.stop(timeout=timeout)
         self._save_state()
 
-    def start_tablet_server(self, timeout: float | None = None) -> None:
+    def start_tablet_server(
+        self, timeout: float | None = None, *, databases: Collection[str] | None = None
+    ) -> None:
         """Start the tablet server on its port and data dir and wait until it serves again.
 
         "Serves" means the coordinator lists it and every bucket of every table (and
-        partition) answers a ``list_offsets`` request, i.e. has a leader again. After a
+        partition) answers a ``list_offsets`` request, i.e. has a leader again; with
+        ``databases``, only the tables of those databases are waited for (a test on a
+        shared cluster waits for its own tables, not for whatever others left). After a
         kill, the coordinator keeps the dead server's ZooKeeper registration until its
         session expires (``zookeeper.client.session-timeout``, 10 s here); the new JVM
         is started only once that registration is gone, so it registers at once.
@@ -294,22 +301,29 @@ class FlussCluster:
         )
         self._start_server(TABLET_SERVER)
         self._jvms[TABLET_SERVER].wait_until(
-            self.serving,
+            lambda: self.serving(databases=databases),
             max(deadline - time.monotonic(), 1.0),
             "tablet server registered and every bucket has a leader",
         )
         self._save_state()
 
-    def restart_tablet_server(self, *, kill: bool = False, timeout: float | None = None) -> None:
+    def restart_tablet_server(
+        self,
+        *,
+        kill: bool = False,
+        timeout: float | None = None,
+        databases: Collection[str] | None = None,
+    ) -> None:
         """Stop (or with ``kill`` SIGKILL) the tablet server and start it again.
 
-        Same port, same data dir; return once it serves every bucket again (see
-        ``start_tablet_server``). Clients keep their connection; see
-        ``docs/fluss-client.md`` for what they must do to write again.
+        Same port, same data dir; return once it serves every bucket again, of every
+        table or of the tables in ``databases`` (see ``start_tablet_server``). Clients
+        keep their connection; see ``docs/fluss-client.md`` for what they must do to
+        write again.
         """
         started = time.monotonic()
         self.stop_tablet_server(kill=kill)
-        self.start_tablet_server(timeout=timeout)
+        self.start_tablet_server(timeout=timeout, databases=databases)
         log.info(
             "Fluss tablet server %s and back on port %s after %.1fs",
             "killed" if kill else "stopped",
@@ -334,12 +348,15 @@ class FlussCluster:
             self.tablet_server_port,
         ) in kinds
 
-    def serving(self, timeout: float = 15.0) -> bool:
-        """Tell whether the cluster is ready and every bucket of every table has a leader."""
+    def serving(self, timeout: float = 15.0, *, databases: Collection[str] | None = None) -> bool:
+        """Tell whether the cluster is ready and every bucket of every table has a leader.
+
+        With ``databases``, only the tables of those databases are asked.
+        """
         if not self.ready():
             return False
         try:
-            run_async(self._probe_all_buckets, timeout)
+            run_async(lambda: self._probe_buckets(databases), timeout)
         except Exception as exc:  # noqa: BLE001 - FlussError, timeouts: all mean "not yet"
             log.debug("Fluss not serving every bucket yet: %s", exc)
             return False
@@ -348,17 +365,6 @@ class FlussCluster:
     def tail(self, name: str = TABLET_SERVER, n: int = 80) -> str:
         """Return the last ``n`` lines of one server's log (all runs append to it)."""
         return log_tail(self.log_paths[name], n)
-
-    def __enter__(self) -> FlussCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -392,15 +398,18 @@ class FlussCluster:
         nodes = run_async(self._server_nodes, 5.0)
         return any(kind == "TabletServer" and sid == TABLET_SERVER_ID for kind, sid, _ in nodes)
 
-    async def _probe_all_buckets(self) -> None:
-        """Ask every bucket of every table for its latest offset; raise if one cannot answer."""
+    async def _probe_buckets(self, databases: Collection[str] | None) -> None:
+        """Ask every bucket of every table (in ``databases``, or all) for its latest offset.
+
+        Raise if one cannot answer.
+        """
         import fluss
 
         conn = await fluss.FlussConnection.create(self._connection_config())
         try:
             admin = conn.get_admin()
             latest = fluss.OffsetSpec.latest()
-            for database in await admin.list_databases():
+            for database in await admin.list_databases() if databases is None else databases:
                 for table in await admin.list_tables(database):
                     path = fluss.TablePath(database, table)
                     info = await admin.get_table_info(path)
@@ -430,9 +439,7 @@ class FlussCluster:
         if self._classpath is None:
             self._classpath = resolve_classpath("fluss")
         log_path = self.log_paths[name]
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("a") as f:
-            f.write(f"===== tradeflow: starting {name} =====\n")
+        mark_log(log_path, f"starting {name}")
         jvm_opts = [
             *opts,
             *UPSTREAM_JVM_OPTS,
@@ -537,18 +544,13 @@ class FlussCluster:
         Two tablet servers on one ``data.dir`` corrupt each other's checkpoints; an
         earlier owner that crashed without ``stop()`` leaves its JVMs behind.
         """
-        try:
-            pids = json.loads((self.data_dir / _STATE_FILE).read_text()).get("pids") or {}
-        except (OSError, ValueError, AttributeError):
-            return
-        alive = {}
-        for name, pid in pids.items():
-            try:
-                cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
-            except (OSError, ValueError):
-                continue
-            if str(self.data_dir).encode() in cmdline:
-                alive[name] = pid
+        pids = read_state(self.data_dir / _STATE_FILE).get("pids")
+        marker = str(self.data_dir).encode()
+        alive = {
+            name: pid
+            for name, pid in (pids.items() if isinstance(pids, dict) else ())
+            if process_running_with(pid, marker)
+        }
         if alive:
             raise InfraError(
                 f"Fluss JVMs {alive} still run on {self.data_dir}; stop them first "
@@ -557,10 +559,7 @@ class FlussCluster:
 
     def _load_state(self) -> None:
         """Read the ports saved by an earlier cluster on this data dir."""
-        try:
-            state = json.loads((self.data_dir / _STATE_FILE).read_text())
-        except (OSError, ValueError):
-            return
+        state = read_state(self.data_dir / _STATE_FILE)
         for attr in _PORT_ATTRS:
             value = state.get(attr)
             if isinstance(value, int):
@@ -568,12 +567,10 @@ class FlussCluster:
 
     def _save_state(self) -> None:
         """Record ports, bootstrap servers and pids in ``cluster.json``."""
-        if not self.data_dir.exists():
-            return
         state: dict[str, object] = {attr: getattr(self, attr) for attr in _PORT_ATTRS}
         state["bootstrap_servers"] = None if self.coordinator_port is None else self.bootstrap_servers
         state["pids"] = self.pids
-        (self.data_dir / _STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        write_state(self.data_dir / _STATE_FILE, state)
 
 
 def _require_pyfluss() -> None:
@@ -589,47 +586,32 @@ def _require_pyfluss() -> None:
 # ------------------------------------------------------------------------------ CLI
 
 
-def _up(args: argparse.Namespace) -> int:
-    """Start a cluster, print its bootstrap servers and run until SIGINT/SIGTERM."""
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    cluster = FlussCluster(args.data_dir, buckets=args.buckets)
-    try:
-        cluster.start()
-        print(cluster.bootstrap_servers, flush=True)
-        print(f"fluss logs: {cluster.log_dir}", file=sys.stderr, flush=True)
-        while not stop.wait(1.0):
-            if not cluster.running:
-                dead = [n for n in cluster.log_paths if n not in cluster.pids]
-                for name in dead:
-                    print(f"fluss {name} died; log:\n{cluster.tail(name)}", file=sys.stderr)
-                return 1
-    finally:
-        cluster.stop()
-    return 0
+def _add_arguments(up: argparse.ArgumentParser) -> None:
+    up.add_argument("--data-dir", type=Path, default=None, help="default: a new temp dir")
+    up.add_argument("--buckets", type=int, default=1, help="default.bucket.number (default 1)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``python -m tradeflow.infra.fluss`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tradeflow.infra.fluss",
-        description="Run a real Fluss cluster (ZooKeeper, coordinator, tablet server).",
+    """Run ``python -m tradeflow.infra.fluss up``: a cluster until SIGINT/SIGTERM."""
+    args = up_command(
+        "tradeflow.infra.fluss",
+        "Run a real Fluss cluster (ZooKeeper, coordinator, tablet server).",
+        _add_arguments,
+        argv,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start a cluster and keep it running until Ctrl-C/SIGTERM")
-    up.add_argument("--data-dir", type=Path, default=None, help="default: a new temp dir")
-    up.add_argument("--buckets", type=int, default=1, help="default.bucket.number (default 1)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.command == "up":
-        return _up(args)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    cluster = FlussCluster(args.data_dir, buckets=args.buckets)
+
+    def announce() -> None:
+        print(cluster.bootstrap_servers, flush=True)
+        print(f"fluss logs: {cluster.log_dir}", file=sys.stderr, flush=True)
+
+    def failure() -> str | None:
+        if cluster.running:
+            return None
+        dead = [n for n in cluster.log_paths if n not in cluster.pids]
+        return "\n".join(f"fluss {name} died; log:\n{cluster.tail(name)}" for name in dead)
+
+    return serve_until_signalled(cluster, announce, failure)
 
 
 if __name__ == "__main__":

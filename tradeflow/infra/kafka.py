@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import logging
-import signal
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
 
 from confluent_kafka.admin import AdminClient
 
@@ -34,10 +30,16 @@ from tradeflow.infra.common import (
     DEPLOY_DIR,
     InfraError,
     JvmProcess,
+    SingleJvmServer,
     free_port,
-    log_tail,
+    mark_log,
     port_open,
+    process_running_with,
+    read_state,
     resolve_classpath,
+    serve_until_signalled,
+    up_command,
+    write_state,
 )
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ def _random_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
 
 
-class KafkaBroker:
+class KafkaBroker(SingleJvmServer):
     """Start, stop, kill and restart one real Kafka broker on 127.0.0.1.
 
     ``data_dir`` holds everything: ``server.properties``, the KRaft log directory,
@@ -131,16 +133,6 @@ class KafkaBroker:
         """Return the KRaft log directory (``log.dirs``) holding topics and metadata."""
         return self.data_dir / _LOG_DIRS
 
-    @property
-    def pid(self) -> int | None:
-        """Return the JVM's process id while it runs, else ``None``."""
-        return self._jvm.pid if self._jvm is not None and self._jvm.alive() else None
-
-    @property
-    def running(self) -> bool:
-        """Tell whether the broker JVM is alive (not whether it is ready)."""
-        return self._jvm is not None and self._jvm.alive()
-
     # ------------------------------------------------------------------- lifecycle
 
     def start(self) -> KafkaBroker:
@@ -171,19 +163,7 @@ class KafkaBroker:
             self._launch(classpath)
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the broker with SIGTERM (a clean shutdown), then SIGKILL after ``timeout``."""
-        if self._jvm is not None:
-            self._jvm.stop(timeout=timeout)
-            self._jvm = None
-        self._save_state(pid=None)
-
-    def kill(self) -> None:
-        """Kill the broker at once with SIGKILL, as a crash would; the data stays."""
-        if self._jvm is not None:
-            self._jvm.kill()
-            self._jvm.stop()  # already dead: only closes the log file
-            self._jvm = None
+    def _stopped(self) -> None:
         self._save_state(pid=None)
 
     def restart(self, *, hard: bool = False, timeout: float = 30.0) -> None:
@@ -202,21 +182,6 @@ class KafkaBroker:
         metadata = admin.list_topics(timeout=timeout)
         return bool(metadata.brokers)
 
-    def tail(self, n: int = 80) -> str:
-        """Return the last ``n`` lines of the broker log (all runs append to it)."""
-        return log_tail(self.log_path, n)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"KafkaBroker({self.data_dir}, port={self.port}, {state})"
@@ -227,7 +192,7 @@ class KafkaBroker:
         """Write the config, format storage if needed, start the JVM and wait for it."""
         self._write_properties()
         self._format_storage(classpath)
-        self._mark_log(f"starting Kafka broker on {self.bootstrap_servers}")
+        mark_log(self.log_path, f"starting Kafka broker on {self.bootstrap_servers}")
         started = time.monotonic()
         self._jvm = JvmProcess(
             "kafka",
@@ -324,7 +289,7 @@ class KafkaBroker:
         if self.cluster_id is None:
             self.cluster_id = _random_cluster_id()
         self._save_state(pid=None)
-        self._mark_log(f"formatting {self.log_dirs} (cluster id {self.cluster_id})")
+        mark_log(self.log_path, f"formatting {self.log_dirs} (cluster id {self.cluster_id})")
         fmt = JvmProcess(
             "kafka-storage-format",
             classpath,
@@ -341,27 +306,15 @@ class KafkaBroker:
         if code != 0:
             raise InfraError(f"formatting Kafka storage failed ({code}); log:\n{fmt.tail()}")
 
-    def _mark_log(self, message: str) -> None:
-        """Append a marker line to the broker log so runs can be told apart."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("a") as f:
-            f.write(f"===== tradeflow: {message} =====\n")
-
     def _other_broker_pid(self) -> int | None:
         """Return the pid of a broker another process started on this data dir, if alive."""
-        try:
-            pid = json.loads((self.data_dir / _STATE_FILE).read_text()).get("pid")
-            cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
-        except (OSError, ValueError, TypeError):
-            return None
-        return int(pid) if b"kafka.Kafka" in cmdline else None
+        pid = read_state(self.data_dir / _STATE_FILE).get("pid")
+        return int(pid) if pid is not None and process_running_with(pid, b"kafka.Kafka") else None
 
     def _load_state(self) -> None:
         """Read ports and cluster id saved by an earlier broker on this data dir."""
-        path = self.data_dir / _STATE_FILE
-        try:
-            state = json.loads(path.read_text())
-        except (OSError, ValueError):
+        state = read_state(self.data_dir / _STATE_FILE)
+        if not state:
             return
         if self.port is None and self.controller_port is None:
             self.port = state.get("port")
@@ -370,8 +323,6 @@ class KafkaBroker:
 
     def _save_state(self, pid: int | None) -> None:
         """Record ports, cluster id and pid in ``broker.json`` for later runs and tools."""
-        if not self.data_dir.exists():
-            return
         state = {
             "port": self.port,
             "controller_port": self.controller_port,
@@ -379,52 +330,36 @@ class KafkaBroker:
             "bootstrap_servers": None if self.port is None else self.bootstrap_servers,
             "pid": pid,
         }
-        (self.data_dir / _STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        write_state(self.data_dir / _STATE_FILE, state)
 
 
 # ------------------------------------------------------------------------------ CLI
 
 
-def _up(args: argparse.Namespace) -> int:
-    """Start a broker, print its bootstrap servers and run until SIGINT/SIGTERM."""
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    broker = KafkaBroker(args.data_dir, port=args.port, controller_port=args.controller_port)
-    try:
-        broker.start()
-        print(broker.bootstrap_servers, flush=True)
-        print(f"kafka log: {broker.log_path}", file=sys.stderr, flush=True)
-        while not stop.wait(1.0):
-            if not broker.running:
-                print(f"kafka broker died; log:\n{broker.tail()}", file=sys.stderr)
-                return 1
-    finally:
-        broker.stop()
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``python -m tradeflow.infra.kafka`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tradeflow.infra.kafka",
-        description="Run a real single-node Kafka broker (KRaft) on 127.0.0.1.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start a broker and keep it running until Ctrl-C/SIGTERM")
+def _add_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--data-dir", type=Path, default=None, help="default: a new temp dir")
     up.add_argument("--port", type=int, default=None, help="PLAINTEXT port (default: free)")
     up.add_argument("--controller-port", type=int, default=None, help="default: free")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.command == "up":
-        return _up(args)
-    parser.error(f"unknown command {args.command}")
-    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m tradeflow.infra.kafka up``: a broker until SIGINT/SIGTERM."""
+    args = up_command(
+        "tradeflow.infra.kafka",
+        "Run a real single-node Kafka broker (KRaft) on 127.0.0.1.",
+        _add_arguments,
+        argv,
+    )
+    broker = KafkaBroker(args.data_dir, port=args.port, controller_port=args.controller_port)
+
+    def announce() -> None:
+        print(broker.bootstrap_servers, flush=True)
+        print(f"kafka log: {broker.log_path}", file=sys.stderr, flush=True)
+
+    def failure() -> str | None:
+        return None if broker.running else f"kafka broker died; log:\n{broker.tail()}"
+
+    return serve_until_signalled(broker, announce, failure)
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ def test_log_table_arrow_append_and_scan_back_exactly(fluss_cluster: FlussCluste
         async with connect(fluss_cluster) as conn:
             path = await create_table(
                 conn,
-                "it_log",
+                unique("it_log"),
                 unique("ticks"),
                 TICK_SCHEMA,
                 buckets=buckets,
@@ -344,7 +344,7 @@ def test_primary_key_table_upserts_updates_deletes_and_lookups(
         async with connect(fluss_cluster) as conn:
             path = await create_table(
                 conn,
-                "it_pk",
+                unique("it_pk"),
                 unique("positions"),
                 POSITION_SCHEMA,
                 buckets=3,
@@ -406,8 +406,14 @@ def test_primary_key_table_upserts_updates_deletes_and_lookups(
 
 
 def _restart_scenario(fluss_cluster: FlussCluster, *, kill: bool) -> None:
-    """Write, restart the tablet server, then read everything back and write again."""
+    """Write, restart the tablet server, then read everything back and write again.
+
+    The test's tables live in a database of its own, and the restart waits for the
+    leaders of those tables only: what other tests left on the shared cluster (many
+    tables, some mid-creation) neither slows it down nor makes it time out.
+    """
     buckets = 2
+    database = unique("it_restart")
     first, second = tick_rows(0, 60), tick_rows(60, 40)
     keys = [("ACC1", s) for s in SYMBOLS]
 
@@ -418,7 +424,7 @@ def _restart_scenario(fluss_cluster: FlussCluster, *, kill: bool) -> None:
         async with connect(fluss_cluster) as conn:
             log_path = await create_table(
                 conn,
-                "it_restart",
+                database,
                 unique("ticks"),
                 TICK_SCHEMA,
                 buckets=buckets,
@@ -426,7 +432,7 @@ def _restart_scenario(fluss_cluster: FlussCluster, *, kill: bool) -> None:
             )
             pk_path = await create_table(
                 conn,
-                "it_restart",
+                database,
                 unique("positions"),
                 POSITION_SCHEMA,
                 buckets=buckets,
@@ -456,7 +462,7 @@ def _restart_scenario(fluss_cluster: FlussCluster, *, kill: bool) -> None:
                 # (every 200 ms in FlussCluster) are lost when the tablet server crashes.
                 await asyncio.sleep(1.5)
             restart = asyncio.get_running_loop().run_in_executor(
-                None, lambda: fluss_cluster.restart_tablet_server(kill=kill)
+                None, lambda: fluss_cluster.restart_tablet_server(kill=kill, databases=[database])
             )
             # Meanwhile a consumer keeps polling and looking up, as a running flow would.
             lookuper = pk_table.new_lookup().create_lookuper()

@@ -22,7 +22,8 @@ from connectors.registry import Connectors
 from connectors.settings import Settings
 from flows.common import TableGate
 from schemas import Account, Control, MarketData, SymbolLimit, decode
-from tests.integration.fluss.profiles import fluss_settings, local_settings
+from tests.integration.fluss.profiles import fluss_settings
+from tests.integration.profiles import local_settings
 from tradeflow.infra.fluss import FlussCluster
 
 pytestmark = pytest.mark.integration
@@ -331,7 +332,7 @@ def test_cached_lookup_answers_again_after_a_tablet_server_restart(
     lookup = CachedLookup(settings, "accounts", ttl_s=0)
     try:
         assert lookup.get("A1") == account("A1", 1)
-        fluss_cluster.restart_tablet_server()
+        fluss_cluster.restart_tablet_server(databases=[settings.fluss.database])
         write(settings, "accounts", [account("A1", 2)], close=False)
         assert lookup.get("A1") == account("A1", 2)  # the hung lookup reloads the table
     finally:

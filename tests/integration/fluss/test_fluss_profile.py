@@ -6,9 +6,6 @@ malformed payloads landing in dead_letters (with the DLQ columns)."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +17,6 @@ import pytest
 from connectors.feeds import SyntheticMarket
 from connectors.kafka import recovery_positions
 from connectors.registry import Connectors
-from connectors.settings import Settings
 from flows import portfolio_risk
 from flows.indicators import build_flow
 from operators.portfolio import order_id_for
@@ -29,7 +25,6 @@ from schemas import (
     DeadLetter,
     MarketData,
     PositionState,
-    Record,
     SmaWide,
     TradeSignal,
     VenueFill,
@@ -38,45 +33,17 @@ from schemas import (
 )
 from tests.flows.test_indicators_flow import BAD_PAYLOADS, T0
 from tests.integration.fluss.profiles import (
-    assert_same_by_id,
-    by_id,
-    feed,
     fluss_env,
     fluss_settings,
     latest_rows,
-    local_settings,
-    read_stream,
-    run_flow,
     run_on_both,
     run_phases_on_both,
 )
-from tests.recovery.procs import init_recovery, kill_when, run, start
+from tests.integration.profiles import assert_same_by_id, read_stream, run_flow
+from tests.integration.scenarios import kill_and_resume, row_id, run_through_a_restart
 from tradeflow.infra.fluss import FlussCluster
 
 pytestmark = pytest.mark.integration
-
-
-def row_id(rec: Record) -> tuple[str, int]:
-    assert isinstance(rec, SmaWide)
-    return (rec.symbol, rec.seq)
-
-
-def reference_rows(tmp_path: Path, ticks: list[MarketData]) -> dict[object, Record]:
-    """Job A's rows for ``ticks`` on the embedded store (an uninterrupted run)."""
-    settings = local_settings(tmp_path / "reference")
-    feed(settings, {"market_data": ticks})
-    run_flow(build_flow, settings)
-    return by_id(read_stream(settings, "sma_wide"), row_id)
-
-
-def progress(settings: Settings, stream: str) -> Callable[[], int]:
-    """Return a cheap counter of a stream's records (one reader kept open)."""
-    reader = Connectors(settings).reader(stream)
-
-    def count() -> int:
-        return sum(reader.end_offsets().values())
-
-    return count
 
 
 def scan_table(cluster: FlussCluster, database: str, table: str) -> list[dict[str, Any]]:
@@ -139,112 +106,38 @@ def test_job_a_on_fluss_writes_the_same_rows_as_on_the_embedded_store(
 TICKS = 40_000
 
 
-def feed_paced(settings: Settings, ticks: list[MarketData], errors: list[BaseException]) -> threading.Thread:
-    """Start a thread writing ``ticks`` in batches of 1000 every 0.1 s, then closing."""
-
-    def write() -> None:
-        try:
-            writer = Connectors(settings).writer("market_data")
-            try:
-                for i in range(0, len(ticks), 1000):
-                    writer.write(ticks[i : i + 1000])
-                    time.sleep(0.1)
-                writer.close_stream()
-            finally:
-                writer.close()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=write, daemon=True)
-    thread.start()
-    return thread
-
-
-def snapshotted(rec: Path) -> bool:
-    """Tell whether the recovery store holds a source snapshot past offset 0."""
-    return any(p.offset > 0 for p in recovery_positions(rec))
-
-
 def test_job_a_killed_mid_stream_resumes_from_its_fluss_offsets(
     fluss_cluster: FlussCluster, tmp_path: Path
 ) -> None:
     ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=11))
-    want = reference_rows(tmp_path, ticks)
     settings = fluss_settings(fluss_cluster, tmp_path / "data")
-    env = fluss_env(settings)
-    rec = tmp_path / "recovery"
-    log = tmp_path / "flow.log"
-    init_recovery(rec, env, log)
-    cmd = ["-m", "bytewax.run", "flows.indicators:build_flow()", "-r", str(rec), "-s", "1", "-b", "0"]
-    written = progress(settings, "sma_wide")
-    # The input arrives while the flow runs (~4 s), so the flow cannot finish before the
-    # kill, which comes once a snapshot (every second) has recorded progress.
-    errors: list[BaseException] = []
-    feeder = feed_paced(settings, ticks, errors)
-    proc = start(cmd, env, log)
-    kill_when(proc, lambda: snapshotted(rec), timeout=180)
-    killed_at = written()
-    assert 0 < killed_at < TICKS
-    feeder.join(120)
-    assert not errors, errors
-    run(cmd, env, log)
-
-    rows = read_stream(settings, "sma_wide")
-    assert by_id(rows, row_id) == want  # nothing lost, replayed rows identical
-    assert len(rows) - len(want) < killed_at  # duplicates only from the replayed interval
-    assert read_stream(settings, "dead_letters") == []
+    killed = kill_and_resume(settings, fluss_env(settings), tmp_path, ticks)
 
     # The snapshots name the tables' buckets; the last one is at each bucket's closed end.
     ends = Connectors(settings).reader("market_data").end_offsets()
     positions = {
         (p.topic, p.partition): p.offset
-        for p in recovery_positions(rec)
+        for p in recovery_positions(killed.recovery)
         if p.step_id == "indicators.market_data"
     }
     assert positions == {(f"{settings.fluss.database}.market_data", b): end for b, end in ends.items()}
 
-    # A bounded run resumed after the end stops at once and writes nothing more.
-    run(cmd, env, log)
-    assert len(read_stream(settings, "sma_wide")) == len(rows)
+    killed.assert_a_run_after_the_end_writes_nothing()
 
 
 def test_job_a_survives_a_tablet_server_restart_mid_stream(
     fluss_cluster: FlussCluster, tmp_path: Path
 ) -> None:
     ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=5))
-    want = reference_rows(tmp_path, ticks)
     settings = fluss_settings(fluss_cluster, tmp_path / "data")
-    half = TICKS // 2
-    feed(settings, {"market_data": ticks[:half]}, close=False)
-
-    log = tmp_path / "flow.log"
-    written = progress(settings, "sma_wide")
-    proc = start(["-m", "bytewax.run", "flows.indicators:build_flow()"], fluss_env(settings), log)
-    feed_error: list[BaseException] = []
-    feeder: threading.Thread | None = None
-    try:
-        deadline = time.monotonic() + 120
-        while written() < TICKS // 5:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the flow made no progress"
-            time.sleep(0.05)
-        # The second half is written while the tablet server restarts (a writer rides
-        # it out too); the stream is closed only after it, so the flow is mid-stream.
-        feeder = feed_paced(settings, ticks[half:], feed_error)
-        fluss_cluster.restart_tablet_server()
-        rc = proc.wait(240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert feeder is not None
-    feeder.join(120)
-    assert not feed_error, feed_error
-    assert rc == 0, log.read_text()[-3000:]
-
-    rows = read_stream(settings, "sma_wide")
-    assert by_id(rows, row_id) == want
-    # The idempotent writer's retries across the restart duplicate nothing.
-    assert len(rows) == len(want)
+    database = settings.fluss.database
+    run_through_a_restart(
+        settings,
+        fluss_env(settings),
+        tmp_path,
+        ticks,
+        lambda: fluss_cluster.restart_tablet_server(databases=[database]),
+    )
 
 
 def test_malformed_payloads_go_to_dead_letters_with_dlq_columns(

@@ -56,13 +56,12 @@ from schemas import (
     decode,
     spec,
 )
-from tests.integration.kafka.profiles import (
+from tests.integration.kafka.profiles import kafka_env, kafka_settings
+from tests.integration.profiles import (
     ProfileRuns,
     assert_same_by_id,
     count_records,
     feed,
-    kafka_env,
-    kafka_settings,
     local_settings,
     read_stream,
 )
@@ -220,7 +219,7 @@ def run_job_c_on_both(broker: KafkaBroker, tmp_path: Path) -> tuple[ProfileRuns,
         name: {stream: read_stream(s, stream) for stream in OUTPUTS}
         for name, s in (("local", loc), ("kafka", kaf))
     }
-    return ProfileRuns(outputs["local"], outputs["kafka"], loc, kaf), len(sigs)
+    return ProfileRuns(outputs["local"], outputs["kafka"], loc, kaf, "kafka"), len(sigs)
 
 
 def test_job_c_on_kafka_decides_and_books_like_on_the_embedded_store(

@@ -4,59 +4,24 @@ malformed records landing in the dead_letters topic with DLQ headers."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from connectors.feeds import SyntheticMarket
-from connectors.kafka import lag_report, recovery_positions
+from connectors.kafka import lag_report
 from connectors.registry import Connectors
-from connectors.settings import Settings
 from flows.indicators import build_flow
-from schemas import DeadLetter, MarketData, Record, SmaWide, decode, encode
+from schemas import DeadLetter, MarketData, decode, encode
 from tests.flows.test_indicators_flow import BAD_PAYLOADS, T0
-from tests.integration.kafka.profiles import (
-    assert_same_by_id,
-    by_id,
-    feed,
-    kafka_env,
-    kafka_settings,
-    local_settings,
-    read_stream,
-    run_flow,
-    run_on_both,
-)
-from tests.recovery.procs import init_recovery, kill_when, run, start
+from tests.integration.kafka.profiles import kafka_env, kafka_settings, run_on_both
+from tests.integration.profiles import assert_same_by_id, read_stream, run_flow
+from tests.integration.scenarios import kill_and_resume, row_id, run_through_a_restart
 from tradeflow.infra.kafka import KafkaBroker
 
 pytestmark = pytest.mark.integration
-
-
-def row_id(rec: Record) -> tuple[str, int]:
-    assert isinstance(rec, SmaWide)
-    return (rec.symbol, rec.seq)
-
-
-def reference_rows(tmp_path: Path, ticks: list[MarketData]) -> dict[object, Record]:
-    """Job A's rows for ``ticks`` on the embedded store (an uninterrupted run)."""
-    settings = local_settings(tmp_path / "reference")
-    feed(settings, {"market_data": ticks})
-    run_flow(build_flow, settings)
-    return by_id(read_stream(settings, "sma_wide"), row_id)
-
-
-def progress(settings: Settings, stream: str) -> Callable[[], int]:
-    """Return a cheap counter of a stream's records (one reader kept open)."""
-    reader = Connectors(settings).reader(stream)
-
-    def count() -> int:
-        return sum(reader.end_offsets().values())
-
-    return count
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -80,67 +45,15 @@ def test_job_a_on_kafka_writes_the_same_rows_as_on_the_embedded_store(
 TICKS = 60_000
 
 
-def feed_paced(settings: Settings, ticks: list[MarketData], errors: list[BaseException]) -> threading.Thread:
-    """Start a thread writing ``ticks`` in batches of 1000 every 0.1 s, then closing."""
-
-    def write() -> None:
-        try:
-            feed_slowly(settings, ticks)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=write, daemon=True)
-    thread.start()
-    return thread
-
-
-def feed_slowly(settings: Settings, ticks: list[MarketData]) -> None:
-    writer = Connectors(settings).writer("market_data")
-    try:
-        for i in range(0, len(ticks), 1000):
-            writer.write(ticks[i : i + 1000])
-            time.sleep(0.1)
-        writer.close_stream()
-    finally:
-        writer.close()
-
-
-def snapshotted(rec: Path) -> bool:
-    """Tell whether the recovery store holds a source snapshot past offset 0."""
-    return any(p.offset > 0 for p in recovery_positions(rec))
-
-
 def test_job_a_killed_mid_stream_resumes_from_its_kafka_offsets(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=11))
-    want = reference_rows(tmp_path, ticks)
     settings = kafka_settings(kafka_broker, tmp_path / "data")
-    env = kafka_env(settings)
-    rec = tmp_path / "recovery"
-    log = tmp_path / "flow.log"
-    init_recovery(rec, env, log)
-    cmd = ["-m", "bytewax.run", "flows.indicators:build_flow()", "-r", str(rec), "-s", "1", "-b", "0"]
-    written = progress(settings, "sma_wide")
-    # The input arrives while the flow runs (~6 s), so the flow cannot finish before
-    # the kill, which comes once a snapshot (every second) has recorded progress.
-    errors: list[BaseException] = []
-    feeder = feed_paced(settings, ticks, errors)
-    proc = start(cmd, env, log)
-    kill_when(proc, lambda: snapshotted(rec), timeout=180)
-    killed_at = written()
-    assert 0 < killed_at < TICKS
-    feeder.join(120)
-    assert not errors, errors
-    run(cmd, env, log)
-
-    rows = read_stream(settings, "sma_wide")
-    assert by_id(rows, row_id) == want  # nothing lost, replayed rows identical
-    assert len(rows) - len(want) < killed_at  # duplicates only from the replayed interval
-    assert read_stream(settings, "dead_letters") == []
+    killed = kill_and_resume(settings, kafka_env(settings), tmp_path, ticks)
 
     # The lag report reads the same snapshots the restart resumed from: all consumed.
-    report = [r for r in lag_report(settings, rec) if r["stream"] == "market_data"]
+    report = [r for r in lag_report(settings, killed.recovery) if r["stream"] == "market_data"]
     assert len(report) == settings.kafka.partitions
     for row in report:
         assert row["step_id"] == "indicators.market_data"
@@ -148,9 +61,7 @@ def test_job_a_killed_mid_stream_resumes_from_its_kafka_offsets(
         assert row["lag"] == 0
         assert row["position"] == row["end_offset"] - 1  # parked on the end-of-stream marker
 
-    # A bounded run resumed after the end stops at once and writes nothing more.
-    run(cmd, env, log)
-    assert len(read_stream(settings, "sma_wide")) == len(rows)
+    killed.assert_a_run_after_the_end_writes_nothing()
 
 
 @pytest.mark.parametrize("hard", [False, True], ids=["stop", "kill"])
@@ -158,39 +69,10 @@ def test_job_a_survives_a_broker_restart_mid_stream(
     kafka_broker: KafkaBroker, tmp_path: Path, hard: bool
 ) -> None:
     ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=5))
-    want = reference_rows(tmp_path, ticks)
     settings = kafka_settings(kafka_broker, tmp_path / "data")
-    half = TICKS // 2
-    feed(settings, {"market_data": ticks[:half]}, close=False)
-
-    log = tmp_path / "flow.log"
-    written = progress(settings, "sma_wide")
-    proc = start(["-m", "bytewax.run", "flows.indicators:build_flow()"], kafka_env(settings), log)
-    feed_error: list[BaseException] = []
-    feeder: threading.Thread | None = None
-    try:
-        deadline = time.monotonic() + 120
-        while written() < TICKS // 5:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the flow made no progress"
-            time.sleep(0.05)
-        # The second half is written while the broker restarts (a writer reconnects
-        # too); the stream is closed only after it, so the flow is mid-stream here.
-        feeder = feed_paced(settings, ticks[half:], feed_error)
-        kafka_broker.restart(hard=hard)
-        rc = proc.wait(240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert feeder is not None
-    feeder.join(120)
-    assert not feed_error, feed_error
-    assert rc == 0, log.read_text()[-3000:]
-
-    rows = read_stream(settings, "sma_wide")
-    assert by_id(rows, row_id) == want
-    # The idempotent producer's retries across the restart duplicate nothing.
-    assert len(rows) == len(want)
+    run_through_a_restart(
+        settings, kafka_env(settings), tmp_path, ticks, lambda: kafka_broker.restart(hard=hard)
+    )
 
 
 def test_malformed_records_go_to_the_dead_letters_topic_with_dlq_headers(

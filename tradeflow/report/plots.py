@@ -1,40 +1,17 @@
-"""The run report: one HTML page with PNG plots that a person can look at.
+"""The report's plots: one PNG each, drawn with matplotlib's Agg renderer.
 
-``build_report(settings, out_dir)`` reads a run's OUTPUT streams and tables through
-``Connectors(settings)`` (so it works the same on the embedded store, Kafka or Fluss),
-draws the plots with matplotlib's Agg renderer and writes ``index.html`` beside them
-(relative image paths: the folder can be copied or served as it is). ``cmd_report`` is
-what ``tradeflow report --data-dir D [--out DIR]`` calls.
-
-What is read, and on which clock (see docs/report.md):
-
-* ``portfolio_state`` and ``positions_state``: the whole changelog, not just the latest
-  row, for the equity, drawdown and position curves. Their ``ts`` is the event time of
-  the input that caused the update; marks from different market_data partitions reach
-  Job C slightly out of order, so each curve is drawn against the running maximum of
-  ``ts`` along the changelog (the event time the account's state had caught up with).
-* ``sma_wide`` (price and indicators) and ``venue_fills``: event time (the paper venue
-  stamps reports with the market tick that caused them; a FIX venue with its own
-  TransactTime, a wall clock).
-* ``risk_decisions.latency_us`` (Job C's decision time) and ``execution_metrics``
-  (Job D's send-to-ack/fill percentiles, per window ending at a wall-clock ``ts``):
-  wall clock.
-
-Empty streams give a plot that says "no data"; records that do not decode are left
-out and counted on the page.
+Empty streams give a plot that says "no data".
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from matplotlib import dates as mdates
@@ -43,30 +20,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from connectors.base import ConnectorError, StoredRecord, StreamReader
-from connectors.registry import Connectors
 from operators.stats import percentile
 from schemas import (
-    DeadLetter,
     ExecStatus,
     ExecutionMetrics,
     OrderAction,
     PortfolioState,
     PositionState,
-    Record,
-    RiskDecision,
-    RiskEvent,
     Severity,
     SmaWide,
-    TradeSignal,
-    ValidatedOrder,
     VenueFill,
-    decode,
 )
-from schemas.base import DecodeError
-from tradeflow.settings import Profile, Settings, load_settings
-
-R = TypeVar("R", bound=Record)
+from tradeflow.report.load import RunData
 
 PLOTS = ("equity.png", "positions.png", "prices.png", "risk_events.png", "latency.png")
 """The image files of a report, in page order."""
@@ -77,166 +42,6 @@ WIDTH_IN = 11.5
 
 SEVERITY_COLOURS = {Severity.INFO: "#1f77b4", Severity.WARN: "#ff7f0e", Severity.CRITICAL: "#d62728"}
 ACCOUNT_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
-
-
-# --- reading ------------------------------------------------------------------------
-
-
-@dataclass
-class RunData:
-    """What a report is drawn from: the output streams of one run, decoded."""
-
-    portfolio: list[PortfolioState] = field(default_factory=list)
-    positions: list[PositionState] = field(default_factory=list)
-    reports: list[VenueFill] = field(default_factory=list)
-    signals: list[TradeSignal] = field(default_factory=list)
-    orders: list[ValidatedOrder] = field(default_factory=list)
-    decisions: list[RiskDecision] = field(default_factory=list)
-    events: list[RiskEvent] = field(default_factory=list)
-    metrics: list[ExecutionMetrics] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    prices: dict[str, list[SmaWide]] = field(default_factory=dict)
-    """sma_wide rows of the symbols chosen for the price plot, in ``seq`` order."""
-    rows_by_symbol: Counter[str] = field(default_factory=Counter)
-    """sma_wide rows per symbol (counted from the keys, without decoding)."""
-    market_ticks: int = 0
-    span: tuple[datetime, datetime] | None = None
-    """First and last event time of sma_wide: the market the run saw."""
-    notes: list[str] = field(default_factory=list)
-    """Problems met while reading (undecodable records, unreadable streams)."""
-
-    @property
-    def fills(self) -> list[VenueFill]:
-        """Return the venue reports that are fills (``last_qty > 0``)."""
-        return [f for f in self.reports if f.last_qty > 0]
-
-
-class _Reader:
-    """Reads whole streams through the registry, noting what could not be read."""
-
-    def __init__(self, settings: Settings, notes: list[str]) -> None:
-        self.settings = settings
-        self.conn = Connectors(settings)
-        self.notes = notes
-        self.attempted: set[str] = set()
-        self.failed: set[str] = set()
-
-    def _open(self, stream: str) -> StreamReader | None:
-        self.attempted.add(stream)
-        try:
-            return self.conn.reader(stream)
-        except ConnectorError as exc:
-            self.failed.add(stream)
-            self.notes.append(f"{stream}: could not be read ({exc})")
-            return None
-
-    def _exists(self, stream: str) -> bool:
-        # The embedded store opens (and so creates) a stream's file on first read; a
-        # report must not write into the run it describes, so a missing file is empty.
-        if self.settings.profile_for(stream) is not Profile.LOCAL:
-            return True
-        return (self.settings.data_dir / f"{self.settings.physical_name(stream)}.db").exists()
-
-    def raw(self, stream: str) -> Iterator[StoredRecord]:
-        """Yield every stored record of a stream, partition by partition, in offset order."""
-        reader = self._open(stream) if self._exists(stream) else None
-        if reader is None:
-            return
-        try:
-            for part in range(reader.partitions):
-                offset = 0
-                while batch := reader.read(part, offset, 5000):
-                    yield from batch
-                    offset = batch[-1].offset + 1
-        finally:
-            reader.close()
-
-    def count(self, stream: str) -> int:
-        """Return the number of records of a log stream (from its end offsets)."""
-        reader = self._open(stream) if self._exists(stream) else None
-        if reader is None:
-            return 0
-        try:
-            return sum(reader.end_offsets().values())
-        finally:
-            reader.close()
-
-    def records(
-        self, stream: str, model: type[R], keep: Callable[[str | None], bool] | None = None
-    ) -> list[R]:
-        """Return a stream's records that decode (and whose key ``keep`` accepts)."""
-        out: list[R] = []
-        bad: Counter[str] = Counter()
-        for rec in self.raw(stream):
-            if keep is not None and not keep(rec.key):
-                continue
-            try:
-                out.append(decode(model, rec.value))
-            except DecodeError as exc:
-                bad[str(exc)[:120]] += 1
-        if bad:
-            reason, _ = bad.most_common(1)[0]
-            self.notes.append(
-                f"{stream}: {sum(bad.values())} record(s) did not decode and were left out "
-                f"(e.g. {reason})"
-            )
-        return out
-
-
-def _price_symbols(data: RunData, n: int) -> list[str]:
-    by_fills = Counter(f.symbol for f in data.fills)
-    chosen = [s for s, _ in sorted(by_fills.items(), key=lambda kv: (-kv[1], kv[0]))][:n]
-    for sym, _ in sorted(data.rows_by_symbol.items(), key=lambda kv: (-kv[1], kv[0])):
-        if len(chosen) >= n:
-            break
-        if sym not in chosen:
-            chosen.append(sym)
-    return [s for s in chosen if data.rows_by_symbol.get(s)]
-
-
-def load_run(settings: Settings, *, price_symbols: int = 3) -> RunData:
-    """Read the output streams and tables of a run into a ``RunData``."""
-    data = RunData()
-    rd = _Reader(settings, data.notes)
-    data.portfolio = rd.records("portfolio_state", PortfolioState)
-    data.positions = rd.records("positions_state", PositionState)
-    data.reports = rd.records("venue_fills", VenueFill)
-    data.signals = rd.records("trade_signals", TradeSignal)
-    data.orders = rd.records("validated_orders", ValidatedOrder)
-    data.decisions = rd.records("risk_decisions", RiskDecision)
-    data.events = rd.records("risk_events", RiskEvent)
-    data.metrics = rd.records("execution_metrics", ExecutionMetrics)
-    data.dead_letters = rd.records("dead_letters", DeadLetter)
-    data.market_ticks = rd.count("market_data")
-
-    # sma_wide is the big one: count rows per symbol from the keys, decode only the
-    # first and last row of each partition (the market's span) and the chosen symbols.
-    edges: list[SmaWide] = []
-    previous: StoredRecord | None = None
-    for rec in rd.raw("sma_wide"):
-        data.rows_by_symbol[rec.key or ""] += 1
-        if previous is None or previous.partition != rec.partition:
-            edges += _decoded_or_none(previous) + _decoded_or_none(rec)
-        previous = rec
-    edges += _decoded_or_none(previous)
-    if edges:
-        data.span = (min(r.ts for r in edges), max(r.ts for r in edges))
-    chosen = set(_price_symbols(data, price_symbols))
-    rows = rd.records("sma_wide", SmaWide, keep=lambda key: key in chosen)
-    for row in sorted(rows, key=lambda r: (r.symbol, r.seq)):
-        data.prices.setdefault(row.symbol, []).append(row)
-    if rd.attempted and rd.failed == rd.attempted:
-        raise ConnectorError("no output stream of the run could be read: " + "; ".join(data.notes))
-    return data
-
-
-def _decoded_or_none(rec: StoredRecord | None) -> list[SmaWide]:
-    if rec is None:
-        return []
-    try:
-        return [decode(SmaWide, rec.value)]
-    except DecodeError:
-        return []
 
 
 # --- plotting helpers ---------------------------------------------------------------
@@ -644,209 +449,3 @@ def _plot_metrics(ax: Axes, metrics: list[ExecutionMetrics]) -> None:
     ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=6))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=UTC))
     ax.set_xlabel(f"wall time (UTC) on {first:%Y-%m-%d}, window end", fontsize=9)
-
-
-# --- the page -----------------------------------------------------------------------
-
-
-def _money(value: Decimal | float) -> str:
-    return f"{value:,.2f}"
-
-
-def _table(head: Sequence[str] | None, rows: Sequence[Sequence[object]], numeric_from: int = 1) -> str:
-    if not rows:
-        return '<p class="empty">no data</p>'
-    cells = "".join(
-        f'<th class="{"num" if i >= numeric_from else ""}">{html.escape(h)}</th>'
-        for i, h in enumerate(head or ())
-    )
-    body = []
-    for row in rows:
-        tds = "".join(
-            f'<td class="{"num" if i >= numeric_from else ""}">{html.escape(str(v))}</td>'
-            for i, v in enumerate(row)
-        )
-        body.append(f"<tr>{tds}</tr>")
-    thead = f"<thead><tr>{cells}</tr></thead>" if head else ""
-    return f"<table>{thead}<tbody>{''.join(body)}</tbody></table>"
-
-
-def _run_rows(data: RunData) -> list[tuple[str, str]]:
-    decisions = Counter(d.decision.value for d in data.decisions)
-    actions = Counter(o.action.value for o in data.orders)
-    fills = data.fills
-    venue_rejects = sum(1 for r in data.reports if r.status is ExecStatus.REJECTED)
-    severities = Counter(e.severity.value for e in data.events)
-    span = "-"
-    if data.span is not None:
-        lo, hi = data.span
-        span = f"{lo:%Y-%m-%d %H:%M:%S} → {hi:%H:%M:%S} UTC ({(hi - lo).total_seconds():,.0f} s)"
-    return [
-        ("market event time", span),
-        ("ticks (market_data)", f"{data.market_ticks:,}"),
-        ("indicator rows (sma_wide)", f"{sum(data.rows_by_symbol.values()):,} over "
-                                      f"{len(data.rows_by_symbol)} symbols"),
-        ("signals", f"{len(data.signals):,}"),
-        ("risk decisions",
-         f"{len(data.decisions):,} ({decisions['PASS']:,} pass, {decisions['FAIL']:,} fail)"),
-        ("orders", f"{actions['NEW']:,} new, {actions['CANCEL']:,} cancels"),
-        ("venue reports", f"{len(data.reports):,}"),
-        ("fills", f"{len(fills):,} (qty {sum((f.last_qty for f in fills), Decimal(0)):,}, "
-                  f"notional {_money(sum((f.last_qty * f.last_px for f in fills), Decimal(0)))})"),
-        ("venue rejects", f"{venue_rejects:,}"),
-        ("risk events", ", ".join(f"{n:,} {s}" for s, n in sorted(severities.items())) or "0"),
-        ("dead letters", f"{len(data.dead_letters):,}"),
-    ]
-
-
-def _strategy_rows(data: RunData) -> list[tuple[object, ...]]:
-    strategy_of = {s.signal_id: s.strategy_id for s in data.signals}
-    order_strategy = {o.order_id: o.strategy_id or "?" for o in data.orders if o.action is OrderAction.NEW}
-    stats: dict[str, Counter[str]] = defaultdict(Counter)
-    accounts: dict[str, set[str]] = defaultdict(set)
-    for s in data.signals:
-        stats[s.strategy_id]["signals"] += 1
-        accounts[s.strategy_id].add(s.account)
-    for d in data.decisions:
-        stats[strategy_of.get(d.signal_id, "?")][d.decision.value] += 1
-    for strat in order_strategy.values():
-        stats[strat]["orders"] += 1
-    qty: dict[str, Decimal] = defaultdict(Decimal)
-    for f in data.fills:
-        strat = order_strategy.get(f.order_id, "?")
-        stats[strat]["fills"] += 1
-        qty[strat] += f.last_qty
-    return [
-        (strat, ", ".join(sorted(accounts[strat])) or "-", c["signals"], c["PASS"], c["FAIL"], c["orders"],
-         c["fills"], f"{qty[strat]:,}")
-        for strat, c in sorted(stats.items())
-    ]
-
-
-def _account_rows(data: RunData) -> list[tuple[object, ...]]:
-    by_account: dict[str, list[PortfolioState]] = defaultdict(list)
-    for row in data.portfolio:
-        by_account[row.account].append(row)
-    fills = Counter(f.account for f in data.fills)
-    out: list[tuple[object, ...]] = []
-    for acct, rows in sorted(by_account.items()):
-        first, last = rows[0], rows[-1]
-        out.append((
-            acct, _money(first.equity), _money(last.equity), _money(last.equity - first.equity),
-            _money(last.realized_pnl), _money(last.unrealized_pnl), _money(last.gross_exposure),
-            f"{last.leverage:,.3f}", _money(max(r.drawdown for r in rows)), fills[acct],
-            last.open_orders, last.trading_state.value,
-        ))
-    return out
-
-
-def _reject_rows(data: RunData) -> list[tuple[object, ...]]:
-    rejects = Counter(e.rule for e in data.events if e.severity is not Severity.CRITICAL and e.signal_id)
-    critical = Counter(e.rule for e in data.events if e.severity is Severity.CRITICAL)
-    other = Counter(
-        e.rule for e in data.events if e.severity is not Severity.CRITICAL and not e.signal_id
-    )
-    rows: list[tuple[object, ...]] = [(rule, "rejected signal", n) for rule, n in rejects.most_common()]
-    rows += [(rule, "critical", n) for rule, n in critical.most_common()]
-    rows += [(rule, "other", n) for rule, n in other.most_common()]
-    return rows
-
-
-CSS = """
-body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; color: #222; margin: 0;
-       background: #f6f6f4; }
-main { max-width: 1200px; margin: 0 auto; padding: 16px 20px 40px; background: #fff; }
-h1 { font-size: 24px; margin: 4px 0 4px; }
-h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
-p.meta { color: #666; margin: 0 0 12px; font-size: 13px; }
-.grid { display: flex; flex-wrap: wrap; gap: 8px 28px; align-items: flex-start; }
-table { border-collapse: collapse; font-size: 13px; margin: 6px 0 10px; }
-th, td { padding: 3px 10px; border-bottom: 1px solid #e4e4e4; text-align: left; }
-th { background: #f0f0ee; }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 10px 0 24px; }
-figure img { display: block; max-width: 100%; height: auto; border: 1px solid #e4e4e4; }
-figcaption { font-size: 13px; color: #444; margin-top: 6px; line-height: 1.4; }
-p.empty { color: #888; font-style: italic; }
-.notes { background: #fff6e0; border: 1px solid #f0d48a; padding: 6px 12px; font-size: 13px; }
-code { font-size: 12px; background: #f3f3f3; padding: 0 3px; }
-"""
-
-
-def render_html(settings: Settings, data: RunData, plots: Sequence[Plot], generated: datetime) -> str:
-    """Return the report page: summary tables, then each plot with its caption."""
-    where = (
-        f"data dir {settings.data_dir}" if settings.profile is Profile.LOCAL
-        else f"profile {settings.profile.value}"
-    )
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        "<title>tradeflow run report</title>",
-        f"<style>{CSS}</style></head><body><main>",
-        "<h1>tradeflow run report</h1>",
-        f'<p class="meta">{html.escape(where)} · profile {settings.profile.value} · generated '
-        f"{generated:%Y-%m-%d %H:%M:%S} UTC (wall clock) from the run's output streams and tables</p>",
-    ]
-    if data.notes:
-        items = "".join(f"<li>{html.escape(n)}</li>" for n in data.notes)
-        parts.append(f'<div class="notes"><b>Reading problems</b><ul>{items}</ul></div>')
-    parts += [
-        "<h2>Summary</h2>",
-        '<div class="grid"><div>',
-        _table(None, _run_rows(data)),
-        "</div><div>",
-        "<b>Rejects and risk events by rule</b>",
-        _table(["rule", "kind", "count"], _reject_rows(data), numeric_from=2),
-        "</div></div>",
-        "<b>Per strategy</b>",
-        _table(["strategy", "account", "signals", "passed", "rejected", "orders", "fills", "filled qty"],
-               _strategy_rows(data), numeric_from=2),
-        "<b>Per account</b> (first and latest row of <code>portfolio_state</code>; PnL = equity change)",
-        _table(["account", "start equity", "equity", "PnL", "realised", "unrealised", "gross exposure",
-                "leverage", "max drawdown", "fills", "open orders", "state"], _account_rows(data)),
-    ]
-    if data.dead_letters:
-        dl = Counter((d.source_stream, d.job) for d in data.dead_letters)
-        parts += ["<b>Dead letters</b>",
-                  _table(["source stream", "job", "count"],
-                         [(s, j or "-", n) for (s, j), n in dl.most_common()], numeric_from=2)]
-    for plot in plots:
-        parts += [
-            f"<h2>{html.escape(plot.title)}</h2>",
-            f'<figure><img src="{html.escape(plot.file)}" alt="{html.escape(plot.title)}">',
-            f"<figcaption>{plot.caption}</figcaption></figure>",
-        ]
-    parts.append("</main></body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def build_report(settings: Settings, out_dir: Path, *, top_symbols: int = 6, price_symbols: int = 3) -> Path:
-    """Build the report of the run ``settings`` points at into ``out_dir``; return its index.html."""
-    data = load_run(settings, price_symbols=price_symbols)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plots = [
-        plot_equity(data, out_dir / "equity.png"),
-        plot_positions(data, out_dir / "positions.png", top_n=top_symbols),
-        plot_prices(data, out_dir / "prices.png"),
-        plot_risk_events(data, out_dir / "risk_events.png"),
-        plot_latency(data, out_dir / "latency.png"),
-    ]
-    index = out_dir / "index.html"
-    index.write_text(render_html(settings, data, plots, datetime.now(UTC)), encoding="utf-8")
-    return index
-
-
-def cmd_report(data_dir: Path, out: Path | None, *, profile: str | None = None) -> Path:
-    """Build the report of the run in ``data_dir`` into ``out`` (default ``<data_dir>/report``).
-
-    Return the path of index.html. Raise ``FileNotFoundError`` when the embedded store's
-    data directory does not exist.
-    """
-    overrides: dict[str, object] = {"data_dir": data_dir}
-    if profile:
-        overrides["profile"] = profile
-    settings = load_settings(**overrides)
-    if settings.profile is Profile.LOCAL and not data_dir.is_dir():
-        raise FileNotFoundError(f"no run data in {data_dir}: the directory does not exist")
-    return build_report(settings, out if out is not None else data_dir / "report")

@@ -1,0 +1,120 @@
+"""The session's sequence numbers and the application messages it sent (for resends)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from connectors.fix.store.files import Journal, SyncGroup, atomic_write, read_lines
+
+log = logging.getLogger(__name__)
+
+
+class SessionStore:
+    """Sequence numbers and the application messages we sent, kept for resends."""
+
+    def __init__(self, directory: Path, *, fsync: bool = True, group: SyncGroup | None = None) -> None:
+        self._dir = Path(directory)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        self._group = group
+        self._seq_path = self._dir / "seqnums.json"
+        self._messages: dict[int, bytes] = {}
+        self._journal = Journal(self._dir / "messages.log", fsync, group)
+        self._next_sender = 1
+        self._next_target = 1
+        self._created = datetime.now(UTC)
+        self._dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        if self._seq_path.exists():
+            data = json.loads(self._seq_path.read_text())
+            self._next_sender = int(data["next_sender"])
+            self._next_target = int(data["next_target"])
+            self._created = datetime.fromisoformat(data["created"])
+        for line in read_lines(self._dir / "messages.log"):
+            rec = json.loads(line)
+            self._messages[int(rec["seq"])] = rec["raw"].encode("latin-1")
+        if self._messages:
+            # A message on disk was (maybe) on the wire: never reuse its number.
+            highest = max(self._messages)
+            if highest >= self._next_sender:
+                log.warning("fix store: seqnums behind messages.log; next sender %d", highest + 1)
+                self._next_sender = highest + 1
+                self._dirty = True
+                self.save()
+
+    @property
+    def directory(self) -> Path:
+        """Return the store directory."""
+        return self._dir
+
+    @property
+    def next_sender_seq(self) -> int:
+        """Return the MsgSeqNum our next message gets."""
+        return self._next_sender
+
+    @next_sender_seq.setter
+    def next_sender_seq(self, value: int) -> None:
+        self._next_sender = value
+        self._dirty = True
+
+    @property
+    def next_target_seq(self) -> int:
+        """Return the MsgSeqNum we expect next from the venue."""
+        return self._next_target
+
+    @next_target_seq.setter
+    def next_target_seq(self, value: int) -> None:
+        self._next_target = value
+        self._dirty = True
+
+    @property
+    def created(self) -> datetime:
+        """Return when the current sequence numbering started."""
+        return self._created
+
+    def save(self) -> None:
+        """Commit the sync group, then write the sequence numbers (atomically) if they changed."""
+        if self._group is not None:
+            self._group.commit()
+        if not self._dirty:
+            return
+        data = {
+            "next_sender": self._next_sender,
+            "next_target": self._next_target,
+            "created": self._created.isoformat(),
+        }
+        atomic_write(self._seq_path, json.dumps(data).encode(), fsync=self._fsync)
+        self._dirty = False
+
+    def store_message(self, seq: int, raw: bytes) -> None:
+        """Keep a sent application message for resends (appended before it is sent)."""
+        self._messages[seq] = raw
+        self._journal.append(json.dumps({"seq": seq, "raw": raw.decode("latin-1")}))
+
+    def message(self, seq: int) -> bytes | None:
+        """Return the sent application message with this MsgSeqNum, if kept."""
+        return self._messages.get(seq)
+
+    def messages(self, begin: int, end: int) -> dict[int, bytes]:
+        """Return the kept messages with ``begin <= seq <= end``."""
+        return {s: m for s, m in self._messages.items() if begin <= s <= end}
+
+    def reset(self, now: datetime) -> None:
+        """Start both sequences at 1 and forget sent messages (ResetSeqNumFlag)."""
+        self._messages.clear()
+        self._journal.rewrite([])
+        self._next_sender = 1
+        self._next_target = 1
+        self._created = now
+        self._dirty = True
+        self.save()
+
+    def close(self) -> None:
+        """Save and close the files."""
+        self.save()
+        self._journal.close()
