@@ -235,6 +235,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         env["TRADEFLOW_DATA_DIR"] = str(args.data_dir)
     if args.follow:
         env["TRADEFLOW_FOLLOW"] = "true"
+    if args.shard:
+        from connectors.sharding import Shard, ShardError
+
+        try:
+            env["TRADEFLOW_SHARD"] = str(Shard.parse(args.shard))
+        except ShardError as exc:
+            raise UsageError(str(exc)) from None
     if args.recovery:
         args.recovery.mkdir(parents=True, exist_ok=True)
         if not (args.recovery / "part-0.sqlite3").exists():
@@ -373,6 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="keep waiting for new input (a live job)")
     p.add_argument("--recovery", type=Path, help="recovery directory (created and initialised if new)")
     p.add_argument("--snapshot-s", type=int, default=5, help="snapshot interval with --recovery")
+    p.add_argument(
+        "--shard", metavar="I/N",
+        help="run as shard I of N: only the partitions p %% N == I of the job's keyed inputs, "
+        "with its own --recovery [env: TRADEFLOW_SHARD]",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("infra", help="start, stop or inspect the real servers from deploy/")
