@@ -43,7 +43,8 @@ def test_job_a_shards_read_disjoint_partitions_and_together_write_every_row(
     assert got["0/2"].isdisjoint(got["1/2"])
     for shard, symbols in got.items():
         index = int(shard[0])
-        assert symbols and all(partition_for(s, PARTITIONS) % 2 == index for s in symbols)
+        assert symbols
+        assert all(partition_for(s, PARTITIONS) % 2 == index for s in symbols)
     assert len(read_all(conn, "sma_wide")) == len(ticks)
 
 

@@ -26,7 +26,9 @@ from schemas import Kind, spec
 from tradeflow.cli import main
 
 
-@pytest.mark.parametrize(("text", "want"), [("0/1", Shard(0, 1)), ("1/4", Shard(1, 4)), (" 3 / 4 ", Shard(3, 4))])
+@pytest.mark.parametrize(
+    ("text", "want"), [("0/1", Shard(0, 1)), ("1/4", Shard(1, 4)), (" 3 / 4 ", Shard(3, 4))]
+)
 def test_parse_i_of_n(text: str, want: Shard) -> None:
     assert Shard.parse(text) == want
     assert str(want) == text.replace(" ", "")
