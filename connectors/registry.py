@@ -25,7 +25,7 @@ from connectors.base import (
     partition_number,
 )
 from connectors.settings import Profile, Settings
-from connectors.sharding import KeyOwnership, ShardedSource, ShardGuard
+from connectors.sharding import KeyOwnership, ShardedSource, ShardGuard, UntilNow
 from schemas import Kind, Record, StreamSpec, spec
 
 BackendFactory = Callable[[Settings], Backend]
@@ -111,6 +111,10 @@ class Connectors:
         src = backend.source(
             sp, name, follow=self.settings.follow if follow is None else follow, from_end=from_end
         )
+        if self.settings.until_end:
+            if not isinstance(src, FixedPartitionedSource):
+                raise ConnectorError(f"until_end needs a partitioned source for {stream}")
+            src = UntilNow(src, lambda: self._data_ends(stream))
         if self.settings.shard is not None:
             if not sharded or sp.kind is Kind.TABLE:
                 return src
@@ -123,6 +127,13 @@ class Connectors:
         if not isinstance(src, FixedPartitionedSource):
             raise ConnectorError(f"source_partitions needs a partitioned source for {stream}")
         return OnlyPartitions(src, frozenset(subset))
+
+    def _data_ends(self, stream: str) -> dict[int, int]:
+        reader = self.reader(stream)
+        try:
+            return reader.data_ends()
+        finally:
+            reader.close()
 
     def partitions(self, stream: str) -> int:
         """Return the partition count of a stream (creating it, like a reader, if new)."""

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     """Run as shard ``I/N`` of the job (``TRADEFLOW_SHARD=1/4``, ``tradeflow run JOB --shard 1/4``):
     read only the partitions ``p % N == I`` of the job's keyed inputs (``connectors.sharding``),
     with a recovery store of its own. None: unsharded (``0/1``)."""
+    until_end: bool = False
+    """Sources stop at the end each partition has when the flow starts, closed or not
+    (``TRADEFLOW_UNTIL_END``): the offline catch-up run of ``tradeflow reshard``."""
     batch_size: int = 500
     """Records a source partition hands to Bytewax at most per poll."""
     poll_interval_ms: int = 50

@@ -195,6 +195,53 @@ class ShardedSource(FixedPartitionedSource[SourceMessage, Any]):
         return self._inner.build_part(step_id, for_part, resume_state)
 
 
+class _UntilPartition(StatefulSourcePartition[SourceMessage, Any]):
+    def __init__(self, inner: StatefulSourcePartition[SourceMessage, Any], end: int) -> None:
+        self._inner = inner
+        self._end = end
+
+    def next_batch(self) -> list[SourceMessage]:
+        pos = self._inner.snapshot()
+        if isinstance(pos, int) and pos >= self._end:
+            raise StopIteration
+        return list(self._inner.next_batch())
+
+    def next_awake(self) -> Any:
+        return self._inner.next_awake()
+
+    def snapshot(self) -> Any:
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class UntilNow(FixedPartitionedSource[SourceMessage, Any]):
+    """Read each partition only up to the end it has when the partition is built.
+
+    For a bounded run over streams nobody closes (``settings.until_end``: the catch-up
+    run of an offline reshard). Relies on the connectors' convention that a source
+    partition's snapshot is its next offset.
+    """
+
+    def __init__(
+        self, inner: FixedPartitionedSource[SourceMessage, Any], ends: Callable[[], dict[int, int]]
+    ) -> None:
+        self._inner = inner
+        self._ends = ends
+
+    def list_parts(self) -> list[str]:
+        """List the inner source's partitions."""
+        return self._inner.list_parts()
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: Any | None
+    ) -> _UntilPartition:
+        """Build the inner partition, bounded by the partition's current end."""
+        end = self._ends().get(partition_number(for_part), 0)
+        return _UntilPartition(self._inner.build_part(step_id, for_part, resume_state), end)
+
+
 class _GuardPartition(StatefulSourcePartition[Any, str]):
     def __init__(self, tag: str) -> None:
         self._tag = tag

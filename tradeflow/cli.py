@@ -256,6 +256,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_reshard(args: argparse.Namespace) -> int:
+    """Rebuild the per-shard state of a job for a new shard count, offline."""
+    from tradeflow.reshard import ReshardError, environment, reshard
+
+    env = environment()
+    if args.profile:
+        env["TRADEFLOW_PROFILE"] = args.profile
+    if args.data_dir:
+        env["TRADEFLOW_DATA_DIR"] = str(args.data_dir)
+    try:
+        reshard(args.job, args.old, args.new, args.recovery_root, env)
+    except ReshardError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
 def cmd_infra(args: argparse.Namespace) -> int:
     """Start, stop or inspect the real servers (Kafka, Fluss, the FIX venue)."""
     from tradeflow.infra import manage
@@ -386,6 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
         "with its own --recovery [env: TRADEFLOW_SHARD]",
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reshard", help="offline: rebuild a job's per-shard state for a new shard count")
+    _common(p)
+    p.add_argument("job", help="portfolio_risk (the one job whose state is rebuilt from its journal)")
+    p.add_argument("--from", dest="old", type=int, required=True, help="shard count now (its shards stopped)")
+    p.add_argument("--to", dest="new", type=int, required=True, help="new shard count (<= partitions)")
+    p.add_argument("--recovery-root", type=Path, required=True,
+                   help="holds one recovery store per shard, <I>-of-<N>; the new ones are created")
+    p.set_defaults(func=cmd_reshard)
 
     p = sub.add_parser("infra", help="start, stop or inspect the real servers from deploy/")
     p.add_argument("action", choices=["up", "down", "status"])

@@ -154,3 +154,28 @@ def test_a_recovery_store_of_another_shard_is_refused_naming_both() -> None:
 def test_run_refuses_a_malformed_shard(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "indicators", "--shard", "2/2"]) == 2
     assert "shard index must be in 0..1" in capsys.readouterr().err
+
+
+def test_reshard_refuses_what_it_cannot_rebuild(tmp_path: Path) -> None:
+    from tradeflow.reshard import ReshardError, reshard, shard_dir
+
+    root = tmp_path / "recovery"
+    with pytest.raises(ReshardError, match="only Job C"):
+        reshard("execution", 2, 4, root, {})
+    with pytest.raises(ReshardError, match="already runs as 2 shards"):
+        reshard("portfolio_risk", 2, 2, root, {})
+    with pytest.raises(ReshardError, match="no recovery store of the old shards"):
+        reshard("portfolio_risk", 2, 4, root, {})
+    for i in range(2):
+        shard_dir(root, Shard(i, 2)).mkdir(parents=True)
+    shard_dir(root, Shard(3, 4)).mkdir()
+    with pytest.raises(ReshardError, match="3-of-4"):
+        reshard("portfolio_risk", 2, 4, root, {})
+
+
+def test_reshard_command_reports_a_refusal_as_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["reshard", "indicators", "--from", "1", "--to", "2", "--recovery-root", str(tmp_path)]
+    assert main(args) == 2
+    assert "cannot be resharded offline" in capsys.readouterr().err
