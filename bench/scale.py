@@ -224,7 +224,8 @@ def rate(procs: Processes, setup: Setup, job: str, shards: int, out: str, n: int
     first: tuple[float, int] | None = None
     done: float | None = None
     try:
-        while done is None and any(p.poll() is None for p in running):
+        while done is None:
+            alive = any(p.poll() is None for p in running)
             ends = reader.data_ends()
             rows = sum(ends.values())
             now = time.perf_counter()
@@ -232,6 +233,8 @@ def rate(procs: Processes, setup: Setup, job: str, shards: int, out: str, n: int
                 first = (now, rows)
             if rows >= n:
                 done = now
+            if not alive:
+                break
             time.sleep(0.02)
     finally:
         reader.close()
