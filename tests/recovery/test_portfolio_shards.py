@@ -7,6 +7,10 @@ row (a shard must not route it to another shard's account). One embedded store w
 partitions per log stream; the shards of a phase run at once, each as its own
 ``python -m bytewax.run`` process with its own recovery store, until the phase ends.
 
+A reshard 2 -> 4 between the signals and the fills phases (``tradeflow reshard
+portfolio_risk --from 2 --to 4``: fresh recovery stores, state rebuilt from the journal)
+must end in the same outputs too.
+
 Compared with the unsharded run: every risk decision (but its wall-clock latency),
 validated_orders and risk_events record for record, and the latest portfolio_state,
 positions_state and orders rows byte for byte. Each shard's recovery store holds books
@@ -18,10 +22,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,9 +55,6 @@ class ShardedStore:
     """One embedded store and the Job C shards (each with its recovery store) running on it."""
 
     root: Path
-    generation: int = 0
-    """Bumped by a reshard: the new shards start from fresh recovery stores."""
-    shards_run: dict[str, int] = field(default_factory=dict)
 
     @property
     def data(self) -> Path:
@@ -68,8 +71,8 @@ class ShardedStore:
         return env_for(self.data, **extra)
 
     def recovery(self, shard: str | None) -> Path:
-        name = "unsharded" if shard is None else shard.replace("/", "-of-")
-        return self.root / f"recovery-g{self.generation}-{name}"
+        """Return a shard's recovery store, named as tradeflow reshard does: ``recovery/<i>-of-<n>``."""
+        return self.root / "recovery" / ("unsharded" if shard is None else shard.replace("/", "-of-"))
 
     def write(self, streams: dict[str, Sequence[Record]]) -> None:
         conn = Connectors(self.settings)
@@ -98,7 +101,6 @@ class ShardedStore:
                 init_recovery(rec, self.env(shard), log)
             cmd = [*FLOW, "-r", str(rec), "-s", "1", "-b", "0"]
             procs.append((shard, start(cmd, self.env(shard), log)))
-            self.shards_run[str(rec)] = shards
         for shard, proc in procs:
             rc = proc.wait(300)
             assert rc == 0, f"shard {shard} exited {rc}:\n{(self.root / 'flow.log').read_text()[-3000:]}"
@@ -232,3 +234,25 @@ def test_n_shards_decide_exactly_what_one_process_decides(
     assert seen == every
     letters = [json.loads(r)["reason"] for r in store.payloads("dead_letters")]
     assert not [r for r in letters if "belongs in partition" in r]
+
+
+def test_reshard_2_to_4_mid_run_gives_the_outputs_of_a_run_never_resharded(
+    reference: Reference, tmp_path: Path
+) -> None:
+    sc = reference.scenario
+    store = ShardedStore(tmp_path)
+    store.phase(_setup(sc), 2)
+    store.phase({"trade_signals": sc.signals}, 2)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradeflow", "reshard", "portfolio_risk", "--from", "2", "--to", "4",
+         "--recovery-root", str(store.root / "recovery")],
+        env=store.env(None), capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("state rebuilt from the journal") == 4
+    store.phase({"venue_fills": reference.fills}, 4)
+    store.phase({"market_data": sc.close}, 4)
+    assert_same(Outcome.of(store), reference.outcome, len(sc.signals))
+    every = {*ACCOUNTS, GHOST}
+    for i in range(4):
+        assert store.book_accounts(f"{i}/4") == {a for a in every if partition_for(a, PARTITIONS) % 4 == i}
