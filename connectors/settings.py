@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     portfolio: PortfolioSettings = PortfolioSettings()
     metrics_port: int | None = None
     """Serve Prometheus metrics on 127.0.0.1:<port> (``TRADEFLOW_METRICS_PORT``); off if unset."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds (``TRADEFLOW_METRICS_HOST``; ``0.0.0.0`` in a pod, for
+    the readiness probe and Prometheus)."""
     execution: ExecutionSettings = ExecutionSettings()
     fix: FixSettings = FixSettings()
     """FIX session of Job D's ``fix`` venue (``TRADEFLOW_FIX__HOST``, ``__PORT``...)."""

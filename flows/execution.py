@@ -407,7 +407,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job D with the given settings (default: from the environment)."""
     settings = settings or load_settings()
     conn = Connectors(settings)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_host)
     venue = settings.execution.venue
     flow = Dataflow(JOB)
     letters: list[Stream[Any]] = []

@@ -92,7 +92,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job A with the given settings (default: from the environment)."""
     settings = settings or load_settings()
     conn = Connectors(settings)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_host)
     config = indicator_config(settings)
 
     flow = Dataflow(JOB)

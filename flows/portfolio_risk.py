@@ -386,7 +386,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     """
     settings = settings or load_settings()
     conn = Connectors(settings)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_host)
     cfg = settings.portfolio
     candidate = load_limits(Path(shadow_limits)) if shadow_limits else None
     journal = InputJournal(conn) if candidate is None and cfg.journal else None
