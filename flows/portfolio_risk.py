@@ -101,9 +101,11 @@ class RouterLogic(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], InputRou
     """Bytewax shim around the one ``InputRouter`` of the job (key ``all``)."""
 
     def __init__(
-        self, fresh: InputRouter[Decoded[TradeSignal]], resume: InputRouter[Any] | None,
-        owns: Callable[[str], bool] | None = None,
+        self, fresh: InputRouter[Decoded[TradeSignal]], ends: dict[str, dict[int, int]],
+        resume: InputRouter[Any] | None, owns: Callable[[str], bool] | None = None,
     ) -> None:
+        if resume is not None:  # fail closed on a restart too: read what was written meanwhile
+            resume.rearm(ends)
         self.router = resume if resume is not None else fresh
         self.owns = owns
         """A shard's account filter: table rows of other accounts only move the gate."""
@@ -417,7 +419,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
         "router",
         op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control),
                   lambda _: "all"),
-        lambda r: RouterLogic(fresh.copy(), r, owner.owns if owner is not None else None),
+        lambda r: RouterLogic(fresh.copy(), ends, r, owner.owns if owner is not None else None),
     )
     direct = op.map("direct", fills, lambda d: (d.record.account, d))
     events = op.merge("book_events", op.key_rm("unkey_routed", routed), direct)

@@ -197,6 +197,8 @@ class InputRouter(Generic[T]):
     fanned_out: dict[str, datetime] = field(default_factory=dict)
     holders: dict[str, list[str]] = field(default_factory=dict)
     queues: dict[str, deque[_Waiting[T]]] = field(default_factory=dict)
+    table_seen: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Per (table, partition), the last changelog offset read."""
 
     @classmethod
     def at(
@@ -211,6 +213,18 @@ class InputRouter(Generic[T]):
     def open(self) -> bool:
         """Tell whether every table was read up to its start-up end."""
         return all(g.open for g in self.tables.values())
+
+    def rearm(self, ends: dict[str, dict[int, int]]) -> None:
+        """Close the gate again until the tables are read to these (re-)start ends.
+
+        A restarted job resumes its table sources after the last rows this router
+        read; rows written while it was down must be read before any signal is decided.
+        """
+        self.tables = {
+            name: TableGate({p: end - 1 for p, end in e.items()
+                             if end > 0 and self.table_seen.get((name, p), -1) < end - 1})
+            for name, e in ends.items()
+        }
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -256,6 +270,7 @@ class InputRouter(Generic[T]):
         gate = self.tables.get(stream)
         if gate is not None:
             gate.seen(partition, offset)
+        self.table_seen[(stream, partition)] = max(offset, self.table_seen.get((stream, partition), -1))
         return out + self.release(now)
 
     def on_signal(self, item: T, account: str, symbol: str, ts: datetime, now: float) -> list[Routed]:
@@ -299,7 +314,7 @@ class InputRouter(Generic[T]):
             self.throttle, self.unknown_wait_s, self.mark_wait_s, list(self.accounts),
             dict(self.broadcasts), {k: v.copy() for k, v in self.histories.items()},
             dict(self.fanned_out), {k: list(v) for k, v in self.holders.items()},
-            {k: deque(v) for k, v in self.queues.items()},
+            {k: deque(v) for k, v in self.queues.items()}, dict(self.table_seen),
         )
 
 

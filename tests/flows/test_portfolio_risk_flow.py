@@ -223,9 +223,9 @@ def test_signals_waiting_at_start_up_are_decided_under_the_symbol_limits_not_wit
     limits = [SymbolLimit(account="ACC1", symbol=f"Z{i:04d}", max_position_qty=Decimal(1), ts=T0)
               for i in range(3000)]
     limits.append(SymbolLimit(account="ACC1", symbol="X", max_position_qty=Decimal(20), ts=T0))
+    ticks = [MarketData(symbol="X", ts=at(s), price=Decimal(10), volume=1) for s in (1, 100)]
     phases.run(
-        accounts=[ACCOUNT], symbol_limits=limits,
-        market_data=[MarketData(symbol="X", ts=at(1), price=Decimal(10), volume=1)],
+        accounts=[ACCOUNT], symbol_limits=limits, market_data=ticks,  # signals priced at once
         trade_signals=[signal(i, "15") for i in range(4)],
     )
     decisions = {d.signal_id: d for d in phases.all("risk_decisions")}  # type: ignore[attr-defined]
@@ -275,3 +275,17 @@ def test_a_restart_without_recovery_state_resumes_from_the_journal(phases: Phase
     assert {k: after[k] for k in before} == before
     assert after["s3"]["decision"] is Decision.FAIL
     assert len(phases.all("risk_journal")) == len({(e.account, e.seq) for e in phases.all("risk_journal")})  # type: ignore[attr-defined]
+
+
+def test_after_a_restart_signals_wait_for_the_limits_written_while_job_c_was_down(phases: Phases) -> None:
+    from schemas import SymbolLimit
+
+    tick = MarketData(symbol="X", ts=at(1), price=Decimal(10), volume=1)
+    phases.run(accounts=[ACCOUNT], market_data=[tick])
+    limits = [SymbolLimit(account="ACC1", symbol=f"Z{i:04d}", max_position_qty=Decimal(1), ts=T0)
+              for i in range(3000)]
+    limits.append(SymbolLimit(account="ACC1", symbol="X", max_position_qty=Decimal(20), ts=T0))
+    later = MarketData(symbol="X", ts=at(100), price=Decimal(10), volume=1)  # prices them at once
+    phases.run(symbol_limits=limits, market_data=[later], trade_signals=[signal(i, "15") for i in range(3)])
+    decisions = {d.signal_id: d for d in phases.all("risk_decisions")}  # type: ignore[attr-defined]
+    assert [decisions[f"s{i}"].decision for i in range(3)] == [Decision.PASS, Decision.FAIL, Decision.FAIL]

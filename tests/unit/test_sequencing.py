@@ -179,3 +179,16 @@ def test_journal_entries_round_trip_and_the_fold_equals_applying_the_inputs() ->
     assert folded == outs
     decisions = [o.decision.decision.value for o in outs if o.decision is not None]
     assert decisions == ["PASS", "FAIL"]
+
+
+def test_a_restarted_router_fails_closed_until_rows_written_while_down_are_read() -> None:
+    r = router(accounts={0: 1})
+    r.on_table_row("accounts", 0, 0, "row", account="A", now=0.0)
+    r.on_tick(tick("X", 9, "100"), None, 0.0)
+    assert r.open
+    r.rearm({"accounts": {0: 1}, "symbol_limits": {}, "control": {}})  # nothing new: still open
+    assert r.open
+    r.rearm({"accounts": {0: 1}, "symbol_limits": {0: 2}, "control": {}})  # limits written while down
+    assert r.on_signal(signal(1, 9), "A", "X", at(9), 0.0) == []
+    assert r.on_table_row("symbol_limits", 0, 0, "lim", account="A", now=0.0)[-1] == ("A", "lim")
+    assert released(r.on_table_row("symbol_limits", 0, 1, "lim2", account="A", now=0.0)) == ["s1"]
