@@ -117,6 +117,13 @@ def partition_number(part_name: str) -> int:
 class Backend(ABC):
     """A profile's connectors: everything the registry needs for one data plane."""
 
+    def partition_of(self, key: str, partitions: int) -> int:
+        """Return the partition this profile's writers put a record key in (``connectors.sharding``)."""
+        raise ConnectorError(
+            f"{type(self).__name__} does not say which partition a key goes to; a shard that filters "
+            f"rows by key (Job C) cannot run on it"
+        )
+
     @abstractmethod
     def source(
         self, spec: StreamSpec, name: str, *, follow: bool, from_end: bool = False

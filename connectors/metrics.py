@@ -31,14 +31,14 @@ _lock = threading.Lock()
 _served: int | None = None
 
 
-def serve(port: int | None) -> int | None:
-    """Start the metrics HTTP endpoint on 127.0.0.1:``port`` once per process."""
+def serve(port: int | None, host: str = "127.0.0.1") -> int | None:
+    """Start the metrics HTTP endpoint on ``host``:``port`` once per process."""
     global _served
     if port is None:
         return None
     with _lock:
         if _served is None:
-            start_http_server(port, addr="127.0.0.1")
+            start_http_server(port, addr=host)
             _served = port
-            log.info("metrics on http://127.0.0.1:%d/metrics", port)
+            log.info("metrics on http://%s:%d/metrics", host, port)
     return _served

@@ -25,6 +25,7 @@ from connectors.base import (
     partition_number,
 )
 from connectors.settings import Profile, Settings
+from connectors.sharding import KeyOwnership, ShardedSource, ShardGuard, UntilNow
 from schemas import Kind, Record, StreamSpec, spec
 
 BackendFactory = Callable[[Settings], Backend]
@@ -99,19 +100,62 @@ class Connectors:
         return self.backend(stream), spec(stream), self.settings.physical_name(stream)
 
     def source(
-        self, stream: str, *, follow: bool | None = None, from_end: bool = False
+        self, stream: str, *, follow: bool | None = None, from_end: bool = False, sharded: bool = False
     ) -> Source[SourceMessage]:
-        """Return a Bytewax source of raw messages of ``stream``."""
+        """Return a Bytewax source of raw messages of ``stream``.
+
+        With ``settings.shard`` set, a ``sharded`` log source reads only the partitions the
+        shard owns (``connectors.sharding``); every other source is read whole.
+        """
         backend, sp, name = self._resolve(stream)
         src = backend.source(
             sp, name, follow=self.settings.follow if follow is None else follow, from_end=from_end
         )
+        if self.settings.until_end:
+            if not isinstance(src, FixedPartitionedSource):
+                raise ConnectorError(f"until_end needs a partitioned source for {stream}")
+            src = UntilNow(src, lambda: self._data_ends(stream))
+        if self.settings.shard is not None:
+            if not sharded or sp.kind is Kind.TABLE:
+                return src
+            if not isinstance(src, FixedPartitionedSource):
+                raise ConnectorError(f"a shard needs a partitioned source for {stream}")
+            return ShardedSource(src, self.settings.shard_of_job, stream)
         subset = self.settings.source_partitions
         if subset is None or sp.kind is Kind.TABLE:
             return src
         if not isinstance(src, FixedPartitionedSource):
             raise ConnectorError(f"source_partitions needs a partitioned source for {stream}")
         return OnlyPartitions(src, frozenset(subset))
+
+    def _data_ends(self, stream: str) -> dict[int, int]:
+        reader = self.reader(stream)
+        try:
+            return reader.data_ends()
+        finally:
+            reader.close()
+
+    def partitions(self, stream: str) -> int:
+        """Return the partition count of a stream (creating it, like a reader, if new)."""
+        reader = self.reader(stream)
+        try:
+            return reader.partitions
+        finally:
+            reader.close()
+
+    def key_ownership(self, stream: str) -> KeyOwnership:
+        """Return which keys of ``stream`` this process's shard owns (its profile's hash).
+
+        The partition count is looked up on first use.
+        """
+        backend = self.backend(stream)
+        return KeyOwnership(
+            self.settings.shard_of_job, backend.partition_of, lambda: self.partitions(stream), stream
+        )
+
+    def shard_guard(self, job: str) -> ShardGuard:
+        """Return the source that keeps this shard's ``I/N`` in the recovery store (and checks it)."""
+        return ShardGuard(self.settings.shard_of_job, job)
 
     def sink(self, stream: str) -> Sink[Record]:
         """Return a Bytewax sink of records into ``stream``."""

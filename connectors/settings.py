@@ -16,12 +16,13 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.fix.settings import FixSettings
 from connectors.fluss.settings import FlussSettings
 from connectors.kafka.settings import KafkaSettings
+from connectors.sharding import UNSHARDED, Shard, ShardError
 
 
 class Profile(StrEnum):
@@ -118,6 +119,13 @@ class Settings(BaseSettings):
     """Read only these partitions of every log stream (``TRADEFLOW_SOURCE_PARTITIONS='[0]'``):
     run one independent process per subset to scale a job keyed like its input (Job A by
     symbol) without a Bytewax cluster. Tables are always read whole. None: all."""
+    shard: str | None = None
+    """Run as shard ``I/N`` of the job (``TRADEFLOW_SHARD=1/4``, ``tradeflow run JOB --shard 1/4``):
+    read only the partitions ``p % N == I`` of the job's keyed inputs (``connectors.sharding``),
+    with a recovery store of its own. None: unsharded (``0/1``)."""
+    until_end: bool = False
+    """Sources stop at the end each partition has when the flow starts, closed or not
+    (``TRADEFLOW_UNTIL_END``): the offline catch-up run of ``tradeflow reshard``."""
     batch_size: int = 500
     """Records a source partition hands to Bytewax at most per poll."""
     poll_interval_ms: int = 50
@@ -128,9 +136,36 @@ class Settings(BaseSettings):
     portfolio: PortfolioSettings = PortfolioSettings()
     metrics_port: int | None = None
     """Serve Prometheus metrics on 127.0.0.1:<port> (``TRADEFLOW_METRICS_PORT``); off if unset."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds (``TRADEFLOW_METRICS_HOST``; ``0.0.0.0`` in a pod, for
+    the readiness probe and Prometheus)."""
     execution: ExecutionSettings = ExecutionSettings()
     fix: FixSettings = FixSettings()
     """FIX session of Job D's ``fix`` venue (``TRADEFLOW_FIX__HOST``, ``__PORT``...)."""
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_is_i_of_n(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        try:
+            return str(Shard.parse(v))
+        except ShardError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> Settings:
+        if self.shard is not None and self.source_partitions is not None:
+            raise ValueError(
+                "TRADEFLOW_SHARD and TRADEFLOW_SOURCE_PARTITIONS exclude each other: a shard "
+                "picks its partitions itself"
+            )
+        return self
+
+    @property
+    def shard_of_job(self) -> Shard:
+        """Return this process's shard (``0/1`` when unsharded)."""
+        return UNSHARDED if self.shard is None else Shard.parse(self.shard)
 
     def profile_for(self, stream: str) -> Profile:
         """Return the profile a stream lives on (its override, else the global one)."""

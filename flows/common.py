@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
-from bytewax.dataflow import Stream
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from prometheus_client import Counter
 
@@ -86,6 +86,15 @@ def demux(step_id: str, up: Stream[tuple[str, Record]], names: list[str]) -> dic
         return lambda item: item[1] if item[0] == name else None
 
     return {name: op.filter_map(f"{step_id}_{name}", up, only(name)) for name in names}
+
+
+def shard_guard(flow: Dataflow, conn: Connectors, job: str) -> Stream[Any]:
+    """Add the step that keeps this shard's ``I/N`` in the recovery store (emits nothing).
+
+    Resumed from a store another shard wrote, the flow stops at start-up with a
+    ``ShardError`` naming both (``connectors.sharding.ShardGuard``).
+    """
+    return op.input("shard_guard", flow, conn.shard_guard(job))
 
 
 def startup_ends(conn: Connectors, stream: str) -> dict[int, int]:

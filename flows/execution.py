@@ -42,8 +42,9 @@ from connectors.fix.application import SYNTHETIC_TAG
 from connectors.metrics import ORDER_LATENCY, serve
 from connectors.registry import Connectors
 from connectors.settings import ExecutionSettings, Settings, load_settings
+from connectors.sharding import SHARDED_INPUTS
 from connectors.venues import VenueAdapter, make_venue
-from flows.common import Decoded, TableGate, decode_messages, demux, output, startup_ends
+from flows.common import Decoded, TableGate, decode_messages, demux, output, shard_guard, startup_ends
 from operators.stats import percentile
 from schemas import (
     Account,
@@ -406,7 +407,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job D with the given settings (default: from the environment)."""
     settings = settings or load_settings()
     conn = Connectors(settings)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_host)
     venue = settings.execution.venue
     flow = Dataflow(JOB)
     letters: list[Stream[Any]] = []
@@ -415,7 +416,8 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     if venue == "paper":
         streams.append(("market_data", MarketData))
     for name, model in streams:
-        dec = decode_messages(name, op.input(name, flow, conn.source(name)), model, job=JOB)
+        src = conn.source(name, sharded=name in SHARDED_INPUTS[JOB])
+        dec = decode_messages(name, op.input(name, flow, src), model, job=JOB)
         inputs.append(dec.oks)
         letters.append(dec.errs)
     keyed = op.key_on("by_venue", op.merge("inputs", *inputs), lambda _: venue)
@@ -428,5 +430,6 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     output("out_control", routed["control"], conn, "control", job=JOB)
     output("venue_fills", routed["venue_fills"], conn, "venue_fills", job=JOB)
     output("execution_metrics", routed["execution_metrics"], conn, "execution_metrics", job=JOB)
+    letters.append(shard_guard(flow, conn, JOB))
     output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)
     return flow

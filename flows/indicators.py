@@ -17,7 +17,8 @@ from connectors.base import SourceMessage
 from connectors.metrics import serve
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
-from flows.common import Decoded, dead_letter, decode_messages, output
+from connectors.sharding import SHARDED_INPUTS
+from flows.common import Decoded, dead_letter, decode_messages, output, shard_guard
 from operators.indicators import IndicatorConfig, Late, Row, SymbolIndicators, Tick
 from schemas import DeadLetter, MarketData, SmaWide, encode
 
@@ -106,11 +107,12 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job A with the given settings (default: from the environment)."""
     settings = settings or load_settings()
     conn = Connectors(settings)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_host)
     config = indicator_config(settings)
 
     flow = Dataflow(JOB)
-    raw = op.input("market_data", flow, conn.source("market_data"))
+    source = conn.source("market_data", sharded="market_data" in SHARDED_INPUTS[JOB])
+    raw = op.input("market_data", flow, source)
     decoded = decode_messages("market_data", raw, MarketData, job=JOB)
     keyed = op.map("by_symbol", decoded.oks, locate)
     results = op.stateful_batch(
@@ -118,6 +120,6 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     )
     split = op.branch("late", op.key_rm("unkey", results), lambda r: isinstance(r, SmaWide))
     output("sma_wide", split.trues, conn, "sma_wide", job=JOB)
-    letters = op.merge("all_letters", decoded.errs, split.falses)
+    letters = op.merge("all_letters", decoded.errs, split.falses, shard_guard(flow, conn, JOB))
     output("dead_letters", letters, conn, "dead_letters", job=JOB)
     return flow

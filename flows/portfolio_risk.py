@@ -26,6 +26,7 @@ rules in ``operators.sequencing``):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ from connectors.journal import InputJournal
 from connectors.metrics import RISK_CHECKS, serve
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
-from flows.common import Decoded, decode_messages, demux, output, startup_ends
+from connectors.sharding import SHARDED_INPUTS, KeyOwnership, ShardError
+from flows.common import Decoded, decode_messages, demux, output, shard_guard, startup_ends
 from operators.limits import load_limits
 from operators.portfolio import AccountBook, InputPos, Outcome, event_id_for
 from operators.replay import LimitOverrides
@@ -100,11 +102,21 @@ class RouterLogic(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], InputRou
 
     def __init__(
         self, fresh: InputRouter[Decoded[TradeSignal]], ends: dict[str, dict[int, int]],
-        resume: InputRouter[Any] | None,
+        resume: InputRouter[Any] | None, owns: Callable[[str], bool] | None = None,
     ) -> None:
         if resume is not None:  # fail closed on a restart too: read what was written meanwhile
             resume.rearm(ends)
         self.router = resume if resume is not None else fresh
+        self.owns = owns
+        """A shard's account filter: table rows of other accounts only move the gate."""
+
+    def _not_mine(self, value: Decoded[Any], account: str, now: float) -> list[tuple[str, BookEvent]] | None:
+        if self.owns is None or self.owns(account):
+            return None
+        gate = self.router.tables.get(value.stream)
+        if gate is not None:  # read to its start-up end still counts, for the fail-closed gate
+            gate.seen(value.partition, value.offset)
+        return self.router.release(now)
 
     @override
     def on_item(self, value: Decoded[Any]) -> tuple[list[tuple[str, BookEvent]], bool]:
@@ -117,9 +129,15 @@ class RouterLogic(op.StatefulLogic[Decoded[Any], tuple[str, BookEvent], InputRou
         if isinstance(rec, VenueFill):
             return r.on_fill(rec.account, rec.symbol), False
         if isinstance(rec, Account | SymbolLimit):
+            if (skip := self._not_mine(value, rec.account, now)) is not None:
+                return skip, False
             return r.on_table_row(value.stream, value.partition, value.offset, value,
                                   account=rec.account, now=now), False
         if isinstance(rec, Control):
+            if rec.scope.startswith("account:") and (
+                skip := self._not_mine(value, rec.scope.removeprefix("account:"), now)
+            ) is not None:
+                return skip, False
             return r.on_table_row(value.stream, value.partition, value.offset, value,
                                   scope=rec.scope, now=now), False
         raise TypeError(f"Job C's router got {type(rec).__name__}")
@@ -291,10 +309,59 @@ def records_of(outcome: Outcome) -> list[tuple[str, Record]]:
 def _decoded(
     flow: Dataflow, conn: Connectors, stream: str, model: type[Record], letters: list[Stream[Any]]
 ) -> Stream[Decoded[Any]]:
-    raw = op.input(stream, flow, conn.source(stream))
+    raw = op.input(stream, flow, conn.source(stream, sharded=stream in SHARDED_INPUTS[JOB]))
     dec = decode_messages(stream, raw, model, job=JOB)
     letters.append(dec.errs)
     return dec.oks
+
+
+def account_ownership(conn: Connectors) -> KeyOwnership | None:
+    """Return which accounts this shard owns (None: unsharded, every account).
+
+    An account belongs to the shard owning its trade_signals partition; venue_fills must
+    place accounts the same way (same profile, same partition count), or an account's
+    fills would reach another shard than its signals.
+    """
+    settings = conn.settings
+    if settings.shard is None:
+        return None
+    if settings.profile_for("trade_signals") != settings.profile_for("venue_fills"):
+        raise ShardError("a sharded Job C needs trade_signals and venue_fills on one profile")
+
+    def partitions() -> int:
+        signals, fills = conn.partitions("trade_signals"), conn.partitions("venue_fills")
+        if signals != fills:
+            raise ShardError(
+                f"a sharded Job C needs as many partitions of venue_fills ({fills}) as of "
+                f"trade_signals ({signals}): both are placed by account"
+            )
+        return signals
+
+    return KeyOwnership(settings.shard_of_job, conn.backend("trade_signals").partition_of, partitions,
+                        "trade_signals")
+
+
+def _owned_only(
+    step_id: str, up: Stream[Decoded[Any]], owner: KeyOwnership, letters: list[Stream[Any]]
+) -> Stream[Decoded[Any]]:
+    """Keep the records of the accounts this shard owns.
+
+    One in an owned partition but of another shard's account (written raw with another
+    key) is a dead letter: that account's book lives in the other shard.
+    """
+    split = op.branch(f"{step_id}_owned", up, lambda d: owner.owns(d.record.account))
+
+    def refuse(d: Decoded[Any]) -> DeadLetter:
+        home = owner.partition_of(d.record.account)
+        return DeadLetter(
+            source_stream=d.stream, partition=d.partition, offset=d.offset, source_key=d.record.account,
+            reason=f"account {d.record.account} belongs in partition {home} (shard "
+                   f"{home % owner.shard.count}), not in {d.partition}: not decided by shard {owner.shard}",
+            payload=encode(d.record).decode()[:4000], job=JOB, ts=datetime.now(UTC),
+        )
+
+    letters.append(op.map(f"{step_id}_misplaced", split.falses, refuse))
+    return split.trues
 
 
 def _shadowed(step_id: str, up: Stream[Decoded[Any]], limits: LimitOverrides) -> Stream[Decoded[Any]]:
@@ -321,7 +388,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     """
     settings = settings or load_settings()
     conn = Connectors(settings)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_host)
     cfg = settings.portfolio
     candidate = load_limits(Path(shadow_limits)) if shadow_limits else None
     journal = InputJournal(conn) if candidate is None and cfg.journal else None
@@ -337,6 +404,11 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
         limits = _shadowed("shadow_symbol_limits", limits, candidate)
     control = _decoded(flow, conn, "control", Control, letters)
     ticks = _decoded(flow, conn, "market_data", MarketData, letters)
+    owner = account_ownership(conn)
+    if owner is not None:
+        signals = _owned_only("trade_signals", signals, owner, letters)
+        fills = _owned_only("venue_fills", fills, owner, letters)
+    letters.append(shard_guard(flow, conn, flow.flow_id))
 
     ends = {name: startup_ends(conn, name) for name in TABLES}
     fresh: InputRouter[Decoded[TradeSignal]] = InputRouter.at(
@@ -347,7 +419,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
         "router",
         op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control),
                   lambda _: "all"),
-        lambda r: RouterLogic(fresh.copy(), ends, r),
+        lambda r: RouterLogic(fresh.copy(), ends, r, owner.owns if owner is not None else None),
     )
     direct = op.map("direct", fills, lambda d: (d.record.account, d))
     events = op.merge("book_events", op.key_rm("unkey_routed", routed), direct)

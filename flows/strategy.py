@@ -49,7 +49,8 @@ from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartiti
 from connectors.base import SourceMessage, partition_number
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
-from flows.common import Decoded, dead_letter, decode_messages
+from connectors.sharding import SHARDED_INPUTS
+from flows.common import Decoded, dead_letter, decode_messages, shard_guard
 from operators.indicators import IndicatorConfig
 from operators.strategies import ActiveConfig, StrategyError, StrategyShard, activate
 from operators.strategies.engine import is_relevant_scope
@@ -252,7 +253,7 @@ def _end_offsets(conn: Connectors, stream: str) -> Callable[[], dict[int, int]]:
 
 
 def _source(conn: Connectors, stream: str) -> Source[SourceMessage]:
-    src = conn.source(stream)
+    src = conn.source(stream, sharded=stream in SHARDED_INPUTS["strategy"])
     if conn.settings.follow:
         return src
     if not isinstance(src, FixedPartitionedSource):
@@ -333,6 +334,7 @@ def build_flow(
     signals = op.stateful_batch("strategy", joined, build)
     op.output("trade_signals", op.key_rm("unkey", signals), conn.sink("trade_signals"))
     bad_rows = cast(Stream[DeadLetter], routed.falses)
-    letters = op.merge("all_letters", rows.errs, bad_rows, *config_letters, control_letters)
+    letters = op.merge("all_letters", rows.errs, bad_rows, *config_letters, control_letters,
+                       shard_guard(flow, conn, job))
     op.output("dead_letters", letters, conn.sink("dead_letters"))
     return flow

@@ -231,6 +231,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         env["TRADEFLOW_DATA_DIR"] = str(args.data_dir)
     if args.follow:
         env["TRADEFLOW_FOLLOW"] = "true"
+    if args.shard:
+        from connectors.sharding import Shard, ShardError
+
+        try:
+            env["TRADEFLOW_SHARD"] = str(Shard.parse(args.shard))
+        except ShardError as exc:
+            raise UsageError(str(exc)) from None
     if args.recovery:
         args.recovery.mkdir(parents=True, exist_ok=True)
         if not (args.recovery / "part-0.sqlite3").exists():
@@ -243,6 +250,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("equivalent: " + " ".join(shlex.quote(c) for c in ["python", *cmd[1:]]), file=sys.stderr)
     os.execve(sys.executable, cmd, env)  # noqa: S606 - replaces this process, as a launcher does
     return 0  # not reached
+
+
+def cmd_reshard(args: argparse.Namespace) -> int:
+    """Rebuild the per-shard state of a job for a new shard count, offline."""
+    from tradeflow.reshard import ReshardError, environment, reshard
+
+    env = environment()
+    if args.profile:
+        env["TRADEFLOW_PROFILE"] = args.profile
+    if args.data_dir:
+        env["TRADEFLOW_DATA_DIR"] = str(args.data_dir)
+    try:
+        reshard(args.job, args.old, args.new, args.recovery_root, env)
+    except ReshardError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
 
 
 def cmd_infra(args: argparse.Namespace) -> int:
@@ -375,7 +398,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="keep waiting for new input (a live job)")
     p.add_argument("--recovery", type=Path, help="recovery directory (created and initialised if new)")
     p.add_argument("--snapshot-s", type=int, default=5, help="snapshot interval with --recovery")
+    p.add_argument(
+        "--shard", metavar="I/N",
+        help="run as shard I of N: only the partitions p %% N == I of the job's keyed inputs, "
+        "with its own --recovery [env: TRADEFLOW_SHARD]",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reshard", help="offline: rebuild a job's per-shard state for a new shard count")
+    _common(p)
+    p.add_argument("job", help="portfolio_risk (the one job whose state is rebuilt from its journal)")
+    p.add_argument("--from", dest="old", type=int, required=True, help="shard count now (its shards stopped)")
+    p.add_argument("--to", dest="new", type=int, required=True, help="new shard count (<= partitions)")
+    p.add_argument("--recovery-root", type=Path, required=True,
+                   help="holds one recovery store per shard, <I>-of-<N>; the new ones are created")
+    p.set_defaults(func=cmd_reshard)
 
     p = sub.add_parser("infra", help="start, stop or inspect the real servers from deploy/")
     p.add_argument("action", choices=["up", "down", "status"])

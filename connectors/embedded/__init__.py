@@ -11,7 +11,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from typing_extensions import override
 
 from connectors.base import Backend, SourceMessage, StoredRecord, StreamReader, StreamWriter
-from connectors.embedded.store import StoreFile, open_stream
+from connectors.embedded.store import StoreFile, open_stream, partition_for
 from connectors.metrics import SOURCE_LAG
 from schemas import Kind, Record, StreamSpec, encode
 
@@ -223,6 +223,10 @@ class LocalBackend(Backend):
         self.partitions = partitions
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+
+    def partition_of(self, key: str, partitions: int) -> int:
+        """Return a key's partition: ``crc32(key) % partitions`` (``store.partition_for``)."""
+        return partition_for(key, partitions)
 
     def _open(self, spec: StreamSpec, name: str) -> StoreFile:
         parts = 1 if spec.kind is Kind.TABLE else self.partitions

@@ -12,6 +12,7 @@ from connectors.kafka.source import KafkaSource
 from connectors.kafka.streams import KafkaReader, KafkaWriter
 from connectors.kafka.topics import TopicAdmin, TopicSpec
 from connectors.settings import Settings
+from connectors.sharding import murmur2_partition
 from schemas import Kind, StreamSpec
 
 
@@ -36,6 +37,10 @@ class KafkaBackend(Backend):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._admin: TopicAdmin | None = None
+
+    def partition_of(self, key: str, partitions: int) -> int:
+        """Return a key's partition: the Java client's murmur2 (our producers' ``murmur2_random``)."""
+        return murmur2_partition(key, partitions)
 
     def topic(self, name: str) -> str:
         """Return the topic of a stream's physical name."""

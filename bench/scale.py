@@ -1,0 +1,341 @@
+"""Scaling out: Jobs A and C as 1 shard vs 2 shards (independent processes), embedded and Kafka.
+
+Each run is a bounded ``python -m bytewax.run`` over input already written (fresh data:
+a new embedded store directory, or new Kafka topics under a fresh prefix), as one
+process (unsharded) or as two processes with ``TRADEFLOW_SHARD=0/2`` and ``1/2``
+(``connectors.sharding``; no Bytewax cluster, nothing crosses processes). Log streams
+have 2 partitions.
+
+- Job A: ``--ticks`` synthetic ticks over ``--symbols`` symbols into market_data; the
+  rate is sma_wide rows from the moment every partition of sma_wide has a row (every
+  shard is producing) to the last row (end offsets polled every 20 ms), so start-up,
+  shutdown and the shards' start-up skew are left out.
+- Job C: ``--accounts`` accounts with limits, 50 ticks per symbol and ``--signals``
+  trade signals; the rate is risk_decisions, measured the same way. Every shard
+  reads all of market_data (marks) and the tables, and only its accounts' signals.
+  The 2-shard decisions are checked equal to the 1-shard ones (but the latency), and on
+  Kafka every input record is checked to sit in the partition ``connectors.sharding``
+  computes for its key (the Java client's murmur2), which the shards' account filter
+  relies on.
+
+The Kafka broker is started here (``tradeflow.infra.kafka.KafkaBroker``, a temp dir) and
+stopped at the end with every flow process. The last line printed is one JSON object:
+``<profile>_a_1shard_ticks_per_s``, ``<profile>_a_2shards_ticks_per_s``,
+``<profile>_c_1shard_signals_per_s``, ``<profile>_c_2shards_signals_per_s`` and the
+``<profile>_ratio_a`` / ``<profile>_ratio_c`` (2 shards over 1), for profile ``local``
+and ``kafka``.
+
+Usage: ``python bench/scale.py [--ticks N] [--signals N] [--only local|kafka]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from connectors.feeds import SyntheticMarket  # noqa: E402
+from connectors.registry import Connectors  # noqa: E402
+from connectors.settings import Settings, load_settings  # noqa: E402
+from connectors.sharding import murmur2_partition  # noqa: E402
+from schemas import (  # noqa: E402
+    Account,
+    MarketData,
+    OrderType,
+    Record,
+    Side,
+    SymbolLimit,
+    TradeSignal,
+)
+from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
+
+PARTITIONS = 2
+T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+CENT = Decimal("0.01")
+FLOWS = {"a": "flows.indicators:build_flow()", "c": "flows.portfolio_risk:build_flow()"}
+C_INPUTS = ["accounts", "symbol_limits", "control", "market_data", "trade_signals", "venue_fills"]
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@dataclass
+class Setup:
+    name: str
+    settings: Settings
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def local_setup(work: Path, name: str) -> Setup:
+    data = work / name
+    settings = load_settings(profile="local", data_dir=data, partitions=PARTITIONS)
+    env = dict(os.environ, TRADEFLOW_PROFILE="local", TRADEFLOW_DATA_DIR=str(data),
+               TRADEFLOW_PARTITIONS=str(PARTITIONS), TRADEFLOW_FOLLOW="false")
+    return Setup(name, settings, env)
+
+
+def kafka_setup(broker: KafkaBroker, work: Path, name: str) -> Setup:
+    prefix = f"scale{uuid.uuid4().hex[:6]}."
+    kafka = {"bootstrap": broker.bootstrap_servers, "topic_prefix": prefix, "partitions": PARTITIONS}
+    settings = load_settings(profile="kafka", kafka=kafka, data_dir=work / name)
+    env = dict(os.environ, TRADEFLOW_PROFILE="kafka", TRADEFLOW_DATA_DIR=str(work / name),
+               TRADEFLOW_KAFKA__BOOTSTRAP=broker.bootstrap_servers, TRADEFLOW_KAFKA__TOPIC_PREFIX=prefix,
+               TRADEFLOW_KAFKA__PARTITIONS=str(PARTITIONS), TRADEFLOW_FOLLOW="false")
+    return Setup(name, settings, env)
+
+
+# --------------------------------------------------------------------- input
+
+
+def c_inputs(signals: int, accounts: int, symbols: int) -> dict[str, list[Record]]:
+    rng = random.Random(11)
+    names = [f"ACC{i:03d}" for i in range(accounts)]
+    syms = [f"SYM{i:03d}" for i in range(symbols)]
+    px = {s: Decimal(rng.randrange(20, 400)) for s in syms}
+    ticks: list[Record] = []
+    for i in range(50 * symbols):
+        s = syms[i % symbols]
+        px[s] = (px[s] * Decimal(1 + rng.gauss(0, 0.001))).quantize(CENT)
+        ticks.append(MarketData(symbol=s, ts=at(1 + i * 0.01), price=px[s], volume=Decimal(100)))
+    rows: list[Record] = [
+        Account(account=a, cash=Decimal(5_000_000), max_order_notional=Decimal(100_000),
+                max_order_qty=Decimal(900), max_gross_exposure=Decimal(20_000_000), max_leverage=Decimal(4),
+                max_open_orders=500, max_orders_per_second=10, price_collar_bps=Decimal(100),
+                daily_loss_limit=Decimal(1_000_000), max_drawdown=Decimal(1_000_000), ts=at(0))
+        for a in names
+    ]
+    limits: list[Record] = [SymbolLimit(account=a, symbol=s, max_position_qty=Decimal(5000), ts=at(0))
+                            for a in names for s in syms]
+    sigs: list[Record] = []
+    for i in range(signals):
+        s = rng.choice(syms)
+        limit = rng.random() < 0.3
+        sigs.append(TradeSignal(
+            signal_id=f"sig{i:07d}", strategy_id="trend", symbol=s, account=rng.choice(names),
+            side=Side.BUY if rng.random() < 0.55 else Side.SELL, qty=Decimal(rng.randrange(1, 1000)),
+            order_type=OrderType.LIMIT if limit else OrderType.MARKET,
+            limit_px=(px[s] * Decimal(1 + rng.uniform(-0.012, 0.012))).quantize(CENT) if limit else None,
+            ref_px=px[s], ts=at(60 + i * 0.01),
+        ))
+    # One tick per symbol after the last signal: the market data has then passed every
+    # signal's event time, so signals are released as they are read, not after the
+    # router's mark wait (1 s) in one burst; each is still priced at the tick before it.
+    end = at(60 + signals * 0.01 + 1)
+    ticks += [MarketData(symbol=s, ts=end, price=px[s], volume=Decimal(1)) for s in syms]
+    return {"accounts": rows, "symbol_limits": limits, "market_data": ticks, "trade_signals": sigs}
+
+
+def write(setup: Setup, streams: dict[str, Sequence[Record]], names: Sequence[str]) -> None:
+    conn = Connectors(setup.settings)
+    for name in names:
+        writer = conn.writer(name)
+        records = streams.get(name, [])
+        for i in range(0, len(records), 5000):
+            writer.write(records[i : i + 5000])
+        writer.close_stream()
+        writer.close()
+
+
+def check_kafka_placement(setup: Setup, stream: str, key: str) -> int:
+    """Check every record of a topic sits in murmur2(key) % partitions; return how many."""
+    reader = Connectors(setup.settings).reader(stream)
+    n = 0
+    try:
+        for part in range(reader.partitions):
+            offset = 0
+            while batch := reader.read(part, offset, 10_000):
+                for rec in batch:
+                    k = json.loads(rec.value)[key]
+                    if murmur2_partition(k, reader.partitions) != part:
+                        raise SystemExit(f"{stream}: key {k} in partition {part}, murmur2 says otherwise")
+                    n += 1
+                offset = batch[-1].offset + 1
+    finally:
+        reader.close()
+    return n
+
+
+# --------------------------------------------------------------------- runs
+
+
+class Processes:
+    """Every flow process started, so all can be stopped on error."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, setup: Setup, job: str, shards: int) -> list[subprocess.Popen[bytes]]:
+        cmd = [sys.executable, "-m", "bytewax.run", FLOWS[job]]
+        envs = [setup.env] if shards == 1 else [dict(setup.env, TRADEFLOW_SHARD=f"{i}/{shards}")
+                                               for i in range(shards)]
+        procs = []
+        for i, env in enumerate(envs):
+            with open(self.logs / f"{setup.name}-{i}.log", "ab") as log:
+                procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        self.running += procs
+        return procs
+
+    def wait(self, procs: list[subprocess.Popen[bytes]], name: str, timeout: float = 900) -> None:
+        deadline = time.monotonic() + timeout
+        for i, p in enumerate(procs):
+            rc = p.wait(max(1.0, deadline - time.monotonic()))
+            self.running.remove(p)
+            if rc != 0:
+                tail = (self.logs / f"{name}-{i}.log").read_text(errors="replace")[-3000:]
+                raise SystemExit(f"{name}: flow process failed ({rc}):\n{tail}")
+
+    def stop_all(self) -> None:
+        for p in self.running:
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+        self.running.clear()
+
+
+def rate(procs: Processes, setup: Setup, job: str, shards: int, out: str, n: int) -> dict[str, float]:
+    """Run the job bounded; its rate once every output partition has a record, to the ``n``-th.
+
+    The output is keyed like the sharded input (sma_wide by symbol, risk_decisions by
+    account, same hash and partition count), so shard ``i`` writes only partition ``i``:
+    the clock starts when every shard is producing, leaving out start-up and the skew
+    between the shards' start-ups.
+    """
+    reader = Connectors(setup.settings).reader(out)
+    started = time.perf_counter()
+    running = procs.start(setup, job, shards)
+    first: tuple[float, int] | None = None
+    done: float | None = None
+    try:
+        while done is None:
+            alive = any(p.poll() is None for p in running)
+            ends = reader.data_ends()
+            rows = sum(ends.values())
+            now = time.perf_counter()
+            if first is None and all(ends.values()):
+                first = (now, rows)
+            if rows >= n:
+                done = now
+            if not alive:
+                break
+            time.sleep(0.02)
+    finally:
+        reader.close()
+    procs.wait(running, setup.name)
+    if first is None or done is None:
+        raise SystemExit(f"{setup.name}: fewer than {n} {out} records")
+    return {"per_s": (n - first[1]) / max(done - first[0], 1e-9), "wall_s": time.perf_counter() - started}
+
+
+def decisions(setup: Setup) -> dict[str, object]:
+    reader = Connectors(setup.settings).reader("risk_decisions")
+    out: dict[str, object] = {}
+    try:
+        for part in range(reader.partitions):
+            offset = 0
+            while batch := reader.read(part, offset, 10_000):
+                for rec in batch:
+                    d = json.loads(rec.value)
+                    d.pop("latency_us")
+                    out[d["signal_id"]] = d
+                offset = batch[-1].offset + 1
+    finally:
+        reader.close()
+    return out
+
+
+def profile_round(new: Callable[[str], Setup], profile: str, procs: Processes, ticks: list[MarketData],
+                  c_in: dict[str, list[Record]], repeats: int) -> dict[str, float | bool]:
+    """Jobs A and C, 1 shard then 2 shards, on one profile (``new(name)`` gives a fresh setup)."""
+    figures: dict[str, float | bool] = {}
+    made: dict[str, dict[str, object]] = {}
+    rounds = [(s, label, r) for r in range(repeats) for s, label in ((1, "1shard"), (2, "2shards"))]
+    for shards, label, r in rounds:  # alternated, best of ``repeats``: the machine is shared
+        setup = new(f"{profile}-a-{label}-{r}")
+        write(setup, {"market_data": ticks}, ["market_data"])
+        got = rate(procs, setup, "a", shards, "sma_wide", len(ticks))
+        key = f"{profile}_a_{label}_ticks_per_s"
+        figures[key] = max(float(figures.get(key, 0)), round(got["per_s"]))
+        print(f"{profile} A {label}: {got['per_s']:,.0f} ticks/s (wall {got['wall_s']:.1f} s)", flush=True)
+    for shards, label, r in rounds:
+        setup = new(f"{profile}-c-{label}-{r}")
+        write(setup, c_in, C_INPUTS)
+        if profile == "kafka" and shards == 1 and r == 0:
+            placed = sum(check_kafka_placement(setup, s, "account")
+                         for s in ("trade_signals", "accounts"))
+            print(f"kafka: {placed} trade_signals/accounts records sit where murmur2 puts them", flush=True)
+        got = rate(procs, setup, "c", shards, "risk_decisions", len(c_in["trade_signals"]))
+        key = f"{profile}_c_{label}_signals_per_s"
+        figures[key] = max(float(figures.get(key, 0)), round(got["per_s"]))
+        made[label] = decisions(setup)
+        print(f"{profile} C {label}: {got['per_s']:,.0f} signals/s (wall {got['wall_s']:.1f} s)", flush=True)
+    figures[f"{profile}_c_2shards_same_decisions"] = made["1shard"] == made["2shards"]
+    for job, unit in (("a", "ticks"), ("c", "signals")):
+        one = float(figures[f"{profile}_{job}_1shard_{unit}_per_s"])
+        two = float(figures[f"{profile}_{job}_2shards_{unit}_per_s"])
+        figures[f"{profile}_ratio_{job}"] = round(two / one, 2)
+    return figures
+
+
+@contextmanager
+def running_broker(work: Path) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(work / "kafka")
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ticks", type=int, default=120_000)
+    ap.add_argument("--symbols", type=int, default=40)
+    ap.add_argument("--signals", type=int, default=16_000)
+    ap.add_argument("--accounts", type=int, default=40)
+    ap.add_argument("--c-symbols", type=int, default=20)
+    ap.add_argument("--only", choices=["local", "kafka"])
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each setup, alternated; best kept")
+    args = ap.parse_args()
+
+    ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=3))
+    c_in = c_inputs(args.signals, args.accounts, args.c_symbols)
+    work = Path(tempfile.mkdtemp(prefix="tradeflow-scale-"))
+    logs = work / "logs"
+    logs.mkdir()
+    procs = Processes(logs)
+    result: dict[str, object] = {"cores": os.cpu_count(), "partitions": PARTITIONS, "ticks": args.ticks,
+                                 "signals": args.signals, "accounts": args.accounts}
+    try:
+        if args.only in (None, "local"):
+            result.update(profile_round(lambda name: local_setup(work, name), "local", procs, ticks, c_in,
+                                        args.repeats))
+        if args.only in (None, "kafka"):
+            with running_broker(work) as broker:
+                result.update(profile_round(lambda name: kafka_setup(broker, work, name), "kafka", procs,
+                                            ticks, c_in, args.repeats))
+    finally:
+        procs.stop_all()
+    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
