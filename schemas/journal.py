@@ -8,10 +8,11 @@ it (docs/risk-audit.md).
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.base import Name, Price, Record, UtcDatetime
 
@@ -58,3 +59,22 @@ class JournalEntry(Record):
     record: dict[str, Any] | None = None
     mark: JournalMark | None = None
     ts: UtcDatetime
+
+    @field_validator("record")
+    @classmethod
+    def _finite_numbers(cls, record: dict[str, Any] | None) -> dict[str, Any] | None:
+        # a record is a written record's JSON fields: Infinity/NaN are no JSON values
+        # and would not read back equal (NaN != NaN)
+        if record is not None and not _all_finite(record):
+            raise ValueError("a number in the record is not finite")
+        return record
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    return True
