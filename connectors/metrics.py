@@ -26,6 +26,12 @@ ORDER_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 SOURCE_LAG = Gauge("tradeflow_source_lag", "Records behind the end of a stream", ["stream", "partition"])
+"""One series per partition this process reads (embedded store and Kafka sources), so
+its labels are also the partitions the process owns (``tradeflow status``)."""
+SHARD = Gauge("tradeflow_shard", "The shard I/N this process runs of its job (value 1)", ["job", "shard"])
+LAST_SNAPSHOT = Gauge(
+    "tradeflow_last_snapshot_timestamp_seconds", "Wall time of the job's last recovery snapshot", ["job"]
+)
 
 _lock = threading.Lock()
 _served: int | None = None

@@ -268,6 +268,15 @@ def cmd_reshard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print per job process: alive, shard, partitions, lag, snapshot age, dead letters."""
+    from tradeflow.status import as_json, scrape, table
+
+    rows = [scrape(t, args.timeout) for t in args.targets]
+    print(as_json(rows) if args.json else table(rows))
+    return 0 if all(r.alive for r in rows) else 1
+
+
 def cmd_infra(args: argparse.Namespace) -> int:
     """Start, stop or inspect the real servers (Kafka, Fluss, the FIX venue)."""
     from tradeflow.infra import manage
@@ -413,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recovery-root", type=Path, required=True,
                    help="holds one recovery store per shard, <I>-of-<N>; the new ones are created")
     p.set_defaults(func=cmd_reshard)
+
+    p = sub.add_parser("status", help="per job and shard: alive, partitions, lag, last snapshot (metrics)")
+    p.add_argument("targets", nargs="+", metavar="HOST:PORT",
+                   help="metrics endpoints of the jobs (TRADEFLOW_METRICS_PORT of each process)")
+    p.add_argument("--json", action="store_true", help="print one JSON array instead of a table")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each endpoint")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("infra", help="start, stop or inspect the real servers from deploy/")
     p.add_argument("action", choices=["up", "down", "status"])

@@ -26,6 +26,7 @@ from connectors.base import ConnectorError, SourceMessage
 from connectors.kafka.config import consumer_config, is_eos, log
 from connectors.kafka.settings import KafkaSettings
 from connectors.kafka.topics import TopicAdmin, TopicSpec, raise_unless_transient, watermarks
+from connectors.metrics import SOURCE_LAG
 
 
 class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
@@ -47,6 +48,7 @@ class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
             raise
         self._offset = start
         self._consumer.assign([TopicPartition(source.topic, part, start)])
+        self._lag = SOURCE_LAG.labels(source.name, str(part))
 
     def _start_offset(self, resume_state: int | None) -> int:
         if resume_state is not None:
@@ -67,6 +69,11 @@ class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
             raise StopIteration
         msgs = self._consumer.consume(self._src.batch_size, 0)
         out = [m for m in (self._accept(msg) for msg in msgs) if m is not None]
+        if msgs:
+            # the high watermark librdkafka cached from this fetch: no broker round trip
+            _, hi = self._consumer.get_watermark_offsets(self._tp, cached=True)
+            if hi >= 0:
+                self._lag.set(max(0, hi - self._offset))
         if self._pending_eos is not None and self._at_end_after_marker():
             self._done = True
             if not out:
