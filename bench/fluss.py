@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -52,7 +50,6 @@ import fluss  # noqa: E402
 from bench.harness import (  # noqa: E402
     DEFAULT_POLL_MS,
     Arrivals,
-    Processes,
     fluss_setup,
     kafka_setup,
     latency,
@@ -60,6 +57,7 @@ from bench.harness import (  # noqa: E402
     report,
     running,
     throughput,
+    workdir,
 )
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.fluss import CachedLookup, FlussClient  # noqa: E402
@@ -172,12 +170,10 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-fluss-"))
-    procs = Processes(work)
     ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=1))
     rows = positions(args.upserts, args.keys)
     keys = sorted({r.key() for r in rows})
-    try:
+    with workdir("bench-fluss-") as (work, procs):  # noqa: SIM117 - the servers need work
         with (
             running(FlussCluster(work / "fluss", buckets=args.buckets)) as cluster,
             running(KafkaBroker(work / "kafka")) as broker,
@@ -194,13 +190,6 @@ def main() -> None:
             live_ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.latency_ticks + 50, seed=2))
             lat_setup = fluss_setup(cluster, work, "lat", args.buckets, follow=True)
             live = latency(procs, lat_setup, live_ticks, args.rate, FlussArrivals)
-    except BaseException:
-        print(f"bench failed; logs kept in {work}", file=sys.stderr)
-        raise
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    finally:
-        procs.stop_all()
 
     result = {
         "ticks": args.ticks,

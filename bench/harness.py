@@ -193,6 +193,29 @@ class Processes:
         self.running.clear()
 
 
+@contextmanager
+def workdir(prefix: str) -> Iterator[tuple[Path, Processes]]:
+    """A temp work directory and the flow processes started in it, for one bench run.
+
+    Every process is stopped at the end; the directory is removed after a clean run and
+    kept (and named on stderr) after a failure, for its logs.
+    """
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    procs = Processes(work)
+    try:
+        yield work, procs
+    except BaseException:
+        print(f"bench failed; logs kept in {work}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        procs.stop_all()
+
+
 def feed(setup: Setup, ticks: list[MarketData], *, close: bool = True) -> None:
     """Write ``ticks`` into market_data (and close it)."""
     writer = Connectors(setup.settings).writer("market_data")

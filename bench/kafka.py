@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +40,6 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from bench.harness import (  # noqa: E402
     DEFAULT_POLL_MS,
     Arrivals,
-    Processes,
     Setup,
     kafka_setup,
     latency,
@@ -50,6 +47,7 @@ from bench.harness import (  # noqa: E402
     report,
     running,
     throughput,
+    workdir,
 )
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
@@ -141,36 +139,26 @@ def main() -> None:
         ap.error("--partitions must be >= 2 to spread the topics over 2 processes")
     logging.basicConfig(level=logging.ERROR)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
-    procs = Processes(work)
     n = args.ticks
     ticks = list(SyntheticMarket(symbols=args.symbols, ticks=n, seed=1))
-    try:
-        with running(KafkaBroker(work / "kafka")) as broker:
-            emb = {p: throughput(procs, local_setup(work, f"emb-{p}p"), ticks, p) for p in (1, 2)}
-            kaf = {
-                p: throughput(procs, kafka_setup(broker, work, f"kafka-{p}p", args.partitions), ticks, p)
-                for p in (1, 2)
-            }
-            lat_ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.latency_ticks + 50, seed=2))
-            lat_setup = kafka_setup(broker, work, "lat", args.partitions, follow=True)
-            lat = latency(procs, lat_setup, lat_ticks, args.rate, KafkaArrivals)
-            fast_setup = kafka_setup(
-                broker, work, "lat-fast", args.partitions, follow=True, poll_ms=args.fast_poll_ms
-            )
-            fast = latency(procs, fast_setup, lat_ticks, args.rate, KafkaArrivals)
-            c_rates = {
-                on: job_c_run(kafka_setup(broker, work, f"c-journal-{on}", args.partitions), args.c_signals,
-                              journal=on, logs=work)
-                for on in (False, True)
-            }
-    except BaseException:
-        print(f"bench failed; logs kept in {work}", file=sys.stderr)
-        raise
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    finally:
-        procs.stop_all()
+    with workdir("bench-kafka-") as (work, procs), running(KafkaBroker(work / "kafka")) as broker:
+        emb = {p: throughput(procs, local_setup(work, f"emb-{p}p"), ticks, p) for p in (1, 2)}
+        kaf = {
+            p: throughput(procs, kafka_setup(broker, work, f"kafka-{p}p", args.partitions), ticks, p)
+            for p in (1, 2)
+        }
+        lat_ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.latency_ticks + 50, seed=2))
+        lat_setup = kafka_setup(broker, work, "lat", args.partitions, follow=True)
+        lat = latency(procs, lat_setup, lat_ticks, args.rate, KafkaArrivals)
+        fast_setup = kafka_setup(
+            broker, work, "lat-fast", args.partitions, follow=True, poll_ms=args.fast_poll_ms
+        )
+        fast = latency(procs, fast_setup, lat_ticks, args.rate, KafkaArrivals)
+        c_rates = {
+            on: job_c_run(kafka_setup(broker, work, f"c-journal-{on}", args.partitions), args.c_signals,
+                          journal=on, logs=work)
+            for on in (False, True)
+        }
 
     result = {
         "ticks": n,

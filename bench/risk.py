@@ -267,17 +267,7 @@ class FlowStore:
 def read_stream(conn: Connectors, stream: str) -> list[Any]:
     """Decode a whole stream, partition by partition, in offset order."""
     model = spec(stream).model
-    reader = conn.reader(stream)
-    out: list[Any] = []
-    try:
-        for part in range(reader.partitions):
-            offset = 0
-            while batch := reader.read(part, offset, 10_000):
-                out += [decode(model, r.value) for r in batch]
-                offset = batch[-1].offset + 1
-    finally:
-        reader.close()
-    return out
+    return [decode(model, r.value) for r in conn.scan(stream, 10_000)]
 
 
 def write_streams(conn: Connectors, streams: dict[str, Sequence[Record]]) -> None:

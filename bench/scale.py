@@ -155,20 +155,16 @@ def write(setup: Setup, streams: dict[str, Sequence[Record]], names: Sequence[st
 
 def check_kafka_placement(setup: Setup, stream: str, key: str) -> int:
     """Check every record of a topic sits in murmur2(key) % partitions; return how many."""
-    reader = Connectors(setup.settings).reader(stream)
+    conn = Connectors(setup.settings)
+    reader = conn.reader(stream)
+    partitions = reader.partitions  # the topic's own count
+    reader.close()
     n = 0
-    try:
-        for part in range(reader.partitions):
-            offset = 0
-            while batch := reader.read(part, offset, 10_000):
-                for rec in batch:
-                    k = json.loads(rec.value)[key]
-                    if murmur2_partition(k, reader.partitions) != part:
-                        raise SystemExit(f"{stream}: key {k} in partition {part}, murmur2 says otherwise")
-                    n += 1
-                offset = batch[-1].offset + 1
-    finally:
-        reader.close()
+    for rec in conn.scan(stream, 10_000):
+        k = json.loads(rec.value)[key]
+        if murmur2_partition(k, partitions) != rec.partition:
+            raise SystemExit(f"{stream}: key {k} in partition {rec.partition}, murmur2 says otherwise")
+        n += 1
     return n
 
 
@@ -245,19 +241,11 @@ def rate(procs: Processes, setup: Setup, job: str, shards: int, out: str, n: int
 
 
 def decisions(setup: Setup) -> dict[str, object]:
-    reader = Connectors(setup.settings).reader("risk_decisions")
     out: dict[str, object] = {}
-    try:
-        for part in range(reader.partitions):
-            offset = 0
-            while batch := reader.read(part, offset, 10_000):
-                for rec in batch:
-                    d = json.loads(rec.value)
-                    d.pop("latency_us")
-                    out[d["signal_id"]] = d
-                offset = batch[-1].offset + 1
-    finally:
-        reader.close()
+    for rec in Connectors(setup.settings).scan("risk_decisions", 10_000):
+        d = json.loads(rec.value)
+        d.pop("latency_us")
+        out[d["signal_id"]] = d
     return out
 
 

@@ -8,7 +8,7 @@ and tests.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from bytewax.inputs import Source
@@ -88,6 +88,14 @@ class StreamReader(ABC):
         deliver (Kafka's end-of-stream markers).
         """
         return self.end_offsets()
+
+    def scan(self, batch: int = 5000) -> Iterator[StoredRecord]:
+        """Yield every record, partition by partition, in offset order (``batch`` per read)."""
+        for part in range(self.partitions):
+            offset = 0
+            while records := self.read(part, offset, batch):
+                yield from records
+                offset = records[-1].offset + 1
 
     def latest(self, key: str) -> bytes | None:
         """Return the latest payload for a key of a table (None if absent)."""

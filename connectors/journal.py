@@ -78,12 +78,4 @@ class InputJournal:
 
 def read_stream(conn: Connectors, stream: str) -> Iterator[StoredRecord]:
     """Yield every record of a stream, partition by partition, in offset order."""
-    reader = conn.reader(stream)
-    try:
-        for part in range(reader.partitions):
-            offset = 0
-            while batch := reader.read(part, offset, READ_BATCH):
-                yield from batch
-                offset = batch[-1].offset + 1
-    finally:
-        reader.close()
+    return conn.scan(stream, READ_BATCH)

@@ -9,7 +9,7 @@ it, so the local profile needs nothing installed beyond the base packages.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from connectors.base import (
     Backend,
     ConnectorError,
     SourceMessage,
+    StoredRecord,
     StreamReader,
     StreamWriter,
     partition_number,
@@ -152,6 +153,14 @@ class Connectors:
         return KeyOwnership(
             self.settings.shard_of_job, backend.partition_of, lambda: self.partitions(stream), stream
         )
+
+    def scan(self, stream: str, batch: int = 5000) -> Iterator[StoredRecord]:
+        """Yield every record of ``stream``, partition by partition, in offset order."""
+        reader = self.reader(stream)
+        try:
+            yield from reader.scan(batch)
+        finally:
+            reader.close()
 
     def shard_guard(self, job: str) -> ShardGuard:
         """Return the source that keeps this shard's ``I/N`` in the recovery store (and checks it)."""

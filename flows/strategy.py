@@ -39,17 +39,16 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
-from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
+from bytewax.inputs import FixedPartitionedSource, Source
 
-from connectors.base import SourceMessage, partition_number
+from connectors.base import SourceMessage
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
-from connectors.sharding import SHARDED_INPUTS
+from connectors.sharding import SHARDED_INPUTS, UntilNow
 from flows.common import Decoded, dead_letter, decode_messages, shard_guard
 from operators.indicators import IndicatorConfig
 from operators.strategies import ActiveConfig, StrategyError, StrategyShard, activate
@@ -137,16 +136,8 @@ class StrategyLogic(op.StatefulBatchLogic[Item, TradeSignal, StrategyShard]):
 
 
 def _read_log(conn: Connectors, stream: str) -> Iterable[SourceMessage]:
-    reader = conn.reader(stream)
-    try:
-        for part in range(reader.partitions):
-            offset = 0
-            while batch := reader.read(part, offset, 1000):
-                for r in batch:
-                    yield SourceMessage(stream, r.partition, r.offset, r.key, r.value)
-                offset = batch[-1].offset + 1
-    finally:
-        reader.close()
+    for r in conn.scan(stream, 1000):
+        yield SourceMessage(stream, r.partition, r.offset, r.key, r.value)
 
 
 class ShardSeed:
@@ -197,50 +188,6 @@ class ShardSeed:
             return None
 
 
-class _UntilEndPartition(StatefulSourcePartition[SourceMessage, Any]):
-    def __init__(self, inner: StatefulSourcePartition[SourceMessage, Any], end: int) -> None:
-        self._inner = inner
-        self._end = end
-
-    def next_batch(self) -> Iterable[SourceMessage]:
-        pos = self._inner.snapshot()
-        if isinstance(pos, int) and pos >= self._end:
-            raise StopIteration
-        return self._inner.next_batch()
-
-    def next_awake(self) -> datetime | None:
-        return self._inner.next_awake()
-
-    def snapshot(self) -> Any:
-        return self._inner.snapshot()
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class UntilEnd(FixedPartitionedSource[SourceMessage, Any]):
-    """Read a stream only up to the end offsets it has when a partition is built.
-
-    For bounded runs over streams nobody closes (tables, sma_wide). Relies on the
-    project's convention that a source partition's snapshot is its next offset.
-    """
-
-    def __init__(
-        self, inner: FixedPartitionedSource[SourceMessage, Any], ends: Callable[[], dict[int, int]]
-    ) -> None:
-        self._inner = inner
-        self._ends = ends
-
-    def list_parts(self) -> list[str]:
-        """List the inner source's partitions."""
-        return self._inner.list_parts()
-
-    def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _UntilEndPartition:
-        """Build the inner partition, bounded by its current end offset."""
-        end = self._ends().get(partition_number(for_part), 0)
-        return _UntilEndPartition(self._inner.build_part(step_id, for_part, resume_state), end)
-
-
 def _end_offsets(conn: Connectors, stream: str) -> Callable[[], dict[int, int]]:
     def ends() -> dict[int, int]:
         reader = conn.reader(stream)
@@ -258,7 +205,7 @@ def _source(conn: Connectors, stream: str) -> Source[SourceMessage]:
         return src
     if not isinstance(src, FixedPartitionedSource):
         raise TypeError(f"a bounded run needs a partitioned source for {stream}")
-    return UntilEnd(src, _end_offsets(conn, stream))
+    return UntilNow(src, _end_offsets(conn, stream))
 
 
 def _flow_id(strategy_id: str) -> str:

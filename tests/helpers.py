@@ -12,17 +12,7 @@ from schemas import MarketData, Record, decode, spec
 def read_all(conn: Connectors, stream: str) -> list[Record]:
     """Return every record of a stream, partition by partition, in offset order."""
     model = spec(stream).model
-    reader = conn.reader(stream)
-    out: list[Record] = []
-    try:
-        for part in range(reader.partitions):
-            offset = 0
-            while batch := reader.read(part, offset, 10_000):
-                out.extend(decode(model, r.value) for r in batch)
-                offset = batch[-1].offset + 1
-    finally:
-        reader.close()
-    return out
+    return [decode(model, r.value) for r in conn.scan(stream, 10_000)]
 
 
 def sma_rows(ticks: list[MarketData]) -> list[Record]:

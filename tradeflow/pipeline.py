@@ -136,16 +136,7 @@ class Counts:
 
 def _records(conn: Connectors, stream: str) -> Iterator[Record]:
     model = spec(stream).model
-    reader = conn.reader(stream)
-    try:
-        for part in range(reader.partitions):
-            offset = 0
-            while batch := reader.read(part, offset, 5000):
-                for rec in batch:
-                    yield decode(model, rec.value)
-                offset = batch[-1].offset + 1
-    finally:
-        reader.close()
+    return (decode(model, rec.value) for rec in conn.scan(stream))
 
 
 

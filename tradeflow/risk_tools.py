@@ -79,17 +79,9 @@ INPUT_STREAMS = ("trade_signals", "venue_fills", "accounts", "symbol_limits", "c
 
 def _scan(conn: Connectors, stream: str, keep: Callable[[bytes], bool] | None = None
           ) -> Iterator[tuple[int, StoredRecord]]:
-    reader = conn.reader(stream)
-    try:
-        for part in range(reader.partitions):
-            offset = 0
-            while batch := reader.read(part, offset, READ_BATCH):
-                for rec in batch:
-                    if keep is None or keep(rec.value):
-                        yield part, rec
-                offset = batch[-1].offset + 1
-    finally:
-        reader.close()
+    for rec in conn.scan(stream, READ_BATCH):
+        if keep is None or keep(rec.value):
+            yield rec.partition, rec
 
 
 def read_logged(conn: Connectors, stream: str, model: type[R],

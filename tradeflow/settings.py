@@ -7,26 +7,5 @@ model (``connectors.kafka.settings``, ``connectors.fluss.settings``,
 ``connectors.settings``, never this module.
 """
 
-from connectors.settings import (
-    ExecutionSettings,
-    FixSettings,
-    FlussSettings,
-    IndicatorSettings,
-    KafkaSettings,
-    PortfolioSettings,
-    Profile,
-    Settings,
-    load_settings,
-)
-
-__all__ = [
-    "ExecutionSettings",
-    "FixSettings",
-    "FlussSettings",
-    "IndicatorSettings",
-    "KafkaSettings",
-    "PortfolioSettings",
-    "Profile",
-    "Settings",
-    "load_settings",
-]
+from connectors.settings import *  # noqa: F403 - this module is the re-export
+from connectors.settings import __all__ as __all__

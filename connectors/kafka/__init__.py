@@ -9,8 +9,9 @@ shows end offsets and the positions flows would resume from.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from connectors.lazy import lazy_exports
 
 # The names below load on first use (PEP 562), so that importing the package for its
 # settings model alone (``connectors.kafka.settings``, composed by ``connectors.settings``)
@@ -57,19 +58,7 @@ if TYPE_CHECKING:
     from connectors.kafka.topics import TopicAdmin, TopicSpec
 
 
-def __getattr__(name: str) -> Any:
-    """Import an exported name from its module on first use."""
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 __all__ = [

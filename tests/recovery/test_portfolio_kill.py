@@ -465,17 +465,7 @@ class Store:
 
     def payloads(self, stream: str) -> list[bytes]:
         """Return every payload of a log, partition by partition, in offset order."""
-        reader = Connectors(self.settings).reader(stream)
-        try:
-            out: list[bytes] = []
-            for part in range(reader.partitions):
-                offset = 0
-                while batch := reader.read(part, offset, 10_000):
-                    out += [r.value for r in batch]
-                    offset = batch[-1].offset + 1
-            return out
-        finally:
-            reader.close()
+        return [r.value for r in Connectors(self.settings).scan(stream, 10_000)]
 
     def all(self, stream: str) -> list[Record]:
         return read_all(Connectors(self.settings), stream)

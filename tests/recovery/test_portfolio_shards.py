@@ -114,17 +114,7 @@ class ShardedStore:
             return {key for (key,) in rows}
 
     def payloads(self, stream: str) -> list[bytes]:
-        reader = Connectors(self.settings).reader(stream)
-        try:
-            out: list[bytes] = []
-            for part in range(reader.partitions):
-                offset = 0
-                while batch := reader.read(part, offset, 10_000):
-                    out += [r.value for r in batch]
-                    offset = batch[-1].offset + 1
-            return out
-        finally:
-            reader.close()
+        return [r.value for r in Connectors(self.settings).scan(stream, 10_000)]
 
     def latest(self, table: str) -> dict[str, bytes]:
         reader = Connectors(self.settings).reader(table)

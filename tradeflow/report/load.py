@@ -97,11 +97,7 @@ class _Reader:
         if reader is None:
             return
         try:
-            for part in range(reader.partitions):
-                offset = 0
-                while batch := reader.read(part, offset, 5000):
-                    yield from batch
-                    offset = batch[-1].offset + 1
+            yield from reader.scan()
         finally:
             reader.close()
 
