@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -303,7 +304,7 @@ def test_sink_raises_when_the_broker_refuses_a_record(
     part.write_batch([tick("X", 0)])  # small enough
     # a valid record bigger than the topic allows (a symbol of 2,000 characters is refused
     # by the schema, so the record is built without validation: the broker must refuse it)
-    big = MarketData.model_construct(symbol="X" * 2000, ts=T0, price=1, volume=1)
+    big = MarketData.model_construct(symbol="X" * 2000, ts=T0, price=Decimal(1), volume=Decimal(1))
     with pytest.raises(ConnectorError, match="not delivered"):
         part.write_batch([big])
     part.close()
