@@ -256,12 +256,14 @@ def run(
             sizes = pipe.sizes()
             if sizes != last:
                 last, still_since = sizes, time.monotonic()
-            drained = (
-                not pending and not down and feed.done
+            settled = (
+                not pending and not down and feed.done and time.monotonic() - still_since >= settle_s
                 and sizes["sma_wide"] + sizes["dead_letters"] >= market.ticks
-                and sizes["risk_decisions"] >= sizes["trade_signals"]
             )
-            if drained and time.monotonic() - still_since >= settle_s:
+            # Counts first (cheap); on Kafka a restarted job's sink may write a record
+            # twice (consumers drop the copy), so the counts can stay apart for good:
+            # then compare the distinct signal ids with the decided ones.
+            if settled and (sizes["risk_decisions"] >= sizes["trade_signals"] or _all_decided(settings)):
                 break
             if now > timeout_s:
                 raise PipelineError(f"the pipeline did not drain within {timeout_s:.0f}s: {sizes}")
@@ -269,6 +271,13 @@ def run(
         feed.kill()
         pipe.stop()
     return collect(settings)
+
+
+def _all_decided(settings: Settings) -> bool:
+    conn = Connectors(settings)
+    signals = {json.loads(r.value)["signal_id"] for r in conn.scan("trade_signals")}
+    decided = {json.loads(r.value)["signal_id"] for r in conn.scan("risk_decisions")}
+    return signals <= decided
 
 
 def trial(
