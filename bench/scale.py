@@ -32,17 +32,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -50,9 +44,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import (  # noqa: E402
+    Processes,
+    Setup,
+    kafka_setup,
+    local_setup,
+    report,
+    running,
+    workdir,
+)
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
-from connectors.settings import Settings, load_settings  # noqa: E402
 from connectors.sharding import murmur2_partition  # noqa: E402
 from schemas import (  # noqa: E402
     Account,
@@ -74,31 +76,6 @@ C_INPUTS = ["accounts", "symbol_limits", "control", "market_data", "trade_signal
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-@dataclass
-class Setup:
-    name: str
-    settings: Settings
-    env: dict[str, str] = field(default_factory=dict)
-
-
-def local_setup(work: Path, name: str) -> Setup:
-    data = work / name
-    settings = load_settings(profile="local", data_dir=data, partitions=PARTITIONS)
-    env = dict(os.environ, TRADEFLOW_PROFILE="local", TRADEFLOW_DATA_DIR=str(data),
-               TRADEFLOW_PARTITIONS=str(PARTITIONS), TRADEFLOW_FOLLOW="false")
-    return Setup(name, settings, env)
-
-
-def kafka_setup(broker: KafkaBroker, work: Path, name: str) -> Setup:
-    prefix = f"scale{uuid.uuid4().hex[:6]}."
-    kafka = {"bootstrap": broker.bootstrap_servers, "topic_prefix": prefix, "partitions": PARTITIONS}
-    settings = load_settings(profile="kafka", kafka=kafka, data_dir=work / name)
-    env = dict(os.environ, TRADEFLOW_PROFILE="kafka", TRADEFLOW_DATA_DIR=str(work / name),
-               TRADEFLOW_KAFKA__BOOTSTRAP=broker.bootstrap_servers, TRADEFLOW_KAFKA__TOPIC_PREFIX=prefix,
-               TRADEFLOW_KAFKA__PARTITIONS=str(PARTITIONS), TRADEFLOW_FOLLOW="false")
-    return Setup(name, settings, env)
 
 
 # --------------------------------------------------------------------- input
@@ -171,14 +148,11 @@ def check_kafka_placement(setup: Setup, stream: str, key: str) -> int:
 # --------------------------------------------------------------------- runs
 
 
-class Processes:
-    """Every flow process started, so all can be stopped on error."""
+class ShardProcesses(Processes):
+    """The harness's flow processes, started as the shards of one job."""
 
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, setup: Setup, job: str, shards: int) -> list[subprocess.Popen[bytes]]:
+    def start_shards(self, setup: Setup, job: str, shards: int) -> list[subprocess.Popen[bytes]]:
+        """Start ``job`` as ``shards`` independent processes (``TRADEFLOW_SHARD=I/N``)."""
         cmd = [sys.executable, "-m", "bytewax.run", FLOWS[job]]
         envs = [setup.env] if shards == 1 else [dict(setup.env, TRADEFLOW_SHARD=f"{i}/{shards}")
                                                for i in range(shards)]
@@ -189,24 +163,8 @@ class Processes:
         self.running += procs
         return procs
 
-    def wait(self, procs: list[subprocess.Popen[bytes]], name: str, timeout: float = 900) -> None:
-        deadline = time.monotonic() + timeout
-        for i, p in enumerate(procs):
-            rc = p.wait(max(1.0, deadline - time.monotonic()))
-            self.running.remove(p)
-            if rc != 0:
-                tail = (self.logs / f"{name}-{i}.log").read_text(errors="replace")[-3000:]
-                raise SystemExit(f"{name}: flow process failed ({rc}):\n{tail}")
 
-    def stop_all(self) -> None:
-        for p in self.running:
-            if p.poll() is None:
-                p.kill()
-                p.wait(30)
-        self.running.clear()
-
-
-def rate(procs: Processes, setup: Setup, job: str, shards: int, out: str, n: int) -> dict[str, float]:
+def rate(procs: ShardProcesses, setup: Setup, job: str, shards: int, out: str, n: int) -> dict[str, float]:
     """Run the job bounded; its rate once every output partition has a record, to the ``n``-th.
 
     The output is keyed like the sharded input (sma_wide by symbol, risk_decisions by
@@ -216,7 +174,7 @@ def rate(procs: Processes, setup: Setup, job: str, shards: int, out: str, n: int
     """
     reader = Connectors(setup.settings).reader(out)
     started = time.perf_counter()
-    running = procs.start(setup, job, shards)
+    running = procs.start_shards(setup, job, shards)
     first: tuple[float, int] | None = None
     done: float | None = None
     try:
@@ -249,7 +207,7 @@ def decisions(setup: Setup) -> dict[str, object]:
     return out
 
 
-def profile_round(new: Callable[[str], Setup], profile: str, procs: Processes, ticks: list[MarketData],
+def profile_round(new: Callable[[str], Setup], profile: str, procs: ShardProcesses, ticks: list[MarketData],
                   c_in: dict[str, list[Record]], repeats: int) -> dict[str, float | bool]:
     """Jobs A and C, 1 shard then 2 shards, on one profile (``new(name)`` gives a fresh setup)."""
     figures: dict[str, float | bool] = {}
@@ -282,16 +240,6 @@ def profile_round(new: Callable[[str], Setup], profile: str, procs: Processes, t
     return figures
 
 
-@contextmanager
-def running_broker(work: Path) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(work / "kafka")
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=120_000)
@@ -305,24 +253,21 @@ def main() -> None:
 
     ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=3))
     c_in = c_inputs(args.signals, args.accounts, args.c_symbols)
-    work = Path(tempfile.mkdtemp(prefix="tradeflow-scale-"))
-    logs = work / "logs"
-    logs.mkdir()
-    procs = Processes(logs)
-    result: dict[str, object] = {"cores": os.cpu_count(), "partitions": PARTITIONS, "ticks": args.ticks,
+    result: dict[str, object] = {"partitions": PARTITIONS, "ticks": args.ticks,
                                  "signals": args.signals, "accounts": args.accounts}
-    try:
-        if args.only in (None, "local"):
-            result.update(profile_round(lambda name: local_setup(work, name), "local", procs, ticks, c_in,
-                                        args.repeats))
-        if args.only in (None, "kafka"):
-            with running_broker(work) as broker:
-                result.update(profile_round(lambda name: kafka_setup(broker, work, name), "kafka", procs,
-                                            ticks, c_in, args.repeats))
-    finally:
-        procs.stop_all()
-    shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(result))
+    with workdir("tradeflow-scale-") as (work, _):
+        procs = ShardProcesses(work)
+        try:
+            if args.only in (None, "local"):
+                result.update(profile_round(lambda name: local_setup(work, name), "local", procs, ticks,
+                                            c_in, args.repeats))
+            if args.only in (None, "kafka"):
+                with running(KafkaBroker(work / "kafka")) as broker:
+                    result.update(profile_round(lambda name: kafka_setup(broker, work, name, PARTITIONS),
+                                                "kafka", procs, ticks, c_in, args.repeats))
+        finally:
+            procs.stop_all()
+    report(result)
 
 
 if __name__ == "__main__":
