@@ -15,9 +15,9 @@ long history makes that first read slow (checkpointing it is a known next step).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-from connectors.base import StoredRecord, StreamWriter
+from connectors.base import StreamWriter
 from connectors.registry import Connectors
 from schemas import DecodeError, JournalEntry, decode
 
@@ -57,7 +57,7 @@ class InputJournal:
 
     def _load(self) -> dict[str, list[JournalEntry]]:
         by_seq: dict[str, dict[int, JournalEntry]] = {}
-        for stored in read_stream(self._conn, self._stream):
+        for stored in self._conn.scan(self._stream, READ_BATCH):
             try:
                 entry = decode(JournalEntry, stored.value)
             except DecodeError as exc:
@@ -74,8 +74,3 @@ class InputJournal:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-
-
-def read_stream(conn: Connectors, stream: str) -> Iterator[StoredRecord]:
-    """Yield every record of a stream, partition by partition, in offset order."""
-    return conn.scan(stream, READ_BATCH)

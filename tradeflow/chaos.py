@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from connectors.feeds import SyntheticMarket
-from connectors.journal import read_stream
 from connectors.registry import Connectors
 from tradeflow.pipeline import ROOT, Pipeline, PipelineError, demo_strategies, job_env, pipeline_jobs, seed
 from tradeflow.risk_tools import replay
@@ -123,7 +122,7 @@ def collect(settings: Settings) -> Collected:
     out = Collected()
     for stream in IDS:
         seen: dict[str, list[str]] = {}
-        for stored in read_stream(conn, stream):
+        for stored in conn.scan(stream):
             rec = json.loads(stored.value)
             seen.setdefault(_id(stream, rec), []).append(_canonical(stream, rec))
         out.duplicate_ids += sum(len(v) - 1 for v in seen.values())
