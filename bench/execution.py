@@ -117,7 +117,7 @@ def run_fix(store: Path, venue: QuickFixVenue, n: int, m: int, fsync: bool) -> d
         throughput(adapter, orders("W", min(n, 500)))  # warm-up, not measured
         rate = throughput(adapter, orders("T", n))
         acks = ack_latencies(adapter, orders("L", m))
-        health = adapter.health()
+        health = adapter.health().as_dict()
     finally:
         adapter.close()
     return {"orders_per_s": rate, "acks": acks, "health": health}

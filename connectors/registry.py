@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
 from bytewax.outputs import Sink
@@ -27,7 +27,9 @@ from connectors.base import (
 )
 from connectors.settings import Profile, Settings
 from connectors.sharding import KeyOwnership, ShardedSource, ShardGuard, UntilNow
-from schemas import Kind, Record, StreamSpec, spec
+from schemas import DecodeError, Kind, Record, StreamSpec, decode, spec
+
+R = TypeVar("R", bound=Record)
 
 BackendFactory = Callable[[Settings], Backend]
 
@@ -161,6 +163,24 @@ class Connectors:
             yield from reader.scan(batch)
         finally:
             reader.close()
+
+    def table(self, stream: str, model: type[R]) -> dict[str, R]:
+        """Return the latest row of every key of the table ``stream``, decoded as ``model``.
+
+        A row that does not decode is left out (the flows reading the table's changelog
+        dead-letter it).
+        """
+        rows: dict[str, R] = {}
+        reader = self.reader(stream)
+        try:
+            for key, raw in reader.scan_latest():
+                try:
+                    rows[key] = decode(model, raw)
+                except DecodeError:
+                    continue
+        finally:
+            reader.close()
+        return rows
 
     def shard_guard(self, job: str) -> ShardGuard:
         """Return the source that keeps this shard's ``I/N`` in the recovery store (and checks it)."""

@@ -275,7 +275,7 @@ class Order:
         self.exec_ids = _with_exec_id(self.exec_ids, key)
         if report.status in _FILL_STATUSES:
             return self._apply_fill(report)
-        if report.status is ExecStatus.STATUS:
+        if report.status in (ExecStatus.STATUS, ExecStatus.CANCEL_REJECTED):
             return self._check_status(report)
         return self._apply_status(report)
 

@@ -90,6 +90,7 @@ from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
 from schemas.base import Record, Side
 from schemas.strategy import TradeSignal
 from schemas.trading import (
+    GLOBAL,
     Account,
     AccountStatus,
     Control,
@@ -101,6 +102,8 @@ from schemas.trading import (
     RiskDecision,
     RiskEvent,
     RuleResult,
+    Scope,
+    ScopeKind,
     Severity,
     SymbolLimit,
     TradingState,
@@ -406,10 +409,11 @@ class AccountBook:
 
     def _on_control(self, control: Control, pos: InputPos | None) -> Outcome:
         self._advance(control.ts, pos)
-        if control.scope.startswith("strategy:"):
-            self.strategy_states[control.scope.removeprefix("strategy:")] = control.state
+        target = control.target
+        if target.kind is ScopeKind.STRATEGY:
+            self.strategy_states[target.name] = control.state
             return Outcome()
-        if control.scope not in ("global", f"account:{self.account_id}"):
+        if target not in (GLOBAL, Scope.account(self.account_id)):
             return Outcome()
         outcome = self._set_state(
             control.state, control.ts, KillTrigger.CONTROL_HALTED,

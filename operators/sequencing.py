@@ -44,6 +44,8 @@ from schemas import (
     JournalKind,
     JournalMark,
     Record,
+    Scope,
+    ScopeKind,
     SymbolLimit,
     TradeSignal,
     VenueFill,
@@ -262,8 +264,8 @@ class InputRouter(Generic[T]):
             out += [(account, b[2]) for b in stored]
         if account is not None:
             out.append((account, row))
-        elif scope is not None and scope.startswith("account:"):
-            out.append((scope.removeprefix("account:"), row))
+        elif scope is not None and (target := Scope.parse(scope)).kind is ScopeKind.ACCOUNT:
+            out.append((target.name, row))
         elif scope is not None:
             self.broadcasts[scope] = (partition, offset, row)
             out += [(acct, row) for acct in self.accounts]

@@ -7,6 +7,9 @@ from schemas.ops import DeadLetter, ExecutionMetrics
 from schemas.strategy import OrderType, Sizing, StrategyConfig, TradeSignal
 from schemas.streams import STREAMS, Kind, StreamSpec, spec
 from schemas.trading import (
+    CANCEL_REJECTED_PREFIX,
+    GLOBAL,
+    SYNTHETIC_TAG,
     Account,
     AccountStatus,
     AccountType,
@@ -21,6 +24,8 @@ from schemas.trading import (
     RiskDecision,
     RiskEvent,
     RuleResult,
+    Scope,
+    ScopeKind,
     Severity,
     SymbolLimit,
     TimeInForce,
@@ -30,12 +35,12 @@ from schemas.trading import (
 )
 
 __all__ = [
-    "SCHEMA_VERSION", "STREAMS", "Account", "AccountStatus", "AccountType", "Control",
-    "DeadLetter", "DecodeError", "Decision", "ExecStatus", "ExecutionMetrics", "JournalEntry",
-    "JournalKind", "JournalMark", "Kind",
+    "CANCEL_REJECTED_PREFIX", "GLOBAL", "SCHEMA_VERSION", "STREAMS", "SYNTHETIC_TAG", "Account",
+    "AccountStatus", "AccountType", "Control", "DeadLetter", "Decision", "DecodeError",
+    "ExecStatus", "ExecutionMetrics", "JournalEntry", "JournalKind", "JournalMark", "Kind",
     "MarketData", "OrderAction", "OrderState", "OrderStatus", "OrderType", "PortfolioState",
-    "PositionState", "Record", "RiskDecision", "RiskEvent", "RuleResult", "Severity", "Side",
-    "Sizing", "SmaWide", "StrategyConfig", "StreamSpec", "SymbolLimit", "TimeInForce",
-    "TradeSignal", "TradingState", "ValidatedOrder", "VenueFill", "decode", "encode", "spec",
-    "validate",
+    "PositionState", "Record", "RiskDecision", "RiskEvent", "RuleResult", "Scope", "ScopeKind",
+    "Severity", "Side", "Sizing", "SmaWide", "StrategyConfig", "StreamSpec", "SymbolLimit",
+    "TimeInForce", "TradeSignal", "TradingState", "ValidatedOrder", "VenueFill", "decode",
+    "encode", "spec", "validate",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar
@@ -140,6 +141,16 @@ class ExecStatus(StrEnum):
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
     STATUS = "STATUS"
+    """An answer to a status request (or a restatement): the order did not change."""
+    CANCEL_REJECTED = "CANCEL_REJECTED"
+    """A cancel was refused (by the venue or by Job D); the order itself did not change."""
+
+
+CANCEL_REJECTED_PREFIX = "cancel rejected: "
+"""How the reason of a ``CANCEL_REJECTED`` report begins (for people reading it)."""
+SYNTHETIC_TAG = "-SYN-"
+"""In the ``exec_id`` of a synthetic fill: quantity a venue reports filled that no
+report of ours carried, made up by the adapter (``VenueFill.synthetic``)."""
 
 
 class VenueFill(Record):
@@ -168,6 +179,11 @@ class VenueFill(Record):
     venue_order_id: RecordId | None = None
     reason: FreeText = ""
     ts: UtcDatetime
+
+    @property
+    def synthetic(self) -> bool:
+        """True for a fill the adapter made up from a venue's CumQty (``SYNTHETIC_TAG``)."""
+        return SYNTHETIC_TAG in self.exec_id
 
     @model_validator(mode="after")
     def _fill_has_price(self) -> VenueFill:
@@ -286,6 +302,14 @@ class RuleResult(Record):
     message: FreeText = ""
 
 
+class ScopeKind(StrEnum):
+    """What a control scope covers."""
+
+    GLOBAL = "global"
+    ACCOUNT = "account"
+    STRATEGY = "strategy"
+
+
 class Decision(StrEnum):
     """Outcome of the pre-trade checks."""
 
@@ -309,6 +333,54 @@ class RiskDecision(Record):
     ts: UtcDatetime
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a control row applies: ``global``, ``account:<id>`` or ``strategy:<id>``.
+
+    ``Scope.parse`` reads the text of ``Control.scope``; ``str(scope)`` writes it back.
+    """
+
+    kind: ScopeKind
+    name: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        """Read a scope; ``ValueError`` for anything but the three shapes."""
+        if text == ScopeKind.GLOBAL:
+            return GLOBAL
+        kind, sep, name = text.partition(":")
+        if sep and name and kind in (ScopeKind.ACCOUNT, ScopeKind.STRATEGY):
+            return cls(ScopeKind(kind), name)
+        raise ValueError(f"scope must be 'global', 'account:<id>' or 'strategy:<id>', not {text!r}")
+
+    @classmethod
+    def account(cls, name: str) -> Scope:
+        """Return the scope of one account."""
+        return cls(ScopeKind.ACCOUNT, name)
+
+    @classmethod
+    def strategy(cls, name: str) -> Scope:
+        """Return the scope of one strategy."""
+        return cls(ScopeKind.STRATEGY, name)
+
+    @classmethod
+    def of_order(cls, account: str | None, strategy_id: str | None) -> tuple[Scope, ...]:
+        """Return the scopes that govern an order (or signal) of this account and strategy."""
+        scopes = [GLOBAL]
+        if account:
+            scopes.append(cls.account(account))
+        if strategy_id:
+            scopes.append(cls.strategy(strategy_id))
+        return tuple(scopes)
+
+    def __str__(self) -> str:
+        return self.kind.value if self.kind is ScopeKind.GLOBAL else f"{self.kind.value}:{self.name}"
+
+
+GLOBAL = Scope(ScopeKind.GLOBAL)
+"""The scope of everything."""
+
+
 class Control(Record):
     """A row of the control table: trading state for a scope.
 
@@ -325,6 +397,10 @@ class Control(Record):
 
     @model_validator(mode="after")
     def _scope_shape(self) -> Control:
-        if self.scope != "global" and not self.scope.startswith(("account:", "strategy:")):
-            raise ValueError("scope must be 'global', 'account:<id>' or 'strategy:<id>'")
+        Scope.parse(self.scope)  # ValueError for any other shape
         return self
+
+    @property
+    def target(self) -> Scope:
+        """Return the scope as a value (``Scope``)."""
+        return Scope.parse(self.scope)

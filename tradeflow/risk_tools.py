@@ -53,6 +53,7 @@ from schemas import (
     OrderState,
     Record,
     RiskDecision,
+    Scope,
     SymbolLimit,
     TradeSignal,
     ValidatedOrder,
@@ -241,7 +242,7 @@ def _control_lines(conn: Connectors, d: RiskDecision, strategy: str | None) -> l
     off = d.input_offsets.get("control:0")
     if off is None:
         return []
-    scopes = {"global", f"account:{d.account}"} | ({f"strategy:{strategy}"} if strategy else set())
+    scopes = {str(s) for s in Scope.of_order(d.account, strategy)}
     latest: dict[str, Logged[Control]] = {}
     for row in read_logged(conn, "control", Control):
         if row.offset <= off and row.record.scope in scopes:

@@ -14,8 +14,8 @@ NOT_SENT and stays rejected on any replay.
 
 Reports: every ExecutionReport becomes at most one VenueFill, de-duplicated by ExecID
 across restarts (persisted, bounded); cumulative quantities are capped by the order
-quantity. An OrderCancelReject becomes a STATUS report whose reason starts with
-``cancel rejected:`` (the order itself did not change). A session Reject or
+quantity. An OrderCancelReject becomes a CANCEL_REJECTED report (the order itself
+did not change). A session Reject or
 BusinessMessageReject of a NewOrderSingle becomes a REJECTED report. Every report
 this layer makes is appended to the store's outbox (``OrderJournal.log_report``)
 before the ExecID is remembered or the order's phase moves, so a report is either
@@ -65,10 +65,17 @@ from connectors.fix.codec import (
 from connectors.fix.session import Clock, EventKind, SessionEvent, utc_now
 from connectors.fix.store import OrderEntry, OrderJournal, OrderPhase
 from connectors.venues.base import VenueOrder
-from schemas import ExecStatus, OrderType, Side, ValidatedOrder, VenueFill
+from schemas import (
+    CANCEL_REJECTED_PREFIX,
+    SYNTHETIC_TAG,
+    ExecStatus,
+    OrderType,
+    Side,
+    ValidatedOrder,
+    VenueFill,
+)
 from schemas.base import ID_PATTERN, RECORD_ID_PATTERN
 
-SYNTHETIC_TAG = "-SYN-"
 """Marks the exec_id of a fill made up for quantity the venue reports but we never
 received (``<order_id>-SYN-<venue CumQty>``): a reconciliation finding."""
 
@@ -226,9 +233,9 @@ class FixApplication:
         """Cancel an order that never went out; it stays canceled on any replay."""
         return self._emit([self._unsent(order, ExecStatus.CANCELED, reason)])[0]
 
-    def cancel_not_sent(self, cancel: ValidatedOrder, reason: str) -> VenueFill:
+    def cancel_not_sent(self, cancel: ValidatedOrder, why: str) -> VenueFill:
         """Report a cancel request that could not be sent (the order is unchanged)."""
-        return self._emit([self._notice(cancel, f"CXLREJ-{fmt_time(cancel.ts)}", reason)])[0]
+        return self._emit([self._notice(cancel, f"CXLREJ-{fmt_time(cancel.ts)}", why)])[0]
 
     def _unsent(self, order: ValidatedOrder, status: ExecStatus, reason: str) -> VenueFill:
         entry = self._journal.get(order.order_id)
@@ -247,10 +254,10 @@ class FixApplication:
         entry = self._journal.get(order.order_id)
         tag = f"CXLREJ-{fmt_time(order.ts)}"
         if entry is None:
-            return Routed(reports=self._emit([self._notice(order, tag, "cancel rejected: unknown order")]))
+            return Routed(reports=self._emit([self._notice(order, tag, "unknown order")]))
         if entry.phase in (OrderPhase.DONE, OrderPhase.NOT_SENT):
-            why = f"cancel rejected: order is {entry.phase.value.lower()}"
-            return Routed(reports=self._emit([self._local(entry, ExecStatus.STATUS, tag, why)]))
+            why = f"{CANCEL_REJECTED_PREFIX}order is {entry.phase.value.lower()}"
+            return Routed(reports=self._emit([self._local(entry, ExecStatus.CANCEL_REJECTED, tag, why)]))
         if entry.pending_cancel is not None:
             log.info("fix: cancel of %s already pending (%s)", order.order_id, entry.pending_cancel)
             return Routed()
@@ -497,9 +504,9 @@ class FixApplication:
             self.counts["duplicates"] += 1
             return []
         why = text(msg, Tag.TEXT) or "no reason given"
-        reason = f"cancel rejected: {why} (CxlRejReason={text(msg, Tag.CXL_REJ_REASON) or '-'})"
+        reason = f"{CANCEL_REJECTED_PREFIX}{why} (CxlRejReason={text(msg, Tag.CXL_REJ_REASON) or '-'})"
         out = self._emit(
-            [self._local(entry, ExecStatus.STATUS, exec_id, reason, ts=self._ts(msg), exact_id=True)]
+            [self._local(entry, ExecStatus.CANCEL_REJECTED, exec_id, reason, ts=self._ts(msg), exact_id=True)]
         )
         entry.pending_cancel = None
         if text(msg, Tag.ORD_STATUS) in _DONE_ORD_STATUS:
@@ -530,9 +537,9 @@ class FixApplication:
             self._journal.record_phase(entry.order_id, OrderPhase.DONE, "refused")
             return out
         if ref_type == MsgType.ORDER_CANCEL_REQUEST:
-            reason = f"cancel rejected: {why}"
+            reason = f"{CANCEL_REJECTED_PREFIX}{why}"
             out = self._emit(
-                [self._local(entry, ExecStatus.STATUS, exec_id, reason, ts=ts, exact_id=True)]
+                [self._local(entry, ExecStatus.CANCEL_REJECTED, exec_id, reason, ts=ts, exact_id=True)]
             )
             entry.pending_cancel = None
             return out
@@ -616,16 +623,17 @@ class FixApplication:
             ts=ts or self._clock(),
         )
 
-    def _notice(self, order: ValidatedOrder, tag: str, reason: str) -> VenueFill:
+    def _notice(self, order: ValidatedOrder, tag: str, why: str) -> VenueFill:
+        """Report a cancel of ``order`` refused here, before it reached the venue."""
         return VenueFill(
             order_id=order.order_id,
             venue=self._venue,
             exec_id=safe_exec_id(f"{order.order_id}-LOCAL-{tag}"),
-            status=ExecStatus.STATUS,
+            status=ExecStatus.CANCEL_REJECTED,
             account=order.account,
             symbol=order.symbol,
             side=order.side,
-            reason=reason,
+            reason=f"{CANCEL_REJECTED_PREFIX}{why}",
             ts=order.ts,
         )
 

@@ -8,9 +8,11 @@ adapters are imported only when asked for.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from connectors.venues.base import VenueAdapter, VenueError, VenueOrder
+from connectors.settings import Settings
+from connectors.venues.base import VenueAdapter, VenueError, VenueHealth, VenueOrder
 
 VenueFactory = Callable[..., VenueAdapter]
 
@@ -43,6 +45,20 @@ def register_venue(name: str, factory: VenueFactory) -> None:
     VENUES[name] = factory
 
 
+def venue_from_settings(settings: Settings) -> VenueAdapter:
+    """Build the venue adapter the settings name (``execution.venue``), not yet connected."""
+    ex = settings.execution
+    if ex.venue == "paper":
+        return make_venue(
+            "paper", latency_ms=ex.paper_latency_ms, fill_fraction=ex.paper_fill_fraction,
+            fee_bps=ex.paper_fee_bps,
+        )
+    fix = settings.fix
+    if fix.store_dir == Path("data/fix"):  # the default: keep the FIX store with the data
+        fix = fix.model_copy(update={"store_dir": settings.data_dir / "fix"})
+    return make_venue(ex.venue, settings=fix)
+
+
 def make_venue(name: str, /, **options: Any) -> VenueAdapter:
     """Build the adapter registered as ``name`` with its options (not yet connected)."""
     try:
@@ -57,7 +73,9 @@ __all__ = [
     "VenueAdapter",
     "VenueError",
     "VenueFactory",
+    "VenueHealth",
     "VenueOrder",
     "make_venue",
+    "venue_from_settings",
     "register_venue",
 ]

@@ -1,128 +1,17 @@
-"""The one interface every venue adapter implements (paper, FIX, and whatever comes next).
+"""The venue adapter interface, as the adapters in this package import it.
 
-Modelled on NautilusTrader's execution-client template: a table of required and
-optional methods, the optional ones raising ``NotImplementedError`` until an adapter
-provides them.
-
-+-------------------------------+-------------+----------------------------------------+
-| Method                        | Requirement | Contract                               |
-+===============================+=============+========================================+
-| ``name``                      | required    | the venue name written into fills      |
-| ``connect()``                 | required    | start I/O (thread or loop); non-blocking|
-| ``submit(order)``             | required    | enqueue a NEW order; never blocks      |
-| ``cancel(order)``             | required    | enqueue a cancel of ``order.order_id`` |
-| ``poll_reports()``            | required    | reports received so far; non-blocking  |
-| ``health()``                  | required    | a flat dict of figures for metrics     |
-| ``close()``                   | required    | stop I/O, log out, release resources   |
-+-------------------------------+-------------+----------------------------------------+
-| ``request_status(order_id)``  | optional    | ask the venue; answer in poll_reports  |
-| ``open_orders()``             | optional    | the adapter's view of working orders   |
-| ``snapshot()``                | optional    | JSON-able state for the consumer's     |
-|                               |             | recovery snapshot (a copy)             |
-| ``restore(state)``            | optional    | resume from a snapshot, before connect |
-+-------------------------------+-------------+----------------------------------------+
-
-Adapters never block the Bytewax worker thread: their I/O runs on a thread of their
-own (or an asyncio loop in a thread), ``submit`` and ``cancel`` only enqueue, and
-every answer comes back through ``poll_reports`` as a normalised ``VenueFill``.
-``snapshot``/``restore`` are looked up by Job D (``getattr``): the paper venue carries
-its whole book in them, the FIX adapter the offset of its report outbox.
+The interface itself (``VenueAdapter``, ``VenueOrder``, ``VenueHealth``) is defined in
+``operators.venue``, next to the execution engine written against it; see its table of
+required and optional methods.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from decimal import Decimal
-from types import TracebackType
-from typing import Any
-
-from schemas import ExecStatus, OrderAction, Side, ValidatedOrder, VenueFill
+from operators.venue import VenueAdapter, VenueHealth, VenueOrder
 
 
 class VenueError(RuntimeError):
     """A venue adapter is misconfigured or was used out of order."""
 
 
-@dataclass(frozen=True, slots=True)
-class VenueOrder:
-    """An adapter's view of one order it knows about (for reconciliation)."""
-
-    order_id: str
-    venue: str
-    account: str
-    symbol: str
-    side: Side
-    qty: Decimal
-    cum_qty: Decimal
-    leaves_qty: Decimal
-    avg_px: Decimal
-    status: ExecStatus
-    venue_order_id: str | None = None
-    in_flight: bool = False
-    """True while the outcome is unknown (sent, no answer yet, or not confirmed since a
-    restart): such an order is asked about, never re-sent."""
-
-
-class VenueAdapter(ABC):
-    """Send validated orders to one venue and bring its execution reports back."""
-
-    @property
-    @abstractmethod
-    def name(self) -> str:
-        """Return the venue name that goes into every ``VenueFill.venue``."""
-
-    @abstractmethod
-    def connect(self) -> None:
-        """Start the adapter's I/O (connect, log on) without blocking the caller."""
-
-    @abstractmethod
-    def submit(self, order: ValidatedOrder) -> None:
-        """Enqueue a NEW order; the outcome arrives later through ``poll_reports``."""
-
-    @abstractmethod
-    def cancel(self, order: ValidatedOrder) -> None:
-        """Enqueue a cancel of the working order ``order.order_id``."""
-
-    @abstractmethod
-    def poll_reports(self) -> list[VenueFill]:
-        """Return the execution reports received since the last call, oldest first."""
-
-    @abstractmethod
-    def health(self) -> dict[str, Any]:
-        """Return a flat dict of figures: connection state, counts, latencies."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Stop the adapter's I/O and release its resources."""
-
-    # -- optional ----------------------------------------------------------------------
-
-    def request_status(self, order_id: str) -> None:
-        """Ask the venue for the status of an order; the answer comes as a STATUS report."""
-        raise NotImplementedError(f"{type(self).__name__} does not support request_status")
-
-    def open_orders(self) -> list[VenueOrder]:
-        """Return the orders the adapter believes are working (or in flight)."""
-        raise NotImplementedError(f"{type(self).__name__} does not support open_orders")
-
-    # -- conveniences built on the required methods ------------------------------------
-
-    def send(self, order: ValidatedOrder) -> None:
-        """Route a validated_orders record by its action: NEW to submit, CANCEL to cancel."""
-        if order.action is OrderAction.CANCEL:
-            self.cancel(order)
-        else:
-            self.submit(order)
-
-    def __enter__(self) -> VenueAdapter:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+__all__ = ["VenueAdapter", "VenueError", "VenueHealth", "VenueOrder"]

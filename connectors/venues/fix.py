@@ -45,7 +45,7 @@ from connectors.fix.session import (
 )
 from connectors.fix.settings import FixSettings
 from connectors.fix.store import OrderJournal, OrderPhase, SessionStore, SyncGroup
-from connectors.venues.base import VenueAdapter, VenueError, VenueOrder
+from connectors.venues.base import VenueAdapter, VenueError, VenueHealth, VenueOrder
 from operators.stats import percentile
 from schemas import ExecStatus, OrderAction, ValidatedOrder, VenueFill
 
@@ -151,39 +151,40 @@ class FixVenue(VenueAdapter):
             self._next_report = taken[-1][0] + 1
         return [fill for _, fill in taken]
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> VenueHealth:
         """Return session state, sequence numbers, counts and ack/fill latencies."""
         session, app, initiator = self._session, self._app, self._initiator
-        figures: dict[str, Any] = {"venue": self._name, "session_state": "CLOSED"}
         if session is None or app is None or initiator is None:
-            return figures
+            return VenueHealth(self._name, session_state="CLOSED")
         with initiator.lock:
-            figures.update(
+            return VenueHealth(
+                self._name,
                 session_state=session.state.value,
                 connected=initiator.connected,
-                logged_on=session.state is SessionState.ACTIVE,
-                next_sender_seq=session.next_sender_seq,
-                next_target_seq=session.next_target_seq,
+                logons=self._logons,
                 msgs_sent=session.msgs_sent,
                 msgs_received=session.msgs_received,
-                connects=initiator.connects,
-                connect_failures=initiator.connect_failures,
-                logons=self._logons,
-                last_error=initiator.last_error,
-                last_session_error=self._session_error,
-                pending=len(self._pending),
-                unanswered=len(self._asked),
-                reports_queued=app.journal.reports.queued,
-                next_report=self._next_report,
-                in_flight=len(app.in_flight()),
-                **app.counts,
-                **{f"events_{k.lower()}": v for k, v in self._events.items()},
-                ack_p50_ms=percentile(self._ack_ms, 50),
-                ack_p99_ms=percentile(self._ack_ms, 99),
-                fill_p50_ms=percentile(self._fill_ms, 50),
-                fill_p99_ms=percentile(self._fill_ms, 99),
+                details={
+                    "logged_on": session.state is SessionState.ACTIVE,
+                    "next_sender_seq": session.next_sender_seq,
+                    "next_target_seq": session.next_target_seq,
+                    "connects": initiator.connects,
+                    "connect_failures": initiator.connect_failures,
+                    "last_error": initiator.last_error,
+                    "last_session_error": self._session_error,
+                    "pending": len(self._pending),
+                    "unanswered": len(self._asked),
+                    "reports_queued": app.journal.reports.queued,
+                    "next_report": self._next_report,
+                    "in_flight": len(app.in_flight()),
+                    **app.counts,
+                    **{f"events_{k.lower()}": v for k, v in self._events.items()},
+                    "ack_p50_ms": percentile(self._ack_ms, 50),
+                    "ack_p99_ms": percentile(self._ack_ms, 99),
+                    "fill_p50_ms": percentile(self._fill_ms, 50),
+                    "fill_p99_ms": percentile(self._fill_ms, 99),
+                },
             )
-        return figures
 
     def close(self) -> None:
         """Log out, stop the I/O thread and close the store."""
@@ -279,7 +280,7 @@ class FixVenue(VenueAdapter):
                 continue
             why = f"not sent: no FIX session for {limit:g}s"
             if p.cancel:
-                self._add([app.cancel_not_sent(p.order, f"cancel rejected: {why}")])
+                self._add([app.cancel_not_sent(p.order, why)])
             else:
                 self._add([app.reject_unsent(p.order, why)])
             self._journaled(p.order)

@@ -32,9 +32,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors.venues.base import VenueAdapter, VenueError, VenueOrder
+from connectors.venues.base import VenueAdapter, VenueError, VenueHealth, VenueOrder
 from operators.accounting import MONEY
-from schemas import ExecStatus, MarketData, OrderAction, OrderType, ValidatedOrder, VenueFill
+from schemas import (
+    CANCEL_REJECTED_PREFIX,
+    ExecStatus,
+    MarketData,
+    OrderAction,
+    OrderType,
+    ValidatedOrder,
+    VenueFill,
+)
 from schemas.base import QUANTUM, fits_decimal, quantize8
 from schemas.trading import TimeInForce
 
@@ -203,9 +211,9 @@ class PaperVenue(VenueAdapter):
         if work.status in _TERMINAL:
             self._report(
                 work,
-                ExecStatus.STATUS,
+                ExecStatus.CANCEL_REJECTED,
                 max(at, work.last_ts),
-                reason=f"cancel rejected: order is {work.status.value}",
+                reason=f"{CANCEL_REJECTED_PREFIX}order is {work.status.value}",
             )
             return
         self._cancel(work, max(at, work.last_ts), reason="canceled on request")
@@ -282,16 +290,15 @@ class PaperVenue(VenueAdapter):
         out, self._reports = self._reports, []
         return out
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> VenueHealth:
         """Return counts of orders, acks, fills, rejects and working orders."""
         working = sum(len(ids) for ids in self._book.values())
-        return {
-            "venue": self.name,
-            "connected": self._connected,
-            "session_state": "ACTIVE" if self._connected else "DISCONNECTED",
-            "working_orders": working,
-            **self._counts,
-        }
+        return VenueHealth(
+            self.name,
+            session_state="ACTIVE" if self._connected else "DISCONNECTED",
+            connected=self._connected,
+            details={"working_orders": working, **self._counts},
+        )
 
     # -- recovery ----------------------------------------------------------------------
 
@@ -446,10 +453,10 @@ class PaperVenue(VenueAdapter):
             order_id=order.order_id,
             venue=self.name,
             exec_id=f"{order.order_id}-X{n}",
-            status=ExecStatus.STATUS,
+            status=ExecStatus.CANCEL_REJECTED,
             account=order.account,
             symbol=order.symbol,
             side=order.side,
-            reason="cancel rejected: unknown order",
+            reason=f"{CANCEL_REJECTED_PREFIX}unknown order",
             ts=ts,
         )

@@ -47,7 +47,7 @@ from operators.strategies.base import Intent, Strategy, StrategyError, create
 from schemas.base import Side, fits_decimal, quantize8, to_decimal
 from schemas.market import SmaWide
 from schemas.strategy import OrderType, Sizing, StrategyConfig, TradeSignal
-from schemas.trading import Control, TradingState
+from schemas.trading import Control, Scope, ScopeKind, TradingState
 
 CENT = Decimal("0.01")
 BPS = Decimal(10_000)
@@ -133,13 +133,16 @@ def signal_id(strategy_id: str, symbol: str, seq: int) -> str:
 
 def control_scopes(strategy_id: str, account: str | None) -> tuple[str, ...]:
     """Return the control scopes that apply to a strategy trading for ``account``."""
-    scopes = ("global", f"strategy:{strategy_id}")
-    return scopes if account is None else (*scopes, f"account:{account}")
+    return tuple(str(s) for s in Scope.of_order(account, strategy_id))
 
 
 def is_relevant_scope(scope: str, strategy_id: str) -> bool:
     """Tell whether a control row of ``scope`` can concern this strategy."""
-    return scope in ("global", f"strategy:{strategy_id}") or scope.startswith("account:")
+    try:
+        target = Scope.parse(scope)
+    except ValueError:
+        return False
+    return target.kind is not ScopeKind.STRATEGY or target.name == strategy_id
 
 
 _RESTRICTIVENESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}

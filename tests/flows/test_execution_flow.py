@@ -66,5 +66,5 @@ def test_halted_scope_refuses_new_orders_and_unknown_cancels_are_not_sent(
     assert ("O1", ExecStatus.FILLED) not in got
     assert ("O2", ExecStatus.FILLED) in got
     (cancel,) = [f for f in fills(connectors) if f.order_id == "O9"]
-    assert cancel.status is ExecStatus.STATUS
+    assert cancel.status is ExecStatus.CANCEL_REJECTED
     assert cancel.reason.startswith("cancel rejected")

@@ -494,10 +494,10 @@ def test_same_exec_id_twice_gives_one_fill(app: FixApplication) -> None:
     assert app.counts["duplicates"] == 1
 
 
-def test_order_cancel_reject_becomes_status_notice_with_reason(app: FixApplication) -> None:
+def test_order_cancel_reject_becomes_cancel_rejected_notice_with_reason(app: FixApplication) -> None:
     app.on_message(parse(ER["partial"]))
     (notice,) = app.on_message(parse(ER["cancel_reject"]))
-    assert notice.status is ExecStatus.STATUS
+    assert notice.status is ExecStatus.CANCEL_REJECTED
     assert notice.reason == "cancel rejected: Too late to cancel (CxlRejReason=0)"
     assert (notice.cum_qty, notice.leaves_qty) == (Decimal(40), Decimal(60))
     assert notice.exec_id == "CXLREJ-o1-C1"
@@ -772,7 +772,7 @@ def test_fix_venue_submits_over_tcp_and_polls_ack_then_fill(
         assert venue.wait_logged_on(10)
         venue.submit(new_order())
         assert wait_for(lambda: bool(reports.extend(venue.poll_reports())) or len(reports) >= 2)
-        health = venue.health()
+        health = venue.health().as_dict()
     assert [f.status for f in reports] == [ExecStatus.NEW, ExecStatus.FILLED]
     assert reports[1].venue == "lb"
     assert health["session_state"] == "ACTIVE"
@@ -795,7 +795,7 @@ def test_fix_venue_rejects_orders_waiting_too_long_for_a_session(tmp_path: Path)
         venue.submit(new_order())
         reports: list[VenueFill] = []
         assert wait_for(lambda: bool(reports.extend(venue.poll_reports())) or bool(reports))
-        assert venue.health()["connect_failures"] >= 1
+        assert venue.health().figure("connect_failures") >= 1
     finally:
         venue.close()
     (rej,) = reports

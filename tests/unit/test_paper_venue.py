@@ -212,7 +212,7 @@ def test_cancel_of_filled_order_reports_cancel_rejected_status() -> None:
     venue.on_market(tick("10", ms=1))
     venue.cancel(order(ms=2, action=OrderAction.CANCEL))
     last = venue.poll_reports()[-1]
-    assert last.status is ExecStatus.STATUS
+    assert last.status is ExecStatus.CANCEL_REJECTED
     assert last.reason == "cancel rejected: order is FILLED"
     assert last.cum_qty == Decimal(100)
 
@@ -306,7 +306,7 @@ def test_health_counts_orders_acks_fills_and_rejects() -> None:
     venue.submit(order())
     venue.submit(order("big", qty="5000"))
     venue.on_market(tick("10", ms=1))
-    health = venue.health()
+    health = venue.health().as_dict()
     assert health["connected"] is True
     assert (health["orders_sent"], health["acks"], health["fills"], health["rejects"]) == (2, 1, 1, 1)
     assert health["working_orders"] == 0

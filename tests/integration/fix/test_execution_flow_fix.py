@@ -414,7 +414,7 @@ def test_fill_received_but_never_emitted_before_a_crash_comes_again_after_restor
     o = order("X1")
     assert first.on_batch([Decoded(o, "validated_orders", 0, 0)]) == ([], False)
     snap = first.snapshot()  # the epoch's snapshot: the order handed on, no report yet
-    wait_for(lambda: first.adapter.health().get("fills", 0) >= 2, "fills at the adapter", timeout=20)
+    wait_for(lambda: first.adapter.health().figure("fills", 0) >= 2, "fills at the adapter", timeout=20)
     first.adapter.close()  # the process dies: nothing was polled, nothing written
 
     second = ExecutionLogic(settings, {}, snap)  # resumed from the snapshot

@@ -142,6 +142,7 @@ def test_initiator_resting_order_status_then_cancel(adapter: FixVenue, fix_venue
     # a second cancel of the finished order is answered locally, nothing goes out
     adapter.cancel(order("rest-1", RESTING_SYMBOL, action=OrderAction.CANCEL))
     (notice,) = Collector(adapter).until(bool, "cancel-rejected notice")
+    assert notice.status is ExecStatus.CANCEL_REJECTED
     assert notice.reason == "cancel rejected: order is done"
 
 
@@ -157,16 +158,16 @@ def test_initiator_restart_never_resends_an_order_whose_outcome_is_unknown(
         while not fix_venue.accepted_orders("lost-1") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert first.poll_reports() == []  # the venue never answers this symbol
-        sent_before = first.health()["next_sender_seq"]
+        sent_before = first.health().figure("next_sender_seq")
 
     # A new process on the same store replays the order (Bytewax at-least-once).
     with FixVenue(settings(fix_venue, store)) as second:
         assert second.wait_logged_on(TIMEOUT), second.health()
-        assert second.health()["next_sender_seq"] > sent_before  # numbering went on
+        assert second.health().figure("next_sender_seq") > sent_before  # numbering went on
         second.submit(lost)
         got = Collector(second)
         got.until(_has("lost-1", ExecStatus.STATUS), "status answer")
-        health = second.health()
+        health = second.health().as_dict()
     assert [r["outcome"] for r in fix_venue.audit_orders("lost-1")] == ["NEW"]
     assert health["orders_sent"] == 0
     assert health["not_resent"] == 1
@@ -203,14 +204,14 @@ def test_initiator_reconnects_after_venue_crash_and_sends_orders_that_waited(
         got.until(_has("before", ExecStatus.FILLED), "first fill")
         fix_venue.kill()
         deadline = time.monotonic() + TIMEOUT
-        while adapter.health()["logged_on"] and time.monotonic() < deadline:
+        while adapter.health().figure("logged_on") and time.monotonic() < deadline:
             time.sleep(0.05)
         adapter.submit(order("while-down"))
         time.sleep(0.5)
-        assert adapter.health()["pending"] == 1
+        assert adapter.health().figure("pending") == 1
         fix_venue.start()
         got.until(_has("while-down", ExecStatus.FILLED), "fill after reconnect")
-        health = adapter.health()
+        health = adapter.health().as_dict()
     assert health["logons"] >= 2
     assert health["connect_failures"] >= 1 or health["connects"] >= 2
     assert [r["outcome"] for r in fix_venue.audit_orders("while-down")] == ["NEW"]
