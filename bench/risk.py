@@ -90,7 +90,7 @@ from bench.harness import report  # noqa: E402
 from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
-from flows.portfolio_risk import records_of  # noqa: E402
+from operators.account_inputs import records_of  # noqa: E402
 from operators.portfolio import AccountBook, InputPos, order_id_for  # noqa: E402
 from operators.stats import percentile  # noqa: E402
 from schemas import (  # noqa: E402

@@ -26,7 +26,7 @@ from connectors.base import (
     partition_number,
 )
 from connectors.settings import Profile, Settings
-from connectors.sharding import KeyOwnership, ShardedSource, ShardGuard, UntilNow
+from connectors.sharding import KeyOwnership, ShardedSource, ShardError, ShardGuard, UntilNow
 from schemas import DecodeError, Kind, Record, StreamSpec, decode, spec
 
 R = TypeVar("R", bound=Record)
@@ -146,15 +146,27 @@ class Connectors:
         finally:
             reader.close()
 
-    def key_ownership(self, stream: str) -> KeyOwnership:
+    def key_ownership(self, stream: str, *, placed_like: str | None = None) -> KeyOwnership:
         """Return which keys of ``stream`` this process's shard owns (its profile's hash).
 
-        The partition count is looked up on first use.
+        The partition count is looked up on first use. With ``placed_like``, that
+        stream must place keys the same way (same profile, as many partitions), or a
+        key's records in it would reach another shard: ``ShardError`` otherwise.
         """
-        backend = self.backend(stream)
-        return KeyOwnership(
-            self.settings.shard_of_job, backend.partition_of, lambda: self.partitions(stream), stream
-        )
+        profile = self.settings.profile_for
+        if placed_like is not None and profile(stream) != profile(placed_like):
+            raise ShardError(f"a sharded job needs {stream} and {placed_like} on one profile")
+
+        def partitions() -> int:
+            count = self.partitions(stream)
+            if placed_like is not None and (other := self.partitions(placed_like)) != count:
+                raise ShardError(
+                    f"a sharded job needs as many partitions of {placed_like} ({other}) as of "
+                    f"{stream} ({count}): both are placed by the same key"
+                )
+            return count
+
+        return KeyOwnership(self.settings.shard_of_job, self.backend(stream).partition_of, partitions, stream)
 
     def scan(self, stream: str, batch: int = 5000) -> Iterator[StoredRecord]:
         """Yield every record of ``stream``, partition by partition, in offset order."""

@@ -15,23 +15,14 @@ from prometheus_client import Counter
 from connectors.base import SourceMessage
 from connectors.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
 from connectors.registry import Connectors
-from operators.sequencing import TableGate as TableGate  # re-exported: flows import it from here
-from schemas import DeadLetter, DecodeError, Record, decode
+from operators.sequencing import Decoded as Decoded  # re-exported: flows import them from here
+from operators.sequencing import TableGate as TableGate
+from schemas import DeadLetter, DecodeError, Record, decode, encode
 
 R = TypeVar("R", bound=Record)
 
 MAX_PAYLOAD_CHARS = 4000
 """Dead letters keep at most this much of the bad payload."""
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded(Generic[R]):
-    """A decoded record with the position it was read from."""
-
-    record: R
-    stream: str
-    partition: int
-    offset: int
 
 
 def dead_letter(
@@ -49,6 +40,12 @@ def dead_letter(
         job=job,
         ts=datetime.now(UTC),
     )
+
+
+def dead_letter_of(d: Decoded[Any], reason: str, job: str, *, key: str | None = None) -> DeadLetter:
+    """Build the dead letter for a decoded record that cannot be used, and why."""
+    msg = SourceMessage(d.stream, d.partition, d.offset, key, encode(d.record))
+    return dead_letter(msg, reason, job)
 
 
 @dataclass(frozen=True)
@@ -78,6 +75,17 @@ def decode_messages(
     tried = op.map(f"{step_id}_decode", up, attempt)
     split = op.branch(f"{step_id}_ok", tried, lambda x: isinstance(x, Decoded))
     return DecodeOut(split.trues, split.falses)  # type: ignore[arg-type]
+
+
+def records(
+    flow: Dataflow, conn: Connectors, stream: str, model: type[R], *, job: str,
+    letters: list[Stream[Any]], sharded: bool = False,
+) -> Stream[Decoded[R]]:
+    """Read ``stream`` as decoded ``model`` records; what does not decode joins ``letters``."""
+    raw = op.input(stream, flow, conn.source(stream, sharded=sharded))
+    dec = decode_messages(stream, raw, model, job=job)
+    letters.append(dec.errs)
+    return dec.oks
 
 
 def demux(step_id: str, up: Stream[tuple[str, Record]], names: list[str]) -> dict[str, Stream[Record]]:

@@ -289,6 +289,13 @@ class LimitOverrides:
             return SymbolLimit.model_validate({"account": account, "symbol": symbol, "ts": ts, **fields})
         return SymbolLimit.model_validate({**row.model_dump(), **fields})
 
+    def row(self, row: Account | SymbolLimit) -> Account | SymbolLimit:
+        """Return an accounts or symbol_limits row with the candidate limits in it."""
+        swapped = (self.account_row(row) if isinstance(row, Account)
+                   else self.symbol_row(row, row.account, row.symbol, row.ts))
+        assert swapped is not None  # noqa: S101 - a row in gives a row out
+        return swapped
+
 
 def _checked(fields: dict[str, Any], allowed: tuple[str, ...], where: str) -> dict[str, Any]:
     bad = sorted(set(fields) - set(allowed))

@@ -59,6 +59,17 @@ SIGNAL_IDS_KEPT = 10_000
 """Signal ids (with a digest of their contents) remembered per account."""
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded(Generic[R]):
+    """A decoded record with the position it was read from."""
+
+    record: R
+    stream: str
+    partition: int
+    offset: int
 
 
 # --------------------------------------------------------------------- tables gate

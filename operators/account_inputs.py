@@ -1,0 +1,202 @@
+"""Job C's two keyed steps as pure engines: the one router, and each account's inputs.
+
+``flows/portfolio_risk.py`` wires them into Bytewax; the sequencing rules themselves
+(table gate, tick history, signal holding, once-only positions, the journal fold) are
+in ``operators.sequencing``.
+
+- ``route_input`` (the one key): hands a decoded input to the ``InputRouter`` by its
+  type. A sharded Job C passes ``owns``: table rows of accounts another shard owns only
+  move the fail-closed gate.
+- ``AccountInputs`` (per account): takes each input once (by position, and signals by
+  id), turns it into a journal entry, and applies journal entries to the account's
+  ``AccountBook``. The caller writes the entries to the journal before it publishes
+  what applying them gave, so an account's outputs are a fold of its journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from operators.portfolio import AccountBook, InputPos, Outcome, event_id_for
+from operators.sequencing import (
+    Decoded,
+    InputPositions,
+    InputRouter,
+    Priced,
+    Routed,
+    SignalCheck,
+    SignalIds,
+    Tick,
+    apply_entry,
+    digest,
+    entry_for,
+    record_of,
+)
+from schemas import (
+    Account,
+    Control,
+    DeadLetter,
+    JournalEntry,
+    JournalKind,
+    MarketData,
+    Record,
+    RiskEvent,
+    ScopeKind,
+    Severity,
+    SymbolLimit,
+    TradeSignal,
+    VenueFill,
+    encode,
+)
+
+BookEvent = Tick | Priced[Decoded[TradeSignal]] | Decoded[Any]
+"""What reaches a book: a tick to mark at, a priced signal, or a fill or table row."""
+
+Tagged = tuple[str, Record]
+"""A record with the name of the stream it goes to."""
+
+PAYLOAD_CHARS = 4000
+"""Dead letters keep at most this much of the refused record."""
+
+
+def route_input(
+    router: InputRouter[Decoded[TradeSignal]], value: Decoded[Any], now: float,
+    owns: Callable[[str], bool] | None = None,
+) -> list[Routed]:
+    """Hand one decoded input of Job C to the router; return what it releases."""
+    rec = value.record
+    if isinstance(rec, MarketData):
+        return router.on_tick(Tick(rec.symbol, rec.price, rec.ts, value.partition, value.offset), rec.wm, now)
+    if isinstance(rec, TradeSignal):
+        return router.on_signal(value, rec.account, rec.symbol, rec.ts, now)
+    if isinstance(rec, VenueFill):
+        return router.on_fill(rec.account, rec.symbol)
+    if isinstance(rec, Account | SymbolLimit | Control):
+        account = rec.account if isinstance(rec, Account | SymbolLimit) else _account_of(rec)
+        if owns is not None and account is not None and not owns(account):
+            gate = router.tables.get(value.stream)
+            if gate is not None:  # read to its start-up end still counts, for the fail-closed gate
+                gate.seen(value.partition, value.offset)
+            return router.release(now)
+        if isinstance(rec, Control):
+            return router.on_table_row(value.stream, value.partition, value.offset, value,
+                                       scope=rec.scope, now=now)
+        return router.on_table_row(value.stream, value.partition, value.offset, value,
+                                   account=rec.account, now=now)
+    raise TypeError(f"Job C's router got {type(rec).__name__}")
+
+
+def _account_of(control: Control) -> str | None:
+    target = control.target
+    return target.name if target.kind is ScopeKind.ACCOUNT else None
+
+
+class AccountInputs:
+    """One account: each input taken once, as a journal entry, applied to its book."""
+
+    def __init__(self, account: str, resume: dict[str, Any] | None = None) -> None:
+        """Start an account, or resume it from a ``snapshot()``."""
+        self.book = AccountBook.from_snapshot(resume["book"]) if resume else AccountBook(account)
+        self.seq: int = resume["seq"] if resume else 0
+        """The journal sequence number of the last entry taken."""
+        self.positions = InputPositions(dict(resume["positions"]) if resume else {})
+        self.ids = SignalIds(dict(resume["ids"]) if resume else {})
+
+    @property
+    def account(self) -> str:
+        """Return the account id."""
+        return self.book.account_id
+
+    def take(self, event: BookEvent, job: str, now: datetime) -> tuple[JournalEntry | None, list[Tagged]]:
+        """Return the journal entry of an input (None for a replay), and any refusal records.
+
+        A signal id seen before with other contents is not decided again: a dead letter
+        and a CRITICAL ``SIGNAL_ID_CONFLICT`` event instead.
+        """
+        mark = None
+        rec: Record | Tick
+        if isinstance(event, Tick):
+            pos, sub, rec = InputPos("market_data", event.partition, event.offset), event.symbol, event
+        elif isinstance(event, Priced):
+            d = event.item
+            pos, sub, rec, mark = _pos(d), d.record.symbol, d.record, event.mark
+        else:
+            pos, sub, rec = _pos(event), "", event.record
+        if not self.positions.take(pos.stream, pos.partition, pos.offset, sub):
+            return None, []
+        if isinstance(rec, TradeSignal):
+            check = self.ids.check(rec)
+            if check is SignalCheck.REPLAY:
+                return None, []
+            if check is SignalCheck.CONFLICT:
+                return None, conflict(self.account, rec, pos, job, now)
+        self.seq += 1
+        return entry_for(self.account, self.seq, pos, rec, mark=mark), []
+
+    def apply(self, entry: JournalEntry) -> list[Tagged]:
+        """Apply one journal entry to the book; return its records by stream."""
+        return records_of(apply_entry(self.book, entry))
+
+    def catch_up(self, entries: Iterable[JournalEntry]) -> list[Tagged]:
+        """Apply the journal entries a crashed run had taken past this state's snapshot."""
+        out: list[Tagged] = []
+        for entry in entries:
+            self.positions.take(entry.stream, entry.partition, entry.offset, _sub_of(entry))
+            if entry.kind is JournalKind.SIGNAL:
+                self.ids.check(record_of(entry))  # type: ignore[arg-type]
+            self.seq = entry.seq
+            out += self.apply(entry)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the recovery state (a copy)."""
+        return {
+            "book": self.book.snapshot(),
+            "seq": self.seq,
+            "positions": dict(self.positions.last),
+            "ids": dict(self.ids.seen),
+        }
+
+
+def _pos(d: Decoded[Any]) -> InputPos:
+    return InputPos(d.stream, d.partition, d.offset)
+
+
+def _sub_of(entry: JournalEntry) -> str:
+    if entry.kind is JournalKind.MARK and entry.mark is not None:
+        return entry.mark.symbol
+    if entry.kind is JournalKind.SIGNAL and entry.record is not None:
+        return str(entry.record["symbol"])
+    return ""
+
+
+def conflict(account: str, signal: TradeSignal, pos: InputPos, job: str, now: datetime) -> list[Tagged]:
+    """Refuse a signal id seen before with other contents: a dead letter, a CRITICAL event."""
+    why = f"signal id {signal.signal_id} was seen before with other contents; not decided again"
+    letter = DeadLetter(
+        source_stream=pos.stream, partition=pos.partition, offset=pos.offset, source_key=account,
+        reason=why, payload=encode(signal).decode()[:PAYLOAD_CHARS], job=job, ts=now,
+    )
+    event = RiskEvent(
+        event_id=event_id_for("CONFLICT", account, signal.signal_id, digest(signal)),
+        account=account, rule="SIGNAL_ID_CONFLICT", severity=Severity.CRITICAL, message=why,
+        symbol=signal.symbol, signal_id=signal.signal_id,
+        values={"partition": str(pos.partition), "offset": str(pos.offset)}, ts=signal.ts,
+    )
+    return [("dead_letters", letter), ("risk_events", event)]
+
+
+def records_of(outcome: Outcome) -> list[Tagged]:
+    """Return an outcome's records tagged with the stream each goes to."""
+    out: list[Tagged] = []
+    if outcome.decision is not None:
+        out.append(("risk_decisions", outcome.decision))
+    out += [("validated_orders", o) for o in outcome.orders]
+    out += [("risk_events", e) for e in outcome.events]
+    out += [("orders", s) for s in outcome.order_states]
+    out += [("positions_state", p) for p in outcome.positions]
+    if outcome.portfolio is not None:
+        out.append(("portfolio_state", outcome.portfolio))
+    return out
