@@ -103,21 +103,24 @@ class Connectors:
         return self.backend(stream), spec(stream), self.settings.physical_name(stream)
 
     def source(
-        self, stream: str, *, follow: bool | None = None, from_end: bool = False, sharded: bool = False
+        self, stream: str, *, follow: bool | None = None, from_end: bool = False, sharded: bool = False,
+        until_now: bool = False,
     ) -> Source[SourceMessage]:
         """Return a Bytewax source of raw messages of ``stream``.
 
         With ``settings.shard`` set, a ``sharded`` log source reads only the partitions the
-        shard owns (``connectors.sharding``); every other source is read whole.
+        shard owns (``connectors.sharding``); every other source is read whole. With
+        ``until_now``, a bounded run (not following) reads each partition only up to
+        where it ends when the run starts (for streams nobody closes, like tables).
         """
         backend, sp, name = self._resolve(stream)
-        src = backend.source(
-            sp, name, follow=self.settings.follow if follow is None else follow, from_end=from_end
-        )
-        if self.settings.until_end:
+        follow = self.settings.follow if follow is None else follow
+        src = backend.source(sp, name, follow=follow, from_end=from_end)
+        if self.settings.until_end or (until_now and not follow):
             if not isinstance(src, FixedPartitionedSource):
-                raise ConnectorError(f"until_end needs a partitioned source for {stream}")
-            src = UntilNow(src, lambda: self._data_ends(stream))
+                raise ConnectorError(f"a bounded run needs a partitioned source for {stream}")
+            ends = self._data_ends if self.settings.until_end else self._end_offsets
+            src = UntilNow(src, lambda: ends(stream))
         if self.settings.shard is not None:
             if not sharded or sp.kind is Kind.TABLE:
                 return src
@@ -135,6 +138,13 @@ class Connectors:
         reader = self.reader(stream)
         try:
             return reader.data_ends()
+        finally:
+            reader.close()
+
+    def _end_offsets(self, stream: str) -> dict[int, int]:
+        reader = self.reader(stream)
+        try:
+            return reader.end_offsets()
         finally:
             reader.close()
 

@@ -83,7 +83,14 @@ def records(
 ) -> Stream[Decoded[R]]:
     """Read ``stream`` as decoded ``model`` records; what does not decode joins ``letters``."""
     raw = op.input(stream, flow, conn.source(stream, sharded=sharded))
-    dec = decode_messages(stream, raw, model, job=job)
+    return decoded(stream, raw, model, job=job, letters=letters)
+
+
+def decoded(
+    step_id: str, up: Stream[SourceMessage], model: type[R], *, job: str, letters: list[Stream[Any]]
+) -> Stream[Decoded[R]]:
+    """Decode messages into ``model`` records; what does not decode joins ``letters``."""
+    dec = decode_messages(step_id, up, model, job=job)
     letters.append(dec.errs)
     return dec.oks
 
