@@ -39,7 +39,6 @@ from operators.sequencing import InputRouter
 from schemas import (
     Account,
     Control,
-    JournalEntry,
     MarketData,
     RiskDecision,
     SymbolLimit,
@@ -109,13 +108,8 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], Tagged, dict[str, A
         if self.inputs is None:
             self.inputs = AccountInputs(values[0][0])
         out = self._catch_up()
-        entries: list[JournalEntry] = []
-        now = datetime.now(UTC)
-        for _, event in values:
-            entry, refused = self.inputs.take(event, JOB, now)
-            out += refused
-            if entry is not None:
-                entries.append(entry)
+        entries, refused = self.inputs.take_all((event for _, event in values), JOB, datetime.now(UTC))
+        out += refused
         if self.journal is not None:
             self.journal.append(entries)  # written ahead of every output they cause
         for entry in entries:

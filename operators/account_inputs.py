@@ -135,6 +135,19 @@ class AccountInputs:
         self.seq += 1
         return entry_for(self.account, self.seq, pos, rec, mark=mark), []
 
+    def take_all(
+        self, events: Iterable[BookEvent], job: str, now: datetime
+    ) -> tuple[list[JournalEntry], list[Tagged]]:
+        """``take`` each event; return the journal entries and the refusal records."""
+        entries: list[JournalEntry] = []
+        refused: list[Tagged] = []
+        for event in events:
+            entry, out = self.take(event, job, now)
+            refused += out
+            if entry is not None:
+                entries.append(entry)
+        return entries, refused
+
     def apply(self, entry: JournalEntry) -> list[Tagged]:
         """Apply one journal entry to the book; return its records by stream."""
         return records_of(apply_entry(self.book, entry))
