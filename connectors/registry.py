@@ -9,7 +9,7 @@ it, so the local profile needs nothing installed beyond the base packages.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -104,14 +104,16 @@ class Connectors:
 
     def source(
         self, stream: str, *, follow: bool | None = None, from_end: bool = False, sharded: bool = False,
-        until_now: bool = False,
+        until_now: bool = False, for_keys: Iterable[str] | None = None,
     ) -> Source[SourceMessage]:
         """Return a Bytewax source of raw messages of ``stream``.
 
         With ``settings.shard`` set, a ``sharded`` log source reads only the partitions the
         shard owns (``connectors.sharding``); every other source is read whole. With
         ``until_now``, a bounded run (not following) reads each partition only up to
-        where it ends when the run starts (for streams nobody closes, like tables).
+        where it ends when the run starts (for streams nobody closes, like tables). With
+        ``for_keys``, only the partitions those record keys are written to are read, where
+        the profile says which they are (else every partition: the reader filters).
         """
         backend, sp, name = self._resolve(stream)
         follow = self.settings.follow if follow is None else follow
@@ -121,6 +123,10 @@ class Connectors:
                 raise ConnectorError(f"a bounded run needs a partitioned source for {stream}")
             ends = self._data_ends if self.settings.until_end else self._end_offsets
             src = UntilNow(src, lambda: ends(stream))
+        if for_keys is not None and isinstance(src, FixedPartitionedSource):
+            keep = self._partitions_of(stream, for_keys)
+            if keep is not None:
+                src = OnlyPartitions(src, keep)
         if self.settings.shard is not None:
             if not sharded or sp.kind is Kind.TABLE:
                 return src
@@ -133,6 +139,14 @@ class Connectors:
         if not isinstance(src, FixedPartitionedSource):
             raise ConnectorError(f"source_partitions needs a partitioned source for {stream}")
         return OnlyPartitions(src, frozenset(subset))
+
+    def _partitions_of(self, stream: str, keys: Iterable[str]) -> frozenset[int] | None:
+        """Return the partitions records with these keys are written to (None: unknown here)."""
+        count = self.partitions(stream)
+        try:
+            return frozenset(self.backend(stream).partition_of(k, count) for k in keys)
+        except ConnectorError:
+            return None
 
     def _data_ends(self, stream: str) -> dict[int, int]:
         reader = self.reader(stream)

@@ -77,6 +77,13 @@ class ExecutionSettings(_Section):
 
     venue: str = "paper"
     """Which venue adapter: ``paper`` (in process) or ``fix`` (settings in ``fix``)."""
+    venue_name: str | None = None
+    """The venue this Job D serves: the orders the routes table sends there, and the
+    venue named in its fills (default: the adapter's name, ``paper`` or ``fix``).
+    One Job D per venue name."""
+    default_venue: bool = True
+    """Also serve the orders no route names. In a deployment with several Job D, exactly
+    one may say so (or every order no route names would go to each of them)."""
     paper_latency_ms: int = 0
     paper_fill_fraction: float | None = None
     paper_fee_bps: float = 0.0
@@ -85,10 +92,15 @@ class ExecutionSettings(_Section):
     metrics_interval_s: float = 5.0
     """Window of each execution_metrics record."""
     drain_timeout_s: float = 10.0
+    """At the end of a bounded run, how long to wait for the venue to answer."""
     reconcile_s: float = 30.0
     """How often Job D asks the venue about every order it believes open (0: never);
     a venue fill we never saw then raises VENUE_RECONCILIATION."""
-    """At the end of a bounded run, how long to wait for the venue to answer."""
+
+    @property
+    def served_venue(self) -> str:
+        """Return the name of the venue this Job D serves."""
+        return self.venue_name or self.venue
 
 
 class Settings(BaseSettings):

@@ -3,6 +3,12 @@
 Run it: ``python -m bytewax.run "flows.execution:build_flow()"`` (``TRADEFLOW_EXECUTION__VENUE``
 picks ``paper``, the default, or ``fix``; one flow per venue).
 
+One Job D per venue (``execution.venue_name``, default the adapter's name): it takes
+the orders routed to it, reading only the validated_orders partition they are keyed
+to, and with ``execution.default_venue`` (one Job D of a deployment) also the orders
+no route names, from every partition (its shard's, when sharded). At start it writes
+its venues row UP, which Job C's NO_ROUTE rule looks for.
+
 Wiring only: every input of the venue goes through one key to one ``ExecutionLogic``,
 the Bytewax shim around ``operators.execution.ExecutionEngine`` (the order manager:
 de-duplication, halts, refusals, cancel on disconnect, reconciliation, figures). The
@@ -31,7 +37,7 @@ from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
 from connectors.venues import venue_from_settings
-from flows.common import Decoded, decode_messages, demux, output, shard_guard, startup_ends
+from flows.common import Decoded, decoded, demux, output, records, shard_guard, startup_ends
 from operators.execution import ExecutionEngine, ExecutionPolicy
 from schemas import (
     Account,
@@ -41,7 +47,9 @@ from schemas import (
     Record,
     RiskEvent,
     ValidatedOrder,
+    Venue,
     VenueFill,
+    VenueState,
 )
 
 JOB = "execution"
@@ -75,6 +83,8 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
         )
         self.adapter = venue
         self.engine.start()
+        conn.writer("venues").write([Venue(venue=venue.name, state=VenueState.UP, adapter=cfg.venue,
+                                           ts=datetime.now(UTC))])
 
     @override
     def on_batch(self, values: list[Decoded[Any]]) -> tuple[list[Record], bool]:
@@ -114,18 +124,20 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     settings = settings or load_settings()
     conn = Connectors(settings)
     serve(settings.metrics_port, settings.metrics_host)
-    venue = settings.execution.venue
+    ex = settings.execution
+    venue, served = ex.served_venue, {ex.served_venue, *([None] if ex.default_venue else [])}
     flow = Dataflow(JOB)
     letters: list[Stream[Any]] = []
-    inputs: list[Stream[Decoded[Any]]] = []
-    streams: list[tuple[str, type[Record]]] = [("validated_orders", ValidatedOrder), ("control", Control)]
-    if venue == "paper":
-        streams.append(("market_data", MarketData))
-    for name, model in streams:
-        src = conn.source(name, sharded=name in SHARDED_INPUTS[JOB])
-        dec = decode_messages(name, op.input(name, flow, src), model, job=JOB)
-        inputs.append(dec.oks)
-        letters.append(dec.errs)
+    src = conn.source("validated_orders", for_keys=None if ex.default_venue else [venue],
+                      sharded="validated_orders" in SHARDED_INPUTS[JOB])  # routed orders: keyed by venue
+    orders = decoded("validated_orders", op.input("validated_orders", flow, src), ValidatedOrder,
+                     job=JOB, letters=letters)
+    inputs: list[Stream[Decoded[Any]]] = [
+        op.filter("my_venue", orders, lambda d: d.record.venue in served),
+        records(flow, conn, "control", Control, job=JOB, letters=letters),
+    ]
+    if ex.venue == "paper":
+        inputs.append(records(flow, conn, "market_data", MarketData, job=JOB, letters=letters))
     keyed = op.key_on("by_venue", op.merge("inputs", *inputs), lambda _: venue)
     ends = startup_ends(conn, "control")
     logic = op.stateful_batch("venue", keyed, lambda r: ExecutionLogic(settings, ends, r))

@@ -2,7 +2,8 @@
 
 Run it: ``python -m bytewax.run "flows.portfolio_risk:build_flow()"``.
 
-Inputs: trade_signals, venue_fills, accounts, symbol_limits, control, market_data.
+Inputs: trade_signals, venue_fills, accounts, symbol_limits, control, routes, venues,
+market_data.
 Outputs: validated_orders, risk_events, risk_decisions, orders, positions_state,
 portfolio_state, dead_letters, and the input journal ``risk_journal``.
 
@@ -41,15 +42,17 @@ from schemas import (
     Control,
     MarketData,
     RiskDecision,
+    Route,
     SymbolLimit,
     TradeSignal,
+    Venue,
     VenueFill,
 )
 
 JOB = "portfolio_risk"
 OUTPUTS = ["risk_decisions", "validated_orders", "risk_events", "orders", "positions_state",
            "portfolio_state", "dead_letters"]
-TABLES = ("accounts", "symbol_limits", "control")
+TABLES = ("accounts", "symbol_limits", "control", "routes", "venues")
 """The tables Job C reads to their start-up ends before deciding any signal."""
 
 
@@ -197,6 +200,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     signals, fills = read("trade_signals", TradeSignal), read("venue_fills", VenueFill)
     accounts, limits = read("accounts", Account), read("symbol_limits", SymbolLimit)
     control, ticks = read("control", Control), read("market_data", MarketData)
+    routes, venues = read("routes", Route), read("venues", Venue)
     owner = None if not settings.shard else conn.key_ownership("trade_signals", placed_like="venue_fills")
     if owner is not None:
         signals = _owned_only("trade_signals", signals, owner, letters)
@@ -210,7 +214,8 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     )
     routed = op.stateful(
         "router",
-        op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control),
+        op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control,
+                                           routes, venues),
                   lambda _: "all"),
         lambda r: RouterLogic(fresh.copy(), ends, r, owner),
     )

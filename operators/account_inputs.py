@@ -35,6 +35,7 @@ from operators.sequencing import (
     record_of,
 )
 from schemas import (
+    WILDCARD,
     Account,
     Control,
     DeadLetter,
@@ -43,10 +44,12 @@ from schemas import (
     MarketData,
     Record,
     RiskEvent,
+    Route,
     ScopeKind,
     Severity,
     SymbolLimit,
     TradeSignal,
+    Venue,
     VenueFill,
     encode,
 )
@@ -73,24 +76,28 @@ def route_input(
         return router.on_signal(value, rec.account, rec.symbol, rec.ts, now)
     if isinstance(rec, VenueFill):
         return router.on_fill(rec.account, rec.symbol)
-    if isinstance(rec, Account | SymbolLimit | Control):
-        account = rec.account if isinstance(rec, Account | SymbolLimit) else _account_of(rec)
+    if isinstance(rec, Account | SymbolLimit | Control | Route | Venue):
+        account, broadcast = _audience(rec)
         if owns is not None and account is not None and not owns(account):
             gate = router.tables.get(value.stream)
             if gate is not None:  # read to its start-up end still counts, for the fail-closed gate
                 gate.seen(value.partition, value.offset)
             return router.release(now)
-        if isinstance(rec, Control):
-            return router.on_table_row(value.stream, value.partition, value.offset, value,
-                                       scope=rec.scope, now=now)
         return router.on_table_row(value.stream, value.partition, value.offset, value,
-                                   account=rec.account, now=now)
+                                   account=account, broadcast=broadcast, now=now)
     raise TypeError(f"Job C's router got {type(rec).__name__}")
 
 
-def _account_of(control: Control) -> str | None:
-    target = control.target
-    return target.name if target.kind is ScopeKind.ACCOUNT else None
+def _audience(rec: Account | SymbolLimit | Control | Route | Venue) -> tuple[str | None, str | None]:
+    """Return who a table row is for: ``(account, None)`` or ``(None, broadcast key)``."""
+    if isinstance(rec, Account | SymbolLimit):
+        return rec.account, None
+    if isinstance(rec, Control):
+        target = rec.target
+        return (target.name, None) if target.kind is ScopeKind.ACCOUNT else (None, rec.scope)
+    if isinstance(rec, Route):
+        return (None, f"routes:{rec.key()}") if rec.account == WILDCARD else (rec.account, None)
+    return None, f"venues:{rec.venue}"
 
 
 class AccountInputs:

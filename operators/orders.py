@@ -216,6 +216,8 @@ class Order:
     order the mark (else the signal's ref price) at validation; zero if unknown."""
     signal_id: str | None = None
     strategy_id: str | None = None
+    venue: str | None = None
+    """The venue the order was routed to (None: the default venue)."""
     status: OrderStatus = S.PENDING_NEW
     cum_qty: Decimal = ZERO
     cum_notional: Decimal = ZERO
@@ -405,6 +407,7 @@ class Order:
             avg_px=self.avg_px,
             signal_id=self.signal_id,
             strategy_id=self.strategy_id,
+            venue=self.venue,
             ts=self.ts,
         )
 

@@ -91,6 +91,7 @@ from schemas.base import Record, Side
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     GLOBAL,
+    WILDCARD,
     Account,
     AccountStatus,
     Control,
@@ -101,6 +102,7 @@ from schemas.trading import (
     PositionState,
     RiskDecision,
     RiskEvent,
+    Route,
     RuleResult,
     Scope,
     ScopeKind,
@@ -108,6 +110,7 @@ from schemas.trading import (
     SymbolLimit,
     TradingState,
     ValidatedOrder,
+    Venue,
     VenueFill,
 )
 
@@ -242,14 +245,17 @@ class AccountBook:
     __slots__ = (
         "_clock", "_sums", "account", "account_id", "closed_orders", "day", "day_start_equity",
         "ledger", "mark_pos", "offsets", "open_orders", "peak_equity", "rate",
-        "recent_rejects", "seen_signals", "state_seq", "strategy_states", "symbol_limits",
-        "trading_state",
+        "recent_rejects", "routes", "seen_signals", "state_seq", "strategy_states", "symbol_limits",
+        "trading_state", "venues",
     )
 
     def __init__(self, account: str, *, clock: Callable[[], int] = time.perf_counter_ns) -> None:
         self.account_id = account
         self.account: Account | None = None
         self.symbol_limits: dict[str, SymbolLimit] = {}
+        self.routes: dict[tuple[str, str], Route] = {}
+        """This account's routes and those of any account (``*``), by (account, symbol)."""
+        self.venues: dict[str, Venue] = {}
         self.ledger = Ledger()
         self.open_orders: dict[str, Order] = {}
         self.closed_orders: dict[str, Order] = {}
@@ -402,6 +408,36 @@ class AccountBook:
         self.symbol_limits[limit.symbol] = _lean(limit)
         return Outcome()
 
+    def on_route(self, route: Route, *, pos: InputPos | None = None) -> Outcome:
+        """Replace a route of this account (or of any account) from the next signal on."""
+        if route.account != WILDCARD:
+            self._own(route.account)
+        self._advance(route.ts, pos)
+        self.routes[(route.account, route.symbol)] = route
+        return Outcome()
+
+    def on_venue(self, venue: Venue, *, pos: InputPos | None = None) -> Outcome:
+        """Record whether a venue is served (UP) from the next signal on."""
+        self._advance(venue.ts, pos)
+        self.venues[venue.venue] = venue
+        return Outcome()
+
+    def route_of(self, symbol: str) -> str | None:
+        """Return the venue an order of this account in ``symbol`` goes to (None: the default).
+
+        The most specific route wins: this account and symbol, this account, the symbol,
+        then any account and symbol.
+        """
+        routes = self.routes
+        if not routes:
+            return None
+        for key in ((self.account_id, symbol), (self.account_id, WILDCARD), (WILDCARD, symbol),
+                    (WILDCARD, WILDCARD)):
+            route = routes.get(key)
+            if route is not None:
+                return route.venue
+        return None
+
     def on_control(self, control: Control, *, pos: InputPos | None = None) -> Outcome:
         """Apply a control row for this account, ``global``, or a strategy."""
         with localcontext(MONEY):
@@ -519,6 +555,8 @@ class AccountBook:
             "account_id": self.account_id,
             "account": self.account.model_dump(mode="json") if self.account else None,
             "symbol_limits": [lim.model_dump(mode="json") for lim in self.symbol_limits.values()],
+            "routes": [r.model_dump(mode="json") for r in self.routes.values()],
+            "venues": [v.model_dump(mode="json") for v in self.venues.values()],
             "ledger": self.ledger.snapshot(),
             "open_orders": [o.to_dict() for o in self.open_orders.values()],
             "closed_orders": [o.to_dict() for o in self.closed_orders.values()],
@@ -551,6 +589,9 @@ class AccountBook:
         )
         limits = [_lean(SymbolLimit.model_validate(d), own=True) for d in data["symbol_limits"]]
         book.symbol_limits = {lim.symbol: lim for lim in limits}
+        routes = [Route.model_validate(d) for d in data.get("routes", ())]
+        book.routes = {(r.account, r.symbol): r for r in routes}
+        book.venues = {v.venue: v for v in (Venue.model_validate(d) for d in data.get("venues", ()))}
         book.ledger = Ledger.from_snapshot(data["ledger"])  # rebuilds its own sums
         book.open_orders = _orders(data["open_orders"])
         book.closed_orders = _orders(data["closed_orders"])
@@ -642,6 +683,8 @@ class AccountBook:
             equity=ledger.equity,
             cash=ledger.cash,
             recent_orders=self.rate.count(signal.ts),
+            venue=(venue := self.route_of(symbol)),
+            venue_state=(row.state if venue is not None and (row := self.venues.get(venue)) else None),
         )
 
     def _open_order(self, signal: TradeSignal, ctx: CheckInput, order_id: str) -> Outcome:
@@ -657,6 +700,7 @@ class AccountBook:
             reserve_px=ctx.order_px or ZERO,
             signal_id=signal.signal_id,
             strategy_id=signal.strategy_id,
+            venue=ctx.venue,
         )
         self.open_orders[order_id] = order
         if self._sums is None:
@@ -676,6 +720,7 @@ class AccountBook:
             strategy_id=signal.strategy_id,
             ref_px=signal.ref_px,
             reason=signal.reason,
+            venue=ctx.venue,
             ts=signal.ts,
         )
         return Outcome(
@@ -876,5 +921,6 @@ def _cancel_of(order: Order, ts: datetime, reason: str) -> ValidatedOrder:
         signal_id=order.signal_id,
         strategy_id=order.strategy_id,
         reason=reason,
+        venue=order.venue,
         ts=ts,
     )

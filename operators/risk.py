@@ -50,6 +50,7 @@ from schemas.trading import (
     RuleResult,
     SymbolLimit,
     TradingState,
+    VenueState,
 )
 
 BPS = Decimal(10_000)
@@ -72,6 +73,7 @@ class Rule(StrEnum):
     PRICE_COLLAR = "PRICE_COLLAR"
     ORDER_RATE = "ORDER_RATE"
     BUYING_POWER = "BUYING_POWER"
+    NO_ROUTE = "NO_ROUTE"
 
 
 _NAMES = MappingProxyType({rule: rule.value for rule in Rule})
@@ -116,6 +118,10 @@ class CheckInput:
     cash: Decimal
     recent_orders: int
     """Orders accepted within the second before the signal (event time)."""
+    venue: str | None = None
+    """The venue the routes table sends this order to; None: the default venue."""
+    venue_state: VenueState | None = None
+    """That venue's row in the venues table; None if it has none."""
 
     @property
     def order_px(self) -> Decimal | None:
@@ -342,6 +348,21 @@ def check_buying_power(ctx: CheckInput) -> RuleResult:
     return _at_most(rule, "buy notional plus reserved buys", value, ctx.cash)
 
 
+def check_no_route(ctx: CheckInput) -> RuleResult:
+    """Fail an order routed to a venue no Job D serves (no venues row, or not UP).
+
+    An order no route names goes to the default venue and passes.
+    """
+    rule = Rule.NO_ROUTE
+    if ctx.venue is None:
+        return _result(rule, True, "no route: the default venue", value="default")
+    if ctx.venue_state is VenueState.UP:
+        return _result(rule, True, f"routed to {ctx.venue}, which is UP", value=ctx.venue)
+    state = "has no venues row" if ctx.venue_state is None else f"is {ctx.venue_state.value}"
+    return _result(rule, False, f"routed to {ctx.venue}, which {state}: no Job D serves it",
+                   value=ctx.venue)
+
+
 Check = Callable[[CheckInput], RuleResult]
 
 RULES: tuple[Check, ...] = (
@@ -358,6 +379,7 @@ RULES: tuple[Check, ...] = (
     check_price_collar,
     check_order_rate,
     check_buying_power,
+    check_no_route,
 )
 """Every pre-trade rule, in the order they appear in a decision."""
 

@@ -44,10 +44,10 @@ from schemas import (
     JournalKind,
     JournalMark,
     Record,
-    Scope,
-    ScopeKind,
+    Route,
     SymbolLimit,
     TradeSignal,
+    Venue,
     VenueFill,
     encode,
 )
@@ -184,9 +184,10 @@ Routed = tuple[str, Any]
 class InputRouter(Generic[T]):
     """Job C's one routing state: which input reaches which account book, and when.
 
-    - Table rows go to their account; ``global`` and ``strategy:<id>`` control rows go
-      to every account with a row (and, latest per scope, to accounts that appear
-      later); ``account:<id>`` rows to theirs.
+    - Table rows go to their account; ``global`` and ``strategy:<id>`` control rows,
+      routes of any account (``*``) and venues rows go to every account with a row
+      (and, latest per key, to accounts that appear later); ``account:<id>`` control
+      rows and an account's own routes to that account.
     - Ticks fill each symbol's ``TickHistory``; an account that had a fill in a symbol
       holds it and gets its ticks, at most one per ``throttle`` of event time.
     - Signals wait, per account in arrival order (the head blocks the rest, so an
@@ -265,9 +266,13 @@ class InputRouter(Generic[T]):
 
     def on_table_row(
         self, stream: str, partition: int, offset: int, row: Any, *, account: str | None = None,
-        scope: str | None = None, now: float,
+        broadcast: str | None = None, now: float,
     ) -> list[Routed]:
-        """Take a row of accounts / symbol_limits (``account``) or control (``scope``)."""
+        """Take a table row for one ``account``, or for every account (``broadcast``: its key).
+
+        The latest row of each broadcast key also reaches accounts that appear later,
+        in changelog order.
+        """
         out: list[Routed] = []
         if stream == "accounts" and account is not None and account not in self.accounts:
             self.accounts.append(account)
@@ -275,10 +280,8 @@ class InputRouter(Generic[T]):
             out += [(account, b[2]) for b in stored]
         if account is not None:
             out.append((account, row))
-        elif scope is not None and (target := Scope.parse(scope)).kind is ScopeKind.ACCOUNT:
-            out.append((target.name, row))
-        elif scope is not None:
-            self.broadcasts[scope] = (partition, offset, row)
+        elif broadcast is not None:
+            self.broadcasts[broadcast] = (partition, offset, row)
             out += [(acct, row) for acct in self.accounts]
         gate = self.tables.get(stream)
         if gate is not None:
@@ -389,6 +392,8 @@ _KINDS: dict[type[Record], JournalKind] = {
     Account: JournalKind.ACCOUNT,
     SymbolLimit: JournalKind.SYMBOL_LIMIT,
     Control: JournalKind.CONTROL,
+    Route: JournalKind.ROUTE,
+    Venue: JournalKind.VENUE,
 }
 _MODELS: dict[JournalKind, type[Record]] = {v: k for k, v in _KINDS.items()}
 
@@ -437,6 +442,10 @@ def apply_entry(book: AccountBook, entry: JournalEntry) -> Outcome:
         return book.on_account(rec, pos=pos)
     if entry.kind is JournalKind.SYMBOL_LIMIT:
         return book.on_symbol_limit(rec, pos=pos)
+    if entry.kind is JournalKind.ROUTE:
+        return book.on_route(rec, pos=pos)
+    if entry.kind is JournalKind.VENUE:
+        return book.on_venue(rec, pos=pos)
     return book.on_control(rec, pos=pos)
 
 

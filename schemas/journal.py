@@ -26,6 +26,8 @@ class JournalKind(StrEnum):
     SYMBOL_LIMIT = "SYMBOL_LIMIT"
     CONTROL = "CONTROL"
     MARK = "MARK"
+    ROUTE = "ROUTE"
+    VENUE = "VENUE"
 
 
 class JournalMark(BaseModel):

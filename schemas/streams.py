@@ -18,8 +18,10 @@ from schemas.trading import (
     PositionState,
     RiskDecision,
     RiskEvent,
+    Route,
     SymbolLimit,
     ValidatedOrder,
+    Venue,
     VenueFill,
 )
 
@@ -85,6 +87,8 @@ STREAMS: dict[str, StreamSpec] = dict(
         _spec("dead_letters", DeadLetter),
         _spec("control", Control, Kind.TABLE),
         _spec("risk_journal", JournalEntry, unique=("account", "seq")),
+        _spec("routes", Route, Kind.TABLE),
+        _spec("venues", Venue, Kind.TABLE),
     ]
 )
 

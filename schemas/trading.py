@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, FiniteFloat, model_validator
 
@@ -94,6 +94,46 @@ class SymbolLimit(Record):
     ts: UtcDatetime
 
 
+WILDCARD = "*"
+"""In a ``Route``'s account or symbol: any."""
+
+
+class Route(Record):
+    """Which venue an account's orders for a symbol go to (primary key account + symbol).
+
+    ``*`` matches any account or any symbol; the most specific row wins (account and
+    symbol, then account, then symbol, then ``* *``). An order no row matches goes to
+    the default venue (``portfolio.default_venue``; ``venue`` None on the order).
+    """
+
+    key_fields: ClassVar[tuple[str, ...]] = ("account", "symbol")
+
+    account: Name | Literal["*"]
+    symbol: Name | Literal["*"]
+    venue: Name
+    updated_by: FreeText = "ops"
+    ts: UtcDatetime
+
+
+class VenueState(StrEnum):
+    """Whether a venue takes orders: UP while a Job D serves it."""
+
+    UP = "UP"
+    DOWN = "DOWN"
+
+
+class Venue(Record):
+    """A venue and whether a Job D serves it (primary key venue); Job D writes UP at start."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("venue",)
+
+    venue: Name
+    state: VenueState
+    adapter: Name = "paper"
+    updated_by: FreeText = "execution"
+    ts: UtcDatetime
+
+
 class OrderAction(StrEnum):
     """What a validated order asks the venue to do."""
 
@@ -110,7 +150,14 @@ class TimeInForce(StrEnum):
 
 
 class ValidatedOrder(Record):
-    """An order that passed pre-trade checks (or a cancel), keyed by ``order_id``."""
+    """An order that passed pre-trade checks (or a cancel).
+
+    ``venue`` None: the default venue (the Job D with ``execution.default_venue``). A
+    routed order is written with its venue as the record key (``key()``), so the Job D
+    of that venue reads only the partition its orders are in, and a NEW and its CANCEL
+    stay in order; an unrouted one with its ``order_id``, spread over the partitions
+    (a sharded default Job D reads its share).
+    """
 
     key_fields: ClassVar[tuple[str, ...]] = ("order_id",)
 
@@ -127,7 +174,12 @@ class ValidatedOrder(Record):
     strategy_id: Name | None = None
     ref_px: Price | None = None
     reason: FreeText = ""
+    venue: Name | None = None
     ts: UtcDatetime
+
+    def key(self) -> str:
+        """Return the record key: the venue of a routed order, else the order id."""
+        return self.venue if self.venue is not None else self.order_id
 
 
 class ExecStatus(StrEnum):
@@ -223,6 +275,7 @@ class OrderState(Record):
     avg_px: AvgPrice = Decimal(0)
     signal_id: RecordId | None = None
     strategy_id: Name | None = None
+    venue: Name | None = None
     ts: UtcDatetime
 
 

@@ -78,6 +78,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "DeadLetter": {"source_stream": "market_data", "partition": 0, "offset": 5, "reason": "bad",
                    "payload": "{", "job": "A", "ts": TS},
     "Control": {"scope": "account:ACC-1", "state": "HALTED", "reason": "ops", "ts": TS},
+    "Route": {"account": "*", "symbol": "AAPL", "venue": "fix-1", "ts": TS},
+    "Venue": {"venue": "fix-1", "state": "UP", "adapter": "fix", "ts": TS},
     "JournalEntry": {"account": "ACC-1", "seq": 3, "kind": "SIGNAL", "stream": "trade_signals",
                      "partition": 0, "offset": 9, "record": {"signal_id": "sma-1:AAPL:7"},
                      "mark": {"symbol": "AAPL", "price": "101.25", "ts": TS, "partition": 0,

@@ -51,12 +51,12 @@ def venue_from_settings(settings: Settings) -> VenueAdapter:
     if ex.venue == "paper":
         return make_venue(
             "paper", latency_ms=ex.paper_latency_ms, fill_fraction=ex.paper_fill_fraction,
-            fee_bps=ex.paper_fee_bps,
+            fee_bps=ex.paper_fee_bps, name=ex.served_venue,
         )
     fix = settings.fix
     if fix.store_dir == Path("data/fix"):  # the default: keep the FIX store with the data
         fix = fix.model_copy(update={"store_dir": settings.data_dir / "fix"})
-    return make_venue(ex.venue, settings=fix)
+    return make_venue(ex.venue, settings=fix, name=ex.served_venue)
 
 
 def make_venue(name: str, /, **options: Any) -> VenueAdapter:

@@ -23,6 +23,7 @@ from operators.portfolio import (
     event_id_for,
     order_id_for,
 )
+from operators.risk import RULES
 from schemas.base import Side
 from schemas.strategy import OrderType, TradeSignal
 from schemas.trading import (
@@ -33,10 +34,13 @@ from schemas.trading import (
     ExecStatus,
     OrderAction,
     OrderStatus,
+    Route,
     Severity,
     SymbolLimit,
     TradingState,
+    Venue,
     VenueFill,
+    VenueState,
 )
 
 D = Decimal
@@ -116,7 +120,7 @@ def test_on_signal_pass_returns_decision_with_every_rule_order_and_pending_state
     out = book.on_signal(sig(1, order_type=OrderType.LIMIT, limit_px=D("99.5")))
     assert out.decision is not None
     assert out.decision.decision is Decision.PASS
-    assert len(out.decision.rules) == 13
+    assert len(out.decision.rules) == len(RULES)
     assert all(r.passed for r in out.decision.rules)
     [order] = out.orders
     assert order.order_id == out.decision.order_id == order_id_for(ACCOUNT, "s1")
@@ -713,3 +717,66 @@ def test_random_inputs_keep_book_invariants(seq: list[Op]) -> None:
         if book.trading_state is TradingState.HALTED:
             assert all(o.cancel_requested for o in book.open_orders.values())
     assert decisions == signals
+
+
+# ---------------------------------------------------------------- routing
+
+
+def route(account: str, symbol: str, venue: str) -> Route:
+    return Route(account=account, symbol=symbol, venue=venue, ts=T0)
+
+
+def venue_row(name: str, state: VenueState = VenueState.UP) -> Venue:
+    return Venue(venue=name, state=state, adapter="paper", ts=T0)
+
+
+def test_the_most_specific_route_names_the_venue_of_an_order_and_its_cancel() -> None:
+    book = new_book()
+    for r in (route("*", "*", "v-any"), route("*", "AAPL", "v-sym"), route(ACCOUNT, "*", "v-acct"),
+              route(ACCOUNT, "MSFT", "v-both")):
+        book.on_route(r)
+    assert [book.route_of(s) for s in ("MSFT", "AAPL", "IBM")] == ["v-both", "v-acct", "v-acct"]
+    other = AccountBook("B2")
+    other.on_route(route("*", "AAPL", "v-sym"))
+    other.on_route(route("*", "*", "v-any"))
+    assert [other.route_of(s) for s in ("AAPL", "IBM")] == ["v-sym", "v-any"]
+    book.on_venue(venue_row("v-acct"))
+    out = book.on_signal(sig(1))
+    (order,) = out.orders
+    assert order.venue == "v-acct"
+    assert order.key() == "v-acct"  # the Job D of v-acct reads the partition of this key
+    assert out.order_states[0].venue == "v-acct"
+    halt = book.on_control(Control(scope=f"account:{ACCOUNT}", state=TradingState.HALTED, ts=at(5)))
+    (cancel,) = [o for o in halt.orders if o.action is OrderAction.CANCEL]
+    assert (cancel.order_id, cancel.venue) == (order.order_id, "v-acct")  # the kill switch's cancel
+
+
+def test_an_order_routed_to_a_venue_no_job_d_serves_fails_no_route() -> None:
+    book = new_book()
+    book.on_route(route(ACCOUNT, "*", "fix-1"))
+    assert failed_rules(book.on_signal(sig(1))) == ["NO_ROUTE"]  # no venues row
+    book.on_venue(venue_row("fix-1", VenueState.DOWN))
+    assert failed_rules(book.on_signal(sig(2))) == ["NO_ROUTE"]
+    book.on_venue(venue_row("fix-1"))
+    out = book.on_signal(sig(3))
+    assert failed_rules(out) == []
+    assert out.decision is not None
+    (no_route,) = [r for r in out.decision.rules if r.rule == "NO_ROUTE"]
+    assert no_route.value == "fix-1"
+
+
+def test_without_routes_orders_go_to_the_default_venue() -> None:
+    book = new_book()
+    out = book.on_signal(sig(1))
+    (order,) = out.orders
+    assert order.venue is None
+    assert order.key() == order.order_id  # spread over the partitions like before routing
+
+
+def test_routes_and_venues_survive_a_snapshot() -> None:
+    book = new_book()
+    book.on_route(route(ACCOUNT, "AAPL", "fix-1"))
+    book.on_venue(venue_row("fix-1"))
+    again = AccountBook.from_snapshot(pickle.loads(pickle.dumps(book.snapshot())))  # noqa: S301 - our own bytes
+    assert again.route_of("AAPL") == "fix-1"
+    assert again.venues == book.venues

@@ -368,7 +368,7 @@ def test_evaluate_runs_every_rule_in_order_even_after_a_failure() -> None:
     assert [r.rule for r in results] == [
         "ACCOUNT_STATUS", "TRADING_HALTED", "DUPLICATE_SIGNAL", "MAX_ORDER_NOTIONAL",
         "MAX_ORDER_QTY", "MAX_POSITION_QTY", "MAX_POSITION_NOTIONAL", "MAX_GROSS_EXPOSURE",
-        "MAX_LEVERAGE", "MAX_OPEN_ORDERS", "PRICE_COLLAR", "ORDER_RATE", "BUYING_POWER",
+        "MAX_LEVERAGE", "MAX_OPEN_ORDERS", "PRICE_COLLAR", "ORDER_RATE", "BUYING_POWER", "NO_ROUTE",
     ]
     assert len(RULES) == len(results)
     assert [r.rule for r in results if not r.passed] == ["ACCOUNT_STATUS", "DUPLICATE_SIGNAL"]

@@ -75,7 +75,7 @@ def test_no_signal_passes_before_every_table_reached_its_start_up_end() -> None:
     row = Account(account="A", cash=D(1000), ts=T0)
     assert released(r.on_table_row("accounts", 0, 0, row, account="A", now=0.1)) == []
     assert released(r.on_table_row("symbol_limits", 0, 0, "lim0", account="A", now=0.1)) == []
-    assert released(r.on_table_row("control", 1, 0, "ctl", scope="global", now=0.1)) == []
+    assert released(r.on_table_row("control", 1, 0, "ctl", broadcast="global", now=0.1)) == []
     assert r.next_due() is None  # still closed: no time-out can release it
     out = r.on_table_row("symbol_limits", 0, 1, "lim1", account="A", now=0.2)
     assert released(out) == ["s1"]
@@ -126,9 +126,9 @@ def test_a_signal_whose_market_data_never_comes_is_released_unpriced_after_the_w
 
 def test_broadcast_control_rows_reach_a_new_account_in_changelog_order() -> None:
     r = router()
-    r.on_table_row("control", 0, 5, "global@5", scope="global", now=0.0)
-    r.on_table_row("control", 0, 3, "strategy@3", scope="strategy:st", now=0.0)
-    r.on_table_row("control", 0, 6, "account-B@6", scope="account:B", now=0.0)
+    r.on_table_row("control", 0, 5, "global@5", broadcast="global", now=0.0)
+    r.on_table_row("control", 0, 3, "strategy@3", broadcast="strategy:st", now=0.0)
+    r.on_table_row("control", 0, 6, "account-B@6", account="B", now=0.0)
     out = r.on_table_row("accounts", 0, 0, "row", account="A", now=0.0)
     assert out == [("A", "strategy@3"), ("A", "global@5"), ("A", "row")]
 
