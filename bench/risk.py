@@ -87,7 +87,6 @@ if os.environ.get(OPERATORS_ENV):
     sys.path.insert(0, os.environ[OPERATORS_ENV])
 
 from bench.harness import report  # noqa: E402
-from connectors.embedded.store import open_stream  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
 from flows.portfolio_risk import records_of  # noqa: E402
@@ -96,7 +95,6 @@ from operators.stats import percentile  # noqa: E402
 from schemas import (  # noqa: E402
     Account,
     ExecStatus,
-    Kind,
     MarketData,
     OrderAction,
     OrderType,
@@ -244,20 +242,10 @@ class FlowStore:
 
     def phase(self, streams: dict[str, Sequence[Record]]) -> float:
         """Write one phase's input, close the inputs, run the flow; return its wall time."""
-        conn = Connectors(self.settings)
-        for name in INPUTS:
-            writer = conn.writer(name)
-            records = streams.get(name, [])
-            for i in range(0, len(records), 5000):
-                writer.write(records[i : i + 5000])
-            writer.close_stream()
-            writer.close()
+        Connectors(self.settings).write_all(streams, INPUTS)
         wall = self._run(["-m", "bytewax.run", "flows.portfolio_risk:build_flow()", "-r", str(self.recovery),
                           "-s", str(self.snapshot_s), "-b", "0"])
-        for name in INPUTS:
-            f = open_stream(self.data, name, partitions=2, table=spec(name).kind is Kind.TABLE)
-            f.set_closed(False)
-            f.close()
+        Connectors(self.settings).reopen_all(INPUTS)
         return wall
 
 

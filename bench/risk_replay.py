@@ -80,10 +80,7 @@ class Recorder:
         run_main(build_flow(self.settings), epoch_interval=timedelta(seconds=1),
                  recovery_config=RecoveryConfig(str(self.recovery)))
         self.flow_s += time.perf_counter() - started
-        for name in INPUTS:
-            w = self.conn.writer(name)
-            w._file.set_closed(False)  # type: ignore[attr-defined]
-            w.close()
+        self.conn.reopen_all(INPUTS)
 
 
 def accounts(n: int, symbols: list[str]) -> tuple[list[Account], list[SymbolLimit]]:

@@ -36,7 +36,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -117,17 +117,6 @@ def c_inputs(signals: int, accounts: int, symbols: int) -> dict[str, list[Record
     end = at(60 + signals * 0.01 + 1)
     ticks += [MarketData(symbol=s, ts=end, price=px[s], volume=Decimal(1)) for s in syms]
     return {"accounts": rows, "symbol_limits": limits, "market_data": ticks, "trade_signals": sigs}
-
-
-def write(setup: Setup, streams: dict[str, Sequence[Record]], names: Sequence[str]) -> None:
-    conn = Connectors(setup.settings)
-    for name in names:
-        writer = conn.writer(name)
-        records = streams.get(name, [])
-        for i in range(0, len(records), 5000):
-            writer.write(records[i : i + 5000])
-        writer.close_stream()
-        writer.close()
 
 
 def check_kafka_placement(setup: Setup, stream: str, key: str) -> int:
@@ -215,14 +204,14 @@ def profile_round(new: Callable[[str], Setup], profile: str, procs: ShardProcess
     rounds = [(s, label, r) for r in range(repeats) for s, label in ((1, "1shard"), (2, "2shards"))]
     for shards, label, r in rounds:  # alternated, best of ``repeats``: the machine is shared
         setup = new(f"{profile}-a-{label}-{r}")
-        write(setup, {"market_data": ticks}, ["market_data"])
+        Connectors(setup.settings).write_all({"market_data": ticks}, ["market_data"])
         got = rate(procs, setup, "a", shards, "sma_wide", len(ticks))
         key = f"{profile}_a_{label}_ticks_per_s"
         figures[key] = max(float(figures.get(key, 0)), round(got["per_s"]))
         print(f"{profile} A {label}: {got['per_s']:,.0f} ticks/s (wall {got['wall_s']:.1f} s)", flush=True)
     for shards, label, r in rounds:
         setup = new(f"{profile}-c-{label}-{r}")
-        write(setup, c_in, C_INPUTS)
+        Connectors(setup.settings).write_all(c_in, C_INPUTS)
         if profile == "kafka" and shards == 1 and r == 0:
             placed = sum(check_kafka_placement(setup, s, "account")
                          for s in ("trade_signals", "accounts"))

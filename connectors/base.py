@@ -61,6 +61,10 @@ class StreamWriter(ABC):
     def close_stream(self) -> None:
         """Mark the stream finished: bounded readers stop once they reach its end."""
 
+    def reopen_stream(self) -> None:
+        """Mark a finished stream open again, so a bounded run over it can follow another phase."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reopen a closed stream")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources held by the writer."""
 

@@ -9,7 +9,7 @@ it, so the local profile needs nothing installed beyond the base packages.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -161,6 +161,38 @@ class Connectors:
             yield from reader.scan(batch)
         finally:
             reader.close()
+
+    def write_all(
+        self,
+        streams: Mapping[str, Sequence[Record]],
+        names: Iterable[str],
+        *,
+        batch: int = 5000,
+        keep_open: str | None = None,
+    ) -> None:
+        """Write each of ``names``' records from ``streams`` (none where absent) in batches of ``batch``.
+
+        Every stream but ``keep_open`` is closed afterwards, so bounded sources stop at its end.
+        """
+        for name in names:
+            writer = self.writer(name)
+            try:
+                records = streams.get(name, [])
+                for i in range(0, len(records), batch):
+                    writer.write(records[i : i + batch])
+                if name != keep_open:
+                    writer.close_stream()
+            finally:
+                writer.close()
+
+    def reopen_all(self, names: Iterable[str]) -> None:
+        """Mark each of ``names`` open again after ``write_all`` closed it (embedded store only)."""
+        for name in names:
+            writer = self.writer(name)
+            try:
+                writer.reopen_stream()
+            finally:
+                writer.close()
 
     def shard_guard(self, job: str) -> ShardGuard:
         """Return the source that keeps this shard's ``I/N`` in the recovery store (and checks it)."""

@@ -167,6 +167,10 @@ class StoreWriter(StreamWriter):
         """Mark the stream finished."""
         self._file.set_closed(True)
 
+    def reopen_stream(self) -> None:
+        """Mark the stream open again (tests and benches that run a flow phase by phase)."""
+        self._file.set_closed(False)
+
     def close(self) -> None:
         """Close the store file."""
         self._file.close()

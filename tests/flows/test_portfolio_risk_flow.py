@@ -68,10 +68,7 @@ class Phases:
             epoch_interval=timedelta(seconds=0.2),
             recovery_config=RecoveryConfig(str(self.recovery)),
         )
-        for name in INPUTS:  # reopen for the next phase
-            f = self.conn.writer(name)
-            f._file.set_closed(False)  # type: ignore[attr-defined]
-            f.close()
+        self.conn.reopen_all(INPUTS)  # for the next phase
 
     def all(self, stream: str) -> list[Record]:
         return read_all(self.conn, stream)

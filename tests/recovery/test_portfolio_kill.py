@@ -366,22 +366,11 @@ class Store:
 
     def write(self, streams: dict[str, Sequence[Record]], *, keep_open: str | None = None) -> None:
         """Write one phase's input and close every input stream but ``keep_open``."""
-        conn = Connectors(self.settings)
-        for name in INPUTS:
-            writer = conn.writer(name)
-            records = streams.get(name, [])
-            for i in range(0, len(records), 2000):
-                writer.write(records[i : i + 2000])
-            if name != keep_open:
-                writer.close_stream()
-            writer.close()
+        Connectors(self.settings).write_all(streams, INPUTS, batch=2000, keep_open=keep_open)
 
     def reopen(self) -> None:
         """Reopen the input streams for the next phase."""
-        for name in INPUTS:
-            f = open_stream(self.data, name, partitions=PARTITIONS, table=spec(name).kind is Kind.TABLE)
-            f.set_closed(False)
-            f.close()
+        Connectors(self.settings).reopen_all(INPUTS)
 
     def count(self, stream: str) -> int:
         f = open_stream(self.data, stream, partitions=PARTITIONS, table=spec(stream).kind is Kind.TABLE)

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.embedded.store import open_stream, partition_for
+from connectors.embedded.store import partition_for
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
-from schemas import Control, Kind, Record, TradingState, VenueFill, spec
+from schemas import Control, Record, TradingState, VenueFill
 from tests.helpers import read_all
 from tests.recovery.procs import env_for, init_recovery, start
 from tests.recovery.test_portfolio_kill import ACCOUNTS, GHOST, NORMAL, Scenario, at, fills_for, scenario
@@ -75,20 +75,10 @@ class ShardedStore:
         return self.root / "recovery" / ("unsharded" if shard is None else shard.replace("/", "-of-"))
 
     def write(self, streams: dict[str, Sequence[Record]]) -> None:
-        conn = Connectors(self.settings)
-        for name in INPUTS:
-            writer = conn.writer(name)
-            records = streams.get(name, [])
-            for i in range(0, len(records), 2000):
-                writer.write(records[i : i + 2000])
-            writer.close_stream()
-            writer.close()
+        Connectors(self.settings).write_all(streams, INPUTS, batch=2000)
 
     def reopen(self) -> None:
-        for name in INPUTS:
-            f = open_stream(self.data, name, partitions=PARTITIONS, table=spec(name).kind is Kind.TABLE)
-            f.set_closed(False)
-            f.close()
+        Connectors(self.settings).reopen_all(INPUTS)
 
     def phase(self, streams: dict[str, Sequence[Record]], shards: int) -> None:
         """Write one phase's input, run every shard on it at once to its end."""
