@@ -38,9 +38,9 @@ from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
 from flows.strategy import sma_wide_columns  # noqa: E402
-from operators.indicators import IndicatorConfig, IndicatorSet  # noqa: E402
 from operators.strategies import StrategyShard, activate  # noqa: E402
 from schemas import SmaWide, StrategyConfig, decode, encode  # noqa: E402
+from tests.helpers import indicator_rows  # noqa: E402
 
 SID = "bench"
 PARAMS: dict[str, dict[str, Any]] = {
@@ -51,22 +51,7 @@ PARAMS: dict[str, dict[str, Any]] = {
 
 
 def make_rows(n: int, symbols: int) -> list[SmaWide]:
-    sets: dict[str, IndicatorSet] = {}
-    seqs: dict[str, int] = {}
-    out = []
-    for t in SyntheticMarket(symbols=symbols, ticks=n, seed=1):
-        ind = sets.setdefault(t.symbol, IndicatorSet(IndicatorConfig()))
-        seq = seqs.get(t.symbol, 0)
-        seqs[t.symbol] = seq + 1
-        values = ind.update(float(t.price), float(t.volume), t.ts)
-        vwap = values.pop("vwap")
-        out.append(
-            SmaWide.model_construct(
-                symbol=t.symbol, ts=t.ts, price=float(t.price), volume=float(t.volume),
-                vwap=vwap, seq=seq, **values,
-            )
-        )
-    return out
+    return indicator_rows(SyntheticMarket(symbols=symbols, ticks=n, seed=1), validate=False)
 
 
 def config(strategy: str) -> StrategyConfig:

@@ -1,12 +1,14 @@
-"""Helpers for tests: read whole streams back as records."""
+"""Helpers for tests (and benches): read whole streams back as records, build Job A's rows."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from connectors.registry import Connectors
 from connectors.settings import load_settings
 from flows.indicators import indicator_config, to_sma_wide
-from operators.indicators import Row, SymbolIndicators, Tick
-from schemas import MarketData, Record, decode, spec
+from operators.indicators import IndicatorConfig, IndicatorSet, Row, SymbolIndicators, Tick
+from schemas import MarketData, Record, SmaWide, decode, spec
 
 
 def read_all(conn: Connectors, stream: str) -> list[Record]:
@@ -30,3 +32,25 @@ def sma_rows(ticks: list[MarketData]) -> list[Record]:
             assert isinstance(res, Row)
             out.append(to_sma_wide(res))
     return out
+
+
+def indicator_rows(
+    ticks: Iterable[MarketData], config: IndicatorConfig | None = None, *, validate: bool = True
+) -> list[SmaWide]:
+    """Return an sma_wide row per tick computed by Job A's ``IndicatorSet`` (numbered per symbol).
+
+    ``validate=False`` builds them unvalidated (``model_construct``), as Job A writes them.
+    """
+    build = SmaWide if validate else SmaWide.model_construct
+    sets: dict[str, IndicatorSet] = {}
+    seqs: dict[str, int] = {}
+    rows: list[SmaWide] = []
+    for t in ticks:
+        ind = sets.setdefault(t.symbol, IndicatorSet(config or IndicatorConfig()))
+        seq = seqs.get(t.symbol, 0)
+        seqs[t.symbol] = seq + 1
+        price, volume = float(t.price), float(t.volume)
+        values = ind.update(price, volume, t.ts)
+        vwap = values.pop("vwap")
+        rows.append(build(symbol=t.symbol, ts=t.ts, price=price, volume=volume, vwap=vwap, seq=seq, **values))
+    return rows
