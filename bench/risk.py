@@ -108,9 +108,9 @@ from schemas import (  # noqa: E402
     decode,
     spec,
 )
+from tests.helpers import JOB_C_INPUTS, read_all  # noqa: E402
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
 CENT = Decimal("0.01")
 
 
@@ -242,20 +242,14 @@ class FlowStore:
 
     def phase(self, streams: dict[str, Sequence[Record]]) -> float:
         """Write one phase's input, close the inputs, run the flow; return its wall time."""
-        Connectors(self.settings).write_all(streams, INPUTS)
+        Connectors(self.settings).write_all(streams, JOB_C_INPUTS)
         wall = self._run(["-m", "bytewax.run", "flows.portfolio_risk:build_flow()", "-r", str(self.recovery),
                           "-s", str(self.snapshot_s), "-b", "0"])
-        Connectors(self.settings).reopen_all(INPUTS)
+        Connectors(self.settings).reopen_all(JOB_C_INPUTS)
         return wall
 
 
 # --------------------------------------------------------------------- plain loop
-
-
-def read_stream(conn: Connectors, stream: str) -> list[Any]:
-    """Decode a whole stream, partition by partition, in offset order."""
-    model = spec(stream).model
-    return [decode(model, r.value) for r in conn.scan(stream, 10_000)]
 
 
 def write_streams(conn: Connectors, streams: dict[str, Sequence[Record]]) -> None:
@@ -321,8 +315,8 @@ def check_latencies(inputs: Inputs) -> list[float]:
 def child_plain(root: Path) -> None:
     """Run in a fresh process (like the flow): check latencies, then the plain loop; print JSON."""
     conn = Connectors(load_settings(data_dir=root, partitions=2))
-    inputs = Inputs(read_stream(conn, "accounts"), read_stream(conn, "symbol_limits"),
-                    read_stream(conn, "market_data"), read_stream(conn, "trade_signals"))
+    inputs = Inputs(read_all(conn, "accounts"), read_all(conn, "symbol_limits"),
+                    read_all(conn, "market_data"), read_all(conn, "trade_signals"))
     lat = check_latencies(inputs)
     del inputs.signals[:]  # the plain loop reads them from the store, as the flow does
     plain = Plain(conn, inputs)
@@ -617,11 +611,11 @@ def flow_round(base: Path, root: Path, inputs: Inputs, fills: list[Record], snap
     conn = Connectors(flow.settings)
     startup = flow.phase({})
     signals_s = flow.phase({"trade_signals": inputs.signals}) - startup
-    fills = fills or fills_for(read_stream(conn, "validated_orders"))
+    fills = fills or fills_for(read_all(conn, "validated_orders"))
     fills_startup = flow.phase({})
     fills_s = flow.phase({"venue_fills": fills}) - fills_startup
     return {"startup_s": startup, "signals_s": max(signals_s, 1e-9), "fills_s": max(fills_s, 1e-9),
-            "fills": fills, "decisions": read_stream(conn, "risk_decisions"), "rss_mb": flow.peak_mb}
+            "fills": fills, "decisions": read_all(conn, "risk_decisions"), "rss_mb": flow.peak_mb}
 
 
 def plain_round(base: Path, root: Path) -> dict[str, Any]:
@@ -632,7 +626,7 @@ def plain_round(base: Path, root: Path) -> dict[str, Any]:
     if child.returncode != 0:
         raise SystemExit(f"plain loop child failed:\n{child.stderr[-3000:]}")
     out: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-    out["decisions"] = read_stream(Connectors(load_settings(data_dir=root, partitions=2)), "risk_decisions")
+    out["decisions"] = read_all(Connectors(load_settings(data_dir=root, partitions=2)), "risk_decisions")
     return out
 
 

@@ -97,7 +97,7 @@ from schemas import (
     decode,
     spec,
 )
-from tests.helpers import read_all
+from tests.helpers import JOB_C_INPUTS, read_all
 from tests.recovery.procs import env_for, init_recovery, kill_when, run, start
 
 pytestmark = pytest.mark.recovery
@@ -107,7 +107,6 @@ T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 CENT = Decimal("0.01")
 PARTITIONS = 2
 FLOW = ["-m", "bytewax.run", "flows.portfolio_risk:build_flow()"]
-INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
 
 SYMBOLS = [f"S{i:02d}" for i in range(8)]
 NORMAL = [f"A{i:02d}" for i in range(8)]
@@ -366,11 +365,11 @@ class Store:
 
     def write(self, streams: dict[str, Sequence[Record]], *, keep_open: str | None = None) -> None:
         """Write one phase's input and close every input stream but ``keep_open``."""
-        Connectors(self.settings).write_all(streams, INPUTS, batch=2000, keep_open=keep_open)
+        Connectors(self.settings).write_all(streams, JOB_C_INPUTS, batch=2000, keep_open=keep_open)
 
     def reopen(self) -> None:
         """Reopen the input streams for the next phase."""
-        Connectors(self.settings).reopen_all(INPUTS)
+        Connectors(self.settings).reopen_all(JOB_C_INPUTS)
 
     def count(self, stream: str) -> int:
         f = open_stream(self.data, stream, partitions=PARTITIONS, table=spec(stream).kind is Kind.TABLE)

@@ -36,7 +36,7 @@ from connectors.embedded.store import partition_for
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from schemas import Control, Record, TradingState, VenueFill
-from tests.helpers import read_all
+from tests.helpers import JOB_C_INPUTS, read_all
 from tests.recovery.procs import env_for, init_recovery, start
 from tests.recovery.test_portfolio_kill import ACCOUNTS, GHOST, NORMAL, Scenario, at, fills_for, scenario
 
@@ -45,7 +45,6 @@ pytestmark = pytest.mark.recovery
 PARTITIONS = 4
 SIGNALS = 1500
 FLOW = ["-m", "bytewax.run", "flows.portfolio_risk:build_flow()"]
-INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
 TABLES = ["portfolio_state", "positions_state", "orders"]
 REDUCED = NORMAL[3]
 
@@ -75,10 +74,10 @@ class ShardedStore:
         return self.root / "recovery" / ("unsharded" if shard is None else shard.replace("/", "-of-"))
 
     def write(self, streams: dict[str, Sequence[Record]]) -> None:
-        Connectors(self.settings).write_all(streams, INPUTS, batch=2000)
+        Connectors(self.settings).write_all(streams, JOB_C_INPUTS, batch=2000)
 
     def reopen(self) -> None:
-        Connectors(self.settings).reopen_all(INPUTS)
+        Connectors(self.settings).reopen_all(JOB_C_INPUTS)
 
     def phase(self, streams: dict[str, Sequence[Record]], shards: int) -> None:
         """Write one phase's input, run every shard on it at once to its end."""
