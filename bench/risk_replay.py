@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+from bench.harness import report  # noqa: E402
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
 from operators.portfolio import order_id_for  # noqa: E402
@@ -133,7 +134,7 @@ def main() -> None:
         started = time.perf_counter()
         log = load_log(settings)
         load_s = time.perf_counter() - started
-        report = replay(settings, log=log)
+        replayed = replay(settings, log=log)
         flow_rate = n / rec.flow_s
         result = {
             "accounts": args.accounts,
@@ -146,11 +147,11 @@ def main() -> None:
             "flow_startup_s": round(startup, 2),
             "flow_decisions_per_s": round(flow_rate),
             "load_s": round(load_s, 2),
-            "replay_s": round(report.replay_s, 2),
-            "replay_decisions_per_s": round(report.decisions_per_s),
-            "ratio_replay_vs_flow": round(report.decisions_per_s / flow_rate, 2),
-            "differences": len(report.differing),
-            "reproduced": report.reproduced,
+            "replay_s": round(replayed.replay_s, 2),
+            "replay_decisions_per_s": round(replayed.decisions_per_s),
+            "ratio_replay_vs_flow": round(replayed.decisions_per_s / flow_rate, 2),
+            "differences": len(replayed.differing),
+            "reproduced": replayed.reproduced,
         }
         report(result)
     finally:
