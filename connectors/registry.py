@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
@@ -19,6 +18,7 @@ from bytewax.outputs import Sink
 from connectors.base import (
     Backend,
     ConnectorError,
+    Polling,
     SourceMessage,
     StoredRecord,
     StreamReader,
@@ -35,12 +35,7 @@ BackendFactory = Callable[[Settings], Backend]
 def _local(settings: Settings) -> Backend:
     from connectors.embedded import LocalBackend
 
-    return LocalBackend(
-        settings.data_dir,
-        partitions=settings.partitions,
-        batch_size=settings.batch_size,
-        poll_interval=timedelta(milliseconds=settings.poll_interval_ms),
-    )
+    return LocalBackend(settings.data_dir, partitions=settings.partitions, polling=Polling.of(settings))
 
 
 def _lazy(module: str, factory: str) -> BackendFactory:
