@@ -145,6 +145,20 @@ def wait_for(cond: Callable[[], bool], what: str, timeout: float = TIMEOUT, log:
     pytest.fail(f"{what} not within {timeout}s\n{tail}")
 
 
+def emitted_until_filled(logic: ExecutionLogic, what: str) -> list[Any]:
+    """Poll ``logic`` (``on_notify``) until it emits a FILLED report, then close its adapter;
+    return everything it emitted."""
+    got: list[Any] = []
+
+    def filled() -> bool:
+        got.extend(logic.on_notify()[0])
+        return any(isinstance(r, VenueFill) and r.status is ExecStatus.FILLED for r in got)
+
+    wait_for(filled, what, timeout=20)
+    logic.adapter.close()
+    return got
+
+
 def assert_books(venue: FixVenue, conn: Connectors, orders: Iterable[ValidatedOrder]) -> list[VenueFill]:
     """Check one NewOrderSingle per order at the venue and each order filled exactly once."""
     audit = venue.audit_orders()
@@ -435,14 +449,7 @@ def test_fill_received_but_never_emitted_before_a_crash_comes_again_after_restor
     first.adapter.close()  # the process dies: nothing was polled, nothing written
 
     second = ExecutionLogic(settings, {}, snap)  # resumed from the snapshot
-    got: list[Any] = []
-
-    def filled() -> bool:
-        got.extend(second.on_notify()[0])
-        return any(isinstance(r, VenueFill) and r.status is ExecStatus.FILLED for r in got)
-
-    wait_for(filled, "the fill again after restore", timeout=20)
-    second.adapter.close()
+    got = emitted_until_filled(second, "the fill again after restore")
     reports = [r for r in got if isinstance(r, VenueFill)]
     assert [r.status for r in reports][:3] == [ExecStatus.NEW, ExecStatus.PARTIAL, ExecStatus.FILLED]
     assert not any("-SYN-" in r.exec_id for r in reports)  # the originals, by ExecID
@@ -463,15 +470,7 @@ def test_order_handed_to_the_adapter_but_never_sent_before_a_crash_goes_out_afte
     assert venue.audit_orders() == []
 
     venue.start()
-    second = ExecutionLogic(settings, {}, snap)
-    got: list[Any] = []
-
-    def filled() -> bool:
-        got.extend(second.on_notify()[0])
-        return any(isinstance(r, VenueFill) and r.status is ExecStatus.FILLED for r in got)
-
-    wait_for(filled, "U1 filled after restore", timeout=20)
-    second.adapter.close()
+    emitted_until_filled(ExecutionLogic(settings, {}, snap), "U1 filled after restore")
     assert [r["outcome"] for r in venue.audit_orders("U1")] == ["NEW"]
 
 
