@@ -74,7 +74,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -86,7 +85,7 @@ OPERATORS_ENV = "TRADEFLOW_BENCH_OPERATORS"
 if os.environ.get(OPERATORS_ENV):
     sys.path.insert(0, os.environ[OPERATORS_ENV])
 
-from bench.harness import report  # noqa: E402
+from bench.harness import CENT, at, random_market, report  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
 from flows.portfolio_risk import records_of  # noqa: E402
@@ -109,13 +108,6 @@ from schemas import (  # noqa: E402
     spec,
 )
 from tests.helpers import JOB_C_INPUTS, read_all  # noqa: E402
-
-T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-CENT = Decimal("0.01")
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 def vm_hwm_mb(pid: int | str = "self") -> float:
@@ -160,13 +152,7 @@ class Inputs:
 def scenario(signals: int, accounts: int, symbols: int) -> Inputs:
     rng = random.Random(7)
     names = [f"ACC{i:03d}" for i in range(accounts)]
-    syms = [f"SYM{i:03d}" for i in range(symbols)]
-    px = {s: Decimal(rng.randrange(20, 400)) for s in syms}
-    ticks: list[MarketData] = []
-    for i in range(50 * symbols):
-        s = syms[i % symbols]
-        px[s] = (px[s] * Decimal(1 + rng.gauss(0, 0.001))).quantize(CENT)
-        ticks.append(MarketData(symbol=s, ts=at(1 + i * 0.01), price=px[s], volume=Decimal(100)))
+    syms, px, ticks = random_market(rng, symbols)
     sigs: list[TradeSignal] = []
     for i in range(signals):
         s = rng.choice(syms)

@@ -37,7 +37,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -45,10 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
+    CENT,
     Processes,
     Setup,
+    at,
     kafka_setup,
     local_setup,
+    random_market,
     report,
     running,
     workdir,
@@ -68,14 +70,8 @@ from schemas import (  # noqa: E402
 from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
 
 PARTITIONS = 2
-T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-CENT = Decimal("0.01")
 FLOWS = {"a": "flows.indicators:build_flow()", "c": "flows.portfolio_risk:build_flow()"}
 C_INPUTS = ["accounts", "symbol_limits", "control", "market_data", "trade_signals", "venue_fills"]
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 # --------------------------------------------------------------------- input
@@ -84,13 +80,8 @@ def at(seconds: float) -> datetime:
 def c_inputs(signals: int, accounts: int, symbols: int) -> dict[str, list[Record]]:
     rng = random.Random(11)
     names = [f"ACC{i:03d}" for i in range(accounts)]
-    syms = [f"SYM{i:03d}" for i in range(symbols)]
-    px = {s: Decimal(rng.randrange(20, 400)) for s in syms}
-    ticks: list[Record] = []
-    for i in range(50 * symbols):
-        s = syms[i % symbols]
-        px[s] = (px[s] * Decimal(1 + rng.gauss(0, 0.001))).quantize(CENT)
-        ticks.append(MarketData(symbol=s, ts=at(1 + i * 0.01), price=px[s], volume=Decimal(100)))
+    syms, px, walk = random_market(rng, symbols)
+    ticks: list[Record] = list(walk)
     rows: list[Record] = [
         Account(account=a, cash=Decimal(5_000_000), max_order_notional=Decimal(100_000),
                 max_order_qty=Decimal(900), max_gross_exposure=Decimal(20_000_000), max_leverage=Decimal(4),
