@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from connectors.base import StoredRecord
 from connectors.embedded.store import open_stream
 from connectors.feeds import replay
 from connectors.registry import Connectors
@@ -29,6 +33,28 @@ from tradeflow.infra.common import free_port
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POLL_MS = 50
 JOB_A = [sys.executable, "-m", "bytewax.run", "flows.indicators:build_flow()"]
+
+
+PlainStep = Callable[[list[StoredRecord]], list[tuple[str | None, bytes]]]
+"""What a plain loop makes of one batch of input records: the (key, payload) pairs to append."""
+
+
+def plain_loop(data_dir: Path, src_name: str, dst_name: str, step: PlainStep) -> tuple[float, int]:
+    """The baseline a flow is measured against: plain Python reading ``src_name`` of the
+    embedded store partition by partition, 500 records a batch, and appending what ``step``
+    makes of each batch to ``dst_name``. Return the seconds it took and the records written."""
+    src = open_stream(data_dir, src_name, partitions=2, table=False)
+    dst = open_stream(data_dir, dst_name, partitions=2, table=False)
+    written = 0
+    started = time.perf_counter()
+    for part in range(src.partitions):
+        offset = 0
+        while batch := src.read(part, offset, 500):
+            out = step(batch)
+            dst.append(out)
+            written += len(out)
+            offset = batch[-1].offset + 1
+    return time.perf_counter() - started, written
 
 
 def report(result: dict[str, Any]) -> None:
@@ -360,3 +386,27 @@ def latency(
         "mean_ms": sum(lat) / len(lat),
         "samples": len(lat),
     }
+
+
+# --------------------------------------------------------------------- Job C input
+
+T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+CENT = Decimal("0.01")
+
+
+def at(seconds: float) -> datetime:
+    """Return the event time ``seconds`` after ``T0``."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def random_market(rng: random.Random, symbols: int) -> tuple[list[str], dict[str, Decimal], list[MarketData]]:
+    """Return ``SYM000``.. names, each one's last price, and a random walk of 50 ticks a symbol
+    (round robin from ``at(1)``, 10 ms apart, prices in cents)."""
+    syms = [f"SYM{i:03d}" for i in range(symbols)]
+    px = {s: Decimal(rng.randrange(20, 400)) for s in syms}
+    ticks: list[MarketData] = []
+    for i in range(50 * symbols):
+        s = syms[i % symbols]
+        px[s] = (px[s] * Decimal(1 + rng.gauss(0, 0.001))).quantize(CENT)
+        ticks.append(MarketData(symbol=s, ts=at(1 + i * 0.01), price=px[s], volume=Decimal(100)))
+    return syms, px, ticks

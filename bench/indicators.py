@@ -38,9 +38,8 @@ from bytewax.dataflow import Dataflow  # noqa: E402
 from bytewax.testing import TestingSink, TestingSource, run_main  # noqa: E402
 
 from bench.harness import embedded_count as count  # noqa: E402
-from bench.harness import report  # noqa: E402
-from connectors.base import SourceMessage  # noqa: E402
-from connectors.embedded.store import open_stream  # noqa: E402
+from bench.harness import plain_loop, report  # noqa: E402
+from connectors.base import SourceMessage, StoredRecord  # noqa: E402
 from connectors.feeds import SyntheticMarket, replay  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
@@ -56,27 +55,23 @@ def feed(data_dir: Path, ticks: int, symbols: int) -> None:
     replay(SyntheticMarket(symbols=symbols, ticks=ticks, seed=1), conn.writer("market_data"), progress=False)
 
 
-def plain_loop(data_dir: Path, config: IndicatorConfig) -> float:
-    src = open_stream(data_dir, "market_data", partitions=2, table=False)
-    dst = open_stream(data_dir, "sma_wide_plain", partitions=2, table=False)
+def plain_indicators(data_dir: Path, config: IndicatorConfig) -> float:
     states: dict[str, SymbolIndicators] = {}
-    started = time.perf_counter()
-    for part in range(src.partitions):
-        offset = 0
-        while batch := src.read(part, offset, 500):
-            out = []
-            for rec in batch:
-                m = decode(MarketData, rec.value)
-                st = states.get(m.symbol)
-                if st is None:
-                    st = states[m.symbol] = SymbolIndicators(config)
-                for res in st.on_tick(Tick(m.symbol, m.ts, float(m.price), float(m.volume), m.wm)):
-                    if isinstance(res, Row):
-                        row = to_sma_wide(res)
-                        out.append((row.key(), encode(row)))
-            dst.append(out)
-            offset = batch[-1].offset + 1
-    return time.perf_counter() - started
+
+    def step(batch: list[StoredRecord]) -> list[tuple[str | None, bytes]]:
+        out: list[tuple[str | None, bytes]] = []
+        for rec in batch:
+            m = decode(MarketData, rec.value)
+            st = states.get(m.symbol)
+            if st is None:
+                st = states[m.symbol] = SymbolIndicators(config)
+            for res in st.on_tick(Tick(m.symbol, m.ts, float(m.price), float(m.volume), m.wm)):
+                if isinstance(res, Row):
+                    row = to_sma_wide(res)
+                    out.append((row.key(), encode(row)))
+        return out
+
+    return plain_loop(data_dir, "market_data", "sma_wide_plain", step)[0]
 
 
 def plain_math(ticks: list[MarketData], config: IndicatorConfig) -> float:
@@ -147,7 +142,7 @@ def main() -> None:
         dirs = {name: work / name for name in ("plain", "f1", "f2", "f2s", "empty")}
         for name in ("plain", "f1", "f2", "f2s"):
             feed(dirs[name], n, args.symbols)
-        plain_s = plain_loop(dirs["plain"], config)
+        plain_s = plain_indicators(dirs["plain"], config)
 
         feed(dirs["empty"], 0, 1)
         startup_1p = run_flow(dirs["empty"], 1)

@@ -74,7 +74,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -86,8 +85,7 @@ OPERATORS_ENV = "TRADEFLOW_BENCH_OPERATORS"
 if os.environ.get(OPERATORS_ENV):
     sys.path.insert(0, os.environ[OPERATORS_ENV])
 
-from bench.harness import report  # noqa: E402
-from connectors.embedded.store import open_stream  # noqa: E402
+from bench.harness import CENT, at, random_market, report  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
 from operators.account_inputs import records_of  # noqa: E402
@@ -96,7 +94,6 @@ from operators.stats import percentile  # noqa: E402
 from schemas import (  # noqa: E402
     Account,
     ExecStatus,
-    Kind,
     MarketData,
     OrderAction,
     OrderType,
@@ -110,14 +107,7 @@ from schemas import (  # noqa: E402
     decode,
     spec,
 )
-
-T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
-CENT = Decimal("0.01")
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
+from tests.helpers import JOB_C_INPUTS, read_all  # noqa: E402
 
 
 def vm_hwm_mb(pid: int | str = "self") -> float:
@@ -162,13 +152,7 @@ class Inputs:
 def scenario(signals: int, accounts: int, symbols: int) -> Inputs:
     rng = random.Random(7)
     names = [f"ACC{i:03d}" for i in range(accounts)]
-    syms = [f"SYM{i:03d}" for i in range(symbols)]
-    px = {s: Decimal(rng.randrange(20, 400)) for s in syms}
-    ticks: list[MarketData] = []
-    for i in range(50 * symbols):
-        s = syms[i % symbols]
-        px[s] = (px[s] * Decimal(1 + rng.gauss(0, 0.001))).quantize(CENT)
-        ticks.append(MarketData(symbol=s, ts=at(1 + i * 0.01), price=px[s], volume=Decimal(100)))
+    syms, px, ticks = random_market(rng, symbols)
     sigs: list[TradeSignal] = []
     for i in range(signals):
         s = rng.choice(syms)
@@ -244,30 +228,14 @@ class FlowStore:
 
     def phase(self, streams: dict[str, Sequence[Record]]) -> float:
         """Write one phase's input, close the inputs, run the flow; return its wall time."""
-        conn = Connectors(self.settings)
-        for name in INPUTS:
-            writer = conn.writer(name)
-            records = streams.get(name, [])
-            for i in range(0, len(records), 5000):
-                writer.write(records[i : i + 5000])
-            writer.close_stream()
-            writer.close()
+        Connectors(self.settings).write_all(streams, JOB_C_INPUTS)
         wall = self._run(["-m", "bytewax.run", "flows.portfolio_risk:build_flow()", "-r", str(self.recovery),
                           "-s", str(self.snapshot_s), "-b", "0"])
-        for name in INPUTS:
-            f = open_stream(self.data, name, partitions=2, table=spec(name).kind is Kind.TABLE)
-            f.set_closed(False)
-            f.close()
+        Connectors(self.settings).reopen_all(JOB_C_INPUTS)
         return wall
 
 
 # --------------------------------------------------------------------- plain loop
-
-
-def read_stream(conn: Connectors, stream: str) -> list[Any]:
-    """Decode a whole stream, partition by partition, in offset order."""
-    model = spec(stream).model
-    return [decode(model, r.value) for r in conn.scan(stream, 10_000)]
 
 
 def write_streams(conn: Connectors, streams: dict[str, Sequence[Record]]) -> None:
@@ -333,8 +301,8 @@ def check_latencies(inputs: Inputs) -> list[float]:
 def child_plain(root: Path) -> None:
     """Run in a fresh process (like the flow): check latencies, then the plain loop; print JSON."""
     conn = Connectors(load_settings(data_dir=root, partitions=2))
-    inputs = Inputs(read_stream(conn, "accounts"), read_stream(conn, "symbol_limits"),
-                    read_stream(conn, "market_data"), read_stream(conn, "trade_signals"))
+    inputs = Inputs(read_all(conn, "accounts"), read_all(conn, "symbol_limits"),
+                    read_all(conn, "market_data"), read_all(conn, "trade_signals"))
     lat = check_latencies(inputs)
     del inputs.signals[:]  # the plain loop reads them from the store, as the flow does
     plain = Plain(conn, inputs)
@@ -629,11 +597,11 @@ def flow_round(base: Path, root: Path, inputs: Inputs, fills: list[Record], snap
     conn = Connectors(flow.settings)
     startup = flow.phase({})
     signals_s = flow.phase({"trade_signals": inputs.signals}) - startup
-    fills = fills or fills_for(read_stream(conn, "validated_orders"))
+    fills = fills or fills_for(read_all(conn, "validated_orders"))
     fills_startup = flow.phase({})
     fills_s = flow.phase({"venue_fills": fills}) - fills_startup
     return {"startup_s": startup, "signals_s": max(signals_s, 1e-9), "fills_s": max(fills_s, 1e-9),
-            "fills": fills, "decisions": read_stream(conn, "risk_decisions"), "rss_mb": flow.peak_mb}
+            "fills": fills, "decisions": read_all(conn, "risk_decisions"), "rss_mb": flow.peak_mb}
 
 
 def plain_round(base: Path, root: Path) -> dict[str, Any]:
@@ -644,7 +612,7 @@ def plain_round(base: Path, root: Path) -> dict[str, Any]:
     if child.returncode != 0:
         raise SystemExit(f"plain loop child failed:\n{child.stderr[-3000:]}")
     out: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-    out["decisions"] = read_stream(Connectors(load_settings(data_dir=root, partitions=2)), "risk_decisions")
+    out["decisions"] = read_all(Connectors(load_settings(data_dir=root, partitions=2)), "risk_decisions")
     return out
 
 

@@ -33,57 +33,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bytewax.recovery import RecoveryConfig, init_db_dir  # noqa: E402
-from bytewax.testing import run_main  # noqa: E402
 
+from bench.harness import report  # noqa: E402
 from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.registry import Connectors  # noqa: E402
-from connectors.settings import Settings, load_settings  # noqa: E402
-from flows.portfolio_risk import build_flow  # noqa: E402
+from connectors.settings import load_settings  # noqa: E402
 from operators.portfolio import order_id_for  # noqa: E402
 from schemas import (  # noqa: E402
     Account,
     Decision,
     MarketData,
-    Record,
     RiskDecision,
     SymbolLimit,
     TradeSignal,
     VenueFill,
 )
-from tests.helpers import read_all  # noqa: E402
+from tests.helpers import Phases, read_all  # noqa: E402
 from tradeflow.risk_tools import load_log, replay  # noqa: E402
-
-INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
-
-
-class Recorder:
-    """Run Job C in phases over the embedded store, resuming from its recovery snapshot."""
-
-    def __init__(self, settings: Settings, work: Path) -> None:
-        self.settings = settings
-        self.conn = Connectors(settings)
-        self.recovery = work / "recovery"
-        self.recovery.mkdir()
-        init_db_dir(self.recovery, 1)
-        self.flow_s = 0.0
-
-    def run(self, **streams: list[Record]) -> None:
-        for name in INPUTS:
-            w = self.conn.writer(name)
-            self.conn.reader(name).close()
-            if name in streams:
-                w.write(streams[name])
-            w.close_stream()
-            w.close()
-        started = time.perf_counter()
-        run_main(build_flow(self.settings), epoch_interval=timedelta(seconds=1),
-                 recovery_config=RecoveryConfig(str(self.recovery)))
-        self.flow_s += time.perf_counter() - started
-        for name in INPUTS:
-            w = self.conn.writer(name)
-            w._file.set_closed(False)  # type: ignore[attr-defined]
-            w.close()
 
 
 def accounts(n: int, symbols: list[str]) -> tuple[list[Account], list[SymbolLimit]]:
@@ -128,7 +93,7 @@ def fills(passed: list[TradeSignal]) -> list[VenueFill]:
 
 def startup_s(work: Path) -> float:
     settings = load_settings(data_dir=work / "empty", partitions=2)
-    rec = Recorder(settings, work / "empty")
+    rec = Phases(settings, work / "empty", epoch=timedelta(seconds=1))
     rec.run()
     return rec.flow_s
 
@@ -149,7 +114,7 @@ def main() -> None:
         (work / "empty").mkdir()
         startup = startup_s(work)
         settings = load_settings(data_dir=work / "data", partitions=2)
-        rec = Recorder(settings, work)
+        rec = Phases(settings, work, epoch=timedelta(seconds=1))
         market = SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=11)
         ticks = list(market)
         half = len(ticks) // 2
@@ -169,7 +134,7 @@ def main() -> None:
         started = time.perf_counter()
         log = load_log(settings)
         load_s = time.perf_counter() - started
-        report = replay(settings, log=log)
+        replayed = replay(settings, log=log)
         flow_rate = n / rec.flow_s
         result = {
             "accounts": args.accounts,
@@ -182,11 +147,11 @@ def main() -> None:
             "flow_startup_s": round(startup, 2),
             "flow_decisions_per_s": round(flow_rate),
             "load_s": round(load_s, 2),
-            "replay_s": round(report.replay_s, 2),
-            "replay_decisions_per_s": round(report.decisions_per_s),
-            "ratio_replay_vs_flow": round(report.decisions_per_s / flow_rate, 2),
-            "differences": len(report.differing),
-            "reproduced": report.reproduced,
+            "replay_s": round(replayed.replay_s, 2),
+            "replay_decisions_per_s": round(replayed.decisions_per_s),
+            "ratio_replay_vs_flow": round(replayed.decisions_per_s / flow_rate, 2),
+            "differences": len(replayed.differing),
+            "reproduced": replayed.reproduced,
         }
         report(result)
     finally:

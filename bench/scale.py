@@ -36,8 +36,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -45,10 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
+    CENT,
     Processes,
     Setup,
+    at,
     kafka_setup,
     local_setup,
+    random_market,
     report,
     running,
     workdir,
@@ -68,14 +70,8 @@ from schemas import (  # noqa: E402
 from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
 
 PARTITIONS = 2
-T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-CENT = Decimal("0.01")
 FLOWS = {"a": "flows.indicators:build_flow()", "c": "flows.portfolio_risk:build_flow()"}
 C_INPUTS = ["accounts", "symbol_limits", "control", "market_data", "trade_signals", "venue_fills"]
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 # --------------------------------------------------------------------- input
@@ -84,13 +80,8 @@ def at(seconds: float) -> datetime:
 def c_inputs(signals: int, accounts: int, symbols: int) -> dict[str, list[Record]]:
     rng = random.Random(11)
     names = [f"ACC{i:03d}" for i in range(accounts)]
-    syms = [f"SYM{i:03d}" for i in range(symbols)]
-    px = {s: Decimal(rng.randrange(20, 400)) for s in syms}
-    ticks: list[Record] = []
-    for i in range(50 * symbols):
-        s = syms[i % symbols]
-        px[s] = (px[s] * Decimal(1 + rng.gauss(0, 0.001))).quantize(CENT)
-        ticks.append(MarketData(symbol=s, ts=at(1 + i * 0.01), price=px[s], volume=Decimal(100)))
+    syms, px, walk = random_market(rng, symbols)
+    ticks: list[Record] = list(walk)
     rows: list[Record] = [
         Account(account=a, cash=Decimal(5_000_000), max_order_notional=Decimal(100_000),
                 max_order_qty=Decimal(900), max_gross_exposure=Decimal(20_000_000), max_leverage=Decimal(4),
@@ -117,17 +108,6 @@ def c_inputs(signals: int, accounts: int, symbols: int) -> dict[str, list[Record
     end = at(60 + signals * 0.01 + 1)
     ticks += [MarketData(symbol=s, ts=end, price=px[s], volume=Decimal(1)) for s in syms]
     return {"accounts": rows, "symbol_limits": limits, "market_data": ticks, "trade_signals": sigs}
-
-
-def write(setup: Setup, streams: dict[str, Sequence[Record]], names: Sequence[str]) -> None:
-    conn = Connectors(setup.settings)
-    for name in names:
-        writer = conn.writer(name)
-        records = streams.get(name, [])
-        for i in range(0, len(records), 5000):
-            writer.write(records[i : i + 5000])
-        writer.close_stream()
-        writer.close()
 
 
 def check_kafka_placement(setup: Setup, stream: str, key: str) -> int:
@@ -215,14 +195,14 @@ def profile_round(new: Callable[[str], Setup], profile: str, procs: ShardProcess
     rounds = [(s, label, r) for r in range(repeats) for s, label in ((1, "1shard"), (2, "2shards"))]
     for shards, label, r in rounds:  # alternated, best of ``repeats``: the machine is shared
         setup = new(f"{profile}-a-{label}-{r}")
-        write(setup, {"market_data": ticks}, ["market_data"])
+        Connectors(setup.settings).write_all({"market_data": ticks}, ["market_data"])
         got = rate(procs, setup, "a", shards, "sma_wide", len(ticks))
         key = f"{profile}_a_{label}_ticks_per_s"
         figures[key] = max(float(figures.get(key, 0)), round(got["per_s"]))
         print(f"{profile} A {label}: {got['per_s']:,.0f} ticks/s (wall {got['wall_s']:.1f} s)", flush=True)
     for shards, label, r in rounds:
         setup = new(f"{profile}-c-{label}-{r}")
-        write(setup, c_in, C_INPUTS)
+        Connectors(setup.settings).write_all(c_in, C_INPUTS)
         if profile == "kafka" and shards == 1 and r == 0:
             placed = sum(check_kafka_placement(setup, s, "account")
                          for s in ("trade_signals", "accounts"))

@@ -32,15 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import embedded_count as count  # noqa: E402
-from bench.harness import report  # noqa: E402
-from connectors.embedded.store import open_stream  # noqa: E402
+from bench.harness import plain_loop, report  # noqa: E402
+from connectors.base import StoredRecord  # noqa: E402
 from connectors.feeds import SyntheticMarket  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
 from flows.strategy import sma_wide_columns  # noqa: E402
-from operators.indicators import IndicatorConfig, IndicatorSet  # noqa: E402
 from operators.strategies import StrategyShard, activate  # noqa: E402
 from schemas import SmaWide, StrategyConfig, decode, encode  # noqa: E402
+from tests.helpers import indicator_rows  # noqa: E402
 
 SID = "bench"
 PARAMS: dict[str, dict[str, Any]] = {
@@ -51,22 +51,7 @@ PARAMS: dict[str, dict[str, Any]] = {
 
 
 def make_rows(n: int, symbols: int) -> list[SmaWide]:
-    sets: dict[str, IndicatorSet] = {}
-    seqs: dict[str, int] = {}
-    out = []
-    for t in SyntheticMarket(symbols=symbols, ticks=n, seed=1):
-        ind = sets.setdefault(t.symbol, IndicatorSet(IndicatorConfig()))
-        seq = seqs.get(t.symbol, 0)
-        seqs[t.symbol] = seq + 1
-        values = ind.update(float(t.price), float(t.volume), t.ts)
-        vwap = values.pop("vwap")
-        out.append(
-            SmaWide.model_construct(
-                symbol=t.symbol, ts=t.ts, price=float(t.price), volume=float(t.volume),
-                vwap=vwap, seq=seq, **values,
-            )
-        )
-    return out
+    return indicator_rows(SyntheticMarket(symbols=symbols, ticks=n, seed=1), validate=False)
 
 
 def config(strategy: str) -> StrategyConfig:
@@ -78,33 +63,22 @@ def config(strategy: str) -> StrategyConfig:
 
 def prepare(data_dir: Path, rows: list[SmaWide], cfg: StrategyConfig) -> None:
     conn = Connectors(load_settings(data_dir=data_dir, partitions=2))
-    for stream, records in (("strategy_config", [cfg]), ("sma_wide", rows)):
-        writer = conn.writer(stream)
-        for i in range(0, len(records), 5000):
-            writer.write(records[i : i + 5000])
-        writer.close_stream()
-        writer.close()
+    conn.write_all({"strategy_config": [cfg], "sma_wide": rows}, ["strategy_config", "sma_wide"])
 
 
-def plain_loop(data_dir: Path, cfg: StrategyConfig) -> tuple[float, int]:
-    src = open_stream(data_dir, "sma_wide", partitions=2, table=False)
-    dst = open_stream(data_dir, "signals_plain", partitions=2, table=False)
+def plain_strategy(data_dir: Path, cfg: StrategyConfig) -> tuple[float, int]:
     shard = StrategyShard(SID)
     shard.apply_config(0, activate(cfg, columns=sma_wide_columns(load_settings())))
-    written = 0
-    started = time.perf_counter()
-    for part in range(src.partitions):
-        offset = 0
-        while batch := src.read(part, offset, 500):
-            out = []
-            for rec in batch:
-                sig = shard.on_row(decode(SmaWide, rec.value))
-                if sig is not None:
-                    out.append((sig.key(), encode(sig)))
-            dst.append(out)
-            written += len(out)
-            offset = batch[-1].offset + 1
-    return time.perf_counter() - started, written
+
+    def step(batch: list[StoredRecord]) -> list[tuple[str | None, bytes]]:
+        out: list[tuple[str | None, bytes]] = []
+        for rec in batch:
+            sig = shard.on_row(decode(SmaWide, rec.value))
+            if sig is not None:
+                out.append((sig.key(), encode(sig)))
+        return out
+
+    return plain_loop(data_dir, "sma_wide", "signals_plain", step)
 
 
 def math_only(rows: list[SmaWide], cfg: StrategyConfig) -> float:
@@ -144,7 +118,7 @@ def main() -> None:
         prepare(dirs["plain"], rows, cfg)
         prepare(dirs["flow"], rows, cfg)
         prepare(dirs["empty"], [], cfg)
-        plain_s, plain_signals = plain_loop(dirs["plain"], cfg)
+        plain_s, plain_signals = plain_strategy(dirs["plain"], cfg)
 
         startup = run_flow(dirs["empty"])
         flow_wall = run_flow(dirs["flow"])

@@ -10,11 +10,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from bytewax.inputs import Source
+from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.outputs import Sink
 
 from schemas import Record, StreamSpec
+
+if TYPE_CHECKING:
+    from connectors.settings import Settings
 
 
 class ConnectorError(RuntimeError):
@@ -34,6 +39,33 @@ class SourceMessage:
     offset: int
     key: str | None
     value: bytes
+
+
+@dataclass(frozen=True)
+class Polling:
+    """How a source polls: at most ``batch_size`` records a poll, ``interval`` apart at the end."""
+
+    batch_size: int = 500
+    interval: timedelta = timedelta(milliseconds=50)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Polling:
+        """Return the polling the settings ask for (``batch_size``, ``poll_interval_ms``)."""
+        return cls(settings.batch_size, timedelta(milliseconds=settings.poll_interval_ms))
+
+
+@dataclass(eq=False, kw_only=True)
+class PollingSource(FixedPartitionedSource[SourceMessage, int]):
+    """The options every backend's source takes (each adds where its stream lives).
+
+    With ``follow`` the source waits at the end for more records; without it, it stops
+    at the end once the stream is closed. Without a snapshot a partition starts at its
+    first record, or with ``from_end`` at its end.
+    """
+
+    follow: bool
+    polling: Polling = Polling()
+    from_end: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +92,10 @@ class StreamWriter(ABC):
     @abstractmethod
     def close_stream(self) -> None:
         """Mark the stream finished: bounded readers stop once they reach its end."""
+
+    def reopen_stream(self) -> None:
+        """Mark a finished stream open again, so a bounded run over it can follow another phase."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reopen a closed stream")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources held by the writer."""

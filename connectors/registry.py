@@ -9,8 +9,7 @@ it, so the local profile needs nothing installed beyond the base packages.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
@@ -19,6 +18,7 @@ from bytewax.outputs import Sink
 from connectors.base import (
     Backend,
     ConnectorError,
+    Polling,
     SourceMessage,
     StoredRecord,
     StreamReader,
@@ -37,12 +37,7 @@ BackendFactory = Callable[[Settings], Backend]
 def _local(settings: Settings) -> Backend:
     from connectors.embedded import LocalBackend
 
-    return LocalBackend(
-        settings.data_dir,
-        partitions=settings.partitions,
-        batch_size=settings.batch_size,
-        poll_interval=timedelta(milliseconds=settings.poll_interval_ms),
-    )
+    return LocalBackend(settings.data_dir, partitions=settings.partitions, polling=Polling.of(settings))
 
 
 def _lazy(module: str, factory: str) -> BackendFactory:
@@ -217,6 +212,38 @@ class Connectors:
         finally:
             reader.close()
         return rows
+
+    def write_all(
+        self,
+        streams: Mapping[str, Sequence[Record]],
+        names: Iterable[str],
+        *,
+        batch: int = 5000,
+        keep_open: str | None = None,
+    ) -> None:
+        """Write each of ``names``' records from ``streams`` (none where absent) in batches of ``batch``.
+
+        Every stream but ``keep_open`` is closed afterwards, so bounded sources stop at its end.
+        """
+        for name in names:
+            writer = self.writer(name)
+            try:
+                records = streams.get(name, [])
+                for i in range(0, len(records), batch):
+                    writer.write(records[i : i + batch])
+                if name != keep_open:
+                    writer.close_stream()
+            finally:
+                writer.close()
+
+    def reopen_all(self, names: Iterable[str]) -> None:
+        """Mark each of ``names`` open again after ``write_all`` closed it (embedded store only)."""
+        for name in names:
+            writer = self.writer(name)
+            try:
+                writer.reopen_stream()
+            finally:
+                writer.close()
 
     def shard_guard(self, job: str) -> ShardGuard:
         """Return the source that keeps this shard's ``I/N`` in the recovery store (and checks it)."""

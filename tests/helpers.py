@@ -1,12 +1,24 @@
-"""Helpers for tests: read whole streams back as records."""
+"""Helpers for tests (and benches): read whole streams back as records, build Job A's rows."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import run_main
+
 from connectors.registry import Connectors
-from connectors.settings import load_settings
+from connectors.settings import Settings, load_settings
 from flows.indicators import indicator_config, to_sma_wide
-from operators.indicators import Row, SymbolIndicators, Tick
-from schemas import MarketData, Record, decode, spec
+from flows.portfolio_risk import build_flow as build_job_c
+from operators.indicators import IndicatorConfig, IndicatorSet, Row, SymbolIndicators, Tick
+from schemas import MarketData, Record, SmaWide, decode, spec
+
+JOB_C_INPUTS = ("trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data")
+"""The streams Job C (flows.portfolio_risk) reads."""
 
 
 def read_all(conn: Connectors, stream: str) -> list[Record]:
@@ -30,3 +42,55 @@ def sma_rows(ticks: list[MarketData]) -> list[Record]:
             assert isinstance(res, Row)
             out.append(to_sma_wide(res))
     return out
+
+
+def indicator_rows(
+    ticks: Iterable[MarketData], config: IndicatorConfig | None = None, *, validate: bool = True
+) -> list[SmaWide]:
+    """Return an sma_wide row per tick computed by Job A's ``IndicatorSet`` (numbered per symbol).
+
+    ``validate=False`` builds them unvalidated (``model_construct``), as Job A writes them.
+    """
+    build = SmaWide if validate else SmaWide.model_construct
+    sets: dict[str, IndicatorSet] = {}
+    seqs: dict[str, int] = {}
+    rows: list[SmaWide] = []
+    for t in ticks:
+        ind = sets.setdefault(t.symbol, IndicatorSet(config or IndicatorConfig()))
+        seq = seqs.get(t.symbol, 0)
+        seqs[t.symbol] = seq + 1
+        price, volume = float(t.price), float(t.volume)
+        values = ind.update(price, volume, t.ts)
+        vwap = values.pop("vwap")
+        rows.append(build(symbol=t.symbol, ts=t.ts, price=price, volume=volume, vwap=vwap, seq=seq, **values))
+    return rows
+
+
+class Phases:
+    """Run Job C in-process phase by phase on the embedded store, resuming from its recovery snapshot.
+
+    Each phase writes its inputs, closes every input so the flow ends, runs the flow, then
+    reopens the inputs for the next phase. ``flow_s`` adds up the time spent in the flow.
+    """
+
+    def __init__(self, settings: Settings, work: Path, epoch: timedelta = timedelta(seconds=0.2)) -> None:
+        self.settings = settings
+        self.conn = Connectors(settings)
+        self.recovery = work / "recovery"
+        self.recovery.mkdir()
+        init_db_dir(self.recovery, 1)
+        self.epoch = epoch
+        self.flow_s = 0.0
+
+    def run(self, **streams: list[Record]) -> None:
+        """Run one phase over ``streams`` (input name to its new records; the others get none)."""
+        self.conn.write_all(streams, JOB_C_INPUTS)
+        started = time.perf_counter()
+        run_main(build_job_c(self.settings), epoch_interval=self.epoch,
+                 recovery_config=RecoveryConfig(str(self.recovery)))
+        self.flow_s += time.perf_counter() - started
+        self.conn.reopen_all(JOB_C_INPUTS)
+
+    def all(self, stream: str) -> list[Record]:
+        """Return every record of ``stream``."""
+        return read_all(self.conn, stream)

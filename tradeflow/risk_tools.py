@@ -306,15 +306,25 @@ class Window:
         """Tell whether a replayed decision falls in the window."""
         if not isinstance(r, Replayed):
             return False
-        ts = r.decision.ts
-        if (self.from_ts is not None and ts < self.from_ts) or (self.to_ts is not None and ts >= self.to_ts):
+        if not self.holds_time(r.decision.ts):
             return False
         if r.recorded is None:  # decided by the replay only: after the recorded end
             return self.to_offset is None
-        off = r.recorded.offset
-        return (self.from_offset is None or off >= self.from_offset) and (
-            self.to_offset is None or off < self.to_offset
+        return self.holds_offset(r.recorded.offset)
+
+    def holds_time(self, ts: datetime) -> bool:
+        """Tell whether an event time is in ``[from_ts, to_ts)``."""
+        return (self.from_ts is None or ts >= self.from_ts) and (self.to_ts is None or ts < self.to_ts)
+
+    def holds_offset(self, offset: int) -> bool:
+        """Tell whether a risk_decisions offset is in ``[from_offset, to_offset)``."""
+        return (self.from_offset is None or offset >= self.from_offset) and (
+            self.to_offset is None or offset < self.to_offset
         )
+
+    def holds(self, account: str, ts: datetime) -> bool:
+        """Tell whether a record of ``account`` at event time ``ts`` is in the window."""
+        return (self.accounts is None or account in self.accounts) and self.holds_time(ts)
 
 
 @dataclass(frozen=True)
@@ -429,12 +439,8 @@ def _undecided(log: RecordedLog, window: Window, known: set[str]) -> list[str]:
         s = x.record
         if (s.account, s.signal_id) in taken or s.signal_id in known:
             continue
-        if window.accounts is not None and s.account not in window.accounts:
-            continue
-        if (window.from_ts is not None and s.ts < window.from_ts) or (
-                window.to_ts is not None and s.ts >= window.to_ts):
-            continue
-        out.append(s.signal_id)
+        if window.holds(s.account, s.ts):
+            out.append(s.signal_id)
     return out
 
 
@@ -467,15 +473,8 @@ def _orphans(log: RecordedLog, window: Window) -> list[Logged[RiskDecision]]:
         rec = d.record
         if (rec.account, rec.signal_id) in known:
             continue
-        if window.accounts is not None and rec.account not in window.accounts:
-            continue
-        if (window.from_ts is not None and rec.ts < window.from_ts) or (
-                window.to_ts is not None and rec.ts >= window.to_ts):
-            continue
-        if (window.from_offset is not None and d.offset < window.from_offset) or (
-                window.to_offset is not None and d.offset >= window.to_offset):
-            continue
-        out.append(d)
+        if window.holds(rec.account, rec.ts) and window.holds_offset(d.offset):
+            out.append(d)
     return out
 
 

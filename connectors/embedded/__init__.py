@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import KW_ONLY, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.inputs import StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from typing_extensions import override
 
-from connectors.base import Backend, SourceMessage, StoredRecord, StreamReader, StreamWriter
+from connectors.base import (
+    Backend,
+    Polling,
+    PollingSource,
+    SourceMessage,
+    StoredRecord,
+    StreamReader,
+    StreamWriter,
+)
 from connectors.embedded.store import StoreFile, open_stream, partition_for
 from connectors.metrics import SOURCE_LAG
 from schemas import Kind, Record, StreamSpec, encode
@@ -26,11 +35,11 @@ class _StorePartition(StatefulSourcePartition[SourceMessage, int]):
         self._lag = SOURCE_LAG.labels(source.name, str(part))
 
     def next_batch(self) -> list[SourceMessage]:
-        rows = self._file.read(self._part, self._offset, self._src.batch_size)
+        rows = self._file.read(self._part, self._offset, self._src.polling.batch_size)
         if rows:
             self._offset = rows[-1].offset + 1
             self._awake = None
-            if len(rows) == self._src.batch_size:  # behind: report how far
+            if len(rows) == self._src.polling.batch_size:  # behind: report how far
                 end = self._file.end_offset(self._part)
                 self._lag.set(end - self._offset)
             else:
@@ -42,7 +51,7 @@ class _StorePartition(StatefulSourcePartition[SourceMessage, int]):
             if not self._file.read(self._part, self._offset, 1):
                 raise StopIteration
             return []
-        self._awake = datetime.now(UTC) + self._src.poll_interval
+        self._awake = datetime.now(UTC) + self._src.polling.interval
         return []
 
     def next_awake(self) -> datetime | None:
@@ -55,7 +64,8 @@ class _StorePartition(StatefulSourcePartition[SourceMessage, int]):
         self._file.close()
 
 
-class StoreSource(FixedPartitionedSource[SourceMessage, int]):
+@dataclass(eq=False)
+class StoreSource(PollingSource):
     """A Bytewax source over one stream: one source partition per store partition.
 
     Snapshots are the next offset to read, so a flow restarted with recovery resumes
@@ -63,26 +73,11 @@ class StoreSource(FixedPartitionedSource[SourceMessage, int]):
     end for more records; without it, it stops at the end once the stream is closed.
     """
 
-    def __init__(
-        self,
-        data_dir: Path,
-        name: str,
-        *,
-        partitions: int,
-        table: bool,
-        follow: bool,
-        batch_size: int = 500,
-        poll_interval: timedelta = timedelta(milliseconds=50),
-        from_end: bool = False,
-    ) -> None:
-        self.data_dir = data_dir
-        self.name = name
-        self.table = table
-        self.follow = follow
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
-        self.from_end = from_end
-        self.partitions = partitions
+    data_dir: Path
+    name: str
+    _: KW_ONLY
+    partitions: int
+    table: bool
 
     def _known_partitions(self) -> int:
         # The file fixes the partition count when it is created; ask it (lazily, so
@@ -167,6 +162,10 @@ class StoreWriter(StreamWriter):
         """Mark the stream finished."""
         self._file.set_closed(True)
 
+    def reopen_stream(self) -> None:
+        """Mark the stream open again (tests and benches that run a flow phase by phase)."""
+        self._file.set_closed(False)
+
     def close(self) -> None:
         """Close the store file."""
         self._file.close()
@@ -211,18 +210,10 @@ class StoreReader(StreamReader):
 class LocalBackend(Backend):
     """Connectors of the ``local`` profile."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        *,
-        partitions: int = 2,
-        batch_size: int = 500,
-        poll_interval: timedelta = timedelta(milliseconds=50),
-    ) -> None:
+    def __init__(self, data_dir: Path, *, partitions: int = 2, polling: Polling = Polling()) -> None:
         self.data_dir = Path(data_dir)
         self.partitions = partitions
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
+        self.polling = polling
 
     def partition_of(self, key: str, partitions: int) -> int:
         """Return a key's partition: ``crc32(key) % partitions`` (``store.partition_for``)."""
@@ -236,15 +227,10 @@ class LocalBackend(Backend):
         self, spec: StreamSpec, name: str, *, follow: bool, from_end: bool = False
     ) -> StoreSource:
         """Return a source over the stream."""
+        table = spec.kind is Kind.TABLE
         return StoreSource(
-            self.data_dir,
-            name,
-            partitions=1 if spec.kind is Kind.TABLE else self.partitions,
-            table=spec.kind is Kind.TABLE,
-            follow=follow,
-            batch_size=self.batch_size,
-            poll_interval=self.poll_interval,
-            from_end=from_end,
+            self.data_dir, name, partitions=1 if table else self.partitions, table=table,
+            follow=follow, polling=self.polling, from_end=from_end,
         )
 
     def sink(self, spec: StreamSpec, name: str) -> StoreSink:

@@ -264,16 +264,10 @@ class FixApplication:
         cl_ord_id = f"{entry.order_id}-C{len(entry.cancel_ids) + 1}"
         self._journal.record_cancel(entry.order_id, cl_ord_id)
         self.counts["cancels_sent"] += 1
-        fields: list[tuple[int, str]] = [
+        fields = [
             (Tag.ORIG_CL_ORD_ID, entry.cl_ord_id),
             (Tag.CL_ORD_ID, cl_ord_id),
-        ]
-        if entry.venue_order_id:
-            fields.append((Tag.ORDER_ID, entry.venue_order_id))
-        fields += [
-            (Tag.ACCOUNT, entry.account),
-            (Tag.SYMBOL, entry.symbol),
-            (Tag.SIDE, _SIDE_OUT[Side(entry.side)]),
+            *_order_identity(entry),
             (Tag.TRANSACT_TIME, fmt_time(order.ts)),
             (Tag.ORDER_QTY, entry.qty),
         ]
@@ -583,14 +577,7 @@ class FixApplication:
 
     def _status_request(self, entry: OrderEntry) -> AppMessage:
         self.counts["status_requests"] += 1
-        fields: list[tuple[int, str]] = [(Tag.CL_ORD_ID, entry.cl_ord_id)]
-        if entry.venue_order_id:
-            fields.append((Tag.ORDER_ID, entry.venue_order_id))
-        fields += [
-            (Tag.ACCOUNT, entry.account),
-            (Tag.SYMBOL, entry.symbol),
-            (Tag.SIDE, _SIDE_OUT[Side(entry.side)]),
-        ]
+        fields = [(Tag.CL_ORD_ID, entry.cl_ord_id), *_order_identity(entry)]
         return AppMessage(MsgType.ORDER_STATUS_REQUEST, tuple(fields))
 
     def _local(
@@ -636,6 +623,13 @@ class FixApplication:
             reason=f"{CANCEL_REJECTED_PREFIX}{why}",
             ts=order.ts,
         )
+
+
+def _order_identity(entry: OrderEntry) -> list[tuple[int, str]]:
+    """Return what names a sent order after its ClOrdID: OrderID (once known), Account, Symbol, Side."""
+    venue_id = [(Tag.ORDER_ID, entry.venue_order_id)] if entry.venue_order_id else []
+    side = _SIDE_OUT[Side(entry.side)]
+    return [*venue_id, (Tag.ACCOUNT, entry.account), (Tag.SYMBOL, entry.symbol), (Tag.SIDE, side)]
 
 
 def _entry(order: ValidatedOrder, phase: OrderPhase, reason: str = "") -> OrderEntry:

@@ -596,7 +596,8 @@ class FixSession:
         now = fmt_time(self._clock())
         return self._build(MsgType.SEQUENCE_RESET, fields, seq=seq, poss_dup=True, orig_time=now)
 
-    def _gap_fill(self, msg: simplefix.FixMessage, seq: int, out: SessionOutput) -> None:
+    def _move_target_seq(self, msg: simplefix.FixMessage, seq: int, out: SessionOutput) -> int | None:
+        """Expect the SequenceReset's NewSeqNo next and return it; reject one lowering the sequence."""
         new_seq = integer(msg, Tag.NEW_SEQ_NO)
         expected = self._store.next_target_seq
         if new_seq is None or new_seq < expected:
@@ -604,22 +605,20 @@ class FixSession:
                 out, seq, MsgType.SEQUENCE_RESET, SessionRejectReason.VALUE_INCORRECT,
                 Tag.NEW_SEQ_NO, f"NewSeqNo {new_seq} would lower the sequence below {expected}",
             )
-            return
+            return None
         self._store.next_target_seq = new_seq
-        out.events.append(SessionEvent(EventKind.SEQUENCE_RESET, f"gap fill {seq}..{new_seq - 1}"))
+        return new_seq
+
+    def _gap_fill(self, msg: simplefix.FixMessage, seq: int, out: SessionOutput) -> None:
+        new_seq = self._move_target_seq(msg, seq, out)
+        if new_seq is not None:
+            out.events.append(SessionEvent(EventKind.SEQUENCE_RESET, f"gap fill {seq}..{new_seq - 1}"))
 
     def _sequence_reset(self, msg: simplefix.FixMessage, seq: int, out: SessionOutput) -> None:
-        new_seq = integer(msg, Tag.NEW_SEQ_NO)
-        expected = self._store.next_target_seq
-        if new_seq is None or new_seq < expected:
-            self._reject(
-                out, seq, MsgType.SEQUENCE_RESET, SessionRejectReason.VALUE_INCORRECT,
-                Tag.NEW_SEQ_NO, f"NewSeqNo {new_seq} would lower the sequence below {expected}",
-            )
-            return
-        self._store.next_target_seq = new_seq
-        self._queued = {s: m for s, m in self._queued.items() if s >= new_seq}
-        out.events.append(SessionEvent(EventKind.SEQUENCE_RESET, f"reset to {new_seq}"))
+        new_seq = self._move_target_seq(msg, seq, out)
+        if new_seq is not None:
+            self._queued = {s: m for s, m in self._queued.items() if s >= new_seq}
+            out.events.append(SessionEvent(EventKind.SEQUENCE_RESET, f"reset to {new_seq}"))
         self._drain_queue(out)
 
     def _on_reject(self, msg: simplefix.FixMessage, out: SessionOutput) -> None:

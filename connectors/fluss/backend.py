@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from connectors.base import Backend
+from connectors.base import Backend, Polling
 from connectors.fluss.settings import FlussSettings
 from connectors.fluss.sink import FlussSink
 from connectors.fluss.source import FlussSource
@@ -24,16 +22,9 @@ class FlussBackend(Backend):
     connect when the flow runs, writers and readers when they are created.
     """
 
-    def __init__(
-        self,
-        fluss: FlussSettings,
-        *,
-        batch_size: int = 500,
-        poll_interval: timedelta = timedelta(milliseconds=50),
-    ) -> None:
+    def __init__(self, fluss: FlussSettings, *, polling: Polling = Polling()) -> None:
         self.fluss = fluss
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
+        self.polling = polling
 
     def layout(self, spec: StreamSpec, name: str) -> TableLayout:
         """Return the table a stream maps to (path, kind, key columns, buckets)."""
@@ -43,14 +34,8 @@ class FlussBackend(Backend):
         self, spec: StreamSpec, name: str, *, follow: bool, from_end: bool = False
     ) -> FlussSource:
         """Return a source over the stream's table (its changelog for a PK table)."""
-        return FlussSource(
-            self.fluss,
-            self.layout(spec, name),
-            follow=follow,
-            batch_size=self.batch_size,
-            poll_interval=self.poll_interval,
-            from_end=from_end,
-        )
+        layout = self.layout(spec, name)
+        return FlussSource(self.fluss, layout, follow=follow, polling=self.polling, from_end=from_end)
 
     def sink(self, spec: StreamSpec, name: str) -> FlussSink:
         """Return a sink into the stream's table (appends, or upserts for a PK table)."""
@@ -67,8 +52,4 @@ class FlussBackend(Backend):
 
 def backend_from_settings(settings: Settings) -> FlussBackend:
     """Build the ``fluss`` profile's backend from the settings (the registry's entry point)."""
-    return FlussBackend(
-        settings.fluss,
-        batch_size=settings.batch_size,
-        poll_interval=timedelta(milliseconds=settings.poll_interval_ms),
-    )
+    return FlussBackend(settings.fluss, polling=Polling.of(settings))

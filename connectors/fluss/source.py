@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import fluss
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.inputs import StatefulSourcePartition
 
-from connectors.base import ConnectorError, SourceMessage
+from connectors.base import ConnectorError, PollingSource, SourceMessage
 from connectors.fluss.client import FlussClient, FlussTimeout, is_out_of_range, is_transient, log
 from connectors.fluss.markers import CloseRecords
 from connectors.fluss.settings import FlussSettings
@@ -50,8 +51,8 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
         self._awake: datetime | None = None
         self._client = FlussClient(
             source.settings,
-            max_poll_records=source.batch_size,
-            fetch_wait_ms=int(source.poll_interval.total_seconds() * 1000),
+            max_poll_records=source.polling.batch_size,
+            fetch_wait_ms=int(source.polling.interval.total_seconds() * 1000),
         )
         try:
             table = self._client.table(self._layout.path)
@@ -87,7 +88,7 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
             self._fetch()
         out: list[SourceMessage] = []
         moved = False
-        while self._pending and len(out) < self._src.batch_size:
+        while self._pending and len(out) < self._src.polling.batch_size:
             offset, msg = self._pending.popleft()
             self._position = offset + 1
             moved = True
@@ -99,7 +100,7 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
         if not self._src.follow and self._at_closed_end():
             self._done = True
             raise StopIteration
-        self._awake = datetime.now(UTC) + self._src.poll_interval
+        self._awake = datetime.now(UTC) + self._src.polling.interval
         return out
 
     def _fetch(self) -> None:
@@ -166,7 +167,8 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
         self._client.close()
 
 
-class FlussSource(FixedPartitionedSource[SourceMessage, int]):
+@dataclass(eq=False)
+class FlussSource(PollingSource):
     """A Bytewax source over one stream's table: one partition per bucket.
 
     Partition names are ``"<bucket>-<database>.<table>"``, so the recovery store says
@@ -178,22 +180,8 @@ class FlussSource(FixedPartitionedSource[SourceMessage, int]):
     the stream's physical name, like the other profiles.
     """
 
-    def __init__(
-        self,
-        settings: FlussSettings,
-        layout: TableLayout,
-        *,
-        follow: bool,
-        batch_size: int = 500,
-        poll_interval: timedelta = timedelta(milliseconds=50),
-        from_end: bool = False,
-    ) -> None:
-        self.settings = settings
-        self.layout = layout
-        self.follow = follow
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
-        self.from_end = from_end
+    settings: FlussSettings
+    layout: TableLayout
 
     def list_parts(self) -> list[str]:
         """Create the table if needed; return one part per bucket."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from connectors.base import Backend
+from connectors.base import Backend, Polling
 from connectors.kafka.config import topic_name
 from connectors.kafka.settings import KafkaSettings
 from connectors.kafka.sink import KafkaSink
@@ -26,16 +24,9 @@ class KafkaBackend(Backend):
     connect when the flow runs, writers and readers when they are created.
     """
 
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        *,
-        batch_size: int = 500,
-        poll_interval: timedelta = timedelta(milliseconds=50),
-    ) -> None:
+    def __init__(self, kafka: KafkaSettings, *, polling: Polling = Polling()) -> None:
         self.kafka = kafka
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
+        self.polling = polling
         self._admin: TopicAdmin | None = None
 
     def partition_of(self, key: str, partitions: int) -> int:
@@ -62,17 +53,7 @@ class KafkaBackend(Backend):
     ) -> KafkaSource:
         """Return a source over the stream's topic."""
         ts = self.topic_spec(spec, name)
-        return KafkaSource(
-            self.kafka,
-            name,
-            topic=ts.name,
-            partitions=ts.partitions,
-            table=ts.compact,
-            follow=follow,
-            batch_size=self.batch_size,
-            poll_interval=self.poll_interval,
-            from_end=from_end,
-        )
+        return KafkaSource(self.kafka, name, ts, follow=follow, polling=self.polling, from_end=from_end)
 
     def sink(self, spec: StreamSpec, name: str) -> KafkaSink:
         """Return a sink into the stream's topic."""
@@ -90,8 +71,4 @@ class KafkaBackend(Backend):
 
 def backend_from_settings(settings: Settings) -> KafkaBackend:
     """Build the ``kafka`` profile's backend from the settings (the registry's entry point)."""
-    return KafkaBackend(
-        settings.kafka,
-        batch_size=settings.batch_size,
-        poll_interval=timedelta(milliseconds=settings.poll_interval_ms),
-    )
+    return KafkaBackend(settings.kafka, polling=Polling.of(settings))

@@ -17,12 +17,13 @@ are never emitted into the flow.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from connectors.base import ConnectorError, SourceMessage
+from connectors.base import ConnectorError, PollingSource, SourceMessage
 from connectors.kafka.config import consumer_config, is_eos, log
 from connectors.kafka.settings import KafkaSettings
 from connectors.kafka.topics import TopicAdmin, TopicSpec, raise_unless_transient, watermarks
@@ -67,7 +68,7 @@ class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
     def next_batch(self) -> list[SourceMessage]:
         if self._done:
             raise StopIteration
-        msgs = self._consumer.consume(self._src.batch_size, 0)
+        msgs = self._consumer.consume(self._src.polling.batch_size, 0)
         out = [m for m in (self._accept(msg) for msg in msgs) if m is not None]
         if msgs:
             # the high watermark librdkafka cached from this fetch: no broker round trip
@@ -78,7 +79,7 @@ class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
             self._done = True
             if not out:
                 raise StopIteration
-        self._awake = None if msgs else datetime.now(UTC) + self._src.poll_interval
+        self._awake = None if msgs else datetime.now(UTC) + self._src.polling.interval
         return out
 
     def _accept(self, msg: Message) -> SourceMessage | None:
@@ -136,7 +137,8 @@ class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
         self._consumer.close()
 
 
-class KafkaSource(FixedPartitionedSource[SourceMessage, int]):
+@dataclass(eq=False)
+class KafkaSource(PollingSource):
     """A Bytewax source over one topic: one source partition per topic partition.
 
     Partition names are ``"<partition>-<topic>"`` (like Bytewax's own Kafka source),
@@ -149,32 +151,18 @@ class KafkaSource(FixedPartitionedSource[SourceMessage, int]):
     name (without the topic prefix), like the local profile.
     """
 
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        name: str,
-        *,
-        topic: str,
-        partitions: int,
-        table: bool,
-        follow: bool,
-        batch_size: int = 500,
-        poll_interval: timedelta = timedelta(milliseconds=50),
-        from_end: bool = False,
-    ) -> None:
-        self.kafka = kafka
-        self.name = name
-        self.topic = topic
-        self.partitions = partitions
-        self.table = table
-        self.follow = follow
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
-        self.from_end = from_end
+    kafka: KafkaSettings
+    name: str
+    spec: TopicSpec
+
+    @property
+    def topic(self) -> str:
+        """Return the topic's name."""
+        return self.spec.name
 
     def list_parts(self) -> list[str]:
         """Create the topic if needed; return one part per topic partition."""
-        count = TopicAdmin(self.kafka).ensure(TopicSpec(self.topic, self.partitions, self.table))
+        count = TopicAdmin(self.kafka).ensure(self.spec)
         return [f"{p}-{self.topic}" for p in range(count)]
 
     def build_part(

@@ -7,10 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
 
-from connectors.registry import Connectors
 from connectors.settings import Settings
 from flows.portfolio_risk import build_flow
 from operators.portfolio import order_id_for
@@ -20,16 +18,14 @@ from schemas import (
     Decision,
     MarketData,
     OrderAction,
-    Record,
     RiskDecision,
     TradeSignal,
     ValidatedOrder,
     VenueFill,
 )
-from tests.helpers import read_all
+from tests.helpers import JOB_C_INPUTS, Phases
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
 
 
 def at(seconds: float) -> datetime:
@@ -41,40 +37,6 @@ def signal(i: int, qty: str, side: str = "BUY", account: str = "ACC1", sym: str 
         signal_id=f"s{i}", strategy_id="st", symbol=sym, account=account, side=side,
         qty=Decimal(qty), ts=at(10 + i),
     )
-
-
-class Phases:
-    """Feed inputs in phases; the flow resumes from its recovery snapshot each time."""
-
-    def __init__(self, settings: Settings, tmp_path: Path) -> None:
-        self.settings = settings
-        self.conn = Connectors(settings)
-        self.recovery = tmp_path / "recovery"
-        self.recovery.mkdir()
-        from bytewax.recovery import init_db_dir
-
-        init_db_dir(self.recovery, 1)
-
-    def run(self, **streams: list[Record]) -> None:
-        for name in INPUTS:
-            w = self.conn.writer(name)
-            self.conn.reader(name)  # create the stream even if empty
-            if name in streams:
-                w.write(streams[name])
-            w.close_stream()
-            w.close()
-        run_main(
-            build_flow(self.settings),
-            epoch_interval=timedelta(seconds=0.2),
-            recovery_config=RecoveryConfig(str(self.recovery)),
-        )
-        for name in INPUTS:  # reopen for the next phase
-            f = self.conn.writer(name)
-            f._file.set_closed(False)  # type: ignore[attr-defined]
-            f.close()
-
-    def all(self, stream: str) -> list[Record]:
-        return read_all(self.conn, stream)
 
 
 @pytest.fixture
@@ -170,7 +132,7 @@ def test_a_replayed_phase_emits_no_order_twice(phases: Phases, settings: Setting
         trade_signals=[signal(i, "1") for i in range(4)],
     )
     # Run the whole input again without recovery (a full replay): ids repeat, the log does not.
-    for name in INPUTS:
+    for name in JOB_C_INPUTS:
         w = phases.conn.writer(name)
         w.close_stream()
         w.close()
@@ -202,7 +164,7 @@ def test_shadow_instance_writes_only_would_be_decisions(phases: Phases, tmp_path
         trade_signals=[signal(0, "1"), signal(1, "2"), signal(2, "3")],
     )
     live_orders = len(phases.all("validated_orders"))
-    for name in INPUTS:
+    for name in JOB_C_INPUTS:
         w = phases.conn.writer(name)
         w.close_stream()
     run_main(build_flow(phases.settings, str(limits)))

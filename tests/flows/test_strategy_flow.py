@@ -31,7 +31,6 @@ from schemas import (
     Side,
     Sizing,
     SmaWide,
-    StrategyConfig,
     TradeSignal,
     TradingState,
     encode,
@@ -41,6 +40,7 @@ from tests.recovery.procs import env_for, init_recovery, start
 from tests.unit.test_strategies import (
     INDICATORS,
     Fired,
+    config,
     frame,
     market_rows,
     ref_rsi,
@@ -61,18 +61,6 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="module")
 def rows() -> list[SmaWide]:
     return market_rows(symbols=6, ticks=4000, seed=9)
-
-
-def cfg(**kw: Any) -> StrategyConfig:
-    base: dict[str, Any] = {
-        "strategy_id": SID,
-        "strategy": "sma_cross",
-        "params": {"fast": 5, "slow": 20},
-        "account": "A1",
-        "qty": 10,
-        "ts": T0,
-    }
-    return StrategyConfig(**(base | kw))
 
 
 def put(conn: Connectors, stream: str, records: list[Any]) -> None:
@@ -127,7 +115,7 @@ def test_flow_signals_match_the_vectorised_rule(
     settings: Settings, connectors: Connectors, rows: list[SmaWide], strategy: str
 ) -> None:
     params, ref = CASES[strategy]
-    put(connectors, "strategy_config", [cfg(strategy=strategy, params=params)])
+    put(connectors, "strategy_config", [config(strategy=strategy, params=params)])
     put(connectors, "sma_wide", rows)
     run_main(build_flow(SID, settings))
     sigs = signals(connectors)
@@ -144,11 +132,9 @@ def test_two_workers_give_the_same_signals_as_one(
     for workers in (1, 2):
         s = settings.model_copy(update={"data_dir": tmp_path / f"w{workers}"})
         conn = Connectors(s)
-        put(
-            conn,
-            "strategy_config",
-            [cfg(sizing=Sizing.FIXED_NOTIONAL, qty=None, notional=Decimal(5000), max_position=Decimal(60))],
-        )
+        sized = config(sizing=Sizing.FIXED_NOTIONAL, qty=None, notional=Decimal(5000),
+                       max_position=Decimal(60))
+        put(conn, "strategy_config", [sized])
         put(conn, "sma_wide", rows)
         flow = build_flow(SID, s)
         if workers == 1:
@@ -167,11 +153,11 @@ def test_config_change_mid_stream_applies_from_the_next_row(
     half = len(rows) // 2
     part1, part2 = rows[:half], rows[half:]
     runner = Runner(settings, tmp_path, workers=workers)
-    put(connectors, "strategy_config", [cfg()])
+    put(connectors, "strategy_config", [config()])
     put(connectors, "sma_wide", part1)
     runner.run()
     n1 = len(signals(connectors))
-    put(connectors, "strategy_config", [cfg(params={"fast": 10, "slow": 50}, qty=3, version=2)])
+    put(connectors, "strategy_config", [config(params={"fast": 10, "slow": 50}, qty=3, version=2)])
     runner.run()  # the update reaches every shard; no new rows
     assert len(signals(connectors)) == n1
     put(connectors, "sma_wide", part2)
@@ -194,11 +180,11 @@ def test_disabled_strategy_emits_nothing_and_re_enabling_fires_no_stale_cross(
 ) -> None:
     half = len(rows) // 2
     runner = Runner(settings, tmp_path)
-    put(connectors, "strategy_config", [cfg(enabled=False)])
+    put(connectors, "strategy_config", [config(enabled=False)])
     put(connectors, "sma_wide", rows[:half])
     runner.run()
     assert signals(connectors) == []
-    put(connectors, "strategy_config", [cfg(enabled=True, version=2)])
+    put(connectors, "strategy_config", [config(enabled=True, version=2)])
     runner.run()
     put(connectors, "sma_wide", rows[half:])
     runner.run()
@@ -215,14 +201,14 @@ def test_invalid_config_is_dead_lettered_and_the_last_good_one_stays(
 ) -> None:
     half = len(rows) // 2
     runner = Runner(settings, tmp_path)
-    put(connectors, "strategy_config", [cfg()])
+    put(connectors, "strategy_config", [config()])
     put(connectors, "sma_wide", rows[:half])
     runner.run()
     bad = [
-        cfg(params={"fast": 5, "slow": 20, "fats": 1}, version=2),
-        cfg(strategy="no_such_rule", version=3),
-        cfg(params={"fast": 7, "slow": 20}, version=4),  # Job A computes no sma_7
-        cfg(strategy_id="other", params={"fast": 1}, version=5),  # not ours: ignored
+        config(params={"fast": 5, "slow": 20, "fats": 1}, version=2),
+        config(strategy="no_such_rule", version=3),
+        config(params={"fast": 7, "slow": 20}, version=4),  # Job A computes no sma_7
+        config(strategy_id="other", params={"fast": 1}, version=5),  # not ours: ignored
     ]
     put(connectors, "strategy_config", bad)
     writer = connectors.writer("strategy_config")
@@ -255,7 +241,7 @@ def test_invalid_config_is_dead_lettered_and_the_last_good_one_stays(
 def test_invalid_config_at_start_is_dead_lettered_and_no_signal_follows(
     settings: Settings, connectors: Connectors, rows: list[SmaWide]
 ) -> None:
-    put(connectors, "strategy_config", [cfg(params={"fast": 50, "slow": 20})])
+    put(connectors, "strategy_config", [config(params={"fast": 50, "slow": 20})])
     put(connectors, "sma_wide", rows)
     run_main(build_flow(SID, settings))
     assert signals(connectors) == []
@@ -271,7 +257,7 @@ def test_rows_before_any_config_give_no_signal(
     put(connectors, "sma_wide", rows[:half])
     runner.run()
     assert signals(connectors) == []
-    put(connectors, "strategy_config", [cfg()])
+    put(connectors, "strategy_config", [config()])
     runner.run()
     put(connectors, "sma_wide", rows[half:])
     runner.run()
@@ -284,7 +270,7 @@ def test_halt_and_resume_through_the_control_table(
 ) -> None:
     half = len(rows) // 2
     runner = Runner(settings, tmp_path)
-    put(connectors, "strategy_config", [cfg()])
+    put(connectors, "strategy_config", [config()])
     put(connectors, "control", [Control(scope=scope, state=TradingState.HALTED, ts=T0)])
     put(connectors, "sma_wide", rows[:half])
     runner.run()
@@ -301,7 +287,7 @@ def test_halt_and_resume_through_the_control_table(
 def test_other_scopes_do_not_halt_this_strategy(
     settings: Settings, connectors: Connectors, rows: list[SmaWide]
 ) -> None:
-    put(connectors, "strategy_config", [cfg()])
+    put(connectors, "strategy_config", [config()])
     put(
         connectors,
         "control",
@@ -322,7 +308,7 @@ def test_limit_orders_and_notional_sizing_end_to_end(
         connectors,
         "strategy_config",
         [
-            cfg(
+            config(
                 sizing=Sizing.FIXED_NOTIONAL,
                 qty=None,
                 notional=Decimal(10_000),
@@ -349,7 +335,7 @@ def test_limit_orders_and_notional_sizing_end_to_end(
 def test_bad_sma_wide_rows_are_dead_lettered_and_the_flow_goes_on(
     settings: Settings, connectors: Connectors
 ) -> None:
-    put(connectors, "strategy_config", [cfg(params={"fast": 5, "slow": 10})])
+    put(connectors, "strategy_config", [config(params={"fast": 5, "slow": 10})])
     good = [
         SmaWide(symbol="X", ts=T0 + timedelta(seconds=i), price=100.0, volume=1.0, seq=i, sma_5=f, sma_10=0.0)
         for i, f in enumerate([-1.0, 1.0, -1.0])
@@ -381,8 +367,8 @@ def test_several_strategy_flows_read_the_same_stream(
         connectors,
         "strategy_config",
         [
-            cfg(strategy_id="fast_x", account="A1"),
-            cfg(strategy_id="rsi_y", strategy="rsi_reversion", params={"period": 14}, account="A2"),
+            config(strategy_id="fast_x", account="A1"),
+            config(strategy_id="rsi_y", strategy="rsi_reversion", params={"period": 14}, account="A2"),
         ],
     )
     put(connectors, "sma_wide", rows)
@@ -419,7 +405,7 @@ def test_live_flow_applies_a_config_change_without_restart(tmp_path: Path, rows:
     part1, part2 = rows[:half], rows[half:]
     want1 = ref_sma_cross(frame(part1), 5, 20)
     want = ref_sma_cross(frame(rows), 5, 20)
-    put(conn, "strategy_config", [cfg()])
+    put(conn, "strategy_config", [config()])
     put(conn, "sma_wide", part1)
     rec = tmp_path / "recovery"
     env = env_for(data, TRADEFLOW_FOLLOW="true", TRADEFLOW_POLL_INTERVAL_MS="20")
@@ -429,7 +415,7 @@ def test_live_flow_applies_a_config_change_without_restart(tmp_path: Path, rows:
     try:
         market = lambda: [s for s in signals(conn) if s.symbol != "PROBE"]  # noqa: E731
         _wait_for(lambda: fired(market()) == want1, "the signals of part 1")
-        put(conn, "strategy_config", [cfg(qty=3, version=2)])
+        put(conn, "strategy_config", [config(qty=3, version=2)])
         # Probe rows (a cross on every row) show when the update has reached the
         # shards; with one worker the fan-out reaches every shard in one activation.
         probes = 0

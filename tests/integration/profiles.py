@@ -204,10 +204,7 @@ def run_phases_on_both(
                 recovery_config=RecoveryConfig(str(recovery)),
             )
             if name == "local":
-                for stream in streams:
-                    writer = conn.writer(stream)
-                    writer._file.set_closed(False)  # type: ignore[attr-defined]
-                    writer.close()
+                conn.reopen_all(streams)
         result.append({stream: read_stream(settings, stream) for stream in outputs})
     return ProfileRuns(result[0], result[1], loc, rem, profile)
 

@@ -33,9 +33,9 @@ from tests.integration.fix.test_execution_flow_fix import (
     Feeder,
     LiveFlow,
     assert_books,
-    assert_in_step,
     filled_ids,
     order,
+    the_fill,
     wait_for,
 )
 from tradeflow.infra.fix_venue import FixVenue
@@ -77,19 +77,12 @@ def test_flow_sigkilled_twice_mid_stream_sends_no_order_twice_and_loses_no_fill(
             killed_at = len(filled_ids(flow.conn))
             assert killed_at < len(orders), "every order was filled before the kill; slow the feed"
             flow.start()
-        feeder.join(30)
-        assert feeder.error is None
-        assert feeder.written == len(orders)
-        wait_for(lambda: filled_ids(flow.conn) >= {o.order_id for o in orders}, "every order FILLED",
-                 log=flow.log)
-        assert flow.alive(), flow.log.read_text()[-3000:]
-        assert_in_step(venue, flow.store)
+        flow.settle(venue, feeder)
     finally:
         flow.kill()
 
     reports = assert_books(venue, flow.conn, orders)
-    (syn,) = [f for f in reports if f.order_id == "K007" and f.last_qty > 0]
-    assert syn.exec_id == "K007-SYN-12"
+    assert the_fill(reports, "K007").exec_id == "K007-SYN-12"
     assert [r["outcome"] for r in venue.audit_orders("K007")] == ["NEW"]
     real = [f for f in reports if f.last_qty > 0 and "-SYN-" not in f.exec_id]
     assert len(real) == 3 * (len(orders) - 1)  # every venue fill arrived, by its own ExecID

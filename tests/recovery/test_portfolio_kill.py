@@ -71,7 +71,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.embedded.store import open_stream, partition_for
+from connectors.embedded.store import partition_for
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from operators.portfolio import order_id_for
@@ -81,7 +81,6 @@ from schemas import (
     Control,
     Decision,
     ExecStatus,
-    Kind,
     MarketData,
     OrderAction,
     OrderType,
@@ -95,9 +94,8 @@ from schemas import (
     ValidatedOrder,
     VenueFill,
     decode,
-    spec,
 )
-from tests.helpers import read_all
+from tests.helpers import JOB_C_INPUTS, read_all
 from tests.recovery.procs import env_for, init_recovery, kill_when, run, start
 
 pytestmark = pytest.mark.recovery
@@ -107,7 +105,6 @@ T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 CENT = Decimal("0.01")
 PARTITIONS = 2
 FLOW = ["-m", "bytewax.run", "flows.portfolio_risk:build_flow()"]
-INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
 
 SYMBOLS = [f"S{i:02d}" for i in range(8)]
 NORMAL = [f"A{i:02d}" for i in range(8)]
@@ -327,14 +324,61 @@ class Feeder(threading.Thread):
 
 
 @dataclass(frozen=True)
-class Store:
-    """One embedded store and the recovery directory of the Job C flow running on it."""
+class JobCStore:
+    """One embedded store under ``root/data`` that Job C's inputs are written into, phase by phase."""
 
     root: Path
+    partitions: int = PARTITIONS
 
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(data_dir=self.data, partitions=self.partitions)
+
+    def write(self, streams: dict[str, Sequence[Record]], *, keep_open: str | None = None) -> None:
+        """Write one phase's input and close every input stream but ``keep_open``."""
+        Connectors(self.settings).write_all(streams, JOB_C_INPUTS, batch=2000, keep_open=keep_open)
+
+    def reopen(self) -> None:
+        """Reopen the input streams for the next phase."""
+        Connectors(self.settings).reopen_all(JOB_C_INPUTS)
+
+    def count(self, stream: str) -> int:
+        """Return the records and markers of ``stream``."""
+        return Connectors(self.settings).size(stream)
+
+    def latest(self, table: str) -> dict[str, bytes]:
+        """Return the table's latest payload per key (exact bytes: Decimals as written)."""
+        reader = Connectors(self.settings).reader(table)
+        try:
+            return dict(reader.scan_latest())
+        finally:
+            reader.close()
+
+    def payloads(self, stream: str) -> list[bytes]:
+        """Return every payload of a log, partition by partition, in offset order."""
+        return [r.value for r in Connectors(self.settings).scan(stream, 10_000)]
+
+    def decisions(self) -> dict[str, dict[str, object]]:
+        """Return the risk decisions by signal id (as JSON, without the wall-clock latency).
+
+        Fail if a signal has two decisions: the sink keeps one record per signal id.
+        """
+        out: dict[str, dict[str, object]] = {}
+        for raw in self.payloads("risk_decisions"):
+            d = json.loads(raw)
+            d.pop("latency_us")
+            assert d["signal_id"] not in out, f"signal {d['signal_id']} has two decisions"
+            out[d["signal_id"]] = d
+        return out
+
+
+@dataclass(frozen=True)
+class Store(JobCStore):
+    """One embedded store and the recovery directory of the Job C flow running on it."""
 
     @property
     def recovery(self) -> Path:
@@ -346,11 +390,7 @@ class Store:
 
     @property
     def env(self) -> dict[str, str]:
-        return env_for(self.data, TRADEFLOW_PARTITIONS=str(PARTITIONS))
-
-    @property
-    def settings(self) -> Settings:
-        return load_settings(data_dir=self.data, partitions=PARTITIONS)
+        return env_for(self.data, TRADEFLOW_PARTITIONS=str(self.partitions))
 
     @property
     def cmd(self) -> list[str]:
@@ -364,31 +404,6 @@ class Store:
         shutil.copytree(self.root, root)
         return Store(root)
 
-    def write(self, streams: dict[str, Sequence[Record]], *, keep_open: str | None = None) -> None:
-        """Write one phase's input and close every input stream but ``keep_open``."""
-        conn = Connectors(self.settings)
-        for name in INPUTS:
-            writer = conn.writer(name)
-            records = streams.get(name, [])
-            for i in range(0, len(records), 2000):
-                writer.write(records[i : i + 2000])
-            if name != keep_open:
-                writer.close_stream()
-            writer.close()
-
-    def reopen(self) -> None:
-        """Reopen the input streams for the next phase."""
-        for name in INPUTS:
-            f = open_stream(self.data, name, partitions=PARTITIONS, table=spec(name).kind is Kind.TABLE)
-            f.set_closed(False)
-            f.close()
-
-    def count(self, stream: str) -> int:
-        f = open_stream(self.data, stream, partitions=PARTITIONS, table=spec(stream).kind is Kind.TABLE)
-        try:
-            return sum(f.end_offsets().values())
-        finally:
-            f.close()
 
     def phase(self, streams: dict[str, Sequence[Record]]) -> None:
         """Run one phase to its end without interruption."""
@@ -455,17 +470,6 @@ class Store:
             (epoch,) = db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
         return int(epoch or 0)
 
-    def latest(self, table: str) -> dict[str, bytes]:
-        """Return the table's latest payload per key (exact bytes: Decimals as written)."""
-        reader = Connectors(self.settings).reader(table)
-        try:
-            return dict(reader.scan_latest())
-        finally:
-            reader.close()
-
-    def payloads(self, stream: str) -> list[bytes]:
-        """Return every payload of a log, partition by partition, in offset order."""
-        return [r.value for r in Connectors(self.settings).scan(stream, 10_000)]
 
     def all(self, stream: str) -> list[Record]:
         return read_all(Connectors(self.settings), stream)
@@ -494,20 +498,6 @@ class Reference:
     """Rows the fills phase adds to the orders changelog."""
 
 
-def decisions_of(store: Store) -> dict[str, dict[str, object]]:
-    """Return the risk decisions by signal id (as JSON, without the wall-clock latency).
-
-    Fail if a signal has two decisions: the sink keeps one record per signal id.
-    """
-    out: dict[str, dict[str, object]] = {}
-    for raw in store.payloads("risk_decisions"):
-        d = json.loads(raw)
-        d.pop("latency_us")
-        assert d["signal_id"] not in out, f"signal {d['signal_id']} has two decisions"
-        out[d["signal_id"]] = d
-    return out
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     """Run the four phases once without a kill."""
@@ -529,7 +519,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         fills=fills,
         after_setup=setup,
         tables={t: ref.latest(t) for t in COMPARED_TABLES},
-        decisions=decisions_of(ref),
+        decisions=ref.decisions(),
         orders=Counter(ref.payloads("validated_orders")),
         events=Counter(ref.payloads("risk_events")),
         phase3_rows=phase3_rows,
@@ -607,7 +597,7 @@ def test_job_c_killed_mid_stream_ends_in_the_uninterrupted_state(
 
     # Failures report a count and one example: pytest's own diff of thousands of
     # records would take many minutes.
-    decisions = decisions_of(store)  # at most one per signal ...
+    decisions = store.decisions()  # at most one per signal ...
     assert decisions.keys() == {s.signal_id for s in sc.signals}  # ... and exactly one
     differ = [k for k in reference.decisions if decisions[k] != reference.decisions[k]]
     assert not differ, f"{len(differ)} decisions differ, e.g. {decisions[differ[0]]!r}"

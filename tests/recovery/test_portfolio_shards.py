@@ -32,40 +32,39 @@ from pathlib import Path
 
 import pytest
 
-from connectors.embedded.store import open_stream, partition_for
+from connectors.embedded.store import partition_for
 from connectors.registry import Connectors
-from connectors.settings import Settings, load_settings
-from schemas import Control, Kind, Record, TradingState, VenueFill, spec
+from schemas import Control, Record, TradingState, VenueFill
 from tests.helpers import read_all
 from tests.recovery.procs import env_for, init_recovery, start
-from tests.recovery.test_portfolio_kill import ACCOUNTS, GHOST, NORMAL, Scenario, at, fills_for, scenario
+from tests.recovery.test_portfolio_kill import (
+    ACCOUNTS,
+    GHOST,
+    NORMAL,
+    JobCStore,
+    Scenario,
+    at,
+    fills_for,
+    scenario,
+)
 
 pytestmark = pytest.mark.recovery
 
 PARTITIONS = 4
 SIGNALS = 1500
 FLOW = ["-m", "bytewax.run", "flows.portfolio_risk:build_flow()"]
-INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
 TABLES = ["portfolio_state", "positions_state", "orders"]
 REDUCED = NORMAL[3]
 
 
-@dataclass
-class ShardedStore:
+@dataclass(frozen=True)
+class ShardedStore(JobCStore):
     """One embedded store and the Job C shards (each with its recovery store) running on it."""
 
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def settings(self) -> Settings:
-        return load_settings(data_dir=self.data, partitions=PARTITIONS)
+    partitions: int = PARTITIONS
 
     def env(self, shard: str | None) -> dict[str, str]:
-        extra = {"TRADEFLOW_PARTITIONS": str(PARTITIONS)}
+        extra = {"TRADEFLOW_PARTITIONS": str(self.partitions)}
         if shard is not None:
             extra["TRADEFLOW_SHARD"] = shard
         return env_for(self.data, **extra)
@@ -73,22 +72,6 @@ class ShardedStore:
     def recovery(self, shard: str | None) -> Path:
         """Return a shard's recovery store, named as tradeflow reshard does: ``recovery/<i>-of-<n>``."""
         return self.root / "recovery" / ("unsharded" if shard is None else shard.replace("/", "-of-"))
-
-    def write(self, streams: dict[str, Sequence[Record]]) -> None:
-        conn = Connectors(self.settings)
-        for name in INPUTS:
-            writer = conn.writer(name)
-            records = streams.get(name, [])
-            for i in range(0, len(records), 2000):
-                writer.write(records[i : i + 2000])
-            writer.close_stream()
-            writer.close()
-
-    def reopen(self) -> None:
-        for name in INPUTS:
-            f = open_stream(self.data, name, partitions=PARTITIONS, table=spec(name).kind is Kind.TABLE)
-            f.set_closed(False)
-            f.close()
 
     def phase(self, streams: dict[str, Sequence[Record]], shards: int) -> None:
         """Write one phase's input, run every shard on it at once to its end."""
@@ -112,25 +95,6 @@ class ShardedStore:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             rows = db.execute("SELECT DISTINCT state_key FROM snaps WHERE step_id = 'portfolio_risk.books'")
             return {key for (key,) in rows}
-
-    def payloads(self, stream: str) -> list[bytes]:
-        return [r.value for r in Connectors(self.settings).scan(stream, 10_000)]
-
-    def latest(self, table: str) -> dict[str, bytes]:
-        reader = Connectors(self.settings).reader(table)
-        try:
-            return dict(reader.scan_latest())
-        finally:
-            reader.close()
-
-    def decisions(self) -> dict[str, dict[str, object]]:
-        out: dict[str, dict[str, object]] = {}
-        for raw in self.payloads("risk_decisions"):
-            d = json.loads(raw)
-            d.pop("latency_us")
-            assert d["signal_id"] not in out, f"signal {d['signal_id']} has two decisions"
-            out[d["signal_id"]] = d
-        return out
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,8 @@ import pytest
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
 from connectors.settings import load_settings
-from operators.indicators import IndicatorConfig, IndicatorSet
 from schemas import Sizing, SmaWide, StrategyConfig, TradeSignal
-from tests.helpers import read_all
+from tests.helpers import indicator_rows, read_all
 from tests.recovery.procs import env_for, init_recovery, kill_when, run, start
 
 pytestmark = pytest.mark.recovery
@@ -32,27 +31,7 @@ FLOW = ["-m", "bytewax.run", "flows.strategy:build_flow('sma_cross')"]
 
 def sma_wide_rows(n: int) -> list[SmaWide]:
     """Rows as Job A writes them (its operators, unvalidated construction)."""
-    sets: dict[str, IndicatorSet] = {}
-    seqs: dict[str, int] = {}
-    out = []
-    for t in SyntheticMarket(symbols=40, ticks=n, seed=21):
-        ind = sets.setdefault(t.symbol, IndicatorSet(IndicatorConfig()))
-        seq = seqs.get(t.symbol, 0)
-        seqs[t.symbol] = seq + 1
-        values = ind.update(float(t.price), float(t.volume), t.ts)
-        vwap = values.pop("vwap")
-        out.append(
-            SmaWide.model_construct(
-                symbol=t.symbol,
-                ts=t.ts,
-                price=float(t.price),
-                volume=float(t.volume),
-                vwap=vwap,
-                seq=seq,
-                **values,
-            )
-        )
-    return out
+    return indicator_rows(SyntheticMarket(symbols=40, ticks=n, seed=21), validate=False)
 
 
 

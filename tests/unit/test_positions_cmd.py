@@ -48,44 +48,24 @@ def test_positions_without_header_and_fee_column(tmp_path: Path) -> None:
     assert lines == [HEADER, "A,X,1.5,10,0"]
 
 
-def test_positions_flip_opens_remainder_at_fill_price(tmp_path: Path) -> None:
-    lines = positions(tmp_path, (
-        "2024-03-01T09:30:00Z,A,X,BUY,10,100\n"
-        "2024-03-01T09:30:01Z,A,X,SELL,15,90\n"
-    ))
-    assert lines == [HEADER, "A,X,-5,90,-100"]
-
-
-def test_positions_closed_position_is_listed_flat_with_its_pnl(tmp_path: Path) -> None:
-    lines = positions(tmp_path, (
-        "2024-03-01T09:30:00Z,A,X,BUY,3,10\n"
-        "2024-03-01T09:30:01Z,A,X,SELL,3,12.5\n"
-    ))
-    assert lines == [HEADER, "A,X,0,0,7.5"]
-
-
-def test_positions_replays_in_time_order_not_file_order(tmp_path: Path) -> None:
-    lines = positions(tmp_path, (
-        "2024-03-01T09:30:05Z,A,X,SELL,1,20\n"
-        "2024-03-01T09:30:00Z,A,X,BUY,1,10\n"
-    ))
-    assert lines == [HEADER, "A,X,0,0,10"]
-
-
-def test_positions_time_without_zone_is_utc(tmp_path: Path) -> None:
-    lines = positions(tmp_path, (
-        "2024-03-01T10:30:00+01:00,A,X,SELL,1,20\n"
-        "2024-03-01 09:29:59,A,X,BUY,1,10\n"
-    ))
-    assert lines == [HEADER, "A,X,0,0,10"]
-
-
-def test_positions_average_rounded_half_even_to_eight_places(tmp_path: Path) -> None:
-    lines = positions(tmp_path, (
-        "2024-03-01T09:30:00Z,A,X,BUY,1,1\n"
-        "2024-03-01T09:30:01Z,A,X,BUY,2,2\n"
-    ))
-    assert lines == [HEADER, "A,X,3,1.66666667,0"]
+@pytest.mark.parametrize(
+    ("first", "second", "position"),
+    [
+        pytest.param("2024-03-01T09:30:00Z,A,X,BUY,10,100", "2024-03-01T09:30:01Z,A,X,SELL,15,90",
+                     "A,X,-5,90,-100", id="flip_opens_remainder_at_fill_price"),
+        pytest.param("2024-03-01T09:30:00Z,A,X,BUY,3,10", "2024-03-01T09:30:01Z,A,X,SELL,3,12.5",
+                     "A,X,0,0,7.5", id="closed_position_is_listed_flat_with_its_pnl"),
+        pytest.param("2024-03-01T09:30:05Z,A,X,SELL,1,20", "2024-03-01T09:30:00Z,A,X,BUY,1,10",
+                     "A,X,0,0,10", id="replays_in_time_order_not_file_order"),
+        pytest.param("2024-03-01T10:30:00+01:00,A,X,SELL,1,20", "2024-03-01 09:29:59,A,X,BUY,1,10",
+                     "A,X,0,0,10", id="time_without_zone_is_utc"),
+        pytest.param("2024-03-01T09:30:00Z,A,X,BUY,1,1", "2024-03-01T09:30:01Z,A,X,BUY,2,2",
+                     "A,X,3,1.66666667,0", id="average_rounded_half_even_to_eight_places"),
+    ],
+)
+def test_positions_of_two_fills(tmp_path: Path, first: str, second: str, position: str) -> None:
+    lines = positions(tmp_path, f"{first}\n{second}\n")
+    assert lines == [HEADER, position]
 
 
 def test_positions_empty_file_writes_only_header(tmp_path: Path) -> None:

@@ -321,41 +321,30 @@ def test_buying_power_with_negative_cash_fails_any_buy() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "side", "passed"),
+    ("rule", "given", "side", "passed"),
     [
-        (AccountStatus.ACTIVE, Side.BUY, True),
-        (AccountStatus.REDUCING, Side.SELL, True),
-        (AccountStatus.REDUCING, Side.BUY, False),
-        (AccountStatus.BLOCKED, Side.SELL, False),
+        (check_account_status, {"account": account(status=AccountStatus.ACTIVE)}, Side.BUY, True),
+        (check_account_status, {"account": account(status=AccountStatus.REDUCING)}, Side.SELL, True),
+        (check_account_status, {"account": account(status=AccountStatus.REDUCING)}, Side.BUY, False),
+        (check_account_status, {"account": account(status=AccountStatus.BLOCKED)}, Side.SELL, False),
+        (check_trading_halted, {"trading_state": TradingState.ACTIVE}, Side.BUY, True),
+        (check_trading_halted, {"trading_state": TradingState.REDUCING}, Side.SELL, True),
+        (check_trading_halted, {"trading_state": TradingState.REDUCING}, Side.BUY, False),
+        (check_trading_halted, {"trading_state": TradingState.HALTED}, Side.SELL, False),
+        (check_trading_halted, {"trading_state": TradingState.HALTED}, Side.BUY, False),
     ],
 )
-def test_account_status_gates_by_status_and_reduction(
-    status: AccountStatus, side: Side, passed: bool
+def test_account_status_and_trading_state_gate_by_state_and_reduction(
+    rule: Callable[[CheckInput], Any], given: dict[str, Any], side: Side, passed: bool
 ) -> None:
-    c = ctx(account=account(status=status), net_qty=D(50), signal=signal(side=side))
-    assert check_account_status(c).passed is passed
+    c = ctx(**given, net_qty=D(50), signal=signal(side=side))  # long 50: a SELL reduces, a BUY does not
+    assert rule(c).passed is passed
 
 
 def test_account_status_unknown_account_fails() -> None:
     result = check_account_status(ctx(account=None))
     assert (result.passed, result.value) == (False, "UNKNOWN")
 
-
-@pytest.mark.parametrize(
-    ("state", "side", "passed"),
-    [
-        (TradingState.ACTIVE, Side.BUY, True),
-        (TradingState.REDUCING, Side.SELL, True),
-        (TradingState.REDUCING, Side.BUY, False),
-        (TradingState.HALTED, Side.SELL, False),
-        (TradingState.HALTED, Side.BUY, False),
-    ],
-)
-def test_trading_halted_gates_by_state_and_reduction(
-    state: TradingState, side: Side, passed: bool
-) -> None:
-    c = ctx(trading_state=state, net_qty=D(50), signal=signal(side=side))
-    assert check_trading_halted(c).passed is passed
 
 
 @pytest.mark.parametrize("duplicate", [True, False])

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.feeds import SyntheticMarket
-from operators.indicators import IndicatorConfig, IndicatorSet
+from operators.indicators import IndicatorConfig
 from operators.strategies import (
     STRATEGIES,
     Intent,
@@ -35,6 +35,7 @@ from operators.strategies import (
     register,
 )
 from schemas import Control, OrderType, Side, Sizing, SmaWide, StrategyConfig, TradingState
+from tests.helpers import indicator_rows
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 INDICATORS = IndicatorConfig(sma=(5, 10, 20, 50), ema=(12, 26), rsi=(7, 14), vwap=True)
@@ -47,27 +48,7 @@ Fired = set[tuple[str, int, str]]
 
 def market_rows(symbols: int = 4, ticks: int = 4000, seed: int = 5) -> list[SmaWide]:
     """Return sma_wide rows for a synthetic market, computed by Job A's IndicatorSet."""
-    sets: dict[str, IndicatorSet] = {}
-    seqs: dict[str, int] = {}
-    rows: list[SmaWide] = []
-    for t in SyntheticMarket(symbols=symbols, ticks=ticks, seed=seed):
-        ind = sets.setdefault(t.symbol, IndicatorSet(INDICATORS))
-        seq = seqs.get(t.symbol, 0)
-        seqs[t.symbol] = seq + 1
-        values = ind.update(float(t.price), float(t.volume), t.ts)
-        vwap = values.pop("vwap")
-        rows.append(
-            SmaWide(
-                symbol=t.symbol,
-                ts=t.ts,
-                price=float(t.price),
-                volume=float(t.volume),
-                vwap=vwap,
-                seq=seq,
-                **values,
-            )
-        )
-    return rows
+    return indicator_rows(SyntheticMarket(symbols=symbols, ticks=ticks, seed=seed), INDICATORS)
 
 
 def frame(rows: Iterable[SmaWide]) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 log = logging.getLogger(__name__)
 
@@ -244,14 +244,16 @@ class ManagedServer:
 
 
 class SingleJvmServer(ManagedServer):
-    """A server that is one JVM (the Kafka broker, the FIX venue) logging to ``log_path``."""
+    """A server that is one JVM (the Kafka broker, the FIX venue) logging to ``data_dir/LOG_FILE``."""
 
+    LOG_FILE: ClassVar[str]
+    data_dir: Path
     _jvm: JvmProcess | None = None
 
     @property
     def log_path(self) -> Path:
-        """Return the JVM's log file."""
-        raise NotImplementedError
+        """Return the JVM's log file (its stdout and stderr, every run appended)."""
+        return self.data_dir / self.LOG_FILE
 
     @property
     def pid(self) -> int | None:

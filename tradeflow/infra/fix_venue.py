@@ -67,7 +67,6 @@ DEFAULT_JVM_OPTS: tuple[str, ...] = (
 )
 
 _SETTINGS_FILE = "venue.cfg"
-_LOG_FILE = "venue.log"
 _STORE_DIR = "store"
 _MESSAGE_LOG_DIR = "messages"
 _AUDIT_FILE = "audit.jsonl"
@@ -94,6 +93,8 @@ class FixVenue(SingleJvmServer):
     ``extra_settings`` are added to the [DEFAULT] section of the QuickFIX/J settings
     and override the ones written here (e.g. ``{"ValidateUserDefinedFields": "N"}``).
     """
+
+    LOG_FILE = "venue.log"
 
     def __init__(
         self,
@@ -159,11 +160,6 @@ class FixVenue(SingleJvmServer):
     def settings_path(self) -> Path:
         """Return the QuickFIX/J settings file written by ``start()``."""
         return self.data_dir / _SETTINGS_FILE
-
-    @property
-    def log_path(self) -> Path:
-        """Return the JVM's log file (stdout and stderr of every start)."""
-        return self.data_dir / _LOG_FILE
 
     @property
     def store_dir(self) -> Path:

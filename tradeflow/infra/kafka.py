@@ -64,7 +64,6 @@ DEFAULT_JVM_OPTS: tuple[str, ...] = (
 _STATE_FILE = "broker.json"
 _PROPERTIES_FILE = "server.properties"
 _LOG_DIRS = "kraft-logs"
-_LOG_FILE = "broker.log"
 
 
 def _random_cluster_id() -> str:
@@ -85,6 +84,8 @@ class KafkaBroker(SingleJvmServer):
     picked at the first ``start()`` and kept for every restart. ``extra_properties``
     are appended to ``server.properties`` and override the defaults.
     """
+
+    LOG_FILE = "broker.log"
 
     def __init__(
         self,
@@ -117,11 +118,6 @@ class KafkaBroker(SingleJvmServer):
         if self.port is None:
             raise InfraError("the Kafka broker has no port yet; call start() first")
         return f"127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        """Return the broker's log file (stdout and log4j2 output of every run)."""
-        return self.data_dir / _LOG_FILE
 
     @property
     def properties_path(self) -> Path:

@@ -128,6 +128,12 @@ def filled_ids(conn: Connectors) -> set[str]:
     return {f.order_id for f in fills_of(conn) if f.status is ExecStatus.FILLED}
 
 
+def the_fill(reports: Iterable[VenueFill], order_id: str) -> VenueFill:
+    """Return the one report of ``order_id`` that carries a quantity (fail if there are more)."""
+    (fill,) = [f for f in reports if f.order_id == order_id and f.last_qty > 0]
+    return fill
+
+
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = TIMEOUT, log: Path | None = None) -> None:
     """Poll ``cond`` until it holds; fail with ``what`` (and the flow log) otherwise."""
     deadline = time.monotonic() + timeout
@@ -137,6 +143,20 @@ def wait_for(cond: Callable[[], bool], what: str, timeout: float = TIMEOUT, log:
         time.sleep(0.1)
     tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
     pytest.fail(f"{what} not within {timeout}s\n{tail}")
+
+
+def emitted_until_filled(logic: ExecutionLogic, what: str) -> list[Any]:
+    """Poll ``logic`` (``on_notify``) until it emits a FILLED report, then close its adapter;
+    return everything it emitted."""
+    got: list[Any] = []
+
+    def filled() -> bool:
+        got.extend(logic.on_notify()[0])
+        return any(isinstance(r, VenueFill) and r.status is ExecStatus.FILLED for r in got)
+
+    wait_for(filled, what, timeout=20)
+    logic.adapter.close()
+    return got
 
 
 def assert_books(venue: FixVenue, conn: Connectors, orders: Iterable[ValidatedOrder]) -> list[VenueFill]:
@@ -215,6 +235,17 @@ class LiveFlow:
     def alive(self) -> bool:
         """Tell whether the flow process runs."""
         return self.proc is not None and self.proc.poll() is None
+
+    def settle(self, venue: FixVenue, feeder: Feeder) -> None:
+        """Wait for ``feeder`` to write every order and each to be FILLED, the flow still running
+        and its session in step with the venue."""
+        feeder.join(30)
+        assert feeder.error is None
+        assert feeder.written == len(feeder.orders)
+        wanted = {o.order_id for o in feeder.orders}
+        wait_for(lambda: filled_ids(self.conn) >= wanted, "every order FILLED", log=self.log)
+        assert self.alive(), self.log.read_text()[-3000:]
+        assert_in_step(venue, self.store)
 
     def kill(self) -> None:
         """SIGKILL the flow, as a crash would."""
@@ -354,7 +385,7 @@ def test_flow_lost_ack_is_resolved_by_a_status_request_after_restart_never_a_sec
 
     run_main(build_flow(settings))  # a restart: L1 replayed, asked about, not re-sent
 
-    (syn,) = [f for f in fills_of(conn) if f.order_id == "L1" and f.last_qty > 0]
+    syn = the_fill(fills_of(conn), "L1")
     assert syn.exec_id == "L1-SYN-10"
     assert syn.reason.startswith("synthetic fill")
     assert [r["outcome"] for r in venue.audit_orders("L1")] == ["NEW"]
@@ -395,7 +426,7 @@ def test_periodic_reconciliation_finds_a_venue_fill_we_never_saw(venue: FixVenue
     write(conn, "control", [])
     write(conn, "validated_orders", [ghost])
     run_main(build_flow(settings))
-    (syn,) = [f for f in fills_of(conn) if f.order_id == "G1" and f.last_qty > 0]
+    syn = the_fill(fills_of(conn), "G1")
     assert syn.exec_id == "G1-SYN-4"
     (event,) = [e for e in read_all(conn, "risk_events") if e.rule == "VENUE_RECONCILIATION"]  # type: ignore[attr-defined]
     assert event.values == {"venue_cum_qty": "4", "missing_qty": "4"}  # type: ignore[attr-defined]
@@ -418,14 +449,7 @@ def test_fill_received_but_never_emitted_before_a_crash_comes_again_after_restor
     first.adapter.close()  # the process dies: nothing was polled, nothing written
 
     second = ExecutionLogic(settings, {}, snap)  # resumed from the snapshot
-    got: list[Any] = []
-
-    def filled() -> bool:
-        got.extend(second.on_notify()[0])
-        return any(isinstance(r, VenueFill) and r.status is ExecStatus.FILLED for r in got)
-
-    wait_for(filled, "the fill again after restore", timeout=20)
-    second.adapter.close()
+    got = emitted_until_filled(second, "the fill again after restore")
     reports = [r for r in got if isinstance(r, VenueFill)]
     assert [r.status for r in reports][:3] == [ExecStatus.NEW, ExecStatus.PARTIAL, ExecStatus.FILLED]
     assert not any("-SYN-" in r.exec_id for r in reports)  # the originals, by ExecID
@@ -446,15 +470,7 @@ def test_order_handed_to_the_adapter_but_never_sent_before_a_crash_goes_out_afte
     assert venue.audit_orders() == []
 
     venue.start()
-    second = ExecutionLogic(settings, {}, snap)
-    got: list[Any] = []
-
-    def filled() -> bool:
-        got.extend(second.on_notify()[0])
-        return any(isinstance(r, VenueFill) and r.status is ExecStatus.FILLED for r in got)
-
-    wait_for(filled, "U1 filled after restore", timeout=20)
-    second.adapter.close()
+    emitted_until_filled(ExecutionLogic(settings, {}, snap), "U1 filled after restore")
     assert [r["outcome"] for r in venue.audit_orders("U1")] == ["NEW"]
 
 
@@ -476,20 +492,13 @@ def test_live_flow_survives_a_venue_crash_mid_stream_without_loss_or_resend(
         time.sleep(1.0)  # orders keep coming while the venue is down
         written_while_down = feeder.written
         venue.start()
-        feeder.join(30)
-        assert feeder.error is None
-        assert feeder.written == len(orders)
+        flow.settle(venue, feeder)
         assert written_while_down < len(orders), "the feed ended before the venue came back"
-        wait_for(lambda: filled_ids(flow.conn) >= {o.order_id for o in orders}, "every order FILLED",
-                 log=flow.log)
-        assert flow.alive(), flow.log.read_text()[-3000:]
-        assert_in_step(venue, flow.store)
     finally:
         flow.kill()
 
     reports = assert_books(venue, flow.conn, orders)
-    (syn,) = [f for f in reports if f.order_id == "V005" and f.last_qty > 0]
-    assert syn.exec_id == "V005-SYN-10"
+    assert the_fill(reports, "V005").exec_id == "V005-SYN-10"
 
 
 def test_working_orders_of_a_cancel_on_disconnect_account_are_cancelled_when_the_session_returns(

@@ -71,7 +71,6 @@ from tradeflow.infra.kafka import KafkaBroker
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-INPUTS = ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data"]
 OUTPUTS = ["risk_decisions", "validated_orders", "risk_events", "orders", "positions_state",
            "portfolio_state", "dead_letters"]
 SYMBOLS = ["AAA", "BBB", "CCC"]
