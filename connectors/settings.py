@@ -87,6 +87,11 @@ class ExecutionSettings(_Section):
     paper_latency_ms: int = 0
     paper_fill_fraction: float | None = None
     paper_fee_bps: float = 0.0
+    paper_history_ticks: int = 256
+    """Ticks the paper venue keeps per symbol: an order that reaches it late is matched
+    against those at or after its time, so it fills in event time as long as it comes
+    within this many ticks of its symbol (larger: more memory, fills that do not depend
+    on how far Job D's market data ran ahead of its orders)."""
     poll_ms: int = 20
     """How often the adapter is polled for execution reports."""
     metrics_interval_s: float = 5.0

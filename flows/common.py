@@ -79,10 +79,13 @@ def decode_messages(
 
 def records(
     flow: Dataflow, conn: Connectors, stream: str, model: type[R], *, job: str,
-    letters: list[Stream[Any]], sharded: bool = False,
+    letters: list[Stream[Any]], sharded: bool = False, until_now: bool = False,
 ) -> Stream[Decoded[R]]:
-    """Read ``stream`` as decoded ``model`` records; what does not decode joins ``letters``."""
-    raw = op.input(stream, flow, conn.source(stream, sharded=sharded))
+    """Read ``stream`` as decoded ``model`` records; what does not decode joins ``letters``.
+
+    ``until_now``: a bounded run reads it only as far as it goes at start (``Connectors.source``).
+    """
+    raw = op.input(stream, flow, conn.source(stream, sharded=sharded, until_now=until_now))
     return decoded(stream, raw, model, job=job, letters=letters)
 
 

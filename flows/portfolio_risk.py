@@ -52,7 +52,9 @@ from schemas import (
 JOB = "portfolio_risk"
 OUTPUTS = ["risk_decisions", "validated_orders", "risk_events", "orders", "positions_state",
            "portfolio_state", "dead_letters"]
-TABLES = ("accounts", "symbol_limits", "control", "routes", "venues")
+ROUTING = ("routes", "venues")
+"""Tables a bounded run reads as far as they go at start (nobody needs to close them)."""
+TABLES = ("accounts", "symbol_limits", "control", *ROUTING)
 """The tables Job C reads to their start-up ends before deciding any signal."""
 
 
@@ -191,8 +193,8 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     letters: list[Stream[Any]] = []
 
     def read(stream: str, model: type[Any]) -> Stream[Decoded[Any]]:
-        sharded = stream in SHARDED_INPUTS[JOB]
-        up = records(flow, conn, stream, model, job=JOB, letters=letters, sharded=sharded)
+        up = records(flow, conn, stream, model, job=JOB, letters=letters,
+                     sharded=stream in SHARDED_INPUTS[JOB], until_now=stream in ROUTING)
         if candidate is None or model not in (Account, SymbolLimit):
             return up
         return op.map(f"shadow_{stream}", up, lambda d: replace(d, record=candidate.row(d.record)))

@@ -40,7 +40,12 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole pipeline (A, B x2, C, D on the paper venue) over a market; summarise."""
-    from tradeflow.pipeline import PipelineError, print_summary, run_pipeline
+    from tradeflow.pipeline import PipelineError, parse_venues, print_summary, run_pipeline
+
+    try:
+        venues = parse_venues(args.venues)
+    except ValueError as exc:
+        raise UsageError(f"--venues: {exc}") from None
 
     data_dir = args.data_dir or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
     settings = load_settings(data_dir=data_dir, profile=args.profile or "local")
@@ -64,7 +69,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"tradeflow demo: {total:,} ticks, {len(symbols)} symbols, data in {data_dir}")
     try:
         counts = run_pipeline(
-            settings, ticks, total, symbols, speed=args.speed or None, progress=not args.quiet
+            settings, ticks, total, symbols, speed=args.speed or None, progress=not args.quiet,
+            venues=venues,
         )
     except PipelineError as exc:
         raise UsageError(f"{exc}\n(job logs: {Path(data_dir) / 'logs'})") from None
@@ -359,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay pace, event time vs wall clock (default 20x; 0 = as fast as possible)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--venues", default="paper",
+        help="one Job D per venue, NAME[=KIND] comma-separated, KIND paper or fix (default paper); "
+             "with several, routes split the accounts between them (fix: start the venue first, "
+             "tradeflow infra up --only fix)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("feed", help="write ticks into market_data")

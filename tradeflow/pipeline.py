@@ -30,6 +30,7 @@ from tqdm import tqdm
 from connectors.feeds import replay
 from connectors.registry import Connectors
 from schemas import (
+    WILDCARD,
     Account,
     AccountType,
     MarketData,
@@ -38,13 +39,16 @@ from schemas import (
     PortfolioState,
     Record,
     RiskEvent,
+    Route,
     Severity,
     Sizing,
     StrategyConfig,
     SymbolLimit,
     TradeSignal,
     ValidatedOrder,
+    Venue,
     VenueFill,
+    VenueState,
     decode,
     spec,
 )
@@ -65,6 +69,41 @@ class Job:
     name: str
     target: str
     """The ``python -m bytewax.run`` import string."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Settings of this process only (e.g. which venue a Job D serves)."""
+
+
+VENUE_KINDS = ("paper", "fix")
+
+
+def parse_venues(text: str) -> list[tuple[str, str]]:
+    """Parse ``--venues``: comma-separated ``NAME[=KIND]`` (KIND paper or fix; default NAME).
+
+    >>> parse_venues("paper,fix")
+    [('paper', 'paper'), ('fix', 'fix')]
+    >>> parse_venues("paper,alt=paper")
+    [('paper', 'paper'), ('alt', 'paper')]
+    """
+    venues: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, kind = item.partition("=")
+        kind = kind or name
+        if kind not in VENUE_KINDS:
+            raise ValueError(f"venue {item!r}: the kind must be one of {', '.join(VENUE_KINDS)} (NAME=KIND)")
+        if name in (n for n, _ in venues):
+            raise ValueError(f"venue {name!r} named twice")
+        venues.append((name, kind))
+    if not venues:
+        raise ValueError("name at least one venue")
+    return venues
+
+
+def demo_routes(accounts: Iterable[str], venues: list[tuple[str, str]]) -> list[Route]:
+    """Split the accounts between the venues, in turn (no routes for a single venue)."""
+    if len(venues) < 2:
+        return []
+    return [Route(account=a, symbol=WILDCARD, venue=venues[i % len(venues)][0], ts=T_SEED)
+            for i, a in enumerate(accounts)]
 
 
 def demo_strategies() -> list[StrategyConfig]:
@@ -106,14 +145,29 @@ def demo_symbol_limits(accounts: Iterable[str], symbols: Iterable[str]) -> list[
     ]
 
 
-def pipeline_jobs(configs: Iterable[StrategyConfig]) -> list[Job]:
-    """Return the processes of the pipeline: A, one B per strategy, C and D."""
+def pipeline_jobs(
+    configs: Iterable[StrategyConfig], venues: list[tuple[str, str]] | None = None
+) -> list[Job]:
+    """Return the processes of the pipeline: A, one B per strategy, C and one D per venue.
+
+    With one venue (the default: paper) Job D is ``execution``; with several, each is
+    ``execution_<name>``, and the first also serves orders no route names.
+    """
     jobs = [Job("indicators", "flows.indicators:build_flow()")]
     jobs += [
         Job(f"strategy_{c.strategy_id}", f"flows.strategy:build_flow({c.strategy_id!r})") for c in configs
     ]
     jobs.append(Job("portfolio_risk", "flows.portfolio_risk:build_flow()"))
-    return [*jobs, Job("execution", "flows.execution:build_flow()")]
+    venues = venues or [("paper", "paper")]
+    if len(venues) == 1:
+        name, kind = venues[0]
+        return [*jobs, Job("execution", "flows.execution:build_flow()",
+                           {"TRADEFLOW_EXECUTION__VENUE": kind, "TRADEFLOW_EXECUTION__VENUE_NAME": name})]
+    for i, (name, kind) in enumerate(venues):
+        env = {"TRADEFLOW_EXECUTION__VENUE": kind, "TRADEFLOW_EXECUTION__VENUE_NAME": name,
+               "TRADEFLOW_EXECUTION__DEFAULT_VENUE": "true" if i == 0 else "false"}
+        jobs.append(Job(f"execution_{name}", "flows.execution:build_flow()", env))
+    return jobs
 
 
 @dataclass
@@ -182,7 +236,7 @@ class Pipeline:
     def spawn(self, name: str) -> None:
         """Start (or restart, from its recovery state if any) one job."""
         job = self.jobs[name]
-        env = job_env(self.settings)
+        env = job_env(self.settings) | job.env
         args = [sys.executable, "-m", "bytewax.run", job.target, "-s", "1"]
         if self.recovery_dir is not None:
             rdir = self.recovery_dir / name
@@ -227,14 +281,26 @@ class Pipeline:
                 proc.wait(10)
 
 
-def seed(conn: Connectors, configs: list[StrategyConfig], symbols: list[str]) -> None:
-    """Write the tables the jobs read, and create every stream they expect."""
+def seed(
+    conn: Connectors, configs: list[StrategyConfig], symbols: list[str],
+    venues: list[tuple[str, str]] | None = None,
+) -> None:
+    """Write the tables the jobs read, and create every stream they expect.
+
+    With several venues the accounts are split between them by routes, and each venue is
+    registered UP (its Job D does so too when it starts), so Job C does not refuse an
+    order (NO_ROUTE) for a Job D that is still starting.
+    """
     accounts = demo_accounts(configs)
+    venues = venues or [("paper", "paper")]
     tables: dict[str, list[Record]] = {
         "accounts": list(accounts),
         "strategy_config": list(configs),
         "symbol_limits": list(demo_symbol_limits([a.account for a in accounts], symbols)),
         "control": [],
+        "routes": list(demo_routes([a.account for a in accounts], venues)),
+        "venues": [Venue(venue=name, state=VenueState.UP, adapter=kind, updated_by="demo", ts=T_SEED)
+                   for name, kind in venues] if len(venues) > 1 else [],
     }
     for stream, records in tables.items():
         writer = conn.writer(stream)
@@ -255,12 +321,18 @@ def run_pipeline(
     timeout_s: float = 1800.0,
     progress: bool = True,
     out: TextIO | None = None,
+    venues: list[tuple[str, str]] | None = None,
 ) -> Counts:
-    """Run the pipeline over ``ticks``; return what went through it."""
+    """Run the pipeline over ``ticks``; return what went through it.
+
+    ``venues``: ``(name, kind)`` of each Job D (default one paper venue); a FIX venue
+    needs the venue server running (``tradeflow infra up --only fix``) and the
+    ``TRADEFLOW_FIX__*`` settings.
+    """
     conn = Connectors(settings)
     configs = demo_strategies()
-    seed(conn, configs, symbols)
-    pipe = Pipeline(settings, pipeline_jobs(configs), settings.data_dir / "logs")
+    seed(conn, configs, symbols, venues)
+    pipe = Pipeline(settings, pipeline_jobs(configs, venues), settings.data_dir / "logs")
     started = time.monotonic()
     fed = {"n": 0}
     failure: list[BaseException] = []

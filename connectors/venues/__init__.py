@@ -51,7 +51,7 @@ def venue_from_settings(settings: Settings) -> VenueAdapter:
     if ex.venue == "paper":
         return make_venue(
             "paper", latency_ms=ex.paper_latency_ms, fill_fraction=ex.paper_fill_fraction,
-            fee_bps=ex.paper_fee_bps, name=ex.served_venue,
+            fee_bps=ex.paper_fee_bps, history_ticks=ex.paper_history_ticks, name=ex.served_venue,
         )
     fix = settings.fix
     if fix.store_dir == Path("data/fix"):  # the default: keep the FIX store with the data

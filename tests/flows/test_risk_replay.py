@@ -18,6 +18,7 @@ from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from operators.portfolio import order_id_for
 from operators.replay import LimitOverrides, replay_log
+from operators.risk import RULES
 from schemas import (
     Account,
     Control,
@@ -139,7 +140,7 @@ def test_explain_names_failed_rules_first_the_limits_in_force_and_the_inputs(
     assert "value 6000" in rules[0]
     assert "limit 5000" in rules[0]
     assert all(r.startswith("  pass") for r in rules[1:])
-    assert len(rules) == 13
+    assert len(rules) == len(RULES)
     assert "version 3 in force" in text
     assert "set by alice" in text
     assert "X 100 at 2026-01-05T14:30:01.000Z" in text
