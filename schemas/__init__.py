@@ -16,6 +16,8 @@ from schemas.trading import (
     Control,
     Decision,
     ExecStatus,
+    Instrument,
+    InstrumentStatus,
     OrderAction,
     OrderState,
     OrderStatus,
@@ -37,7 +39,8 @@ from schemas.trading import (
 __all__ = [
     "CANCEL_REJECTED_PREFIX", "GLOBAL", "SCHEMA_VERSION", "STREAMS", "SYNTHETIC_TAG", "Account",
     "AccountStatus", "AccountType", "Control", "DeadLetter", "Decision", "DecodeError",
-    "ExecStatus", "ExecutionMetrics", "JournalEntry", "JournalKind", "JournalMark", "Kind",
+    "ExecStatus", "ExecutionMetrics", "Instrument", "InstrumentStatus", "JournalEntry", "JournalKind",
+    "JournalMark", "Kind",
     "MarketData", "OrderAction", "OrderState", "OrderStatus", "OrderType", "PortfolioState",
     "PositionState", "Record", "RiskDecision", "RiskEvent", "RuleResult", "Scope", "ScopeKind",
     "Severity", "Side", "Sizing", "SmaWide", "StrategyConfig", "StreamSpec", "SymbolLimit",

@@ -13,6 +13,7 @@ from schemas.strategy import StrategyConfig, TradeSignal
 from schemas.trading import (
     Account,
     Control,
+    Instrument,
     OrderState,
     PortfolioState,
     PositionState,
@@ -85,6 +86,7 @@ STREAMS: dict[str, StreamSpec] = dict(
         _spec("dead_letters", DeadLetter),
         _spec("control", Control, Kind.TABLE),
         _spec("risk_journal", JournalEntry, unique=("account", "seq")),
+        _spec("instruments", Instrument, Kind.TABLE),
     ]
 )
 
