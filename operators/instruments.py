@@ -153,3 +153,34 @@ class TickGate:
         """Return a copy (for snapshots)."""
         return TickGate(self.enforce, self.instrument, self.last_price, deque(self.recent),
                         set(self._recent_set))
+
+
+@dataclass(frozen=True)
+class StartupTable:
+    """The instruments table as a job read it at start-up: rows up to ``ends``, per partition.
+
+    Job A reads the table before its dataflow starts (so its first tick is already
+    checked against every row written before it: fail closed), then follows the
+    table's changelog for halts, resumes and new symbols while it runs. Rows of the
+    changelog before ``ends`` are in ``rows`` already; a later row is news.
+    """
+
+    ends: dict[int, int] = field(default_factory=dict)
+    rows: dict[str, Instrument] = field(default_factory=dict)
+
+    def seen(self, partition: int, offset: int) -> bool:
+        """Tell whether the changelog record at ``(partition, offset)`` is in ``rows``."""
+        return offset < self.ends.get(partition, 0)
+
+    def gate(self, symbol: str, resume: TickGate | None = None) -> TickGate:
+        """Return the gate of ``symbol``: fresh, or ``resume`` brought up to this table.
+
+        The table has rows (``enforce``) when it had any at start-up or the gate saw
+        one since; a row newer than the resumed gate's replaces it.
+        """
+        gate = resume.copy() if resume is not None else TickGate()
+        gate.enforce = gate.enforce or bool(self.rows)
+        row = self.rows.get(symbol)
+        if row is not None and row != gate.instrument:
+            gate.on_instrument(row)
+        return gate
