@@ -2,7 +2,8 @@
 
 Run it: ``python -m bytewax.run "flows.portfolio_risk:build_flow()"``.
 
-Inputs: trade_signals, venue_fills, accounts, symbol_limits, control, market_data.
+Inputs: trade_signals, venue_fills, accounts, symbol_limits, control, market_data,
+instruments.
 Outputs: validated_orders, risk_events, risk_decisions, orders, positions_state,
 portfolio_state, dead_letters, and the input journal ``risk_journal``.
 
@@ -39,6 +40,7 @@ from operators.sequencing import InputRouter
 from schemas import (
     Account,
     Control,
+    Instrument,
     MarketData,
     RiskDecision,
     SymbolLimit,
@@ -49,7 +51,7 @@ from schemas import (
 JOB = "portfolio_risk"
 OUTPUTS = ["risk_decisions", "validated_orders", "risk_events", "orders", "positions_state",
            "portfolio_state", "dead_letters"]
-TABLES = ("accounts", "symbol_limits", "control")
+TABLES = ("accounts", "symbol_limits", "control", "instruments")
 """The tables Job C reads to their start-up ends before deciding any signal."""
 
 
@@ -187,9 +189,10 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     flow = Dataflow(JOB if candidate is None else f"{JOB}_shadow")
     letters: list[Stream[Any]] = []
 
-    def read(stream: str, model: type[Any]) -> Stream[Decoded[Any]]:
+    def read(stream: str, model: type[Any], *, until_now: bool = False) -> Stream[Decoded[Any]]:
         sharded = stream in SHARDED_INPUTS[JOB]
-        up = records(flow, conn, stream, model, job=JOB, letters=letters, sharded=sharded)
+        up = records(flow, conn, stream, model, job=JOB, letters=letters, sharded=sharded,
+                     until_now=until_now)
         if candidate is None or model not in (Account, SymbolLimit):
             return up
         return op.map(f"shadow_{stream}", up, lambda d: replace(d, record=candidate.row(d.record)))
@@ -197,6 +200,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     signals, fills = read("trade_signals", TradeSignal), read("venue_fills", VenueFill)
     accounts, limits = read("accounts", Account), read("symbol_limits", SymbolLimit)
     control, ticks = read("control", Control), read("market_data", MarketData)
+    instruments = read("instruments", Instrument, until_now=True)  # a bounded run: rows up to its start
     owner = None if not settings.shard else conn.key_ownership("trade_signals", placed_like="venue_fills")
     if owner is not None:
         signals = _owned_only("trade_signals", signals, owner, letters)
@@ -210,7 +214,8 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     )
     routed = op.stateful(
         "router",
-        op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control),
+        op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control,
+                           instruments),
                   lambda _: "all"),
         lambda r: RouterLogic(fresh.copy(), ends, r, owner),
     )

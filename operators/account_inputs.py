@@ -38,6 +38,7 @@ from schemas import (
     Account,
     Control,
     DeadLetter,
+    Instrument,
     JournalEntry,
     JournalKind,
     MarketData,
@@ -73,6 +74,9 @@ def route_input(
         return router.on_signal(value, rec.account, rec.symbol, rec.ts, now)
     if isinstance(rec, VenueFill):
         return router.on_fill(rec.account, rec.symbol)
+    if isinstance(rec, Instrument):  # every shard's books need every symbol's row
+        return router.on_instrument_row(value.stream, value.partition, value.offset, value,
+                                        symbol=rec.symbol, now=now)
     if isinstance(rec, Account | SymbolLimit | Control):
         account = rec.account if isinstance(rec, Account | SymbolLimit) else _account_of(rec)
         if owns is not None and account is not None and not owns(account):

@@ -95,6 +95,7 @@ from schemas.trading import (
     AccountStatus,
     Control,
     Decision,
+    Instrument,
     OrderAction,
     OrderState,
     PortfolioState,
@@ -131,7 +132,8 @@ _STATUS_STATE = {
     AccountStatus.BLOCKED: TradingState.HALTED,
 }
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-_GATES = frozenset({Rule.ACCOUNT_STATUS, Rule.DUPLICATE_SIGNAL, Rule.TRADING_HALTED})
+_GATES = frozenset({Rule.ACCOUNT_STATUS, Rule.DUPLICATE_SIGNAL, Rule.TRADING_HALTED,
+                    Rule.INSTRUMENT_STATUS})
 """Rules about the signal's admissibility rather than its size: decisions failing one
 of them are left out of the reject rate."""
 
@@ -241,7 +243,7 @@ class AccountBook:
 
     __slots__ = (
         "_clock", "_sums", "account", "account_id", "closed_orders", "day", "day_start_equity",
-        "ledger", "mark_pos", "offsets", "open_orders", "peak_equity", "rate",
+        "instruments", "ledger", "mark_pos", "offsets", "open_orders", "peak_equity", "rate",
         "recent_rejects", "seen_signals", "state_seq", "strategy_states", "symbol_limits",
         "trading_state",
     )
@@ -250,6 +252,8 @@ class AccountBook:
         self.account_id = account
         self.account: Account | None = None
         self.symbol_limits: dict[str, SymbolLimit] = {}
+        self.instruments: dict[str, Instrument] = {}
+        """The latest instruments row per symbol (every symbol's rows reach every book)."""
         self.ledger = Ledger()
         self.open_orders: dict[str, Order] = {}
         self.closed_orders: dict[str, Order] = {}
@@ -402,6 +406,12 @@ class AccountBook:
         self.symbol_limits[limit.symbol] = _lean(limit)
         return Outcome()
 
+    def on_instrument(self, row: Instrument, *, pos: InputPos | None = None) -> Outcome:
+        """Replace the reference data of one symbol (from the next message on)."""
+        self._advance(row.ts, pos)
+        self.instruments[row.symbol] = row
+        return Outcome()
+
     def on_control(self, control: Control, *, pos: InputPos | None = None) -> Outcome:
         """Apply a control row for this account, ``global``, or a strategy."""
         with localcontext(MONEY):
@@ -519,6 +529,7 @@ class AccountBook:
             "account_id": self.account_id,
             "account": self.account.model_dump(mode="json") if self.account else None,
             "symbol_limits": [lim.model_dump(mode="json") for lim in self.symbol_limits.values()],
+            "instruments": [row.model_dump(mode="json") for row in self.instruments.values()],
             "ledger": self.ledger.snapshot(),
             "open_orders": [o.to_dict() for o in self.open_orders.values()],
             "closed_orders": [o.to_dict() for o in self.closed_orders.values()],
@@ -551,6 +562,8 @@ class AccountBook:
         )
         limits = [_lean(SymbolLimit.model_validate(d), own=True) for d in data["symbol_limits"]]
         book.symbol_limits = {lim.symbol: lim for lim in limits}
+        rows = [Instrument.model_validate(d) for d in data.get("instruments", ())]  # older snapshots: none
+        book.instruments = {row.symbol: row for row in rows}
         book.ledger = Ledger.from_snapshot(data["ledger"])  # rebuilds its own sums
         book.open_orders = _orders(data["open_orders"])
         book.closed_orders = _orders(data["closed_orders"])
@@ -642,6 +655,8 @@ class AccountBook:
             equity=ledger.equity,
             cash=ledger.cash,
             recent_orders=self.rate.count(signal.ts),
+            instrument=self.instruments.get(symbol),
+            instruments_known=bool(self.instruments),
         )
 
     def _open_order(self, signal: TradeSignal, ctx: CheckInput, order_id: str) -> Outcome:

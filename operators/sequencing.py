@@ -40,6 +40,7 @@ from operators.portfolio import AccountBook, InputPos, Outcome
 from schemas import (
     Account,
     Control,
+    Instrument,
     JournalEntry,
     JournalKind,
     JournalMark,
@@ -57,6 +58,9 @@ TICKS_KEPT = 256
 
 SIGNAL_IDS_KEPT = 10_000
 """Signal ids (with a digest of their contents) remembered per account."""
+
+INSTRUMENT_SCOPE = "instrument:"
+"""Key prefix of an instruments row among the router's broadcasts (not a control scope)."""
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Record)
@@ -286,6 +290,22 @@ class InputRouter(Generic[T]):
         self.table_seen[(stream, partition)] = max(offset, self.table_seen.get((stream, partition), -1))
         return out + self.release(now)
 
+    def on_instrument_row(
+        self, stream: str, partition: int, offset: int, row: Any, *, symbol: str, now: float
+    ) -> list[Routed]:
+        """Take a row of instruments: every account book gets it (and accounts that appear later).
+
+        Each book keeps every symbol's row, so a symbol without one is unknown to the
+        book exactly when the table has rows (INSTRUMENT_STATUS), from its journal alone.
+        """
+        self.broadcasts[f"{INSTRUMENT_SCOPE}{symbol}"] = (partition, offset, row)
+        out: list[Routed] = [(acct, row) for acct in self.accounts]
+        gate = self.tables.get(stream)
+        if gate is not None:
+            gate.seen(partition, offset)
+        self.table_seen[(stream, partition)] = max(offset, self.table_seen.get((stream, partition), -1))
+        return out + self.release(now)
+
     def on_signal(self, item: T, account: str, symbol: str, ts: datetime, now: float) -> list[Routed]:
         """Queue a signal behind its account's earlier ones; return what may pass now."""
         self.queues.setdefault(account, deque()).append(_Waiting(item, symbol, ts, now))
@@ -389,6 +409,7 @@ _KINDS: dict[type[Record], JournalKind] = {
     Account: JournalKind.ACCOUNT,
     SymbolLimit: JournalKind.SYMBOL_LIMIT,
     Control: JournalKind.CONTROL,
+    Instrument: JournalKind.INSTRUMENT,
 }
 _MODELS: dict[JournalKind, type[Record]] = {v: k for k, v in _KINDS.items()}
 
@@ -437,6 +458,8 @@ def apply_entry(book: AccountBook, entry: JournalEntry) -> Outcome:
         return book.on_account(rec, pos=pos)
     if entry.kind is JournalKind.SYMBOL_LIMIT:
         return book.on_symbol_limit(rec, pos=pos)
+    if entry.kind is JournalKind.INSTRUMENT:
+        return book.on_instrument(rec, pos=pos)
     return book.on_control(rec, pos=pos)
 
 

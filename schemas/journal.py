@@ -26,6 +26,7 @@ class JournalKind(StrEnum):
     SYMBOL_LIMIT = "SYMBOL_LIMIT"
     CONTROL = "CONTROL"
     MARK = "MARK"
+    INSTRUMENT = "INSTRUMENT"
 
 
 class JournalMark(BaseModel):

@@ -18,10 +18,12 @@ from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from operators.portfolio import order_id_for
 from operators.replay import LimitOverrides, replay_log
+from operators.risk import RULES
 from schemas import (
     Account,
     Control,
     Decision,
+    Instrument,
     MarketData,
     PortfolioState,
     RiskDecision,
@@ -139,7 +141,7 @@ def test_explain_names_failed_rules_first_the_limits_in_force_and_the_inputs(
     assert "value 6000" in rules[0]
     assert "limit 5000" in rules[0]
     assert all(r.startswith("  pass") for r in rules[1:])
-    assert len(rules) == 13
+    assert len(rules) == len(RULES)
     assert "version 3 in force" in text
     assert "set by alice" in text
     assert "X 100 at 2026-01-05T14:30:01.000Z" in text
@@ -269,3 +271,26 @@ def test_replay_of_a_whole_pipeline_run_agrees_on_every_outcome(tmp_path: Path) 
     }
     assert refused == expected
     assert refused
+
+
+def test_replay_folds_instrument_rows_from_the_journal(phases: Phases, settings: Settings) -> None:
+    def inst(status: str, s: float) -> Instrument:
+        return Instrument(symbol="X", tick_size=D("0.5"), lot_size=D(1), status=status, ts=at(s))
+
+    w = phases.conn.writer("instruments")
+    w.write([inst("TRADING", 0)])
+    w.close()
+    phases.run(accounts=[Account(account="ACC1", cash=D(100_000), ts=T0)], market_data=[tick("X", 1, "100")],
+               trade_signals=[sig(0, "1")])
+    w = phases.conn.writer("instruments")
+    w.write([inst("HALTED", 20)])
+    w.close()
+    phases.run(trade_signals=[sig(1, "1", s=21)])
+    outcome = {sid: d.decision.value for sid, d in decisions(phases).items()}
+    assert outcome == {"s0": "PASS", "s1": "FAIL"}
+    kinds = [x.record.kind.value for x in load_log(settings).journal]
+    assert kinds.count("INSTRUMENT") == 2
+    result = replay(settings)
+    assert result.replayed == 2
+    assert result.differences == []
+    assert result.ok

@@ -23,6 +23,7 @@ from operators.portfolio import (
     event_id_for,
     order_id_for,
 )
+from operators.risk import RULES
 from schemas.base import Side
 from schemas.strategy import OrderType, TradeSignal
 from schemas.trading import (
@@ -31,6 +32,7 @@ from schemas.trading import (
     Control,
     Decision,
     ExecStatus,
+    Instrument,
     OrderAction,
     OrderStatus,
     Severity,
@@ -116,7 +118,7 @@ def test_on_signal_pass_returns_decision_with_every_rule_order_and_pending_state
     out = book.on_signal(sig(1, order_type=OrderType.LIMIT, limit_px=D("99.5")))
     assert out.decision is not None
     assert out.decision.decision is Decision.PASS
-    assert len(out.decision.rules) == 13
+    assert len(out.decision.rules) == len(RULES)
     assert all(r.passed for r in out.decision.rules)
     [order] = out.orders
     assert order.order_id == out.decision.order_id == order_id_for(ACCOUNT, "s1")
@@ -713,3 +715,22 @@ def test_random_inputs_keep_book_invariants(seq: list[Op]) -> None:
         if book.trading_state is TradingState.HALTED:
             assert all(o.cancel_requested for o in book.open_orders.values())
     assert decisions == signals
+
+
+def test_instrument_rows_are_kept_in_the_snapshot_and_checked_by_the_instrument_rules() -> None:
+    book = new_book()
+    row = Instrument(symbol="AAPL", tick_size=D("0.05"), lot_size=D(10), price_precision=2, qty_precision=0,
+                     ts=T0)
+    assert book.on_instrument(row).empty
+    saved = pickle.dumps(book.snapshot())
+    restored = AccountBook.from_snapshot(pickle.loads(saved), clock=fake_clock())  # noqa: S301 - our own bytes
+    assert restored.instruments == {"AAPL": row}
+    out = restored.on_signal(sig(1, order_type=OrderType.LIMIT, limit_px=D("99.99"), qty=D(15)))
+    assert out.decision is not None
+    assert {r.rule for r in out.decision.rules if not r.passed} == {"TICK_SIZE", "LOT_SIZE"}
+    other = restored.on_signal(sig(2, symbol="MSFT"))  # rows are published, none for MSFT: unknown
+    assert other.decision is not None
+    assert {r.rule for r in other.decision.rules if not r.passed} == {"INSTRUMENT_STATUS"}
+    old = book.snapshot()
+    del old["instruments"]  # a snapshot from before the instruments table
+    assert AccountBook.from_snapshot(old).instruments == {}
