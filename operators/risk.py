@@ -28,6 +28,10 @@ Conventions shared by every rule:
   the exposure limits (MAX_POSITION_*, MAX_GROSS_EXPOSURE, MAX_LEVERAGE): cutting risk
   is always allowed, even when a limit was lowered below the current position. It is
   still subject to the fat-finger limits (order qty, notional, collar, rate).
+* Instrument rules (INSTRUMENT_STATUS, TICK_SIZE, LOT_SIZE, MIN_NOTIONAL) check the
+  order against the instruments row of its symbol (``CheckInput.instrument``). A symbol
+  without a row passes them with "no instrument row", except INSTRUMENT_STATUS when
+  the book holds rows of other symbols (``instruments_known``): then it is unknown.
 """
 
 from __future__ import annotations
