@@ -83,7 +83,8 @@ def records(
 ) -> Stream[Decoded[R]]:
     """Read ``stream`` as decoded ``model`` records; what does not decode joins ``letters``.
 
-    ``until_now``: a bounded run reads it only as far as it goes at start (``Connectors.source``).
+    ``until_now``: a bounded run reads the stream only up to where it ends at start
+    (a table nobody closes, see ``Connectors.source``).
     """
     raw = op.input(stream, flow, conn.source(stream, sharded=sharded, until_now=until_now))
     return decoded(stream, raw, model, job=job, letters=letters)
@@ -120,6 +121,32 @@ def startup_ends(conn: Connectors, stream: str) -> dict[int, int]:
     reader = conn.reader(stream)
     try:
         return reader.data_ends()
+    finally:
+        reader.close()
+
+
+def startup_table(conn: Connectors, stream: str, model: type[R]) -> tuple[dict[int, int], dict[str, R]]:
+    """Return where a table's changelog ends now, and its latest row per key up to there.
+
+    Rows that do not decode are left out (the flow reading the changelog dead-letters them).
+    """
+    reader = conn.reader(stream)
+    try:
+        ends = reader.data_ends()
+        rows: dict[str, R] = {}
+        for part, end in sorted(ends.items()):
+            offset = 0
+            while offset < end and (batch := reader.read(part, offset, min(5000, end - offset))):
+                for rec in batch:
+                    if rec.offset >= end:
+                        break
+                    try:
+                        row = decode(model, rec.value)
+                    except DecodeError:
+                        continue
+                    rows[row.key()] = row
+                offset = batch[-1].offset + 1
+        return ends, rows
     finally:
         reader.close()
 

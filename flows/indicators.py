@@ -1,6 +1,11 @@
 """Job A: market_data -> per-symbol SMA/EMA/RSI/VWAP -> sma_wide (one wide row per tick).
 
 Run it: ``python -m bytewax.run "flows.indicators:build_flow()"`` (settings from ``TRADEFLOW_*``).
+
+Before the indicators, each symbol's ``TickGate`` (``operators.instruments``) refuses
+duplicate ticks and ticks the instruments table does not allow; the table is read to
+its start-up end before the flow starts (``StartupTable``), then its changelog is
+followed for halts, resumes and new symbols.
 """
 
 from __future__ import annotations
@@ -8,9 +13,10 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, cast
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.base import SourceMessage
@@ -18,9 +24,19 @@ from connectors.metrics import serve
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
-from flows.common import Decoded, dead_letter, decode_messages, output, shard_guard
+from flows.common import (
+    Decoded,
+    dead_letter,
+    dead_letter_of,
+    decode_messages,
+    output,
+    records,
+    shard_guard,
+    startup_table,
+)
 from operators.indicators import IndicatorConfig, Late, Row, SymbolIndicators, Tick
-from schemas import DeadLetter, MarketData, SmaWide, encode
+from operators.instruments import StartupTable, TickGate
+from schemas import DeadLetter, Instrument, MarketData, SmaWide, encode
 
 JOB = "indicators"
 
@@ -35,6 +51,40 @@ def locate(d: Decoded[MarketData]) -> tuple[str, Located]:
     r = d.record
     tick = Tick(r.symbol, r.ts, float(r.price), float(r.volume), r.wm, (d.partition, d.offset))
     return r.symbol, (tick, d.partition, d.offset)
+
+
+GateIn = Decoded[MarketData] | Decoded[Instrument]
+
+
+class GateLogic(op.StatefulBatchLogic[GateIn, Decoded[MarketData] | DeadLetter, TickGate]):
+    """Bytewax shim around one symbol's ``TickGate``: instrument rows in, ticks through or refused."""
+
+    def __init__(self, table: StartupTable, resume: TickGate | None) -> None:
+        self.table = table
+        self.resume = resume
+        self.gate: TickGate | None = None
+
+    @override
+    def on_batch(self, values: list[GateIn]) -> tuple[list[Decoded[MarketData] | DeadLetter], bool]:
+        if self.gate is None:
+            self.gate = self.table.gate(values[0].record.symbol, self.resume)
+        gate = self.gate
+        out: list[Decoded[MarketData] | DeadLetter] = []
+        for d in values:
+            rec = d.record
+            if isinstance(rec, Instrument):
+                if not self.table.seen(d.partition, d.offset):
+                    gate.on_instrument(rec)
+                continue
+            reason = gate.check(rec.symbol, rec.ts, rec.price, rec.volume)
+            out.append(d if reason is None else dead_letter_of(d, reason, JOB, key=rec.symbol))  # type: ignore[arg-type]
+        return out, False
+
+    @override
+    def snapshot(self) -> TickGate:
+        if self.gate is None:
+            raise RuntimeError("a tick gate without any input cannot exist")
+        return self.gate.copy()
 
 
 class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, SymbolIndicators]):
@@ -83,6 +133,10 @@ def _late_letter(late: Late, partition: int, offset: int) -> DeadLetter:
     return dead_letter(msg, late.reason, JOB)
 
 
+def _symbol_of(d: GateIn) -> str:
+    return d.record.symbol
+
+
 def to_sma_wide(row: Row) -> SmaWide:
     """Turn an indicator row into an sma_wide record (values are trusted floats)."""
     t = row.tick
@@ -114,12 +168,22 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     source = conn.source("market_data", sharded="market_data" in SHARDED_INPUTS[JOB])
     raw = op.input("market_data", flow, source)
     decoded = decode_messages("market_data", raw, MarketData, job=JOB)
-    keyed = op.map("by_symbol", decoded.oks, locate)
+    letters: list[Stream[Any]] = [decoded.errs]
+    table = StartupTable(*startup_table(conn, "instruments", Instrument))
+    rows = records(flow, conn, "instruments", Instrument, job=JOB, letters=letters, until_now=True)
+    inputs: Stream[tuple[str, GateIn]] = op.merge(
+        "gate_inputs", op.key_on("ticks_by_symbol", decoded.oks, _symbol_of),
+        op.key_on("rows_by_symbol", rows, _symbol_of),
+    )
+    gated = op.stateful_batch("instrument_gate", inputs, lambda resume: GateLogic(table, resume))
+    passed = op.branch("gate_passed", op.key_rm("unkey_gate", gated), lambda r: isinstance(r, Decoded))
+    letters.append(passed.falses)
+    keyed = op.map("by_symbol", cast("Stream[Decoded[MarketData]]", passed.trues), locate)
     results = op.stateful_batch(
         "indicators", keyed, lambda resume: IndicatorLogic(config, resume, live=settings.follow)
     )
     split = op.branch("late", op.key_rm("unkey", results), lambda r: isinstance(r, SmaWide))
     output("sma_wide", split.trues, conn, "sma_wide", job=JOB)
-    letters = op.merge("all_letters", decoded.errs, split.falses, shard_guard(flow, conn, JOB))
-    output("dead_letters", letters, conn, "dead_letters", job=JOB)
+    all_letters = op.merge("all_letters", *letters, split.falses, shard_guard(flow, conn, JOB))
+    output("dead_letters", all_letters, conn, "dead_letters", job=JOB)
     return flow

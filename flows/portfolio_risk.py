@@ -2,8 +2,8 @@
 
 Run it: ``python -m bytewax.run "flows.portfolio_risk:build_flow()"``.
 
-Inputs: trade_signals, venue_fills, accounts, symbol_limits, control, routes, venues,
-market_data.
+Inputs: trade_signals, venue_fills, accounts, symbol_limits, control, instruments,
+routes, venues, market_data.
 Outputs: validated_orders, risk_events, risk_decisions, orders, positions_state,
 portfolio_state, dead_letters, and the input journal ``risk_journal``.
 
@@ -40,6 +40,7 @@ from operators.sequencing import InputRouter
 from schemas import (
     Account,
     Control,
+    Instrument,
     MarketData,
     RiskDecision,
     Route,
@@ -52,9 +53,9 @@ from schemas import (
 JOB = "portfolio_risk"
 OUTPUTS = ["risk_decisions", "validated_orders", "risk_events", "orders", "positions_state",
            "portfolio_state", "dead_letters"]
-ROUTING = ("routes", "venues")
+UNCLOSED = ("instruments", "routes", "venues")
 """Tables a bounded run reads as far as they go at start (nobody needs to close them)."""
-TABLES = ("accounts", "symbol_limits", "control", *ROUTING)
+TABLES = ("accounts", "symbol_limits", "control", *UNCLOSED)
 """The tables Job C reads to their start-up ends before deciding any signal."""
 
 
@@ -194,7 +195,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
 
     def read(stream: str, model: type[Any]) -> Stream[Decoded[Any]]:
         up = records(flow, conn, stream, model, job=JOB, letters=letters,
-                     sharded=stream in SHARDED_INPUTS[JOB], until_now=stream in ROUTING)
+                     sharded=stream in SHARDED_INPUTS[JOB], until_now=stream in UNCLOSED)
         if candidate is None or model not in (Account, SymbolLimit):
             return up
         return op.map(f"shadow_{stream}", up, lambda d: replace(d, record=candidate.row(d.record)))
@@ -202,6 +203,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     signals, fills = read("trade_signals", TradeSignal), read("venue_fills", VenueFill)
     accounts, limits = read("accounts", Account), read("symbol_limits", SymbolLimit)
     control, ticks = read("control", Control), read("market_data", MarketData)
+    instruments = read("instruments", Instrument)
     routes, venues = read("routes", Route), read("venues", Venue)
     owner = None if not settings.shard else conn.key_ownership("trade_signals", placed_like="venue_fills")
     if owner is not None:
@@ -217,7 +219,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     routed = op.stateful(
         "router",
         op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control,
-                                           routes, venues),
+                                           instruments, routes, venues),
                   lambda _: "all"),
         lambda r: RouterLogic(fresh.copy(), ends, r, owner),
     )

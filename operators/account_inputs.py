@@ -39,6 +39,7 @@ from schemas import (
     Account,
     Control,
     DeadLetter,
+    Instrument,
     JournalEntry,
     JournalKind,
     MarketData,
@@ -76,7 +77,7 @@ def route_input(
         return router.on_signal(value, rec.account, rec.symbol, rec.ts, now)
     if isinstance(rec, VenueFill):
         return router.on_fill(rec.account, rec.symbol)
-    if isinstance(rec, Account | SymbolLimit | Control | Route | Venue):
+    if isinstance(rec, Account | SymbolLimit | Control | Instrument | Route | Venue):
         account, broadcast = _audience(rec)
         if owns is not None and account is not None and not owns(account):
             gate = router.tables.get(value.stream)
@@ -88,8 +89,15 @@ def route_input(
     raise TypeError(f"Job C's router got {type(rec).__name__}")
 
 
-def _audience(rec: Account | SymbolLimit | Control | Route | Venue) -> tuple[str | None, str | None]:
-    """Return who a table row is for: ``(account, None)`` or ``(None, broadcast key)``."""
+def _audience(
+    rec: Account | SymbolLimit | Control | Instrument | Route | Venue,
+) -> tuple[str | None, str | None]:
+    """Return who a table row is for: ``(account, None)`` or ``(None, broadcast key)``.
+
+    Every book gets every instruments row (so a symbol without one is unknown to a book
+    exactly when the table has rows, from its journal alone), every venues row, and the
+    routes of any account (``*``).
+    """
     if isinstance(rec, Account | SymbolLimit):
         return rec.account, None
     if isinstance(rec, Control):
@@ -97,6 +105,8 @@ def _audience(rec: Account | SymbolLimit | Control | Route | Venue) -> tuple[str
         return (target.name, None) if target.kind is ScopeKind.ACCOUNT else (None, rec.scope)
     if isinstance(rec, Route):
         return (None, f"routes:{rec.key()}") if rec.account == WILDCARD else (rec.account, None)
+    if isinstance(rec, Instrument):
+        return None, f"instruments:{rec.symbol}"
     return None, f"venues:{rec.venue}"
 
 

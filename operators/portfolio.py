@@ -96,6 +96,7 @@ from schemas.trading import (
     AccountStatus,
     Control,
     Decision,
+    Instrument,
     OrderAction,
     OrderState,
     PortfolioState,
@@ -134,7 +135,8 @@ _STATUS_STATE = {
     AccountStatus.BLOCKED: TradingState.HALTED,
 }
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-_GATES = frozenset({Rule.ACCOUNT_STATUS, Rule.DUPLICATE_SIGNAL, Rule.TRADING_HALTED})
+_GATES = frozenset({Rule.ACCOUNT_STATUS, Rule.DUPLICATE_SIGNAL, Rule.TRADING_HALTED,
+                    Rule.INSTRUMENT_STATUS})
 """Rules about the signal's admissibility rather than its size: decisions failing one
 of them are left out of the reject rate."""
 
@@ -244,7 +246,7 @@ class AccountBook:
 
     __slots__ = (
         "_clock", "_sums", "account", "account_id", "closed_orders", "day", "day_start_equity",
-        "ledger", "mark_pos", "offsets", "open_orders", "peak_equity", "rate",
+        "instruments", "ledger", "mark_pos", "offsets", "open_orders", "peak_equity", "rate",
         "recent_rejects", "routes", "seen_signals", "state_seq", "strategy_states", "symbol_limits",
         "trading_state", "venues",
     )
@@ -256,6 +258,8 @@ class AccountBook:
         self.routes: dict[tuple[str, str], Route] = {}
         """This account's routes and those of any account (``*``), by (account, symbol)."""
         self.venues: dict[str, Venue] = {}
+        self.instruments: dict[str, Instrument] = {}
+        """The latest instruments row per symbol (every symbol's rows reach every book)."""
         self.ledger = Ledger()
         self.open_orders: dict[str, Order] = {}
         self.closed_orders: dict[str, Order] = {}
@@ -438,6 +442,12 @@ class AccountBook:
                 return route.venue
         return None
 
+    def on_instrument(self, row: Instrument, *, pos: InputPos | None = None) -> Outcome:
+        """Replace the reference data of one symbol (from the next message on)."""
+        self._advance(row.ts, pos)
+        self.instruments[row.symbol] = row
+        return Outcome()
+
     def on_control(self, control: Control, *, pos: InputPos | None = None) -> Outcome:
         """Apply a control row for this account, ``global``, or a strategy."""
         with localcontext(MONEY):
@@ -557,6 +567,7 @@ class AccountBook:
             "symbol_limits": [lim.model_dump(mode="json") for lim in self.symbol_limits.values()],
             "routes": [r.model_dump(mode="json") for r in self.routes.values()],
             "venues": [v.model_dump(mode="json") for v in self.venues.values()],
+            "instruments": [row.model_dump(mode="json") for row in self.instruments.values()],
             "ledger": self.ledger.snapshot(),
             "open_orders": [o.to_dict() for o in self.open_orders.values()],
             "closed_orders": [o.to_dict() for o in self.closed_orders.values()],
@@ -592,6 +603,8 @@ class AccountBook:
         routes = [Route.model_validate(d) for d in data.get("routes", ())]
         book.routes = {(r.account, r.symbol): r for r in routes}
         book.venues = {v.venue: v for v in (Venue.model_validate(d) for d in data.get("venues", ()))}
+        rows = [Instrument.model_validate(d) for d in data.get("instruments", ())]  # older snapshots: none
+        book.instruments = {row.symbol: row for row in rows}
         book.ledger = Ledger.from_snapshot(data["ledger"])  # rebuilds its own sums
         book.open_orders = _orders(data["open_orders"])
         book.closed_orders = _orders(data["closed_orders"])
@@ -685,6 +698,8 @@ class AccountBook:
             recent_orders=self.rate.count(signal.ts),
             venue=(venue := self.route_of(symbol)),
             venue_state=(row.state if venue is not None and (row := self.venues.get(venue)) else None),
+            instrument=self.instruments.get(symbol),
+            instruments_known=bool(self.instruments),
         )
 
     def _open_order(self, signal: TradeSignal, ctx: CheckInput, order_id: str) -> Outcome:

@@ -28,6 +28,10 @@ Conventions shared by every rule:
   the exposure limits (MAX_POSITION_*, MAX_GROSS_EXPOSURE, MAX_LEVERAGE): cutting risk
   is always allowed, even when a limit was lowered below the current position. It is
   still subject to the fat-finger limits (order qty, notional, collar, rate).
+* Instrument rules (INSTRUMENT_STATUS, TICK_SIZE, LOT_SIZE, MIN_NOTIONAL) check the
+  order against the instruments row of its symbol (``CheckInput.instrument``). A symbol
+  without a row passes them with "no instrument row", except INSTRUMENT_STATUS when
+  the book holds rows of other symbols (``instruments_known``): then it is unknown.
 """
 
 from __future__ import annotations
@@ -41,12 +45,15 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from operators.accounting import MONEY, ZERO
+from operators.instruments import price_off_grid, qty_off_lot
 from schemas.base import Side
 from schemas.strategy import OrderType, TradeSignal
 from schemas.trading import (
     Account,
     AccountStatus,
     AccountType,
+    Instrument,
+    InstrumentStatus,
     RuleResult,
     SymbolLimit,
     TradingState,
@@ -73,6 +80,10 @@ class Rule(StrEnum):
     PRICE_COLLAR = "PRICE_COLLAR"
     ORDER_RATE = "ORDER_RATE"
     BUYING_POWER = "BUYING_POWER"
+    INSTRUMENT_STATUS = "INSTRUMENT_STATUS"
+    TICK_SIZE = "TICK_SIZE"
+    LOT_SIZE = "LOT_SIZE"
+    MIN_NOTIONAL = "MIN_NOTIONAL"
     NO_ROUTE = "NO_ROUTE"
 
 
@@ -118,6 +129,11 @@ class CheckInput:
     cash: Decimal
     recent_orders: int
     """Orders accepted within the second before the signal (event time)."""
+    instrument: Instrument | None = None
+    """The instruments row of the signal's symbol in force; None if none was seen."""
+    instruments_known: bool = False
+    """The book has seen instruments rows: a symbol without one is unknown (fails
+    INSTRUMENT_STATUS). False: no instruments are published, the rules pass."""
     venue: str | None = None
     """The venue the routes table sends this order to; None: the default venue."""
     venue_state: VenueState | None = None
@@ -348,6 +364,74 @@ def check_buying_power(ctx: CheckInput) -> RuleResult:
     return _at_most(rule, "buy notional plus reserved buys", value, ctx.cash)
 
 
+NO_INSTRUMENT = "no instrument row"
+
+
+def check_instrument_status(ctx: CheckInput) -> RuleResult:
+    """Fail a symbol whose instrument is HALTED or CLOSED, or that has no row while others do."""
+    rule, inst, symbol = Rule.INSTRUMENT_STATUS, ctx.instrument, ctx.signal.symbol
+    if inst is None and not ctx.instruments_known:
+        return _result(rule, True, f"{symbol}: {NO_INSTRUMENT} (no instruments published)")
+    if inst is None:
+        return _result(rule, False, f"unknown symbol {symbol}: {NO_INSTRUMENT}", "UNKNOWN",
+                       InstrumentStatus.TRADING.value)
+    status = inst.status
+    if status is InstrumentStatus.TRADING:
+        return _result(rule, True, f"{symbol} is TRADING", status.value, status.value)
+    return _result(rule, False, f"{symbol} is {status.value}", status.value,
+                   InstrumentStatus.TRADING.value)
+
+
+def check_tick_size(ctx: CheckInput) -> RuleResult:
+    """Fail a limit price that is not on the instrument's tick grid (or too precise)."""
+    rule, inst, px = Rule.TICK_SIZE, ctx.instrument, ctx.signal.limit_px
+    if inst is None:
+        return _result(rule, True, f"{ctx.signal.symbol}: {NO_INSTRUMENT}")
+    tick = dec_str(inst.tick_size)
+    if ctx.signal.order_type is OrderType.MARKET or px is None:
+        return _result(rule, True, "market order: no limit price to check", None, tick)
+    off = price_off_grid(px, inst)
+    if off is None:
+        return _result(rule, True, f"limit price {dec_str(px)} is on the tick grid {tick}",
+                       dec_str(px), tick)
+    return _result(rule, False, f"limit price {dec_str(px)} {off}", dec_str(px), tick)
+
+
+def check_lot_size(ctx: CheckInput) -> RuleResult:
+    """Fail a quantity off the lot grid, too precise, or outside ``[min_qty, max_qty]``."""
+    rule, inst, qty = Rule.LOT_SIZE, ctx.instrument, ctx.signal.qty
+    if inst is None:
+        return _result(rule, True, f"{ctx.signal.symbol}: {NO_INSTRUMENT}", dec_str(qty))
+    bounds = [f"lot {dec_str(inst.lot_size)}"]
+    if inst.min_qty is not None:
+        bounds.append(f"min {dec_str(inst.min_qty)}")
+    if inst.max_qty is not None:
+        bounds.append(f"max {dec_str(inst.max_qty)}")
+    limit = ", ".join(bounds)
+    off = qty_off_lot(qty, inst)
+    if off is None:
+        return _result(rule, True, f"qty {dec_str(qty)} fits {limit}", dec_str(qty), limit)
+    return _result(rule, False, f"qty {dec_str(qty)} {off}", dec_str(qty), limit)
+
+
+def check_min_notional(ctx: CheckInput) -> RuleResult:
+    """Fail an order whose notional (qty * order price) is below the instrument's minimum."""
+    rule, inst = Rule.MIN_NOTIONAL, ctx.instrument
+    if inst is None:
+        return _result(rule, True, f"{ctx.signal.symbol}: {NO_INSTRUMENT}")
+    floor = inst.min_notional
+    notional = ctx.order_notional
+    shown = None if notional is None else dec_str(notional)
+    if floor is None:
+        return _result(rule, True, "order notional: no minimum set", shown)
+    cap = dec_str(floor)
+    if notional is None:
+        return _result(rule, False, "order notional: no price to value the order", None, cap)
+    if notional >= floor:
+        return _result(rule, True, f"order notional {shown} at or above the minimum {cap}", shown, cap)
+    return _result(rule, False, f"order notional {shown} below the minimum {cap}", shown, cap)
+
+
 def check_no_route(ctx: CheckInput) -> RuleResult:
     """Fail an order routed to a venue no Job D serves (no venues row, or not UP).
 
@@ -379,6 +463,10 @@ RULES: tuple[Check, ...] = (
     check_price_collar,
     check_order_rate,
     check_buying_power,
+    check_instrument_status,
+    check_tick_size,
+    check_lot_size,
+    check_min_notional,
     check_no_route,
 )
 """Every pre-trade rule, in the order they appear in a decision."""

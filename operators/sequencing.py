@@ -40,6 +40,7 @@ from operators.portfolio import AccountBook, InputPos, Outcome
 from schemas import (
     Account,
     Control,
+    Instrument,
     JournalEntry,
     JournalKind,
     JournalMark,
@@ -57,6 +58,7 @@ TICKS_KEPT = 256
 
 SIGNAL_IDS_KEPT = 10_000
 """Signal ids (with a digest of their contents) remembered per account."""
+
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Record)
@@ -394,6 +396,7 @@ _KINDS: dict[type[Record], JournalKind] = {
     Control: JournalKind.CONTROL,
     Route: JournalKind.ROUTE,
     Venue: JournalKind.VENUE,
+    Instrument: JournalKind.INSTRUMENT,
 }
 _MODELS: dict[JournalKind, type[Record]] = {v: k for k, v in _KINDS.items()}
 
@@ -446,6 +449,8 @@ def apply_entry(book: AccountBook, entry: JournalEntry) -> Outcome:
         return book.on_route(rec, pos=pos)
     if entry.kind is JournalKind.VENUE:
         return book.on_venue(rec, pos=pos)
+    if entry.kind is JournalKind.INSTRUMENT:
+        return book.on_instrument(rec, pos=pos)
     return book.on_control(rec, pos=pos)
 
 

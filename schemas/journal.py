@@ -28,6 +28,7 @@ class JournalKind(StrEnum):
     MARK = "MARK"
     ROUTE = "ROUTE"
     VENUE = "VENUE"
+    INSTRUMENT = "INSTRUMENT"
 
 
 class JournalMark(BaseModel):

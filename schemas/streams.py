@@ -13,6 +13,7 @@ from schemas.strategy import StrategyConfig, TradeSignal
 from schemas.trading import (
     Account,
     Control,
+    Instrument,
     OrderState,
     PortfolioState,
     PositionState,
@@ -89,6 +90,7 @@ STREAMS: dict[str, StreamSpec] = dict(
         _spec("risk_journal", JournalEntry, unique=("account", "seq")),
         _spec("routes", Route, Kind.TABLE),
         _spec("venues", Venue, Kind.TABLE),
+        _spec("instruments", Instrument, Kind.TABLE),
     ]
 )
 

@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, FiniteFloat, model_validator
 
 from schemas.base import (
+    DECIMAL_PLACES,
     AvgPrice,
     Derived,
     FreeText,
@@ -132,6 +133,63 @@ class Venue(Record):
     adapter: Name = "paper"
     updated_by: FreeText = "execution"
     ts: UtcDatetime
+
+
+class InstrumentStatus(StrEnum):
+    """Whether an instrument trades: a halt and a resume are instrument rows."""
+
+    TRADING = "TRADING"
+    HALTED = "HALTED"
+    CLOSED = "CLOSED"
+
+
+class Instrument(Record):
+    """One row of the instruments table (primary key ``symbol``): reference data.
+
+    Job A refuses ticks that break it (unknown or not TRADING symbol, price off the
+    ``tick_size`` grid, a move beyond ``price_band_pct`` from the last accepted price);
+    Job C's pre-trade rules INSTRUMENT_STATUS, TICK_SIZE, LOT_SIZE and MIN_NOTIONAL
+    check orders against it. A limit left null is not checked.
+    """
+
+    key_fields: ClassVar[tuple[str, ...]] = ("symbol",)
+
+    symbol: Name
+    tick_size: Price
+    """Prices are whole multiples of this."""
+    lot_size: Qty
+    """Order quantities are whole multiples of this."""
+    min_qty: NonNegative | None = None
+    max_qty: NonNegative | None = None
+    min_notional: NonNegative | None = None
+    price_precision: int = Field(default=DECIMAL_PLACES, ge=0, le=DECIMAL_PLACES)
+    """Decimal places a price may have."""
+    qty_precision: int = Field(default=DECIMAL_PLACES, ge=0, le=DECIMAL_PLACES)
+    """Decimal places a quantity may have."""
+    currency: Name = "USD"
+    status: InstrumentStatus = InstrumentStatus.TRADING
+    price_band_pct: NonNegative | None = None
+    """Largest move of a tick from the last accepted price, in percent of that price."""
+    updated_by: FreeText = "ops"
+    ts: UtcDatetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Instrument:
+        if _places(self.tick_size) > self.price_precision:
+            raise ValueError(f"tick_size {self.tick_size} has more than price_precision "
+                             f"{self.price_precision} decimal places")
+        if _places(self.lot_size) > self.qty_precision:
+            raise ValueError(f"lot_size {self.lot_size} has more than qty_precision "
+                             f"{self.qty_precision} decimal places")
+        if self.min_qty is not None and self.max_qty is not None and self.min_qty > self.max_qty:
+            raise ValueError(f"min_qty {self.min_qty} is above max_qty {self.max_qty}")
+        return self
+
+
+def _places(value: Decimal) -> int:
+    """Return how many decimal places ``value`` needs (trailing zeros do not count)."""
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 class OrderAction(StrEnum):

@@ -1,8 +1,8 @@
 """The ``tradeflow`` command (also ``python -m tradeflow``).
 
 Subcommands: ``demo`` (the README's main command), ``feed``, ``indicators``,
-``positions``, ``tail``, ``show``, ``close``. Each prints a clear error and exits 2 on
-bad input instead of a traceback.
+``positions``, ``tail``, ``show``, ``instruments load``, ``close``. Each prints a clear
+error and exits 2 on bad input instead of a traceback.
 """
 
 from __future__ import annotations
@@ -330,6 +330,24 @@ def cmd_risk(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_instruments(args: argparse.Namespace) -> int:
+    """Load a CSV of instruments into the instruments table (all rows or none)."""
+    from tradeflow.instruments import InstrumentFileError, read_instruments
+
+    try:
+        rows = read_instruments(args.file, datetime.now(UTC))
+    except InstrumentFileError as exc:
+        raise UsageError(str(exc)) from None
+    writer = Connectors(_settings(args)).writer("instruments")
+    try:
+        writer.write(rows)
+    finally:
+        writer.close()
+    halted = sum(1 for r in rows if r.status.value != "TRADING")
+    print(f"loaded {len(rows)} instruments into instruments ({halted} not TRADING)")
+    return 0
+
+
 def cmd_close(args: argparse.Namespace) -> int:
     """Mark a stream finished, so bounded readers stop at its end."""
     writer = Connectors(_settings(args)).writer(args.stream)
@@ -447,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=Path(".tradeflow/infra"), help="where servers keep data")
     p.add_argument("--only", help="comma-separated subset of kafka,fluss,fix (default all)")
     p.set_defaults(func=cmd_infra)
+
+    p = sub.add_parser("instruments", help="reference data: load a CSV of instruments into the table")
+    isub = p.add_subparsers(dest="instruments_command", required=True)
+    p = isub.add_parser("load", help="validate FILE.csv and upsert its rows (nothing if a row is bad)")
+    _common(p)
+    p.add_argument("file", type=Path, help="CSV with a header: symbol,tick_size,lot_size[,min_qty,...]")
+    p.set_defaults(func=cmd_instruments)
 
     p = sub.add_parser("close", help="mark a stream finished (bounded readers stop at its end)")
     _common(p)

@@ -33,6 +33,7 @@ from schemas import (
     WILDCARD,
     Account,
     AccountType,
+    Instrument,
     MarketData,
     OrderAction,
     OrderType,
@@ -142,6 +143,16 @@ def demo_symbol_limits(accounts: Iterable[str], symbols: Iterable[str]) -> list[
         SymbolLimit(account=a, symbol=s, max_position_qty=Decimal(2_000),
                     max_position_notional=Decimal(250_000), ts=T_SEED)
         for a in accounts for s in symbols
+    ]
+
+
+def demo_instruments(symbols: Iterable[str]) -> list[Instrument]:
+    """Return the reference data of the demo symbols (cent prices, whole shares, a 20% band)."""
+    return [
+        Instrument(symbol=s, tick_size=Decimal("0.01"), lot_size=Decimal(1), min_qty=Decimal(1),
+                   max_qty=Decimal(100_000), min_notional=Decimal(10), price_precision=2,
+                   qty_precision=0, price_band_pct=Decimal(20), ts=T_SEED)
+        for s in symbols
     ]
 
 
@@ -301,6 +312,7 @@ def seed(
         "routes": list(demo_routes([a.account for a in accounts], venues)),
         "venues": [Venue(venue=name, state=VenueState.UP, adapter=kind, updated_by="demo", ts=T_SEED)
                    for name, kind in venues] if len(venues) > 1 else [],
+        "instruments": list(demo_instruments(symbols)),
     }
     for stream, records in tables.items():
         writer = conn.writer(stream)

@@ -71,7 +71,8 @@ LOG_STREAMS: dict[str, str] = {
     "risk_decisions": "decisions",
 }
 """Stream -> ``RecordedLog`` field: Job C's journal, the signals and its decisions."""
-INPUT_STREAMS = ("trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data")
+INPUT_STREAMS = ("trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data",
+                 "instruments")
 """Job C's input streams, as named in ``RiskDecision.input_offsets``."""
 
 

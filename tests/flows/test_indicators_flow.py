@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from bytewax.testing import cluster_main, run_main
@@ -10,9 +11,11 @@ from bytewax.testing import cluster_main, run_main
 from connectors.feeds import SyntheticMarket, replay
 from connectors.registry import Connectors
 from connectors.settings import Settings
-from flows.indicators import build_flow, indicator_config
+from flows.common import Decoded
+from flows.indicators import GateLogic, build_flow, indicator_config
 from operators.indicators import IndicatorSet
-from schemas import DeadLetter, MarketData, SmaWide, encode
+from operators.instruments import StartupTable
+from schemas import DeadLetter, Instrument, InstrumentStatus, MarketData, SmaWide, encode
 from tests.helpers import read_all
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
@@ -158,3 +161,83 @@ def test_daily_bars_are_not_mistaken_for_future_ticks(settings: Settings, connec
     run_main(build_flow(settings))
     assert [r.price for r in read_all(connectors, "sma_wide")] == [10.0, 11.0, 12.0, 13.0, 14.0]  # type: ignore[attr-defined]
     assert read_all(connectors, "dead_letters") == []
+
+
+def instrument(symbol: str, **kw: object) -> Instrument:
+    fields: dict[str, object] = dict(symbol=symbol, tick_size=Decimal("0.05"), lot_size=Decimal(1),
+                                     price_precision=2, qty_precision=0, price_band_pct=Decimal(10), ts=T0)
+    fields.update(kw)
+    return Instrument(**fields)  # type: ignore[arg-type]
+
+
+def test_ticks_the_instruments_table_does_not_allow_are_dead_lettered_and_move_nothing(
+    settings: Settings, connectors: Connectors
+) -> None:
+    table = connectors.writer("instruments")
+    table.write([instrument("X"), instrument("H", status=InstrumentStatus.HALTED)])
+    table.close()
+    ticks = [
+        MarketData(symbol=sym, ts=T0 + timedelta(seconds=s), price=Decimal(p), volume=1)
+        for sym, s, p in [("X", 0, "10"), ("X", 1, "10.05"), ("X", 2, "10.07"), ("X", 3, "18"),
+                          ("ZZZ", 4, "10"), ("H", 5, "10"), ("X", 6, "10.10"), ("X", 6, "10.10")]
+    ]
+    replay(ticks, connectors.writer("market_data"), progress=False)
+    run_main(build_flow(settings))
+    rows = read_all(connectors, "sma_wide")
+    assert [(r.symbol, r.price, r.seq) for r in rows] == [  # type: ignore[attr-defined]
+        ("X", 10.0, 0), ("X", 10.05, 1), ("X", 10.1, 2)]
+    letters = read_all(connectors, "dead_letters")
+    reasons = sorted(letter.reason for letter in letters)  # type: ignore[attr-defined]
+    assert reasons == sorted([
+        "off-precision price: 10.07 of X is not a multiple of tick_size 0.05",
+        "outlier: price 18 of X moves 79.10% from the last accepted price 10.05, beyond the band of 10%",
+        "unknown symbol ZZZ: the instruments table has no row for it",
+        "instrument H is HALTED: no tick accepted",
+        "duplicate tick: X at 2026-01-05T14:30:06+00:00 price 10.10 volume 1 was already applied",
+    ])
+    for letter in letters:
+        assert isinstance(letter, DeadLetter)
+        assert letter.source_stream == "market_data"
+        assert letter.job == "indicators"
+
+
+def test_without_instruments_only_duplicate_ticks_are_refused(
+    settings: Settings, connectors: Connectors
+) -> None:
+    tick = MarketData(symbol="X", ts=T0, price=Decimal("10.123"), volume=1)
+    later = MarketData(symbol="X", ts=T0 + timedelta(seconds=1), price=Decimal(500), volume=1)
+    writer = connectors.writer("market_data")
+    writer.write_raw([("X", encode(tick)), ("X", encode(tick)), ("X", encode(later))])
+    writer.close_stream()
+    run_main(build_flow(settings))
+    assert [r.price for r in read_all(connectors, "sma_wide")] == [10.123, 500.0]  # type: ignore[attr-defined]
+    (letter,) = read_all(connectors, "dead_letters")
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason.startswith("duplicate tick: X at 2026-01-05T14:30:00+00:00 price 10.123")
+    assert letter.offset == 1
+
+
+def test_the_gate_follows_instrument_rows_written_after_start_up() -> None:
+    t0 = Instrument(symbol="X", tick_size=Decimal("0.01"), lot_size=Decimal(1), ts=T0)
+    table = StartupTable({0: 1}, {"X": t0})
+    logic = GateLogic(table, None)
+
+    def tick(i: int, price: str) -> Decoded[MarketData]:
+        return Decoded(MarketData(symbol="X", ts=T0 + timedelta(seconds=i), price=Decimal(price), volume=1),
+                       "market_data", 0, i)
+
+    def row(offset: int, status: InstrumentStatus) -> Decoded[Instrument]:
+        return Decoded(t0.model_copy(update={"status": status}), "instruments", 0, offset)
+
+    out, _ = logic.on_batch([row(0, InstrumentStatus.TRADING), tick(0, "10")])  # offset 0: known
+    assert out == [tick(0, "10")]
+    out, _ = logic.on_batch([row(1, InstrumentStatus.HALTED), tick(1, "10")])  # news: a halt
+    (letter,) = out
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == "instrument X is HALTED: no tick accepted"
+    out, _ = logic.on_batch([row(2, InstrumentStatus.TRADING), tick(2, "10")])  # resumed
+    assert out == [tick(2, "10")]
+    resumed = GateLogic(table, logic.snapshot())  # a restart: the snapshot's rows and ticks
+    out, _ = resumed.on_batch([tick(2, "10"), tick(3, "10")])
+    assert isinstance(out[0], DeadLetter)
+    assert out[1] == tick(3, "10")

@@ -16,8 +16,10 @@ from schemas import (
     Account,
     Control,
     Decision,
+    Instrument,
     MarketData,
     OrderAction,
+    OrderType,
     RiskDecision,
     TradeSignal,
     ValidatedOrder,
@@ -251,3 +253,51 @@ def test_after_a_restart_signals_wait_for_the_limits_written_while_job_c_was_dow
     phases.run(symbol_limits=limits, market_data=[later], trade_signals=[signal(i, "15") for i in range(3)])
     decisions = {d.signal_id: d for d in phases.all("risk_decisions")}  # type: ignore[attr-defined]
     assert [decisions[f"s{i}"].decision for i in range(3)] == [Decision.PASS, Decision.FAIL, Decision.FAIL]
+
+
+def test_instrument_rules_decide_under_the_instruments_table_and_follow_a_halt(phases: Phases) -> None:
+    def inst(sym: str, status: str = "TRADING", s: float = 0) -> Instrument:
+        return Instrument(symbol=sym, tick_size=Decimal("0.05"), lot_size=Decimal(5),
+                          min_notional=Decimal(100), price_precision=2, qty_precision=0,
+                          status=status, ts=at(s))
+
+    def limit(i: int, qty: str, px: str, sym: str = "X", s: float | None = None) -> TradeSignal:
+        sig = signal(i, qty, sym=sym)
+        return sig.model_copy(update={"order_type": OrderType.LIMIT, "limit_px": Decimal(px),
+                                      "ts": at(10 + i if s is None else s)})
+
+    table = phases.conn.writer("instruments")
+    table.write([inst("X"), inst("H", "HALTED")])
+    table.close()
+    phases.run(
+        accounts=[ACCOUNT],
+        market_data=[MarketData(symbol=s, ts=at(1), price=Decimal(100), volume=1) for s in ("X", "H", "Q")],
+        trade_signals=[limit(0, "10", "100.05"), limit(1, "10", "100.07"), limit(2, "7", "100"),
+                       limit(3, "10", "100", sym="H"), limit(4, "10", "100", sym="Q"), limit(5, "5", "10")],
+    )
+    failed = {sid: {r.rule for r in d.rules if not r.passed}
+              for sid, d in ((d.signal_id, d) for d in phases.all("risk_decisions"))}  # type: ignore[attr-defined]
+    assert failed == {"s0": set(), "s1": {"TICK_SIZE"}, "s2": {"LOT_SIZE"}, "s3": {"INSTRUMENT_STATUS"},
+                      "s4": {"INSTRUMENT_STATUS"}, "s5": {"MIN_NOTIONAL"}}
+    (unknown,) = [r for d in phases.all("risk_decisions") if d.signal_id == "s4"  # type: ignore[attr-defined]
+                  for r in d.rules if r.rule == "INSTRUMENT_STATUS"]  # type: ignore[attr-defined]
+    assert unknown.message == "unknown symbol Q: no instrument row"
+
+    table = phases.conn.writer("instruments")
+    table.write([inst("X", "HALTED", s=20)])  # a halt written while Job C is down: read before deciding
+    table.close()
+    phases.run(trade_signals=[limit(6, "10", "100", s=21)])
+    (s6,) = [d for d in phases.all("risk_decisions") if d.signal_id == "s6"]  # type: ignore[attr-defined]
+    assert {r.rule for r in s6.rules if not r.passed} == {"INSTRUMENT_STATUS"}
+    assert [o.signal_id for o in phases.all("validated_orders")] == ["s0"]  # type: ignore[attr-defined]
+
+
+def test_without_instruments_the_instrument_rules_pass_with_no_instrument_row(phases: Phases) -> None:
+    tick = MarketData(symbol="X", ts=at(1), price=Decimal(100), volume=1)
+    phases.run(accounts=[ACCOUNT], market_data=[tick], trade_signals=[signal(0, "3")])
+    (d,) = phases.all("risk_decisions")
+    assert d.decision is Decision.PASS  # type: ignore[attr-defined]
+    rules = {r.rule: r for r in d.rules}  # type: ignore[attr-defined]
+    names = ("INSTRUMENT_STATUS", "TICK_SIZE", "LOT_SIZE", "MIN_NOTIONAL")
+    assert [rules[n].passed for n in names] == [True] * 4
+    assert ["no instrument row" in rules[n].message for n in names] == [True] * 4

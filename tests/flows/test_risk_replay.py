@@ -23,6 +23,7 @@ from schemas import (
     Account,
     Control,
     Decision,
+    Instrument,
     MarketData,
     PortfolioState,
     RiskDecision,
@@ -270,3 +271,26 @@ def test_replay_of_a_whole_pipeline_run_agrees_on_every_outcome(tmp_path: Path) 
     }
     assert refused == expected
     assert refused
+
+
+def test_replay_folds_instrument_rows_from_the_journal(phases: Phases, settings: Settings) -> None:
+    def inst(status: str, s: float) -> Instrument:
+        return Instrument(symbol="X", tick_size=D("0.5"), lot_size=D(1), status=status, ts=at(s))
+
+    w = phases.conn.writer("instruments")
+    w.write([inst("TRADING", 0)])
+    w.close()
+    phases.run(accounts=[Account(account="ACC1", cash=D(100_000), ts=T0)], market_data=[tick("X", 1, "100")],
+               trade_signals=[sig(0, "1")])
+    w = phases.conn.writer("instruments")
+    w.write([inst("HALTED", 20)])
+    w.close()
+    phases.run(trade_signals=[sig(1, "1", s=21)])
+    outcome = {sid: d.decision.value for sid, d in decisions(phases).items()}
+    assert outcome == {"s0": "PASS", "s1": "FAIL"}
+    kinds = [x.record.kind.value for x in load_log(settings).journal]
+    assert kinds.count("INSTRUMENT") == 2
+    result = replay(settings)
+    assert result.replayed == 2
+    assert result.differences == []
+    assert result.ok

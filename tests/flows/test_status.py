@@ -88,7 +88,9 @@ def test_status_of_two_live_shards_of_job_a(tmp_path: Path) -> None:
         logs = "\n".join((tmp_path / f"a{i}.log").read_text(errors="replace")[-2000:] for i in (0, 1))
         assert done, f"{rows}\n{logs}"
         assert [(r.job, r.shard) for r in rows] == [("indicators", "0/2"), ("indicators", "1/2")]
-        assert [r.partitions for r in rows] == [{"market_data": [0, 2]}, {"market_data": [1, 3]}]
+        # each shard reads its own partitions of market_data, and the whole instruments table
+        assert [r.partitions for r in rows] == [{"market_data": [0, 2], "instruments": [0]},
+                                                {"market_data": [1, 3], "instruments": [0]}]
         assert all(0 <= (r.snapshot_age_s or 0) < 10 for r in rows)
         out = subprocess.run([sys.executable, "-m", "tradeflow", "status", *targets],
                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)

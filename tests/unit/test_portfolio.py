@@ -32,6 +32,7 @@ from schemas.trading import (
     Control,
     Decision,
     ExecStatus,
+    Instrument,
     OrderAction,
     OrderStatus,
     Route,
@@ -780,3 +781,20 @@ def test_routes_and_venues_survive_a_snapshot() -> None:
     again = AccountBook.from_snapshot(pickle.loads(pickle.dumps(book.snapshot())))  # noqa: S301 - our own bytes
     assert again.route_of("AAPL") == "fix-1"
     assert again.venues == book.venues
+def test_instrument_rows_are_kept_in_the_snapshot_and_checked_by_the_instrument_rules() -> None:
+    book = new_book()
+    row = Instrument(symbol="AAPL", tick_size=D("0.05"), lot_size=D(10), price_precision=2, qty_precision=0,
+                     ts=T0)
+    assert book.on_instrument(row).empty
+    saved = pickle.dumps(book.snapshot())
+    restored = AccountBook.from_snapshot(pickle.loads(saved), clock=fake_clock())  # noqa: S301 - our own bytes
+    assert restored.instruments == {"AAPL": row}
+    out = restored.on_signal(sig(1, order_type=OrderType.LIMIT, limit_px=D("99.99"), qty=D(15)))
+    assert out.decision is not None
+    assert {r.rule for r in out.decision.rules if not r.passed} == {"TICK_SIZE", "LOT_SIZE"}
+    other = restored.on_signal(sig(2, symbol="MSFT"))  # rows are published, none for MSFT: unknown
+    assert other.decision is not None
+    assert {r.rule for r in other.decision.rules if not r.passed} == {"INSTRUMENT_STATUS"}
+    old = book.snapshot()
+    del old["instruments"]  # a snapshot from before the instruments table
+    assert AccountBook.from_snapshot(old).instruments == {}

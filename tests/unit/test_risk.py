@@ -18,6 +18,8 @@ from operators.risk import (
     check_account_status,
     check_buying_power,
     check_duplicate_signal,
+    check_instrument_status,
+    check_lot_size,
     check_max_gross_exposure,
     check_max_leverage,
     check_max_open_orders,
@@ -25,15 +27,25 @@ from operators.risk import (
     check_max_order_qty,
     check_max_position_notional,
     check_max_position_qty,
+    check_min_notional,
     check_order_rate,
     check_price_collar,
+    check_tick_size,
     check_trading_halted,
     dec_str,
     evaluate,
 )
 from schemas.base import Side
 from schemas.strategy import OrderType, TradeSignal
-from schemas.trading import Account, AccountStatus, AccountType, SymbolLimit, TradingState
+from schemas.trading import (
+    Account,
+    AccountStatus,
+    AccountType,
+    Instrument,
+    InstrumentStatus,
+    SymbolLimit,
+    TradingState,
+)
 
 D = Decimal
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
@@ -357,7 +369,8 @@ def test_evaluate_runs_every_rule_in_order_even_after_a_failure() -> None:
     assert [r.rule for r in results] == [
         "ACCOUNT_STATUS", "TRADING_HALTED", "DUPLICATE_SIGNAL", "MAX_ORDER_NOTIONAL",
         "MAX_ORDER_QTY", "MAX_POSITION_QTY", "MAX_POSITION_NOTIONAL", "MAX_GROSS_EXPOSURE",
-        "MAX_LEVERAGE", "MAX_OPEN_ORDERS", "PRICE_COLLAR", "ORDER_RATE", "BUYING_POWER", "NO_ROUTE",
+        "MAX_LEVERAGE", "MAX_OPEN_ORDERS", "PRICE_COLLAR", "ORDER_RATE", "BUYING_POWER",
+        "INSTRUMENT_STATUS", "TICK_SIZE", "LOT_SIZE", "MIN_NOTIONAL", "NO_ROUTE",
     ]
     assert len(RULES) == len(results)
     assert [r.rule for r in results if not r.passed] == ["ACCOUNT_STATUS", "DUPLICATE_SIGNAL"]
@@ -390,3 +403,83 @@ def test_dec_str_never_uses_scientific_notation() -> None:
     assert dec_str(D("1E+3")) == "1000"
     assert dec_str(D("1E-9")) == "0.000000001"
     assert dec_str(7) == "7"
+
+
+def instrument(**kw: Any) -> Instrument:
+    fields: dict[str, Any] = dict(symbol="AAPL", tick_size=D("0.05"), lot_size=D(10), min_qty=D(10),
+                                  max_qty=D(500), min_notional=D(1000), price_precision=2, qty_precision=0,
+                                  ts=T0)
+    fields.update(kw)
+    return Instrument(**fields)
+
+
+def test_instrument_rules_pass_with_no_instrument_row_while_none_are_published() -> None:
+    c = ctx(signal=limit_signal("100.123", qty=D("3.5")))
+    for check in (check_instrument_status, check_tick_size, check_lot_size, check_min_notional):
+        result = check(c)
+        assert result.passed
+        assert "no instrument row" in result.message
+
+
+def test_instrument_status_fails_an_unknown_halted_or_closed_symbol() -> None:
+    unknown = check_instrument_status(ctx(instruments_known=True))
+    assert not unknown.passed
+    assert unknown.message == "unknown symbol AAPL: no instrument row"
+    assert (unknown.value, unknown.limit) == ("UNKNOWN", "TRADING")
+    for status in (InstrumentStatus.HALTED, InstrumentStatus.CLOSED):
+        r = check_instrument_status(ctx(instrument=instrument(status=status), instruments_known=True))
+        assert not r.passed
+        assert (r.value, r.limit, r.message) == (status.value, "TRADING", f"AAPL is {status.value}")
+    assert check_instrument_status(ctx(instrument=instrument(), instruments_known=True)).passed
+
+
+@pytest.mark.parametrize(
+    ("px", "passed", "message"),
+    [
+        ("100.05", True, "limit price 100.05 is on the tick grid 0.05"),
+        ("100.07", False, "limit price 100.07 is not a multiple of tick_size 0.05"),
+        ("100.050", True, "limit price 100.050 is on the tick grid 0.05"),
+        ("100.055", False, "limit price 100.055 has more than price_precision 2 decimal places"),
+    ],
+)
+def test_tick_size_checks_the_limit_price_on_the_grid(px: str, passed: bool, message: str) -> None:
+    r = check_tick_size(ctx(signal=limit_signal(px, qty=D(20)), instrument=instrument()))
+    assert (r.passed, r.message, r.value, r.limit) == (passed, message, px, "0.05")
+
+
+def test_tick_size_passes_a_market_order() -> None:
+    r = check_tick_size(ctx(instrument=instrument()))
+    assert r.passed
+    assert r.message == "market order: no limit price to check"
+
+
+@pytest.mark.parametrize(
+    ("qty", "passed", "message"),
+    [
+        ("20", True, "qty 20 fits lot 10, min 10, max 500"),
+        ("25", False, "qty 25 is not a multiple of lot_size 10"),
+        ("10.5", False, "qty 10.5 has more than qty_precision 0 decimal places"),
+        ("510", False, "qty 510 is above max_qty 500"),
+        ("500", True, "qty 500 fits lot 10, min 10, max 500"),
+    ],
+)
+def test_lot_size_checks_the_grid_and_the_bounds(qty: str, passed: bool, message: str) -> None:
+    r = check_lot_size(ctx(signal=signal(qty=D(qty)), instrument=instrument()))
+    assert (r.passed, r.message, r.value, r.limit) == (passed, message, qty, "lot 10, min 10, max 500")
+    below = check_lot_size(ctx(signal=signal(qty=D(10)), instrument=instrument(min_qty=D(20))))
+    assert not below.passed
+    assert below.message == "qty 10 is below min_qty 20"
+
+
+def test_min_notional_fails_an_order_below_the_minimum_and_one_without_a_price() -> None:
+    inst = instrument()
+    at = check_min_notional(ctx(signal=signal(qty=D(10)), mark=D(100), instrument=inst))
+    assert (at.passed, at.value, at.limit) == (True, "1000", "1000")
+    below = check_min_notional(ctx(signal=signal(qty=D(10)), mark=D("99.95"), instrument=inst))
+    assert not below.passed
+    assert below.message == "order notional 999.50 below the minimum 1000"
+    no_px = check_min_notional(ctx(signal=signal(qty=D(10)), mark=None, instrument=inst))
+    assert not no_px.passed
+    assert no_px.message == "order notional: no price to value the order"
+    none = check_min_notional(ctx(instrument=instrument(min_notional=None)))
+    assert none.passed

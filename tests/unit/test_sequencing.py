@@ -192,3 +192,19 @@ def test_a_restarted_router_fails_closed_until_rows_written_while_down_are_read(
     assert r.on_signal(signal(1, 9), "A", "X", at(9), 0.0) == []
     assert r.on_table_row("symbol_limits", 0, 0, "lim", account="A", now=0.0)[-1] == ("A", "lim")
     assert released(r.on_table_row("symbol_limits", 0, 1, "lim2", account="A", now=0.0)) == ["s1"]
+
+
+def test_instrument_rows_hold_signals_until_read_and_reach_every_account_book() -> None:
+    r = router(instruments={0: 2})
+    assert r.on_table_row("accounts", 0, 0, "accA", account="A", now=0.0) == [("A", "accA")]
+    assert r.on_tick(tick("X", 10, "100"), None, 0.0) == []
+    assert r.on_signal(signal(0, 5), "A", "X", at(5), 0.0) == []  # instruments not read yet
+    got = r.on_table_row("instruments", 0, 0, "instX", broadcast="instruments:X", now=0.0)
+    assert got == [("A", "instX")]
+    out = r.on_table_row("instruments", 0, 1, "instY", broadcast="instruments:Y", now=0.0)
+    assert out[0] == ("A", "instY")
+    assert released(out) == ["s0"]  # read to the start-up end: the gate opens
+    out = r.on_table_row("accounts", 0, 1, "accB", account="B", now=0.0)
+    assert out == [("B", "instX"), ("B", "instY"), ("B", "accB")]  # a later account gets every row
+    r.on_table_row("instruments", 0, 2, "instX2", broadcast="instruments:X", now=0.0)
+    assert r.copy().broadcasts["instruments:X"] == (0, 2, "instX2")  # only the latest per symbol
