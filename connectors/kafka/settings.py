@@ -86,3 +86,19 @@ class KafkaSettings(BaseModel):
         if self.sasl_username is not None:
             return "SASL_SSL"
         return "SSL" if self.tls else "PLAINTEXT"
+
+
+def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
+    """Return the environment that gives a child process these settings.
+
+    ``TRADEFLOW_KAFKA`` holds every field but the secrets as JSON; a secret read from
+    a file is passed as its file (the child reads it again), one given directly as its
+    own variable (``TRADEFLOW_KAFKA__SASL_PASSWORD``): never in the JSON, which tools
+    print.
+    """
+    env = {"TRADEFLOW_KAFKA": kafka.model_dump_json(exclude=set(SECRET_FIELDS))}
+    for name in SECRET_FIELDS:
+        secret: SecretStr | None = getattr(kafka, name)
+        if secret is not None and getattr(kafka, f"{name}_file") is None:
+            env[f"TRADEFLOW_KAFKA__{name.upper()}"] = secret.get_secret_value()
+    return env

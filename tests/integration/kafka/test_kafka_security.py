@@ -20,7 +20,13 @@ from pydantic import SecretStr
 
 from connectors.base import ConnectorError
 from connectors.feeds import SyntheticMarket
-from connectors.kafka.config import KafkaAuthError, producer_config, topic_name, verify_connection
+from connectors.kafka.config import (
+    KafkaAuthError,
+    admin_config,
+    producer_config,
+    topic_name,
+    verify_connection,
+)
 from connectors.kafka.settings import KafkaSettings
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
@@ -184,3 +190,79 @@ def test_jobs_a_b_c_as_their_own_principals_run_as_the_open_run(
     letters = [sorted((d.source_stream, d.reason) for d in read_stream(s, "dead_letters"))  # type: ignore[attr-defined]
                for s in (secured["admin"], local)]
     assert letters[0] == letters[1]
+
+
+def _raw_bytes(kafka: KafkaSettings, topic: str) -> bytes:
+    """Every key, value and header of a topic, concatenated (the admin reads them)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka.config import consumer_config
+
+    consumer = Consumer(consumer_config(kafka, topic, eof=True))
+    out = bytearray()
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, p, low)])
+            seen = low
+            while seen < high:
+                msg = consumer.poll(5)
+                if msg is None or msg.error():
+                    continue
+                seen = msg.offset() + 1
+                out += (msg.key() or b"") + (msg.value() or b"")
+                for name, value in msg.headers() or []:
+                    out += name.encode() + (value or b"")
+    finally:
+        consumer.close()
+    return bytes(out)
+
+
+def test_no_secret_leaks_from_a_whole_pipeline_run_on_the_secured_broker(
+    secure_kafka: KafkaBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tradeflow.cli import main as tradeflow_main
+    from tradeflow.pipeline import run_pipeline
+
+    prefix = unique_name("leak", ".")
+    jobs = secure_kafka.provision_jobs(prefix)
+    admin_kafka = secure_kafka.client_settings(topic_prefix=prefix, partitions=2)
+    settings = _settings(admin_kafka, tmp_path / "data")
+    market = SyntheticMarket(symbols=3, ticks=800, seed=7)
+    counts = run_pipeline(settings, iter(market), market.ticks, market.symbol_names(), progress=False,
+                          job_kafka=jobs)
+    assert counts.fills > 0
+    secrets = {
+        f"{job} password": kafka.sasl_password.get_secret_value()  # type: ignore[union-attr]
+        for job, kafka in jobs.items()
+    }
+    secrets["admin password"] = secure_kafka.admin_password_file.read_text()
+    # What a process writes: every job's log, this test's own log records.
+    texts = {str(p): p.read_bytes() for p in (tmp_path / "data" / "logs").glob("*.log")}
+    texts["test log records"] = caplog.text.encode()
+    # What the streams hold: every key, value and header of every topic of the run.
+    for topic in sorted(t for t in AdminClient(admin_config(admin_kafka)).list_topics(timeout=10).topics
+                        if t.startswith(prefix)):
+        texts[f"topic {topic}"] = _raw_bytes(admin_kafka, topic)
+    # What the tools print: `tradeflow show` of the tables, `tradeflow tail` of the decisions.
+    capsys.readouterr()
+    env = {f"TRADEFLOW_KAFKA__{k.upper()}": str(v) for k, v in admin_kafka.model_dump().items()
+           if v is not None and k not in ("sasl_password",)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRADEFLOW_PROFILE", "kafka")
+        for key, value in env.items():
+            mp.setenv(key, value)
+        for argv in (["show", "portfolio_state"], ["show", "accounts"], ["tail", "risk_decisions", "-n", "5"],
+                     ["tail", "dead_letters", "-n", "5"]):
+            assert tradeflow_main(argv) == 0, argv
+    texts["tradeflow show/tail"] = capsys.readouterr().out.encode()
+    # The settings objects themselves print no secret.
+    texts["settings repr"] = (repr(settings) + str(jobs)).encode()
+    assert len(texts) > 10
+    leaks = [(where, what) for where, blob in texts.items() for what, value in secrets.items()
+             if value.encode() in blob]
+    assert leaks == []
