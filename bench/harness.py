@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 from connectors.base import StoredRecord
 from connectors.embedded.store import open_stream
 from connectors.feeds import replay
+from connectors.kafka.settings import kafka_env
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from operators.stats import percentile
@@ -117,11 +118,11 @@ def make_setup(work: Path, name: str, *, follow: bool = False, poll_ms: int = DE
     data = work / name
     s = load_settings(data_dir=data, follow=follow, poll_interval_ms=poll_ms, **settings)
     env = dict(
-        os.environ,
+        {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLOW_KAFKA")},
+        **kafka_env(s.kafka),
         TRADEFLOW_PROFILE=s.profile.value,
         TRADEFLOW_DATA_DIR=str(data),
         TRADEFLOW_PARTITIONS=str(s.partitions),
-        TRADEFLOW_KAFKA=s.kafka.model_dump_json(exclude={"sasl_password"}),
         TRADEFLOW_FLUSS=s.fluss.model_dump_json(),
         TRADEFLOW_FOLLOW="true" if follow else "false",
         TRADEFLOW_POLL_INTERVAL_MS=str(poll_ms),

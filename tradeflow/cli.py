@@ -290,10 +290,11 @@ def cmd_infra(args: argparse.Namespace) -> int:
     root: Path = args.dir
     if args.action == "up":
         servers = tuple(args.only.split(",")) if args.only else manage.SERVERS
-        state = manage.up(root, servers)
+        state = manage.up(root, servers, secure=args.secure)
         print(f"servers up (state in {root / 'infra.json'}); point tradeflow at them with:")
         for key, value in sorted(state.env.items()):
-            print(f"export {key}={value}")
+            # "#job X" entries: each job's own principal (secured Kafka), to run it with.
+            print(f"# {key[1:]}: {value}" if key.startswith("#") else f"export {key}={value}")
     elif args.action == "down":
         stopped = manage.down(root)
         print("stopped: " + (", ".join(stopped) or "nothing was running"))
@@ -464,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--dir", type=Path, default=Path(".tradeflow/infra"), help="where servers keep data")
     p.add_argument("--only", help="comma-separated subset of kafka,fluss,fix (default all)")
+    p.add_argument("--secure", action="store_true",
+                   help="Kafka with TLS, SASL/SCRAM and per-job ACLs (docs/security.md)")
     p.set_defaults(func=cmd_infra)
 
     p = sub.add_parser("instruments", help="reference data: load a CSV of instruments into the table")

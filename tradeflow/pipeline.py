@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,6 +28,7 @@ from bytewax.recovery import init_db_dir
 from tqdm import tqdm
 
 from connectors.feeds import replay
+from connectors.kafka.settings import KafkaSettings, kafka_env
 from connectors.registry import Connectors
 from schemas import (
     WILDCARD,
@@ -205,13 +206,16 @@ def _records(conn: Connectors, stream: str) -> Iterator[Record]:
 
 
 
-def job_env(settings: Settings) -> dict[str, str]:
-    """Return the environment a pipeline process runs with (live: sources follow)."""
-    env = dict(os.environ)
+def job_env(settings: Settings, kafka: KafkaSettings | None = None) -> dict[str, str]:
+    """Return the environment a pipeline process runs with (live: sources follow).
+
+    ``kafka``: this job's own Kafka settings (its principal on a secured broker).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLOW_KAFKA")}
+    env.update(kafka_env(kafka or settings.kafka))
     env.update(
         TRADEFLOW_DATA_DIR=str(settings.data_dir.resolve()),
         TRADEFLOW_PROFILE=settings.profile.value,
-        TRADEFLOW_KAFKA=settings.kafka.model_dump_json(exclude={"sasl_password"}),
         TRADEFLOW_FLUSS=settings.fluss.model_dump_json(),
         TRADEFLOW_FOLLOW="true",
         TRADEFLOW_POLL_INTERVAL_MS="20",
@@ -227,9 +231,13 @@ class Pipeline:
                "orders", "portfolio_state", "dead_letters")
 
     def __init__(
-        self, settings: Settings, jobs: list[Job], log_dir: Path, *, recovery_dir: Path | None = None
+        self, settings: Settings, jobs: list[Job], log_dir: Path, *, recovery_dir: Path | None = None,
+        job_kafka: Mapping[str, KafkaSettings] | None = None,
     ) -> None:
         self.settings = settings
+        self.job_kafka = dict(job_kafka or {})
+        """Per flow module (``indicators``, ``strategy``...), its own Kafka settings: each job
+        its own principal on a secured broker (``KafkaBroker.provision_jobs``)."""
         self.jobs = {job.name: job for job in jobs}
         self.log_dir = log_dir
         self.recovery_dir = recovery_dir
@@ -247,7 +255,8 @@ class Pipeline:
     def spawn(self, name: str) -> None:
         """Start (or restart, from its recovery state if any) one job."""
         job = self.jobs[name]
-        env = job_env(self.settings) | job.env
+        module = job.target.split(":")[0].rsplit(".", 1)[-1]
+        env = job_env(self.settings, self.job_kafka.get(module)) | job.env
         args = [sys.executable, "-m", "bytewax.run", job.target, "-s", "1"]
         if self.recovery_dir is not None:
             rdir = self.recovery_dir / name
@@ -334,17 +343,20 @@ def run_pipeline(
     progress: bool = True,
     out: TextIO | None = None,
     venues: list[tuple[str, str]] | None = None,
+    job_kafka: Mapping[str, KafkaSettings] | None = None,
 ) -> Counts:
     """Run the pipeline over ``ticks``; return what went through it.
 
-    ``venues``: ``(name, kind)`` of each Job D (default one paper venue); a FIX venue
-    needs the venue server running (``tradeflow infra up --only fix``) and the
-    ``TRADEFLOW_FIX__*`` settings.
+    ``settings`` are the operator's (seeding, feeding, watching); ``job_kafka`` gives
+    jobs their own Kafka principals (see ``Pipeline``). ``venues``: ``(name, kind)`` of
+    each Job D (default one paper venue); a FIX venue needs the venue server running
+    (``tradeflow infra up --only fix``) and the ``TRADEFLOW_FIX__*`` settings.
     """
     conn = Connectors(settings)
     configs = demo_strategies()
     seed(conn, configs, symbols, venues)
-    pipe = Pipeline(settings, pipeline_jobs(configs, venues), settings.data_dir / "logs")
+    pipe = Pipeline(settings, pipeline_jobs(configs, venues), settings.data_dir / "logs",
+                    job_kafka=job_kafka)
     started = time.monotonic()
     fed = {"n": 0}
     failure: list[BaseException] = []

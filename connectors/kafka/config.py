@@ -8,9 +8,11 @@ settings live in one place. librdkafka's own log lines go to the
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connectors.kafka.settings import KafkaSettings
 
@@ -74,27 +76,114 @@ def topic_name(kafka: KafkaSettings, physical_name: str) -> str:
     return f"{kafka.topic_prefix}{physical_name}"
 
 
+def security_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """Return librdkafka's TLS and SASL settings (secrets in clear: never log this dict).
+
+    TLS always verifies the broker: its certificate against ``ssl_ca_location`` (or the
+    system's CAs) and its host name (``ssl.endpoint.identification.algorithm=https``).
+    """
+    protocol = kafka.effective_protocol
+    conf: dict[str, Any] = {"security.protocol": protocol.lower()}
+    if protocol in ("SSL", "SASL_SSL"):
+        conf["enable.ssl.certificate.verification"] = True
+        conf["ssl.endpoint.identification.algorithm"] = "https"
+        if kafka.ssl_ca_location is not None:
+            conf["ssl.ca.location"] = str(kafka.ssl_ca_location)
+        if kafka.ssl_certificate_location is not None:
+            conf["ssl.certificate.location"] = str(kafka.ssl_certificate_location)
+        if kafka.ssl_key_location is not None:
+            conf["ssl.key.location"] = str(kafka.ssl_key_location)
+        if kafka.ssl_key_password is not None:
+            conf["ssl.key.password"] = kafka.ssl_key_password.get_secret_value()
+        if kafka.ssl_keystore_location is not None:
+            conf["ssl.keystore.location"] = str(kafka.ssl_keystore_location)
+        if kafka.ssl_keystore_password is not None:
+            conf["ssl.keystore.password"] = kafka.ssl_keystore_password.get_secret_value()
+    if protocol.startswith("SASL"):
+        conf["sasl.mechanism"] = kafka.sasl_mechanism
+        conf["sasl.username"] = kafka.sasl_username
+        # KafkaSettings makes sure a SASL user has a password.
+        conf["sasl.password"] = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+    return conf
+
+
 def common_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """Return the settings every client shares: brokers, security, logging."""
-    conf: dict[str, Any] = {
+    """Return the settings every client shares: brokers, security, logging.
+
+    A client that cannot authenticate or is refused (a wrong password, a broker
+    certificate that does not verify) fails at once with ``KafkaAuthError`` raised from
+    the error callback, instead of retrying the connection until a timeout.
+    """
+    return {
         "bootstrap.servers": kafka.bootstrap,
         "client.id": "tradeflow",
         "reconnect.backoff.ms": 100,
         "reconnect.backoff.max.ms": 1000,
         "logger": CLIENT_LOG,
+        "error_cb": _raise_on_auth_error(kafka),
+        **security_config(kafka),
     }
-    if kafka.sasl_username is not None:
-        conf.update(
-            {
-                "security.protocol": "SASL_SSL",
-                "sasl.mechanism": "PLAIN",
-                "sasl.username": kafka.sasl_username,
-                "sasl.password": (
-                    kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
-                ),
-            }
-        )
-    return conf
+
+
+class KafkaAuthError(Exception):
+    """The broker refused our credentials or our TLS handshake (no secret in the message)."""
+
+
+AUTH_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
+"""Client errors that no retry fixes: authentication failed, TLS handshake failed."""
+
+
+def _raise_on_auth_error(kafka: KafkaSettings) -> Any:
+    who = kafka.sasl_username or "(no SASL user)"
+
+    def on_error(err: KafkaError) -> None:
+        if err.code() in AUTH_ERRORS:
+            raise KafkaAuthError(
+                f"Kafka at {kafka.bootstrap} refused the connection of {who} "
+                f"({kafka.effective_protocol}): {err.str()}"
+            )
+        if err.fatal():
+            CLIENT_LOG.error("fatal Kafka client error: %s", err)
+        else:
+            CLIENT_LOG.warning("Kafka client error: %s", err)
+
+    return on_error
+
+
+_verified: set[KafkaSettings] = set()
+_verify_lock = threading.Lock()
+
+
+def verify_connection(kafka: KafkaSettings, timeout: float = METADATA_TIMEOUT_S) -> None:
+    """Connect once and wait for metadata; fail fast and clearly if the broker refuses us.
+
+    Done once per process and settings (``TopicAdmin`` calls it before any client of a
+    stream is made): a wrong password or a broker certificate that does not verify
+    raises ``KafkaAuthError`` within one connection attempt instead of a retry loop in
+    every source and sink; a broker that never answers (down, or a plaintext client on
+    a TLS port) raises ``KafkaAuthError`` too after ``timeout``, naming the protocol.
+    """
+    with _verify_lock:
+        if kafka in _verified:
+            return
+        probe = Producer({**common_config(kafka), "logger": CLIENT_LOG})
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                probe.poll(0.1)  # serves error_cb: raises KafkaAuthError on a refusal
+                try:
+                    probe.list_topics(timeout=0.5)
+                    break
+                except KafkaException:
+                    if time.monotonic() > deadline:
+                        raise KafkaAuthError(
+                            f"no answer from Kafka at {kafka.bootstrap} within {timeout:.0f}s "
+                            f"({kafka.effective_protocol}); is the broker up and does it speak "
+                            "this protocol?"
+                        ) from None
+        finally:
+            probe.flush(0)
+        _verified.add(kafka)
 
 
 def admin_config(kafka: KafkaSettings) -> dict[str, Any]:

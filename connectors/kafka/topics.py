@@ -24,6 +24,7 @@ from connectors.kafka.config import (
     admin_config,
     is_eos,
     log,
+    verify_connection,
 )
 from connectors.kafka.settings import KafkaSettings
 
@@ -44,7 +45,9 @@ class TopicAdmin:
     """Create topics on first use and look up their partition counts."""
 
     def __init__(self, kafka: KafkaSettings, *, timeout: float = METADATA_TIMEOUT_S) -> None:
+        verify_connection(kafka)
         self._admin = AdminClient(admin_config(kafka))
+        self._kafka = kafka
         self._timeout = timeout
         self._known: dict[str, int] = {}
 
@@ -61,6 +64,11 @@ class TopicAdmin:
         if meta.error is not None:
             if meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 return None
+            if meta.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise ConnectorError(
+                    f"Kafka principal {self._kafka.sasl_username or 'ANONYMOUS'} may not use topic "
+                    f"{topic!r} (no ACL grants it; see docs/security.md)"
+                )
             raise ConnectorError(f"metadata of topic {topic!r}: {meta.error}")
         count = len(meta.partitions)
         if count and all(p.leader >= 0 for p in meta.partitions.values()):

@@ -22,6 +22,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
+from connectors.kafka.settings import kafka_env
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from schemas import Record
@@ -64,14 +65,14 @@ def profile_env(settings: Settings, **extra: str) -> dict[str, str]:
     (``TRADEFLOW_KAFKA``, ``TRADEFLOW_FLUSS`` as JSON, as ``tradeflow.pipeline`` passes
     them), then ``extra``.
     """
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLOW_KAFKA")}
+    env.update(kafka_env(settings.kafka))
     env.update(
         {
             "TRADEFLOW_PROFILE": settings.profile.value,
             "TRADEFLOW_DATA_DIR": str(settings.data_dir),
             "TRADEFLOW_BATCH_SIZE": str(settings.batch_size),
             "TRADEFLOW_FOLLOW": "true" if settings.follow else "false",
-            "TRADEFLOW_KAFKA": settings.kafka.model_dump_json(exclude={"sasl_password"}),
             "TRADEFLOW_FLUSS": settings.fluss.model_dump_json(),
         }
     )

@@ -36,3 +36,20 @@ def test_infra_up_status_down_for_kafka_and_the_fix_venue(tmp_path: Path) -> Non
     assert not port_open(state.ports["kafka"])
     assert not port_open(state.ports["fix"])
     assert "(none)" in tradeflow("infra", "status", "--dir", str(root))
+
+
+def test_infra_up_secure_kafka_prints_the_admin_principal_and_each_jobs(tmp_path: Path) -> None:
+    root = tmp_path / "infra"
+    try:
+        out = tradeflow("infra", "up", "--dir", str(root), "--only", "kafka", "--secure")
+        assert "export TRADEFLOW_KAFKA__SASL_USERNAME=admin" in out
+        assert "export TRADEFLOW_KAFKA__SSL_CA_LOCATION=" in out
+        assert "# job strategy: TRADEFLOW_KAFKA__SASL_USERNAME=job-strategy" in out
+        password_file = Path(out.split("TRADEFLOW_KAFKA__SASL_PASSWORD_FILE=")[1].split()[0])
+        assert password_file.stat().st_mode & 0o077 == 0  # readable by its owner only
+        assert password_file.read_text() not in out  # files, never the secrets themselves
+        state = load_state(root)
+        assert port_open(state.ports["kafka"])
+    finally:
+        tradeflow("infra", "down", "--dir", str(root))
+    assert not port_open(state.ports["kafka"])

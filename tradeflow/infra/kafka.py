@@ -9,7 +9,15 @@ clients created before it reconnect on their own.
 
 Run one by hand::
 
-    python -m tradeflow.infra.kafka up --data-dir /tmp/tradeflow-kafka
+    python -m tradeflow.infra.kafka up --data-dir /tmp/tradeflow-kafka [--secure]
+
+``KafkaBroker(secure=True)`` is the secured broker (docs/security.md): one SASL_SSL
+listener for clients (a test CA and broker certificate generated at start by
+``tradeflow.infra.tls``), the KRaft controller listener on mutual TLS (only the
+broker's own certificate gets in), SCRAM-SHA-512 users created through the admin API
+(``add_user``), PLAIN for the admin principal (a static user in the broker's JAAS
+config, so it exists before the metadata log does), and the StandardAuthorizer with
+``allow.everyone.if.no.acl.found=false``: a principal may do only what an ACL grants.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
+import os
+import secrets
 import sys
 import tempfile
 import time
@@ -25,7 +35,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
+from connectors.kafka.acl import JOB_ACCESS, create_scram_user, grant, job_acls
+from connectors.kafka.config import admin_config
+from connectors.kafka.settings import KafkaSettings, SaslMechanism
 from tradeflow.infra.common import (
     DEPLOY_DIR,
     InfraError,
@@ -41,6 +55,7 @@ from tradeflow.infra.common import (
     up_command,
     write_state,
 )
+from tradeflow.infra.tls import TestPki
 
 log = logging.getLogger(__name__)
 #: librdkafka's own messages from readiness probes ("connection refused" while the
@@ -64,6 +79,17 @@ DEFAULT_JVM_OPTS: tuple[str, ...] = (
 _STATE_FILE = "broker.json"
 _PROPERTIES_FILE = "server.properties"
 _LOG_DIRS = "kraft-logs"
+ADMIN_USER = "admin"
+BROKER_CN = "kafka-broker"
+
+
+def write_secret_file(path: Path, value: str) -> Path:
+    """Write ``value`` to ``path`` readable by this user only (mode 0600); return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return path
 
 
 def _random_cluster_id() -> str:
@@ -96,6 +122,7 @@ class KafkaBroker(SingleJvmServer):
         jvm_opts: Sequence[str] = DEFAULT_JVM_OPTS,
         startup_timeout: float = 90.0,
         extra_properties: Mapping[str, str] | None = None,
+        secure: bool = False,
     ) -> None:
         if data_dir is None:
             data_dir = tempfile.mkdtemp(prefix="tradeflow-kafka-")
@@ -108,6 +135,8 @@ class KafkaBroker(SingleJvmServer):
         self.controller_port: int | None = controller_port
         self.cluster_id: str | None = None
         self._jvm: JvmProcess | None = None
+        self.secure = secure
+        self.pki: TestPki | None = None
         self._load_state()
 
     # ------------------------------------------------------------------ properties
@@ -128,6 +157,80 @@ class KafkaBroker(SingleJvmServer):
     def log_dirs(self) -> Path:
         """Return the KRaft log directory (``log.dirs``) holding topics and metadata."""
         return self.data_dir / _LOG_DIRS
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Return the directory (mode 0700) of the secured broker's secret files."""
+        return self.data_dir / "secrets"
+
+    @property
+    def admin_password_file(self) -> Path:
+        """Return the file holding the admin principal's password (made on first use)."""
+        path = self.secrets_dir / f"{ADMIN_USER}.password"
+        if not path.exists():
+            self.secrets_dir.mkdir(parents=True, exist_ok=True)
+            self.secrets_dir.chmod(0o700)
+            write_secret_file(path, secrets.token_urlsafe(24))
+        return path
+
+    def client_settings(
+        self,
+        user: str | None = None,
+        *,
+        password: SecretStr | None = None,
+        password_file: Path | None = None,
+        mechanism: SaslMechanism = "SCRAM-SHA-512",
+        **fields: object,
+    ) -> KafkaSettings:
+        """Return ``KafkaSettings`` reaching this broker (secured: as ``user``, verifying its CA).
+
+        Without ``user`` on a secured broker: the admin principal (PLAIN, a super user).
+        """
+        base: dict[str, object] = {"bootstrap": self.bootstrap_servers}
+        if self.secure:
+            if self.pki is None:
+                raise InfraError("the secured broker has no certificates yet; call start() first")
+            base["ssl_ca_location"] = self.pki.ca_pem
+            if user is None:
+                user, mechanism, password_file = ADMIN_USER, "PLAIN", self.admin_password_file
+            base.update(sasl_username=user, sasl_mechanism=mechanism, sasl_password=password,
+                        sasl_password_file=password_file)
+        base.update(fields)
+        return KafkaSettings.model_validate(base)
+
+    def add_user(self, user: str, password: SecretStr) -> None:
+        """Create (or reset) a SCRAM-SHA-512 user on the secured broker (admin API)."""
+        create_scram_user(self.client_settings(), user, password)
+
+    def provision_jobs(
+        self, topic_prefix: str = "", partitions: int = 2, streams: Sequence[str] | None = None
+    ) -> dict[str, KafkaSettings]:
+        """Make each job a principal with only its ACLs; return each job's ``KafkaSettings``.
+
+        As the admin: create every stream's topic under ``topic_prefix`` (jobs hold no
+        CREATE), then per job of ``connectors.kafka.acl.JOB_ACCESS`` a SCRAM user
+        ``job-<job>`` (a new random password in ``secrets/job-<job>.password``, mode 0600)
+        and the ACLs of its streams. The settings read the password from that file.
+        """
+        from connectors.registry import Connectors
+        from connectors.settings import load_settings
+
+        admin = self.client_settings(topic_prefix=topic_prefix, partitions=partitions)
+        conn = Connectors(load_settings(profile="kafka", kafka=admin.model_dump()))
+        wanted = sorted(set(streams or ()) | {s for a in JOB_ACCESS.values() for s in a.reads | a.writes})
+        for stream in wanted:
+            conn.reader(stream).close()  # creates the topic with the stream's spec
+        out: dict[str, KafkaSettings] = {}
+        for job in JOB_ACCESS:
+            user = f"job-{job}"
+            secret = write_secret_file(self.secrets_dir / f"{user}.password", secrets.token_urlsafe(24))
+            self.add_user(user, SecretStr(secret.read_text()))
+            settings = self.client_settings(
+                user, password_file=secret, topic_prefix=topic_prefix, partitions=partitions
+            )
+            grant(self.client_settings(), job_acls(job, user, settings))
+            out[job] = settings
+        return out
 
     # ------------------------------------------------------------------- lifecycle
 
@@ -174,7 +277,9 @@ class KafkaBroker(SingleJvmServer):
         """Tell whether the broker answers a metadata request within ``timeout`` seconds."""
         if self.port is None or not port_open(self.port):
             return False
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers}, logger=_PROBE_LOG)
+        conf = admin_config(self.client_settings())
+        conf["logger"] = _PROBE_LOG
+        admin = AdminClient(conf)
         metadata = admin.list_topics(timeout=timeout)
         return bool(metadata.brokers)
 
@@ -186,6 +291,9 @@ class KafkaBroker(SingleJvmServer):
 
     def _launch(self, classpath: Path) -> None:
         """Write the config, format storage if needed, start the JVM and wait for it."""
+        if self.secure and self.pki is None:
+            self.pki = TestPki(self.data_dir / "tls")
+            self._broker_store = self.pki.issue("broker", BROKER_CN)
         self._write_properties()
         self._format_storage(classpath)
         mark_log(self.log_path, f"starting Kafka broker on {self.bootstrap_servers}")
@@ -269,14 +377,57 @@ class KafkaBroker(SingleJvmServer):
             "num.recovery.threads.per.data.dir": "1",
             "log.cleaner.threads": "1",
         }
+        if self.secure:
+            props.update(self._secure_properties())
         props.update(self.extra_properties)
         return props
+
+    def _secure_properties(self) -> dict[str, str]:
+        """Return the TLS, SASL and authorizer settings of the secured broker."""
+        if self.pki is None:
+            raise InfraError("no certificates yet")
+        admin = self.admin_password_file.read_text()
+        store = str(self._broker_store.path)
+        plain_jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{ADMIN_USER}" password="{admin}" user_{ADMIN_USER}="{admin}";'
+        )
+        return {
+            "listeners": (
+                f"SASL_SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{self.port}",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+            "inter.broker.listener.name": "SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": plain_jaas,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": store,
+            "ssl.keystore.password": self.pki.password,
+            "ssl.key.password": self.pki.password,
+            "ssl.truststore.type": "PKCS12",
+            "ssl.truststore.location": str(self.pki.truststore),
+            "ssl.truststore.password": self.pki.password,
+            "ssl.endpoint.identification.algorithm": "https",
+            # Clients may present a certificate (SASL names them); the controller
+            # listener takes only certificates our CA signed: the broker's own.
+            "listener.name.sasl_ssl.ssl.client.auth": "requested",
+            "listener.name.controller.ssl.client.auth": "required",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{ADMIN_USER};User:CN={BROKER_CN}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def _write_properties(self) -> None:
         """Write ``server.properties`` for the current ports."""
         lines = ["# Written by tradeflow.infra.kafka.KafkaBroker; rewritten on every start."]
         lines += [f"{key}={value}" for key, value in self._properties().items()]
-        self.properties_path.write_text("\n".join(lines) + "\n")
+        # The secured broker's file holds its store and admin passwords: owner only.
+        write_secret_file(self.properties_path, "\n".join(lines) + "\n")
 
     def _format_storage(self, classpath: Path) -> None:
         """Format the KRaft log directory once (skipped when ``meta.properties`` exists)."""
@@ -336,6 +487,7 @@ def _add_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--data-dir", type=Path, default=None, help="default: a new temp dir")
     up.add_argument("--port", type=int, default=None, help="PLAINTEXT port (default: free)")
     up.add_argument("--controller-port", type=int, default=None, help="default: free")
+    up.add_argument("--secure", action="store_true", help="TLS + SASL + ACLs (docs/security.md)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -346,7 +498,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _add_arguments,
         argv,
     )
-    broker = KafkaBroker(args.data_dir, port=args.port, controller_port=args.controller_port)
+    broker = KafkaBroker(
+        args.data_dir, port=args.port, controller_port=args.controller_port, secure=args.secure
+    )
 
     def announce() -> None:
         print(broker.bootstrap_servers, flush=True)

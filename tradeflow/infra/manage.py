@@ -43,8 +43,13 @@ def load_state(root: Path) -> InfraState:
     return InfraState(**json.loads(path.read_text()))
 
 
-def up(root: Path, servers: tuple[str, ...] = SERVERS) -> InfraState:
-    """Start the servers under ``root`` and return what was started."""
+def up(root: Path, servers: tuple[str, ...] = SERVERS, *, secure: bool = False) -> InfraState:
+    """Start the servers under ``root`` and return what was started.
+
+    ``secure``: Kafka with TLS, SASL and ACLs (docs/security.md). The exports are the
+    admin principal's (its password in a file, never in the environment); each job's
+    principal and password file are listed in ``state.env`` as ``#job <name>`` lines.
+    """
     root.mkdir(parents=True, exist_ok=True)
     state = load_state(root)
     running = status(root)
@@ -54,10 +59,23 @@ def up(root: Path, servers: tuple[str, ...] = SERVERS) -> InfraState:
         if name == "kafka":
             from tradeflow.infra.kafka import KafkaBroker
 
-            broker = KafkaBroker(root / "kafka").start()
+            broker = KafkaBroker(root / "kafka", secure=secure).start()
             state.pids["kafka"] = [broker.pid or 0]
             state.ports["kafka"] = broker.port or 0
             state.env["TRADEFLOW_KAFKA__BOOTSTRAP"] = broker.bootstrap_servers
+            if secure:
+                admin = broker.client_settings()
+                state.env.update({
+                    "TRADEFLOW_KAFKA__SASL_USERNAME": admin.sasl_username or "",
+                    "TRADEFLOW_KAFKA__SASL_MECHANISM": admin.sasl_mechanism,
+                    "TRADEFLOW_KAFKA__SASL_PASSWORD_FILE": str(admin.sasl_password_file),
+                    "TRADEFLOW_KAFKA__SSL_CA_LOCATION": str(admin.ssl_ca_location),
+                })
+                for job, kafka in broker.provision_jobs(partitions=4).items():
+                    state.env[f"#job {job}"] = (
+                        f"TRADEFLOW_KAFKA__SASL_USERNAME={kafka.sasl_username} "
+                        f"TRADEFLOW_KAFKA__SASL_PASSWORD_FILE={kafka.sasl_password_file}"
+                    )
         elif name == "fluss":
             from tradeflow.infra.fluss import FlussCluster
 

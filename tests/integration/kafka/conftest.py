@@ -22,3 +22,18 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """One secured broker (TLS + SASL + ACLs, see docs/security.md) for the session.
+
+    Its test CA and certificates are generated at start; like ``kafka_broker`` it
+    raises, never skips, when it cannot start.
+    """
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-secure"), secure=True)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
