@@ -82,8 +82,9 @@ class GateLogic(op.StatefulBatchLogic[GateIn, Decoded[MarketData] | DeadLetter, 
 
     @override
     def snapshot(self) -> TickGate:
-        if self.gate is None:
-            raise RuntimeError("a tick gate without any input cannot exist")
+        if self.gate is None:  # resumed, and no input for this symbol since
+            assert self.resume is not None, "bytewax builds a logic without resume state only for input"
+            return self.resume
         return self.gate.copy()
 
 
