@@ -1,7 +1,8 @@
 """The ``tradeflow`` command (also ``python -m tradeflow``).
 
 Subcommands: ``demo`` (the README's main command), ``feed``, ``indicators``,
-``positions``, ``tail``, ``show``, ``close``. Each prints a clear error and exits 2 on
+``positions``, ``tail``, ``show``, ``close``, ``console`` (the operator web page), and
+the ones listed in README's command table. Each prints a clear error and exits 2 on
 bad input instead of a traceback.
 """
 
@@ -324,6 +325,26 @@ def cmd_risk(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """Serve the operator console: a live page of accounts, orders, risk, health and controls."""
+    from tradeflow.console import ConsoleError, serve
+
+    settings = _settings(args)
+    host = args.host or settings.console.host
+    port = settings.console.port if args.port is None else args.port
+    metrics = tuple(args.metrics) if args.metrics else settings.console.metrics
+    try:
+        serve(settings, host=host, port=port, metrics=metrics)
+    except ConsoleError as exc:
+        raise UsageError(str(exc)) from None
+    except ModuleNotFoundError as exc:  # the web stack is an extra: pip install 'tradeflow[console]'
+        raise UsageError(
+            f"the console needs the console extra ({exc.name} is not installed): "
+            "pip install 'tradeflow[console]'"
+        ) from None
+    return 0
+
+
 def cmd_close(args: argparse.Namespace) -> int:
     """Mark a stream finished, so bounded readers stop at its end."""
     writer = Connectors(_settings(args)).writer(args.stream)
@@ -445,6 +466,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--out", type=Path, help="output directory (default: <data-dir>/report)")
     p.set_defaults(func=cmd_report_cli)
+
+    p = sub.add_parser("console", help="serve the operator console: a live web page, with the kill switch")
+    _common(p)
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; another needs a token set) "
+                   "[env: TRADEFLOW_CONSOLE__HOST]")
+    p.add_argument("--port", type=int, help="port (default 8765) [env: TRADEFLOW_CONSOLE__PORT]")
+    p.add_argument("--metrics", nargs="+", metavar="HOST:PORT",
+                   help="the jobs' metrics endpoints, for health and control acknowledgements "
+                   "[env: TRADEFLOW_CONSOLE__METRICS]")
+    p.set_defaults(func=cmd_console)
 
     from tradeflow.risk_tools import add_arguments as add_risk_arguments
 

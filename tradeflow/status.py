@@ -9,7 +9,9 @@ This command scrapes each endpoint it is given and prints one row per process:
   ``tradeflow_source_lag``; embedded store and Kafka sources report them);
 - ``lag``: records behind the end of those partitions, summed;
 - ``snapshot_age_s``: seconds since the job's last recovery snapshot;
-- ``dead_letters`` and ``items_in``: counters since the process started.
+- ``dead_letters`` and ``items_in``: counters since the process started
+  (``items_in_by_stream`` splits the latter per input stream; the console uses the
+  ``control`` count to tell when a job has read a control row it wrote).
 
 A process that does not answer is a row with ``alive`` false, and the command exits 1,
 so it serves as a probe in scripts. The parsing is a pure function of the metrics text
@@ -42,6 +44,7 @@ class Status:
     snapshot_age_s: float | None = None
     dead_letters: int = 0
     items_in: int = 0
+    items_in_by_stream: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -75,6 +78,8 @@ def summarize(target: str, text: str, now: float) -> Status:
                 st.dead_letters += int(value)
             elif name == "tradeflow_items_in_total":
                 st.items_in += int(value)
+                stream = labels.get("stream", "?")
+                st.items_in_by_stream[stream] = st.items_in_by_stream.get(stream, 0) + int(value)
     if jobs:
         st.job = ",".join(sorted({j for j, _ in jobs}))
         st.shard = ",".join(sorted({s for _, s in jobs}))

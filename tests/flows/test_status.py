@@ -32,6 +32,7 @@ tradeflow_dead_letters_total{job="portfolio_risk",stream="trade_signals"} 2.0
 tradeflow_dead_letters_total{job="portfolio_risk",stream="venue_fills"} 1.0
 # TYPE tradeflow_items_in counter
 tradeflow_items_in_total{job="portfolio_risk",stream="trade_signals"} 40.0
+tradeflow_items_in_total{job="portfolio_risk",stream="control"} 2.0
 """
 
 
@@ -41,7 +42,8 @@ def test_summarize_reads_shard_partitions_lag_snapshot_age_and_counts() -> None:
     assert st.partitions == {"trade_signals": [1, 3], "venue_fills": [1]}
     assert st.lag == 12
     assert st.snapshot_age_s == 12.5
-    assert (st.dead_letters, st.items_in) == (3, 40)
+    assert (st.dead_letters, st.items_in) == (3, 42)
+    assert st.items_in_by_stream == {"trade_signals": 40, "control": 2}
 
 
 def test_summarize_of_a_process_without_sources_or_snapshots_says_unknown() -> None:
