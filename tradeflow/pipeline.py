@@ -48,6 +48,7 @@ from schemas import (
     decode,
     spec,
 )
+from tradeflow.infra.common import free_port
 from tradeflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +163,8 @@ class Pipeline:
                "orders", "portfolio_state", "dead_letters")
 
     def __init__(
-        self, settings: Settings, jobs: list[Job], log_dir: Path, *, recovery_dir: Path | None = None
+        self, settings: Settings, jobs: list[Job], log_dir: Path, *, recovery_dir: Path | None = None,
+        metrics: bool = False,
     ) -> None:
         self.settings = settings
         self.jobs = {job.name: job for job in jobs}
@@ -170,8 +172,15 @@ class Pipeline:
         self.recovery_dir = recovery_dir
         """With a directory, each job keeps Bytewax recovery state in ``<dir>/<job>`` (so a
         killed job resumes where its last snapshot was)."""
+        self.metrics_ports: dict[str, int] = {name: free_port() for name in self.jobs} if metrics else {}
+        """With ``metrics``, each job serves its metrics on 127.0.0.1 at its port here."""
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.conn = Connectors(settings)
+
+    @property
+    def metrics_targets(self) -> list[str]:
+        """Return the jobs' metrics endpoints (``HOST:PORT``; none without ``metrics``)."""
+        return [f"127.0.0.1:{port}" for port in self.metrics_ports.values()]
 
     def start(self) -> None:
         """Start every job as its own process."""
@@ -183,6 +192,8 @@ class Pipeline:
         """Start (or restart, from its recovery state if any) one job."""
         job = self.jobs[name]
         env = job_env(self.settings)
+        if name in self.metrics_ports:
+            env["TRADEFLOW_METRICS_PORT"] = str(self.metrics_ports[name])
         args = [sys.executable, "-m", "bytewax.run", job.target, "-s", "1"]
         if self.recovery_dir is not None:
             rdir = self.recovery_dir / name
