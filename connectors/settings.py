@@ -100,7 +100,7 @@ class ConsoleSettings(_Section):
     token: SecretStr | None = None
     """Token that control changes must carry (header ``X-Console-Token``). Unset: a new
     one is made and printed at each start-up (loopback only)."""
-    refresh_ms: int = 250
+    refresh_ms: int = 100
     """How often the console reads the streams for changes (and pushes them to pages)."""
     metrics: tuple[str, ...] = ()
     """Metrics endpoints (``HOST:PORT``) of the jobs, for the health panel and to tell
