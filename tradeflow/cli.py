@@ -41,7 +41,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole pipeline (A, B x2, C, D on the paper venue) over a market; summarise."""
-    from tradeflow.pipeline import PipelineError, print_summary, run_pipeline
+    from tradeflow.pipeline import PipelineError, print_summary, run_pipeline, stop_process
 
     data_dir = args.data_dir or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
     settings = load_settings(data_dir=data_dir, profile=args.profile or "local")
@@ -63,11 +63,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         market = SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=args.seed)
         ticks, total, symbols = iter(market), args.ticks, market.symbol_names()
     print(f"tradeflow demo: {total:,} ticks, {len(symbols)} symbols, data in {data_dir}")
+    console = None
+    ports: dict[str, int] | None = None
+    if args.console is not None:
+        from tradeflow.infra.common import free_port
+        from tradeflow.pipeline import demo_strategies, pipeline_jobs, start_console
+
+        ports = {job.name: free_port() for job in pipeline_jobs(demo_strategies())}
+        console = start_console(settings, args.console, [f"127.0.0.1:{p}" for p in ports.values()])
     try:
         counts = run_pipeline(
-            settings, ticks, total, symbols, speed=args.speed or None, progress=not args.quiet
+            settings, ticks, total, symbols, speed=args.speed or None, progress=not args.quiet,
+            metrics_ports=ports,
         )
     except PipelineError as exc:
+        if console is not None:
+            stop_process(console)
         raise UsageError(f"{exc}\n(job logs: {Path(data_dir) / 'logs'})") from None
     print_summary(counts)
     try:
@@ -78,6 +89,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         index = build_report(settings, Path(data_dir) / "report")
         print(f"\nreport: {index}")
     print(f"data and job logs: {data_dir}  (tradeflow tail/show --data-dir {data_dir} ...)")
+    if console is not None:
+        print(f"\nconsole: still serving http://127.0.0.1:{args.console}/ over the finished run "
+              "(the jobs have stopped); Ctrl-C to stop it")
+        try:
+            console.wait()
+        finally:
+            stop_process(console)
     return 0
 
 
@@ -380,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay pace, event time vs wall clock (default 20x; 0 = as fast as possible)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--console", type=int, nargs="?", const=8765, metavar="PORT",
+        help="also serve the operator console on 127.0.0.1:PORT (default 8765) while the demo runs, "
+        "and after it until Ctrl-C",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("feed", help="write ticks into market_data")

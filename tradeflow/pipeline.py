@@ -164,7 +164,7 @@ class Pipeline:
 
     def __init__(
         self, settings: Settings, jobs: list[Job], log_dir: Path, *, recovery_dir: Path | None = None,
-        metrics: bool = False,
+        metrics: bool | dict[str, int] = False,
     ) -> None:
         self.settings = settings
         self.jobs = {job.name: job for job in jobs}
@@ -172,8 +172,12 @@ class Pipeline:
         self.recovery_dir = recovery_dir
         """With a directory, each job keeps Bytewax recovery state in ``<dir>/<job>`` (so a
         killed job resumes where its last snapshot was)."""
-        self.metrics_ports: dict[str, int] = {name: free_port() for name in self.jobs} if metrics else {}
-        """With ``metrics``, each job serves its metrics on 127.0.0.1 at its port here."""
+        if isinstance(metrics, dict):
+            self.metrics_ports = {name: metrics[name] for name in self.jobs if name in metrics}
+        else:
+            self.metrics_ports = {name: free_port() for name in self.jobs} if metrics else {}
+        """With ``metrics`` (True: free ports; or a port per job name), each job serves its
+        metrics on 127.0.0.1 at its port here."""
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.conn = Connectors(settings)
 
@@ -238,6 +242,28 @@ class Pipeline:
                 proc.wait(10)
 
 
+def start_console(settings: Settings, port: int, metrics: Iterable[str]) -> subprocess.Popen[bytes]:
+    """Start ``tradeflow console`` over the pipeline's data (it prints its URL and token)."""
+    env = job_env(settings)
+    env.pop("TRADEFLOW_FOLLOW")
+    cmd = [sys.executable, "-m", "tradeflow", "console", "--port", str(port)]
+    metrics = list(metrics)
+    if metrics:
+        cmd += ["--metrics", *metrics]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter and module
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a child process: SIGINT, then SIGKILL after ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def seed(conn: Connectors, configs: list[StrategyConfig], symbols: list[str]) -> None:
     """Write the tables the jobs read, and create every stream they expect."""
     accounts = demo_accounts(configs)
@@ -266,12 +292,19 @@ def run_pipeline(
     timeout_s: float = 1800.0,
     progress: bool = True,
     out: TextIO | None = None,
+    metrics_ports: dict[str, int] | None = None,
 ) -> Counts:
-    """Run the pipeline over ``ticks``; return what went through it."""
+    """Run the pipeline over ``ticks``; return what went through it.
+
+    ``metrics_ports`` (job name -> port) makes the jobs serve their metrics there (the
+    console of ``tradeflow demo --console`` reads them).
+    """
     conn = Connectors(settings)
     configs = demo_strategies()
     seed(conn, configs, symbols)
-    pipe = Pipeline(settings, pipeline_jobs(configs), settings.data_dir / "logs")
+    pipe = Pipeline(
+        settings, pipeline_jobs(configs), settings.data_dir / "logs", metrics=metrics_ports or False
+    )
     started = time.monotonic()
     fed = {"n": 0}
     failure: list[BaseException] = []

@@ -4,7 +4,8 @@
 each ``refresh`` reads only what was appended since the last one (tables are read as
 their changelogs, which is also how the equity chart gets its points). A record that
 does not decode is counted and skipped; a stream that cannot be read yet (a topic not
-created) is retried at the next refresh. ``scrape`` reads the jobs' metrics endpoints
+created, or no file yet on the embedded store: the console never creates a stream) is
+retried at the next refresh. ``scrape`` reads the jobs' metrics endpoints
 (``tradeflow.status``); ``write_control`` appends a control row.
 """
 
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 
 from connectors.base import ConnectorError, StoredRecord, StreamReader
 from connectors.registry import Connectors
-from connectors.settings import Settings
+from connectors.settings import Profile, Settings
 from schemas import Control, DecodeError, TradingState, decode, spec
 from tradeflow.console.model import TAILED, ConsoleView, WrittenControl, control_applied, control_counts
 from tradeflow.status import Status, scrape
@@ -42,6 +43,8 @@ class StreamTail:
         """Return the new records of every partition (up to ``limit`` each)."""
         try:
             if self.reader is None:
+                if not self._exists():
+                    return []
                 self.reader = self.conn.reader(self.stream)
                 ends = self.reader.end_offsets()
                 back = self.last
@@ -58,6 +61,15 @@ class StreamTail:
             return []
         self.error = None
         return got
+
+    def _exists(self) -> bool:
+        # The embedded store creates a stream's file when it is first opened; the console
+        # must not create streams in the run it watches (a job creates them, with its own
+        # partition count), so it waits for the file.
+        settings = self.conn.settings
+        if settings.profile_for(self.stream) is not Profile.LOCAL:
+            return True
+        return (settings.data_dir / f"{settings.physical_name(self.stream)}.db").exists()
 
     def close(self) -> None:
         """Release the reader (the next poll opens a new one at the same offsets)."""
