@@ -12,6 +12,8 @@ chromium or chromium-driver the test FAILS (it never skips): ``.ci/run`` install
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +44,8 @@ from tests.helpers import read_all
 from tradeflow.pipeline import Pipeline, demo_strategies, pipeline_jobs, seed
 
 TICKS = 2500
+LIVE_TICKS = 3000
+"""Fed while the test clicks HALT (about 1,000 ticks/s), so the page is updating under the pointer."""
 ACCOUNT = "ACC-SMA"
 REASON = "desk review: runaway strategy (test)"
 
@@ -53,6 +57,7 @@ class Running:
     pipe: Pipeline
     console: ConsoleServer
     browser: WebDriver
+    rest: list[MarketData]
 
 
 def _latest(conn: Connectors, table: str) -> dict[str, bytes]:
@@ -74,7 +79,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     root = tmp_path_factory.mktemp("console")
     settings = load_settings(data_dir=root / "data", profile="local")
     conn = Connectors(settings)
-    market = SyntheticMarket(symbols=4, ticks=TICKS, seed=11)
+    market = SyntheticMarket(symbols=4, ticks=TICKS + LIVE_TICKS, seed=11)
+    ticks = list(market)
     configs = demo_strategies()
     seed(conn, configs, market.symbol_names())
     pipe = Pipeline(settings, pipeline_jobs(configs), root / "logs", metrics=True)
@@ -83,7 +89,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     try:
         pipe.start()
         writer = conn.writer("market_data")
-        fed = replay(iter(market), writer, total=TICKS, progress=False, close=False)
+        fed = replay(iter(ticks[:TICKS]), writer, total=TICKS, progress=False, close=False)
         writer.close()
 
         def settled() -> bool:
@@ -96,7 +102,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             browser = chrome()
         except BrowserMissing as exc:
             pytest.fail(str(exc))
-        yield Running(settings, conn, pipe, console, browser)
+        yield Running(settings, conn, pipe, console, browser, ticks[TICKS:])
     finally:
         if browser is not None:
             browser.quit()
@@ -171,7 +177,11 @@ def test_console_shows_the_tables_and_halts_an_account_from_the_page_without_a_r
     wait_for("the health panel to list the five jobs alive",
              lambda: len(browser.find_elements(By.CSS_SELECTOR, "#health td.ok")) == 5)
 
-    # HALT the account from its row: token, reason, who
+    # HALT the account from its row (token, reason, who) while the market moves and the page updates
+    feeder = threading.Thread(target=_feed_live, args=(running,), daemon=True)
+    feeder.start()
+    wait_for("the page to update with the live market",
+             lambda: page_accounts(browser) != table_accounts(conn) or not feeder.is_alive())
     browser.find_element(By.ID, "token").send_keys(running.console.token)
     browser.find_element(
         By.CSS_SELECTOR, f'tr[data-account="{ACCOUNT}"] button[data-state="HALTED"]').click()
@@ -214,10 +224,21 @@ def test_console_shows_the_tables_and_halts_an_account_from_the_page_without_a_r
     failed = {r.rule for r in decision.rules if not r.passed}
     assert "TRADING_HALTED" in failed, failed
 
+    feeder.join(60)
     # all of it in the page as first loaded
     assert browser.execute_script("return window.__loadMarker") == "loaded-once"
     assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
     assert browser.execute_script("return window.tfConsole.updates") > 1
+
+
+def _feed_live(running: Running) -> None:
+    writer = running.conn.writer("market_data")
+    try:
+        for i in range(0, len(running.rest), 50):
+            writer.write(running.rest[i:i + 50])
+            time.sleep(0.05)  # the pace of a live feed, not a wait for a condition
+    finally:
+        writer.close()
 
 
 def _next_decision(running: Running) -> RiskDecision:

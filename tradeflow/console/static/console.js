@@ -66,11 +66,35 @@ function section(id, data, html) {
   const key = JSON.stringify(data);
   if (rendered[id] === key) return;
   rendered[id] = key;
-  document.querySelector(`#${id} tbody`).innerHTML = html(data);
+  patch(document.querySelector(`#${id} tbody`), html(data));
+}
+
+// Put the rows of `html` into `tbody`, touching only the cells that changed, so a button
+// or a row under the pointer is not replaced by an update that did not change it (a click
+// between mousedown and mouseup on a replaced node would be lost).
+function patch(tbody, html) {
+  const tpl = document.createElement("tbody");
+  tpl.innerHTML = html;
+  const rows = Array.from(tpl.children);
+  rows.forEach((row, i) => {
+    const old = tbody.children[i];
+    if (!old) { tbody.appendChild(row); return; }
+    if (old.outerHTML === row.outerHTML) return;
+    if (old.dataset.key !== row.dataset.key || old.children.length !== row.children.length) {
+      old.replaceWith(row);
+      return;
+    }
+    for (const name of old.getAttributeNames()) if (!row.hasAttribute(name)) old.removeAttribute(name);
+    for (const a of row.attributes) if (old.getAttribute(a.name) !== a.value) old.setAttribute(a.name, a.value);
+    Array.from(row.children).forEach((cell, j) => {
+      if (old.children[j].outerHTML !== cell.outerHTML) old.children[j].replaceWith(cell);
+    });
+  });
+  while (tbody.children.length > rows.length) tbody.lastElementChild.remove();
 }
 
 function renderAccounts(rows) {
-  return rows.map((a) => `<tr data-account="${esc(a.account)}">
+  return rows.map((a) => `<tr data-key="${esc(a.account)}" data-account="${esc(a.account)}">
     <td>${esc(a.account)}</td>
     <td data-field="trading_state" data-value="${esc(a.trading_state)}">${stateBadge(a.trading_state)}</td>
     ${num("equity", a.equity)}<td>${sparkline(a.equity_series)}</td>${num("cash", a.cash)}
@@ -89,7 +113,7 @@ function renderPositions(rows) {
 
 function renderOrders(rows) {
   if (!rows.length) return `<tr><td colspan="9" class="muted">no working orders</td></tr>`;
-  return rows.map((o) => `<tr class="click" data-explain="${esc(o.order_id)}" data-order="${esc(o.order_id)}">
+  return rows.map((o) => `<tr class="click" data-key="${esc(o.order_id)}" data-explain="${esc(o.order_id)}">
     <td>${esc(o.order_id)}</td><td>${esc(o.account)}</td><td>${esc(o.symbol)}</td><td>${esc(o.side)}</td>
     ${num("qty", o.qty, 0)}${num("leaves_qty", o.leaves_qty, 0)}<td>${esc(o.status)}</td><td>${esc(o.venue)}</td>
     <td class="num">${o.age_s.toFixed(1)}</td></tr>`).join("");
@@ -115,7 +139,7 @@ function renderEvents(rows) {
 
 function renderHealth(rows) {
   if (!rows.length) return `<tr><td colspan="8" class="muted">no metrics endpoints given (tradeflow console --metrics HOST:PORT ...)</td></tr>`;
-  return rows.map((h) => `<tr class="click" data-letters="${esc(h.job)}">
+  return rows.map((h) => `<tr class="click" data-key="${esc(h.target)}" data-letters="${esc(h.job)}">
     <td>${esc(h.job)}</td><td>${esc(h.shard)}</td>
     <td class="${h.alive ? "ok" : "bad"}">${h.alive ? "yes" : `NO ${esc(h.error || "")}`}</td>
     <td class="num">${h.lag ?? "-"}</td><td class="num">${h.snapshot_age_s ?? "-"}</td>
@@ -141,7 +165,7 @@ function renderControls(data) {
   for (const scope of Object.keys(data.controls)) if (!scopes.includes(scope)) scopes.push(scope);
   return scopes.map((scope) => {
     const c = data.controls[scope];
-    return `<tr data-scope="${esc(scope)}"><td>${esc(scope)}</td>
+    return `<tr data-key="${esc(scope)}" data-scope="${esc(scope)}"><td>${esc(scope)}</td>
       <td data-field="state" data-value="${esc(c ? c.state : "ACTIVE")}">${stateBadge(c ? c.state : "ACTIVE")}</td>
       <td class="wrap">${esc(c ? c.reason : "")}</td><td>${esc(c ? c.updated_by : "")}</td>
       <td>${controlButtons(scope)}</td></tr>`;
