@@ -45,6 +45,8 @@ class Status:
     dead_letters: int = 0
     items_in: int = 0
     items_in_by_stream: dict[str, int] = field(default_factory=dict)
+    latency_buckets: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Job D's order latency histogram per ``"<venue> <ack|fill>"``: (upper bound s, cumulative count)."""
     error: str | None = None
 
 
@@ -76,6 +78,9 @@ def summarize(target: str, text: str, now: float) -> Status:
                 snapshots.append(value)
             elif name == "tradeflow_dead_letters_total":
                 st.dead_letters += int(value)
+            elif name == "tradeflow_order_latency_seconds_bucket":
+                key = f"{labels.get('venue', '?')} {labels.get('kind', '?')}"
+                st.latency_buckets.setdefault(key, []).append((float(labels["le"]), value))
             elif name == "tradeflow_items_in_total":
                 st.items_in += int(value)
                 stream = labels.get("stream", "?")
@@ -98,6 +103,22 @@ def scrape(target: str, timeout_s: float = 3.0) -> Status:
         reason = getattr(exc, "reason", exc)
         return Status(target, alive=False, error=str(reason)[:200])
     return summarize(target, text, time.time())
+
+
+def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Return the upper bound of the histogram bucket holding quantile ``q`` (0..1), or None.
+
+    ``buckets`` are Prometheus ``le`` bounds with cumulative counts; the answer is an
+    upper bound (the true quantile is at most it), ``inf`` past the last finite bound.
+    """
+    ordered = sorted(buckets)
+    total = ordered[-1][1] if ordered else 0
+    if not total:
+        return None
+    for bound, cumulative in ordered:
+        if cumulative >= q * total:
+            return bound
+    return ordered[-1][0]
 
 
 def table(rows: Iterable[Status]) -> str:

@@ -216,3 +216,23 @@ def test_a_control_change_with_both_tokens_is_written_with_who_and_why(
             "account:ACC-SMA", TradingState.HALTED, "runaway strategy", "alice (console)")
         state = client.get("/api/state").json()
         assert state["audit"] == [] or state["audit"][0]["reason"] == "runaway strategy"
+
+
+def test_the_pipeline_clock_is_market_time_and_ignores_wall_clock_control_rows() -> None:
+    view = ConsoleView()
+    view.apply("orders", order("o1", OrderStatus.NEW, T0))
+    view.apply("control", Control(scope="global", state=TradingState.HALTED, ts=T0 + timedelta(days=300)))
+    view.apply("portfolio_state", portfolio("A", "1", T0 + timedelta(days=300), TradingState.HALTED))
+    out = view.to_json()
+    assert out["clock"] == "2026-01-01T00:00:00Z"
+    assert out["working_orders"][0]["age_s"] == 0.0
+
+
+def test_hops_show_job_d_order_latency_from_its_metrics_histogram() -> None:
+    view = ConsoleView()
+    buckets = [(0.001, 50.0), (0.005, 99.0), (0.01, 100.0), (float("inf"), 100.0)]
+    st = Status("h:1", alive=True, job="execution", shard="0/1", latency_buckets={"paper ack": buckets})
+    view.health = [st]
+    hops = {h["hop"]: h for h in view.to_json()["hops"]}
+    ack = hops["order -> ack (paper, Job D 0/1, since start, bucket bound)"]
+    assert (ack["p50_ms"], ack["p99_ms"], ack["samples"]) == (1.0, 5.0, 100)

@@ -38,7 +38,7 @@ from schemas import (
     StrategyConfig,
     VenueFill,
 )
-from tradeflow.status import Status
+from tradeflow.status import Status, bucket_quantile
 
 TAILED = (
     "portfolio_state", "positions_state", "orders", "venue_fills", "risk_events", "risk_decisions",
@@ -50,12 +50,21 @@ WORKING = frozenset({OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTI
                      OrderStatus.CANCEL_PENDING})
 """Order states that are still working at the venue (the blotter shows these)."""
 
+CLOCKED = (OrderState, VenueFill, PositionState)
+"""Records whose ``ts`` is market (event) time: they set the console's clock. Control rows,
+the events and portfolio rows they cause, dead letters and execution metrics carry the
+wall clock, which in a replay is far from the market's."""
+
 CONTROL_READERS = ("portfolio_risk", "execution", "strategy:")
 """Jobs that read the control table (by the ``job`` label of their metrics)."""
 
 
 def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
+
+
+def _ms(seconds: float) -> float | str:
+    return "inf" if seconds == float("inf") else round(seconds * 1000, 3)
 
 
 def _dec(value: Decimal) -> str:
@@ -148,15 +157,14 @@ class ConsoleView:
         self.health: list[Status] = []
         self.written: list[WrittenControl] = []
         self.clock: datetime | None = None
-        """The newest event time seen: the pipeline's clock (order ages are measured on it)."""
+        """The newest market time seen (``CLOCKED``): order ages are measured on it."""
 
     # ------------------------------------------------------------------ folding
 
     def apply(self, stream: str, rec: Record) -> None:  # noqa: C901 - one branch per stream's model
         """Fold one record of ``stream`` into the view."""
-        ts = getattr(rec, "ts", None)
-        if isinstance(ts, datetime) and (self.clock is None or ts > self.clock):
-            self.clock = ts
+        if isinstance(rec, CLOCKED) and (self.clock is None or rec.ts > self.clock):
+            self.clock = rec.ts
         if isinstance(rec, PortfolioState):
             self.portfolios[rec.account] = rec
             points = self.equity.setdefault(rec.account, deque(maxlen=self._equity_points))
@@ -308,9 +316,19 @@ class ConsoleView:
             "p50_ms": None if p50 is None else round(p50 / 1000, 3),
             "p99_ms": None if p99 is None else round(p99 / 1000, 3),
         }]
+        for st in self.health:
+            for key, buckets in sorted(st.latency_buckets.items()):
+                venue, kind = key.split(" ", 1)
+                p50, p99 = bucket_quantile(buckets, 0.5), bucket_quantile(buckets, 0.99)
+                hops.append({
+                    "hop": f"order -> {kind} ({venue}, Job D {st.shard}, since start, bucket bound)",
+                    "samples": int(max((c for _, c in buckets), default=0)),
+                    "p50_ms": None if p50 is None else _ms(p50), "p99_ms": None if p99 is None else _ms(p99),
+                })
         for venue, m in sorted(self.execution.items()):
-            hops.append({"hop": f"order -> ack ({venue}, Job D)", "samples": m.acks,
+            window = f"{venue}, Job D, last {m.window_s:g} s window"
+            hops.append({"hop": f"order -> ack ({window})", "samples": m.acks,
                          "p50_ms": m.ack_p50_ms, "p99_ms": m.ack_p99_ms})
-            hops.append({"hop": f"order -> fill ({venue}, Job D)", "samples": m.fills,
+            hops.append({"hop": f"order -> fill ({window})", "samples": m.fills,
                          "p50_ms": m.fill_p50_ms, "p99_ms": m.fill_p99_ms})
         return hops
