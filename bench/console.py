@@ -200,12 +200,10 @@ def screenshots(work: Path, out_dir: Path) -> None:
             wait_for("the account HALTED",
                      lambda: browser.find_element(By.CSS_SELECTOR, state).text == "HALTED", 60)
             browser.save_screenshot(str(out_dir / "console-halted.png"))
-            events = browser.find_elements(By.CSS_SELECTOR, "#events tbody tr[data-explain]")
-            if events:
-                events[0].click()
-                wait_for("the decision in the side panel", lambda: "rules (" in browser.find_element(
-                    By.ID, "panel-body").text, 30)
-                browser.save_screenshot(str(out_dir / "console-explain.png"))
+            browser.find_element(By.CSS_SELECTOR, "#fills tbody tr[data-explain]").click()
+            wait_for("the decision in the side panel",
+                     lambda: "rules (" in browser.find_element(By.ID, "panel-body").text, 30)
+            browser.save_screenshot(str(out_dir / "console-explain.png"))
             feeder.join(120)
     finally:
         pipe.stop()

@@ -18,6 +18,7 @@ from connectors.settings import Settings
 from schemas import (
     Control,
     DeadLetter,
+    MarketData,
     OrderState,
     OrderStatus,
     OrderType,
@@ -77,6 +78,8 @@ def test_view_blotter_holds_working_orders_only_and_ages_them_on_the_pipeline_cl
     view.apply("orders", order("o1", OrderStatus.NEW, T0))
     view.apply("orders", order("o2", OrderStatus.NEW, T0))
     view.apply("orders", order("o2", OrderStatus.FILLED, T0 + timedelta(seconds=5)))
+    tick = MarketData(symbol="S", price=Decimal(10), volume=Decimal(1), ts=T0 + timedelta(seconds=5), wm=T0)
+    view.apply("market_data", tick)
     rows = view.to_json()["working_orders"]
     assert [(r["order_id"], r["age_s"], r["venue"]) for r in rows] == [("o1", 5.0, "paper")]
 
@@ -218,9 +221,10 @@ def test_a_control_change_with_both_tokens_is_written_with_who_and_why(
         assert state["audit"] == [] or state["audit"][0]["reason"] == "runaway strategy"
 
 
-def test_the_pipeline_clock_is_market_time_and_ignores_wall_clock_control_rows() -> None:
+def test_the_pipeline_clock_is_the_market_and_ignores_wall_clock_control_rows() -> None:
     view = ConsoleView()
     view.apply("orders", order("o1", OrderStatus.NEW, T0))
+    view.apply("market_data", MarketData(symbol="S", price=Decimal(10), volume=Decimal(1), ts=T0, wm=T0))
     view.apply("control", Control(scope="global", state=TradingState.HALTED, ts=T0 + timedelta(days=300)))
     view.apply("portfolio_state", portfolio("A", "1", T0 + timedelta(days=300), TradingState.HALTED))
     out = view.to_json()

@@ -31,10 +31,14 @@ RECENT_DECISIONS = 2000
 class StreamTail:
     """The records appended to one stream since the last poll."""
 
-    def __init__(self, conn: Connectors, stream: str, *, last: int | None = None) -> None:
+    def __init__(self, conn: Connectors, stream: str, *, last: int | None = None, newest_only: bool = False
+                 ) -> None:
         self.conn = conn
         self.stream = stream
         self.last = last
+        """Start this many records before the end of each partition (None: at the start)."""
+        self.newest_only = newest_only
+        """Return only the newest record of each partition that grew (market_data: the clock)."""
         self.reader: StreamReader | None = None
         self.offsets: dict[int, int] = {}
         self.error: str | None = None
@@ -50,6 +54,13 @@ class StreamTail:
                 back = self.last
                 self.offsets = {p: max(0, end - back) if back else 0 for p, end in ends.items()}
             got: list[StoredRecord] = []
+            if self.newest_only:
+                for part, end in self.reader.data_ends().items():
+                    if end > self.offsets.get(part, 0):
+                        got += self.reader.read(part, end - 1, 1)
+                        self.offsets[part] = end
+                self.error = None
+                return got
             for part, offset in self.offsets.items():
                 recs = self.reader.read(part, offset, limit)
                 if recs:
@@ -96,6 +107,7 @@ class Live:
             s: StreamTail(self.conn, s, last=RECENT_DECISIONS if s == "risk_decisions" else None)
             for s in TAILED
         }
+        self.tails["market_data"] = StreamTail(self.conn, "market_data", newest_only=True)
         self.lock = threading.Lock()
         self.version = 0
         self.state_json = "{}"

@@ -27,6 +27,7 @@ from schemas import (
     Control,
     DeadLetter,
     ExecutionMetrics,
+    MarketData,
     OrderState,
     OrderStatus,
     PortfolioState,
@@ -44,16 +45,12 @@ TAILED = (
     "portfolio_state", "positions_state", "orders", "venue_fills", "risk_events", "risk_decisions",
     "dead_letters", "control", "strategy_config", "execution_metrics",
 )
-"""The streams the console reads, each from its start (risk_decisions: its last records)."""
+"""The streams the console reads, each from its start (risk_decisions: its last records;
+market_data: only its newest tick per partition, for the clock)."""
 
 WORKING = frozenset({OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED,
                      OrderStatus.CANCEL_PENDING})
 """Order states that are still working at the venue (the blotter shows these)."""
-
-CLOCKED = (OrderState, VenueFill, PositionState)
-"""Records whose ``ts`` is market (event) time: they set the console's clock. Control rows,
-the events and portfolio rows they cause, dead letters and execution metrics carry the
-wall clock, which in a replay is far from the market's."""
 
 CONTROL_READERS = ("portfolio_risk", "execution", "strategy:")
 """Jobs that read the control table (by the ``job`` label of their metrics)."""
@@ -157,15 +154,18 @@ class ConsoleView:
         self.health: list[Status] = []
         self.written: list[WrittenControl] = []
         self.clock: datetime | None = None
-        """The newest market time seen (``CLOCKED``): order ages are measured on it."""
+        """The newest market_data tick's time: the pipeline's clock, on which order ages are
+        measured (in a replay it is far from the wall clock; control rows, and the events,
+        portfolio rows and cancels they cause, carry the wall clock)."""
 
     # ------------------------------------------------------------------ folding
 
     def apply(self, stream: str, rec: Record) -> None:  # noqa: C901 - one branch per stream's model
         """Fold one record of ``stream`` into the view."""
-        if isinstance(rec, CLOCKED) and (self.clock is None or rec.ts > self.clock):
-            self.clock = rec.ts
-        if isinstance(rec, PortfolioState):
+        if isinstance(rec, MarketData):
+            if self.clock is None or rec.ts > self.clock:
+                self.clock = rec.ts
+        elif isinstance(rec, PortfolioState):
             self.portfolios[rec.account] = rec
             points = self.equity.setdefault(rec.account, deque(maxlen=self._equity_points))
             points.append((_iso(rec.ts), _dec(rec.equity)))
@@ -252,7 +252,7 @@ class ConsoleView:
     def _orders(self) -> list[dict[str, Any]]:
         rows = []
         for o in sorted(self.working.values(), key=lambda o: (o.ts, o.order_id)):
-            age = (self.clock - o.ts).total_seconds() if self.clock else 0.0
+            age = max(0.0, (self.clock - o.ts).total_seconds()) if self.clock else 0.0
             rows.append({
                 "order_id": o.order_id, "account": o.account, "symbol": o.symbol, "side": o.side.value,
                 "qty": _dec(o.qty), "leaves_qty": _dec(o.leaves_qty), "cum_qty": _dec(o.cum_qty),
