@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ from tradeflow.console.security import (
     new_token,
 )
 from tradeflow.risk_tools import explain
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 SCRAPE_S = 1.0
@@ -86,16 +89,22 @@ class ConsoleApp:
         self.updates = Updates()
 
     async def _refresher(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            loop = asyncio.get_running_loop()
-            if await loop.run_in_executor(self.live.io, self.live.refresh):
-                await self.updates.notify()
+            try:
+                if await loop.run_in_executor(self.live.io, self.live.refresh):
+                    await self.updates.notify()
+            except Exception:  # a bug in one refresh must not stop the page's updates
+                log.exception("console refresh failed; retrying")
             await asyncio.sleep(self.refresh_s)
 
     async def _scraper(self) -> None:
         while True:
-            if await asyncio.to_thread(self.live.scrape):
-                await self.updates.notify()
+            try:
+                if await asyncio.to_thread(self.live.scrape):
+                    await self.updates.notify()
+            except Exception:  # a malformed metrics page must not stop the health panel
+                log.exception("console metrics scrape failed; retrying")
             await asyncio.sleep(SCRAPE_S)
 
     @contextlib.asynccontextmanager

@@ -11,13 +11,14 @@ retried at the next refresh. ``scrape`` reads the jobs' metrics endpoints
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from connectors.base import ConnectorError, StoredRecord, StreamReader
+from connectors.base import StoredRecord, StreamReader
 from connectors.registry import Connectors
 from connectors.settings import Profile, Settings
 from schemas import Control, DecodeError, TradingState, decode, spec
@@ -66,8 +67,8 @@ class StreamTail:
                 if recs:
                     self.offsets[part] = recs[-1].offset + 1
                     got += recs
-        except (ConnectorError, OSError) as exc:
-            self.error = str(exc)[:300]
+        except Exception as exc:  # any backend's failure: shown on the page, retried next time
+            self.error = f"{type(exc).__name__}: {exc}"[:300]
             self.close()
             return []
         self.error = None
@@ -84,11 +85,10 @@ class StreamTail:
 
     def close(self) -> None:
         """Release the reader (the next poll opens a new one at the same offsets)."""
-        if self.reader is not None:
-            try:
-                self.reader.close()
-            finally:
-                self.reader = None
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):  # a reader that failed may fail to close too
+                reader.close()
 
 
 class Live:
