@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/execution.py
 	$(VENV)/bin/python bench/chaos.py
 	$(VENV)/bin/python bench/fuzz.py
+	$(VENV)/bin/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .venv-lock runs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
