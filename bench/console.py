@@ -23,6 +23,7 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -58,6 +59,33 @@ const seen = () => {
 new MutationObserver(seen).observe(document.querySelector('#audit tbody'), {childList: true, subtree: true});
 seen();
 """
+
+
+def _cpu_s(pid: int) -> float:
+    """Return the CPU seconds (user + system) a process and its reaped children used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """Return ``pid`` and every live descendant of it."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            rest = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(rest[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
 
 
 def paced(ticks: list[MarketData], conn: Connectors, rate: float) -> int:
@@ -132,6 +160,7 @@ def trial(work: Path, name: str, ticks: list[MarketData], symbols: list[str], ra
             probe = Probe(settings) if with_console else None
             if probe is not None:
                 probe.thread.start()
+            cpu0 = _cpu_now(opened)
             started = time.monotonic()
             fed = paced(ticks, conn, rate)
 
@@ -143,6 +172,8 @@ def trial(work: Path, name: str, ticks: list[MarketData], symbols: list[str], ra
 
             wait_for("the pipeline to drain", drained, 900, 0.05)
             out["seconds"] = time.monotonic() - started
+            cpu1 = _cpu_now(opened)
+            out["cpu_s"] = {k: round(cpu1[k] - cpu0.get(k, 0.0), 2) for k in cpu1}
             out["ticks_per_s"] = fed / out["seconds"]
             if probe is not None and opened is not None:
                 probe.stop.set()
@@ -157,6 +188,15 @@ def trial(work: Path, name: str, ticks: list[MarketData], symbols: list[str], ra
     finally:
         pipe.stop()
     return out
+
+
+def _cpu_now(opened: tuple[ConsoleServer, Any] | None) -> dict[str, float]:
+    """CPU seconds so far of the console process and of the browser (chromedriver and its tree)."""
+    if opened is None:
+        return {}
+    console, browser = opened
+    return {"console": _cpu_s(console.proc.pid),
+            "browser": sum(_cpu_s(p) for p in _tree(browser.service.process.pid))}
 
 
 @contextmanager
@@ -228,6 +268,7 @@ def main() -> None:
         with_: list[float] = []
         latencies: list[float] = []
         probes = 0
+        cpu: dict[str, float] = {}
         for i in range(args.trials):
             base = trial(work, f"without-{i}", ticks, symbols, args.rate, with_console=False)
             without.append(base["ticks_per_s"])
@@ -235,6 +276,8 @@ def main() -> None:
             with_.append(on["ticks_per_s"])
             latencies += on["latencies_ms"]
             probes += on["probes"]
+            for k, v in on["cpu_s"].items():
+                cpu[k] = cpu.get(k, 0.0) + v / on["seconds"] / args.trials
             print(f"trial {i}: without {base['ticks_per_s']:.0f} ticks/s, with console "
                   f"{on['ticks_per_s']:.0f} ticks/s, {len(on['latencies_ms'])} updates timed",
                   file=sys.stderr)
@@ -250,6 +293,8 @@ def main() -> None:
             "console_update_max_ms": round(max(latencies), 1) if latencies else None,
             "console_updates_timed": len(latencies),
             "console_updates_missed": probes - len(latencies),
+            "console_cpu_cores": round(cpu.get("console", 0.0), 3),
+            "browser_cpu_cores": round(cpu.get("browser", 0.0), 3),
         })
 
 

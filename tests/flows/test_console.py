@@ -22,7 +22,6 @@ from decimal import Decimal
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
 
 from connectors.feeds import SyntheticMarket, replay
 from connectors.registry import Connectors
@@ -114,9 +113,24 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 # --- reading the page -----------------------------------------------------------------
 
 
-def _cells(row: WebElement, fields: list[str]) -> dict[str, str]:
-    return {f: row.find_element(By.CSS_SELECTOR, f'[data-field="{f}"]').get_attribute("data-value") or ""
-            for f in fields}
+# The page updates while it is read, so it is read in one script (no element handle can go
+# stale between two reads): rows by data-key, cells by data-field -> data-value.
+READ_ROWS = """
+const out = {};
+for (const tr of document.querySelectorAll(arguments[0])) {
+  const row = {};
+  for (const cell of tr.querySelectorAll('[data-field]')) {
+    if (arguments[1].includes(cell.dataset.field)) row[cell.dataset.field] = cell.dataset.value;
+  }
+  out[tr.dataset.key] = row;
+}
+return out;
+"""
+
+
+def _rows(browser: WebDriver, css: str, fields: list[str]) -> dict[str, dict[str, str]]:
+    rows: dict[str, dict[str, str]] = browser.execute_script(READ_ROWS, css, fields)
+    return rows
 
 
 ACCOUNT_FIELDS = ["equity", "cash", "realized_pnl", "unrealized_pnl", "gross_exposure", "leverage",
@@ -125,8 +139,7 @@ POSITION_FIELDS = ["net_qty", "avg_px", "realized_pnl", "unrealized_pnl", "marke
 
 
 def page_accounts(browser: WebDriver) -> dict[str, dict[str, str]]:
-    rows = browser.find_elements(By.CSS_SELECTOR, "#accounts tbody tr[data-account]")
-    return {r.get_attribute("data-account"): _cells(r, [*ACCOUNT_FIELDS, "trading_state"]) for r in rows}
+    return _rows(browser, "#accounts tbody tr[data-key]", [*ACCOUNT_FIELDS, "trading_state"])
 
 
 def table_accounts(conn: Connectors) -> dict[str, dict[str, str]]:
@@ -139,8 +152,7 @@ def table_accounts(conn: Connectors) -> dict[str, dict[str, str]]:
 
 
 def page_positions(browser: WebDriver) -> dict[str, dict[str, str]]:
-    rows = browser.find_elements(By.CSS_SELECTOR, "#positions tbody tr[data-key]")
-    return {r.get_attribute("data-key"): _cells(r, POSITION_FIELDS) for r in rows}
+    return _rows(browser, "#positions tbody tr[data-key]", POSITION_FIELDS)
 
 
 def table_positions(conn: Connectors) -> dict[str, dict[str, str]]:
@@ -151,9 +163,13 @@ def table_positions(conn: Connectors) -> dict[str, dict[str, str]]:
     return out
 
 
-def shown(browser: WebDriver, css: str) -> str:
-    found = browser.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+def shown(browser: WebDriver, css: str, attribute: str | None = None) -> str:
+    """Return the text (or an attribute) of the first element matching ``css`` ("" if none)."""
+    text: str | None = browser.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        "return e === null ? '' : (arguments[1] ? e.getAttribute(arguments[1]) : e.innerText.trim());",
+        css, attribute)
+    return text or ""
 
 
 # --- the tests ----------------------------------------------------------------------------
@@ -170,9 +186,9 @@ def test_console_shows_the_tables_and_halts_an_account_from_the_page_without_a_r
              lambda: page_accounts(browser) == table_accounts(conn) and len(table_accounts(conn)) == 2)
     wait_for("the page's positions to equal positions_state",
              lambda: page_positions(browser) == table_positions(conn) and table_positions(conn))
-    equity = browser.find_element(By.CSS_SELECTOR, f'tr[data-account="{ACCOUNT}"] [data-field="equity"]')
-    exact = Decimal(equity.get_attribute("data-value"))
-    assert Decimal(equity.text.replace(",", "")) == exact.quantize(Decimal("0.01"))
+    equity = f'tr[data-account="{ACCOUNT}"] [data-field="equity"]'
+    exact = Decimal(shown(browser, equity, "data-value"))
+    assert Decimal(shown(browser, equity).replace(",", "")) == exact.quantize(Decimal("0.01"))
     assert browser.find_elements(By.CSS_SELECTOR, f'tr[data-account="{ACCOUNT}"] svg.spark polyline')
     wait_for("the health panel to list the five jobs alive",
              lambda: len(browser.find_elements(By.CSS_SELECTOR, "#health td.ok")) == 5)
@@ -205,7 +221,7 @@ def test_console_shows_the_tables_and_halts_an_account_from_the_page_without_a_r
     # the audit entry, and the jobs that read it (C, D and B: Job B reads account scopes too)
     audit = f'#audit tr[data-scope="account:{ACCOUNT}"][data-state="HALTED"]'
     wait_for("the audit entry", lambda: browser.find_elements(By.CSS_SELECTOR, audit))
-    assert browser.find_element(By.CSS_SELECTOR, audit).get_attribute("data-reason") == REASON
+    assert shown(browser, audit, "data-reason") == REASON
     assert "test-operator (console)" in shown(browser, audit)
     for job in ("portfolio_risk", "execution", "strategy:sma_cross", "strategy:rsi_reversion"):
         read = f'{audit} [data-job="{job}"][data-applied]'

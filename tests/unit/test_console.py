@@ -6,6 +6,7 @@ rules: a control change without the token is refused with 401/403 and writes not
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -240,3 +241,19 @@ def test_hops_show_job_d_order_latency_from_its_metrics_histogram() -> None:
     hops = {h["hop"]: h for h in view.to_json()["hops"]}
     ack = hops["order -> ack (paper, Job D 0/1, since start, bucket bound)"]
     assert (ack["p50_ms"], ack["p99_ms"], ack["samples"]) == (1.0, 5.0, 100)
+
+
+def test_pages_get_every_section_at_connect_then_only_the_sections_that_changed(settings: Settings) -> None:
+    live = Live(settings)
+    try:
+        version, body = live.state_since(-1)
+        assert {"accounts", "positions", "audit", "version"} <= set(json.loads(body))
+        assert json.loads(live.state_since(version)[1]) == {"version": version}
+        with live.lock:
+            live.view.apply("portfolio_state", portfolio("A", "5", T0))
+        live._render()
+        newer, body = live.state_since(version)
+        assert newer > version
+        assert set(json.loads(body)) == {"accounts", "version"}
+    finally:
+        live.close()

@@ -5,7 +5,7 @@ Routes:
 - ``GET /``: the page (``static/index.html``), with a fresh CSRF token in a cookie and a
   ``<meta>`` tag;
 - ``GET /api/events``: server-sent events, one ``state`` event with the whole view
-  (``Live.state_json``) at connect and after every change;
+  at connect, then the sections that changed (``Live.state_since``) after every change;
 - ``GET /api/state``: the same view, once (scripts, tests);
 - ``GET /api/explain/{id}``: the ``tradeflow risk explain`` text of a signal or order id;
 - ``POST /api/control``: ``{"scope", "state", "reason", "who"}`` appended to the control
@@ -137,17 +137,17 @@ class ConsoleApp:
 
     async def state(self, request: Request) -> Response:
         """Return the whole view once."""
-        return Response(self.live.state_json, media_type="application/json")
+        return Response(self.live.state_since(-1)[1], media_type="application/json")
 
     async def events(self, request: Request) -> Response:
-        """Stream the view: at connect, then after every change."""
+        """Stream the view: all of it at connect, then what changed after every change."""
         async def stream() -> AsyncIterator[ServerSentEvent]:
             seen = -1
             while True:
                 if self.live.version == seen:
                     await self.updates.wait_past(self.live, seen)
-                seen = self.live.version
-                yield ServerSentEvent(data=self.live.state_json, event="state", id=str(seen))
+                seen, body = self.live.state_since(seen)
+                yield ServerSentEvent(data=body, event="state", id=str(seen))
 
         return EventSourceResponse(stream(), ping=15)
 

@@ -110,7 +110,9 @@ class Live:
         self.tails["market_data"] = StreamTail(self.conn, "market_data", newest_only=True)
         self.lock = threading.Lock()
         self.version = 0
-        self.state_json = "{}"
+        """Moves whenever a section of the view changed."""
+        self._sections: dict[str, tuple[int, str]] = {}
+        """Section name -> (the version it last changed at, its JSON)."""
         self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-io")
         """The one thread that reads the streams: the readers (SQLite connections on the
         embedded store) are used only by the thread that opened them."""
@@ -176,9 +178,26 @@ class Live:
             body = self.view.to_json()
             body["errors"] = self.errors()
             body["profile"] = self.settings.profile.value
-            self.version += 1
-            body["version"] = self.version
-            self.state_json = json.dumps(body, separators=(",", ":"))
+            version = self.version + 1
+            changed = False
+            for name, value in body.items():
+                text = json.dumps(value, separators=(",", ":"))
+                old = self._sections.get(name)
+                if old is None or old[1] != text:
+                    self._sections[name] = (version, text)
+                    changed = True
+            if changed:
+                self.version = version
+
+    def state_since(self, seen: int) -> tuple[int, str]:
+        """Return the current version and, as one JSON object, the sections changed after ``seen``.
+
+        ``seen`` -1 gives every section (a page that just connected). Pages merge what
+        they get into what they have, so an update carries only what changed.
+        """
+        with self.lock:
+            parts = [f'"{name}":{text}' for name, (at, text) in self._sections.items() if at > seen]
+            return self.version, "{" + ",".join([*parts, f'"version":{self.version}']) + "}"
 
     def close(self) -> None:
         """Close every reader (on the reading thread) and the threads."""

@@ -139,7 +139,7 @@ class ConsoleView:
         self.working: dict[str, OrderState] = {}
         self.venue_of: dict[str, str] = {}
         self.fills: deque[VenueFill] = deque(maxlen=recent)
-        self.events: deque[RiskEvent] = deque(maxlen=recent * 4)
+        self.events: deque[RiskEvent] = deque(maxlen=recent * 2)
         self.critical: deque[RiskEvent] = deque(maxlen=recent)
         self.rejects_by_rule: Counter[str] = Counter()
         self.decisions: Counter[str] = Counter()

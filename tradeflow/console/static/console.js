@@ -6,8 +6,7 @@
 const CSRF = document.querySelector('meta[name="csrf"]').content;
 const STATES = ["HALTED", "REDUCING", "ACTIVE"];
 const JOB_LETTER = { portfolio_risk: "C", execution: "D", indicators: "A" };
-const rendered = {};          // section id -> JSON of what it shows now
-let current = null;           // the last state received
+let current = {};             // the whole view: each update carries only the sections that changed
 window.tfConsole = { updates: 0, version: 0 };
 
 // ------------------------------------------------------------------ formatting
@@ -63,9 +62,6 @@ function sparkline(series) {
 // ------------------------------------------------------------------ sections
 
 function section(id, data, html) {
-  const key = JSON.stringify(data);
-  if (rendered[id] === key) return;
-  rendered[id] = key;
   patch(document.querySelector(`#${id} tbody`), html(data));
 }
 
@@ -192,27 +188,32 @@ function renderAudit(rows) {
     <td>${esc(c.updated_by)}</td><td>${appliedCell(c.applied)}</td></tr>`).join("");
 }
 
-function render(s) {
-  current = s;
+// Which page table shows which section of the view.
+const TABLES = [
+  ["accounts", "accounts", renderAccounts], ["positions", "positions", renderPositions],
+  ["working_orders", "orders", renderOrders], ["fills", "fills", renderFills],
+  ["rejects_by_rule", "rejects", renderRejects], ["risk_events", "events", renderEvents],
+  ["health", "health", renderHealth], ["hops", "hops", renderHops], ["dead_letters", "dead", renderDead],
+  ["audit", "audit", renderAudit],
+];
+
+function render(changed) {
+  Object.assign(current, changed);
+  const s = current;
   window.tfConsole.updates += 1;
   window.tfConsole.version = s.version;
-  document.getElementById("clock").textContent = s.clock ? s.clock.replace("T", " ").replace("Z", "") : "-";
-  document.getElementById("profile").textContent = s.profile;
-  section("accounts", s.accounts, renderAccounts);
-  section("positions", s.positions, renderPositions);
-  section("orders", s.working_orders, renderOrders);
-  section("fills", s.fills, renderFills);
-  section("rejects", s.rejects_by_rule, renderRejects);
-  section("events", s.risk_events, renderEvents);
-  section("health", s.health, renderHealth);
-  section("hops", s.hops, renderHops);
-  section("dead", s.dead_letters, renderDead);
-  section("controls", { controls: s.controls, strategies: s.strategies }, renderControls);
-  section("audit", s.audit, renderAudit);
-  const d = s.decisions;
-  document.getElementById("decisions").textContent =
-    `decisions: ${d.PASS || 0} passed, ${d.FAIL || 0} refused` +
-    (Object.keys(s.errors).length ? ` | unreadable: ${Object.keys(s.errors).join(", ")}` : "");
+  if ("clock" in changed) document.getElementById("clock").textContent = s.clock ? s.clock.replace("T", " ").replace("Z", "") : "-";
+  if ("profile" in changed) document.getElementById("profile").textContent = s.profile;
+  for (const [key, id, html] of TABLES) if (key in changed) section(id, s[key], html);
+  if ("controls" in changed || "strategies" in changed) {
+    section("controls", { controls: s.controls, strategies: s.strategies }, renderControls);
+  }
+  if ("decisions" in changed || "errors" in changed) {
+    const d = s.decisions;
+    document.getElementById("decisions").textContent =
+      `decisions: ${d.PASS || 0} passed, ${d.FAIL || 0} refused` +
+      (Object.keys(s.errors).length ? ` | unreadable: ${Object.keys(s.errors).join(", ")}` : "");
+  }
 }
 
 // ------------------------------------------------------------------ live updates
