@@ -101,7 +101,9 @@ class ConsoleSettings(_Section):
     """Token that control changes must carry (header ``X-Console-Token``). Unset: a new
     one is made and printed at each start-up (loopback only)."""
     refresh_ms: int = 100
-    """How often the console reads the streams for changes (and pushes them to pages)."""
+    """How often the console reads the streams for changes."""
+    push_ms: int = 100
+    """A page gets at most one update this often (what changed meanwhile is merged into it)."""
     metrics: tuple[str, ...] = ()
     """Metrics endpoints (``HOST:PORT``) of the jobs, for the health panel and to tell
     when a job has read a control change (``TRADEFLOW_CONSOLE__METRICS='["127.0.0.1:9101"]'``)."""

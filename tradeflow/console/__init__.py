@@ -31,7 +31,8 @@ def serve(settings: Settings, *, host: str, port: int, metrics: tuple[str, ...])
 
     token = configured.get_secret_value() if configured is not None else new_token()
     live = Live(settings, metrics)
-    app = create_app(live, token, refresh_s=settings.console.refresh_ms / 1000)
+    app = create_app(live, token, refresh_s=settings.console.refresh_ms / 1000,
+                     push_s=settings.console.push_ms / 1000)
     shown = f"[{host}]" if ":" in host else host
     print(f"tradeflow console: http://{shown}:{port}/  ({settings.profile.value} profile)", flush=True)
     if configured is None:

@@ -11,6 +11,7 @@ Routes:
 - ``POST /api/control``: ``{"scope", "state", "reason", "who"}`` appended to the control
   table; needs the token and the CSRF token (``tradeflow.console.security``).
 
+A page gets at most one update per ``push_ms`` (what changed meanwhile is merged into it).
 A background task reads the streams every ``refresh_ms`` and the jobs' metrics every
 second, each in a worker thread; pages are told of a new version through an
 ``asyncio.Condition``.
@@ -82,10 +83,11 @@ class Updates:
 class ConsoleApp:
     """The handlers of the console over one ``Live``; control changes need ``token``."""
 
-    def __init__(self, live: Live, token: str, refresh_s: float) -> None:
+    def __init__(self, live: Live, token: str, refresh_s: float, push_s: float) -> None:
         self.live = live
         self.token = token
         self.refresh_s = refresh_s
+        self.push_s = push_s
         self.updates = Updates()
 
     async def _refresher(self) -> None:
@@ -148,6 +150,8 @@ class ConsoleApp:
                     await self.updates.wait_past(self.live, seen)
                 seen, body = self.live.state_since(seen)
                 yield ServerSentEvent(data=body, event="state", id=str(seen))
+                # at most one update per push_s: what changes meanwhile goes in the next one
+                await asyncio.sleep(self.push_s)
 
         return EventSourceResponse(stream(), ping=15)
 
@@ -181,9 +185,12 @@ class ConsoleApp:
         return JSONResponse({"ok": True, "control": row.model_dump(mode="json")})
 
 
-def create_app(live: Live, token: str, *, refresh_s: float = 0.25) -> Starlette:
-    """Return the console app over ``live``; control changes need ``token``."""
-    app = ConsoleApp(live, token, refresh_s)
+def create_app(live: Live, token: str, *, refresh_s: float = 0.1, push_s: float = 0.1) -> Starlette:
+    """Return the console app over ``live``; control changes need ``token``.
+
+    The streams are read every ``refresh_s``; a page gets at most one update per ``push_s``.
+    """
+    app = ConsoleApp(live, token, refresh_s, push_s)
     routes = [
         Route("/", app.page),
         Route("/static/{name}", app.static),
