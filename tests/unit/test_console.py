@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from starlette.testclient import TestClient
 
+from connectors.base import StoredRecord
 from connectors.registry import Connectors
 from connectors.settings import Settings
 from schemas import (
@@ -32,7 +33,7 @@ from schemas import (
 )
 from tradeflow import cli
 from tradeflow.console.app import create_app
-from tradeflow.console.live import Live
+from tradeflow.console.live import Live, latest_per_key
 from tradeflow.console.model import ConsoleView, WrittenControl, control_applied
 from tradeflow.console.security import ConsoleError, check_bind, check_write
 from tradeflow.status import Status
@@ -257,3 +258,8 @@ def test_pages_get_every_section_at_connect_then_only_the_sections_that_changed(
         assert set(json.loads(body)) == {"accounts", "version"}
     finally:
         live.close()
+
+
+def test_of_a_table_batch_only_the_last_row_per_key_is_folded() -> None:
+    recs = [StoredRecord(0, i, key, b"") for i, key in enumerate(["a", "b", "a", None, "b", "c"])]
+    assert [(r.offset, r.key) for r in latest_per_key(recs)] == [(2, "a"), (3, None), (4, "b"), (5, "c")]

@@ -29,6 +29,17 @@ RECENT_DECISIONS = 2000
 """risk_decisions is read from this many records before its end per partition (latency only)."""
 
 
+LATEST_ONLY = frozenset({"positions_state", "orders"})
+"""Tables of which the view keeps only the latest row per key: of the rows one refresh
+reads, only the last per key is decoded (marks update every position many times a second)."""
+
+
+def latest_per_key(records: list[StoredRecord]) -> list[StoredRecord]:
+    """Return the last record of each key, in the order of those last records."""
+    last = {rec.key: i for i, rec in enumerate(records)}
+    return [rec for i, rec in enumerate(records) if rec.key is None or last[rec.key] == i]
+
+
 class StreamTail:
     """The records appended to one stream since the last poll."""
 
@@ -127,6 +138,8 @@ class Live:
             if not records:
                 continue
             model = spec(stream).model
+            if stream in LATEST_ONLY:
+                records = latest_per_key(records)
             with self.lock:
                 for rec in records:
                     try:
