@@ -27,7 +27,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tradeflow.infra.common import free_port
+from tradeflow.pipeline import listen_port
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -73,7 +73,7 @@ class ConsoleServer:
 
     def __init__(self, data_dir: Path, metrics: list[str], log: Path, *, env: dict[str, str] | None = None,
                  port: int | None = None) -> None:
-        self.port = port or free_port()
+        self.port = port or listen_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         cmd = [sys.executable, "-m", "tradeflow", "console", "--data-dir", str(data_dir),

@@ -66,10 +66,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console = None
     ports: dict[str, int] | None = None
     if args.console is not None:
-        from tradeflow.infra.common import free_port
-        from tradeflow.pipeline import demo_strategies, pipeline_jobs, start_console
+        from tradeflow.pipeline import demo_strategies, listen_port, pipeline_jobs, start_console
 
-        ports = {job.name: free_port() for job in pipeline_jobs(demo_strategies())}
+        ports = {job.name: listen_port() for job in pipeline_jobs(demo_strategies())}
         console = start_console(settings, args.console, [f"127.0.0.1:{p}" for p in ports.values()])
     try:
         counts = run_pipeline(

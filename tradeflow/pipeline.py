@@ -11,7 +11,9 @@ stops everything on any error or Ctrl-C too.
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -48,7 +50,6 @@ from schemas import (
     decode,
     spec,
 )
-from tradeflow.infra.common import free_port
 from tradeflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,29 @@ T_SEED = datetime(2026, 1, 1, tzinfo=UTC)
 
 class PipelineError(RuntimeError):
     """A job died or the pipeline did not drain in time."""
+
+
+def listen_port() -> int:
+    """Return a free TCP port on 127.0.0.1 below the kernel's ephemeral range.
+
+    A port from ``bind(0)`` is ephemeral: until the job binds it (a second later, after
+    its imports), the kernel may hand the same port to any outgoing connection of this
+    machine. A port below that range is only ever taken by an explicit bind.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10_000, max(10_001, low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise PipelineError("no free port below the ephemeral range for the jobs' metrics")
 
 
 @dataclass(frozen=True)
@@ -175,7 +199,7 @@ class Pipeline:
         if isinstance(metrics, dict):
             self.metrics_ports = {name: metrics[name] for name in self.jobs if name in metrics}
         else:
-            self.metrics_ports = {name: free_port() for name in self.jobs} if metrics else {}
+            self.metrics_ports = {name: listen_port() for name in self.jobs} if metrics else {}
         """With ``metrics`` (True: free ports; or a port per job name), each job serves its
         metrics on 127.0.0.1 at its port here."""
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
