@@ -255,7 +255,7 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=30_000)
     ap.add_argument("--symbols", type=int, default=20)
     ap.add_argument("--rate", type=float, default=2000.0, help="ticks/s fed (0: as fast as possible)")
-    ap.add_argument("--trials", type=int, default=2, help="trials per arm, alternated")
+    ap.add_argument("--trials", type=int, default=3, help="trials per arm, alternated")
     ap.add_argument("--screenshots", type=Path, help="only take the docs' screenshots into this directory")
     args = ap.parse_args()
     with workdir("bench-console-") as (work, _procs):
