@@ -9,7 +9,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
-LOCK_EXTRAS := --extra dev --extra kafka --extra fluss --extra report
+LOCK_EXTRAS := --extra dev --extra kafka --extra fluss --extra report --extra console
 JOB_LOCK := requirements-job.lock
 JOB_EXTRAS := --extra kafka --extra fluss
 UV_VERSION := 0.13.9
@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/execution.py
 	$(VENV)/bin/python bench/chaos.py
 	$(VENV)/bin/python bench/fuzz.py
+	$(VENV)/bin/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .venv-lock runs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

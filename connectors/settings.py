@@ -16,7 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.fix.settings import FixSettings
@@ -108,6 +108,24 @@ class ExecutionSettings(_Section):
         return self.venue_name or self.venue
 
 
+class ConsoleSettings(_Section):
+    """The operator console, ``tradeflow console`` (env ``TRADEFLOW_CONSOLE__*``)."""
+
+    host: str = "127.0.0.1"
+    """Address the console binds; any other than loopback needs ``token`` set."""
+    port: int = 8765
+    token: SecretStr | None = None
+    """Token that control changes must carry (header ``X-Console-Token``). Unset: a new
+    one is made and printed at each start-up (loopback only)."""
+    refresh_ms: int = 100
+    """How often the console reads the streams for changes."""
+    push_ms: int = 100
+    """A page gets at most one update this often (what changed meanwhile is merged into it)."""
+    metrics: tuple[str, ...] = ()
+    """Metrics endpoints (``HOST:PORT``) of the jobs, for the health panel and to tell
+    when a job has read a control change (``TRADEFLOW_CONSOLE__METRICS='["127.0.0.1:9101"]'``)."""
+
+
 class Settings(BaseSettings):
     """All tradeflow settings. Unknown ``TRADEFLOW_*`` keys in a .env file are rejected."""
 
@@ -159,6 +177,7 @@ class Settings(BaseSettings):
     execution: ExecutionSettings = ExecutionSettings()
     fix: FixSettings = FixSettings()
     """FIX session of Job D's ``fix`` venue (``TRADEFLOW_FIX__HOST``, ``__PORT``...)."""
+    console: ConsoleSettings = ConsoleSettings()
 
     @field_validator("shard")
     @classmethod
@@ -199,6 +218,7 @@ def load_settings(**overrides: object) -> Settings:
 
 
 __all__ = [
+    "ConsoleSettings",
     "ExecutionSettings",
     "FixSettings",
     "FlussSettings",

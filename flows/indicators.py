@@ -82,10 +82,11 @@ class GateLogic(op.StatefulBatchLogic[GateIn, Decoded[MarketData] | DeadLetter, 
 
     @override
     def snapshot(self) -> TickGate:
-        if self.gate is None:  # resumed, and no input for this symbol since
-            assert self.resume is not None, "bytewax builds a logic without resume state only for input"
-            return self.resume
-        return self.gate.copy()
+        # resumed, and no input for this symbol since: the state as resumed
+        gate = self.gate if self.gate is not None else self.resume
+        if gate is None:
+            raise RuntimeError("bytewax builds a gate without resume state only for an input")
+        return gate.copy()
 
 
 class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, SymbolIndicators]):

@@ -32,6 +32,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
+from connectors.metrics import serve
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
@@ -103,6 +104,7 @@ def build_flow(
 ) -> Dataflow:
     """Build Job B for one strategy id (settings default: from the environment)."""
     settings = settings or load_settings()
+    serve(settings.metrics_port, settings.metrics_host)
     conn = Connectors(settings)
     job = job_name(strategy_id)
     columns = sma_wide_columns(settings)

@@ -1,7 +1,8 @@
 """The ``tradeflow`` command (also ``python -m tradeflow``).
 
 Subcommands: ``demo`` (the README's main command), ``feed``, ``indicators``,
-``positions``, ``tail``, ``show``, ``instruments load``, ``close``. Each prints a clear
+``positions``, ``tail``, ``show``, ``instruments load``, ``close``, ``console`` (the
+operator web page), and the ones listed in README's command table. Each prints a clear
 error and exits 2 on bad input instead of a traceback.
 """
 
@@ -40,7 +41,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole pipeline (A, B x2, C, D on the paper venue) over a market; summarise."""
-    from tradeflow.pipeline import PipelineError, parse_venues, print_summary, run_pipeline
+    from tradeflow.pipeline import PipelineError, parse_venues, print_summary, run_pipeline, stop_process
 
     try:
         venues = parse_venues(args.venues)
@@ -67,12 +68,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         market = SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=args.seed)
         ticks, total, symbols = iter(market), args.ticks, market.symbol_names()
     print(f"tradeflow demo: {total:,} ticks, {len(symbols)} symbols, data in {data_dir}")
+    console = None
+    ports: dict[str, int] | None = None
+    if args.console is not None:
+        from tradeflow.pipeline import demo_strategies, listen_port, pipeline_jobs, start_console
+
+        ports = {job.name: listen_port() for job in pipeline_jobs(demo_strategies(), venues)}
+        console = start_console(settings, args.console, [f"127.0.0.1:{p}" for p in ports.values()])
     try:
         counts = run_pipeline(
             settings, ticks, total, symbols, speed=args.speed or None, progress=not args.quiet,
-            venues=venues,
+            venues=venues, metrics_ports=ports,
         )
     except PipelineError as exc:
+        if console is not None:
+            stop_process(console)
         raise UsageError(f"{exc}\n(job logs: {Path(data_dir) / 'logs'})") from None
     print_summary(counts)
     try:
@@ -83,6 +93,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         index = build_report(settings, Path(data_dir) / "report")
         print(f"\nreport: {index}")
     print(f"data and job logs: {data_dir}  (tradeflow tail/show --data-dir {data_dir} ...)")
+    if console is not None:
+        print(f"\nconsole: still serving http://127.0.0.1:{args.console}/ over the finished run "
+              "(the jobs have stopped); Ctrl-C to stop it")
+        try:
+            console.wait()
+        finally:
+            stop_process(console)
     return 0
 
 
@@ -349,6 +366,26 @@ def cmd_instruments(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """Serve the operator console: a live page of accounts, orders, risk, health and controls."""
+    from tradeflow.console import ConsoleError, serve
+
+    settings = _settings(args)
+    host = args.host or settings.console.host
+    port = settings.console.port if args.port is None else args.port
+    metrics = tuple(args.metrics) if args.metrics else settings.console.metrics
+    try:
+        serve(settings, host=host, port=port, metrics=metrics)
+    except ConsoleError as exc:
+        raise UsageError(str(exc)) from None
+    except ModuleNotFoundError as exc:  # the web stack is an extra: pip install 'tradeflow[console]'
+        raise UsageError(
+            f"the console needs the console extra ({exc.name} is not installed): "
+            "pip install 'tradeflow[console]'"
+        ) from None
+    return 0
+
+
 def cmd_close(args: argparse.Namespace) -> int:
     """Mark a stream finished, so bounded readers stop at its end."""
     writer = Connectors(_settings(args)).writer(args.stream)
@@ -389,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="one Job D per venue, NAME[=KIND] comma-separated, KIND paper or fix (default paper); "
              "with several, routes split the accounts between them (fix: start the venue first, "
              "tradeflow infra up --only fix)",
+    )
+    p.add_argument(
+        "--console", type=int, nargs="?", const=8765, metavar="PORT",
+        help="also serve the operator console on 127.0.0.1:PORT (default 8765) while the demo runs, "
+        "and after it until Ctrl-C",
     )
     p.set_defaults(func=cmd_demo)
 
@@ -485,6 +527,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--out", type=Path, help="output directory (default: <data-dir>/report)")
     p.set_defaults(func=cmd_report_cli)
+
+    p = sub.add_parser("console", help="serve the operator console: a live web page, with the kill switch")
+    _common(p)
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; another needs a token set) "
+                   "[env: TRADEFLOW_CONSOLE__HOST]")
+    p.add_argument("--port", type=int, help="port (default 8765) [env: TRADEFLOW_CONSOLE__PORT]")
+    p.add_argument("--metrics", nargs="+", metavar="HOST:PORT",
+                   help="the jobs' metrics endpoints, for health and control acknowledgements "
+                   "[env: TRADEFLOW_CONSOLE__METRICS]")
+    p.set_defaults(func=cmd_console)
 
     from tradeflow.risk_tools import add_arguments as add_risk_arguments
 

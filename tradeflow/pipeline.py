@@ -11,7 +11,9 @@ stops everything on any error or Ctrl-C too.
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -62,6 +64,29 @@ T_SEED = datetime(2026, 1, 1, tzinfo=UTC)
 
 class PipelineError(RuntimeError):
     """A job died or the pipeline did not drain in time."""
+
+
+def listen_port() -> int:
+    """Return a free TCP port on 127.0.0.1 below the kernel's ephemeral range.
+
+    A port from ``bind(0)`` is ephemeral: until the job binds it (a second later, after
+    its imports), the kernel may hand the same port to any outgoing connection of this
+    machine. A port below that range is only ever taken by an explicit bind.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10_000, max(10_001, low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise PipelineError("no free port below the ephemeral range for the jobs' metrics")
 
 
 @dataclass(frozen=True)
@@ -233,6 +258,7 @@ class Pipeline:
     def __init__(
         self, settings: Settings, jobs: list[Job], log_dir: Path, *, recovery_dir: Path | None = None,
         job_kafka: Mapping[str, KafkaSettings] | None = None,
+        metrics: bool | dict[str, int] = False,
     ) -> None:
         self.settings = settings
         self.job_kafka = dict(job_kafka or {})
@@ -243,8 +269,19 @@ class Pipeline:
         self.recovery_dir = recovery_dir
         """With a directory, each job keeps Bytewax recovery state in ``<dir>/<job>`` (so a
         killed job resumes where its last snapshot was)."""
+        if isinstance(metrics, dict):
+            self.metrics_ports = {name: metrics[name] for name in self.jobs if name in metrics}
+        else:
+            self.metrics_ports = {name: listen_port() for name in self.jobs} if metrics else {}
+        """With ``metrics`` (True: free ports; or a port per job name), each job serves its
+        metrics on 127.0.0.1 at its port here."""
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.conn = Connectors(settings)
+
+    @property
+    def metrics_targets(self) -> list[str]:
+        """Return the jobs' metrics endpoints (``HOST:PORT``; none without ``metrics``)."""
+        return [f"127.0.0.1:{port}" for port in self.metrics_ports.values()]
 
     def start(self) -> None:
         """Start every job as its own process."""
@@ -257,6 +294,8 @@ class Pipeline:
         job = self.jobs[name]
         module = job.target.split(":")[0].rsplit(".", 1)[-1]
         env = job_env(self.settings, self.job_kafka.get(module)) | job.env
+        if name in self.metrics_ports:
+            env["TRADEFLOW_METRICS_PORT"] = str(self.metrics_ports[name])
         args = [sys.executable, "-m", "bytewax.run", job.target, "-s", "1"]
         if self.recovery_dir is not None:
             rdir = self.recovery_dir / name
@@ -299,6 +338,28 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+def start_console(settings: Settings, port: int, metrics: Iterable[str]) -> subprocess.Popen[bytes]:
+    """Start ``tradeflow console`` over the pipeline's data (it prints its URL and token)."""
+    env = job_env(settings)
+    env.pop("TRADEFLOW_FOLLOW")
+    cmd = [sys.executable, "-m", "tradeflow", "console", "--port", str(port)]
+    metrics = list(metrics)
+    if metrics:
+        cmd += ["--metrics", *metrics]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter and module
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a child process: SIGINT, then SIGKILL after ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def seed(
@@ -344,6 +405,7 @@ def run_pipeline(
     out: TextIO | None = None,
     venues: list[tuple[str, str]] | None = None,
     job_kafka: Mapping[str, KafkaSettings] | None = None,
+    metrics_ports: dict[str, int] | None = None,
 ) -> Counts:
     """Run the pipeline over ``ticks``; return what went through it.
 
@@ -351,12 +413,14 @@ def run_pipeline(
     jobs their own Kafka principals (see ``Pipeline``). ``venues``: ``(name, kind)`` of
     each Job D (default one paper venue); a FIX venue needs the venue server running
     (``tradeflow infra up --only fix``) and the ``TRADEFLOW_FIX__*`` settings.
+    ``metrics_ports`` (job name -> port) makes the jobs serve their metrics there (the
+    console of ``tradeflow demo --console`` reads them).
     """
     conn = Connectors(settings)
     configs = demo_strategies()
     seed(conn, configs, symbols, venues)
     pipe = Pipeline(settings, pipeline_jobs(configs, venues), settings.data_dir / "logs",
-                    job_kafka=job_kafka)
+                    job_kafka=job_kafka, metrics=metrics_ports or False)
     started = time.monotonic()
     fed = {"n": 0}
     failure: list[BaseException] = []

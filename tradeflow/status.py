@@ -9,7 +9,9 @@ This command scrapes each endpoint it is given and prints one row per process:
   ``tradeflow_source_lag``; embedded store and Kafka sources report them);
 - ``lag``: records behind the end of those partitions, summed;
 - ``snapshot_age_s``: seconds since the job's last recovery snapshot;
-- ``dead_letters`` and ``items_in``: counters since the process started.
+- ``dead_letters`` and ``items_in``: counters since the process started
+  (``items_in_by_stream`` splits the latter per input stream; the console uses the
+  ``control`` count to tell when a job has read a control row it wrote).
 
 A process that does not answer is a row with ``alive`` false, and the command exits 1,
 so it serves as a probe in scripts. The parsing is a pure function of the metrics text
@@ -42,6 +44,9 @@ class Status:
     snapshot_age_s: float | None = None
     dead_letters: int = 0
     items_in: int = 0
+    items_in_by_stream: dict[str, int] = field(default_factory=dict)
+    latency_buckets: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Job D's order latency histogram per ``"<venue> <ack|fill>"``: (upper bound s, cumulative count)."""
     error: str | None = None
 
 
@@ -73,8 +78,13 @@ def summarize(target: str, text: str, now: float) -> Status:
                 snapshots.append(value)
             elif name == "tradeflow_dead_letters_total":
                 st.dead_letters += int(value)
+            elif name == "tradeflow_order_latency_seconds_bucket":
+                key = f"{labels.get('venue', '?')} {labels.get('kind', '?')}"
+                st.latency_buckets.setdefault(key, []).append((float(labels["le"]), value))
             elif name == "tradeflow_items_in_total":
                 st.items_in += int(value)
+                stream = labels.get("stream", "?")
+                st.items_in_by_stream[stream] = st.items_in_by_stream.get(stream, 0) + int(value)
     if jobs:
         st.job = ",".join(sorted({j for j, _ in jobs}))
         st.shard = ",".join(sorted({s for _, s in jobs}))
@@ -93,6 +103,22 @@ def scrape(target: str, timeout_s: float = 3.0) -> Status:
         reason = getattr(exc, "reason", exc)
         return Status(target, alive=False, error=str(reason)[:200])
     return summarize(target, text, time.time())
+
+
+def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Return the upper bound of the histogram bucket holding quantile ``q`` (0..1), or None.
+
+    ``buckets`` are Prometheus ``le`` bounds with cumulative counts; the answer is an
+    upper bound (the true quantile is at most it), ``inf`` past the last finite bound.
+    """
+    ordered = sorted(buckets)
+    total = ordered[-1][1] if ordered else 0
+    if not total:
+        return None
+    for bound, cumulative in ordered:
+        if cumulative >= q * total:
+            return bound
+    return ordered[-1][0]
 
 
 def table(rows: Iterable[Status]) -> str:

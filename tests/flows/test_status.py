@@ -13,7 +13,7 @@ from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
 from connectors.settings import load_settings
 from tradeflow.infra.common import free_port
-from tradeflow.status import scrape, summarize
+from tradeflow.status import bucket_quantile, scrape, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +32,7 @@ tradeflow_dead_letters_total{job="portfolio_risk",stream="trade_signals"} 2.0
 tradeflow_dead_letters_total{job="portfolio_risk",stream="venue_fills"} 1.0
 # TYPE tradeflow_items_in counter
 tradeflow_items_in_total{job="portfolio_risk",stream="trade_signals"} 40.0
+tradeflow_items_in_total{job="portfolio_risk",stream="control"} 2.0
 """
 
 
@@ -41,7 +42,19 @@ def test_summarize_reads_shard_partitions_lag_snapshot_age_and_counts() -> None:
     assert st.partitions == {"trade_signals": [1, 3], "venue_fills": [1]}
     assert st.lag == 12
     assert st.snapshot_age_s == 12.5
-    assert (st.dead_letters, st.items_in) == (3, 40)
+    assert (st.dead_letters, st.items_in) == (3, 42)
+    assert st.items_in_by_stream == {"trade_signals": 40, "control": 2}
+
+
+def test_summarize_reads_the_order_latency_histogram_and_bounds_its_quantiles() -> None:
+    text = "".join(
+        f'tradeflow_order_latency_seconds_bucket{{kind="ack",le="{le}",venue="paper"}} {n}\n'
+        for le, n in [("0.001", 2.0), ("0.01", 9.0), ("0.1", 10.0), ("+Inf", 10.0)]
+    )
+    st = summarize("h:1", "# TYPE tradeflow_order_latency_seconds histogram\n" + text, now=0.0)
+    buckets = st.latency_buckets["paper ack"]
+    assert (bucket_quantile(buckets, 0.5), bucket_quantile(buckets, 0.99)) == (0.01, 0.1)
+    assert bucket_quantile([], 0.5) is None
 
 
 def test_summarize_of_a_process_without_sources_or_snapshots_says_unknown() -> None:

@@ -63,11 +63,12 @@ def _distributions(module: str) -> set[str]:
 
 
 def test_the_extras_are_the_ones_the_issue_names() -> None:
-    assert {"kafka", "fluss", "report", "dev"} <= set(EXTRAS)
+    assert {"kafka", "fluss", "report", "console", "dev"} <= set(EXTRAS)
     assert {"confluent-kafka", "pyfluss", "matplotlib"}.isdisjoint(BASE)
     assert "confluent-kafka" in EXTRAS["kafka"]
     assert "pyfluss" in EXTRAS["fluss"]
     assert "matplotlib" in EXTRAS["report"]
+    assert {"starlette", "uvicorn", "sse-starlette"} <= EXTRAS["console"]
 
 
 def test_every_import_of_the_code_is_declared_in_the_base_or_an_extra() -> None:
@@ -96,6 +97,9 @@ def test_backend_and_report_imports_stay_in_their_modules() -> None:
         "confluent_kafka": ("connectors/kafka/", "tradeflow/infra/kafka.py"),
         "fluss": ("connectors/fluss/", "tradeflow/infra/fluss.py"),
         "matplotlib": ("tradeflow/report",),
+        "starlette": ("tradeflow/console/",),
+        "sse_starlette": ("tradeflow/console/",),
+        "uvicorn": ("tradeflow/console/",),
     }
     for package in PACKAGES:
         found = _imports(ROOT / package)
@@ -104,7 +108,7 @@ def test_backend_and_report_imports_stay_in_their_modules() -> None:
             assert stray == [], module
 
 
-BLOCKED = ("confluent_kafka", "fluss", "matplotlib")
+BLOCKED = ("confluent_kafka", "fluss", "matplotlib", "starlette", "sse_starlette", "uvicorn")
 
 BASE_ONLY = """
 import importlib.abc, sys
@@ -126,6 +130,7 @@ flows.portfolio_risk.build_flow()
 flows.execution.build_flow()
 assert cli.main(["feed", "--ticks", "50", "--symbols", "2"]) == 0
 assert cli.main(["report"]) != 0
+assert cli.main(["console"]) != 0
 print("ok")
 """
 
@@ -140,6 +145,7 @@ def test_the_local_profile_runs_without_any_extra(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "ok"
     assert "tradeflow[report]" in proc.stderr
+    assert "tradeflow[console]" in proc.stderr
 
 
 def _pins(lock: Path) -> dict[str, str]:
@@ -172,5 +178,6 @@ def test_the_job_image_has_the_backends_but_not_the_report_or_dev_stack() -> Non
     assert "requirements-job.lock" in (ROOT / "Dockerfile").read_text()
     job, full = _pins(ROOT / "requirements-job.lock"), _pins(ROOT / "requirements.lock")
     assert {"confluent-kafka", "pyfluss", "bytewax"} <= set(job)
-    assert {"matplotlib", "pytest", "mypy", "ruff", "ta-lib", "pillow"}.isdisjoint(job)
+    assert {"matplotlib", "pytest", "mypy", "ruff", "ta-lib", "pillow", "starlette",
+            "selenium"}.isdisjoint(job)
     assert {name: full[name] for name in job} == job
