@@ -68,7 +68,7 @@ class StoreFile:
         self.table = table
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=60000")
         with self._write():
@@ -79,6 +79,24 @@ class StoreFile:
             )
         row = self._conn.execute("SELECT v FROM meta WHERE k = 'partitions'").fetchone()
         self.partitions = int(row[0])
+
+    def _use_wal(self, deadline_s: float = 60.0) -> None:
+        """Switch the file to WAL (persistent: once per file).
+
+        Switching needs the file to itself, and SQLite answers "database is locked" at
+        once rather than through the busy timeout when another process opens the same
+        new file at that moment (two Job Ds starting together): retry until it is ours.
+        """
+        give_up = time.monotonic() + deadline_s
+        while True:
+            try:
+                if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > give_up:
+                    raise
+                time.sleep(0.01 + random.random() * 0.05)  # noqa: S311 - jitter, not security
 
     def _write(self) -> _Tx:
         return _Tx(self._conn)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from pathlib import Path
+from typing import Any
 
-from connectors.embedded.store import open_stream, partition_for
+from connectors.embedded.store import StoreFile, open_stream, partition_for
 
 
 def test_partition_of_a_key_is_stable_and_in_range() -> None:
@@ -83,3 +84,33 @@ def test_append_with_ids_keeps_each_id_once(tmp_path: Path) -> None:
     assert len(placed) == 1
     values = sorted(r.value for part in (0, 1) for r in f.read(part, 0, 10))
     assert values == [b"1", b"2", b"3"]
+
+
+def _open_at_once(path: str, barrier: Any) -> None:
+    barrier.wait()
+    for _ in range(OPENS):  # each last close checkpoints and drops the WAL: the next open recovers
+        store = StoreFile(Path(path), partitions=3, table=False)
+        store.append([("k", b"v")])
+        store.close()
+
+
+OPENS = 40
+
+
+def test_processes_opening_one_new_file_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+    # Two Job Ds starting together open the same stream file; switching it to WAL (or
+    # recovering its WAL) answered "database is locked" at once to one of them, without
+    # waiting the busy timeout, which crashed that job (a CI run of test_routing).
+    ctx = mp.get_context("spawn")
+    procs_per_file, files = 4, 3
+    for i in range(files):
+        path = tmp_path / f"s{i}.db"
+        barrier = ctx.Barrier(procs_per_file)
+        procs = [ctx.Process(target=_open_at_once, args=(str(path), barrier)) for _ in range(procs_per_file)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * procs_per_file, f"file {i}"
+        ends = StoreFile(path, partitions=3, table=False).end_offsets()
+        assert sum(ends.values()) == procs_per_file * OPENS
