@@ -150,7 +150,7 @@ def run_through_a_restart(
 
     log = tmp_path / "flow.log"
     written = progress(settings, "sma_wide")
-    proc = start(JOB_A, env, log)
+    proc = start(JOB_A, env | {"PYTHONFAULTHANDLER": "1"}, log)  # a native crash leaves its trace
     feed_error: list[BaseException] = []
     feeder: threading.Thread | None = None
     try:
@@ -170,7 +170,7 @@ def run_through_a_restart(
     assert feeder is not None
     feeder.join(120)
     assert not feed_error, feed_error
-    assert rc == 0, log.read_text()[-3000:]
+    assert rc == 0, f"Job A exited {rc} (negative: killed by that signal):\n{log.read_text()[-3000:]}"
 
     rows = read_stream(settings, "sma_wide")
     assert by_id(rows, row_id) == want
