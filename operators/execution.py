@@ -19,6 +19,10 @@ with a fake venue and a fake clock.
   holds open for us; a synthetic fill in the answers (quantity filled there that we
   never received) becomes a CRITICAL ``VENUE_RECONCILIATION`` event and moves the
   account to REDUCING through the control table.
+- **A venue is not trusted blindly.** What the adapter finds wrong with the venue
+  (``VenueAdapter.poll_findings``: it lost its state, refused logons, over-fills,
+  reports of orders we never sent or that contradict ours) becomes CRITICAL risk
+  events, and for the findings that say so the accounts concerned go to REDUCING.
 - **Figures.** Ack and fill latencies on the injected monotonic clock, from handing the
   order to the adapter to its first ack and its final fill, and windowed
   ``ExecutionMetrics``.
@@ -36,7 +40,7 @@ from typing import Any
 
 from operators.sequencing import TableGate
 from operators.stats import percentile
-from operators.venue import VenueAdapter
+from operators.venue import VenueAdapter, VenueFinding
 from schemas import (
     CANCEL_REJECTED_PREFIX,
     Control,
@@ -226,6 +230,8 @@ class ExecutionEngine:
             if rep.synthetic:
                 out.extend(reconciliation_finding(rep))
             self._measure(rep, now)
+        for finding in self.venue.poll_findings():
+            out.extend(venue_alarm(self.venue.name, finding, self._now()))
         if now >= self._next_metrics:
             out.append(self.metrics())
             self._next_metrics = now + self.policy.metrics_interval_s
@@ -399,3 +405,37 @@ def reconciliation_finding(fill: VenueFill) -> list[Record]:
             reason=f"reconciliation: {reason}", updated_by="execution", ts=fill.ts,
         ),
     ]
+
+
+def venue_alarm(venue: str, finding: VenueFinding, ts: datetime) -> list[Record]:
+    """Turn one ``VenueFinding`` into CRITICAL risk events and, if asked, REDUCING controls.
+
+    One event per account concerned (one under ``venue:<name>`` when none is); the
+    event id comes from the finding's key, so the same finding raised again after a
+    replay is the same event.
+    """
+    accounts = finding.accounts or (f"venue:{venue}",)
+    out: list[Record] = []
+    for account in accounts:
+        out.append(
+            RiskEvent(
+                event_id=f"E-{finding.rule}-{finding.key}-{account}"[:160],
+                account=account,
+                rule=finding.rule,
+                severity=Severity.CRITICAL,
+                message=f"venue {venue}: {finding.message}",
+                symbol=finding.symbol,
+                order_id=finding.order_id,
+                values={"venue": venue, **finding.values},
+                ts=ts,
+            )
+        )
+        if finding.reduce and finding.accounts:
+            out.append(
+                Control(
+                    scope=str(Scope.account(account)), state=TradingState.REDUCING,
+                    reason=f"{finding.rule} at venue {venue}: {finding.message}"[:1000],
+                    updated_by="execution", ts=ts,
+                )
+            )
+    return out

@@ -26,6 +26,9 @@ NautilusTrader's execution-client template: a table of required and optional met
 |                               |             | recovery snapshot (default: None)      |
 | ``restore(state)``            | optional    | resume from a snapshot, before connect |
 |                               |             | (default: nothing to restore)          |
+| ``poll_findings()``           | optional    | what the adapter found wrong with the  |
+|                               |             | venue since the last call, as          |
+|                               |             | ``VenueFinding`` (default: none)       |
 +-------------------------------+-------------+----------------------------------------+
 
 Adapters never block the caller: their I/O runs on a thread of their own (or an
@@ -64,6 +67,28 @@ class VenueOrder:
     in_flight: bool = False
     """True while the outcome is unknown (sent, no answer yet, or not confirmed since a
     restart): such an order is asked about, never re-sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class VenueFinding:
+    """Something the venue did that must not be trusted blindly: a CRITICAL alarm.
+
+    The execution engine turns each into one CRITICAL ``RiskEvent`` per account (or
+    one for the venue when no account is concerned) and, with ``reduce``, moves every
+    listed account to REDUCING through the control table until operations reconcile.
+    """
+
+    rule: str
+    """``VENUE_STATE_LOST``, ``LOGON_REFUSED``, ``UNKNOWN_ORDER``, ``OVERFILL``,
+    ``REPORT_MISMATCH``, ``FILLED_ORDER_UNKNOWN``..."""
+    message: str
+    key: str
+    """Makes the event id: the same finding found again gets the same id."""
+    accounts: tuple[str, ...] = ()
+    order_id: str | None = None
+    symbol: str | None = None
+    reduce: bool = False
+    values: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +172,10 @@ class VenueAdapter(ABC):
 
     def restore(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional, a no-op by default
         """Resume from a ``snapshot()``, before ``connect()``; nothing to restore by default."""
+
+    def poll_findings(self) -> list[VenueFinding]:
+        """Return the alarms raised about the venue since the last call (none by default)."""
+        return []
 
     # -- conveniences built on the required methods ------------------------------------
 

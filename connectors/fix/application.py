@@ -15,8 +15,7 @@ NOT_SENT and stays rejected on any replay.
 Reports: every ExecutionReport becomes at most one VenueFill, de-duplicated by ExecID
 across restarts (persisted, bounded); cumulative quantities are capped by the order
 quantity. An OrderCancelReject becomes a CANCEL_REJECTED report (the order itself
-did not change). A session Reject or
-BusinessMessageReject of a NewOrderSingle becomes a REJECTED report. Every report
+did not change). Every report
 this layer makes is appended to the store's outbox (``OrderJournal.log_report``)
 before the ExecID is remembered or the order's phase moves, so a report is either
 replayable after a crash or never taken as seen.
@@ -31,6 +30,25 @@ so the average matches the venue's AvgPx, status PARTIAL or FILLED, reason ``syn
 fill: ...``. After a logon every open order (IN_FLIGHT or WORKING) gets an
 OrderStatusRequest, so such a gap is found even when the venue sends nothing more for
 the order.
+
+The venue is not trusted blindly; what it does wrong becomes a ``VenueFinding``
+(``take_findings``; the engine makes CRITICAL risk events of them):
+
+- A session Reject (35=3) or BusinessMessageReject (35=j) of a NewOrderSingle does
+  not decide the order: it sends an OrderStatusRequest (``take_requests``) and the
+  answer does. A venue answering "unknown order" for an order with fills is a
+  ``FILLED_ORDER_UNKNOWN`` finding, and the order is not moved to REJECTED.
+- Over-fills are capped consistently: CumQty at the order quantity and LastQty at
+  what is left of it; the excess is an ``OVERFILL`` finding.
+- A report for a ClOrdID we never sent is an ``UNKNOWN_ORDER`` finding.
+- Side, Account and Symbol come from our order map; a report saying otherwise is a
+  ``REPORT_MISMATCH`` finding.
+- The venue lost its state (``VENUE_STATE_LOST``) or refuses logons
+  (``LOGON_REFUSED``): a finding naming every account with an open order, to be
+  moved to REDUCING.
+- ``safe_to_resend`` tells the session which stored messages may go out again on a
+  ResendRequest: not a NewOrderSingle or cancel of an order that is done or has fills,
+  nor one older than ``resend_max_age_s``.
 
 ExecType (150) -> status: 0 NEW; A and 6/E (pending new/cancel/replace) ACK; F (and
 FIX 4.2's 1/2) PARTIAL or FILLED by OrdStatus/LeavesQty; 4 CANCELED; 8 REJECTED;
@@ -60,11 +78,12 @@ from connectors.fix.codec import (
     fmt_time,
     parse,
     parse_time,
+    safe_text,
     text,
 )
 from connectors.fix.session import Clock, EventKind, SessionEvent, utc_now
 from connectors.fix.store import OrderEntry, OrderJournal, OrderPhase
-from connectors.venues.base import VenueOrder
+from connectors.venues.base import VenueFinding, VenueOrder
 from schemas import (
     CANCEL_REJECTED_PREFIX,
     SYNTHETIC_TAG,
@@ -154,19 +173,25 @@ def safe_exec_id(value: str) -> str:
     return "X-" + sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-def _name_or(value: str | None, default: str) -> str:
-    return value if value and _NAME.match(value) else default
-
 
 class FixApplication:
     """Turn orders into FIX messages and FIX reports into VenueFills (see module doc)."""
 
     def __init__(
-        self, venue: str, journal: OrderJournal, clock: Clock = utc_now, *, fill_gaps: bool = False
+        self,
+        venue: str,
+        journal: OrderJournal,
+        clock: Clock = utc_now,
+        *,
+        fill_gaps: bool = False,
+        resend_max_age_s: float = 10.0,
     ) -> None:
         self._venue = venue
         self._journal = journal
         self._clock = clock
+        self._resend_max_age_s = resend_max_age_s
+        self._findings: list[VenueFinding] = []
+        self._requests: list[AppMessage] = []
         self._fill_gaps = fill_gaps
         """Precede a report whose CumQty is above the logged fills with a synthetic fill;
         off, every ExecutionReport maps to at most one VenueFill."""
@@ -182,6 +207,8 @@ class FixApplication:
             "bad_reports": 0,
             "not_resent": 0,
             "synthetic_fills": 0,
+            "findings": 0,
+            "not_resent_on_request": 0,
         }
 
     @property
@@ -338,7 +365,10 @@ class FixApplication:
         return []
 
     def on_event(self, event: SessionEvent) -> list[VenueFill]:
-        """Turn a session Reject of one of our orders into a REJECTED report."""
+        """Act on a session event: a Reject of one of our orders, or a venue gone wrong."""
+        if event.kind in (EventKind.VENUE_STATE_LOST, EventKind.LOGON_REFUSED):
+            self._venue_alarm(event)
+            return []
         if event.kind is not EventKind.REJECT_RECEIVED or event.ref_message is None:
             return []
         ref = parse(event.ref_message)
@@ -349,12 +379,61 @@ class FixApplication:
             parse_time(text(ref, Tag.SENDING_TIME)),
         )
 
+    def take_findings(self) -> list[VenueFinding]:
+        """Return the findings about the venue since the last call."""
+        out, self._findings = self._findings, []
+        return out
+
+    def take_requests(self) -> list[AppMessage]:
+        """Return the messages this layer wants sent on its own (status requests)."""
+        out, self._requests = self._requests, []
+        return out
+
+    def safe_to_resend(self, msg: simplefix.FixMessage) -> bool:
+        """Tell whether a stored message may go out again on a ResendRequest (see doc)."""
+        msg_type = text(msg, Tag.MSG_TYPE)
+        if msg_type not in (MsgType.NEW_ORDER_SINGLE, MsgType.ORDER_CANCEL_REQUEST):
+            return True
+        ref = Tag.CL_ORD_ID if msg_type == MsgType.NEW_ORDER_SINGLE else Tag.ORIG_CL_ORD_ID
+        cl_ord_id = text(msg, ref)
+        entry = self._journal.by_cl_ord_id(cl_ord_id) if cl_ord_id else None
+        sent = parse_time(text(msg, Tag.SENDING_TIME))
+        age = (self._clock() - sent).total_seconds() if sent is not None else float("inf")
+        safe = (
+            entry is not None
+            and entry.phase is not OrderPhase.DONE
+            and self._journal.reports.reported(entry.order_id).qty == 0
+            and age <= self._resend_max_age_s
+        )
+        if not safe:
+            self.counts["not_resent_on_request"] += 1
+            log.warning("fix: 35=%s of %s (%.1fs old) not re-sent: done, filled or too old",
+                        msg_type, cl_ord_id, age)
+        return safe
+
+    def _find_out(self, finding: VenueFinding) -> None:
+        self.counts["findings"] += 1
+        log.critical("fix: %s: %s", finding.rule, finding.message)
+        self._findings.append(finding)
+
+    def _venue_alarm(self, event: SessionEvent) -> None:
+        accounts = sorted({
+            e.account for e in self._journal.entries()
+            if e.phase in (OrderPhase.IN_FLIGHT, OrderPhase.WORKING)
+        })
+        at = fmt_time(self._clock()).replace("-", "T")
+        self._find_out(VenueFinding(
+            rule=event.kind.value, message=event.text, key=f"{at}-{event.ref_seq or 0}",
+            accounts=tuple(accounts), reduce=True,
+            values={"open_accounts": str(len(accounts))},
+        ))
+
     def _execution_report(self, msg: simplefix.FixMessage) -> list[VenueFill]:
         entry = self._find(msg)
         exec_id = text(msg, Tag.EXEC_ID) or ""
         if entry is None:
             self.counts["unknown_reports"] += 1
-            log.warning("fix: ExecutionReport %s for an order we never sent; dropped", exec_id)
+            self._unknown_order(msg, exec_id)
             return []
         if self._journal.seen(exec_id):
             self.counts["duplicates"] += 1
@@ -362,6 +441,17 @@ class FixApplication:
             return []
         exec_type, ord_status = text(msg, Tag.EXEC_TYPE) or "", text(msg, Tag.ORD_STATUS) or ""
         status = exec_status(exec_type, ord_status, decimal(msg, Tag.LEAVES_QTY))
+        filled = self._journal.reports.reported(entry.order_id).qty
+        if status is ExecStatus.REJECTED and exec_type == "I" and filled > 0:
+            self._journal.mark_seen(exec_id)
+            self._find_out(VenueFinding(
+                rule="FILLED_ORDER_UNKNOWN",
+                message=f"the venue does not know order {entry.order_id}, of which "
+                f"{fmt_decimal(filled)} was filled: kept as it was, not REJECTED",
+                key=safe_exec_id(exec_id), accounts=(entry.account,), order_id=entry.order_id,
+                symbol=entry.symbol, reduce=True, values={"filled_qty": fmt_decimal(filled)},
+            ))
+            return []
         if status is None:
             self.counts["bad_reports"] += 1
             log.warning("fix: ExecType %s not understood; dropped", text(msg, Tag.EXEC_TYPE))
@@ -436,9 +526,21 @@ class FixApplication:
     ) -> VenueFill | None:
         qty = Decimal(entry.qty)
         cum = decimal(msg, Tag.CUM_QTY) or Decimal(0)
-        if cum > qty:
-            log.error("fix: %s CumQty %s above order qty %s; capped", exec_id, cum, qty)
-            cum = qty
+        last_qty = decimal(msg, Tag.LAST_QTY) or Decimal(0)
+        room = max(qty - self._journal.reports.reported(entry.order_id).qty, Decimal(0))
+        if cum > qty or last_qty > room:
+            self._find_out(VenueFinding(
+                rule="OVERFILL",
+                message=f"{exec_id} reports CumQty {fmt_decimal(cum)} / LastQty "
+                f"{fmt_decimal(last_qty)} on {entry.order_id} of {fmt_decimal(qty)} with "
+                f"{fmt_decimal(room)} left: capped at the order quantity",
+                key=safe_exec_id(exec_id), accounts=(entry.account,), order_id=entry.order_id,
+                symbol=entry.symbol,
+                values={"cum_qty": fmt_decimal(cum), "last_qty": fmt_decimal(last_qty),
+                        "order_qty": fmt_decimal(qty)},
+            ))
+            cum, last_qty = min(cum, qty), min(last_qty, room)
+        self._check_identity(msg, entry, exec_id)
         venue_order_id = text(msg, Tag.ORDER_ID)
         if venue_order_id and venue_order_id != "NONE" and _clean(venue_order_id):
             self._journal.record_venue_id(entry.order_id, venue_order_id)
@@ -451,10 +553,10 @@ class FixApplication:
                 venue=self._venue,
                 exec_id=safe_exec_id(exec_id),
                 status=status,
-                account=_name_or(text(msg, Tag.ACCOUNT), entry.account),
-                symbol=_name_or(text(msg, Tag.SYMBOL), entry.symbol),
-                side=_SIDE_IN.get(text(msg, Tag.SIDE) or "", Side(entry.side)),
-                last_qty=decimal(msg, Tag.LAST_QTY) or Decimal(0),
+                account=entry.account,
+                symbol=entry.symbol,
+                side=Side(entry.side),
+                last_qty=last_qty,
                 last_px=decimal(msg, Tag.LAST_PX) or Decimal(0),
                 cum_qty=cum,
                 leaves_qty=max(decimal(msg, Tag.LEAVES_QTY) or Decimal(0), Decimal(0)),
@@ -468,6 +570,37 @@ class FixApplication:
             self.counts["bad_reports"] += 1
             log.error("fix: ExecutionReport %s does not make a valid fill: %s", exec_id, exc)
             return None
+
+    def _check_identity(self, msg: simplefix.FixMessage, entry: OrderEntry, exec_id: str) -> None:
+        """Find out a report whose Side, Account or Symbol is not the order's (ours win)."""
+        theirs = {
+            "side": _SIDE_IN.get(text(msg, Tag.SIDE) or "", Side(entry.side)).value,
+            "account": text(msg, Tag.ACCOUNT) or entry.account,
+            "symbol": text(msg, Tag.SYMBOL) or entry.symbol,
+        }
+        ours = {"side": Side(entry.side).value, "account": entry.account, "symbol": entry.symbol}
+        wrong = sorted(k for k in ours if theirs[k] != ours[k])
+        if not wrong:
+            return
+        said = ", ".join(f"{k} {safe_text(theirs[k], 40)!r} instead of {ours[k]!r}" for k in wrong)
+        self._find_out(VenueFinding(
+            rule="REPORT_MISMATCH",
+            message=f"{safe_text(exec_id, 80)} on {entry.order_id} says {said}; the order's own are used",
+            key=safe_exec_id(exec_id), accounts=(entry.account,), order_id=entry.order_id,
+            symbol=entry.symbol, values={k: safe_text(theirs[k], 40) for k in wrong},
+        ))
+
+    def _unknown_order(self, msg: simplefix.FixMessage, exec_id: str) -> None:
+        cl_ord_id = safe_text(text(msg, Tag.CL_ORD_ID) or "", 64)
+        account = text(msg, Tag.ACCOUNT) or ""
+        self._find_out(VenueFinding(
+            rule="UNKNOWN_ORDER",
+            message=f"ExecutionReport {safe_text(exec_id, 80)} for ClOrdID {cl_ord_id!r}, "
+            "which we never sent: dropped",
+            key=safe_exec_id(exec_id or cl_ord_id or "none"),
+            accounts=(account,) if _clean(account) and len(account) <= 64 else (),
+            values={"cl_ord_id": cl_ord_id},
+        ))
 
     def _advance(self, entry: OrderEntry, fill: VenueFill, ord_status: str) -> None:
         entry.cum_qty, entry.avg_px, entry.leaves_qty = fill.cum_qty, fill.avg_px, fill.leaves_qty
@@ -526,10 +659,13 @@ class FixApplication:
         if self._journal.seen(exec_id):
             return []
         if ref_type == MsgType.NEW_ORDER_SINGLE:
-            self.counts["rejects"] += 1
-            out = self._emit([self._local(entry, ExecStatus.REJECTED, exec_id, why, ts=ts, exact_id=True)])
-            self._journal.record_phase(entry.order_id, OrderPhase.DONE, "refused")
-            return out
+            # Not a verdict on the order (it may be a resent copy of one the venue has):
+            # the venue's answer to a status request decides.
+            log.warning("fix: %s of order %s; asking the venue for its status", why, entry.order_id)
+            if entry.phase is not OrderPhase.DONE:
+                entry.phase = OrderPhase.IN_FLIGHT
+                self._requests.append(self._status_request(entry))
+            return []
         if ref_type == MsgType.ORDER_CANCEL_REQUEST:
             reason = f"{CANCEL_REJECTED_PREFIX}{why}"
             out = self._emit(

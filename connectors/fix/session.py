@@ -20,8 +20,17 @@ What it does, per the FIX 4.4 session protocol:
   once, and the queue is drained as the gap fills.
 * Inbound seq too low: ignored when PossDupFlag=Y (a duplicate), otherwise Logout and
   disconnect ("MsgSeqNum too low").
+* **The venue lost its state**: its Logon comes with a MsgSeqNum below the one
+  expected (it was restarted with an empty store). That raises a ``VENUE_STATE_LOST``
+  event every time. With ``adopt_venue_reset`` (the default) the venue's numbering is
+  taken and the logon goes on, but nothing we sent before it is ever re-sent: the
+  venue's ResendRequest for those gets a GapFill, so an order the venue forgot is
+  never executed a second time. Without it the logon is refused ("MsgSeqNum too low").
+* Logons that fail ``logon_refused_alarm`` times in a row raise ``LOGON_REFUSED``.
 * ResendRequest answered from the store: application messages re-sent with
-  PossDupFlag=Y and OrigSendingTime; admin messages (never stored) replaced by
+  PossDupFlag=Y and OrigSendingTime, unless ``resend_filter`` (the application's
+  judgement, e.g. "that order is done") says a message is unsafe to send again;
+  admin messages (never stored) and unsafe ones are replaced by
   SequenceReset-GapFill, consecutive ones collapsed into one.
 * SequenceReset in both modes; a reset lowering the sequence is rejected.
 * Garbled frames (bad checksum, bad body length, unparsable) are logged and dropped
@@ -136,6 +145,8 @@ class EventKind(StrEnum):
     RESEND_ANSWERED = "RESEND_ANSWERED"
     DUPLICATE_IGNORED = "DUPLICATE_IGNORED"
     SEQUENCE_RESET = "SEQUENCE_RESET"
+    VENUE_STATE_LOST = "VENUE_STATE_LOST"
+    LOGON_REFUSED = "LOGON_REFUSED"
     ERROR = "ERROR"
 
 
@@ -194,6 +205,11 @@ class FixSession:
         self._queued: dict[int, simplefix.FixMessage] = {}
         self._closing = False
         self._batches = 0
+        self._failed_logons = 0
+        self._resend_floor = 1
+        """Our messages below this MsgSeqNum are never re-sent (the venue lost them)."""
+        self.resend_filter: Callable[[simplefix.FixMessage], bool] | None = None
+        """Set by the application layer: False for a stored message unsafe to re-send."""
         self.msgs_sent = 0
         self.msgs_received = 0
 
@@ -260,6 +276,7 @@ class FixSession:
     def connected(self) -> SessionOutput:
         """Start a session on a fresh connection: send Logon."""
         now = self._clock()
+        alarm = self._logon_refused_alarm()
         self._framer.reset()
         self._queued.clear()
         self._resend_until = None
@@ -278,6 +295,8 @@ class FixSession:
         if self._s.password is not None:
             fields.append((Tag.PASSWORD, self._s.password.get_secret_value()))
         out = SessionOutput([self._send_admin(MsgType.LOGON, fields)])
+        if alarm is not None:
+            out.events.append(alarm)
         self._set_state(SessionState.LOGON_SENT, now)
         self._last_received = now
         self._save()
@@ -285,6 +304,8 @@ class FixSession:
 
     def disconnected(self) -> None:
         """Note that the connection is gone (either side closed it)."""
+        if self._state is SessionState.LOGON_SENT:
+            self._failed_logons += 1
         self._set_state(SessionState.DISCONNECTED, self._clock())
         self._framer.reset()
         self._queued.clear()
@@ -388,8 +409,12 @@ class FixSession:
                     )
                 )
                 return out
-            self._fatal(out, f"MsgSeqNum too low, expecting {expected} but received {seq}")
-            return out
+            if msg_type != MsgType.LOGON or self._state is not SessionState.LOGON_SENT:
+                self._fatal(out, f"MsgSeqNum too low, expecting {expected} but received {seq}")
+                return out
+            if not self._venue_lost_state(seq, expected, out):
+                return out
+            expected = seq
         if seq > expected:
             self._on_gap(msg, msg_type, seq, expected, out)
             return out
@@ -534,6 +559,7 @@ class FixSession:
         now = self._clock()
         self._set_state(SessionState.ACTIVE, now)
         self._test_req_id = None
+        self._failed_logons = 0
         hb = text(msg, Tag.HEART_BT_INT)
         out.events.append(SessionEvent(EventKind.LOGON, f"logged on (HeartBtInt {hb})"))
         log.info("%s: logged on", self._s.session_id)
@@ -563,15 +589,22 @@ class FixSession:
             why = f"nothing to resend from {begin} (last {last})"
             out.events.append(SessionEvent(EventKind.RESEND_ANSWERED, why))
             return
-        out.outbound.extend(self._resend(begin, end))
-        out.events.append(SessionEvent(EventKind.RESEND_ANSWERED, f"resent {begin}..{end}"))
-        log.info("%s: resent %d..%d", self._s.session_id, begin, end)
+        frames, withheld = self._resend(begin, end)
+        out.outbound.extend(frames)
+        kept = f", {withheld} unsafe to send again replaced by GapFill" if withheld else ""
+        out.events.append(SessionEvent(EventKind.RESEND_ANSWERED, f"resent {begin}..{end}{kept}"))
+        log.info("%s: resent %d..%d%s", self._s.session_id, begin, end, kept)
 
-    def _resend(self, begin: int, end: int) -> list[bytes]:
+    def _resend(self, begin: int, end: int) -> tuple[list[bytes], int]:
+        """Return the frames answering a ResendRequest and how many stored ones were withheld."""
         stored = self._store.messages(begin, end)
         frames: list[bytes] = []
         gap_from: int | None = begin
+        withheld = 0
         for seq in sorted(stored):
+            if not self._safe_to_resend(seq, stored[seq]):
+                withheld += 1
+                continue  # part of the gap: a GapFill covers it
             if gap_from is not None and gap_from < seq:
                 frames.append(self._gap_fill_frame(gap_from, seq))
             frames.append(self._possdup_copy(stored[seq]))
@@ -580,7 +613,42 @@ class FixSession:
             frames.append(self._gap_fill_frame(gap_from, end + 1))
         self._last_sent = self._clock()
         self.msgs_sent += len(frames)
-        return frames
+        return frames, withheld
+
+    def _safe_to_resend(self, seq: int, raw: bytes) -> bool:
+        if seq < self._resend_floor:
+            return False
+        if self.resend_filter is None:
+            return True
+        try:
+            return self.resend_filter(parse(raw))
+        except ValueError:
+            return False
+
+    def _venue_lost_state(self, seq: int, expected: int, out: SessionOutput) -> bool:
+        """Handle a Logon numbered below what we expect; tell whether the logon goes on."""
+        adopt = self._s.adopt_venue_reset
+        why = (
+            f"the venue's Logon has MsgSeqNum {seq}, we expected {expected}: it lost its state"
+            + (f"; its numbering is taken and nothing below {self._store.next_sender_seq} is re-sent"
+               if adopt else "; logon refused")
+        )
+        out.events.append(SessionEvent(EventKind.VENUE_STATE_LOST, why, ref_seq=seq))
+        log.critical("%s: %s", self._s.session_id, why)
+        if not adopt:
+            self._fatal(out, f"MsgSeqNum too low, expecting {expected} but received {seq}")
+            return False
+        self._resend_floor = self._store.next_sender_seq
+        self._store.next_target_seq = seq
+        return True
+
+    def _logon_refused_alarm(self) -> SessionEvent | None:
+        limit = self._s.logon_refused_alarm
+        if self._failed_logons == 0 or self._failed_logons % limit:
+            return None
+        why = f"{self._failed_logons} logons in a row failed or were refused by the venue"
+        log.critical("%s: %s", self._s.session_id, why)
+        return SessionEvent(EventKind.LOGON_REFUSED, why)
 
     def _possdup_copy(self, raw: bytes) -> bytes:
         original = parse(raw)

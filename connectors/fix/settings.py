@@ -67,6 +67,19 @@ class FixSettings(BaseModel):
     difference, so a fill lost in a crash still reaches venue_fills
     (``TRADEFLOW_FIX__FILL_GAPS``; see ``connectors.fix.application``)."""
 
+    adopt_venue_reset: bool = True
+    """When the venue's Logon is numbered below what we expect (it lost its state), take
+    its numbering and go on, never re-sending anything sent before; a CRITICAL event is
+    raised either way. False: refuse the logon ("MsgSeqNum too low") until an operator
+    resets the sequences (``TRADEFLOW_FIX__ADOPT_VENUE_RESET``)."""
+    logon_refused_alarm: int = Field(default=3, ge=1)
+    """Raise a CRITICAL event after this many failed logons in a row (and every as many
+    after)."""
+    resend_max_age_s: float = Field(default=10.0, gt=0)
+    """A NewOrderSingle or cancel older than this is never re-sent on a ResendRequest
+    (a GapFill replaces it), nor one whose order is done or has fills: the venue has
+    seen it, or must not see it late."""
+
     @model_validator(mode="after")
     def _distinct_comp_ids(self) -> FixSettings:
         if self.sender_comp_id == self.target_comp_id:

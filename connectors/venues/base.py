@@ -7,11 +7,11 @@ required and optional methods.
 
 from __future__ import annotations
 
-from operators.venue import VenueAdapter, VenueHealth, VenueOrder
+from operators.venue import VenueAdapter, VenueFinding, VenueHealth, VenueOrder
 
 
 class VenueError(RuntimeError):
     """A venue adapter is misconfigured or was used out of order."""
 
 
-__all__ = ["VenueAdapter", "VenueError", "VenueHealth", "VenueOrder"]
+__all__ = ["VenueAdapter", "VenueError", "VenueFinding", "VenueHealth", "VenueOrder"]

@@ -45,7 +45,7 @@ from connectors.fix.session import (
 )
 from connectors.fix.settings import FixSettings
 from connectors.fix.store import OrderJournal, OrderPhase, SessionStore, SyncGroup
-from connectors.venues.base import VenueAdapter, VenueError, VenueHealth, VenueOrder
+from connectors.venues.base import VenueAdapter, VenueError, VenueFinding, VenueHealth, VenueOrder
 from operators.stats import percentile
 from schemas import ExecStatus, OrderAction, ValidatedOrder, VenueFill
 
@@ -118,8 +118,10 @@ class FixVenue(VenueAdapter):
         self._next_report = journal.replay_reports(self._replay_from)
         self._session = FixSession(self._settings, store, self._clock)
         self._app = FixApplication(
-            self._name, journal, self._clock, fill_gaps=self._settings.fill_gaps
+            self._name, journal, self._clock, fill_gaps=self._settings.fill_gaps,
+            resend_max_age_s=self._settings.resend_max_age_s,
         )
+        self._session.resend_filter = self._app.safe_to_resend
         self._initiator = FixInitiator(self._session, self)
         self._initiator.start()
         restored, self._restored = self._restored, []
@@ -204,6 +206,14 @@ class FixVenue(VenueAdapter):
         """Enqueue an OrderStatusRequest; the answer arrives as a STATUS report."""
         self._initiator_or_fail().call_soon(lambda: self._status(order_id))
 
+    def poll_findings(self) -> list[VenueFinding]:
+        """Return what was found wrong with the venue since the last call (see the application)."""
+        initiator, app = self._initiator, self._app
+        if initiator is None or app is None:
+            return []
+        with initiator.lock:
+            return app.take_findings()
+
     def open_orders(self) -> list[VenueOrder]:
         """Return the orders sent and not done (IN_FLIGHT ones flagged)."""
         initiator, app = self._initiator, self._app
@@ -253,11 +263,15 @@ class FixVenue(VenueAdapter):
                 self._session_error = event.text
         for msg in out.app_messages:
             self._add(app.on_message(msg))
-        if not logon or not session.ready:
+        asks = app.take_requests()  # status requests the application decided on
+        if not session.ready:
             return []
+        frames = [session.send_app(m) for m in asks]
+        if not logon:
+            return frames
         self._logons += 1
         self._logged_on.set()
-        frames = [session.send_app(m) for m in app.on_logon()]
+        frames += [session.send_app(m) for m in app.on_logon()]
         now = time.monotonic()
         self._asked = dict.fromkeys(app.in_flight(), now)
         pending, self._pending = self._pending, []

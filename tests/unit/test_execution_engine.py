@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from operators.execution import ExecutionEngine, ExecutionPolicy
-from operators.venue import VenueAdapter, VenueHealth, VenueOrder
+from operators.venue import VenueAdapter, VenueFinding, VenueHealth, VenueOrder
 from schemas import (
     Control,
     ExecStatus,
@@ -35,6 +35,7 @@ class FakeVenue(VenueAdapter):
         self.asked: list[str] = []
         self.reports: list[VenueFill] = []
         self.working: list[VenueOrder] = []
+        self.findings: list[VenueFinding] = []
         self.logons = 0
         self.restored: dict[str, Any] | None = None
         self.connected = self.closed = False
@@ -66,6 +67,10 @@ class FakeVenue(VenueAdapter):
 
     def request_status(self, order_id: str) -> None:
         self.asked.append(order_id)
+
+    def poll_findings(self) -> list[VenueFinding]:
+        out, self.findings = self.findings, []
+        return out
 
     def open_orders(self) -> list[VenueOrder]:
         return list(self.working)
@@ -275,3 +280,24 @@ def test_a_resumed_engine_restores_the_venue_first_and_sends_nothing_again(
     resumed.on_order(order("O1"))
     assert again.submitted == []
     assert resumed.halted_by(order("O9", strategy="x")) is not None
+
+
+def test_a_venue_finding_becomes_critical_events_and_reduces_the_accounts_it_names(
+    venue: FakeVenue, clock: Clock
+) -> None:
+    e = engine(venue, clock, policy=ExecutionPolicy(metrics_interval_s=60, reconcile_s=0, session_check_s=0))
+    venue.findings.append(VenueFinding("VENUE_STATE_LOST", "lost its state", key="k1",
+                                       accounts=("A", "B"), reduce=True))
+    venue.findings.append(VenueFinding("UNKNOWN_ORDER", "never sent", key="k2"))
+    out = e.poll()
+    events = [r for r in out if isinstance(r, RiskEvent)]
+    controls = [r for r in out if isinstance(r, Control)]
+    assert [(ev.account, ev.rule, ev.severity) for ev in events] == [
+        ("A", "VENUE_STATE_LOST", Severity.CRITICAL),
+        ("B", "VENUE_STATE_LOST", Severity.CRITICAL),
+        ("venue:fake", "UNKNOWN_ORDER", Severity.CRITICAL),
+    ]
+    assert [(c.scope, c.state) for c in controls] == [
+        ("account:A", TradingState.REDUCING), ("account:B", TradingState.REDUCING),
+    ]
+    assert len({ev.event_id for ev in events}) == 3

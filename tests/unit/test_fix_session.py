@@ -329,7 +329,9 @@ class Venue:
         self.store = SessionStore(self.settings.session_dir, fsync=False)
         self.journal = OrderJournal(self.settings.session_dir, fsync=False)
         self.session = FixSession(self.settings, self.store, self.clock)
-        self.app = FixApplication("fixvenue", self.journal, self.clock)
+        self.app = FixApplication(
+            "fixvenue", self.journal, self.clock, resend_max_age_s=self.settings.resend_max_age_s
+        )
 
     def crash(self) -> None:
         self.store.close()
@@ -503,10 +505,111 @@ def test_order_cancel_reject_becomes_cancel_rejected_notice_with_reason(app: Fix
     assert notice.exec_id == "CXLREJ-o1-C1"
 
 
-def test_business_reject_of_new_order_becomes_rejected_fill(app: FixApplication) -> None:
-    (fill,) = app.on_message(parse(ER["business_reject"]))
+def test_business_reject_of_new_order_asks_the_venue_and_its_answer_decides(app: FixApplication) -> None:
+    assert app.on_message(parse(ER["business_reject"])) == []
+    (ask,) = app.take_requests()
+    assert ask.msg_type == "H"
+    assert ("11", "o1") in [(str(t), v) for t, v in ask.fields]
+    (fill,) = app.on_message(parse(ER["status_unknown"]))  # the venue never took it
     assert fill.status is ExecStatus.REJECTED
-    assert "Account blocked" in fill.reason
+    assert app.take_findings() == []
+
+
+def test_reject_after_a_partial_fill_never_makes_the_order_rejected(app: FixApplication) -> None:
+    """35=j after a fill: asked about; an 'unknown order' answer is a CRITICAL finding."""
+    (partial,) = app.on_message(parse(ER["partial"]))
+    assert app.on_message(parse(ER["business_reject"])) == []
+    assert [m.msg_type for m in app.take_requests()] == ["H"]
+    assert app.on_message(parse(ER["status_unknown"])) == []
+    (finding,) = app.take_findings()
+    assert finding.rule == "FILLED_ORDER_UNKNOWN"
+    assert finding.accounts == ("acc1",)
+    assert finding.reduce
+    assert app.journal.get("o1").phase is not OrderPhase.DONE  # type: ignore[union-attr]
+    (fill,) = app.on_message(parse(ER["fill"]))  # the venue's real fill still counts
+    assert (fill.status, fill.cum_qty) == (ExecStatus.FILLED, Decimal(100))
+
+
+def test_over_fill_caps_last_and_cum_qty_together_and_is_a_finding(app: FixApplication) -> None:
+    app.on_message(parse(ER["partial"]))  # 40 of 100
+    (fill,) = app.on_message(parse(ER["over_fill"]))  # says LastQty 150, CumQty 150
+    assert (fill.last_qty, fill.cum_qty) == (Decimal(60), Decimal(100))
+    (finding,) = app.take_findings()
+    assert finding.rule == "OVERFILL"
+    assert finding.values["last_qty"] == "150"
+
+
+def test_report_of_an_order_we_never_sent_is_a_finding(app: FixApplication) -> None:
+    assert app.on_message(parse(ER["unknown_order"])) == []
+    (finding,) = app.take_findings()
+    assert finding.rule == "UNKNOWN_ORDER"
+    assert finding.accounts == ("acc1",)
+    assert "zzz" in finding.message
+
+
+def test_side_account_and_symbol_come_from_our_order_map(app: FixApplication) -> None:
+    wrong = from_wire_log(
+        to_wire_log(ER["partial"]).replace("|1=acc1|", "|1=acc2|").replace("|54=1|", "|54=2|")
+    )
+    (fill,) = app.on_message(parse(wrong))
+    assert (fill.account, fill.side, fill.symbol) == ("acc1", Side.BUY, "AAPL")
+    (finding,) = app.take_findings()
+    assert finding.rule == "REPORT_MISMATCH"
+    assert finding.values == {"account": "acc2", "side": "SELL"}
+
+
+def test_resend_filter_withholds_done_filled_and_old_orders(tmp_path: Path) -> None:
+    v = Venue(tmp_path, resend_max_age_s=5.0)
+    v.session.resend_filter = v.app.safe_to_resend
+    v.logon()
+
+    def send(oid: str) -> None:
+        for m in v.app.new_order(new_order(oid)).messages:
+            v.session.send_app(m)
+
+    send("old")
+    v.clock.advance(3)
+    send("filled")
+    send("young")
+    fill = to_wire_log(ER["fill"]).replace("|11=o1|", "|11=filled|").replace("|17=E-f1|", "|17=E-x|")
+    v.deliver(v.msg("8", [(t, val.decode()) for t, val in parse(from_wire_log(fill))
+                          if t not in (8, 9, 10, 34, 35, 49, 52, 56)]))
+    v.clock.advance(3)  # 'old' is 6 s old (over 5), 'filled' and 'young' 3 s
+    out = v.session.receive(v.msg("2", [(7, "1"), (16, "0")]))
+    resent = [parse(f) for f in out.outbound]
+    assert [text(m, 11) for m in resent if text(m, 35) == "D"] == ["young"]
+    assert all(text(m, 43) == "Y" for m in resent)
+    assert "2 unsafe to send again replaced by GapFill" in out.events[-1].text
+
+
+def test_venue_that_lost_its_state_is_adopted_and_gets_nothing_resent(tmp_path: Path) -> None:
+    v = Venue(tmp_path)
+    v.logon()
+    for m in v.app.new_order(new_order("o1")).messages:
+        v.session.send_app(m)
+    v.session.disconnected()
+    v.seq = 1  # the venue restarts with an empty store
+    v.session.connected()
+    out = v.session.receive(v.msg("A", [(98, "0"), (108, "30")]))
+    assert v.session.state is SessionState.ACTIVE
+    assert [e.kind for e in out.events] == [EventKind.VENUE_STATE_LOST, EventKind.LOGON]
+    v.app.on_event(out.events[0])
+    (finding,) = v.app.take_findings()
+    assert (finding.rule, finding.accounts, finding.reduce) == ("VENUE_STATE_LOST", ("acc1",), True)
+    # its ResendRequest from 1 gets a single GapFill: o1 is never sent again
+    out = v.session.receive(v.msg("2", [(7, "1"), (16, "0")]))
+    (gap,) = [parse(f) for f in out.outbound]
+    assert (text(gap, 35), text(gap, 123), text(gap, 36)) == ("4", "Y", str(v.session.next_sender_seq))
+
+
+def test_logons_refused_in_a_row_raise_an_alarm(tmp_path: Path) -> None:
+    v = Venue(tmp_path, logon_refused_alarm=2)
+    kinds = []
+    for _ in range(4):
+        out = v.session.connected()
+        kinds.append([e.kind for e in out.events])
+        v.session.disconnected()  # the venue hangs up before its Logon
+    assert kinds == [[], [], [EventKind.LOGON_REFUSED], []]
 
 
 def test_exec_status_table_covers_trade_without_ord_status() -> None:
@@ -607,16 +710,17 @@ def test_possdup_resend_of_an_already_counted_fill_is_not_counted_again(tmp_path
     assert len(v.deliver(v.er("fill"))) == 1
 
 
-def test_session_reject_of_our_new_order_becomes_rejected_fill(tmp_path: Path) -> None:
+def test_session_reject_of_our_new_order_is_settled_by_a_status_request(tmp_path: Path) -> None:
     v = Venue(tmp_path)
     v.logon()
     (nos,) = [v.session.send_app(m) for m in v.app.new_order(new_order()).messages]
     seq = text(parse(nos), 34)
     fills = v.deliver(v.msg("3", [(45, seq or ""), (371, "40"), (372, "D"), (373, "5"),
                                   (58, "bad OrdType")]))
-    (fill,) = fills
+    assert fills == []
+    assert [m.msg_type for m in v.app.take_requests()] == ["H"]
+    (fill,) = v.deliver(v.er("status_unknown"))
     assert fill.status is ExecStatus.REJECTED
-    assert "bad OrdType" in fill.reason
     assert v.journal.get("o1").phase is OrderPhase.DONE  # type: ignore[union-attr]
 
 
