@@ -61,7 +61,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from hashlib import sha256
 
@@ -123,6 +123,10 @@ _EXEC_TYPE: dict[str, ExecStatus] = {
 _TRADE_TYPES = frozenset({"F", "1", "2"})
 _DONE = frozenset({ExecStatus.FILLED, ExecStatus.CANCELED, ExecStatus.REJECTED, ExecStatus.EXPIRED})
 _DONE_ORD_STATUS = frozenset({"2", "4", "8", "C"})
+STATUS_WAIT_S = 1.0
+"""After a status request, the next one for the same order waits this long (unless answered)..."""
+STATUS_WAIT_MAX_S = 30.0
+"""...doubling up to this."""
 PX_QUANTUM = Decimal("0.00000001")
 """Prices worked out here (synthetic fills) are rounded to DECIMAL(18,8)."""
 
@@ -191,6 +195,8 @@ class FixApplication:
         self._clock = clock
         self._resend_max_age_s = resend_max_age_s
         self._findings: list[VenueFinding] = []
+        self._asking: dict[str, tuple[datetime, float]] = {}
+        """Orders with a status request unanswered: when another may go, and the wait."""
         self._requests: list[AppMessage] = []
         self._fill_gaps = fill_gaps
         """Precede a report whose CumQty is above the logged fills with a synthetic fill;
@@ -208,6 +214,7 @@ class FixApplication:
             "not_resent": 0,
             "synthetic_fills": 0,
             "findings": 0,
+            "status_requests_held": 0,
             "not_resent_on_request": 0,
         }
 
@@ -249,7 +256,7 @@ class FixApplication:
             entry.phase.value,
         )
         entry.phase = OrderPhase.IN_FLIGHT
-        return Routed([self._status_request(entry)])
+        return Routed(self._status_request(entry))
 
     def reject_unsent(self, order: ValidatedOrder, reason: str) -> VenueFill:
         """Reject an order that never went out; it stays rejected on any replay."""
@@ -306,7 +313,7 @@ class FixApplication:
         if entry is None or entry.phase is OrderPhase.NOT_SENT:
             log.warning("fix: status request for %s, which was never sent", order_id)
             return Routed()
-        return Routed([self._status_request(entry)])
+        return Routed(self._status_request(entry))
 
     def on_logon(self) -> list[AppMessage]:
         """Return a status request for every open order (IN_FLIGHT or WORKING).
@@ -315,10 +322,12 @@ class FixApplication:
         connection was down in a way no resend brings back (a venue that crashed
         between booking a fill and sending it): the answer's CumQty tells.
         """
+        self._asking.clear()  # a new session: every open order may be asked again
         return [
-            self._status_request(e)
+            ask
             for e in self._journal.entries()
             if e.phase in (OrderPhase.IN_FLIGHT, OrderPhase.WORKING)
+            for ask in self._status_request(e)
         ]
 
     def in_flight(self) -> list[str]:
@@ -435,6 +444,7 @@ class FixApplication:
             self.counts["unknown_reports"] += 1
             self._unknown_order(msg, exec_id)
             return []
+        self._asking.pop(entry.order_id, None)  # any report answers a status request
         if self._journal.seen(exec_id):
             self.counts["duplicates"] += 1
             log.info("fix: ExecID %s already turned into a fill; dropped", exec_id)
@@ -519,6 +529,7 @@ class FixApplication:
     def _emit(self, fills: list[VenueFill]) -> list[VenueFill]:
         for fill in fills:
             self._journal.log_report(fill)
+            self._asking.pop(fill.order_id, None)  # answered: it may be asked again
         return fills
 
     def _fill(
@@ -664,7 +675,7 @@ class FixApplication:
             log.warning("fix: %s of order %s; asking the venue for its status", why, entry.order_id)
             if entry.phase is not OrderPhase.DONE:
                 entry.phase = OrderPhase.IN_FLIGHT
-                self._requests.append(self._status_request(entry))
+                self._requests += self._status_request(entry)
             return []
         if ref_type == MsgType.ORDER_CANCEL_REQUEST:
             reason = f"{CANCEL_REJECTED_PREFIX}{why}"
@@ -711,10 +722,23 @@ class FixApplication:
         fields.append((Tag.TIME_IN_FORCE, _TIF[order.time_in_force.value]))
         return AppMessage(MsgType.NEW_ORDER_SINGLE, tuple(fields))
 
-    def _status_request(self, entry: OrderEntry) -> AppMessage:
+    def _status_request(self, entry: OrderEntry) -> list[AppMessage]:
+        """Return an OrderStatusRequest for ``entry``, or none while one is unanswered.
+
+        One request per order at a time: another is sent only after an answer (any
+        report of the order) or after a wait that doubles from 1 s up to 30 s, so a
+        restart, the reconciliation and the lost-ack timer together never flood the venue.
+        """
+        now = self._clock()
+        asked = self._asking.get(entry.order_id)
+        if asked is not None and now < asked[0]:
+            self.counts["status_requests_held"] += 1
+            return []
+        wait = min(asked[1] * 2, STATUS_WAIT_MAX_S) if asked is not None else STATUS_WAIT_S
+        self._asking[entry.order_id] = (now + timedelta(seconds=wait), wait)
         self.counts["status_requests"] += 1
         fields = [(Tag.CL_ORD_ID, entry.cl_ord_id), *_order_identity(entry)]
-        return AppMessage(MsgType.ORDER_STATUS_REQUEST, tuple(fields))
+        return [AppMessage(MsgType.ORDER_STATUS_REQUEST, tuple(fields))]
 
     def _local(
         self,

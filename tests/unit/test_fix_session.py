@@ -665,7 +665,8 @@ def test_restarted_session_does_not_resend_a_stored_order_but_requests_its_statu
     after_logon = v.logon()
     replayed = [v.session.send_app(m) for m in v.app.new_order(new_order()).messages]
     assert sent_types(after_logon) == ["H"]
-    assert sent_types(replayed) == ["H"]
+    assert sent_types(replayed) == []  # never re-sent; its status is already being asked
+    assert v.app.counts["status_requests_held"] == 1
     assert text(parse(after_logon[0]), 11) == "o1"
     assert v.app.counts["not_resent"] == 1
 
@@ -981,3 +982,20 @@ def test_venue_exec_ids_that_break_the_id_pattern_get_a_stable_valid_id() -> Non
         assert out == safe_exec_id(bad)  # stable: de-duplication by exec id still holds
         assert out.startswith("X-")
         assert len("E-REC-" + out) <= RECORD_ID_MAX
+
+
+def test_status_requests_are_one_at_a_time_per_order_with_a_growing_wait(tmp_path: Path) -> None:
+    clock = FakeClock()
+    app = FixApplication("v", OrderJournal(tmp_path, fsync=False), clock)
+    app.new_order(new_order())
+    asks = [len(app.status_request("o1").messages) for _ in range(5)]
+    assert asks == [1, 0, 0, 0, 0]  # one in flight: a restart, reconciliation and a timer asking
+    clock.advance(1)
+    assert len(app.status_request("o1").messages) == 1  # unanswered for 1 s: again...
+    clock.advance(1)
+    assert app.status_request("o1").messages == []  # ...then it waits 2 s
+    clock.advance(1)
+    assert len(app.status_request("o1").messages) == 1
+    app.on_message(parse(ER["status"]))  # an answer: it may be asked at once
+    assert len(app.status_request("o1").messages) == 1
+    assert app.counts["status_requests_held"] == 5
