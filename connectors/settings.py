@@ -70,6 +70,9 @@ class PortfolioSettings(_Section):
     journal: bool = True
     """Write the input journal (risk_journal) and resume from it; off only for the
     shadow instance and benchmarks of the bare book."""
+    max_future_skew_s: float | None = Field(default=60.0, gt=0)
+    """A tick or signal dated more than this ahead of the wall clock goes to dead_letters
+    and is never a mark or a decision (None: no check)."""
 
 
 class ExecutionSettings(_Section):
@@ -84,6 +87,9 @@ class ExecutionSettings(_Section):
     default_venue: bool = True
     """Also serve the orders no route names. In a deployment with several Job D, exactly
     one may say so (or every order no route names would go to each of them)."""
+    max_future_skew_s: float | None = Field(default=60.0, gt=0)
+    """A tick dated more than this ahead of the wall clock goes to dead_letters and
+    never reaches the venue (the paper venue would fill at it); None: no check."""
     paper_latency_ms: int = 0
     paper_fill_fraction: float | None = None
     paper_fee_bps: float = 0.0

@@ -17,6 +17,7 @@ from connectors.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
 from connectors.registry import Connectors
 from operators.sequencing import Decoded as Decoded  # re-exported: flows import them from here
 from operators.sequencing import TableGate as TableGate
+from operators.sequencing import from_the_future
 from schemas import DeadLetter, DecodeError, Record, decode, encode
 
 R = TypeVar("R", bound=Record)
@@ -40,6 +41,26 @@ def dead_letter(
         job=job,
         ts=datetime.now(UTC),
     )
+
+
+def refuse_future(
+    step_id: str, up: Stream[Decoded[Any]], skew_s: float | None, *, job: str, what: str,
+    letters: list[Stream[Any]],
+) -> Stream[Decoded[Any]]:
+    """Send records dated more than ``skew_s`` ahead of the wall clock to dead letters.
+
+    The record needs a ``ts``; ``what`` names it in the reason (``future tick: ...``).
+    """
+    if skew_s is None:
+        return up
+
+    def why(d: Decoded[Any]) -> str | None:
+        return from_the_future(d.record.ts, datetime.now(UTC), skew_s)
+
+    split = op.branch(f"{step_id}_not_future", up, lambda d: why(d) is None)
+    letters.append(op.map(f"{step_id}_future", split.falses,
+                          lambda d: dead_letter_of(d, f"future {what}: {why(d)}; not used", job)))
+    return split.trues
 
 
 def dead_letter_of(d: Decoded[Any], reason: str, job: str, *, key: str | None = None) -> DeadLetter:
@@ -80,23 +101,37 @@ def decode_messages(
 def records(
     flow: Dataflow, conn: Connectors, stream: str, model: type[R], *, job: str,
     letters: list[Stream[Any]], sharded: bool = False, until_now: bool = False,
+    unreadable: list[Stream[Decoded[DeadLetter]]] | None = None,
 ) -> Stream[Decoded[R]]:
     """Read ``stream`` as decoded ``model`` records; what does not decode joins ``letters``.
 
     ``until_now``: a bounded run reads the stream only up to where it ends at start
-    (a table nobody closes, see ``Connectors.source``).
+    (a table nobody closes, see ``Connectors.source``). ``unreadable``: see ``decoded``.
     """
     raw = op.input(stream, flow, conn.source(stream, sharded=sharded, until_now=until_now))
-    return decoded(stream, raw, model, job=job, letters=letters)
+    return decoded(stream, raw, model, job=job, letters=letters, unreadable=unreadable)
 
 
 def decoded(
-    step_id: str, up: Stream[SourceMessage], model: type[R], *, job: str, letters: list[Stream[Any]]
+    step_id: str, up: Stream[SourceMessage], model: type[R], *, job: str, letters: list[Stream[Any]],
+    unreadable: list[Stream[Decoded[DeadLetter]]] | None = None,
 ) -> Stream[Decoded[R]]:
-    """Decode messages into ``model`` records; what does not decode joins ``letters``."""
+    """Decode messages into ``model`` records; what does not decode joins ``letters``.
+
+    With ``unreadable`` the dead letters also join it, as ``Decoded`` at the position
+    they were read from: a job that waits until it has read a table to its start-up
+    end (``TableGate``) must count a row it could not use as read, or one bad last
+    row would hold it closed for ever.
+    """
     dec = decode_messages(step_id, up, model, job=job)
     letters.append(dec.errs)
+    if unreadable is not None:
+        unreadable.append(op.map(f"{step_id}_unreadable", dec.errs, _at_its_position))
     return dec.oks
+
+
+def _at_its_position(letter: DeadLetter) -> Decoded[DeadLetter]:
+    return Decoded(letter, letter.source_stream, letter.partition or 0, letter.offset or 0)
 
 
 def demux(step_id: str, up: Stream[tuple[str, Record]], names: list[str]) -> dict[str, Stream[Record]]:

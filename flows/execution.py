@@ -37,11 +37,21 @@ from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
 from connectors.venues import venue_from_settings
-from flows.common import Decoded, decoded, demux, output, records, shard_guard, startup_ends
+from flows.common import (
+    Decoded,
+    decoded,
+    demux,
+    output,
+    records,
+    refuse_future,
+    shard_guard,
+    startup_ends,
+)
 from operators.execution import ExecutionEngine, ExecutionPolicy
 from schemas import (
     Account,
     Control,
+    DeadLetter,
     ExecutionMetrics,
     MarketData,
     Record,
@@ -97,6 +107,8 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
                 self.engine.on_market(rec)
             elif isinstance(rec, Control):
                 out += self.engine.on_control(rec, d.partition, d.offset)
+            elif isinstance(rec, DeadLetter):  # a control row that did not decode
+                out += self.engine.on_unreadable_control(d.partition, d.offset)
         return out + self.engine.poll(), False
 
     @override
@@ -132,12 +144,16 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
                       sharded="validated_orders" in SHARDED_INPUTS[JOB])  # routed orders: keyed by venue
     orders = decoded("validated_orders", op.input("validated_orders", flow, src), ValidatedOrder,
                      job=JOB, letters=letters)
+    unreadable: list[Stream[Decoded[Any]]] = []  # control rows that did not decode, for the gate
     inputs: list[Stream[Decoded[Any]]] = [
         op.filter("my_venue", orders, lambda d: d.record.venue in served),
-        records(flow, conn, "control", Control, job=JOB, letters=letters),
+        records(flow, conn, "control", Control, job=JOB, letters=letters, unreadable=unreadable),
     ]
+    inputs += unreadable
     if ex.venue == "paper":
-        inputs.append(records(flow, conn, "market_data", MarketData, job=JOB, letters=letters))
+        ticks = records(flow, conn, "market_data", MarketData, job=JOB, letters=letters)
+        inputs.append(refuse_future("market_data", ticks, ex.max_future_skew_s, job=JOB, what="tick",
+                                    letters=letters))
     keyed = op.key_on("by_venue", op.merge("inputs", *inputs), lambda _: venue)
     ends = startup_ends(conn, "control")
     logic = op.stateful_batch("venue", keyed, lambda r: ExecutionLogic(settings, ends, r))

@@ -33,7 +33,16 @@ from connectors.metrics import RISK_CHECKS, serve
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS, KeyOwnership
-from flows.common import Decoded, dead_letter_of, demux, output, records, shard_guard, startup_ends
+from flows.common import (
+    Decoded,
+    dead_letter_of,
+    demux,
+    output,
+    records,
+    refuse_future,
+    shard_guard,
+    startup_ends,
+)
 from operators.account_inputs import AccountInputs, BookEvent, Tagged, route_input
 from operators.limits import load_limits
 from operators.sequencing import InputRouter
@@ -192,17 +201,22 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     journal = InputJournal(conn) if candidate is None and cfg.journal else None
     flow = Dataflow(JOB if candidate is None else f"{JOB}_shadow")
     letters: list[Stream[Any]] = []
+    unreadable: list[Stream[Decoded[Any]]] = []  # table rows that did not decode, for the gate
 
     def read(stream: str, model: type[Any]) -> Stream[Decoded[Any]]:
         up = records(flow, conn, stream, model, job=JOB, letters=letters,
-                     sharded=stream in SHARDED_INPUTS[JOB], until_now=stream in UNCLOSED)
+                     sharded=stream in SHARDED_INPUTS[JOB], until_now=stream in UNCLOSED,
+                     unreadable=unreadable if stream in TABLES else None)
         if candidate is None or model not in (Account, SymbolLimit):
             return up
         return op.map(f"shadow_{stream}", up, lambda d: replace(d, record=candidate.row(d.record)))
 
     signals, fills = read("trade_signals", TradeSignal), read("venue_fills", VenueFill)
+    signals = refuse_future("trade_signals", signals, cfg.max_future_skew_s, job=JOB, what="signal",
+                            letters=letters)
     accounts, limits = read("accounts", Account), read("symbol_limits", SymbolLimit)
     control, ticks = read("control", Control), read("market_data", MarketData)
+    ticks = refuse_future("market_data", ticks, cfg.max_future_skew_s, job=JOB, what="tick", letters=letters)
     instruments = read("instruments", Instrument)
     routes, venues = read("routes", Route), read("venues", Venue)
     owner = None if not settings.shard else conn.key_ownership("trade_signals", placed_like="venue_fills")
@@ -219,7 +233,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     routed = op.stateful(
         "router",
         op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control,
-                                           instruments, routes, venues),
+                                           instruments, routes, venues, *unreadable),
                   lambda _: "all"),
         lambda r: RouterLogic(fresh.copy(), ends, r, owner),
     )

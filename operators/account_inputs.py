@@ -71,6 +71,8 @@ def route_input(
 ) -> list[Routed]:
     """Hand one decoded input of Job C to the router; return what it releases."""
     rec = value.record
+    if isinstance(rec, DeadLetter):  # a table row that did not decode: read all the same
+        return router.on_unreadable(value.stream, value.partition, value.offset, now)
     if isinstance(rec, MarketData):
         return router.on_tick(Tick(rec.symbol, rec.price, rec.ts, value.partition, value.offset), rec.wm, now)
     if isinstance(rec, TradeSignal):

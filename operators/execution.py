@@ -162,6 +162,13 @@ class ExecutionEngine:
             return []
         return self._release_held()
 
+    def on_unreadable_control(self, partition: int, offset: int) -> list[Record]:
+        """Take a control row that did not decode: read all the same, so the gate can open."""
+        self.gate.seen(partition, offset)
+        if not (self.gate.open and self.held):
+            return []
+        return self._release_held()
+
     def _release_held(self) -> list[Record]:
         out: list[Record] = []
         held, self.held = self.held, []

@@ -74,6 +74,18 @@ class Decoded(Generic[R]):
     offset: int
 
 
+def from_the_future(ts: datetime, now: datetime, skew_s: float | None) -> str | None:
+    """Return why a record dated ``ts`` is refused as from the future, or None.
+
+    A tick or signal more than ``skew_s`` ahead of the wall clock cannot be real: used
+    as a mark it would date every account's state in the future (and freeze the marks
+    of its symbol), decided it would be an order from nowhere. None: no check.
+    """
+    if skew_s is None or (ts - now).total_seconds() <= skew_s:
+        return None
+    return f"{ts.isoformat()} is more than {skew_s:g} s ahead of the wall clock ({now.isoformat()})"
+
+
 # --------------------------------------------------------------------- tables gate
 
 
@@ -290,6 +302,18 @@ class InputRouter(Generic[T]):
             gate.seen(partition, offset)
         self.table_seen[(stream, partition)] = max(offset, self.table_seen.get((stream, partition), -1))
         return out + self.release(now)
+
+    def on_unreadable(self, stream: str, partition: int, offset: int, now: float) -> list[Routed]:
+        """Take a table row that did not decode (a dead letter): it was read all the same.
+
+        Without this one bad row at a table's start-up end would hold the gate closed
+        for ever, and no signal would be decided again.
+        """
+        gate = self.tables.get(stream)
+        if gate is not None:
+            gate.seen(partition, offset)
+        self.table_seen[(stream, partition)] = max(offset, self.table_seen.get((stream, partition), -1))
+        return self.release(now)
 
     def on_signal(self, item: T, account: str, symbol: str, ts: datetime, now: float) -> list[Routed]:
         """Queue a signal behind its account's earlier ones; return what may pass now."""

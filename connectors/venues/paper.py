@@ -82,6 +82,10 @@ class PaperVenueConfig(BaseModel):
             raise ValueError("must fit DECIMAL(18,8): |v| < 10^10, at most 8 decimal places")
         return value
 
+    price_band_pct: Decimal | None = Field(default=Decimal(20), gt=0)
+    """A tick more than this % away from the symbol's last tick the venue matched on is
+    not matched on (Job A dead-letters it as an outlier): one absurd tick must not fill
+    a working order. None: no band."""
     history_ticks: int = Field(default=256, ge=0)
     """Recent ticks kept per symbol: an order that reaches the venue after the ticks it
     is eligible for (market data read ahead of the order flow, as in a replay at full
@@ -156,6 +160,8 @@ class PaperVenue(VenueAdapter):
         self._connected = False
         self._counts = {"orders_sent": 0, "acks": 0, "fills": 0, "rejects": 0, "cancels": 0}
         self._recent: dict[str, deque[MarketData]] = {}
+        self._last_px: dict[str, Decimal] = {}
+        """Per symbol, the price of the last tick matched on (the band's reference)."""
 
     @property
     def name(self) -> str:
@@ -261,6 +267,8 @@ class PaperVenue(VenueAdapter):
         if not _tick_fits(tick):
             log.error("paper: tick %s %s x %s out of range; ignored", tick.symbol, tick.price, tick.volume)
             return
+        if self._outlier(tick):
+            return
         if self._config.history_ticks:
             recent = self._recent.get(tick.symbol)
             if recent is None:
@@ -269,6 +277,17 @@ class PaperVenue(VenueAdapter):
         ids = self._book.get(tick.symbol)
         if ids:
             self._match(tick.symbol, list(ids), tick)
+
+    def _outlier(self, tick: MarketData) -> bool:
+        """Tell (and count, and log) a tick beyond ``price_band_pct`` of the symbol's last one."""
+        band, last = self._config.price_band_pct, self._last_px.get(tick.symbol)
+        if band is not None and last is not None and abs(tick.price - last) * 100 > last * band:
+            self._counts["ticks_refused"] = self._counts.get("ticks_refused", 0) + 1
+            log.warning("paper: tick %s %s moves more than %s%% from %s; not matched on",
+                        tick.symbol, tick.price, band, last)
+            return True
+        self._last_px[tick.symbol] = tick.price
+        return False
 
     def _match(self, symbol: str, ids: list[str], tick: MarketData) -> None:
         liquidity = self._liquidity(tick)
@@ -322,6 +341,7 @@ class PaperVenue(VenueAdapter):
             "counts": dict(self._counts),
             "recent": {s: [t.model_dump(mode="json") for t in q] for s, q in self._recent.items()},
             "pending_reports": [r.model_dump(mode="json") for r in self._reports],
+            "last_px": {s: str(px) for s, px in self._last_px.items()},
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -347,6 +367,7 @@ class PaperVenue(VenueAdapter):
             for s, ticks in state.get("recent", {}).items()
         }
         self._reports = [VenueFill.model_validate(r) for r in state["pending_reports"]]
+        self._last_px = {s: Decimal(px) for s, px in state.get("last_px", {}).items()}
 
     # -- internals ---------------------------------------------------------------------
 

@@ -301,3 +301,12 @@ def test_a_venue_finding_becomes_critical_events_and_reduces_the_accounts_it_nam
         ("account:A", TradingState.REDUCING), ("account:B", TradingState.REDUCING),
     ]
     assert len({ev.event_id for ev in events}) == 3
+
+
+def test_a_control_row_that_did_not_decode_still_opens_the_gate(venue: FakeVenue, clock: Clock) -> None:
+    e = engine(venue, clock, ends={0: 2})
+    assert e.on_order(order("O1")) == []
+    e.on_control(control("global", TradingState.ACTIVE), 0, 0)
+    assert venue.submitted == []  # offset 1, the table's last at start-up, is a bad row
+    e.on_unreadable_control(0, 1)
+    assert venue.submitted == ["O1"]

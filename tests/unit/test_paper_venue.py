@@ -402,7 +402,8 @@ def test_the_1e30_tick_that_crashed_job_d_cannot_make_the_venue_raise() -> None:
 
 
 def test_the_extreme_schema_valid_numbers_fill_without_raising() -> None:
-    venue = PaperVenue(fee_bps=Decimal("1"), fill_fraction=Decimal("0.33333333"))
+    # no price band: this is about the arithmetic at the extremes, which the band would hide
+    venue = PaperVenue(fee_bps=Decimal("1"), fill_fraction=Decimal("0.33333333"), price_band_pct=None)
     venue.submit(order("o1", qty=MAX))
     venue.submit(order("o2", qty="0.00000001", side=Side.SELL, limit="0.00000001"))
     venue.on_market(tick("0.00000001", ms=5, volume="0.00000001"))
@@ -431,3 +432,20 @@ def test_a_fill_fraction_leaves_no_more_than_8_decimal_places() -> None:
 def test_paper_config_refuses_numbers_beyond_decimal_18_8() -> None:
     with pytest.raises(ValueError, match="DECIMAL"):
         PaperVenue(lot_size=Decimal("1e-30"))
+
+
+def test_a_tick_beyond_the_price_band_fills_nothing_and_the_next_real_one_does() -> None:
+    venue = PaperVenue()  # band 20 % by default
+    venue.on_market(tick("100", ms=0))
+    venue.submit(order(ms=10))
+    venue.on_market(tick("180", ms=20))  # 80 % away: an outlier Job A dead-letters too
+    venue.on_market(tick("100.5", ms=30))
+    ack, fill = venue.poll_reports()
+    assert (ack.status, fill.status) == (ExecStatus.NEW, ExecStatus.FILLED)
+    assert fill.last_px == Decimal("100.5")
+    assert venue.health().figure("ticks_refused") == 1
+    again = PaperVenue()
+    again.restore(venue.snapshot())  # the band's reference survives a restart
+    again.submit(order("o2", ms=40))
+    again.on_market(tick("20", ms=50))
+    assert [r.status for r in again.poll_reports()] == [ExecStatus.NEW]

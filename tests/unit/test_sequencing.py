@@ -82,6 +82,17 @@ def test_no_signal_passes_before_every_table_reached_its_start_up_end() -> None:
     assert out[0] == ("A", "lim1")  # the last limits row reaches the book before the signal
 
 
+def test_a_table_row_that_did_not_decode_still_counts_as_read_for_the_gate() -> None:
+    """A bad last control row must not hold Job C closed for ever (hostile corpus)."""
+    r = router(accounts={0: 1}, control={0: 2})
+    r.on_tick(tick("X", 9, "100"), None, 0.0)
+    r.on_table_row("accounts", 0, 0, Account(account="A", cash=D(1000), ts=T0), account="A", now=0.0)
+    r.on_table_row("control", 0, 0, "ctl", broadcast="global", now=0.0)
+    assert r.on_signal(signal(1, 9), "A", "X", at(9), 0.0) == []
+    assert r.next_due() is None  # closed: offset 1 of control, the last one, is not read yet
+    assert released(r.on_unreadable("control", 0, 1, 0.1)) == ["s1"]
+
+
 def test_an_unknown_account_waits_a_bounded_time_then_is_decided() -> None:
     r = router()
     r.on_tick(tick("X", 9, "100"), None, 0.0)
