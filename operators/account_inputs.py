@@ -134,13 +134,13 @@ class AccountInputs:
         A signal id seen before with other contents is not decided again: a dead letter
         and a CRITICAL ``SIGNAL_ID_CONFLICT`` event instead.
         """
-        mark = None
+        mark = newest = None
         rec: Record | Tick
         if isinstance(event, Tick):
             pos, sub, rec = InputPos("market_data", event.partition, event.offset), event.symbol, event
         elif isinstance(event, Priced):
             d = event.item
-            pos, sub, rec, mark = _pos(d), d.record.symbol, d.record, event.mark
+            pos, sub, rec, mark, newest = _pos(d), d.record.symbol, d.record, event.mark, event.newest
         else:
             pos, sub, rec = _pos(event), "", event.record
         if not self.positions.take(pos.stream, pos.partition, pos.offset, sub):
@@ -152,7 +152,7 @@ class AccountInputs:
             if check is SignalCheck.CONFLICT:
                 return None, conflict(self.account, rec, pos, job, now)
         self.seq += 1
-        return entry_for(self.account, self.seq, pos, rec, mark=mark), []
+        return entry_for(self.account, self.seq, pos, rec, mark=mark, market_ts=newest), []
 
     def take_all(
         self, events: Iterable[BookEvent], job: str, now: datetime

@@ -282,17 +282,25 @@ class AccountBook:
 
     # ----------------------------------------------------------------- inputs
 
-    def on_signal(self, signal: TradeSignal, *, pos: InputPos | None = None) -> Outcome:
-        """Check a signal; return its decision and either the order or the rejections."""
+    def on_signal(
+        self, signal: TradeSignal, *, pos: InputPos | None = None, market_ts: datetime | None = None
+    ) -> Outcome:
+        """Check a signal; return its decision and either the order or the rejections.
+
+        ``market_ts``: the time of the symbol's newest tick when the signal came (for
+        STALE_SIGNAL; None: the book's own last mark of the symbol).
+        """
         started = self._clock()
         self._own(signal.account)
         with localcontext(MONEY):
-            return self._on_signal(signal, pos, started)
+            return self._on_signal(signal, pos, started, market_ts)
 
-    def _on_signal(self, signal: TradeSignal, pos: InputPos | None, started: int) -> Outcome:
+    def _on_signal(
+        self, signal: TradeSignal, pos: InputPos | None, started: int, market_ts: datetime | None
+    ) -> Outcome:
         self._advance(signal.ts, pos)
         order_id = order_id_for(self.account_id, signal.signal_id)
-        ctx = self._check_input(signal, order_id)
+        ctx = self._check_input(signal, order_id, market_ts)
         results = evaluate(ctx)
         passed = all(r.passed for r in results)
         self._remember_signal(signal.signal_id)
@@ -676,8 +684,10 @@ class AccountBook:
         strategy = self.strategy_states.get(strategy_id, TradingState.ACTIVE)
         return max(self.trading_state, strategy, key=_STRICTNESS.__getitem__)
 
-    def _check_input(self, signal: TradeSignal, order_id: str) -> CheckInput:
+    def _check_input(self, signal: TradeSignal, order_id: str, market_ts: datetime | None) -> CheckInput:
         symbol, ledger = signal.symbol, self.ledger
+        if market_ts is None and (known := ledger.marks.get(symbol)) is not None:
+            market_ts = known[1]
         position = ledger.positions.get(symbol)
         return CheckInput(
             signal=signal,
@@ -687,6 +697,7 @@ class AccountBook:
             duplicate=signal.signal_id in self.seen_signals
             or order_id in self.open_orders or order_id in self.closed_orders,
             mark=ledger.mark_px(symbol),
+            market_ts=market_ts,
             net_qty=position.net_qty if position else ZERO,
             open_same_side_qty=self._open_qty(symbol, signal.side),
             open_orders=len(self.open_orders),

@@ -135,8 +135,8 @@ class _CapturingBook(AccountBook):
     last_check: CheckInput | None = None
     _unpublished: PortfolioState | None = None
 
-    def _check_input(self, signal: TradeSignal, order_id: str) -> CheckInput:
-        ctx = super()._check_input(signal, order_id)
+    def _check_input(self, signal: TradeSignal, order_id: str, market_ts: datetime | None) -> CheckInput:
+        ctx = super()._check_input(signal, order_id, market_ts)
         self.last_check = ctx
         return ctx
 

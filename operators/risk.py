@@ -85,6 +85,7 @@ class Rule(StrEnum):
     LOT_SIZE = "LOT_SIZE"
     MIN_NOTIONAL = "MIN_NOTIONAL"
     NO_ROUTE = "NO_ROUTE"
+    STALE_SIGNAL = "STALE_SIGNAL"
 
 
 _NAMES = MappingProxyType({rule: rule.value for rule in Rule})
@@ -138,6 +139,8 @@ class CheckInput:
     """The venue the routes table sends this order to; None: the default venue."""
     venue_state: VenueState | None = None
     """That venue's row in the venues table; None if it has none."""
+    market_ts: datetime | None = None
+    """The time of the symbol's newest tick when the signal came; None: none seen."""
 
     @property
     def order_px(self) -> Decimal | None:
@@ -449,6 +452,23 @@ def check_no_route(ctx: CheckInput) -> RuleResult:
 
 Check = Callable[[CheckInput], RuleResult]
 
+def check_stale_signal(ctx: CheckInput) -> RuleResult:
+    """Fail a signal dated more than ``max_signal_age_s`` before its symbol's newest tick.
+
+    A signal that old was made from a market that has moved on (a replay of an old
+    signal, a strategy stuck behind its input); ``value`` is its age in seconds.
+    """
+    rule, limit = Rule.STALE_SIGNAL, _limit(ctx, "max_signal_age_s")
+    if limit is None:
+        return _result(rule, True, "no max_signal_age_s")
+    if ctx.market_ts is None:
+        return _result(rule, True, f"no tick of {ctx.signal.symbol} seen yet", None, dec_str(limit))
+    gap = ctx.market_ts - ctx.signal.ts
+    age = (Decimal(gap.days * 86_400 + gap.seconds) + Decimal(gap.microseconds).scaleb(-6)).normalize()
+    return _at_most(rule, f"signal age behind the newest {ctx.signal.symbol} tick (s)",
+                    max(age, Decimal(0)), limit)
+
+
 RULES: tuple[Check, ...] = (
     check_account_status,
     check_trading_halted,
@@ -468,6 +488,7 @@ RULES: tuple[Check, ...] = (
     check_lot_size,
     check_min_notional,
     check_no_route,
+    check_stale_signal,
 )
 """Every pre-trade rule, in the order they appear in a decision."""
 

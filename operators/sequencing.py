@@ -180,6 +180,8 @@ class Priced(Generic[T]):
 
     item: T
     mark: Tick | None
+    newest: datetime | None = None
+    """The time of the symbol's newest tick when the signal was released."""
 
 
 @dataclass
@@ -338,7 +340,8 @@ class InputRouter(Generic[T]):
             while queue and (everything or self._ready(account, queue[0], now)):
                 w = queue.popleft()
                 history = self.histories.get(w.symbol)
-                out.append((account, Priced(w.item, history.mark_at(w.ts) if history else None)))
+                newest = history.ticks[-1].ts if history is not None and history.ticks else None
+                out.append((account, Priced(w.item, history.mark_at(w.ts) if history else None, newest)))
             if not queue:
                 del self.queues[account]
         return out
@@ -426,7 +429,8 @@ _MODELS: dict[JournalKind, type[Record]] = {v: k for k, v in _KINDS.items()}
 
 
 def entry_for(
-    account: str, seq: int, pos: InputPos, record: Record | Tick, *, mark: Tick | None = None
+    account: str, seq: int, pos: InputPos, record: Record | Tick, *, mark: Tick | None = None,
+    market_ts: datetime | None = None,
 ) -> JournalEntry:
     """Return the journal entry of one input (a record, or a tick as a MARK)."""
     if isinstance(record, Tick):
@@ -438,7 +442,8 @@ def entry_for(
     return JournalEntry(
         account=account, seq=seq, kind=kind, stream=pos.stream, partition=pos.partition,
         offset=pos.offset, record=record.model_dump(mode="json"),
-        mark=mark.to_mark() if mark is not None else None, ts=record.ts,  # type: ignore[attr-defined]
+        mark=mark.to_mark() if mark is not None else None, market_ts=market_ts,
+        ts=record.ts,  # type: ignore[attr-defined]
     )
 
 
@@ -462,7 +467,7 @@ def apply_entry(book: AccountBook, entry: JournalEntry) -> Outcome:
             m = entry.mark
             at = InputPos("market_data", m.partition, m.offset)
             outcome = book.on_mark(m.symbol, m.price, m.ts, pos=at)
-        return outcome + book.on_signal(rec, pos=pos)
+        return outcome + book.on_signal(rec, pos=pos, market_ts=entry.market_ts)
     if entry.kind is JournalKind.FILL:
         return book.on_fill(rec, pos=pos)
     if entry.kind is JournalKind.ACCOUNT:

@@ -61,6 +61,9 @@ class JournalEntry(Record):
     offset: int = Field(ge=0)
     record: dict[str, Any] | None = None
     mark: JournalMark | None = None
+    market_ts: UtcDatetime | None = None
+    """For a SIGNAL: the time of its symbol's newest tick when it was released (what
+    STALE_SIGNAL compares the signal's time with); None when no tick was seen."""
     ts: UtcDatetime
 
     @field_validator("record")

@@ -75,6 +75,8 @@ class Account(Record):
     daily_loss_limit: NonNegative | None = None
     max_drawdown: NonNegative | None = None
     max_reject_rate: NonNegative | None = None
+    max_signal_age_s: NonNegative | None = None
+    """A signal dated more than this before its symbol's newest tick fails STALE_SIGNAL."""
     cancel_on_disconnect: bool = False
     limits_version: int = 1
     updated_by: FreeText = "ops"

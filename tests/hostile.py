@@ -24,6 +24,7 @@ from typing import Any
 from connectors.registry import Connectors
 from connectors.settings import Settings
 from schemas import (
+    Account,
     Control,
     DeadLetter,
     DecodeError,
@@ -46,6 +47,9 @@ from tradeflow.pipeline import Pipeline, demo_strategies, pipeline_jobs, seed
 
 ACCOUNT = "ACC-SMA"
 HALTED_STRATEGY = "halted_strat"
+STALE_ACCOUNT = "ACC-STALE"
+"""An account with ``max_signal_age_s`` (the demo's have none: a replay at full speed
+reads market data far ahead of the signals)."""
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,8 @@ def corpus(ticks: list[MarketData]) -> list[Hostile]:
                        dead="seen before with other contents", event="SIGNAL_ID_CONFLICT"))
     signal("signal dated 2999", _signal("S38", datetime(2999, 1, 1, tzinfo=UTC)), dead="future signal",
            marker="S38")
-    signal("signal dated 1970", _signal("S37", datetime(1970, 1, 1, tzinfo=UTC), qty="6000"),
-           fails="MAX_ORDER_QTY")
+    signal("signal dated 1970", _signal("S37", datetime(1970, 1, 1, tzinfo=UTC), account=STALE_ACCOUNT),
+           fails="STALE_SIGNAL")
 
     # -- tables and the other inputs ----------------------------------------------------
     def other(name: str, stream: str, key: str | None, payload: bytes, **kw: Any) -> None:
@@ -227,6 +231,10 @@ def run_hostile(settings: Settings, ticks: list[MarketData], *, timeout_s: float
     configs = demo_strategies()
     symbols = sorted({t.symbol for t in ticks})
     seed(conn, configs, symbols)
+    extra = conn.writer("accounts")
+    extra.write([Account(account=STALE_ACCOUNT, cash=Decimal(1_000_000), max_signal_age_s=Decimal(60),
+                         ts=ticks[0].ts)])
+    extra.close()
     halt = conn.writer("control")
     halt.write([Control(scope=f"strategy:{HALTED_STRATEGY}", state=TradingState.HALTED,
                         reason="hostile corpus", updated_by="test", ts=ticks[0].ts)])
@@ -324,7 +332,7 @@ def check_hostile(run: HostileRun) -> None:
 
 def _nothing_wrong_got_through(run: HostileRun, decisions: dict[str, list[RiskDecision]]) -> None:
     symbols = {t.symbol for t in run.clean}
-    accounts = {c.account for c in demo_strategies()}
+    accounts = {c.account for c in demo_strategies()} | {STALE_ACCOUNT}
     prices = [t.price for t in run.clean]
     low, high = min(prices) / 2, max(prices) * 2
     written = {h.marker for h in run.corpus if h.stream == "sma_wide"}  # straight into sma_wide

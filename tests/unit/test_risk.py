@@ -30,6 +30,7 @@ from operators.risk import (
     check_min_notional,
     check_order_rate,
     check_price_collar,
+    check_stale_signal,
     check_tick_size,
     check_trading_halted,
     dec_str,
@@ -370,7 +371,7 @@ def test_evaluate_runs_every_rule_in_order_even_after_a_failure() -> None:
         "ACCOUNT_STATUS", "TRADING_HALTED", "DUPLICATE_SIGNAL", "MAX_ORDER_NOTIONAL",
         "MAX_ORDER_QTY", "MAX_POSITION_QTY", "MAX_POSITION_NOTIONAL", "MAX_GROSS_EXPOSURE",
         "MAX_LEVERAGE", "MAX_OPEN_ORDERS", "PRICE_COLLAR", "ORDER_RATE", "BUYING_POWER",
-        "INSTRUMENT_STATUS", "TICK_SIZE", "LOT_SIZE", "MIN_NOTIONAL", "NO_ROUTE",
+        "INSTRUMENT_STATUS", "TICK_SIZE", "LOT_SIZE", "MIN_NOTIONAL", "NO_ROUTE", "STALE_SIGNAL",
     ]
     assert len(RULES) == len(results)
     assert [r.rule for r in results if not r.passed] == ["ACCOUNT_STATUS", "DUPLICATE_SIGNAL"]
@@ -483,3 +484,34 @@ def test_min_notional_fails_an_order_below_the_minimum_and_one_without_a_price()
     assert no_px.message == "order notional: no price to value the order"
     none = check_min_notional(ctx(instrument=instrument(min_notional=None)))
     assert none.passed
+
+
+# ---------------------------------------------------------------- stale signal
+
+
+def test_stale_signal_fails_a_signal_older_than_the_limit_behind_the_newest_tick() -> None:
+    limited = account(max_signal_age_s=D(5))
+    fresh = check_stale_signal(ctx(account=limited, market_ts=T0 + timedelta(seconds=5)))
+    stale = check_stale_signal(ctx(account=limited, market_ts=T0 + timedelta(seconds=5, microseconds=1)))
+    assert (fresh.passed, fresh.value, fresh.limit) == (True, "5", "5")
+    assert (stale.passed, stale.value) == (False, "5.000001")
+    assert stale.rule == "STALE_SIGNAL"
+
+
+def test_stale_signal_passes_without_a_limit_or_a_tick_and_for_a_signal_ahead_of_the_market() -> None:
+    assert check_stale_signal(ctx(market_ts=T0 + timedelta(days=1))).passed  # no limit set
+    limited = account(max_signal_age_s=D(5))
+    assert check_stale_signal(ctx(account=limited, market_ts=None)).passed
+    ahead = check_stale_signal(ctx(account=limited, market_ts=T0 - timedelta(seconds=30)))
+    assert (ahead.passed, ahead.value) == (True, "0")
+
+
+def test_a_signal_dated_1970_is_stale_in_the_book() -> None:
+    from operators.portfolio import AccountBook
+
+    book = AccountBook("A1")
+    book.on_account(account(max_signal_age_s=D(60), cash=D(10_000)))
+    book.on_mark("AAPL", D(100), T0)
+    out = book.on_signal(signal(ts=datetime(1970, 1, 1, tzinfo=UTC)))
+    failed = [r.rule for r in out.decision.rules if not r.passed]
+    assert "STALE_SIGNAL" in failed
