@@ -88,7 +88,7 @@ if os.environ.get(OPERATORS_ENV):
 from bench.harness import CENT, at, random_market, report  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
-from operators.account_inputs import records_of  # noqa: E402
+from operators.account_inputs import AccountInputs, records_of  # noqa: E402
 from operators.portfolio import AccountBook, InputPos, order_id_for  # noqa: E402
 from operators.stats import percentile  # noqa: E402
 from schemas import (  # noqa: E402
@@ -337,6 +337,13 @@ def build_books(n: int, positions: int) -> list[AccountBook]:
     return books
 
 
+def book_state(book: AccountBook) -> dict[str, Any]:
+    """Return a book's recovery state as Job C's ``books`` step keeps it (``AccountInputs``)."""
+    inputs = AccountInputs(book.account_id)
+    inputs.book = book
+    return inputs.snapshot()
+
+
 def child_10k(n: int, positions: int, out: Path) -> None:
     """Run in a fresh process: build, measure peak RSS, snapshot, restore; print JSON."""
     baseline = vm_hwm_mb()
@@ -347,8 +354,7 @@ def child_10k(n: int, positions: int, out: Path) -> None:
     if any(len(b.ledger.positions) != positions for b in books):
         raise SystemExit("a book does not hold the positions it was built with")
     started = time.perf_counter()
-    blobs = [(b.account_id, pickle.dumps({"book": b.snapshot(), "held": [], "ready": True}))
-             for b in books]
+    blobs = [(b.account_id, pickle.dumps(book_state(b))) for b in books]
     snapshot_s = time.perf_counter() - started
     started = time.perf_counter()
     restored = [AccountBook.from_snapshot(pickle.loads(blob)["book"]) for _, blob in blobs]  # noqa: S301
@@ -462,7 +468,7 @@ def child_100k(n: int, positions: int) -> None:
     build_s = time.perf_counter() - started
     held = vm_hwm_mb()
     started = time.perf_counter()
-    blobs = [pickle.dumps({"book": b.snapshot(), "held": [], "ready": True}) for b in books]
+    blobs = [pickle.dumps(book_state(b)) for b in books]
     snapshot_s = time.perf_counter() - started
     last = books[-1].snapshot()
     del books
