@@ -175,6 +175,8 @@ def rate(procs: ShardProcesses, setup: Setup, job: str, shards: int, out: str, n
     procs.wait(running, setup.name)
     if first is None or done is None:
         raise SystemExit(f"{setup.name}: fewer than {n} {out} records")
+    if n - first[1] < n // 10:  # done within a poll or two of the first record: too few to time
+        raise SystemExit(f"{setup.name}: {n} {out} records went by in one poll; give the bench more input")
     return {"per_s": (n - first[1]) / max(done - first[0], 1e-9), "wall_s": time.perf_counter() - started}
 
 
