@@ -167,9 +167,19 @@ class AccountInputs:
                 entries.append(entry)
         return entries, refused
 
-    def apply(self, entry: JournalEntry) -> list[Tagged]:
-        """Apply one journal entry to the book; return its records by stream."""
-        return records_of(apply_entry(self.book, entry))
+    def apply(self, entry: JournalEntry, job: str = "portfolio_risk") -> list[Tagged]:
+        """Apply one journal entry to the book; return its records by stream.
+
+        A poison pill (an input the book raises on, that no check refused before) does
+        not stop Job C: the input goes to dead_letters with the error, a CRITICAL
+        ``POISON_INPUT`` event is raised and the account is halted (the book may be
+        half-changed) until operations look. The journal replays the same entry after
+        a restart and meets the same guard: never the same crash twice.
+        """
+        try:
+            return records_of(apply_entry(self.book, entry))
+        except Exception as exc:  # noqa: BLE001 - one record must not stop the job
+            return poisoned(self.book, entry, exc, job)
 
     def catch_up(self, entries: Iterable[JournalEntry]) -> list[Tagged]:
         """Apply the journal entries a crashed run had taken past this state's snapshot."""
@@ -218,6 +228,26 @@ def conflict(account: str, signal: TradeSignal, pos: InputPos, job: str, now: da
         values={"partition": str(pos.partition), "offset": str(pos.offset)}, ts=signal.ts,
     )
     return [("dead_letters", letter), ("risk_events", event)]
+
+
+def poisoned(book: AccountBook, entry: JournalEntry, exc: Exception, job: str) -> list[Tagged]:
+    """Refuse a journal entry the book raised on: a dead letter, a CRITICAL event, a halt."""
+    error = f"{type(exc).__name__}: {exc}"[:400]
+    why = f"Job C failed on this input ({error}); not applied, account {book.account_id} halted"
+    now = entry.ts
+    letter = DeadLetter(
+        source_stream=entry.stream, partition=entry.partition, offset=entry.offset,
+        source_key=book.account_id, reason=why, payload=encode(entry).decode()[:PAYLOAD_CHARS],
+        job=job, ts=now,
+    )
+    event = RiskEvent(
+        event_id=event_id_for("POISON", book.account_id, str(entry.seq)),
+        account=book.account_id, rule="POISON_INPUT", severity=Severity.CRITICAL, message=why,
+        values={"stream": entry.stream, "partition": str(entry.partition), "offset": str(entry.offset),
+                "seq": str(entry.seq)}, ts=now,
+    )
+    return [("dead_letters", letter), ("risk_events", event),
+            *records_of(book.halt_on_poison(f"input {entry.stream}:{entry.offset} failed", now))]
 
 
 def records_of(outcome: Outcome) -> list[Tagged]:

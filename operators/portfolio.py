@@ -157,6 +157,7 @@ class KillTrigger(StrEnum):
     REJECT_RATE = "REJECT_RATE"
     ACCOUNT_BLOCKED = "ACCOUNT_BLOCKED"
     CONTROL_HALTED = "CONTROL_HALTED"
+    POISON_INPUT = "POISON_INPUT"
 
 
 @dataclass(frozen=True)
@@ -798,6 +799,22 @@ class AccountBook:
                 values = {"value": dec_str(value), "limit": dec_str(limit)}
                 return self._trip(trigger, ts, reason, values)
         return Outcome()
+
+    def halt_on_poison(self, reason: str, ts: datetime) -> Outcome:
+        """Halt the account after an input this book failed on (it may be half-applied).
+
+        The kill switch's usual outcome (a CRITICAL event, cancels of the open orders);
+        if even that fails, the account is halted without it. Operations set it back.
+        """
+        if self.trading_state is TradingState.HALTED:
+            return Outcome()
+        try:
+            with localcontext(MONEY):
+                return self._trip(KillTrigger.POISON_INPUT, ts, reason, {})
+        except Exception:  # noqa: BLE001 - the book is broken: halting is all that is left
+            self.trading_state = TradingState.HALTED
+            self.state_seq += 1
+            return Outcome()
 
     def _trip(
         self, trigger: KillTrigger, ts: datetime, reason: str, values: dict[str, str]

@@ -83,3 +83,39 @@ def test_a_sharded_router_lets_rows_of_other_shards_accounts_only_move_the_gate(
     assert router.open  # both tables read to their start-up ends, though nothing was routed
     mine = Decoded(Control(scope="global", state=TradingState.ACTIVE, ts=T0), "control", 0, 1)
     assert route_input(router, mine, 0.0, owns=lambda a: a == "A") == []  # no account known yet
+
+
+def test_an_input_the_book_raises_on_is_a_dead_letter_and_halts_the_account_even_on_replay(
+    monkeypatch: Any,
+) -> None:
+    """A poison pill no check refused: Job C goes on, the account halts, a replay does not crash."""
+    from operators.portfolio import AccountBook
+
+    real = AccountBook.on_signal
+
+    def on_signal(self: AccountBook, signal: TradeSignal, **kw: Any) -> Any:
+        if signal.signal_id == "s2":
+            raise ArithmeticError("a case no check foresaw")
+        return real(self, signal, **kw)
+
+    monkeypatch.setattr(AccountBook, "on_signal", on_signal)
+    live = AccountInputs("A")
+    entries, out = feed(live, [account_row(0), priced(1, 0)])
+    snap_before = live.snapshot()
+    poison, out = feed(live, [priced(2, 1)])
+    (letter,) = [r for s, r in out if s == "dead_letters"]
+    assert isinstance(letter, DeadLetter)
+    assert (letter.source_stream, letter.offset) == ("trade_signals", 1)
+    assert "ArithmeticError: a case no check foresaw" in letter.reason
+    rules = sorted(r.rule for s, r in out if s == "risk_events")
+    assert rules == ["KILL_SWITCH", "POISON_INPUT"]
+    assert all(r.severity is Severity.CRITICAL for s, r in out if s == "risk_events")
+    assert live.book.trading_state is TradingState.HALTED
+    _, after = feed(live, [priced(3, 2)])  # the job goes on; the halted account refuses
+    (decision,) = [r for s, r in after if s == "risk_decisions"]
+    assert "TRADING_HALTED" in [r.rule for r in decision.rules if not r.passed]
+    resumed = AccountInputs("A", snap_before)  # a restart replays the poison from the journal
+    caught = resumed.catch_up(poison)
+    assert [s for s, _ in caught if s == "dead_letters"] == ["dead_letters"]
+    assert resumed.book.trading_state is TradingState.HALTED
+    assert entries
