@@ -53,6 +53,12 @@ KEY_SEPARATOR = "|"
 READY_TIMEOUT_S = 120.0
 """How long setting a table up waits for the cluster (a tablet server restart takes ~15 s)."""
 
+FRESH_TABLE_READY_S = 20.0
+"""How long a table this process just created may go without a bucket leader before it
+is taken as a creation the coordinator missed (see ``ensure_table``)."""
+LOST_TABLE_RETRIES = 2
+"""How many times such a table is dropped and created again."""
+
 TABLE_BUCKETS = 1
 """Buckets of a PK table (one ordered changelog, as on the other profiles)."""
 
@@ -207,28 +213,50 @@ def ensure_table(client: FlussClient, layout: TableLayout) -> fluss.TableInfo:
     ``READY_TIMEOUT_S``.
     """
     path = layout.path
+    for attempt in range(1, LOST_TABLE_RETRIES + 2):
+        info, created = _create_or_get(client, layout)
+        check_layout(layout, info)
+        if not created or attempt > LOST_TABLE_RETRIES:
+            break
+        try:
+            wait_ready(client, path, info.num_buckets, timeout_s=FRESH_TABLE_READY_S)
+            return info
+        except ConnectorError as exc:
+            # Fluss 0.9.1 can miss the creation of a table (apache/fluss#1018, fixed by
+            # #2710 after 0.9.1): the coordinator never assigns a leader to any bucket.
+            # A table this process just created, that nothing could write to, is safe
+            # to drop and create again.
+            log.warning("Fluss table %s got no bucket leader in %.0f s (a creation the "
+                        "coordinator missed); dropping and creating it again (%d/%d): %s",
+                        layout.qualified, FRESH_TABLE_READY_S, attempt, LOST_TABLE_RETRIES, exc)
+            client.run(lambda: client.admin.drop_table(path, ignore_if_not_exists=True))
+    wait_ready(client, path, info.num_buckets)
+    return info
+
+
+def _create_or_get(client: FlussClient, layout: TableLayout) -> tuple[fluss.TableInfo, bool]:
+    """Create the table unless it exists; return its info and whether this call created it."""
+    path = layout.path
     deadline = time.monotonic() + READY_TIMEOUT_S
+    created = False
     while True:
         try:
             if not client.run(lambda: client.admin.table_exists(path)):
                 ensure_database(client, layout.database)
                 create_table(client, path, layout.descriptor())
+                created = True
                 log.info(
                     "created Fluss %s table %s (%d buckets)",
                     "primary-key" if layout.table else "log",
                     layout.qualified,
                     layout.buckets,
                 )
-            info: fluss.TableInfo = client.run(lambda: client.admin.get_table_info(path))
-            break
+            return client.run(lambda: client.admin.get_table_info(path)), created
         except (fluss.FlussError, FlussTimeout) as exc:
             if time.monotonic() > deadline:
                 raise ConnectorError(f"cannot set up Fluss table {layout.qualified}: {exc}") from exc
             log.info("setting up Fluss table %s (retrying): %s", layout.qualified, exc)
             time.sleep(0.25)
-    check_layout(layout, info)
-    wait_ready(client, path, info.num_buckets)
-    return info
 
 
 def create_table(client: FlussClient, path: fluss.TablePath, descriptor: fluss.TableDescriptor) -> None:
@@ -266,12 +294,14 @@ def check_layout(layout: TableLayout, info: fluss.TableInfo) -> None:
         )
 
 
-def wait_ready(client: FlussClient, path: fluss.TablePath, buckets: int) -> None:
-    """Wait up to ``READY_TIMEOUT_S`` until every bucket of a table answers.
+def wait_ready(
+    client: FlussClient, path: fluss.TablePath, buckets: int, *, timeout_s: float = 0.0
+) -> None:
+    """Wait up to ``timeout_s`` (default ``READY_TIMEOUT_S``) until every bucket answers.
 
     A fresh table is "not leader" for a moment; a restarting tablet server answers nothing.
     """
-    deadline = time.monotonic() + READY_TIMEOUT_S
+    deadline = time.monotonic() + (timeout_s or READY_TIMEOUT_S)
     while True:
         try:
             client.earliest_offsets(path, list(range(buckets)))
