@@ -68,6 +68,7 @@ _STREAM_OF: dict[type, str] = {
     ExecutionMetrics: "execution_metrics",
     RiskEvent: "risk_events",
     Control: "control",
+    DeadLetter: "dead_letters",
 }
 
 
@@ -100,15 +101,7 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
     def on_batch(self, values: list[Decoded[Any]]) -> tuple[list[Record], bool]:
         out: list[Record] = []
         for d in values:
-            rec = d.record
-            if isinstance(rec, ValidatedOrder):
-                out += self.engine.on_order(rec)
-            elif isinstance(rec, MarketData):
-                self.engine.on_market(rec)
-            elif isinstance(rec, Control):
-                out += self.engine.on_control(rec, d.partition, d.offset)
-            elif isinstance(rec, DeadLetter):  # a control row that did not decode
-                out += self.engine.on_unreadable_control(d.partition, d.offset)
+            out += self.engine.take(d.record, d.stream, d.partition, d.offset)
         return out + self.engine.poll(), False
 
     @override
@@ -160,7 +153,10 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     tagged = op.map("tag", op.key_rm("unkey", logic), lambda r: (_STREAM_OF[type(r)], r))
     routed = demux("publish", tagged, list(_STREAM_OF.values()))
     for stream in _STREAM_OF.values():
-        output(f"out_{stream}", routed[stream], conn, stream, job=JOB)
+        if stream == "dead_letters":
+            letters.append(routed[stream])  # inputs the engine failed on: with the others
+        else:
+            output(f"out_{stream}", routed[stream], conn, stream, job=JOB)
     letters.append(shard_guard(flow, conn, JOB))
     output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)
     return flow

@@ -44,6 +44,7 @@ from operators.venue import VenueAdapter, VenueFinding
 from schemas import (
     CANCEL_REJECTED_PREFIX,
     Control,
+    DeadLetter,
     ExecStatus,
     ExecutionMetrics,
     MarketData,
@@ -55,6 +56,7 @@ from schemas import (
     TradingState,
     ValidatedOrder,
     VenueFill,
+    encode,
 )
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,47 @@ class ExecutionEngine:
         self.venue.connect()
 
     # -- inputs ---------------------------------------------------------------------------
+
+    def take(self, record: Record, stream: str, partition: int, offset: int) -> list[Record]:
+        """Take one input of any kind; one Job D cannot handle never stops it.
+
+        An exception while handling a record (a poison pill no check refused, an adapter
+        bug) sends the record to dead_letters with the error and raises a CRITICAL
+        ``EXECUTION_ERROR`` event; Job D goes on. A replay of that record meets the same
+        guard, and an order it happened to is in ``done``: never sent twice.
+        """
+        try:
+            if isinstance(record, ValidatedOrder):
+                return self.on_order(record)
+            if isinstance(record, MarketData):
+                self.on_market(record)
+                return []
+            if isinstance(record, Control):
+                return self.on_control(record, partition, offset)
+            if isinstance(record, DeadLetter):  # a control row that did not decode
+                return self.on_unreadable_control(partition, offset)
+            raise TypeError(f"Job D got {type(record).__name__}")
+        except Exception as exc:  # noqa: BLE001 - one record must not stop the job
+            return self._failed_on(record, stream, partition, offset, exc)
+
+    def _failed_on(
+        self, record: Record, stream: str, partition: int, offset: int, exc: Exception
+    ) -> list[Record]:
+        error = f"{type(exc).__name__}: {exc}"[:400]
+        log.exception("execution: failed on %s %s@%s", stream, partition, offset)
+        account = record.account if isinstance(record, ValidatedOrder) else f"venue:{self.venue.name}"
+        why = f"Job D failed on this input ({error}); not used"
+        now = self._now()
+        return [
+            DeadLetter(source_stream=stream, partition=partition, offset=offset, source_key=account,
+                       reason=why, payload=encode(record).decode()[:4000], job="execution", ts=now),
+            RiskEvent(
+                event_id=f"E-EXEC-{stream}-{partition}-{offset}", account=account, rule="EXECUTION_ERROR",
+                severity=Severity.CRITICAL, message=why,
+                order_id=record.order_id if isinstance(record, ValidatedOrder) else None,
+                values={"stream": stream, "partition": str(partition), "offset": str(offset)}, ts=now,
+            ),
+        ]
 
     def on_order(self, order: ValidatedOrder) -> list[Record]:
         """Take a validated order: send it, refuse it, hold it, or drop it as a replay."""

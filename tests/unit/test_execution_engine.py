@@ -310,3 +310,37 @@ def test_a_control_row_that_did_not_decode_still_opens_the_gate(venue: FakeVenue
     assert venue.submitted == []  # offset 1, the table's last at start-up, is a bad row
     e.on_unreadable_control(0, 1)
     assert venue.submitted == ["O1"]
+
+
+def test_an_input_the_engine_fails_on_is_a_dead_letter_and_job_d_goes_on(
+    venue: FakeVenue, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poison pill for Job D: a dead letter and a CRITICAL event, never a crash loop."""
+    from schemas import DeadLetter, MarketData
+
+    def submit(order: ValidatedOrder) -> None:
+        if order.order_id == "BAD":
+            raise ArithmeticError("an order no check foresaw")
+        venue.submitted.append(order.order_id)
+
+    def on_market(tick: MarketData) -> None:
+        raise ValueError("a tick no check foresaw")
+
+    monkeypatch.setattr(venue, "submit", submit)
+    monkeypatch.setattr(venue, "on_market", on_market)
+    e = engine(venue, clock)
+    letter, event = e.take(order("BAD"), "validated_orders", 0, 7)
+    assert isinstance(letter, DeadLetter)
+    assert (letter.source_stream, letter.offset) == ("validated_orders", 7)
+    assert "ArithmeticError: an order no check foresaw" in letter.reason
+    assert isinstance(event, RiskEvent)
+    assert (event.rule, event.severity, event.account, event.order_id) == (
+        "EXECUTION_ERROR", Severity.CRITICAL, "A", "BAD")
+    assert e.take(order("OK"), "validated_orders", 0, 8) == []
+    assert venue.submitted == ["OK"]  # the job went on
+    assert e.take(order("BAD"), "validated_orders", 0, 7) == []  # a replay: never sent, no crash
+    tick = MarketData(symbol="AAPL", ts=T0, price=Decimal(100), volume=Decimal(1))
+    letter, event = e.take(tick, "market_data", 1, 3)
+    assert isinstance(letter, DeadLetter)
+    assert isinstance(event, RiskEvent)
+    assert event.account == "venue:fake"
