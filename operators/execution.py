@@ -61,6 +61,9 @@ from schemas import (
 
 log = logging.getLogger(__name__)
 
+PAYLOAD_CHARS = 4000
+"""Characters of a failed input kept in its dead letter (as Job C keeps them)."""
+
 _ACKS = frozenset({ExecStatus.NEW, ExecStatus.ACK})
 _FINAL = frozenset({ExecStatus.FILLED, ExecStatus.CANCELED, ExecStatus.REJECTED, ExecStatus.EXPIRED})
 _LATENCY_WINDOW = 10_000
@@ -177,7 +180,7 @@ class ExecutionEngine:
         now = self._now()
         return [
             DeadLetter(source_stream=stream, partition=partition, offset=offset, source_key=account,
-                       reason=why, payload=encode(record).decode()[:4000], job="execution", ts=now),
+                       reason=why, payload=encode(record).decode()[:PAYLOAD_CHARS], job="execution", ts=now),
             RiskEvent(
                 event_id=f"E-EXEC-{stream}-{partition}-{offset}", account=account, rule="EXECUTION_ERROR",
                 severity=Severity.CRITICAL, message=why,
@@ -200,13 +203,14 @@ class ExecutionEngine:
     def on_control(self, control: Control, partition: int, offset: int) -> list[Record]:
         """Take a control row; once the table is read to its start-up end, send what waited."""
         self.controls[control.scope] = control.state.value
-        self.gate.seen(partition, offset)
-        if not (self.gate.open and self.held):
-            return []
-        return self._release_held()
+        return self.on_unreadable_control(partition, offset)
 
     def on_unreadable_control(self, partition: int, offset: int) -> list[Record]:
-        """Take a control row that did not decode: read all the same, so the gate can open."""
+        """Take a control row that did not decode: read all the same, so the gate can open.
+
+        ``on_control`` ends here too: once the table is read to its start-up end, what
+        waited is sent.
+        """
         self.gate.seen(partition, offset)
         if not (self.gate.open and self.held):
             return []

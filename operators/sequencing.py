@@ -299,10 +299,7 @@ class InputRouter(Generic[T]):
         elif broadcast is not None:
             self.broadcasts[broadcast] = (partition, offset, row)
             out += [(acct, row) for acct in self.accounts]
-        gate = self.tables.get(stream)
-        if gate is not None:
-            gate.seen(partition, offset)
-        self.table_seen[(stream, partition)] = max(offset, self.table_seen.get((stream, partition), -1))
+        self._read(stream, partition, offset)
         return out + self.release(now)
 
     def on_unreadable(self, stream: str, partition: int, offset: int, now: float) -> list[Routed]:
@@ -311,11 +308,15 @@ class InputRouter(Generic[T]):
         Without this one bad row at a table's start-up end would hold the gate closed
         for ever, and no signal would be decided again.
         """
+        self._read(stream, partition, offset)
+        return self.release(now)
+
+    def _read(self, stream: str, partition: int, offset: int) -> None:
+        """Record that a table row was read (used or not): for the gate and a restart's rearm."""
         gate = self.tables.get(stream)
         if gate is not None:
             gate.seen(partition, offset)
         self.table_seen[(stream, partition)] = max(offset, self.table_seen.get((stream, partition), -1))
-        return self.release(now)
 
     def on_signal(self, item: T, account: str, symbol: str, ts: datetime, now: float) -> list[Routed]:
         """Queue a signal behind its account's earlier ones; return what may pass now."""
