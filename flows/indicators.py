@@ -11,6 +11,7 @@ followed for halts, resumes and new symbols.
 from __future__ import annotations
 
 import copy
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -39,6 +40,7 @@ from operators.instruments import StartupTable, TickGate
 from schemas import DeadLetter, Instrument, MarketData, SmaWide, encode
 
 JOB = "indicators"
+log = logging.getLogger(__name__)
 
 
 Located = tuple[Tick, int, int]
@@ -76,7 +78,10 @@ class GateLogic(op.StatefulBatchLogic[GateIn, Decoded[MarketData] | DeadLetter, 
                 if not self.table.seen(d.partition, d.offset):
                     gate.on_instrument(rec)
                 continue
-            reason = gate.check(rec.symbol, rec.ts, rec.price, rec.volume)
+            try:
+                reason = gate.check(rec.symbol, rec.ts, rec.price, rec.volume)
+            except Exception as exc:  # noqa: BLE001 - one tick must not stop the job
+                reason = failed_on(exc)
             out.append(d if reason is None else dead_letter_of(d, reason, JOB, key=rec.symbol))  # type: ignore[arg-type]
         return out, False
 
@@ -104,7 +109,12 @@ class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, Symbol
         out: list[SmaWide | DeadLetter] = []
         now = datetime.now(UTC) if self.live else None
         for tick, partition, offset in values:
-            for res in self.state.on_tick(tick, now):
+            try:
+                results = self.state.on_tick(tick, now)
+            except Exception as exc:  # noqa: BLE001 - one tick must not stop the job
+                out.append(_late_letter(Late(tick, failed_on(exc)), partition, offset))
+                continue
+            for res in results:
                 if isinstance(res, Late):
                     out.append(_late_letter(res, partition, offset))
                 else:
@@ -121,6 +131,17 @@ class IndicatorLogic(op.StatefulBatchLogic[Located, SmaWide | DeadLetter, Symbol
     @override
     def snapshot(self) -> SymbolIndicators:
         return copy.deepcopy(self.state)
+
+
+def failed_on(exc: Exception) -> str:
+    """Say why a tick the gate or the indicators raised on is not used (and log the trace).
+
+    Per-record guard (a poison pill no check refused, an indicator bug): the tick goes
+    to dead_letters with the error and Job A goes on. A replay of that tick after a
+    restart meets the same guard, never the same crash.
+    """
+    log.exception("indicators: failed on a tick")
+    return f"Job A failed on this tick ({type(exc).__name__}: {exc})"[:400] + "; not used"
 
 
 def _late_letter(late: Late, partition: int, offset: int) -> DeadLetter:

@@ -43,6 +43,7 @@ from operators.strategies.sharding import (
     ConfigUpdate,
     ControlUpdate,
     Item,
+    RowAt,
     seed_shard,
     shard_keys,
     shard_of,
@@ -66,15 +67,16 @@ def sma_wide_columns(settings: Settings) -> frozenset[str]:
     return frozenset(IndicatorConfig(sma=ind.sma, ema=ind.ema, rsi=ind.rsi, vwap=ind.vwap).columns())
 
 
-class StrategyLogic(op.StatefulBatchLogic[Item, TradeSignal, StrategyShard]):
+class StrategyLogic(op.StatefulBatchLogic[Item, TradeSignal | DeadLetter, StrategyShard]):
     """Bytewax shim around one ``StrategyShard``."""
 
-    def __init__(self, shard: StrategyShard) -> None:
+    def __init__(self, shard: StrategyShard, job: str) -> None:
         self.shard = shard
+        self.job = job
 
     @override
-    def on_batch(self, values: list[Item]) -> tuple[list[TradeSignal], bool]:
-        return take(self.shard, values), False
+    def on_batch(self, values: list[Item]) -> tuple[list[TradeSignal | DeadLetter], bool]:
+        return take(self.shard, values, self.job), False
 
     @override
     def snapshot(self) -> StrategyShard:
@@ -120,11 +122,11 @@ def build_flow(
             raw = op.filter(f"{stream}_mine", raw, mine)
         return decoded(stream, raw, model, job=job, letters=letters)
 
-    def route(d: Decoded[SmaWide]) -> tuple[str, SmaWide] | DeadLetter:
+    def route(d: Decoded[SmaWide]) -> tuple[str, RowAt] | DeadLetter:
         if not d.record.price > 0:  # also catches NaN
             return dead_letter_of(d, f"price must be a finite number > 0, got {d.record.price!r}", job,
                                   key=d.record.symbol)
-        return shard_of(d.record.symbol, shards), d.record
+        return shard_of(d.record.symbol, shards), RowAt(d.record, d.partition, d.offset)
 
     def config(d: Decoded[StrategyConfig]) -> ConfigUpdate | DeadLetter:
         try:
@@ -143,8 +145,9 @@ def build_flow(
     updates = op.merge("updates", cast(Stream[ConfigUpdate], configs.trues), controls)
     fanned = op.flat_map("fan_out", updates, lambda u: [(k, u) for k in keys])
     joined = op.merge("join", cast(Stream[tuple[str, Item]], rows.trues), fanned)
-    signals = op.stateful_batch("strategy", joined, lambda r: StrategyLogic(r if r is not None else seed()))
-    op.output("trade_signals", op.key_rm("unkey", signals), conn.sink("trade_signals"))
-    letters += [rows.falses, configs.falses, shard_guard(flow, conn, job)]
+    out = op.stateful_batch("strategy", joined, lambda r: StrategyLogic(r if r is not None else seed(), job))
+    signals = op.branch("signal_or_letter", op.key_rm("unkey", out), lambda x: isinstance(x, TradeSignal))
+    op.output("trade_signals", signals.trues, conn.sink("trade_signals"))
+    letters += [rows.falses, configs.falses, signals.falses, shard_guard(flow, conn, job)]
     op.output("dead_letters", op.merge("all_letters", *letters), conn.sink("dead_letters"))
     return flow

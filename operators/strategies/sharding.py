@@ -16,13 +16,16 @@ offset (``StrategyShard.apply_config``/``apply_control``).
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from operators.strategies.base import StrategyError
 from operators.strategies.engine import ActiveConfig, StrategyShard, activate
-from schemas import Control, DecodeError, SmaWide, StrategyConfig, TradeSignal, decode
+from schemas import Control, DeadLetter, DecodeError, SmaWide, StrategyConfig, TradeSignal, decode, encode
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +44,20 @@ class ControlUpdate:
     control: Control
 
 
-Item = SmaWide | ConfigUpdate | ControlUpdate
+@dataclass(frozen=True, slots=True)
+class RowAt:
+    """An sma_wide row with where it was read (for the dead letter if evaluating it fails)."""
+
+    row: SmaWide
+    partition: int
+    offset: int
+
+
+Item = RowAt | ConfigUpdate | ControlUpdate
 """What reaches a shard: a row to evaluate, or an update to put in force."""
+
+PAYLOAD_CHARS = 4000
+"""A dead letter keeps at most this much of the row it could not use."""
 
 
 def shard_keys(shards: int) -> list[str]:
@@ -55,12 +70,22 @@ def shard_of(symbol: str, shards: int) -> str:
     return f"{zlib.crc32(symbol.encode()) % shards:03d}"
 
 
-def take(shard: StrategyShard, items: Iterable[Item]) -> list[TradeSignal]:
-    """Apply updates and evaluate rows in arrival order; return the signals."""
-    out: list[TradeSignal] = []
+def take(shard: StrategyShard, items: Iterable[Item], job: str) -> list[TradeSignal | DeadLetter]:
+    """Apply updates and evaluate rows in arrival order; return the signals.
+
+    A row the strategy raises on (a poison pill no check refused, a strategy bug) goes
+    out as a dead letter naming the error and the row's position, and the shard goes on
+    with the next row. A replay of that row after a restart is dropped by its ``seq``
+    (it was taken) or meets the same guard: never the same crash twice.
+    """
+    out: list[TradeSignal | DeadLetter] = []
     for item in items:
-        if isinstance(item, SmaWide):
-            signal = shard.on_row(item)
+        if isinstance(item, RowAt):
+            try:
+                signal = shard.on_row(item.row)
+            except Exception as exc:  # noqa: BLE001 - one row must not stop the job
+                out.append(failed_row(item, exc, job))
+                continue
             if signal is not None:
                 out.append(signal)
         elif isinstance(item, ConfigUpdate):
@@ -68,6 +93,17 @@ def take(shard: StrategyShard, items: Iterable[Item]) -> list[TradeSignal]:
         else:
             shard.apply_control(item.offset, item.control)
     return out
+
+
+def failed_row(item: RowAt, exc: Exception, job: str) -> DeadLetter:
+    """Return the dead letter of a row evaluating raised on (logging the trace)."""
+    log.exception("%s: failed on sma_wide %s@%s", job, item.partition, item.offset)
+    row = item.row
+    return DeadLetter(
+        source_stream="sma_wide", partition=item.partition, offset=item.offset, source_key=row.symbol,
+        reason=f"{job} failed on this row ({type(exc).__name__}: {exc})"[:400] + "; not used",
+        payload=encode(row).decode()[:PAYLOAD_CHARS], job=job, ts=row.ts,
+    )
 
 
 def seed_shard(

@@ -14,7 +14,7 @@ from connectors.settings import Settings
 from flows.common import Decoded
 from flows.indicators import GateLogic, build_flow, indicator_config
 from operators.indicators import IndicatorSet
-from operators.instruments import StartupTable
+from operators.instruments import StartupTable, TickGate
 from schemas import DeadLetter, Instrument, InstrumentStatus, MarketData, SmaWide, encode
 from tests.helpers import read_all
 
@@ -86,6 +86,35 @@ def test_bad_records_go_to_dead_letters_and_the_flow_goes_on(
         assert letter.partition is not None
         assert why in letter.reason, letter.reason
         assert letter.payload == payload.decode()
+
+
+@pytest.mark.parametrize("where", ["gate", "indicators"])
+def test_a_tick_job_a_raises_on_is_dead_lettered_and_the_flow_goes_on(
+    settings: Settings, connectors: Connectors, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A poison pill no check refused (here: a bug in the gate or the indicator math) never
+    stops Job A; the tick goes to dead_letters with the error and its position (#17 item 1)."""
+    target = (TickGate, "check") if where == "gate" else (IndicatorSet, "update")
+    real = getattr(*target)
+
+    def fragile(self: object, *args: object) -> object:
+        price = args[2] if where == "gate" else args[0]
+        if float(price) == 13.0:  # type: ignore[arg-type]
+            raise ArithmeticError(f"a {where} bug only this price finds")
+        return real(self, *args)
+
+    monkeypatch.setattr(*target, fragile)
+    ticks = [MarketData(symbol="X", ts=T0 + timedelta(seconds=i), price=p, volume=5)
+             for i, p in enumerate([10, 11, 13, 12, 13, 14])]
+    replay(ticks, connectors.writer("market_data"), progress=False)
+    run_main(build_flow(settings))
+    rows = read_all(connectors, "sma_wide")
+    assert [r.price for r in rows] == [10.0, 11.0, 12.0, 14.0]  # type: ignore[attr-defined]
+    dead = sorted(read_all(connectors, "dead_letters"), key=lambda d: d.offset)  # type: ignore[attr-defined]
+    assert [(d.source_stream, d.offset, d.job) for d in dead] == [  # type: ignore[attr-defined]
+        ("market_data", 2, "indicators"), ("market_data", 4, "indicators")]
+    for d in dead:
+        assert f"ArithmeticError: a {where} bug only this price finds" in d.reason  # type: ignore[attr-defined]
 
 
 def test_late_tick_is_dead_lettered_with_its_position(

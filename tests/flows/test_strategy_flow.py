@@ -10,11 +10,11 @@ before the rows written after it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -24,6 +24,7 @@ from bytewax.testing import cluster_main, run_main
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from flows.strategy import build_flow
+from operators.strategies import STRATEGIES, Intent, Param, Strategy, register
 from schemas import (
     Control,
     DeadLetter,
@@ -358,6 +359,43 @@ def test_bad_sma_wide_rows_are_dead_lettered_and_the_flow_goes_on(
     assert "bad JSON" in reasons[0]
     assert "price must be a finite number > 0" in reasons[1]
     assert "bogus" in reasons[2]
+
+
+def test_a_row_the_strategy_raises_on_is_dead_lettered_and_the_flow_goes_on(
+    settings: Settings, connectors: Connectors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poison pill no check refused (here: a strategy bug) never stops Job B (#17 item 1)."""
+
+    monkeypatch.setattr("operators.strategies.base.STRATEGIES", dict(STRATEGIES))  # dropped after
+
+    @register("fragile_every_row")
+    class Fragile(Strategy[None]):
+        PARAMS: ClassVar[Mapping[str, Param]] = {}
+
+        def columns(self) -> tuple[str, ...]:
+            return ()
+
+        def new_state(self) -> None:
+            return None
+
+        def on_row(self, state: None, row: SmaWide) -> Intent | None:
+            if row.price == 13.0:
+                raise ZeroDivisionError("a bug that only this price finds")
+            return Intent(Side.BUY, "every row", {})
+
+    put(connectors, "strategy_config", [config(strategy="fragile_every_row", params={})])
+    prices = [10.0, 11.0, 13.0, 12.0, 13.0, 14.0]
+    put(connectors, "sma_wide", [
+        SmaWide(symbol="X", ts=T0 + timedelta(seconds=i), price=p, volume=1.0, seq=i)
+        for i, p in enumerate(prices)
+    ])
+    run_main(build_flow(SID, settings))
+    assert [s.signal_id for s in signals(connectors)] == [f"{SID}:X:{i}" for i in (0, 1, 3, 5)]
+    dead = sorted(letters(connectors), key=lambda d: d.offset or 0)
+    assert [(d.source_stream, d.offset, d.job) for d in dead] == [
+        ("sma_wide", 2, f"strategy:{SID}"), ("sma_wide", 4, f"strategy:{SID}")]
+    assert all("ZeroDivisionError: a bug that only this price finds" in d.reason for d in dead)
+    assert all('"price":13.0' in d.payload for d in dead)
 
 
 def test_several_strategy_flows_read_the_same_stream(

@@ -34,5 +34,5 @@ def test_the_seed_folds_this_strategys_configs_and_counts_every_offset() -> None
     assert (shard.config_offset, shard.control_offset) == (4, 2)
     assert shard.trading_state() is TradingState.HALTED
     halt_again = ControlUpdate(0, Control(scope="strategy:s1", state=TradingState.ACTIVE, ts=T0))
-    assert take(shard, [halt_again]) == []
+    assert take(shard, [halt_again], "strategy:s1") == []
     assert shard.trading_state() is TradingState.HALTED  # offset 0 was applied by the seed
