@@ -86,6 +86,7 @@ class Rule(StrEnum):
     MIN_NOTIONAL = "MIN_NOTIONAL"
     NO_ROUTE = "NO_ROUTE"
     STALE_SIGNAL = "STALE_SIGNAL"
+    FUTURE_SIGNAL = "FUTURE_SIGNAL"
 
 
 _NAMES = MappingProxyType({rule: rule.value for rule in Rule})
@@ -463,10 +464,30 @@ def check_stale_signal(ctx: CheckInput) -> RuleResult:
         return _result(rule, True, "no max_signal_age_s")
     if ctx.market_ts is None:
         return _result(rule, True, f"no tick of {ctx.signal.symbol} seen yet", None, dec_str(limit))
-    gap = ctx.market_ts - ctx.signal.ts
-    age = (Decimal(gap.days * 86_400 + gap.seconds) + Decimal(gap.microseconds).scaleb(-6)).normalize()
+    age = _seconds(ctx.market_ts - ctx.signal.ts)
     return _at_most(rule, f"signal age behind the newest {ctx.signal.symbol} tick (s)",
                     max(age, Decimal(0)), limit)
+
+
+def check_future_signal(ctx: CheckInput) -> RuleResult:
+    """Fail a signal dated more than ``max_signal_lead_s`` after its symbol's newest tick.
+
+    Job C waits (``mark_wait_s``) for the market to reach a signal's time; a signal still
+    that far ahead of it is dated wrong. Market time, so it holds in a replay of an old
+    market, where the wall-clock check cannot see it; ``value`` is the lead in seconds.
+    """
+    rule, limit = Rule.FUTURE_SIGNAL, _limit(ctx, "max_signal_lead_s")
+    if limit is None:
+        return _result(rule, True, "no max_signal_lead_s")
+    if ctx.market_ts is None:
+        return _result(rule, True, f"no tick of {ctx.signal.symbol} seen yet", None, dec_str(limit))
+    lead = _seconds(ctx.signal.ts - ctx.market_ts)
+    return _at_most(rule, f"signal lead over the newest {ctx.signal.symbol} tick (s)",
+                    max(lead, Decimal(0)), limit)
+
+
+def _seconds(gap: timedelta) -> Decimal:
+    return (Decimal(gap.days * 86_400 + gap.seconds) + Decimal(gap.microseconds).scaleb(-6)).normalize()
 
 
 RULES: tuple[Check, ...] = (
@@ -489,6 +510,7 @@ RULES: tuple[Check, ...] = (
     check_min_notional,
     check_no_route,
     check_stale_signal,
+    check_future_signal,
 )
 """Every pre-trade rule, in the order they appear in a decision."""
 

@@ -77,6 +77,11 @@ class Account(Record):
     max_reject_rate: NonNegative | None = None
     max_signal_age_s: NonNegative | None = None
     """A signal dated more than this before its symbol's newest tick fails STALE_SIGNAL."""
+    max_signal_lead_s: NonNegative | None = None
+    """A signal dated more than this after its symbol's newest tick fails FUTURE_SIGNAL.
+
+    Market time, not the wall clock: it holds in a replay of an old market too (Job C
+    refuses signals ahead of the wall clock before this, ``portfolio.max_future_skew_s``)."""
     cancel_on_disconnect: bool = False
     limits_version: int = 1
     updated_by: FreeText = "ops"

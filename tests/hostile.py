@@ -48,8 +48,8 @@ from tradeflow.pipeline import Pipeline, demo_strategies, pipeline_jobs, seed
 ACCOUNT = "ACC-SMA"
 HALTED_STRATEGY = "halted_strat"
 STALE_ACCOUNT = "ACC-STALE"
-"""An account with ``max_signal_age_s`` (the demo's have none: a replay at full speed
-reads market data far ahead of the signals)."""
+"""An account with ``max_signal_age_s`` and ``max_signal_lead_s`` (the demo's have none: a
+replay at full speed reads market data far ahead of the signals)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,9 @@ def corpus(ticks: list[MarketData]) -> list[Hostile]:
            marker="S38")
     signal("signal dated 1970", _signal("S37", datetime(1970, 1, 1, tzinfo=UTC), account=STALE_ACCOUNT),
            fails="STALE_SIGNAL")
+    # behind the wall clock (the market is an old one), a month ahead of the market
+    signal("signal a month ahead of the market",
+           _signal("S39", now + timedelta(days=30), account=STALE_ACCOUNT), fails="FUTURE_SIGNAL")
 
     # -- tables and the other inputs ----------------------------------------------------
     def other(name: str, stream: str, key: str | None, payload: bytes, **kw: Any) -> None:
@@ -233,7 +236,7 @@ def run_hostile(settings: Settings, ticks: list[MarketData], *, timeout_s: float
     seed(conn, configs, symbols)
     extra = conn.writer("accounts")
     extra.write([Account(account=STALE_ACCOUNT, cash=Decimal(1_000_000), max_signal_age_s=Decimal(60),
-                         ts=ticks[0].ts)])
+                         max_signal_lead_s=Decimal(60), ts=ticks[0].ts)])
     extra.close()
     halt = conn.writer("control")
     halt.write([Control(scope=f"strategy:{HALTED_STRATEGY}", state=TradingState.HALTED,

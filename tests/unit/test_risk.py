@@ -18,6 +18,7 @@ from operators.risk import (
     check_account_status,
     check_buying_power,
     check_duplicate_signal,
+    check_future_signal,
     check_instrument_status,
     check_lot_size,
     check_max_gross_exposure,
@@ -372,6 +373,7 @@ def test_evaluate_runs_every_rule_in_order_even_after_a_failure() -> None:
         "MAX_ORDER_QTY", "MAX_POSITION_QTY", "MAX_POSITION_NOTIONAL", "MAX_GROSS_EXPOSURE",
         "MAX_LEVERAGE", "MAX_OPEN_ORDERS", "PRICE_COLLAR", "ORDER_RATE", "BUYING_POWER",
         "INSTRUMENT_STATUS", "TICK_SIZE", "LOT_SIZE", "MIN_NOTIONAL", "NO_ROUTE", "STALE_SIGNAL",
+        "FUTURE_SIGNAL",
     ]
     assert len(RULES) == len(results)
     assert [r.rule for r in results if not r.passed] == ["ACCOUNT_STATUS", "DUPLICATE_SIGNAL"]
@@ -504,6 +506,29 @@ def test_stale_signal_passes_without_a_limit_or_a_tick_and_for_a_signal_ahead_of
     assert check_stale_signal(ctx(account=limited, market_ts=None)).passed
     ahead = check_stale_signal(ctx(account=limited, market_ts=T0 - timedelta(seconds=30)))
     assert (ahead.passed, ahead.value) == (True, "0")
+
+
+def test_future_signal_fails_a_signal_further_ahead_of_the_newest_tick_than_the_limit() -> None:
+    limited = account(max_signal_lead_s=D(60))
+    level = check_future_signal(ctx(account=limited, market_ts=T0 - timedelta(seconds=60)))
+    ahead = check_future_signal(ctx(account=limited, market_ts=T0 - timedelta(seconds=60, microseconds=1)))
+    assert (level.passed, level.value, level.limit) == (True, "60", "60")
+    assert (ahead.passed, ahead.value, ahead.rule) == (False, "60.000001", "FUTURE_SIGNAL")
+    assert check_future_signal(ctx(account=limited, market_ts=T0 + timedelta(hours=1))).value == "0"  # behind
+    assert check_future_signal(ctx(account=limited, market_ts=None)).passed
+    assert check_future_signal(ctx(market_ts=T0 - timedelta(days=30))).passed  # no limit set
+
+
+def test_a_signal_a_month_ahead_of_an_old_market_fails_in_the_book() -> None:
+    """A replay of an old market: the wall clock cannot see this signal is dated wrong."""
+    from operators.portfolio import AccountBook
+
+    book = AccountBook("A1")
+    book.on_account(account(max_signal_lead_s=D(60), cash=D(10_000)))
+    book.on_mark("AAPL", D(100), T0)
+    out = book.on_signal(signal(ts=T0 + timedelta(days=30)), market_ts=T0)
+    assert [r.rule for r in out.decision.rules if not r.passed] == ["FUTURE_SIGNAL"]
+    assert out.orders == ()
 
 
 def test_a_signal_dated_1970_is_stale_in_the_book() -> None:
