@@ -1,4 +1,4 @@
-"""TCP transport of a FIX initiator: one thread per session, reconnecting with backoff.
+"""TCP (or TLS) transport of a FIX initiator: one thread per session, reconnecting with backoff.
 
 The thread owns the socket and is the only one that touches the ``FixSession`` and the
 handler's state: other threads hand it work through ``call_soon`` (a queue plus a
@@ -7,6 +7,9 @@ loop connects, sends Logon, then pumps: bytes in -> ``session.receive``, time ->
 ``session.tick``, queued calls, and ``handler.on_idle``. When the connection ends it
 waits ``reconnect_initial_s``, doubling up to ``reconnect_max_s`` while attempts keep
 failing, and resets the delay after a successful logon. ``stop`` logs out politely.
+A failure retrying cannot mend (the TLS handshake refused, with ``stop_on_refused_logon``
+a Logout answering our Logon) halts it instead: one CRITICAL ``LOGON_REFUSED`` event,
+``halted`` says why, and it never connects again (queued calls still get answers).
 
 Each read (session, then the handler with its output), each burst of queued calls
 (up to ``MAX_BATCH``) and each tick runs inside ``FixSession.batch()``: the store is
@@ -19,12 +22,14 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-from connectors.fix.session import FixSession, SessionOutput, SessionState
+from connectors.fix.session import EventKind, FixSession, SessionEvent, SessionOutput, SessionState
+from connectors.fix.settings import FixSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,22 @@ class SessionHandler(Protocol):
         ...
 
 
+def tls_context(settings: FixSettings) -> ssl.SSLContext | None:
+    """Return the TLS context of a session with ``tls`` on (None: plain TCP).
+
+    The venue's certificate is verified (chain to ``tls_ca_file`` or the system's CAs, and
+    the host name); TLS 1.2 at least; the client certificate when one is configured.
+    """
+    if not settings.tls:
+        return None
+    ctx = ssl.create_default_context(cafile=settings.tls_ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.tls_cert_file is not None:
+        password = settings.tls_key_password.get_secret_value() if settings.tls_key_password else None
+        ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password)
+    return ctx
+
+
 class FixInitiator:
     """Run one ``FixSession`` over TCP on a dedicated thread (see the module doc)."""
 
@@ -72,6 +93,9 @@ class FixInitiator:
         self.connects = 0
         self.connect_failures = 0
         self.last_error = ""
+        self.halted: str | None = None
+        """Why the initiator stopped connecting for good (TLS refused, logon refused)."""
+        self._tls = tls_context(self._s)
 
     @property
     def connected(self) -> bool:
@@ -119,31 +143,63 @@ class FixInitiator:
     def _run(self) -> None:
         delay = self._s.reconnect_initial_s
         while not self._stopping.is_set():
-            sock = self._connect()
-            if sock is not None:
-                logged_on = self._pump(sock)
-                if logged_on:
-                    delay = self._s.reconnect_initial_s
+            if self.halted is None:
+                sock = self._connect()
+                if sock is not None:
+                    logged_on = self._pump(sock)
+                    if logged_on:
+                        delay = self._s.reconnect_initial_s
+                refused = self._session.refused
+                if refused is not None and self._s.stop_on_refused_logon:
+                    self._halt(refused, event=False)  # the session raised LOGON_REFUSED
             if self._stopping.is_set():
                 break
-            self._wait(delay)
+            # halted: never connect again, but queued calls and idle work still run
+            # (orders waiting for a session are refused, not left hanging)
+            self._wait(delay if self.halted is None else POLL_S * 10)
             delay = min(delay * self._s.reconnect_multiplier, self._s.reconnect_max_s)
         self._run_commands(None)  # late calls still get their local answers
 
+    def _halt(self, why: str, *, event: bool) -> None:
+        """Stop connecting for good: retrying would fail the same way.
+
+        A bad certificate, a refused logon. ``event``: raise the CRITICAL
+        ``LOGON_REFUSED`` event here (the session raised it for a refused logon).
+        """
+        self.halted = why
+        self.last_error = why
+        log.critical("%s: %s; the session is stopped, no reconnect", self._s.session_id, why)
+        if event:
+            with self.lock:
+                self._handler.on_output(SessionOutput(events=[SessionEvent(EventKind.LOGON_REFUSED, why)]))
+
     def _connect(self) -> socket.socket | None:
+        where = f"{self._s.host}:{self._s.port}"
         try:
-            sock = socket.create_connection(
-                (self._s.host, self._s.port), timeout=self._s.connect_timeout_s
-            )
+            sock = socket.create_connection((self._s.host, self._s.port), timeout=self._s.connect_timeout_s)
         except OSError as exc:
             self.connect_failures += 1
-            self.last_error = f"connect {self._s.host}:{self._s.port}: {exc}"
+            self.last_error = f"connect {where}: {exc}"
             log.warning("%s: %s", self._s.session_id, self.last_error)
             return None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self._s.connect_timeout_s)  # bounds sendall on a stuck peer
+        sock.settimeout(self._s.connect_timeout_s)  # bounds the handshake and sendall on a stuck peer
         self.connects += 1
-        log.info("%s: connected to %s:%d", self._s.session_id, self._s.host, self._s.port)
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._s.tls_server_name or self._s.host)
+            except ssl.SSLError as exc:  # the venue's certificate, or ours, refused: fatal
+                sock.close()
+                self.connect_failures += 1
+                self._halt(f"TLS handshake with {where} failed: {exc.reason or exc}", event=True)
+                return None
+            except OSError as exc:  # the network, not TLS: retried
+                sock.close()
+                self.connect_failures += 1
+                self.last_error = f"TLS handshake with {where}: {exc}"
+                log.warning("%s: %s", self._s.session_id, self.last_error)
+                return None
+        log.info("%s: connected to %s%s", self._s.session_id, where, " (TLS)" if self._tls else "")
         return sock
 
     def _pump(self, sock: socket.socket) -> bool:
@@ -193,6 +249,16 @@ class FixInitiator:
     def _read(self, sock: socket.socket) -> bool:
         try:
             data = sock.recv(65536)
+            if isinstance(sock, ssl.SSLSocket):  # bytes TLS already decrypted wake no select()
+                while data and sock.pending():
+                    data += sock.recv(sock.pending())
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:  # the connection ended
+            self.last_error = f"recv: {exc}"
+            log.warning("%s: %s", self._s.session_id, self.last_error)
+            return False
+        except ssl.SSLError as exc:  # a TLS alert: with TLS 1.3 a refused client certificate
+            self._halt(f"TLS: the venue ended the session: {exc.reason or exc}", event=True)
+            return False
         except OSError as exc:
             self.last_error = f"recv: {exc}"
             log.warning("%s: %s", self._s.session_id, self.last_error)

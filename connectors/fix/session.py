@@ -26,7 +26,10 @@ What it does, per the FIX 4.4 session protocol:
   taken and the logon goes on, but nothing we sent before it is ever re-sent: the
   venue's ResendRequest for those gets a GapFill, so an order the venue forgot is
   never executed a second time. Without it the logon is refused ("MsgSeqNum too low").
-* Logons that fail ``logon_refused_alarm`` times in a row raise ``LOGON_REFUSED``.
+* A Logout answering our Logon is a refusal (``refused`` says why): with
+  ``stop_on_refused_logon`` it raises ``LOGON_REFUSED`` at once and the initiator does
+  not reconnect; otherwise logons that fail ``logon_refused_alarm`` times in a row
+  raise ``LOGON_REFUSED``.
 * ResendRequest answered from the store: application messages re-sent with
   PossDupFlag=Y and OrigSendingTime, unless ``resend_filter`` (the application's
   judgement, e.g. "that order is done") says a message is unsafe to send again;
@@ -206,6 +209,8 @@ class FixSession:
         self._closing = False
         self._batches = 0
         self._failed_logons = 0
+        self.refused: str | None = None
+        """Why the venue refused our last Logon (a Logout answering it); None after a logon."""
         self._resend_floor = 1
         """Our messages below this MsgSeqNum are never re-sent (the venue lost them)."""
         self.resend_filter: Callable[[simplefix.FixMessage], bool] | None = None
@@ -440,6 +445,8 @@ class FixSession:
             return None
         if self._state is SessionState.LOGON_SENT and msg_type != MsgType.LOGON:
             why = text(msg, Tag.TEXT) or ""
+            if msg_type == MsgType.LOGOUT:  # the venue answered our Logon with a Logout: refused
+                self._logon_refused(safe_text(why), out)
             self._fatal(out, f"expected Logon, got 35={msg_type} {why}".strip(), logout=False)
             return None
         if self._state is SessionState.DISCONNECTED:
@@ -560,6 +567,7 @@ class FixSession:
         self._set_state(SessionState.ACTIVE, now)
         self._test_req_id = None
         self._failed_logons = 0
+        self.refused = None
         hb = text(msg, Tag.HEART_BT_INT)
         out.events.append(SessionEvent(EventKind.LOGON, f"logged on (HeartBtInt {hb})"))
         log.info("%s: logged on", self._s.session_id)
@@ -641,6 +649,12 @@ class FixSession:
         self._resend_floor = self._store.next_sender_seq
         self._store.next_target_seq = seq
         return True
+
+    def _logon_refused(self, why: str, out: SessionOutput) -> None:
+        self.refused = f"venue refused the logon: {why or 'no reason given'}"
+        if self._s.stop_on_refused_logon:
+            out.events.append(SessionEvent(EventKind.LOGON_REFUSED, f"{self.refused}; not retrying"))
+            log.critical("%s: %s; not retrying", self._s.session_id, self.refused)
 
     def _logon_refused_alarm(self) -> SessionEvent | None:
         limit = self._s.logon_refused_alarm

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from connectors.secrets import resolve_secret
+
 
 class FixSettings(BaseModel):
     """Where the venue is, who we are, and how the session behaves."""
@@ -37,6 +39,29 @@ class FixSettings(BaseModel):
     """Username (553) sent at logon (``TRADEFLOW_FIX__USERNAME``)."""
     password: SecretStr | None = None
     """Password (554) sent at logon (``TRADEFLOW_FIX__PASSWORD``)."""
+    password_file: Path | None = None
+    """File holding the password (a mounted secret, ``TRADEFLOW_FIX__PASSWORD_FILE``); read
+    once at start, instead of ``password``."""
+    tls: bool = False
+    """Speak TLS to the venue (``TRADEFLOW_FIX__TLS``); its certificate is always verified
+    (chain and host name), and a certificate refused stops the session: no retry."""
+    tls_ca_file: Path | None = None
+    """PEM file of the CA(s) the venue's certificate must chain to (None: the system's)."""
+    tls_server_name: str | None = None
+    """Host name the venue's certificate must carry (None: ``host``)."""
+    tls_cert_file: Path | None = None
+    """PEM client certificate to present, for venues that ask for one (with ``tls_key_file``)."""
+    tls_key_file: Path | None = None
+    """PEM private key of ``tls_cert_file``."""
+    tls_key_password: SecretStr | None = None
+    """Password of ``tls_key_file``, if it is encrypted."""
+    tls_key_password_file: Path | None = None
+    """File holding ``tls_key_password`` (read once at start)."""
+    stop_on_refused_logon: bool = True
+    """A Logout answering our Logon (bad credentials, unknown CompID, sequence refused by
+    the venue) stops the session with one CRITICAL ``LOGON_REFUSED`` event instead of
+    reconnecting: a retry sends the same Logon and is refused the same way. False: retry
+    with backoff, alarming every ``logon_refused_alarm`` failures."""
     store_dir: Path = Path("data/fix")
     """Directory of the session store (sequence numbers, sent messages, order map)."""
     fsync: bool = True
@@ -82,10 +107,18 @@ class FixSettings(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_comp_ids(self) -> FixSettings:
+        # secret files are read here, once: a missing one fails at start-up
+        for name in ("password", "tls_key_password"):
+            secret = resolve_secret(name, getattr(self, name), getattr(self, f"{name}_file"))
+            object.__setattr__(self, name, secret)
         if self.sender_comp_id == self.target_comp_id:
             raise ValueError("sender_comp_id and target_comp_id must differ")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if not self.tls and (self.tls_ca_file or self.tls_cert_file or self.tls_server_name):
+            raise ValueError("tls_* settings are set but tls is off")
         return self
 
     @property

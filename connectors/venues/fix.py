@@ -173,6 +173,7 @@ class FixVenue(VenueAdapter):
                     "connects": initiator.connects,
                     "connect_failures": initiator.connect_failures,
                     "last_error": initiator.last_error,
+                    "halted": initiator.halted,
                     "last_session_error": self._session_error,
                     "pending": len(self._pending),
                     "unanswered": len(self._asked),
@@ -287,12 +288,14 @@ class FixVenue(VenueAdapter):
         app, _ = self._parts()
         now = time.monotonic()
         limit = self._settings.pending_order_timeout_s
+        halted = self._initiator.halted if self._initiator is not None else None
         keep: list[_Pending] = []
         for p in self._pending:
-            if now - p.since < limit:
+            if halted is None and now - p.since < limit:
                 keep.append(p)
                 continue
-            why = f"not sent: no FIX session for {limit:g}s"
+            why = (f"not sent: FIX session stopped ({halted})" if halted
+                   else f"not sent: no FIX session for {limit:g}s")
             if p.cancel:
                 self._add([app.cancel_not_sent(p.order, why)])
             else:

@@ -242,7 +242,17 @@ def test_logon_answer_above_expected_seq_logs_on_and_requests_resend(tmp_path: P
 
 def test_logon_refused_by_logout_is_an_error_with_the_reason(tmp_path: Path) -> None:
     r = replay("logon_refused.fix", tmp_path)
-    assert "Invalid password" in r.last.events[0].text
+    assert [e.text for e in r.last.events] == [
+        "venue refused the logon: Invalid password; not retrying",
+        "expected Logon, got 35=5 Invalid password",
+    ]
+    assert r.session.refused == "venue refused the logon: Invalid password"
+
+
+def test_a_refused_logon_with_retries_on_only_alarms_every_few_failures(tmp_path: Path) -> None:
+    r = replay("logon_refused_retry.fix", tmp_path)
+    assert [e.kind for e in r.last.events] == [EventKind.ERROR]
+    assert r.session.refused is not None
 
 
 def test_logon_without_answer_times_out(tmp_path: Path) -> None:

@@ -33,9 +33,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ from tradeflow.infra.common import (
     serve_until_signalled,
     up_command,
 )
+from tradeflow.infra.tls import KeyStore, TestPki
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,51 @@ _AUDIT_FILE = "audit.jsonl"
 _JOURNAL_FILE = "orders.journal"
 
 
+_LOGON_PASSWORD_FILE = "logon.password"  # noqa: S105 - a file name
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable and writable by this user only (mode 0600)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+@dataclass(frozen=True)
+class VenueTls:
+    """TLS of the venue's acceptor: its keystore, and the CA client certificates need."""
+
+    keystore: KeyStore
+    password: str
+    """The keystore's (and truststore's) password (``TestPki.password``)."""
+    client_ca: Path | None = None
+    """A PKCS12 truststore: set, the venue asks for a client certificate it signed."""
+
+    @classmethod
+    def of(cls, pki: TestPki, *, name: str = "venue", client_auth: bool = False) -> VenueTls:
+        """Issue the venue's certificate (for 127.0.0.1 and localhost) from ``pki``."""
+        store = pki.issue(name, "tradeflow test venue")
+        return cls(store, pki.password, pki.truststore if client_auth else None)
+
+    def settings(self) -> dict[str, str]:
+        """Return QuickFIX/J's SSL settings for this keystore."""
+        out = {
+            "SocketUseSSL": "Y",
+            "SocketKeyStore": str(self.keystore.path),
+            "SocketKeyStorePassword": self.password,
+            "KeyStoreType": "PKCS12",
+        }
+        if self.client_ca is not None:
+            out |= {
+                "NeedClientAuth": "Y",
+                "SocketTrustStore": str(self.client_ca),
+                "SocketTrustStorePassword": self.password,
+                "TrustStoreType": "PKCS12",
+            }
+        return out
+
+
 def _csv(symbols: Iterable[str]) -> str:
     return ",".join(s.strip() for s in symbols if s.strip())
 
@@ -92,6 +140,12 @@ class FixVenue(SingleJvmServer):
 
     ``extra_settings`` are added to the [DEFAULT] section of the QuickFIX/J settings
     and override the ones written here (e.g. ``{"ValidateUserDefinedFields": "N"}``).
+
+    ``tls`` makes it a TLS acceptor (QuickFIX/J's SSL with the keystore of a
+    ``tradeflow.infra.tls.TestPki``; with ``tls.client_ca`` it also asks for a client
+    certificate signed by it). ``credentials`` (username, password) makes it refuse any
+    Logon without them; the password goes to the venue in a file of mode 0600 and its
+    message logs show ``554=***``.
     """
 
     LOG_FILE = "venue.log"
@@ -113,6 +167,8 @@ class FixVenue(SingleJvmServer):
         extra_settings: Mapping[str, str] | None = None,
         jvm_opts: Sequence[str] = DEFAULT_JVM_OPTS,
         start_timeout: float = 60.0,
+        tls: VenueTls | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         if partial_fills < 1:
             raise ValueError("partial_fills must be at least 1")
@@ -129,6 +185,8 @@ class FixVenue(SingleJvmServer):
         self.extra_settings = dict(extra_settings or {})
         self.jvm_opts = tuple(jvm_opts)
         self.start_timeout = start_timeout
+        self.tls = tls
+        self._credentials = credentials
         self._port = port
         self._jvm: JvmProcess | None = None
 
@@ -213,6 +271,11 @@ class FixVenue(SingleJvmServer):
             "DefaultPrice": str(self.default_price),
             "MaxOrderQty": str(self.max_order_qty),
         }
+        if self.tls is not None:
+            values.update(self.tls.settings())
+        if self._credentials is not None:
+            values["LogonUsername"] = self._credentials[0]
+            values["LogonPasswordFile"] = str(self.data_dir / _LOGON_PASSWORD_FILE)
         values.update(self.extra_settings)
         return values
 
@@ -227,7 +290,10 @@ class FixVenue(SingleJvmServer):
             f"TargetCompID={self._target}",
             "",
         ]
-        self.settings_path.write_text("\n".join(lines))
+        # the keystore password may be in it: readable by this user only
+        write_private(self.settings_path, "\n".join(lines))
+        if self._credentials is not None:
+            write_private(self.data_dir / _LOGON_PASSWORD_FILE, self._credentials[1])
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -7,11 +7,13 @@ certificates with it. Java servers read the PKCS12 stores; librdkafka and Python
 ``ssl`` read the CA as PEM (``ca_pem``). Every store has the same random password
 (``password``), kept only in memory and handed to servers through files with mode 0600.
 
-keytool ships with the JDK the servers need anyway, so this adds no tool to install.
+keytool ships with the JDK the servers need anyway. Python's ``ssl`` reads a private
+key only as PEM, so ``pem_key`` (a client certificate for Python) uses ``openssl``.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import subprocess
@@ -107,3 +109,23 @@ class TestPki:
                   "-keystore", str(store), "-storepass", self.password)
         csr.unlink()
         return KeyStore(store, cert, name, dn)
+
+    def pem_key(self, store: KeyStore) -> Path:
+        """Return ``<alias>.key``: the store's private key as unencrypted PEM (mode 0600).
+
+        For a Python client presenting ``store.cert_pem``; needs ``openssl``.
+        """
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise InfraError("openssl is not on PATH; it turns a test key into PEM for Python's ssl")
+        key = self.directory / f"{store.alias}.key"
+        key.unlink(missing_ok=True)
+        os.close(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        proc = subprocess.run(  # noqa: S603 - openssl with our own arguments
+            [openssl, "pkcs12", "-in", str(store.path), "-nocerts", "-nodes",
+             "-passin", "env:TF_PKI_PASSWORD", "-out", str(key)],
+            capture_output=True, text=True, check=False, env={**os.environ, "TF_PKI_PASSWORD": self.password},
+        )
+        if proc.returncode != 0:
+            raise InfraError(f"openssl pkcs12 failed: {proc.stderr[-2000:]}")
+        return key

@@ -21,7 +21,8 @@ import quickfix.SocketAcceptor;
  * keys (see {@link VenueConfig}) sit in its [DEFAULT] section. Message store and message
  * logs are QuickFIX/J's file store and file log, so sequence numbers survive a restart.
  * SIGTERM logs the sessions out and stops cleanly; after SIGKILL the journal and the file
- * store are still consistent enough to resume.
+ * store are still consistent enough to resume. The message logs mask passwords
+ * ({@link MaskingLogFactory}); TLS is QuickFIX/J's ({@code SocketUseSSL=Y} and its keystore).
  */
 public final class Main {
     private static final Logger log = LoggerFactory.getLogger(Main.class);
@@ -46,7 +47,7 @@ public final class Main {
 
         // single-threaded acceptor: all sessions' messages are handled on one thread, in order
         Acceptor acceptor = new SocketAcceptor(app, new FileStoreFactory(settings), settings,
-                new FileLogFactory(settings), new DefaultMessageFactory());
+                new MaskingLogFactory(new FileLogFactory(settings)), new DefaultMessageFactory());
 
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {

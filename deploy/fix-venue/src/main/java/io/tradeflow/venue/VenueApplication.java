@@ -16,6 +16,7 @@ import quickfix.FieldMap;
 import quickfix.FieldNotFound;
 import quickfix.IncorrectTagValue;
 import quickfix.Message;
+import quickfix.RejectLogon;
 import quickfix.Session;
 import quickfix.SessionID;
 import quickfix.SessionNotFound;
@@ -58,6 +59,8 @@ public final class VenueApplication implements Application {
     static final int CXL_REJ_REASON = 102;
     static final int ORD_REJ_REASON = 103;
     static final int CXL_REJ_RESPONSE_TO = 434;
+    static final int USERNAME = 553;
+    static final int PASSWORD = 554;
     static final int EXEC_TYPE = 150;
     static final int LEAVES_QTY = 151;
     static final int ORD_STATUS_REQ_ID = 790;
@@ -111,8 +114,17 @@ public final class VenueApplication implements Application {
     }
 
     @Override
-    public void fromAdmin(Message message, SessionID sessionId) {
-        // Logon is accepted as long as QuickFIX/J's session checks pass
+    public void fromAdmin(Message message, SessionID sessionId) throws FieldNotFound, RejectLogon {
+        // a Logon passes QuickFIX/J's session checks, then the credentials when they are set
+        if (!"A".equals(message.getHeader().getString(quickfix.field.MsgType.FIELD))) {
+            return;
+        }
+        String user = message.isSetField(USERNAME) ? message.getString(USERNAME) : null;
+        String password = message.isSetField(PASSWORD) ? message.getString(PASSWORD) : null;
+        if (!config.admits(user, password)) {
+            log.warn("logon refused for {}: bad username or password (username {})", sessionId, user);
+            throw new RejectLogon("bad username or password");
+        }
     }
 
     @Override

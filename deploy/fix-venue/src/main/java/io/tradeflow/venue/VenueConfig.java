@@ -1,12 +1,16 @@
 package io.tradeflow.venue;
 
+import java.io.IOException;
 import java.math.BigDecimal;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.util.Collections;
 import java.util.LinkedHashSet;
 import java.util.Locale;
 import java.util.Set;
+import java.security.MessageDigest;
 
 import quickfix.ConfigError;
 import quickfix.SessionSettings;
@@ -27,7 +31,12 @@ import quickfix.SessionSettings;
  *   <li>{@code PartialFills} – number of fills per order (default 1).</li>
  *   <li>{@code DefaultPrice} – fill price of MARKET orders without tag 44 (default 100).</li>
  *   <li>{@code MaxOrderQty} – larger orders are rejected (OrdRejReason=3, default 1000000).</li>
+ *   <li>{@code LogonUsername} and {@code LogonPasswordFile} – when set, a Logon must carry
+ *       this Username (553) and the Password (554) held in that file (read at start, never
+ *       logged); any other Logon is refused with a Logout.</li>
  * </ul>
+ *
+ * <p>TLS is QuickFIX/J's own ({@code SocketUseSSL}, {@code SocketKeyStore}...).
  */
 final class VenueConfig {
     final Path auditLogPath;
@@ -38,6 +47,8 @@ final class VenueConfig {
     final int partialFills;
     final BigDecimal defaultPrice;
     final BigDecimal maxOrderQty;
+    final String logonUsername;
+    final String logonPassword;
 
     private VenueConfig(SessionSettings s) throws ConfigError {
         Path store = Paths.get(get(s, "FileStorePath", "store"));
@@ -53,6 +64,29 @@ final class VenueConfig {
         } catch (NumberFormatException e) {
             throw new ConfigError("bad venue setting: " + e.getMessage());
         }
+        String user = get(s, "LogonUsername", "");
+        String passwordFile = get(s, "LogonPasswordFile", "");
+        if (user.isEmpty() != passwordFile.isEmpty()) {
+            throw new ConfigError("LogonUsername and LogonPasswordFile go together");
+        }
+        this.logonUsername = user.isEmpty() ? null : user;
+        try {
+            this.logonPassword = passwordFile.isEmpty() ? null
+                    : Files.readString(Paths.get(passwordFile), StandardCharsets.UTF_8).strip();
+        } catch (IOException e) {
+            throw new ConfigError("cannot read LogonPasswordFile " + passwordFile + ": " + e.getMessage());
+        }
+    }
+
+    /** Tell whether a Logon with these credentials may log on (constant time on the password). */
+    boolean admits(String username, String password) {
+        if (logonUsername == null) {
+            return true;
+        }
+        boolean userOk = logonUsername.equals(username);
+        boolean passwordOk = password != null && MessageDigest.isEqual(
+                logonPassword.getBytes(StandardCharsets.UTF_8), password.getBytes(StandardCharsets.UTF_8));
+        return userOk && passwordOk;
     }
 
     static VenueConfig from(SessionSettings settings) throws ConfigError {
@@ -91,6 +125,8 @@ final class VenueConfig {
         return "VenueConfig{audit=" + auditLogPath + ", journal=" + journalPath
                 + ", reject=" + rejectSymbols + ", resting=" + restingSymbols
                 + ", dropAck=" + dropAckSymbols + ", partialFills=" + partialFills
-                + ", defaultPrice=" + defaultPrice + ", maxOrderQty=" + maxOrderQty + "}";
+                + ", defaultPrice=" + defaultPrice + ", maxOrderQty=" + maxOrderQty
+                + ", logonUsername=" + logonUsername + ", logonPassword=" + (logonPassword == null ? "none" : "***")
+                + "}";
     }
 }
