@@ -41,6 +41,8 @@ from tests.integration.profiles import (
     run_flow,
     unique_name,
 )
+from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue
+from tradeflow.infra.fix_venue import VenueTls
 from tradeflow.infra.kafka import KafkaBroker
 from tradeflow.infra.tls import TestPki
 from tradeflow.pipeline import T_SEED, demo_accounts, demo_strategies, demo_symbol_limits
@@ -233,16 +235,38 @@ def test_no_secret_leaks_from_a_whole_pipeline_run_on_the_secured_broker(
     admin_kafka = secure_kafka.client_settings(topic_prefix=prefix, partitions=2)
     settings = _settings(admin_kafka, tmp_path / "data")
     market = SyntheticMarket(symbols=3, ticks=800, seed=7)
-    counts = run_pipeline(settings, iter(market), market.ticks, market.symbol_names(), progress=False,
-                          job_kafka=jobs)
+    # Job D trades over FIX with TLS and a logon password (given as a file, *_FILE)
+    pki = TestPki(tmp_path / "fix-pki")
+    fix_password = "fix-logon-pw-" + unique_name("x", "")
+    venue = QuickFixVenue(tmp_path / "venue", tls=VenueTls.of(pki), credentials=("jobd", fix_password))
+    password_file = tmp_path / "fix.password"
+    password_file.write_text(fix_password + "\n")
+    fix_env = {"HOST": venue.host, "TLS": "true", "TLS_CA_FILE": str(pki.ca_pem), "USERNAME": "jobd",
+               "PASSWORD_FILE": str(password_file), "HEARTBEAT_S": "5"}
+    venue.start()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("TRADEFLOW_FIX__PORT", str(venue.port))
+            for key, value in fix_env.items():
+                mp.setenv(f"TRADEFLOW_FIX__{key}", value)
+            counts = run_pipeline(settings, iter(market), market.ticks, market.symbol_names(), progress=False,
+                                  job_kafka=jobs, venues=[("fix", "fix")])
+        fix_orders = len(venue.accepted_orders())
+    finally:
+        venue.stop()
     assert counts.fills > 0
+    assert fix_orders == counts.orders > 0  # every order went to the venue over TLS, once
     secrets = {
         f"{job} password": kafka.sasl_password.get_secret_value()  # type: ignore[union-attr]
         for job, kafka in jobs.items()
     }
     secrets["admin password"] = secure_kafka.admin_password_file.read_text()
-    # What a process writes: every job's log, this test's own log records.
+    secrets["FIX logon password"] = fix_password
+    # What a process writes: every job's log, Job D's FIX store (sequence numbers, sent
+    # messages, order map), the venue's message logs, this test's own log records.
     texts = {str(p): p.read_bytes() for p in (tmp_path / "data" / "logs").glob("*.log")}
+    texts |= {str(p): p.read_bytes() for p in (tmp_path / "data" / "fix").rglob("*") if p.is_file()}
+    texts |= {str(p): p.read_bytes() for p in venue.message_log_dir.rglob("*") if p.is_file()}
     texts["test log records"] = caplog.text.encode()
     # What the streams hold: every key, value and header of every topic of the run.
     for topic in sorted(t for t in AdminClient(admin_config(admin_kafka)).list_topics(timeout=10).topics
