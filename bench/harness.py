@@ -79,18 +79,22 @@ def embedded_count(data_dir: Path, stream: str, partitions: int = 2) -> int:
 # ----------------------------------------------------------------- data planes
 
 
-class Server(Protocol):
-    """A real server started for a bench (``KafkaBroker``, ``FlussCluster``)."""
-
-    @property
-    def bootstrap_servers(self) -> str: ...  # noqa: D102
+class Startable(Protocol):
+    """A real server started for a bench (``KafkaBroker``, ``FlussCluster``, the FIX venue)."""
 
     def start(self) -> Any: ...  # noqa: D102
 
     def stop(self) -> None: ...  # noqa: D102
 
 
-S = TypeVar("S", bound=Server)
+class Server(Startable, Protocol):
+    """A data plane: a ``Startable`` clients reach at ``bootstrap_servers``."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...  # noqa: D102
+
+
+S = TypeVar("S", bound=Startable)
 
 
 @contextmanager

@@ -9,10 +9,15 @@ Starts ``KafkaBroker(secure=True)`` (TLS, SASL/SCRAM, ACLs), then:
 - ``secret_leaks``: after the whole pipeline (A, B x2, C, D paper) ran with each job as
   its own principal, how many (place, secret) pairs were found: every job log and
   every key, value and header of every topic searched for every password;
-- ``fix_tls_orders``, ``fix_bad_password_refused``, ``audit_vulnerabilities``: null, not
-  built yet (FIX over TLS, pip-audit; see docs/security.md "Not done yet").
+- ``fix_tls_orders``: of ``--fix-orders`` orders sent over FIX with TLS and a logon
+  password to the QuickFIX/J venue, how many were filled; ``fix_tls_vs_plain`` is the
+  rate of that burst against the same burst in plaintext to a second venue (same run);
+- ``fix_bad_password_refused``: a logon with a wrong password was refused, the session
+  stopped after that one attempt with one CRITICAL ``LOGON_REFUSED`` (1) or not (0);
+- ``audit_vulnerabilities``: null: pip-audit needs a vulnerability database this machine
+  cannot reach (docs/security.md).
 
-    .venv/bin/python bench/security.py [--ticks 1000]
+    .venv/bin/python bench/security.py [--ticks 1000] [--fix-orders 500]
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import logging
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,6 +39,7 @@ from pydantic import SecretStr  # noqa: E402
 
 from bench.harness import report, running  # noqa: E402
 from connectors.feeds import SyntheticMarket  # noqa: E402
+from connectors.fix.settings import FixSettings  # noqa: E402
 from connectors.kafka.config import (  # noqa: E402
     KafkaAuthError,
     admin_config,
@@ -42,6 +50,10 @@ from connectors.kafka.config import (  # noqa: E402
 )
 from connectors.kafka.settings import KafkaSettings  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
+from connectors.venues.fix import FixVenue  # noqa: E402
+from schemas import ExecStatus, Side, ValidatedOrder  # noqa: E402
+from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue  # noqa: E402
+from tradeflow.infra.fix_venue import VenueTls  # noqa: E402
 from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
 from tradeflow.infra.tls import TestPki  # noqa: E402
 from tradeflow.pipeline import run_pipeline  # noqa: E402
@@ -75,12 +87,84 @@ def topic_bytes(kafka: KafkaSettings, topic: str) -> bytes:
     return bytes(out)
 
 
+FIX_USER = "bench-jobd"
+FIX_PASSWORD = "bench-fix-password"  # noqa: S105 - a throwaway value for the bench venue
+
+
+def fix_settings(venue: QuickFixVenue, store: Path, **extra: object) -> FixSettings:
+    return FixSettings(host=venue.host, port=venue.port, sender_comp_id=venue.target_comp_id,
+                       target_comp_id=venue.sender_comp_id, store_dir=store, heartbeat_s=5,
+                       reconnect_initial_s=0.2, reconnect_max_s=1.0, **extra)  # type: ignore[arg-type]
+
+
+def fix_burst(settings: FixSettings, orders: int, tag: str) -> tuple[int, float]:
+    """Send ``orders`` market orders at once; return how many filled and the orders/s."""
+    adapter = FixVenue(settings, name=tag)
+    adapter.connect()
+    try:
+        if not adapter.wait_logged_on(30):
+            raise SystemExit(f"{tag}: no logon: {adapter.health().as_dict()}")
+        now = datetime.now(UTC)
+        started = time.monotonic()
+        for i in range(orders):
+            adapter.submit(ValidatedOrder(order_id=f"{tag}-{i}", account="B1", symbol="S0", side=Side.BUY,
+                                          qty=Decimal(1), ts=now))
+        filled: set[str] = set()
+        deadline = started + 120
+        while len(filled) < orders and time.monotonic() < deadline:
+            filled |= {r.order_id for r in adapter.poll_reports() if r.status is ExecStatus.FILLED}
+            time.sleep(0.005)
+        return len(filled), orders / (time.monotonic() - started)
+    finally:
+        adapter.close()
+
+
+def fix_refused(settings: FixSettings) -> int:
+    """Log on with a wrong password; 1 if refused once, stopped, with one CRITICAL event."""
+    adapter = FixVenue(settings, name="refused")
+    adapter.connect()
+    try:
+        deadline = time.monotonic() + 20
+        while not adapter.health().figure("halted") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(3)  # a reconnect would come within 0.2 s
+        health = adapter.health()
+        findings = [f.rule for f in adapter.poll_findings()]
+    finally:
+        adapter.close()
+    return int(health.figure("connects") == 1 and findings == ["LOGON_REFUSED"]
+               and "bad username or password" in str(health.figure("halted")))
+
+
+def fix_figures(work: Path, orders: int) -> dict[str, object]:
+    pki = TestPki(work / "fix-pki")
+    tls = {"tls": True, "tls_ca_file": pki.ca_pem, "username": SecretStr(FIX_USER)}
+    with running(QuickFixVenue(work / "venue-plain")) as plain, \
+            running(QuickFixVenue(work / "venue-tls", tls=VenueTls.of(pki),
+                                  credentials=(FIX_USER, FIX_PASSWORD))) as secured:
+        fix_burst(fix_settings(plain, work / "fix-warm"), 50, "warm")  # JIT and caches, both paths
+        _, plain_rate = fix_burst(fix_settings(plain, work / "fix-plain", fsync=False), orders, "plain")
+        filled, tls_rate = fix_burst(fix_settings(secured, work / "fix-tls", fsync=False,
+                                                  password=SecretStr(FIX_PASSWORD), **tls), orders, "tls")
+        refused = fix_refused(fix_settings(secured, work / "fix-bad", password=SecretStr("wrong"), **tls))
+    return {
+        "fix_tls_orders": filled,
+        "fix_orders_sent": orders,
+        "fix_tls_orders_per_s": round(tls_rate, 1),
+        "fix_plain_orders_per_s": round(plain_rate, 1),
+        "fix_tls_vs_plain": round(tls_rate / plain_rate, 2),
+        "fix_bad_password_refused": refused,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=1000)
+    parser.add_argument("--fix-orders", type=int, default=500)
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     work = Path(tempfile.mkdtemp(prefix="tradeflow-bench-security-"))
+    fix = fix_figures(work, args.fix_orders)
     started = time.monotonic()
     with running(KafkaBroker(work / "kafka", secure=True)) as broker:
         start_s = time.monotonic() - started
@@ -128,8 +212,7 @@ def main() -> None:
         "unauthenticated_refused": unauthenticated,
         "unauthenticated_attempts": len(attempts),
         "acl_denied_write_refused": acl_refused,
-        "fix_tls_orders": None,
-        "fix_bad_password_refused": None,
+        **fix,
         "secret_leaks": leaks,
         "secret_places_searched": len(places),
         "secrets_searched": len(secrets),
