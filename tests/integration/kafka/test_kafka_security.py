@@ -8,7 +8,9 @@ fresh topics (a new prefix) and principals provisioned by ``KafkaBroker.provisio
 
 from __future__ import annotations
 
+import threading
 import time
+import urllib.request
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -45,7 +47,14 @@ from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue
 from tradeflow.infra.fix_venue import VenueTls
 from tradeflow.infra.kafka import KafkaBroker
 from tradeflow.infra.tls import TestPki
-from tradeflow.pipeline import T_SEED, demo_accounts, demo_strategies, demo_symbol_limits
+from tradeflow.pipeline import (
+    T_SEED,
+    demo_accounts,
+    demo_strategies,
+    demo_symbol_limits,
+    listen_port,
+    pipeline_jobs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -243,17 +252,40 @@ def test_no_secret_leaks_from_a_whole_pipeline_run_on_the_secured_broker(
     password_file.write_text(fix_password + "\n")
     fix_env = {"HOST": venue.host, "TLS": "true", "TLS_CA_FILE": str(pki.ca_pem), "USERNAME": "jobd",
                "PASSWORD_FILE": str(password_file), "HEARTBEAT_S": "5"}
+    # every job serves its metrics page; a thread scrapes each while the run goes on
+    venues = [("fix", "fix")]
+    ports = {job.name: listen_port() for job in pipeline_jobs(demo_strategies(), venues)}
+    pages: dict[str, str] = {}
+    running = threading.Event()
+    running.set()
+
+    def scrape() -> None:
+        while running.is_set():
+            for name, port in ports.items():
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:  # noqa: S310
+                        pages[name] = page.read().decode()
+                except OSError:
+                    pass  # not up yet, or already stopped
+            time.sleep(0.3)
+
+    scraper = threading.Thread(target=scrape, daemon=True)
     venue.start()
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("TRADEFLOW_FIX__PORT", str(venue.port))
             for key, value in fix_env.items():
                 mp.setenv(f"TRADEFLOW_FIX__{key}", value)
+            scraper.start()
             counts = run_pipeline(settings, iter(market), market.ticks, market.symbol_names(), progress=False,
-                                  job_kafka=jobs, venues=[("fix", "fix")])
+                                  job_kafka=jobs, venues=venues, metrics_ports=ports)
         fix_orders = len(venue.accepted_orders())
     finally:
+        running.clear()
         venue.stop()
+    scraper.join()
+    assert sorted(pages) == sorted(ports), "every job's metrics page was read"
+    assert all("tradeflow_" in page for page in pages.values())
     assert counts.fills > 0
     assert fix_orders == counts.orders > 0  # every order went to the venue over TLS, once
     secrets = {
@@ -267,6 +299,12 @@ def test_no_secret_leaks_from_a_whole_pipeline_run_on_the_secured_broker(
     texts = {str(p): p.read_bytes() for p in (tmp_path / "data" / "logs").glob("*.log")}
     texts |= {str(p): p.read_bytes() for p in (tmp_path / "data" / "fix").rglob("*") if p.is_file()}
     texts |= {str(p): p.read_bytes() for p in venue.message_log_dir.rglob("*") if p.is_file()}
+    texts |= {f"metrics page of {name}": page.encode() for name, page in pages.items()}
+    # The run report: every file it writes (HTML, plots, tables).
+    from tradeflow.report import build_report
+
+    assert build_report(settings, tmp_path / "report").exists()
+    texts |= {str(p): p.read_bytes() for p in (tmp_path / "report").rglob("*") if p.is_file()}
     texts["test log records"] = caplog.text.encode()
     # What the streams hold: every key, value and header of every topic of the run.
     for topic in sorted(t for t in AdminClient(admin_config(admin_kafka)).list_topics(timeout=10).topics
