@@ -12,6 +12,9 @@ LOCK := requirements.lock
 LOCK_EXTRAS := --extra dev --extra kafka --extra fluss --extra report --extra console
 JOB_LOCK := requirements-job.lock
 JOB_EXTRAS := --extra kafka --extra fluss
+KAFKA_JOB_LOCK := requirements-job-kafka.lock
+TOOLS_LOCK := requirements-tools.lock
+TOOLS_EXTRAS := --extra kafka --extra fluss --extra report --extra console
 UV_VERSION := 0.13.9
 
 .PHONY: demo test lint bench lock clean
@@ -25,7 +28,9 @@ $(STAMP): $(LOCK) pyproject.toml
 	touch $(STAMP)
 
 # uv runs from its own throwaway venv, so the project's venv holds only locked packages.
-# $(JOB_LOCK) is the Docker image's subset (base + kafka + fluss), pinned to $(LOCK)'s versions.
+# The images' subsets, all pinned to $(LOCK)'s versions: $(KAFKA_JOB_LOCK) (base + kafka: the
+# job image), $(JOB_LOCK) (base + kafka + fluss: the job image for Fluss) and $(TOOLS_LOCK)
+# (plus report + console: the tools image).
 lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet uv==$(UV_VERSION)
@@ -33,7 +38,11 @@ lock:
 	    --generate-hashes --output-file $(LOCK) $(ARGS)
 	.venv-lock/bin/uv pip compile pyproject.toml --python-version 3.11 $(JOB_EXTRAS) \
 	    --constraint $(LOCK) --generate-hashes --output-file $(JOB_LOCK)
-	@echo "$(LOCK) and $(JOB_LOCK) updated; commit them with pyproject.toml"
+	.venv-lock/bin/uv pip compile pyproject.toml --python-version 3.11 --extra kafka \
+	    --constraint $(LOCK) --generate-hashes --output-file $(KAFKA_JOB_LOCK)
+	.venv-lock/bin/uv pip compile pyproject.toml --python-version 3.11 $(TOOLS_EXTRAS) \
+	    --constraint $(LOCK) --generate-hashes --output-file $(TOOLS_LOCK)
+	@echo "$(LOCK) and the image locks updated; commit them with pyproject.toml"
 
 demo: $(STAMP)
 	$(VENV)/bin/tradeflow demo $(ARGS)

@@ -134,6 +134,23 @@ def cmd_feed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Write the demo's tables (accounts, strategies, limits, instruments) for a market."""
+    from tradeflow.pipeline import demo_strategies, parse_venues, seed
+
+    try:
+        venues = parse_venues(args.venues)
+    except ValueError as exc:
+        raise UsageError(f"--venues: {exc}") from None
+    if args.input:
+        symbols = sorted(read_frame(Path(args.input))["symbol"].astype(str).unique())
+    else:
+        symbols = SyntheticMarket(symbols=args.symbols, ticks=1, seed=args.seed).symbol_names()
+    seed(Connectors(_settings(args)), demo_strategies(), symbols, venues)
+    print(f"seeded the demo's tables for {len(symbols)} symbols and venues {', '.join(n for n, _ in venues)}")
+    return 0
+
+
 # --- indicators / positions -----------------------------------------------------------
 
 
@@ -446,6 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-open", action="store_true", help="do not close the stream at the end")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_feed)
+
+    p = sub.add_parser("seed", help="write the demo's tables (accounts, strategies, limits, instruments)")
+    _common(p)
+    p.add_argument("--input", help="CSV/Parquet of ticks: seed for its symbols")
+    p.add_argument("--symbols", type=int, default=20, help="else: the synthetic market's first N symbols")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--venues", default="paper", help="NAME[=KIND],... as demo --venues (default paper)")
+    p.set_defaults(func=cmd_seed)
 
     p = sub.add_parser("indicators", help="compute indicators for a ticks file into a CSV")
     p.add_argument("--input", required=True, help="CSV/Parquet: time,symbol,price,volume")
