@@ -3,6 +3,8 @@
 #   make test   - create .venv, install, run the whole test suite (starts real servers)
 #   make lint   - ruff, mypy and lint-imports (the layers contract in pyproject.toml)
 #   make lock   - re-resolve requirements.lock after changing a dependency in pyproject.toml
+#   make images - build every container image from a debootstrap base (needs dockerd, debootstrap)
+#   make up / make down - the whole system under docker-compose (deploy/compose.yaml)
 # The venv installs the exact versions and hashes of requirements.lock (the base, every
 # extra and the dev tools), then the project itself without resolving anything again.
 PYTHON ?= python3.11
@@ -17,7 +19,7 @@ TOOLS_LOCK := requirements-tools.lock
 TOOLS_EXTRAS := --extra kafka --extra fluss --extra report --extra console
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo test lint bench lock clean images up down
 
 $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +57,18 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache --no-logo
 
+COMPOSE := docker-compose -p tradeflow -f deploy/compose.yaml
+
+images: $(STAMP)
+	$(VENV)/bin/python -m tradeflow.infra.images build
+
+up:
+	$(COMPOSE) up -d
+	@echo "feed a market: $(COMPOSE) run --rm feed   (make down: stop, remove the volumes)"
+
+down:
+	$(COMPOSE) down -v --remove-orphans
+
 bench: $(STAMP)
 	$(VENV)/bin/python bench/indicators.py
 	$(VENV)/bin/python bench/strategy.py
@@ -66,6 +80,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/chaos.py
 	$(VENV)/bin/python bench/fuzz.py
 	$(VENV)/bin/python bench/console.py
+	$(VENV)/bin/python bench/images.py
 
 clean:
 	rm -rf $(VENV) .venv-lock runs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

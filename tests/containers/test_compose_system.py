@@ -4,8 +4,12 @@ Builds every image from a debootstrap base (no registry), starts Kafka, the Quic
 venue and every job (2 shards each) with docker-compose, replays a market file through
 the one-shot feed service, SIGKILLs a Job C container mid-stream and starts it again.
 Then: every order Job C passed reached the venue exactly once (the venue's audit log),
-and the positions equal those of an embedded-store run of the same file against the
-same venue. ``compose down -v`` leaves nothing behind.
+and the positions Job C keeps equal what the venue executed for each account. ``compose
+down -v`` leaves nothing behind.
+
+Not asserted: positions equal to an embedded-store run of the same file. Which signals
+pass depends on how Job C's inputs interleave in time (issue #12), and a paced run in
+containers interleaves them differently from an unpaced one on the embedded store.
 
 Needs a Docker engine: the fixture starts Debian's dockerd when none answers (root);
 .ci/run installs docker.io, docker-compose and debootstrap. It never skips.
@@ -21,14 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.feeds import SyntheticMarket, read_frame, ticks_from_frame
+from connectors.feeds import SyntheticMarket, read_frame
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from schemas import OrderAction, PositionState, RiskDecision, TradeSignal, ValidatedOrder, decode
 from tradeflow.infra.containers import Compose, DockerEngine
-from tradeflow.infra.fix_venue import FixVenue
 from tradeflow.infra.images import build_all, default_pip_cert
-from tradeflow.pipeline import run_pipeline
 
 pytestmark = pytest.mark.containers
 
@@ -88,27 +90,18 @@ def positions(conn: Connectors) -> dict[tuple[str, str], Decimal]:
 
 
 def new_orders(conn: Connectors) -> list[str]:
-    return [o.order_id for o in records(conn, "validated_orders", ValidatedOrder) if o.action is OrderAction.NEW]
+    """The NEW orders' ids, each once. A Job C restarted on Kafka may write an order again;
+    a copy must be the same record (docs/kafka.md: de-duplication at every consumer)."""
+    copies: dict[str, set[str]] = {}
+    for o in records(conn, "validated_orders", ValidatedOrder):
+        if o.action is OrderAction.NEW:
+            copies.setdefault(o.order_id, set()).add(o.model_dump_json())
+    assert all(len(c) == 1 for c in copies.values()), "two different orders under one id"
+    return list(copies)
 
 
-def embedded_run(market: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], Decimal]:
-    venue = FixVenue(tmp_path / "host-venue")
-    venue.start()
-    try:
-        monkeypatch.setenv("TRADEFLOW_FIX__HOST", venue.host)
-        monkeypatch.setenv("TRADEFLOW_FIX__PORT", str(venue.port))
-        settings = load_settings(profile="local", data_dir=tmp_path / "embedded")
-        frame = read_frame(market)
-        symbols = sorted(frame["symbol"].astype(str).unique())
-        run_pipeline(settings, ticks_from_frame(frame), len(frame), symbols, progress=False,
-                     venues=[("fix", "fix")])
-    finally:
-        venue.stop()
-    return positions(Connectors(settings))
-
-
-def test_the_system_runs_in_containers_survives_a_job_c_kill_and_matches_the_embedded_run(
-    engine: DockerEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_system_runs_in_containers_and_survives_a_job_c_kill(
+    engine: DockerEngine, tmp_path: Path
 ) -> None:
     market_dir = tmp_path / "market"
     market_dir.mkdir()
@@ -140,13 +133,19 @@ def test_the_system_runs_in_containers_survives_a_job_c_kill_and_matches_the_emb
         at_venue = [o["cl_ord_id"] for o in map(json.loads, filter(str.strip, audit.splitlines()))
                     if o["accepted"]]
         got = positions(conn)
+        sides = {o.order_id: (o.account, o.symbol) for o in records(conn, "validated_orders", ValidatedOrder)}
         logs = compose.logs()
     finally:
         compose.down()
     assert compose.running() == []  # down -v leaves nothing
     assert decided_before_kill >= 20
     assert orders, "no order passed"
-    assert len(orders) == len(set(orders))
     assert sorted(at_venue) == sorted(orders)  # every passed order at the venue, exactly once
     assert "Traceback" not in logs
-    assert got == embedded_run(market, tmp_path, monkeypatch)
+    executed: dict[tuple[str, str], Decimal] = {}
+    for o in map(json.loads, filter(str.strip, audit.splitlines())):
+        if o["accepted"] and o["outcome"] == "NEW":  # the venue fills every booked order in full
+            key = sides[o["cl_ord_id"]]
+            signed = Decimal(o["qty"]) * (1 if o["side"] == "1" else -1)
+            executed[key] = executed.get(key, Decimal(0)) + signed
+    assert got == {k: v for k, v in executed.items() if v}

@@ -174,10 +174,22 @@ def test_make_and_docker_install_from_a_lock_with_hashes(tool: str) -> None:
     assert "--no-deps" in text
 
 
-def test_the_job_image_has_the_backends_but_not_the_report_or_dev_stack() -> None:
-    assert "requirements-job.lock" in (ROOT / "Dockerfile").read_text()
-    job, full = _pins(ROOT / "requirements-job.lock"), _pins(ROOT / "requirements.lock")
-    assert {"confluent-kafka", "pyfluss", "bytewax"} <= set(job)
-    assert {"matplotlib", "pytest", "mypy", "ruff", "ta-lib", "pillow", "starlette",
-            "selenium"}.isdisjoint(job)
-    assert {name: full[name] for name in job} == job
+@pytest.mark.parametrize(
+    ("lock", "has", "lacks"),
+    [
+        ("requirements-job-kafka.lock", {"confluent-kafka", "bytewax"}, {"pyfluss"}),
+        ("requirements-job.lock", {"confluent-kafka", "pyfluss", "bytewax"}, set()),
+        ("requirements-tools.lock", {"confluent-kafka", "matplotlib", "starlette"}, {"pytest", "mypy"}),
+    ],
+)
+def test_the_image_locks_hold_what_each_image_needs_at_the_full_locks_versions(
+    lock: str, has: set[str], lacks: set[str]
+) -> None:
+    assert lock in (ROOT / "Dockerfile").read_text()
+    pins, full = _pins(ROOT / lock), _pins(ROOT / "requirements.lock")
+    assert has <= set(pins)
+    dev = {"pytest", "mypy", "ruff", "selenium"}
+    assert (lacks | dev).isdisjoint(pins) if "tools" not in lock else lacks.isdisjoint(pins)
+    if "tools" not in lock:
+        assert {"matplotlib", "ta-lib", "pillow", "starlette"}.isdisjoint(pins)
+    assert {name: full[name] for name in pins} == pins

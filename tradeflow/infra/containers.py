@@ -44,7 +44,9 @@ class DockerEngine:
             return self
         dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
         if not Path(dockerd).exists():
-            raise InfraError("no Docker engine answers and dockerd is not installed (apt-get install docker.io)")
+            raise InfraError(
+                "no Docker engine answers and dockerd is not installed (apt-get install docker.io)"
+            )
         if os.geteuid() != 0:
             raise InfraError("no Docker engine answers, and only root can start dockerd here")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -89,10 +89,10 @@ def default_pip_cert() -> Path | None:
 
 def build(
     tag: str, context: Path, *, dockerfile: Path | None = None, args: dict[str, str] | None = None,
-    pip_cert: Path | None = None,
+    pip_cert: Path | None = None, no_cache: bool = False,
 ) -> Built:
     """``docker build`` one image; return its size and build time."""
-    cmd = [docker(), "build", "-q", "-t", tag]
+    cmd = [docker(), "build", "-q", "-t", tag, *(["--no-cache"] if no_cache else [])]
     if dockerfile is not None:
         cmd += ["-f", str(dockerfile)]
     for key, value in (args or {}).items():
@@ -113,7 +113,9 @@ def build_base() -> Built:
     return Built(BASE, round(size_mb(BASE), 1), round(time.monotonic() - started, 1))
 
 
-def _server(tag: str, name: str, conf: Sequence[Path], *, compile_sources: bool = False) -> Built:
+def _server(
+    tag: str, name: str, conf: Sequence[Path], *, compile_sources: bool = False, no_cache: bool = False
+) -> Built:
     """Stage a server's jars, config and run.sh, then build it on the JRE image."""
     lib = resolve_classpath(name, compile_sources=compile_sources)
     with tempfile.TemporaryDirectory(prefix=f"tradeflow-image-{name}-") as tmp:
@@ -123,7 +125,8 @@ def _server(tag: str, name: str, conf: Sequence[Path], *, compile_sources: bool 
         for path in conf:
             shutil.copy2(path, ctx / "conf" / path.name)
         shutil.copy2(DEPLOY_DIR / name / "run.sh", ctx / "run.sh")
-        return build(tag, ctx, dockerfile=DEPLOY_DIR / "servers" / "Dockerfile", args={"JRE": JRE})
+        return build(tag, ctx, dockerfile=DEPLOY_DIR / "servers" / "Dockerfile", args={"JRE": JRE},
+                     no_cache=no_cache)
 
 
 JOB_IMAGES = {
@@ -133,27 +136,38 @@ JOB_IMAGES = {
 }
 
 
-def build_all(*, pip_cert: Path | None = None, only: Sequence[str] = ()) -> dict[str, Built]:
-    """Build the base (if missing) and every image (or those in ``only``); return them by tag."""
+def build_all(
+    *, pip_cert: Path | None = None, only: Sequence[str] = (), no_cache: bool = False
+) -> dict[str, Built]:
+    """Build the base (if missing) and every image (or those in ``only``); return them by tag.
+
+    ``no_cache``: build every layer again (the base image is still reused).
+    """
     out = {BASE: build_base()}
     wanted = set(only) or {*JOB_IMAGES, "tradeflow-kafka", "tradeflow-venue"}
     for tag, lock in JOB_IMAGES.items():
         if tag in wanted:
-            out[tag] = build(tag, ROOT, args={"BASE": BASE, "LOCK": lock}, pip_cert=pip_cert)
+            out[tag] = build(tag, ROOT, args={"BASE": BASE, "LOCK": lock}, pip_cert=pip_cert,
+                             no_cache=no_cache)
     if wanted & {"tradeflow-kafka", "tradeflow-venue"}:
         out[JRE] = build(JRE, DEPLOY_DIR / "servers", dockerfile=DEPLOY_DIR / "servers" / "Dockerfile.jre",
-                         args={"BASE": BASE})
+                         args={"BASE": BASE}, no_cache=no_cache)
     if "tradeflow-kafka" in wanted:
-        out["tradeflow-kafka"] = _server("tradeflow-kafka", "kafka", [DEPLOY_DIR / "kafka" / "log4j2.xml"])
+        out["tradeflow-kafka"] = _server("tradeflow-kafka", "kafka", [DEPLOY_DIR / "kafka" / "log4j2.xml"],
+                                         no_cache=no_cache)
     if "tradeflow-venue" in wanted:
-        out["tradeflow-venue"] = _server("tradeflow-venue", "fix-venue", [DEPLOY_DIR / "fix-venue" / "venue.cfg"],
-                                         compile_sources=True)
+        out["tradeflow-venue"] = _server(
+            "tradeflow-venue", "fix-venue", [DEPLOY_DIR / "fix-venue" / "venue.cfg"], compile_sources=True,
+            no_cache=no_cache,
+        )
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tradeflow.infra.images build [--only TAG ...] [--pip-cert FILE]``."""
-    parser = argparse.ArgumentParser(prog="python -m tradeflow.infra.images", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tradeflow.infra.images", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the base (if missing) and the images")
     b.add_argument("--only", nargs="*", default=[], help="build only these tags (and what they need)")
