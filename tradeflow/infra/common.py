@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self, overload
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,32 @@ def process_running_with(pid: object, marker: bytes) -> bool:
     except (OSError, ValueError, TypeError):
         return False
     return marker in cmdline
+
+
+class _HasDataDir(Protocol):
+    data_dir: Path
+
+
+class DataPath:
+    """A read-only attribute of a server: the path ``parts`` below its ``data_dir``.
+
+    One line per file or directory a launcher keeps (``store_dir = DataPath("store")``)
+    instead of a property each; read on the class, it is the descriptor itself.
+    """
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, obj: _HasDataDir, owner: type | None = None) -> Path: ...
+
+    def __get__(self, obj: _HasDataDir | None, owner: type | None = None) -> Path | Self:
+        if obj is None:
+            return self
+        return obj.data_dir.joinpath(*self.parts)
 
 
 class ManagedServer:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from tradeflow.infra.common import (
+    DataPath,
     InfraError,
     JvmProcess,
     SingleJvmServer,
@@ -214,30 +215,16 @@ class FixVenue(SingleJvmServer):
         """Return the venue's TargetCompID (the initiator's SenderCompID)."""
         return self._target
 
-    @property
-    def settings_path(self) -> Path:
-        """Return the QuickFIX/J settings file written by ``start()``."""
-        return self.data_dir / _SETTINGS_FILE
-
-    @property
-    def store_dir(self) -> Path:
-        """Return QuickFIX/J's FileStorePath (sequence numbers, sent messages, journal)."""
-        return self.data_dir / _STORE_DIR
-
-    @property
-    def message_log_dir(self) -> Path:
-        """Return QuickFIX/J's FileLogPath (raw messages and session events)."""
-        return self.data_dir / _MESSAGE_LOG_DIR
-
-    @property
-    def journal_path(self) -> Path:
-        """Return the venue's append-only order journal."""
-        return self.store_dir / _JOURNAL_FILE
-
-    @property
-    def audit_log_path(self) -> Path:
-        """Return the order audit log: one JSON line per NewOrderSingle received."""
-        return self.data_dir / _AUDIT_FILE
+    settings_path = DataPath(_SETTINGS_FILE)
+    """The QuickFIX/J settings file written by ``start()``."""
+    store_dir = DataPath(_STORE_DIR)
+    """QuickFIX/J's FileStorePath (sequence numbers, sent messages, journal)."""
+    message_log_dir = DataPath(_MESSAGE_LOG_DIR)
+    """QuickFIX/J's FileLogPath (raw messages and session events)."""
+    journal_path = DataPath(_STORE_DIR, _JOURNAL_FILE)
+    """The venue's append-only order journal."""
+    audit_log_path = DataPath(_AUDIT_FILE)
+    """The order audit log: one JSON line per NewOrderSingle received."""
 
     # ------------------------------------------------------------------ settings
 

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from tradeflow.infra.common import (
     DEPLOY_DIR,
+    DataPath,
     InfraError,
     JvmProcess,
     ManagedServer,
@@ -163,25 +164,18 @@ class FlussCluster(ManagedServer):
             raise InfraError("the Fluss cluster has no ports yet; call start() first")
         return f"127.0.0.1:{self.coordinator_port}"
 
-    @property
-    def log_dir(self) -> Path:
-        """Return the directory holding the three servers' log files."""
-        return self.data_dir / "logs"
+    log_dir = DataPath("logs")
+    """The directory holding the three servers' log files."""
 
     @property
     def log_paths(self) -> dict[str, Path]:
         """Return the log file of each server: ``zookeeper``, ``coordinator``, ``tablet-server``."""
         return {name: self.log_dir / f"{name}.log" for name in (ZOOKEEPER, COORDINATOR, TABLET_SERVER)}
 
-    @property
-    def tablet_data_dir(self) -> Path:
-        """Return the tablet server's ``data.dir`` (log segments and RocksDB of each bucket)."""
-        return self.data_dir / "tablet-data"
-
-    @property
-    def remote_data_dir(self) -> Path:
-        """Return ``remote.data.dir`` shared by both servers."""
-        return self.data_dir / "remote-data"
+    tablet_data_dir = DataPath("tablet-data")
+    """The tablet server's ``data.dir`` (log segments and RocksDB of each bucket)."""
+    remote_data_dir = DataPath("remote-data")
+    """``remote.data.dir`` shared by both servers."""
 
     @property
     def pids(self) -> dict[str, int]:

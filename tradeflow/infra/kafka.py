@@ -42,6 +42,7 @@ from connectors.kafka.config import admin_config
 from connectors.kafka.settings import KafkaSettings, SaslMechanism
 from tradeflow.infra.common import (
     DEPLOY_DIR,
+    DataPath,
     InfraError,
     JvmProcess,
     SingleJvmServer,
@@ -148,20 +149,12 @@ class KafkaBroker(SingleJvmServer):
             raise InfraError("the Kafka broker has no port yet; call start() first")
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def properties_path(self) -> Path:
-        """Return the generated ``server.properties``."""
-        return self.data_dir / _PROPERTIES_FILE
-
-    @property
-    def log_dirs(self) -> Path:
-        """Return the KRaft log directory (``log.dirs``) holding topics and metadata."""
-        return self.data_dir / _LOG_DIRS
-
-    @property
-    def secrets_dir(self) -> Path:
-        """Return the directory (mode 0700) of the secured broker's secret files."""
-        return self.data_dir / "secrets"
+    properties_path = DataPath(_PROPERTIES_FILE)
+    """The generated ``server.properties``."""
+    log_dirs = DataPath(_LOG_DIRS)
+    """The KRaft log directory (``log.dirs``) holding topics and metadata."""
+    secrets_dir = DataPath("secrets")
+    """The directory (mode 0700) of the secured broker's secret files."""
 
     @property
     def admin_password_file(self) -> Path:
