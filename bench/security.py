@@ -24,23 +24,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _root  # noqa: F401 - first: puts the repository root on sys.path
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
-
-from bench.harness import report, running  # noqa: E402
-from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.fix.settings import FixSettings  # noqa: E402
-from connectors.kafka.config import (  # noqa: E402
+from bench.harness import report, running
+from connectors.feeds import SyntheticMarket
+from connectors.fix.settings import FixSettings
+from connectors.kafka.config import (
     KafkaAuthError,
     admin_config,
     consumer_config,
@@ -48,15 +46,15 @@ from connectors.kafka.config import (  # noqa: E402
     topic_name,
     verify_connection,
 )
-from connectors.kafka.settings import KafkaSettings  # noqa: E402
-from connectors.settings import load_settings  # noqa: E402
-from connectors.venues.fix import FixVenue  # noqa: E402
-from schemas import ExecStatus, Side, ValidatedOrder  # noqa: E402
-from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue  # noqa: E402
-from tradeflow.infra.fix_venue import VenueTls  # noqa: E402
-from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
-from tradeflow.infra.tls import TestPki  # noqa: E402
-from tradeflow.pipeline import run_pipeline  # noqa: E402
+from connectors.kafka.settings import KafkaSettings
+from connectors.settings import load_settings
+from connectors.venues.fix import FixVenue
+from schemas import ExecStatus, Side, ValidatedOrder
+from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue
+from tradeflow.infra.fix_venue import VenueTls
+from tradeflow.infra.kafka import KafkaBroker
+from tradeflow.infra.tls import TestPki
+from tradeflow.pipeline import run_pipeline
 
 
 def refused(kafka: KafkaSettings) -> bool:
