@@ -51,6 +51,7 @@ from tradeflow.infra.common import (
     port_open,
     resolve_classpath,
     serve_until_signalled,
+    small_jvm_opts,
     up_command,
 )
 from tradeflow.infra.tls import KeyStore, TestPki
@@ -60,15 +61,8 @@ log = logging.getLogger(__name__)
 MAIN_CLASS = "io.tradeflow.venue.Main"
 HOST = "127.0.0.1"
 
-#: JVM flags for a small, fast-starting venue: a FIX acceptor needs little heap, and
-#: C1-only compilation starts faster on 2 cores.
-DEFAULT_JVM_OPTS: tuple[str, ...] = (
-    "-Xmx256m",
-    "-XX:+UseSerialGC",
-    "-XX:TieredStopAtLevel=1",
-    "-XX:+ExitOnOutOfMemoryError",
-    "-Djava.awt.headless=true",
-)
+#: A FIX acceptor needs little heap.
+DEFAULT_JVM_OPTS = small_jvm_opts("256m")
 
 _SETTINGS_FILE = "venue.cfg"
 _STORE_DIR = "store"
