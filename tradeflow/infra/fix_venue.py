@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tradeflow.infra.common import (
     DataPath,
@@ -144,6 +144,8 @@ class FixVenue(SingleJvmServer):
     """
 
     LOG_FILE = "venue.log"
+    host: ClassVar[str] = HOST
+    """The address the venue listens on (always 127.0.0.1)."""
 
     def __init__(
         self,
@@ -168,8 +170,10 @@ class FixVenue(SingleJvmServer):
         if partial_fills < 1:
             raise ValueError("partial_fills must be at least 1")
         self.data_dir = Path(data_dir).resolve()
-        self._sender = sender_comp_id
-        self._target = target_comp_id
+        self.sender_comp_id = sender_comp_id
+        """The venue's SenderCompID (the initiator's TargetCompID)."""
+        self.target_comp_id = target_comp_id
+        """The venue's TargetCompID (the initiator's SenderCompID)."""
         self.reject_symbols = tuple(reject_symbols)
         self.resting_symbols = tuple(resting_symbols)
         self.drop_ack_symbols = tuple(drop_ack_symbols)
@@ -188,26 +192,11 @@ class FixVenue(SingleJvmServer):
     # ------------------------------------------------------------------ properties
 
     @property
-    def host(self) -> str:
-        """Return the address the venue listens on (always 127.0.0.1)."""
-        return HOST
-
-    @property
     def port(self) -> int:
         """Return the TCP port of the acceptor (chosen at the first ``start()``)."""
         if self._port is None:
             raise InfraError("the FIX venue has no port yet; call start() first")
         return self._port
-
-    @property
-    def sender_comp_id(self) -> str:
-        """Return the venue's SenderCompID (the initiator's TargetCompID)."""
-        return self._sender
-
-    @property
-    def target_comp_id(self) -> str:
-        """Return the venue's TargetCompID (the initiator's SenderCompID)."""
-        return self._target
 
     settings_path = DataPath(_SETTINGS_FILE)
     """The QuickFIX/J settings file written by ``start()``."""
@@ -267,8 +256,8 @@ class FixVenue(SingleJvmServer):
             "",
             "[SESSION]",
             "BeginString=FIX.4.4",
-            f"SenderCompID={self._sender}",
-            f"TargetCompID={self._target}",
+            f"SenderCompID={self.sender_comp_id}",
+            f"TargetCompID={self.target_comp_id}",
             "",
         ]
         # the keystore password may be in it: readable by this user only
@@ -366,7 +355,7 @@ class FixVenue(SingleJvmServer):
     def __repr__(self) -> str:
         port = self._port if self._port is not None else "-"
         return (
-            f"FixVenue({HOST}:{port}, {self._sender}->{self._target}, "
+            f"FixVenue({HOST}:{port}, {self.sender_comp_id}->{self.target_comp_id}, "
             f"data_dir={str(self.data_dir)!r}, alive={self.alive()})"
         )
 
