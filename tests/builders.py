@@ -1,7 +1,8 @@
-"""Records the unit tests of the account book and its rules build over and over.
+"""Records the tests build over and over.
 
-One account row and one trade signal with defaults that pass every rule, a start time
-and a fake millisecond clock; each test overrides only the fields it is about.
+One account row, one trade signal and one validated order with defaults that pass every
+rule, a start time and a fake millisecond clock; each test overrides only the fields it
+is about.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from schemas.base import Side
 from schemas.strategy import TradeSignal
-from schemas.trading import Account
+from schemas.trading import Account, ValidatedOrder
 
 D = Decimal
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
@@ -42,3 +43,11 @@ def signal(**kw: Any) -> TradeSignal:
         "side": Side.BUY, "qty": D(10), "ts": T0,
     }
     return TradeSignal(**{**fields, **kw})
+
+
+def order(order_id: str = "o1", **kw: Any) -> ValidatedOrder:
+    """Return a NEW market BUY of 10 AAPL for ``ACCOUNT`` at T0; ``kw`` overrides any field."""
+    fields: dict[str, Any] = {
+        "order_id": order_id, "account": ACCOUNT, "symbol": "AAPL", "side": Side.BUY, "qty": D(10), "ts": T0,
+    }
+    return ValidatedOrder(**{**fields, **kw})

@@ -37,6 +37,7 @@ from connectors.fix.store import OrderJournal, OrderPhase, SessionStore
 from connectors.venues import make_venue
 from connectors.venues.fix import FixVenue
 from schemas import ExecStatus, OrderAction, OrderType, Side, ValidatedOrder, VenueFill
+from tests import builders
 from tests.fix_acceptor import ScriptedAcceptor
 
 TRANSCRIPTS = Path(__file__).parent / "fix_transcripts"
@@ -398,16 +399,7 @@ ER = _load_reports()
 
 
 def new_order(order_id: str = "o1", **kw: object) -> ValidatedOrder:
-    data: dict[str, object] = {
-        "order_id": order_id,
-        "account": "acc1",
-        "symbol": "AAPL",
-        "side": Side.BUY,
-        "qty": Decimal(100),
-        "ts": T0,
-    }
-    data.update(kw)
-    return ValidatedOrder(**data)  # type: ignore[arg-type]
+    return builders.order(order_id, **{"account": "acc1", "qty": Decimal(100), "ts": T0, **kw})
 
 
 def sent_types(frames: list[bytes]) -> list[str]:
