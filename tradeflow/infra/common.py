@@ -58,10 +58,10 @@ def server_data_dir(data_dir: Path | str | None, temp_prefix: str) -> Path:
     return Path(data_dir if data_dir is not None else tempfile.mkdtemp(prefix=temp_prefix)).resolve()
 
 
-def loopback_address(port: int | None, server: str) -> str:
-    """Return ``127.0.0.1:<port>`` for clients; fail while ``server`` has no port (before ``start()``)."""
+def loopback_address(port: int | None, no_port: str) -> str:
+    """Return ``127.0.0.1:<port>`` for clients; before ``start()`` chose a port, fail saying ``no_port``."""
     if port is None:
-        raise InfraError(f"{server} yet; call start() first")
+        raise InfraError(f"{no_port} yet; call start() first")
     return f"127.0.0.1:{port}"
 
 
