@@ -28,13 +28,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401 - first: puts the repository root on sys.path
 
-from connectors.settings import Settings, load_settings  # noqa: E402
-from tradeflow import chaos  # noqa: E402
-from tradeflow.infra.fluss import FlussCluster  # noqa: E402
-from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
+from connectors.settings import Settings, load_settings
+from tradeflow import chaos
+from tradeflow.infra.fluss import FlussCluster
+from tradeflow.infra.kafka import KafkaBroker
 
 SettingsFor = Callable[[Path, str], Settings]
 

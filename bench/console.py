@@ -33,19 +33,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401 - first: puts the repository root on sys.path
+from selenium.webdriver.common.by import By
 
-from selenium.webdriver.common.by import By  # noqa: E402
-
-from bench.harness import report, workdir  # noqa: E402
-from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.registry import Connectors  # noqa: E402
-from connectors.settings import Settings, load_settings  # noqa: E402
-from operators.stats import percentile  # noqa: E402
-from schemas import Control, MarketData, TradingState  # noqa: E402
-from tests.console_browser import ConsoleServer, chrome, wait_for  # noqa: E402
-from tradeflow.pipeline import Pipeline, demo_strategies, pipeline_jobs, seed  # noqa: E402
+from bench.harness import report, workdir
+from connectors.feeds import SyntheticMarket
+from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
+from operators.stats import percentile
+from schemas import Control, MarketData, TradingState
+from tests.console_browser import ConsoleServer, chrome, wait_for
+from tradeflow.pipeline import Pipeline, demo_strategies, pipeline_jobs, seed
 
 PROBE_SCOPE = "strategy:bench_probe"
 WATCH_AUDIT = """

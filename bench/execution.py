@@ -24,7 +24,6 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,17 +32,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401 - first: puts the repository root on sys.path
 
-from bench.harness import report  # noqa: E402
-from connectors.fix.settings import FixSettings  # noqa: E402
-from connectors.venues import VenueAdapter  # noqa: E402
-from connectors.venues.fix import FixVenue  # noqa: E402
-from connectors.venues.paper import PaperVenue  # noqa: E402
-from operators.stats import percentile  # noqa: E402
-from schemas import ExecStatus, MarketData, Side, ValidatedOrder  # noqa: E402
-from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue  # noqa: E402
+from bench.harness import report
+from connectors.fix.settings import FixSettings
+from connectors.venues import VenueAdapter
+from connectors.venues.fix import FixVenue
+from connectors.venues.paper import PaperVenue
+from operators.stats import percentile
+from schemas import ExecStatus, MarketData, Side, ValidatedOrder
+from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue
 
 SYMBOL = "AAPL"
 POLL_S = 0.0002

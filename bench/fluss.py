@@ -32,22 +32,17 @@ import argparse
 import logging
 import random
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# Run as ``python bench/fluss.py``, this file's directory comes first on sys.path, and
-# this file would shadow the pyfluss package (``import fluss``): take bench/ off.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401 - first: puts the repository root on sys.path, bench/ off it
 
-import fluss  # noqa: E402
+# isort: split
+import fluss  # pyfluss, not this file: bench/_root.py took bench/ off sys.path
 
-from bench.harness import (  # noqa: E402
+from bench.harness import (
     DEFAULT_POLL_MS,
     Arrivals,
     fluss_setup,
@@ -59,14 +54,14 @@ from bench.harness import (  # noqa: E402
     throughput,
     workdir,
 )
-from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.fluss import CachedLookup, FlussClient  # noqa: E402
-from connectors.registry import Connectors  # noqa: E402
-from connectors.settings import Settings, load_settings  # noqa: E402
-from operators.stats import percentile  # noqa: E402
-from schemas import PositionState  # noqa: E402
-from tradeflow.infra.fluss import FlussCluster  # noqa: E402
-from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
+from connectors.feeds import SyntheticMarket
+from connectors.fluss import CachedLookup, FlussClient
+from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
+from operators.stats import percentile
+from schemas import PositionState
+from tradeflow.infra.fluss import FlussCluster
+from tradeflow.infra.kafka import KafkaBroker
 
 
 class FlussArrivals(Arrivals):

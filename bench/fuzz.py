@@ -34,9 +34,9 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _root  # noqa: F401 - first: puts the repository root on sys.path
 
-from tests import fuzzing  # noqa: E402
+from tests import fuzzing
 
 SHARES = {"decode_bytes": 0.25, "decode_json": 0.35, "fix_frame": 0.2, "fix_session": 0.2}
 

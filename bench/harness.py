@@ -1,7 +1,8 @@
 """What the bench scripts share: the result lines, data-plane setups, flow processes,
 and Job A's throughput and latency measures (``bench/kafka.py``, ``bench/fluss.py``).
 
-Imported as ``bench.harness`` (each script puts the repository root on ``sys.path``).
+Imported as ``bench.harness`` (each script first imports ``bench/_root.py``, which puts the
+repository root on ``sys.path``).
 """
 
 from __future__ import annotations

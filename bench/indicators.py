@@ -30,24 +30,22 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import bytewax.operators as op
+from _root import ROOT
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
 
-import bytewax.operators as op  # noqa: E402
-from bytewax.dataflow import Dataflow  # noqa: E402
-from bytewax.testing import TestingSink, TestingSource, run_main  # noqa: E402
-
-from bench.harness import embedded_count as count  # noqa: E402
-from bench.harness import plain_loop, report  # noqa: E402
-from connectors.base import SourceMessage, StoredRecord  # noqa: E402
-from connectors.feeds import SyntheticMarket, replay  # noqa: E402
-from connectors.registry import Connectors  # noqa: E402
-from connectors.settings import load_settings  # noqa: E402
-from flows.common import decode_messages  # noqa: E402
-from flows.indicators import IndicatorLogic, indicator_config, locate, to_sma_wide  # noqa: E402
-from operators.indicators import IndicatorConfig, Row, SymbolIndicators, Tick  # noqa: E402
-from schemas import MarketData, SmaWide, decode, encode  # noqa: E402
-from tradeflow.infra.common import free_port  # noqa: E402
+from bench.harness import embedded_count as count
+from bench.harness import plain_loop, report
+from connectors.base import SourceMessage, StoredRecord
+from connectors.feeds import SyntheticMarket, replay
+from connectors.registry import Connectors
+from connectors.settings import load_settings
+from flows.common import decode_messages
+from flows.indicators import IndicatorLogic, indicator_config, locate, to_sma_wide
+from operators.indicators import IndicatorConfig, Row, SymbolIndicators, Tick
+from schemas import MarketData, SmaWide, decode, encode
+from tradeflow.infra.common import free_port
 
 
 def feed(data_dir: Path, ticks: int, symbols: int) -> None:

@@ -32,12 +32,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _root import ROOT
+from confluent_kafka import Consumer, TopicPartition
 
-from confluent_kafka import Consumer, TopicPartition  # noqa: E402
-
-from bench.harness import (  # noqa: E402
+from bench.harness import (
     DEFAULT_POLL_MS,
     Arrivals,
     Setup,
@@ -49,9 +47,9 @@ from bench.harness import (  # noqa: E402
     throughput,
     workdir,
 )
-from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.registry import Connectors  # noqa: E402
-from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
+from connectors.feeds import SyntheticMarket
+from connectors.registry import Connectors
+from tradeflow.infra.kafka import KafkaBroker
 
 
 class KafkaArrivals(Arrivals):

@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401 - first: puts the repository root on sys.path
 
-from bench.harness import report  # noqa: E402
-from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.registry import Connectors  # noqa: E402
-from connectors.settings import Settings, load_settings  # noqa: E402
-from operators.stats import percentile  # noqa: E402
-from schemas import OrderAction, ValidatedOrder, decode  # noqa: E402
-from tradeflow.pipeline import run_pipeline  # noqa: E402
+from bench.harness import report
+from connectors.feeds import SyntheticMarket
+from connectors.registry import Connectors
+from connectors.settings import Settings, load_settings
+from operators.stats import percentile
+from schemas import OrderAction, ValidatedOrder, decode
+from tradeflow.pipeline import run_pipeline
 
 
 def throughput(settings: Settings, ticks: int) -> float:

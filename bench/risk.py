@@ -78,8 +78,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _root import ROOT
+
 OPERATORS_ENV = "TRADEFLOW_BENCH_OPERATORS"
 """A directory holding another ``operators`` package to measure (the baseline)."""
 if os.environ.get(OPERATORS_ENV):

@@ -23,22 +23,19 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import sys
 import tempfile
 import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _root  # noqa: F401 - first: puts the repository root on sys.path
 
-
-from bench.harness import report  # noqa: E402
-from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.settings import load_settings  # noqa: E402
-from operators.portfolio import order_id_for  # noqa: E402
-from schemas import (  # noqa: E402
+from bench.harness import report
+from connectors.feeds import SyntheticMarket
+from connectors.settings import load_settings
+from operators.portfolio import order_id_for
+from schemas import (
     Account,
     Decision,
     MarketData,
@@ -47,8 +44,8 @@ from schemas import (  # noqa: E402
     TradeSignal,
     VenueFill,
 )
-from tests.helpers import Phases, read_all  # noqa: E402
-from tradeflow.risk_tools import load_log, replay  # noqa: E402
+from tests.helpers import Phases, read_all
+from tradeflow.risk_tools import load_log, replay
 
 
 def accounts(n: int, symbols: list[str]) -> tuple[list[Account], list[SymbolLimit]]:

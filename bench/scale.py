@@ -38,12 +38,10 @@ import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _root import ROOT
 
-from bench.harness import (  # noqa: E402
+from bench.harness import (
     CENT,
     Processes,
     Setup,
@@ -55,10 +53,10 @@ from bench.harness import (  # noqa: E402
     running,
     workdir,
 )
-from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.registry import Connectors  # noqa: E402
-from connectors.sharding import murmur2_partition  # noqa: E402
-from schemas import (  # noqa: E402
+from connectors.feeds import SyntheticMarket
+from connectors.registry import Connectors
+from connectors.sharding import murmur2_partition
+from schemas import (
     Account,
     MarketData,
     OrderType,
@@ -67,7 +65,7 @@ from schemas import (  # noqa: E402
     SymbolLimit,
     TradeSignal,
 )
-from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
+from tradeflow.infra.kafka import KafkaBroker
 
 PARTITIONS = 2
 FLOWS = {"a": "flows.indicators:build_flow()", "c": "flows.portfolio_risk:build_flow()"}

@@ -24,39 +24,37 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _root  # noqa: F401 - first: puts the repository root on sys.path
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
-
-from bench.harness import report, running  # noqa: E402
-from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.fix.settings import FixSettings  # noqa: E402
-from connectors.kafka.config import (  # noqa: E402
+from bench.harness import report, running
+from connectors.feeds import SyntheticMarket
+from connectors.fix.settings import FixSettings
+from connectors.kafka.config import (
     KafkaAuthError,
     admin_config,
-    consumer_config,
     producer_config,
     topic_name,
     verify_connection,
 )
-from connectors.kafka.settings import KafkaSettings  # noqa: E402
-from connectors.settings import load_settings  # noqa: E402
-from connectors.venues.fix import FixVenue  # noqa: E402
-from schemas import ExecStatus, Side, ValidatedOrder  # noqa: E402
-from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue  # noqa: E402
-from tradeflow.infra.fix_venue import VenueTls  # noqa: E402
-from tradeflow.infra.kafka import KafkaBroker  # noqa: E402
-from tradeflow.infra.tls import TestPki  # noqa: E402
-from tradeflow.pipeline import run_pipeline  # noqa: E402
+from connectors.kafka.settings import KafkaSettings
+from connectors.settings import load_settings
+from connectors.venues.fix import FixVenue
+from schemas import ExecStatus, Side, ValidatedOrder
+from tests.helpers import topic_bytes
+from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue
+from tradeflow.infra.fix_venue import VenueTls
+from tradeflow.infra.kafka import KafkaBroker
+from tradeflow.infra.tls import TestPki
+from tradeflow.pipeline import run_pipeline
 
 
 def refused(kafka: KafkaSettings) -> bool:
@@ -65,26 +63,6 @@ def refused(kafka: KafkaSettings) -> bool:
     except KafkaAuthError:
         return True
     return False
-
-
-def topic_bytes(kafka: KafkaSettings, topic: str) -> bytes:
-    consumer = Consumer({**consumer_config(kafka, topic, eof=True), "log_level": 0})
-    out = bytearray()
-    try:
-        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            consumer.assign([TopicPartition(topic, p, low)])
-            seen = low
-            while seen < high:
-                msg = consumer.poll(5)
-                if msg is None or msg.error():
-                    continue
-                seen = msg.offset() + 1
-                out += (msg.key() or b"") + (msg.value() or b"")
-                out += b"".join(k.encode() + (v or b"") for k, v in msg.headers() or [])
-    finally:
-        consumer.close()
-    return bytes(out)
 
 
 FIX_USER = "bench-jobd"
@@ -188,7 +166,8 @@ def main() -> None:
         producer.produce(topic_name(admin, "validated_orders"), b"{}", b"forged",
                          on_delivery=lambda err, _m: errors.append(err))
         producer.flush(20)
-        landed = sum(topic_bytes(admin, topic_name(admin, "validated_orders")) != b"" for _ in [0])
+        orders = topic_name(admin, "validated_orders")
+        landed = sum(topic_bytes(admin, orders, log_level=0) != b"" for _ in [0])
         acl_refused = int(
             [e.code() if e else None for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
             and landed == 0
@@ -207,7 +186,7 @@ def main() -> None:
         places = {str(p): p.read_bytes() for p in (work / "data" / "logs").glob("*.log")}
         topics = AdminClient(admin_config(settings.kafka)).list_topics(timeout=10).topics
         for topic in sorted(t for t in topics if t.startswith("run.")):
-            places[topic] = topic_bytes(settings.kafka, topic)
+            places[topic] = topic_bytes(settings.kafka, topic, log_level=0)
         leaks = sum(s.encode() in blob for blob in places.values() for s in secrets)
 
     report({

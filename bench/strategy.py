@@ -28,19 +28,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _root import ROOT
 
-from bench.harness import embedded_count as count  # noqa: E402
-from bench.harness import plain_loop, report  # noqa: E402
-from connectors.base import StoredRecord  # noqa: E402
-from connectors.feeds import SyntheticMarket  # noqa: E402
-from connectors.registry import Connectors  # noqa: E402
-from connectors.settings import load_settings  # noqa: E402
-from flows.strategy import sma_wide_columns  # noqa: E402
-from operators.strategies import StrategyShard, activate  # noqa: E402
-from schemas import SmaWide, StrategyConfig, decode, encode  # noqa: E402
-from tests.helpers import indicator_rows  # noqa: E402
+from bench.harness import embedded_count as count
+from bench.harness import plain_loop, report
+from connectors.base import StoredRecord
+from connectors.feeds import SyntheticMarket
+from connectors.registry import Connectors
+from connectors.settings import load_settings
+from flows.strategy import sma_wide_columns
+from operators.strategies import StrategyShard, activate
+from schemas import SmaWide, StrategyConfig, decode, encode
+from tests.helpers import indicator_rows
 
 SID = "bench"
 PARAMS: dict[str, dict[str, Any]] = {

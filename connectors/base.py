@@ -10,10 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bytewax.inputs import FixedPartitionedSource, Source
+from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
 from bytewax.outputs import Sink
 
 from schemas import Record, StreamSpec
@@ -66,6 +66,25 @@ class PollingSource(FixedPartitionedSource[SourceMessage, int]):
     follow: bool
     polling: Polling = Polling()
     from_end: bool = False
+
+
+class OffsetPartition(StatefulSourcePartition[SourceMessage, int]):
+    """A polled source partition whose snapshot is the next offset it reads.
+
+    A backend's partition keeps that offset in ``_offset`` and sets ``_awake`` to when
+    it wants to be polled again (``None``: at once).
+    """
+
+    _offset: int
+    _awake: datetime | None = None
+
+    def next_awake(self) -> datetime | None:
+        """Return when Bytewax should call ``next_batch`` again (``None``: at once)."""
+        return self._awake
+
+    def snapshot(self) -> int:
+        """Return the offset to resume from: the next one this partition reads."""
+        return self._offset
 
 
 @dataclass(frozen=True, slots=True)

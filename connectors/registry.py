@@ -116,8 +116,8 @@ class Connectors:
         if self.settings.until_end or (until_now and not follow):
             if not isinstance(src, FixedPartitionedSource):
                 raise ConnectorError(f"a bounded run needs a partitioned source for {stream}")
-            ends = self._data_ends if self.settings.until_end else self._end_offsets
-            src = UntilNow(src, lambda: ends(stream))
+            data = self.settings.until_end
+            src = UntilNow(src, lambda: self._ends(stream, data=data))
         if for_keys is not None and isinstance(src, FixedPartitionedSource):
             keep = self._partitions_of(stream, for_keys)
             if keep is not None:
@@ -143,17 +143,11 @@ class Connectors:
         except ConnectorError:
             return None
 
-    def _data_ends(self, stream: str) -> dict[int, int]:
+    def _ends(self, stream: str, *, data: bool) -> dict[int, int]:
+        """Return where each partition of ``stream`` ends now: its ``data_ends`` or ``end_offsets``."""
         reader = self.reader(stream)
         try:
-            return reader.data_ends()
-        finally:
-            reader.close()
-
-    def _end_offsets(self, stream: str) -> dict[int, int]:
-        reader = self.reader(stream)
-        try:
-            return reader.end_offsets()
+            return reader.data_ends() if data else reader.end_offsets()
         finally:
             reader.close()
 

@@ -56,21 +56,29 @@ def on_grid(value: Decimal, step: Decimal) -> bool:
         return False
 
 
+def _off_grid(value: Decimal, precision: tuple[str, int], step: tuple[str, Decimal]) -> str | None:
+    """Return why ``value`` has too many decimal places or is off the grid, or None.
+
+    ``precision`` and ``step`` are (instruments field, value): how the reason names them.
+    """
+    (precision_field, most), (step_field, size) = precision, step
+    if places(value) > most:
+        return f"has more than {precision_field} {most} decimal places"
+    if not on_grid(value, size):
+        return f"is not a multiple of {step_field} {fmt(size)}"
+    return None
+
+
 def price_off_grid(price: Decimal, inst: Instrument) -> str | None:
     """Return why ``price`` is not a valid price of ``inst``, or None if it is."""
-    if places(price) > inst.price_precision:
-        return f"has more than price_precision {inst.price_precision} decimal places"
-    if not on_grid(price, inst.tick_size):
-        return f"is not a multiple of tick_size {fmt(inst.tick_size)}"
-    return None
+    return _off_grid(price, ("price_precision", inst.price_precision), ("tick_size", inst.tick_size))
 
 
 def qty_off_lot(qty: Decimal, inst: Instrument) -> str | None:
     """Return why ``qty`` is not a valid order quantity of ``inst``, or None if it is."""
-    if places(qty) > inst.qty_precision:
-        return f"has more than qty_precision {inst.qty_precision} decimal places"
-    if not on_grid(qty, inst.lot_size):
-        return f"is not a multiple of lot_size {fmt(inst.lot_size)}"
+    off = _off_grid(qty, ("qty_precision", inst.qty_precision), ("lot_size", inst.lot_size))
+    if off is not None:
+        return off
     if inst.min_qty is not None and qty < inst.min_qty:
         return f"is below min_qty {fmt(inst.min_qty)}"
     if inst.max_qty is not None and qty > inst.max_qty:

@@ -198,6 +198,11 @@ def _issue(kind: IssueKind, message: str, **values: object) -> OrderIssue:
     return OrderIssue(kind, message, {k: str(v) for k, v in values.items()})
 
 
+IDENTITY = ("order_id", "account", "symbol", "side", "qty", "order_type", "limit_px", "signal_id",
+            "strategy_id", "venue")
+"""The fields of an ``Order`` that its state rows and its cancel repeat as they are."""
+
+
 @dataclass(slots=True)
 class Order:
     """One order of an account, from validation to a terminal state."""
@@ -391,24 +396,15 @@ class Order:
             qty = room
         return qty, venue_cum, issues
 
+    def identity(self) -> dict[str, Any]:
+        """Return what the order is: the ``IDENTITY`` fields every record about it repeats."""
+        return {name: getattr(self, name) for name in IDENTITY}
+
     def to_state(self) -> OrderState:
         """Return the order as a row of the orders changelog."""
         return OrderState(
-            order_id=self.order_id,
-            account=self.account,
-            symbol=self.symbol,
-            side=self.side,
-            qty=self.qty,
-            order_type=self.order_type,
-            limit_px=self.limit_px,
-            status=self.status,
-            cum_qty=self.cum_qty,
-            leaves_qty=self.leaves_qty,
-            avg_px=self.avg_px,
-            signal_id=self.signal_id,
-            strategy_id=self.strategy_id,
-            venue=self.venue,
-            ts=self.ts,
+            **self.identity(), status=self.status, cum_qty=self.cum_qty, leaves_qty=self.leaves_qty,
+            avg_px=self.avg_px, ts=self.ts,
         )
 
     def to_dict(self) -> dict[str, Any]:

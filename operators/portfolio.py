@@ -952,18 +952,4 @@ def _orders(rows: Iterable[dict[str, Any]]) -> dict[str, Order]:
 
 
 def _cancel_of(order: Order, ts: datetime, reason: str) -> ValidatedOrder:
-    return ValidatedOrder(
-        order_id=order.order_id,
-        action=OrderAction.CANCEL,
-        account=order.account,
-        symbol=order.symbol,
-        side=order.side,
-        qty=order.qty,
-        order_type=order.order_type,
-        limit_px=order.limit_px,
-        signal_id=order.signal_id,
-        strategy_id=order.strategy_id,
-        reason=reason,
-        venue=order.venue,
-        ts=ts,
-    )
+    return ValidatedOrder(**order.identity(), action=OrderAction.CANCEL, reason=reason, ts=ts)

@@ -17,12 +17,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from operators.accounting import MONEY
 from operators.portfolio import AccountBook, InputPos
 from operators.risk import CheckInput, evaluate
-from operators.sequencing import apply_entry, record_of
+from operators.sequencing import Decoded, apply_entry, record_of
 from schemas.base import Record
 from schemas.journal import JournalEntry, JournalKind
 from schemas.strategy import TradeSignal
@@ -36,14 +36,10 @@ from schemas.trading import (
 
 R = TypeVar("R", bound=Record)
 
-@dataclass(frozen=True, slots=True)
-class Logged(Generic[R]):
-    """A record and the position it was read from."""
 
-    record: R
-    stream: str
-    partition: int
-    offset: int
+@dataclass(frozen=True, slots=True)
+class Logged(Decoded[R]):
+    """A record and the position it was read from, named as Job C's decisions name it."""
 
     @property
     def where(self) -> str:

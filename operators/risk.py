@@ -222,26 +222,27 @@ def check_account_status(ctx: CheckInput) -> RuleResult:
     rule = Rule.ACCOUNT_STATUS
     if ctx.account is None:
         return _result(rule, False, f"account {ctx.signal.account} is unknown", "UNKNOWN")
-    status = ctx.account.status
-    if status is AccountStatus.ACTIVE:
-        return _result(rule, True, "account is ACTIVE", status.value)
-    if status is AccountStatus.REDUCING and ctx.reduces:
-        return _result(rule, True, "account is REDUCING and the order reduces", status.value)
-    if status is AccountStatus.REDUCING:
-        return _result(rule, False, "account is REDUCING: only reducing orders", status.value)
-    return _result(rule, False, f"account is {status.value}", status.value)
+    return _state_gate(rule, "account", ctx.account.status, ctx.reduces)
 
 
 def check_trading_halted(ctx: CheckInput) -> RuleResult:
     """Fail when trading is HALTED; in REDUCING pass only orders that reduce."""
-    rule, state = Rule.TRADING_HALTED, ctx.trading_state
-    if state is TradingState.ACTIVE:
-        return _result(rule, True, "trading is ACTIVE", state.value)
-    if state is TradingState.REDUCING and ctx.reduces:
-        return _result(rule, True, "trading is REDUCING and the order reduces", state.value)
-    if state is TradingState.REDUCING:
-        return _result(rule, False, "trading is REDUCING: only reducing orders", state.value)
-    return _result(rule, False, "trading is HALTED", state.value)
+    return _state_gate(Rule.TRADING_HALTED, "trading", ctx.trading_state, ctx.reduces)
+
+
+def _state_gate(rule: Rule, what: str, state: AccountStatus | TradingState, reduces: bool) -> RuleResult:
+    """Pass ACTIVE, pass REDUCING for an order that reduces only, fail any other state.
+
+    An account's status and a scope's trading state share the names ACTIVE and REDUCING;
+    the third (BLOCKED, HALTED) stops every order.
+    """
+    if state == "ACTIVE":
+        return _result(rule, True, f"{what} is ACTIVE", state.value)
+    if state == "REDUCING" and reduces:
+        return _result(rule, True, f"{what} is REDUCING and the order reduces", state.value)
+    if state == "REDUCING":
+        return _result(rule, False, f"{what} is REDUCING: only reducing orders", state.value)
+    return _result(rule, False, f"{what} is {state.value}", state.value)
 
 
 def check_duplicate_signal(ctx: CheckInput) -> RuleResult:

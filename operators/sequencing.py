@@ -28,7 +28,7 @@ book depends on timing. These engines take that timing out of the decisions:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -469,19 +469,20 @@ def apply_entry(book: AccountBook, entry: JournalEntry) -> Outcome:
             at = InputPos("market_data", m.partition, m.offset)
             outcome = book.on_mark(m.symbol, m.price, m.ts, pos=at)
         return outcome + book.on_signal(rec, pos=pos, market_ts=entry.market_ts)
-    if entry.kind is JournalKind.FILL:
-        return book.on_fill(rec, pos=pos)
-    if entry.kind is JournalKind.ACCOUNT:
-        return book.on_account(rec, pos=pos)
-    if entry.kind is JournalKind.SYMBOL_LIMIT:
-        return book.on_symbol_limit(rec, pos=pos)
-    if entry.kind is JournalKind.ROUTE:
-        return book.on_route(rec, pos=pos)
-    if entry.kind is JournalKind.VENUE:
-        return book.on_venue(rec, pos=pos)
-    if entry.kind is JournalKind.INSTRUMENT:
-        return book.on_instrument(rec, pos=pos)
-    return book.on_control(rec, pos=pos)
+    apply: Callable[..., Outcome] = getattr(book, _APPLY[entry.kind])
+    return apply(rec, pos=pos)
+
+
+_APPLY: dict[JournalKind, str] = {
+    JournalKind.FILL: "on_fill",
+    JournalKind.ACCOUNT: "on_account",
+    JournalKind.SYMBOL_LIMIT: "on_symbol_limit",
+    JournalKind.ROUTE: "on_route",
+    JournalKind.VENUE: "on_venue",
+    JournalKind.INSTRUMENT: "on_instrument",
+    JournalKind.CONTROL: "on_control",
+}
+"""The ``AccountBook`` method that applies the record of each other kind (``rec, pos=``)."""
 
 
 def _mark(entry: JournalEntry) -> JournalMark:

@@ -1,4 +1,4 @@
-"""Helpers for tests (and benches): read whole streams back as records, build Job A's rows."""
+"""Helpers for tests (and benches): read streams back as records or bytes, build Job A's rows."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 
+from connectors.kafka.settings import KafkaSettings
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from flows.indicators import indicator_config, to_sma_wide
@@ -25,6 +26,39 @@ def read_all(conn: Connectors, stream: str) -> list[Record]:
     """Return every record of a stream, partition by partition, in offset order."""
     model = spec(stream).model
     return [decode(model, r.value) for r in conn.scan(stream, 10_000)]
+
+
+def topic_bytes(kafka: KafkaSettings, topic: str, **config: object) -> bytes:
+    """Return every key, value and header of a Kafka topic, concatenated (to search for secrets).
+
+    ``kafka`` must be allowed to read the topic (an admin); ``config`` is added to the
+    consumer's configuration (``log_level=0`` to keep it quiet).
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka.config import consumer_config
+
+    consumer = Consumer({**consumer_config(kafka, topic, eof=True), **config})
+    out = bytearray()
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, p, low)])
+            seen = low
+            while seen < high:
+                msg = consumer.poll(5)
+                if msg is None or msg.error():
+                    continue
+                seen = msg.offset() + 1
+                out += (msg.key() or b"") + (msg.value() or b"")
+                for name, value in msg.headers() or []:
+                    out += name.encode() + (value or b"")
+    finally:
+        consumer.close()
+    return bytes(out)
 
 
 def sma_rows(ticks: list[MarketData]) -> list[Record]:

@@ -7,12 +7,12 @@ from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bytewax.inputs import StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from typing_extensions import override
 
 from connectors.base import (
     Backend,
+    OffsetPartition,
     Polling,
     PollingSource,
     SourceMessage,
@@ -25,13 +25,13 @@ from connectors.metrics import SOURCE_LAG
 from schemas import Kind, Record, StreamSpec, encode
 
 
-class _StorePartition(StatefulSourcePartition[SourceMessage, int]):
+class _StorePartition(OffsetPartition):
     def __init__(self, source: StoreSource, part: int, offset: int) -> None:
         self._src = source
         self._part = part
         self._offset = offset
         self._file = source.open()
-        self._awake: datetime | None = None
+        self._awake = None
         self._lag = SOURCE_LAG.labels(source.name, str(part))
 
     def next_batch(self) -> list[SourceMessage]:
@@ -53,12 +53,6 @@ class _StorePartition(StatefulSourcePartition[SourceMessage, int]):
             return []
         self._awake = datetime.now(UTC) + self._src.polling.interval
         return []
-
-    def next_awake(self) -> datetime | None:
-        return self._awake
-
-    def snapshot(self) -> int:
-        return self._offset
 
     def close(self) -> None:
         self._file.close()

@@ -41,7 +41,7 @@ from connectors.fluss.client import (
     log,
 )
 from connectors.fluss.settings import FlussSettings
-from connectors.fluss.tables import TableLayout, ensure_table
+from connectors.fluss.tables import TableLayout, open_table
 from schemas import Record
 
 Write = Callable[[], fluss.WriteResultHandle]
@@ -64,13 +64,7 @@ class TableOutput:
     def __init__(self, settings: FlussSettings, layout: TableLayout) -> None:
         self.settings = settings
         self.layout = layout
-        self.client = FlussClient(settings)
-        try:
-            self.info = ensure_table(self.client, layout)
-            self._table = self.client.table(layout.path)
-        except BaseException:
-            self.client.close()
-            raise
+        self.client, self.info, self._table = open_table(settings, layout)
         self._append: fluss.AppendWriter | None = None
         self._upsert: fluss.UpsertWriter | None = None
         self._writes: list[tuple[Write, fluss.WriteResultHandle]] = []

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import fluss
-from bytewax.inputs import StatefulSourcePartition
 
-from connectors.base import ConnectorError, PollingSource, SourceMessage
+from connectors.base import ConnectorError, OffsetPartition, PollingSource, SourceMessage
 from connectors.fluss.client import FlussClient, FlussTimeout, is_out_of_range, is_transient, log
 from connectors.fluss.markers import CloseRecords
 from connectors.fluss.settings import FlussSettings
@@ -41,14 +40,14 @@ Pending = deque[tuple[int, SourceMessage | None]]
 """Fetched rows not handed to Bytewax yet: (offset, message, or None for a skipped row)."""
 
 
-class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
+class _BucketSource(OffsetPartition):
     def __init__(self, source: FlussSource, bucket: int, resume_state: int | None) -> None:
         self._src = source
         self._layout = source.layout
         self._bucket = bucket
         self._pending: Pending = deque()
         self._done = False
-        self._awake: datetime | None = None
+        self._awake = None
         self._client = FlussClient(
             source.settings,
             max_poll_records=source.polling.batch_size,
@@ -57,7 +56,7 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
         try:
             table = self._client.table(self._layout.path)
             self._table_id = table.get_table_info().table_id
-            self._position = self._start(resume_state)
+            self._offset = self._start(resume_state)
             self._scanner = self._open_scanner(table)
         except BaseException:
             self._client.close()
@@ -78,7 +77,7 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
             scanner = self._client.run(scan.create_log_scanner)
         else:
             scanner = self._client.run(scan.create_record_batch_log_scanner)
-        scanner.subscribe(self._bucket, self._position)
+        scanner.subscribe(self._bucket, self._offset)
         return scanner
 
     def next_batch(self) -> list[SourceMessage]:
@@ -90,7 +89,7 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
         moved = False
         while self._pending and len(out) < self._src.polling.batch_size:
             offset, msg = self._pending.popleft()
-            self._position = offset + 1
+            self._offset = offset + 1
             moved = True
             if msg is not None:
                 out.append(msg)
@@ -113,7 +112,7 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
         except (fluss.FlussError, FlussTimeout) as exc:
             if is_out_of_range(exc):
                 raise ConnectorError(
-                    f"offset {self._position} of {where} is no longer in the log (retention, or "
+                    f"offset {self._offset} of {where} is no longer in the log (retention, or "
                     f"records a crashed tablet server lost): {exc}"
                 ) from exc
             if not is_transient(exc):
@@ -133,7 +132,7 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
     def _queue(self, rows: list[Row]) -> None:
         name, bucket = self._layout.name, self._bucket
         for offset, key, value in rows:
-            if offset < self._position:
+            if offset < self._offset:
                 continue  # already emitted (never expected: subscriptions start at the position)
             msg = None if value is None else SourceMessage(name, bucket, offset, key, value)
             self._pending.append((offset, msg))
@@ -148,19 +147,13 @@ class _BucketSource(StatefulSourcePartition[SourceMessage, int]):
         """Tell whether the stream was closed exactly here and nothing was written since."""
         try:
             closed = self._closes.get(self._layout.name, self._table_id)
-            if closed is None or closed.ends.get(self._bucket) != self._position:
+            if closed is None or closed.ends.get(self._bucket) != self._offset:
                 return False
             latest = self._client.latest_offsets(self._layout.path, [self._bucket])[self._bucket]
         except (fluss.FlussError, ConnectorError) as exc:
             log.debug("%s: end of stream unknown for now: %s", self._layout.qualified, exc)
             return False
-        return latest == self._position
-
-    def next_awake(self) -> datetime | None:
-        return self._awake
-
-    def snapshot(self) -> int:
-        return self._position
+        return latest == self._offset
 
     def close(self) -> None:
         del self._scanner

@@ -29,7 +29,7 @@ from connectors.fluss.tables import (
     TableLayout,
     batch_rows,
     changelog_rows,
-    ensure_table,
+    open_table,
 )
 from schemas import Record
 
@@ -100,13 +100,7 @@ class FlussReader(StreamReader):
 
     def __init__(self, settings: FlussSettings, layout: TableLayout) -> None:
         self.layout = layout
-        self._client = FlussClient(settings)
-        try:
-            self.info = ensure_table(self._client, layout)
-            self._table = self._client.table(layout.path)
-        except BaseException:
-            self._client.close()
-            raise
+        self._client, self.info, self._table = open_table(settings, layout)
         self._scanner: fluss.LogScanner | None = None
         self._lookuper: fluss.Lookuper | None = None
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from connectors.base import ConnectorError
 from connectors.fluss.client import RPC_TIMEOUT_S, FlussClient, FlussTimeout, log
+from connectors.fluss.settings import FlussSettings
 from schemas import SCHEMA_VERSION, DeadLetter, Kind, Record, StreamSpec, encode
 
 TS = "ts"
@@ -232,6 +233,21 @@ def ensure_table(client: FlussClient, layout: TableLayout) -> fluss.TableInfo:
             client.run(lambda: client.admin.drop_table(path, ignore_if_not_exists=True))
     wait_ready(client, path, info.num_buckets)
     return info
+
+
+def open_table(
+    settings: FlussSettings, layout: TableLayout
+) -> tuple[FlussClient, fluss.TableInfo, fluss.FlussTable]:
+    """Connect, ensure the stream's table (``ensure_table``); return the client, its info and handle.
+
+    The client is closed again when the table cannot be set up.
+    """
+    client = FlussClient(settings)
+    try:
+        return client, ensure_table(client, layout), client.table(layout.path)
+    except BaseException:
+        client.close()
+        raise
 
 
 def _create_or_get(client: FlussClient, layout: TableLayout) -> tuple[fluss.TableInfo, bool]:

@@ -20,17 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from connectors.base import ConnectorError, PollingSource, SourceMessage
+from connectors.base import ConnectorError, OffsetPartition, PollingSource, SourceMessage
 from connectors.kafka.config import consumer_config, is_eos, log
 from connectors.kafka.settings import KafkaSettings
 from connectors.kafka.topics import TopicAdmin, TopicSpec, raise_unless_transient, watermarks
 from connectors.metrics import SOURCE_LAG
 
 
-class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
+class _TopicPartitionSource(OffsetPartition):
     def __init__(self, source: KafkaSource, part: int, resume_state: int | None) -> None:
         self._src = source
         self._part = part
@@ -41,7 +40,7 @@ class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
         self._skip_before = -1
         self._pending_eos: int | None = None
         self._done = False
-        self._awake: datetime | None = None
+        self._awake = None
         try:
             start = self._start_offset(resume_state)
         except BaseException:
@@ -126,12 +125,6 @@ class _TopicPartitionSource(StatefulSourcePartition[SourceMessage, int]):
         # marker (or a later one): equal to marker + 1 means nothing follows it.
         _, hi = self._consumer.get_watermark_offsets(self._tp, cached=True)
         return self._pending_eos is not None and hi == self._pending_eos + 1
-
-    def next_awake(self) -> datetime | None:
-        return self._awake
-
-    def snapshot(self) -> int:
-        return self._offset
 
     def close(self) -> None:
         self._consumer.close()

@@ -30,8 +30,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from connectors.fix.application import FixApplication, Routed
 from connectors.fix.initiator import FixInitiator
@@ -50,6 +51,8 @@ from operators.stats import percentile
 from schemas import ExecStatus, OrderAction, ValidatedOrder, VenueFill
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LATENCY_SAMPLES = 1000
 """Ack and fill latencies kept for the percentiles in ``health``."""
@@ -209,19 +212,19 @@ class FixVenue(VenueAdapter):
 
     def poll_findings(self) -> list[VenueFinding]:
         """Return what was found wrong with the venue since the last call (see the application)."""
-        initiator, app = self._initiator, self._app
-        if initiator is None or app is None:
-            return []
-        with initiator.lock:
-            return app.take_findings()
+        return self._under_lock(lambda app: app.take_findings())
 
     def open_orders(self) -> list[VenueOrder]:
         """Return the orders sent and not done (IN_FLIGHT ones flagged)."""
+        return self._under_lock(lambda app: app.open_orders())
+
+    def _under_lock(self, read: Callable[[FixApplication], list[T]]) -> list[T]:
+        """Return ``read(application)`` under the I/O thread's lock; nothing before connect."""
         initiator, app = self._initiator, self._app
         if initiator is None or app is None:
             return []
         with initiator.lock:
-            return app.open_orders()
+            return read(app)
 
     # -- recovery ------------------------------------------------------------------------
 

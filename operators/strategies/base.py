@@ -118,6 +118,11 @@ def parse_params(
     return out
 
 
+def _shown(value: ParamValue) -> str:
+    """Return a parameter value as messages show it (floats in ``:g`` form)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
     """What a strategy wants on one row: a side, why, and the indicator values it used."""
@@ -146,6 +151,14 @@ class Strategy(ABC, Generic[StateT]):
 
     def __init__(self, params: Mapping[str, object]) -> None:
         self.params: dict[str, ParamValue] = parse_params(self.PARAMS, params, self.name)
+
+    def _require_less(self, low: str, high: str) -> None:
+        """Raise ``ParamError`` unless param ``low`` is less than param ``high`` (a cross-parameter rule)."""
+        lo, hi = self.params[low], self.params[high]
+        if lo >= hi:
+            raise ParamError(
+                f"{self.name}: {low} must be less than {high}, got {low}={_shown(lo)} {high}={_shown(hi)}"
+            )
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, ParamValue], ...]]:

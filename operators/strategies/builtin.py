@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from operators.strategies.base import Intent, Param, ParamError, Strategy, register
+from operators.strategies.base import Intent, Param, Strategy, register
 from schemas.base import Side
 from schemas.market import SmaWide
 
@@ -43,12 +43,9 @@ class SmaCross(Strategy[CrossState]):
 
     def __init__(self, params: Mapping[str, object]) -> None:
         super().__init__(params)
+        self._require_less("fast", "slow")
         self.fast = int(self.params["fast"])
         self.slow = int(self.params["slow"])
-        if self.fast >= self.slow:
-            raise ParamError(
-                f"{self.name}: fast must be less than slow, got fast={self.fast} slow={self.slow}"
-            )
         self.fast_col = f"sma_{self.fast}"
         self.slow_col = f"sma_{self.slow}"
 
@@ -112,13 +109,9 @@ class RsiReversion(Strategy[RsiState]):
     def __init__(self, params: Mapping[str, object]) -> None:
         super().__init__(params)
         self.period = int(self.params["period"])
+        self._require_less("oversold", "overbought")
         self.oversold = float(self.params["oversold"])
         self.overbought = float(self.params["overbought"])
-        if self.oversold >= self.overbought:
-            raise ParamError(
-                f"{self.name}: oversold must be less than overbought, got "
-                f"oversold={self.oversold:g} overbought={self.overbought:g}"
-            )
         self.col = f"rsi_{self.period}"
 
     def columns(self) -> tuple[str, ...]:
@@ -185,13 +178,9 @@ class VwapDeviation(Strategy[VwapState]):
 
     def __init__(self, params: Mapping[str, object]) -> None:
         super().__init__(params)
+        self._require_less("rearm_bps", "threshold_bps")
         self.threshold = float(self.params["threshold_bps"])
         self.rearm = float(self.params["rearm_bps"])
-        if self.rearm >= self.threshold:
-            raise ParamError(
-                f"{self.name}: rearm_bps must be less than threshold_bps, got "
-                f"rearm_bps={self.rearm:g} threshold_bps={self.threshold:g}"
-            )
 
     def columns(self) -> tuple[str, ...]:
         """Return the VWAP column."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -37,6 +37,32 @@ ServerSettings = Callable[..., Settings]
 def unique_name(label: str = "t", suffix: str = "") -> str:
     """Return a fresh name such as ``t3f9a1c`` (topic prefix, database)."""
     return f"{label}{uuid.uuid4().hex[:8]}{suffix}"
+
+
+SERVER_NAMESPACES: dict[str, tuple[str, str]] = {"kafka": ("topic_prefix", "."), "fluss": ("database", "")}
+"""Per server profile: the settings field that keeps one run's streams apart from the
+others' on the shared server (a topic prefix, a database), and how a fresh one ends."""
+
+
+class Bootstrapped(Protocol):
+    """A running server (``KafkaBroker``, ``FlussCluster``) clients reach at ``bootstrap_servers``."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+
+def fresh_namespace(profile: str, label: str = "t") -> str:
+    """Return a fresh topic prefix (``t3f9a1c.``) or database (``t3f9a1c``) for ``profile``."""
+    return unique_name(label, SERVER_NAMESPACES[profile][1])
+
+
+def server_settings(
+    profile: str, server: Bootstrapped, data_dir: Path, *, namespace: str | None = None, **overrides: object
+) -> Settings:
+    """Settings of a server profile on ``server``, its streams under ``namespace`` (default: fresh)."""
+    field = SERVER_NAMESPACES[profile][0]
+    section = {"bootstrap": server.bootstrap_servers, field: namespace or fresh_namespace(profile)}
+    return profile_settings(profile, section, data_dir, **overrides)
 
 
 def local_settings(data_dir: Path, **overrides: object) -> Settings:

@@ -10,8 +10,6 @@ executed for our order, and the case raised its CRITICAL event.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import simplefix
 
-from connectors.fix.codec import FixFramer, parse, text
+from connectors.fix.codec import text
 from connectors.venues import make_venue
 from operators.execution import ExecutionEngine
 from operators.portfolio import AccountBook
@@ -35,6 +33,7 @@ from schemas import (
     ValidatedOrder,
     VenueFill,
 )
+from tests.fix_acceptor import ScriptedAcceptor
 from tests.unit.test_fix_session import settings_for
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
@@ -61,31 +60,13 @@ class Order:
     """What this venue executed (LastQty sums it sent)."""
 
 
-class MisbehavingAcceptor:
+class MisbehavingAcceptor(ScriptedAcceptor):
     """Answers Logon and Logout; misbehaves on each order as its symbol's script says."""
 
     def __init__(self) -> None:
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(1)
-        self.port = self.server.getsockname()[1]
         self.orders: dict[str, Order] = {}
-        self.seq = 1
         self.execs = 0
-        self.conn: socket.socket | None = None
-        self.lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def send(self, msg_type: str, fields: list[tuple[int, str]]) -> None:
-        with self.lock:
-            m = simplefix.FixMessage()
-            for tag, value in [(8, "FIX.4.4"), (35, msg_type), (34, str(self.seq)), (49, "VENUE"),
-                               (52, datetime.now(UTC).strftime("%Y%m%d-%H:%M:%S.000")),
-                               (56, "TRADEFLOW"), *fields]:
-                m.append_pair(tag, value)
-            self.seq += 1
-            assert self.conn is not None
-            self.conn.sendall(m.encode())
+        super().__init__()
 
     def report(self, o: Order, exec_type: str, status: str, last: Decimal, *, cum: Decimal | None = None,
                side: str | None = None, account: str = "A1") -> None:
@@ -97,22 +78,8 @@ class MisbehavingAcceptor:
                         (38, str(QTY)), (39, status), (54, side or o.side), (55, o.symbol),
                         (150, exec_type), (151, str(max(QTY - cum, Decimal(0))))])
 
-    def _serve(self) -> None:
-        conn, _ = self.server.accept()
-        self.conn = conn
-        framer = FixFramer()
-        with conn:
-            while data := conn.recv(65536):
-                for frame in framer.feed(data):
-                    self._answer(parse(frame.raw))
-
-    def _answer(self, msg: simplefix.FixMessage) -> None:
-        kind = text(msg, 35)
-        if kind == "A":
-            self.send("A", [(98, "0"), (108, "30")])
-        elif kind == "5":
-            self.send("5", [])
-        elif kind == "D":
+    def on_message(self, kind: str | None, msg: simplefix.FixMessage) -> None:
+        if kind == "D":
             o = Order(text(msg, 11) or "", text(msg, 55) or "", text(msg, 54) or "", int(text(msg, 34) or 0))
             self.orders[o.symbol] = o
             self.report(o, "0", "0", Decimal(0))
@@ -139,9 +106,6 @@ class MisbehavingAcceptor:
         self.send("8", [(1, "A1"), (6, "10"), (11, "ZZZ-NEVER-SENT"), (14, "5"), (17, f"X{self.execs}"),
                         (31, "10"), (32, "5"), (37, "V-ZZZ"), (38, "5"), (39, "2"), (54, "1"), (55, "PRTS"),
                         (150, "F"), (151, "0")])
-
-    def close(self) -> None:
-        self.server.close()
 
 
 def _signal(symbol: str) -> TradeSignal:

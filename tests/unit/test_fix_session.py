@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -38,6 +37,8 @@ from connectors.fix.store import OrderJournal, OrderPhase, SessionStore
 from connectors.venues import make_venue
 from connectors.venues.fix import FixVenue
 from schemas import ExecStatus, OrderAction, OrderType, Side, ValidatedOrder, VenueFill
+from tests import builders
+from tests.fix_acceptor import ScriptedAcceptor
 
 TRANSCRIPTS = Path(__file__).parent / "fix_transcripts"
 T0 = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
@@ -398,16 +399,7 @@ ER = _load_reports()
 
 
 def new_order(order_id: str = "o1", **kw: object) -> ValidatedOrder:
-    data: dict[str, object] = {
-        "order_id": order_id,
-        "account": "acc1",
-        "symbol": "AAPL",
-        "side": Side.BUY,
-        "qty": Decimal(100),
-        "ts": T0,
-    }
-    data.update(kw)
-    return ValidatedOrder(**data)  # type: ignore[arg-type]
+    return builders.order(order_id, **{"account": "acc1", "qty": Decimal(100), "ts": T0, **kw})
 
 
 def sent_types(frames: list[bytes]) -> list[str]:
@@ -808,57 +800,17 @@ def test_fix_settings_are_frozen_strict_and_hide_the_password(tmp_path: Path) ->
 # -- the adapter over a loopback socket -------------------------------------------------
 
 
-class LoopbackAcceptor:
+class LoopbackAcceptor(ScriptedAcceptor):
     """A minimal scripted acceptor: answers Logon, acks and fills every order."""
 
-    def __init__(self) -> None:
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(1)
-        self.port = self.server.getsockname()[1]
-        self.received: list[bytes] = []
-        self.seq = 1
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _send(self, conn: socket.socket, msg_type: str, fields: list[tuple[int, str]]) -> None:
-        m = simplefix.FixMessage()
-        for tag, value in [(8, "FIX.4.4"), (35, msg_type), (34, str(self.seq)), (49, "VENUE"),
-                           (52, datetime.now(UTC).strftime("%Y%m%d-%H:%M:%S.000")),
-                           (56, "TRADEFLOW"), *fields]:
-            m.append_pair(tag, value)
-        self.seq += 1
-        conn.sendall(m.encode())
-
-    def _serve(self) -> None:
-        conn, _ = self.server.accept()
-        framer = FixFramer()
-        with conn:
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                for frame in framer.feed(data):
-                    msg = parse(frame.raw)
-                    self.received.append(frame.raw)
-                    self._answer(conn, msg)
-
-    def _answer(self, conn: socket.socket, msg: simplefix.FixMessage) -> None:
-        kind = text(msg, 35)
-        if kind == "A":
-            self._send(conn, "A", [(98, "0"), (108, "30")])
-        elif kind == "5":
-            self._send(conn, "5", [])
-        elif kind == "D":
+    def on_message(self, kind: str | None, msg: simplefix.FixMessage) -> None:
+        if kind == "D":
             cl, qty = text(msg, 11) or "", text(msg, 38) or ""
             common = [(11, cl), (37, f"V-{cl}"), (54, "1"), (55, text(msg, 55) or "")]
-            self._send(conn, "8", [*common, (17, f"{cl}-0"), (150, "0"), (39, "0"),
-                                   (14, "0"), (151, qty), (6, "0")])
-            self._send(conn, "8", [*common, (17, f"{cl}-1"), (150, "F"), (39, "2"),
-                                   (31, "10"), (32, qty), (14, qty), (151, "0"), (6, "10")])
-
-    def close(self) -> None:
-        self.server.close()
+            self.send("8", [*common, (17, f"{cl}-0"), (150, "0"), (39, "0"),
+                            (14, "0"), (151, qty), (6, "0")])
+            self.send("8", [*common, (17, f"{cl}-1"), (150, "F"), (39, "2"),
+                            (31, "10"), (32, qty), (14, qty), (151, "0"), (6, "10")])
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

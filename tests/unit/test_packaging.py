@@ -21,7 +21,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("flows", "operators", "connectors", "schemas", "tradeflow")
-OWN = {*PACKAGES, "tests", "bench"}
+OWN = {*PACKAGES, "tests", "bench", "_root"}
+"""Our own top-level modules (``_root``: bench/_root.py, which each bench script imports by name)."""
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 

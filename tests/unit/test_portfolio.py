@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import pickle
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -43,16 +42,7 @@ from schemas.trading import (
     VenueFill,
     VenueState,
 )
-
-D = Decimal
-T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
-EPS = D("0.00000001")
-ACCOUNT = "A1"
-
-
-def fake_clock() -> Callable[[], int]:
-    ticks = itertools.count(step=1000)
-    return lambda: next(ticks)
+from tests.builders import ACCOUNT, EPS, T0, D, account, fake_clock, signal
 
 
 def at(ms: int) -> datetime:
@@ -60,18 +50,11 @@ def at(ms: int) -> datetime:
 
 
 def account_row(ts: datetime = T0, **kw: Any) -> Account:
-    fields: dict[str, Any] = {"account": ACCOUNT, "cash": D(100_000), "ts": ts}
-    fields.update(kw)
-    return Account(**fields)
+    return account(ts, **{"cash": D(100_000), **kw})
 
 
 def sig(n: int, **kw: Any) -> TradeSignal:
-    fields: dict[str, Any] = {
-        "signal_id": f"s{n}", "strategy_id": "st", "symbol": "AAPL", "account": ACCOUNT,
-        "side": Side.BUY, "qty": D(10), "ts": at(n),
-    }
-    fields.update(kw)
-    return TradeSignal(**fields)
+    return signal(**{"signal_id": f"s{n}", "ts": at(n), **kw})
 
 
 _exec = itertools.count()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import pickle
 import random
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,19 +27,12 @@ from schemas.trading import (
     TradingState,
     VenueFill,
 )
+from tests.builders import ACCOUNT, T0, D, account, fake_clock
 
-D = Decimal
-T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
-ACCOUNT = "A1"
 SYMBOLS = ("AAPL", "MSFT", "X")
 # Prices and quantities with different exponents: the sums must keep the scan's exponent.
 PRICES = ("100", "100.0", "100.10", "99.5", "101.25", "0.00000001", "123.45678901", "98")
 QTYS = ("1", "10", "10.00", "2.5", "0.00000001", "7", "3.333")
-
-
-def fake_clock() -> Callable[[], int]:
-    ticks = itertools.count(step=1000)
-    return lambda: next(ticks)
 
 
 def sums_of(book: AccountBook) -> dict[str, str]:
@@ -71,7 +62,7 @@ def recomputed(book: AccountBook) -> dict[str, str]:
 
 def account_row(rng: random.Random, ts: datetime, **kw: Any) -> Account:
     fields: dict[str, Any] = {
-        "account": ACCOUNT, "ts": ts, "cash": D(rng.choice(["100000", "100000.50", "5000"])),
+        "cash": D(rng.choice(["100000", "100000.50", "5000"])),
         "account_type": rng.choice([AccountType.CASH, AccountType.MARGIN]),
         "max_order_qty": D(rng.choice(["15", "100"])),
         "max_gross_exposure": D(rng.choice(["6000", "1000000"])),
@@ -81,8 +72,7 @@ def account_row(rng: random.Random, ts: datetime, **kw: Any) -> Account:
         "max_reject_rate": D("0.9"), "max_orders_per_second": rng.choice([5, 100]),
         "max_leverage": D(rng.choice(["3", "10"])),
     }
-    fields.update(kw)
-    return Account(**fields)
+    return account(ts, **{**fields, **kw})
 
 
 def random_step(book: AccountBook, rng: random.Random, i: int) -> Outcome:

@@ -40,7 +40,6 @@ from operators.risk import (
 from schemas.base import Side
 from schemas.strategy import OrderType, TradeSignal
 from schemas.trading import (
-    Account,
     AccountStatus,
     AccountType,
     Instrument,
@@ -48,27 +47,11 @@ from schemas.trading import (
     SymbolLimit,
     TradingState,
 )
-
-D = Decimal
-T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
-EPS = D("0.00000001")
-
-
-def signal(**kw: Any) -> TradeSignal:
-    fields: dict[str, Any] = {
-        "signal_id": "s1", "strategy_id": "st", "symbol": "AAPL", "account": "A1",
-        "side": Side.BUY, "qty": D(10), "ts": T0,
-    }
-    fields.update(kw)
-    return TradeSignal(**fields)
+from tests.builders import EPS, T0, D, account, signal
 
 
 def limit_signal(px: str, **kw: Any) -> TradeSignal:
     return signal(order_type=OrderType.LIMIT, limit_px=D(px), **kw)
-
-
-def account(**kw: Any) -> Account:
-    return Account(account="A1", ts=T0, **kw)
 
 
 def ctx(**kw: Any) -> CheckInput:

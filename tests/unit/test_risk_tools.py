@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +45,10 @@ from schemas import (
     TradeSignal,
     VenueFill,
 )
+from tests import builders
+from tests.builders import D
 from tradeflow.risk_tools import replay, shadow
 
-D = Decimal
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
 
@@ -164,8 +164,8 @@ def differences(rec: RecordedLog) -> list[str]:
 
 def account(version: int = 1, ts: datetime = T0, **kw: Any) -> Account:
     fields: dict[str, Any] = {"account": "A", "cash": D(100_000), "max_order_notional": D(1000),
-                              "limits_version": version, "ts": ts}
-    return Account(**{**fields, **kw})
+                              "limits_version": version}
+    return builders.account(ts, **{**fields, **kw})
 
 
 def tick(sym: str, s: float, px: str) -> MarketData:

@@ -19,12 +19,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self, overload
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,34 @@ CACHE_DIR = Path(os.environ.get("TRADEFLOW_CACHE_DIR", Path.home() / ".cache" / 
 
 class InfraError(RuntimeError):
     """A server could not be resolved, started or reached."""
+
+
+def small_jvm_opts(heap: str) -> tuple[str, ...]:
+    """Return the JVM flags of a small, fast-starting test/dev server with ``heap`` (``"256m"``).
+
+    SerialGC plus C1 only (TieredStopAtLevel=1) start faster on 2 cores (a broker answers
+    its first metadata request in ~1.8 s instead of ~2.4 s with G1 and the full JIT);
+    throughput is irrelevant at this scale.
+    """
+    return (
+        f"-Xmx{heap}",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+    )
+
+
+def server_data_dir(data_dir: Path | str | None, temp_prefix: str) -> Path:
+    """Return ``data_dir`` resolved, or a new temporary directory (kept: its logs help)."""
+    return Path(data_dir if data_dir is not None else tempfile.mkdtemp(prefix=temp_prefix)).resolve()
+
+
+def loopback_address(port: int | None, no_port: str) -> str:
+    """Return ``127.0.0.1:<port>`` for clients; before ``start()`` chose a port, fail saying ``no_port``."""
+    if port is None:
+        raise InfraError(f"{no_port} yet; call start() first")
+    return f"127.0.0.1:{port}"
 
 
 def free_port() -> int:
@@ -220,8 +249,61 @@ def process_running_with(pid: object, marker: bytes) -> bool:
     return marker in cmdline
 
 
+class _HasDataDir(Protocol):
+    data_dir: Path
+
+
+class DataPath:
+    """A read-only attribute of a server: the path ``parts`` below its ``data_dir``.
+
+    One line per file or directory a launcher keeps (``store_dir = DataPath("store")``)
+    instead of a property each; read on the class, it is the descriptor itself.
+    """
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, obj: _HasDataDir, owner: type | None = None) -> Path: ...
+
+    def __get__(self, obj: _HasDataDir | None, owner: type | None = None) -> Path | Self:
+        if obj is None:
+            return self
+        return obj.data_dir.joinpath(*self.parts)
+
+
 class ManagedServer:
-    """A real server (JVMs) started by ``start()`` and stopped by ``stop()``; a context manager."""
+    """A real server (JVMs) started by ``start()`` and stopped by ``stop()``; a context manager.
+
+    A launcher keeps its ports and pids in ``data_dir/STATE_FILE`` (JSON), so a later one
+    on the same directory comes back on the same ports and sees JVMs left running.
+    """
+
+    STATE_FILE: ClassVar[str]
+    data_dir: Path
+
+    def _read_state(self) -> dict[str, Any]:
+        """Return what the last launcher on this data dir saved (``{}`` if nothing)."""
+        return read_state(self.data_dir / self.STATE_FILE)
+
+    def _write_state(self, state: Mapping[str, object]) -> None:
+        """Save ``state`` in ``STATE_FILE`` for later launchers and tools."""
+        write_state(self.data_dir / self.STATE_FILE, state)
+
+    def _saved_jvms_running(self, marker: bytes) -> dict[str, Any]:
+        """Return the JVMs the saved state names that still run with ``marker`` in their command line.
+
+        The state names one JVM as ``pid`` (returned under that key) or several as ``pids``.
+        """
+        state = self._read_state()
+        pids = state.get("pids")
+        named = dict(pids) if isinstance(pids, dict) else {}
+        if state.get("pid") is not None:
+            named["pid"] = state["pid"]
+        return {name: pid for name, pid in named.items() if process_running_with(pid, marker)}
 
     def start(self) -> Self:
         """Start the server and wait until it is ready; return ``self``."""

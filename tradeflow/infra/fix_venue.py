@@ -40,9 +40,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tradeflow.infra.common import (
+    DataPath,
     InfraError,
     JvmProcess,
     SingleJvmServer,
@@ -50,6 +51,7 @@ from tradeflow.infra.common import (
     port_open,
     resolve_classpath,
     serve_until_signalled,
+    small_jvm_opts,
     up_command,
 )
 from tradeflow.infra.tls import KeyStore, TestPki
@@ -59,15 +61,8 @@ log = logging.getLogger(__name__)
 MAIN_CLASS = "io.tradeflow.venue.Main"
 HOST = "127.0.0.1"
 
-#: JVM flags for a small, fast-starting venue: a FIX acceptor needs little heap, and
-#: C1-only compilation starts faster on 2 cores.
-DEFAULT_JVM_OPTS: tuple[str, ...] = (
-    "-Xmx256m",
-    "-XX:+UseSerialGC",
-    "-XX:TieredStopAtLevel=1",
-    "-XX:+ExitOnOutOfMemoryError",
-    "-Djava.awt.headless=true",
-)
+#: A FIX acceptor needs little heap.
+DEFAULT_JVM_OPTS = small_jvm_opts("256m")
 
 _SETTINGS_FILE = "venue.cfg"
 _STORE_DIR = "store"
@@ -149,6 +144,8 @@ class FixVenue(SingleJvmServer):
     """
 
     LOG_FILE = "venue.log"
+    host: ClassVar[str] = HOST
+    """The address the venue listens on (always 127.0.0.1)."""
 
     def __init__(
         self,
@@ -173,8 +170,10 @@ class FixVenue(SingleJvmServer):
         if partial_fills < 1:
             raise ValueError("partial_fills must be at least 1")
         self.data_dir = Path(data_dir).resolve()
-        self._sender = sender_comp_id
-        self._target = target_comp_id
+        self.sender_comp_id = sender_comp_id
+        """The venue's SenderCompID (the initiator's TargetCompID)."""
+        self.target_comp_id = target_comp_id
+        """The venue's TargetCompID (the initiator's SenderCompID)."""
         self.reject_symbols = tuple(reject_symbols)
         self.resting_symbols = tuple(resting_symbols)
         self.drop_ack_symbols = tuple(drop_ack_symbols)
@@ -193,51 +192,22 @@ class FixVenue(SingleJvmServer):
     # ------------------------------------------------------------------ properties
 
     @property
-    def host(self) -> str:
-        """Return the address the venue listens on (always 127.0.0.1)."""
-        return HOST
-
-    @property
     def port(self) -> int:
         """Return the TCP port of the acceptor (chosen at the first ``start()``)."""
         if self._port is None:
             raise InfraError("the FIX venue has no port yet; call start() first")
         return self._port
 
-    @property
-    def sender_comp_id(self) -> str:
-        """Return the venue's SenderCompID (the initiator's TargetCompID)."""
-        return self._sender
-
-    @property
-    def target_comp_id(self) -> str:
-        """Return the venue's TargetCompID (the initiator's SenderCompID)."""
-        return self._target
-
-    @property
-    def settings_path(self) -> Path:
-        """Return the QuickFIX/J settings file written by ``start()``."""
-        return self.data_dir / _SETTINGS_FILE
-
-    @property
-    def store_dir(self) -> Path:
-        """Return QuickFIX/J's FileStorePath (sequence numbers, sent messages, journal)."""
-        return self.data_dir / _STORE_DIR
-
-    @property
-    def message_log_dir(self) -> Path:
-        """Return QuickFIX/J's FileLogPath (raw messages and session events)."""
-        return self.data_dir / _MESSAGE_LOG_DIR
-
-    @property
-    def journal_path(self) -> Path:
-        """Return the venue's append-only order journal."""
-        return self.store_dir / _JOURNAL_FILE
-
-    @property
-    def audit_log_path(self) -> Path:
-        """Return the order audit log: one JSON line per NewOrderSingle received."""
-        return self.data_dir / _AUDIT_FILE
+    settings_path = DataPath(_SETTINGS_FILE)
+    """The QuickFIX/J settings file written by ``start()``."""
+    store_dir = DataPath(_STORE_DIR)
+    """QuickFIX/J's FileStorePath (sequence numbers, sent messages, journal)."""
+    message_log_dir = DataPath(_MESSAGE_LOG_DIR)
+    """QuickFIX/J's FileLogPath (raw messages and session events)."""
+    journal_path = DataPath(_STORE_DIR, _JOURNAL_FILE)
+    """The venue's append-only order journal."""
+    audit_log_path = DataPath(_AUDIT_FILE)
+    """The order audit log: one JSON line per NewOrderSingle received."""
 
     # ------------------------------------------------------------------ settings
 
@@ -286,8 +256,8 @@ class FixVenue(SingleJvmServer):
             "",
             "[SESSION]",
             "BeginString=FIX.4.4",
-            f"SenderCompID={self._sender}",
-            f"TargetCompID={self._target}",
+            f"SenderCompID={self.sender_comp_id}",
+            f"TargetCompID={self.target_comp_id}",
             "",
         ]
         # the keystore password may be in it: readable by this user only
@@ -385,7 +355,7 @@ class FixVenue(SingleJvmServer):
     def __repr__(self) -> str:
         port = self._port if self._port is not None else "-"
         return (
-            f"FixVenue({HOST}:{port}, {self._sender}->{self._target}, "
+            f"FixVenue({HOST}:{port}, {self.sender_comp_id}->{self.target_comp_id}, "
             f"data_dir={str(self.data_dir)!r}, alive={self.alive()})"
         )
 

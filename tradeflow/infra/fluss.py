@@ -23,7 +23,6 @@ import asyncio
 import atexit
 import logging
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,19 +31,19 @@ from typing import Any, TypeVar
 
 from tradeflow.infra.common import (
     DEPLOY_DIR,
+    DataPath,
     InfraError,
     JvmProcess,
     ManagedServer,
     free_port,
     log_tail,
+    loopback_address,
     mark_log,
     port_open,
-    process_running_with,
-    read_state,
     resolve_classpath,
     serve_until_signalled,
+    server_data_dir,
     up_command,
-    write_state,
 )
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,6 @@ COORDINATOR = "coordinator"
 TABLET_SERVER = "tablet-server"
 TABLET_SERVER_ID = 0
 
-_STATE_FILE = "cluster.json"
 _PORT_ATTRS = ("zookeeper_port", "coordinator_port", "tablet_server_port")
 
 
@@ -129,6 +127,8 @@ class FlussCluster(ManagedServer):
     readiness probe.
     """
 
+    STATE_FILE = "cluster.json"
+
     def __init__(
         self,
         data_dir: Path | str | None = None,
@@ -139,9 +139,7 @@ class FlussCluster(ManagedServer):
         startup_timeout: float = 120.0,
         extra_config: Mapping[str, str] | None = None,
     ) -> None:
-        if data_dir is None:
-            data_dir = tempfile.mkdtemp(prefix="tradeflow-fluss-")
-        self.data_dir = Path(data_dir).resolve()
+        self.data_dir = server_data_dir(data_dir, "tradeflow-fluss-")
         self.buckets = buckets
         self.server_jvm_opts = tuple(server_jvm_opts)
         self.zookeeper_jvm_opts = tuple(zookeeper_jvm_opts)
@@ -159,29 +157,20 @@ class FlussCluster(ManagedServer):
     @property
     def bootstrap_servers(self) -> str:
         """Return ``127.0.0.1:<coordinator port>`` for ``bootstrap.servers``."""
-        if self.coordinator_port is None:
-            raise InfraError("the Fluss cluster has no ports yet; call start() first")
-        return f"127.0.0.1:{self.coordinator_port}"
+        return loopback_address(self.coordinator_port, "the Fluss cluster has no ports")
 
-    @property
-    def log_dir(self) -> Path:
-        """Return the directory holding the three servers' log files."""
-        return self.data_dir / "logs"
+    log_dir = DataPath("logs")
+    """The directory holding the three servers' log files."""
 
     @property
     def log_paths(self) -> dict[str, Path]:
         """Return the log file of each server: ``zookeeper``, ``coordinator``, ``tablet-server``."""
         return {name: self.log_dir / f"{name}.log" for name in (ZOOKEEPER, COORDINATOR, TABLET_SERVER)}
 
-    @property
-    def tablet_data_dir(self) -> Path:
-        """Return the tablet server's ``data.dir`` (log segments and RocksDB of each bucket)."""
-        return self.data_dir / "tablet-data"
-
-    @property
-    def remote_data_dir(self) -> Path:
-        """Return ``remote.data.dir`` shared by both servers."""
-        return self.data_dir / "remote-data"
+    tablet_data_dir = DataPath("tablet-data")
+    """The tablet server's ``data.dir`` (log segments and RocksDB of each bucket)."""
+    remote_data_dir = DataPath("remote-data")
+    """``remote.data.dir`` shared by both servers."""
 
     @property
     def pids(self) -> dict[str, int]:
@@ -544,13 +533,7 @@ class FlussCluster(ManagedServer):
         Two tablet servers on one ``data.dir`` corrupt each other's checkpoints; an
         earlier owner that crashed without ``stop()`` leaves its JVMs behind.
         """
-        pids = read_state(self.data_dir / _STATE_FILE).get("pids")
-        marker = str(self.data_dir).encode()
-        alive = {
-            name: pid
-            for name, pid in (pids.items() if isinstance(pids, dict) else ())
-            if process_running_with(pid, marker)
-        }
+        alive = self._saved_jvms_running(str(self.data_dir).encode())
         if alive:
             raise InfraError(
                 f"Fluss JVMs {alive} still run on {self.data_dir}; stop them first "
@@ -559,7 +542,7 @@ class FlussCluster(ManagedServer):
 
     def _load_state(self) -> None:
         """Read the ports saved by an earlier cluster on this data dir."""
-        state = read_state(self.data_dir / _STATE_FILE)
+        state = self._read_state()
         for attr in _PORT_ATTRS:
             value = state.get(attr)
             if isinstance(value, int):
@@ -570,7 +553,7 @@ class FlussCluster(ManagedServer):
         state: dict[str, object] = {attr: getattr(self, attr) for attr in _PORT_ATTRS}
         state["bootstrap_servers"] = None if self.coordinator_port is None else self.bootstrap_servers
         state["pids"] = self.pids
-        write_state(self.data_dir / _STATE_FILE, state)
+        self._write_state(state)
 
 
 def _require_pyfluss() -> None:

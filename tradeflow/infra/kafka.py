@@ -28,7 +28,6 @@ import logging
 import os
 import secrets
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -42,18 +41,19 @@ from connectors.kafka.config import admin_config
 from connectors.kafka.settings import KafkaSettings, SaslMechanism
 from tradeflow.infra.common import (
     DEPLOY_DIR,
+    DataPath,
     InfraError,
     JvmProcess,
     SingleJvmServer,
     free_port,
+    loopback_address,
     mark_log,
     port_open,
-    process_running_with,
-    read_state,
     resolve_classpath,
     serve_until_signalled,
+    server_data_dir,
+    small_jvm_opts,
     up_command,
-    write_state,
 )
 from tradeflow.infra.tls import TestPki
 
@@ -65,18 +65,9 @@ _PROBE_LOG = logging.getLogger(f"{__name__}.probe")
 KAFKA_DEPLOY_DIR = DEPLOY_DIR / "kafka"
 LOG4J2_CONFIG = KAFKA_DEPLOY_DIR / "log4j2.xml"
 
-#: JVM flags for a small, fast-starting test/dev broker. SerialGC plus C1 only
-#: (TieredStopAtLevel=1) cut the time to first metadata answer from ~2.4 s (G1, full
-#: JIT) to ~1.8 s on 2 cores; throughput is irrelevant at this scale.
-DEFAULT_JVM_OPTS: tuple[str, ...] = (
-    "-Xmx512m",
-    "-XX:+UseSerialGC",
-    "-XX:TieredStopAtLevel=1",
-    "-XX:+ExitOnOutOfMemoryError",
-    "-Djava.awt.headless=true",
-)
+#: A small, fast-starting test/dev broker (see ``small_jvm_opts``).
+DEFAULT_JVM_OPTS = small_jvm_opts("512m")
 
-_STATE_FILE = "broker.json"
 _PROPERTIES_FILE = "server.properties"
 _LOG_DIRS = "kraft-logs"
 ADMIN_USER = "admin"
@@ -112,6 +103,7 @@ class KafkaBroker(SingleJvmServer):
     """
 
     LOG_FILE = "broker.log"
+    STATE_FILE = "broker.json"
 
     def __init__(
         self,
@@ -124,9 +116,7 @@ class KafkaBroker(SingleJvmServer):
         extra_properties: Mapping[str, str] | None = None,
         secure: bool = False,
     ) -> None:
-        if data_dir is None:
-            data_dir = tempfile.mkdtemp(prefix="tradeflow-kafka-")
-        self.data_dir = Path(data_dir).resolve()
+        self.data_dir = server_data_dir(data_dir, "tradeflow-kafka-")
         self.jvm_opts = tuple(jvm_opts)
         self.startup_timeout = startup_timeout
         self.extra_properties = dict(extra_properties or {})
@@ -144,24 +134,14 @@ class KafkaBroker(SingleJvmServer):
     @property
     def bootstrap_servers(self) -> str:
         """Return ``127.0.0.1:<port>`` for clients; fail if no port was chosen yet."""
-        if self.port is None:
-            raise InfraError("the Kafka broker has no port yet; call start() first")
-        return f"127.0.0.1:{self.port}"
+        return loopback_address(self.port, "the Kafka broker has no port")
 
-    @property
-    def properties_path(self) -> Path:
-        """Return the generated ``server.properties``."""
-        return self.data_dir / _PROPERTIES_FILE
-
-    @property
-    def log_dirs(self) -> Path:
-        """Return the KRaft log directory (``log.dirs``) holding topics and metadata."""
-        return self.data_dir / _LOG_DIRS
-
-    @property
-    def secrets_dir(self) -> Path:
-        """Return the directory (mode 0700) of the secured broker's secret files."""
-        return self.data_dir / "secrets"
+    properties_path = DataPath(_PROPERTIES_FILE)
+    """The generated ``server.properties``."""
+    log_dirs = DataPath(_LOG_DIRS)
+    """The KRaft log directory (``log.dirs``) holding topics and metadata."""
+    secrets_dir = DataPath("secrets")
+    """The directory (mode 0700) of the secured broker's secret files."""
 
     @property
     def admin_password_file(self) -> Path:
@@ -455,12 +435,12 @@ class KafkaBroker(SingleJvmServer):
 
     def _other_broker_pid(self) -> int | None:
         """Return the pid of a broker another process started on this data dir, if alive."""
-        pid = read_state(self.data_dir / _STATE_FILE).get("pid")
-        return int(pid) if pid is not None and process_running_with(pid, b"kafka.Kafka") else None
+        pid = self._saved_jvms_running(b"kafka.Kafka").get("pid")
+        return None if pid is None else int(pid)
 
     def _load_state(self) -> None:
         """Read ports and cluster id saved by an earlier broker on this data dir."""
-        state = read_state(self.data_dir / _STATE_FILE)
+        state = self._read_state()
         if not state:
             return
         if self.port is None and self.controller_port is None:
@@ -477,7 +457,7 @@ class KafkaBroker(SingleJvmServer):
             "bootstrap_servers": None if self.port is None else self.bootstrap_servers,
             "pid": pid,
         }
-        write_state(self.data_dir / _STATE_FILE, state)
+        self._write_state(state)
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -104,3 +104,35 @@ class Journal:
                 os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
+
+
+class StoreFiles:
+    """One part of a session's store: its directory (made on open) and the journals it keeps.
+
+    The base of ``SessionStore``, ``ReportLog`` and ``OrderJournal``: they open their
+    journals with ``_open_journal`` (all with the store's fsync setting and sync group)
+    and ``close`` closes every one of them.
+    """
+
+    def __init__(self, directory: Path, *, fsync: bool = True, group: SyncGroup | None = None) -> None:
+        self._dir = Path(directory)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        self._group = group
+        self._journals: list[Journal] = []
+
+    @property
+    def directory(self) -> Path:
+        """Return the store directory."""
+        return self._dir
+
+    def _open_journal(self, name: str) -> Journal:
+        """Return the journal ``name`` of the store directory, closed with the store."""
+        journal = Journal(self._dir / name, self._fsync, self._group)
+        self._journals.append(journal)
+        return journal
+
+    def close(self) -> None:
+        """Close the files."""
+        for journal in self._journals:
+            journal.close()

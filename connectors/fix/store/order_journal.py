@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from connectors.fix.store.files import Journal, SyncGroup, read_lines
+from connectors.fix.store.files import StoreFiles, SyncGroup, read_lines
 from connectors.fix.store.outbox import ReportLog
 from schemas import VenueFill
 
@@ -67,7 +67,7 @@ class OrderEntry:
         return data
 
 
-class OrderJournal:
+class OrderJournal(StoreFiles):
     """The order map (order_id, ClOrdIDs, venue OrderID, phase), seen ExecIDs and the outbox."""
 
     def __init__(
@@ -78,15 +78,14 @@ class OrderJournal:
         max_seen: int = 100_000,
         group: SyncGroup | None = None,
     ) -> None:
-        self._dir = Path(directory)
-        self._dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(directory, fsync=fsync, group=group)
         self._max_seen = max_seen
         self._orders: dict[str, OrderEntry] = {}
         self._by_cl_ord_id: dict[str, str] = {}
         self._by_venue_id: dict[str, str] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._orders_log = Journal(self._dir / "orders.jsonl", fsync, group)
-        self._exec_log = Journal(self._dir / "execids.log", fsync, group)
+        self._orders_log = self._open_journal("orders.jsonl")
+        self._exec_log = self._open_journal("execids.log")
         self._exec_lines = 0
         self.reports = ReportLog(self._dir, fsync=fsync, group=group)
         """The outbox of reports handed to the layers above (see ``ReportLog``)."""
@@ -233,7 +232,6 @@ class OrderJournal:
         self._exec_lines = len(self._seen)
 
     def close(self) -> None:
-        """Close the journal files."""
-        self._orders_log.close()
-        self._exec_log.close()
+        """Close the journal files, then the outbox."""
+        super().close()
         self.reports.close()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from connectors.fix.store.files import Journal, SyncGroup, read_lines
+from connectors.fix.store.files import StoreFiles, SyncGroup, read_lines
 from schemas import VenueFill
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class Reported:
         return self.notional / self.qty if self.qty else Decimal(0)
 
 
-class ReportLog:
+class ReportLog(StoreFiles):
     """The numbered outbox of reports (``reports.jsonl``, see the module doc).
 
     ``append`` (I/O thread) writes a report and queues it; ``take`` (consumer thread)
@@ -39,8 +39,9 @@ class ReportLog:
     """
 
     def __init__(self, directory: Path, *, fsync: bool = True, group: SyncGroup | None = None) -> None:
-        self._path = Path(directory) / "reports.jsonl"
-        self._journal = Journal(self._path, fsync, group)
+        super().__init__(directory, fsync=fsync, group=group)
+        self._path = self._dir / "reports.jsonl"
+        self._journal = self._open_journal(self._path.name)
         self._start = 0
         self._end = 0
         self._kept: list[tuple[int, str]] = []
@@ -145,7 +146,3 @@ class ReportLog:
             r = self._reported.setdefault(fill.order_id, Reported())
             r.qty += fill.last_qty
             r.notional += fill.last_qty * fill.last_px
-
-    def close(self) -> None:
-        """Close the file."""
-        self._journal.close()

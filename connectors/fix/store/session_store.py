@@ -7,22 +7,19 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connectors.fix.store.files import Journal, SyncGroup, atomic_write, read_lines
+from connectors.fix.store.files import StoreFiles, SyncGroup, atomic_write, read_lines
 
 log = logging.getLogger(__name__)
 
 
-class SessionStore:
+class SessionStore(StoreFiles):
     """Sequence numbers and the application messages we sent, kept for resends."""
 
     def __init__(self, directory: Path, *, fsync: bool = True, group: SyncGroup | None = None) -> None:
-        self._dir = Path(directory)
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self._fsync = fsync
-        self._group = group
+        super().__init__(directory, fsync=fsync, group=group)
         self._seq_path = self._dir / "seqnums.json"
         self._messages: dict[int, bytes] = {}
-        self._journal = Journal(self._dir / "messages.log", fsync, group)
+        self._journal = self._open_journal("messages.log")
         self._next_sender = 1
         self._next_target = 1
         self._created = datetime.now(UTC)
@@ -46,11 +43,6 @@ class SessionStore:
                 self._next_sender = highest + 1
                 self._dirty = True
                 self.save()
-
-    @property
-    def directory(self) -> Path:
-        """Return the store directory."""
-        return self._dir
 
     @property
     def next_sender_seq(self) -> int:
@@ -117,4 +109,4 @@ class SessionStore:
     def close(self) -> None:
         """Save and close the files."""
         self.save()
-        self._journal.close()
+        super().close()

@@ -40,10 +40,10 @@ from schemas import (
     ExecutionMetrics,
     OrderAction,
     Record,
-    Side,
     ValidatedOrder,
     VenueFill,
 )
+from tests import builders
 from tests.helpers import read_all
 from tests.recovery.procs import env_for, init_recovery, start
 from tradeflow.infra.fix_venue import FixVenue
@@ -96,15 +96,8 @@ def order(
     order_id: str, symbol: str = "AAPL", qty: int = 10, action: OrderAction = OrderAction.NEW
 ) -> ValidatedOrder:
     """Return a market order (or its cancel) of ``qty`` for account A."""
-    return ValidatedOrder(
-        order_id=order_id,
-        action=action,
-        account="A",
-        symbol=symbol,
-        side=Side.BUY,
-        qty=Decimal(qty),
-        ts=datetime.now(UTC),
-    )
+    return builders.order(order_id, action=action, account="A", symbol=symbol, qty=Decimal(qty),
+                          ts=datetime.now(UTC))
 
 
 def write(conn: Connectors, stream: str, records: Sequence[Record], *, close: bool = True) -> None:

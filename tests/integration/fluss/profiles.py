@@ -15,28 +15,18 @@ then closed, so bounded flows stop at the end. The profile-neutral helpers
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from connectors.registry import Connectors
 from connectors.settings import Settings
 from schemas import Record, decode, spec
 from tests.integration import profiles
-from tests.integration.profiles import unique_name
-from tradeflow.infra.fluss import FlussCluster
 
+unique_database = partial(profiles.fresh_namespace, "fluss")
+"""``unique_database(label="t")``: a fresh database name such as ``t3f9a1c``."""
 
-def unique_database(label: str = "t") -> str:
-    """Return a fresh database name such as ``t3f9a1c``."""
-    return unique_name(label)
-
-
-def fluss_settings(
-    cluster: FlussCluster, data_dir: Path, *, database: str | None = None, **overrides: object
-) -> Settings:
-    """Settings of the fluss profile on ``cluster`` with a fresh database."""
-    fluss = {"bootstrap": cluster.bootstrap_servers, "database": database or unique_database()}
-    return profiles.profile_settings("fluss", fluss, data_dir, **overrides)
-
+fluss_settings = partial(profiles.server_settings, "fluss")
+"""``fluss_settings(cluster, data_dir, *, namespace=None, **overrides)``: settings of the
+fluss profile on ``cluster`` with a fresh database (or the database ``namespace``)."""
 
 fluss_env = profiles.profile_env
 """Environment for a subprocess (``python -m bytewax.run ...``) with these settings."""

@@ -12,8 +12,6 @@ import functools
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +25,7 @@ import fluss
 import pyarrow as pa
 import pytest
 
+from tests.integration.launchers import launcher_up
 from tradeflow.infra.fluss import FlussCluster
 
 pytestmark = pytest.mark.integration
@@ -533,13 +532,7 @@ def _read_line(stream: Any, timeout: float) -> str:
 
 def test_cli_up_prints_bootstrap_and_stops_on_sigterm(tmp_path: Path) -> None:
     data_dir = tmp_path / "cli-cluster"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tradeflow.infra.fluss", "up", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    with launcher_up("tradeflow.infra.fluss", data_dir, "cluster.json") as proc:
         bootstrap = _read_line(proc.stdout, 240).strip()
         state = json.loads((data_dir / "cluster.json").read_text())
         assert bootstrap == state["bootstrap_servers"] == f"127.0.0.1:{state['coordinator_port']}"
@@ -559,25 +552,3 @@ def test_cli_up_prints_bootstrap_and_stops_on_sigterm(tmp_path: Path) -> None:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
         assert json.loads((data_dir / "cluster.json").read_text())["pids"] == {}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        _kill_leftover_jvms(data_dir)
-
-
-def _kill_leftover_jvms(data_dir: Path) -> None:
-    """SIGKILL the JVMs a failed CLI run may have left (they run in their own sessions)."""
-    try:
-        pids = json.loads((data_dir / "cluster.json").read_text())["pids"]
-    except (OSError, ValueError, KeyError):
-        return
-    for pid in pids.values():
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass

@@ -24,5 +24,5 @@ pytestmark = pytest.mark.integration
 
 def test_whole_pipeline_runs_on_fluss(fluss_cluster: FlussCluster, tmp_path: Path) -> None:
     database = unique_database("pipeline")
-    settings = fluss_settings(fluss_cluster, tmp_path / "data", database=database)
+    settings = fluss_settings(fluss_cluster, tmp_path / "data", namespace=database)
     run_whole_pipeline(settings, SyntheticMarket(symbols=3, ticks=1500, seed=5))

@@ -17,26 +17,15 @@ then closed, so bounded flows stop at the end. The profile-neutral helpers
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
-from connectors.settings import Settings
 from tests.integration import profiles
-from tests.integration.profiles import unique_name
-from tradeflow.infra.kafka import KafkaBroker
 
+unique_prefix = partial(profiles.fresh_namespace, "kafka")
+"""``unique_prefix(label="t")``: a fresh topic prefix such as ``t3f9a1c.``."""
 
-def unique_prefix(label: str = "t") -> str:
-    """Return a fresh topic prefix such as ``t3f9a1c.``."""
-    return unique_name(label, ".")
-
-
-def kafka_settings(
-    broker: KafkaBroker, data_dir: Path, *, prefix: str | None = None, **overrides: object
-) -> Settings:
-    """Settings of the kafka profile on ``broker`` with fresh topics."""
-    kafka = {"bootstrap": broker.bootstrap_servers, "topic_prefix": prefix or unique_prefix()}
-    return profiles.profile_settings("kafka", kafka, data_dir, **overrides)
-
+kafka_settings = partial(profiles.server_settings, "kafka")
+"""``kafka_settings(broker, data_dir, *, namespace=None, **overrides)``: settings of the
+kafka profile on ``broker`` with fresh topics (or those under the prefix ``namespace``)."""
 
 kafka_env = profiles.profile_env
 """Environment for a subprocess (``python -m bytewax.run ...``) with these settings."""

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -24,6 +21,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from tests.integration.launchers import launcher_up
 from tradeflow.infra.common import InfraError, port_open
 from tradeflow.infra.kafka import KafkaBroker
 
@@ -292,13 +290,7 @@ def test_broken_config_fails_loudly(tmp_path: Path) -> None:
 
 def test_cli_up_serves_until_sigterm(tmp_path: Path) -> None:
     data_dir = tmp_path / "cli"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tradeflow.infra.kafka", "up", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    with launcher_up("tradeflow.infra.kafka", data_dir, "broker.json") as proc:
         assert proc.stdout is not None
         bootstrap = proc.stdout.readline().strip()  # printed once the broker is ready
         assert bootstrap.startswith("127.0.0.1:"), bootstrap
@@ -314,10 +306,3 @@ def test_cli_up_serves_until_sigterm(tmp_path: Path) -> None:
         assert proc.wait(timeout=60) == 0
         assert not port_open(int(bootstrap.rsplit(":", 1)[1]))
         assert json.loads((data_dir / "broker.json").read_text())["pid"] is None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-            state = json.loads((data_dir / "broker.json").read_text())
-            if state.get("pid"):
-                os.killpg(state["pid"], signal.SIGKILL)

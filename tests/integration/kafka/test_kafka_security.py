@@ -34,6 +34,7 @@ from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from flows import indicators, portfolio_risk, strategy
 from schemas import Record, RiskDecision, ValidatedOrder
+from tests.helpers import topic_bytes
 from tests.integration.profiles import (
     by_id,
     count_records,
@@ -203,35 +204,6 @@ def test_jobs_a_b_c_as_their_own_principals_run_as_the_open_run(
     assert letters[0] == letters[1]
 
 
-def _raw_bytes(kafka: KafkaSettings, topic: str) -> bytes:
-    """Every key, value and header of a topic, concatenated (the admin reads them)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from connectors.kafka.config import consumer_config
-
-    consumer = Consumer(consumer_config(kafka, topic, eof=True))
-    out = bytearray()
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, p, low)])
-            seen = low
-            while seen < high:
-                msg = consumer.poll(5)
-                if msg is None or msg.error():
-                    continue
-                seen = msg.offset() + 1
-                out += (msg.key() or b"") + (msg.value() or b"")
-                for name, value in msg.headers() or []:
-                    out += name.encode() + (value or b"")
-    finally:
-        consumer.close()
-    return bytes(out)
-
-
 def test_no_secret_leaks_from_a_whole_pipeline_run_on_the_secured_broker(
     secure_kafka: KafkaBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
@@ -309,7 +281,7 @@ def test_no_secret_leaks_from_a_whole_pipeline_run_on_the_secured_broker(
     # What the streams hold: every key, value and header of every topic of the run.
     for topic in sorted(t for t in AdminClient(admin_config(admin_kafka)).list_topics(timeout=10).topics
                         if t.startswith(prefix)):
-        texts[f"topic {topic}"] = _raw_bytes(admin_kafka, topic)
+        texts[f"topic {topic}"] = topic_bytes(admin_kafka, topic)
     # What the tools print: `tradeflow show` of the tables, `tradeflow tail` of the decisions.
     capsys.readouterr()
     env = {f"TRADEFLOW_KAFKA__{k.upper()}": str(v) for k, v in admin_kafka.model_dump().items()
