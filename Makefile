@@ -9,9 +9,9 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
-LOCK_EXTRAS := --extra dev --extra kafka --extra fluss --extra report --extra console
+LOCK_EXTRAS := --extra dev --extra kafka --extra fluss --extra report --extra console --extra rest
 JOB_LOCK := requirements-job.lock
-JOB_EXTRAS := --extra kafka --extra fluss
+JOB_EXTRAS := --extra kafka --extra fluss --extra rest
 UV_VERSION := 0.13.9
 
 .PHONY: demo test lint bench lock clean
@@ -25,7 +25,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	touch $(STAMP)
 
 # uv runs from its own throwaway venv, so the project's venv holds only locked packages.
-# $(JOB_LOCK) is the Docker image's subset (base + kafka + fluss), pinned to $(LOCK)'s versions.
+# $(JOB_LOCK) is the Docker image's subset (base + kafka + fluss + rest), pinned to $(LOCK)'s versions.
 lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet uv==$(UV_VERSION)
