@@ -584,16 +584,16 @@ class RestVenue(VenueAdapter):
                     self._settings.ws_url, additional_headers=headers, open_timeout=5,
                     ping_interval=5, ping_timeout=5, close_timeout=1, max_size=2**20,
                 ) as ws:
-                    self.counts["stream_connects"] += 1
-                    self._logons += 1
-                    self._stream_up.set()
-                    backoff = self._settings.reconnect_initial_s
                     async for raw in ws:
                         await self._on_stream(raw)
-                    if ws.close_code == 1008:
-                        self._unauthorized_stream(ws.close_reason or "")
+                    backoff = self._settings.reconnect_initial_s
             except asyncio.CancelledError:
                 raise
+            except websockets.ConnectionClosed as exc:
+                self.counts["stream_failures"] += 1
+                if exc.rcvd is not None and exc.rcvd.code == 1008:  # policy: our signature refused
+                    self._unauthorized_stream(exc.rcvd.reason)
+                log.info("rest: user stream closed (%s); reconnecting in %.1fs", exc, backoff)
             except (OSError, TimeoutError, websockets.WebSocketException, httpx2.HTTPError) as exc:
                 self.counts["stream_failures"] += 1
                 log.info("rest: user stream down (%s: %s); reconnecting in %.1fs",
@@ -616,6 +616,9 @@ class RestVenue(VenueAdapter):
                 last = msg.get("lastSeq")
                 if not isinstance(last, int):
                     raise CodecError(f"hello without lastSeq: {msg}")
+                self.counts["stream_connects"] += 1  # signed and accepted: the stream is up
+                self._logons += 1
+                self._stream_up.set()
                 if self._tracker.hello(last).step is Step.GAP:
                     await self._recover()
                 return

@@ -64,7 +64,9 @@ final class RestApi {
     /** Order changes, execution numbering and stream pushes happen under this lock, in order. */
     final Object lock = new Object();
     private final Map<String, double[]> buckets = new HashMap<>();
-    private final Map<String, Long> backoffUntil = new HashMap<>();
+    /** Per key: from when until when a request means the client ignored its Retry-After. */
+    private final Map<String, long[]> backoffUntil = new HashMap<>();
+    private static final long BACKOFF_GRACE_NS = 250_000_000L;
     private final Map<String, AtomicLong> stats = new HashMap<>();
     private HttpServer server;
     private ExecutorService pool;
@@ -196,9 +198,9 @@ final class RestApi {
         }
         synchronized (buckets) {
             long now = System.nanoTime();
-            Long until = backoffUntil.get(key);
-            if (until != null && now < until) {
-                count("requests_during_backoff");
+            long[] window = backoffUntil.get(key);
+            if (window != null && now >= window[0] && now < window[1]) {
+                count("requests_during_backoff"); // sent after the client had its 429
             }
             double[] b = buckets.computeIfAbsent(key, k -> new double[] {config.rateBurst, now});
             b[0] = Math.min(config.rateBurst, b[0] + (now - b[1]) / 1e9 * config.rateLimit);
@@ -207,7 +209,9 @@ final class RestApi {
                 b[0] -= 1;
                 return true;
             }
-            backoffUntil.put(key, now + TimeUnit.SECONDS.toNanos(config.retryAfterS) - 50_000_000L);
+            // requests already in flight when the 429 goes out arrive within the grace
+            backoffUntil.put(key, new long[] {now + BACKOFF_GRACE_NS,
+                    now + TimeUnit.SECONDS.toNanos(config.retryAfterS) - 50_000_000L});
             return false;
         }
     }
