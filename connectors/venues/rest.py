@@ -93,6 +93,8 @@ class RestVenue(VenueAdapter):
         self._restored: list[ValidatedOrder] = []
         self._asked: dict[str, float] = {}
         """IN_FLIGHT orders and when they were last sent or asked about (I/O thread)."""
+        self._querying: set[str] = set()
+        """Orders whose status query is under way (one at a time per order)."""
         self._went: dict[str, float] = {}
         """When each IN_FLIGHT order's request last went (for ``unknown_resend_after_s``)."""
         self._sent_at: dict[str, float] = {}
@@ -383,7 +385,7 @@ class RestVenue(VenueAdapter):
             self._went[entry.order_id] = time.monotonic()
             try:
                 resp = await self._request("POST", f"{API}/orders", entry_body(entry))
-            except httpx2.ConnectError as exc:  # never reached the venue: safe to try again
+            except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:  # never reached it: try again
                 if time.monotonic() - since >= self._settings.pending_order_timeout_s:
                     self._reject_unsent(entry, f"not sent: venue unreachable for "
                                                f"{self._settings.pending_order_timeout_s:g}s ({exc})")
@@ -435,8 +437,16 @@ class RestVenue(VenueAdapter):
         journal = self._journal_or_fail()
         with self._lock:
             entry = journal.get(order_id)
-        if entry is None:
+        if entry is None or order_id in self._querying:
             return
+        self._querying.add(order_id)  # one query (and its resend) at a time per order
+        try:
+            await self._query(entry, explicit=explicit)
+        finally:
+            self._querying.discard(order_id)
+
+    async def _query(self, entry: OrderEntry, *, explicit: bool) -> None:
+        order_id = entry.order_id
         self.counts["status_queries"] += 1
         try:
             resp = await self._request("GET", f"{API}/orders/{quote(entry.cl_ord_id, safe='')}")
@@ -673,7 +683,7 @@ class RestVenue(VenueAdapter):
             await asyncio.sleep(every)
             now = time.monotonic()
             for order_id, at in list(self._asked.items()):
-                if now - at >= self._settings.status_after_s:
+                if now - at >= self._settings.status_after_s and order_id not in self._querying:
                     self._asked[order_id] = now
                     log.info("rest: no answer about %s; asking its status", order_id)
                     self._spawn(self._status(order_id))
