@@ -49,7 +49,7 @@ import httpx2
 import websockets
 from pydantic import SecretStr
 
-from connectors.fix.store import OrderEntry, OrderJournal, OrderPhase, atomic_write
+from connectors.fix.store import OrderEntry, OrderJournal, OrderPhase, SyncGroup, atomic_write
 from connectors.rest.codec import CodecError, decode, entry_body, parse_execution, seq_of
 from connectors.rest.ratelimit import TokenBucket, retry_after_s
 from connectors.rest.sequence import SequenceTracker, Step
@@ -87,6 +87,9 @@ class RestVenue(VenueAdapter):
         self._lock = threading.Lock()
         """Guards the journal between the I/O thread and the consumer's reads."""
         self._journal: OrderJournal | None = None
+        self._group = SyncGroup()
+        """One fsync for the journal lines of many orders or executions (group commit)."""
+        self._commit: asyncio.Future[None] | None = None
         self._replay_from = 0
         self._next_report = 0
         self._unsent: dict[str, ValidatedOrder] = {}
@@ -138,7 +141,9 @@ class RestVenue(VenueAdapter):
         if self._thread is not None:
             return
         s = self._settings
-        self._journal = OrderJournal(s.session_dir, fsync=s.fsync, max_seen=s.max_seen_exec_ids)
+        self._journal = OrderJournal(
+            s.session_dir, fsync=s.fsync, max_seen=s.max_seen_exec_ids, group=self._group
+        )
         self._next_report = self._journal.replay_reports(self._replay_from)
         self._tracker = SequenceTracker(self._load_cursor())
         self._cursor_saved = self._tracker.last
@@ -376,7 +381,25 @@ class RestVenue(VenueAdapter):
             self.counts["not_resent"] += 1  # known to have gone: asked about, never re-sent
             self._asked[order.order_id] = 0.0
             return
+        await self._durable()  # the journal knows the order before the venue can
         await self._post(entry, since=time.monotonic())
+
+    async def _durable(self) -> None:
+        """Wait until every journal line written so far is fsynced: one fsync for all waiting."""
+        if self._commit is not None:
+            await asyncio.shield(self._commit)
+            return
+        self._commit = asyncio.get_running_loop().create_future()
+        await asyncio.sleep(0)  # the other orders ready now write their lines first
+        done, self._commit = self._commit, None
+        try:
+            self._commit_now()
+        finally:
+            done.set_result(None)
+
+    def _commit_now(self) -> None:
+        with self._lock:
+            self._group.commit()
 
     async def _post(self, entry: OrderEntry, since: float) -> None:
         """POST an order (first time, or again after the venue said it does not know it)."""
@@ -490,6 +513,7 @@ class RestVenue(VenueAdapter):
             elif entry.phase is not OrderPhase.DONE:
                 journal.record_phase(entry.order_id, OrderPhase.WORKING)
         self._asked.pop(entry.order_id, None)
+        self._commit_now()
         return order
 
     def _take(self, e: object) -> bool:
@@ -548,6 +572,7 @@ class RestVenue(VenueAdapter):
                 ts=datetime.now(UTC),
             )
             self._journal_or_fail().log_report(fill)
+            self._group.commit()
 
     def _local(self, entry: OrderEntry, status: ExecStatus, tag: str, reason: str) -> None:
         with self._lock:
@@ -556,6 +581,7 @@ class RestVenue(VenueAdapter):
                 status=status, account=entry.account, symbol=entry.symbol, side=Side(entry.side),
                 reason=reason[:400], ts=datetime.now(UTC),
             ))
+            self._group.commit()
 
     def _reject_unsent(self, entry: OrderEntry, reason: str) -> None:
         """Reject an order that never reached the venue; it is never sent later."""
@@ -581,6 +607,7 @@ class RestVenue(VenueAdapter):
                 venue_order_id=entry.venue_order_id if entry else None,
                 reason=f"{CANCEL_REJECTED_PREFIX}{why}"[:400], ts=datetime.now(UTC),
             ))
+            self._group.commit()
 
     # -- the user stream -----------------------------------------------------------------
 
@@ -647,6 +674,7 @@ class RestVenue(VenueAdapter):
         if seq == self._tracker.last + 1:
             self._take(msg)
             self._tracker.advance(seq)
+        self._commit_now()  # before the cursor can move past it
         self._save_cursor()
 
     async def _recover(self) -> None:
@@ -673,6 +701,7 @@ class RestVenue(VenueAdapter):
                     return
                 self._take(e)
                 self._tracker.advance(seq)
+            self._commit_now()
             self._save_cursor()
 
     # -- housekeeping --------------------------------------------------------------------
