@@ -500,6 +500,8 @@ class RestVenue(VenueAdapter):
                 raise CodecError("an order answer needs order and executions")
         except CodecError as exc:
             self._malformed(f"order answer for {entry.order_id}", exc)
+            if entry.phase is OrderPhase.IN_FLIGHT:
+                self._asked[entry.order_id] = time.monotonic()  # resolved by a status query
             return None
         for e in executions:
             self._take(e)
