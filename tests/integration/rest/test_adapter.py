@@ -253,3 +253,34 @@ def test_a_restarted_adapter_sends_nothing_twice_and_resolves_what_was_in_flight
     got += second.poll_reports()
     assert_once(rest_venue, got, orders)
     assert all(len(rest_venue.audit_orders(o.order_id)) == 1 for o in orders)
+
+
+def test_an_execution_logged_but_not_journaled_before_a_kill_is_booked_on_restart(
+    rest_venue: FixVenue,
+) -> None:
+    rest = rest_venue.rest
+    assert rest is not None
+    body = json.dumps({"clientOrderId": "J1", "symbol": "AAPL", "side": "BUY", "qty": "4"}).encode()
+    assert rest.call("POST", "/api/v1/orders", body)[0] == 201
+    rest_venue.kill()
+    # the window a kill can hit: the NEW execution of J2 logged, the order journal not yet written
+    instance = rest_venue.journal_path.read_text().split("\t")[1].split("=")[1]
+    ghost = f"{instance}-99"
+    line = {"execId": f"{ghost}-1", "clientOrderId": "J2", "orderId": ghost, "execType": "NEW",
+            "status": "NEW", "symbol": "AAPL", "side": "SELL", "qty": "3", "type": "MARKET", "lastQty": "0",
+            "lastPx": "0", "cumQty": "0", "leavesQty": "3", "avgPx": "0", "seq": 4, "apiKey": rest.api_key}
+    with (rest_venue.store_dir / "rest-executions.jsonl").open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    rest_venue.start()
+    status, answer = rest.call("GET", "/api/v1/orders/J2")
+    assert status == 200
+    assert answer["order"]["orderId"] == ghost
+    assert answer["order"]["status"] == "NEW"
+    status, again = rest.call("POST", "/api/v1/orders", json.dumps(
+        {"clientOrderId": "J2", "symbol": "AAPL", "side": "SELL", "qty": "3"}).encode())
+    assert status == 200  # the same order, not a second one
+    status, fresh = rest.call("POST", "/api/v1/orders", json.dumps(
+        {"clientOrderId": "J3", "symbol": "AAPL", "side": "BUY", "qty": "1"}).encode())
+    assert status == 201
+    assert int(fresh["order"]["orderId"].rsplit("-", 1)[1]) > 99  # its id is never issued twice
+    assert fresh["executions"][0]["seq"] == 5

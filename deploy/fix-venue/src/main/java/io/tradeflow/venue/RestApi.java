@@ -89,10 +89,16 @@ final class RestApi {
     private void repair() {
         int repaired = 0;
         for (JsonObject e : executions.all(config.apiKey)) {
-            VenueOrder o = book.get(session(), e.get("clientOrderId").getAsString());
+            String clOrdId = e.get("clientOrderId").getAsString();
+            VenueOrder o = book.get(session(), clOrdId);
             String execId = e.get("execId").getAsString();
             int n = Integer.parseInt(execId.substring(execId.lastIndexOf('-') + 1));
-            if (o == null || o.execSeq >= n) {
+            if (o == null) { // killed between the execution log and the journal: book it as logged
+                o = new VenueOrder(session(), clOrdId, e.get("orderId").getAsString(),
+                        e.get("symbol").getAsString(), "BUY".equals(e.get("side").getAsString()) ? '1' : '2',
+                        "LIMIT".equals(str(e, "type")) ? '2' : '1', new BigDecimal(e.get("qty").getAsString()),
+                        dec(e, "price"), str(e, "timeInForce"), str(e, "account"));
+            } else if (o.execSeq >= n) {
                 continue;
             }
             o.execSeq = n;
@@ -424,6 +430,9 @@ final class RestApi {
         e.addProperty("side", o.side == '1' ? "BUY" : "SELL");
         if (o.account != null) e.addProperty("account", o.account);
         e.addProperty("qty", VenueApplication.plain(o.orderQty));
+        e.addProperty("type", o.ordType == '2' ? "LIMIT" : "MARKET");
+        if (o.price != null) e.addProperty("price", o.price.toPlainString());
+        if (o.timeInForce != null) e.addProperty("timeInForce", o.timeInForce);
         e.addProperty("lastQty", lastQty == null ? "0" : VenueApplication.plain(lastQty));
         e.addProperty("lastPx", lastPx == null ? "0" : VenueApplication.plain(lastPx));
         e.addProperty("cumQty", VenueApplication.plain(o.cumQty));
