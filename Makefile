@@ -11,12 +11,13 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
-LOCK_EXTRAS := --extra dev --extra kafka --extra fluss --extra report --extra console
+LOCK_EXTRAS := --extra dev --extra kafka --extra fluss --extra report --extra console --extra rest
 JOB_LOCK := requirements-job.lock
-JOB_EXTRAS := --extra kafka --extra fluss
+JOB_EXTRAS := --extra kafka --extra fluss --extra rest
 KAFKA_JOB_LOCK := requirements-job-kafka.lock
+KAFKA_JOB_EXTRAS := --extra kafka --extra rest
 TOOLS_LOCK := requirements-tools.lock
-TOOLS_EXTRAS := --extra kafka --extra fluss --extra report --extra console
+TOOLS_EXTRAS := --extra kafka --extra fluss --extra rest --extra report --extra console
 UV_VERSION := 0.13.9
 
 .PHONY: demo test lint bench lock clean images up down
@@ -30,8 +31,8 @@ $(STAMP): $(LOCK) pyproject.toml
 	touch $(STAMP)
 
 # uv runs from its own throwaway venv, so the project's venv holds only locked packages.
-# The images' subsets, all pinned to $(LOCK)'s versions: $(KAFKA_JOB_LOCK) (base + kafka: the
-# job image), $(JOB_LOCK) (base + kafka + fluss: the job image for Fluss) and $(TOOLS_LOCK)
+# The images' subsets, all pinned to $(LOCK)'s versions: $(KAFKA_JOB_LOCK) (base + kafka +
+# rest: the job image), $(JOB_LOCK) (plus fluss: the job image for Fluss) and $(TOOLS_LOCK)
 # (plus report + console: the tools image).
 lock:
 	$(PYTHON) -m venv .venv-lock
@@ -40,7 +41,7 @@ lock:
 	    --generate-hashes --output-file $(LOCK) $(ARGS)
 	.venv-lock/bin/uv pip compile pyproject.toml --python-version 3.11 $(JOB_EXTRAS) \
 	    --constraint $(LOCK) --generate-hashes --output-file $(JOB_LOCK)
-	.venv-lock/bin/uv pip compile pyproject.toml --python-version 3.11 --extra kafka \
+	.venv-lock/bin/uv pip compile pyproject.toml --python-version 3.11 $(KAFKA_JOB_EXTRAS) \
 	    --constraint $(LOCK) --generate-hashes --output-file $(KAFKA_JOB_LOCK)
 	.venv-lock/bin/uv pip compile pyproject.toml --python-version 3.11 $(TOOLS_EXTRAS) \
 	    --constraint $(LOCK) --generate-hashes --output-file $(TOOLS_LOCK)

@@ -1,4 +1,4 @@
-"""Job D's venue adapters: FIX round trips to a real QuickFIX/J venue vs the paper venue.
+"""Job D's venue adapters: FIX and REST round trips to the real venue vs the paper venue.
 
 Starts its own venue (``tradeflow.infra.fix_venue.FixVenue``, the JVM acceptor from
 deploy/fix-venue, on 127.0.0.1 with a free port, every order filled in one slice) and
@@ -13,6 +13,10 @@ symbol):
   report coming out of ``poll_reports`` (polled every 0.2 ms); p50/p99.
 - ``paper``: the same N orders through ``PaperVenue`` (in process, filled against one
   market tick), timed the same way; and its ack latency the same way.
+
+- ``rest`` throughput and ack latency: the same two measures through
+  ``connectors.venues.rest.RestVenue`` against the same venue's HTTP API and user stream
+  (same JVM, same order book, same run), our own pace set out of the way.
 
 The ratio ``fix / paper`` is the figure to compare across machines. A warm-up batch
 (not measured) runs first so the venue's JIT is warm.
@@ -36,12 +40,15 @@ import _root  # noqa: F401 - first: puts the repository root on sys.path
 
 from bench.harness import report
 from connectors.fix.settings import FixSettings
+from connectors.rest.settings import RestSettings
 from connectors.venues import VenueAdapter
 from connectors.venues.fix import FixVenue
 from connectors.venues.paper import PaperVenue
+from connectors.venues.rest import RestVenue
 from operators.stats import percentile
 from schemas import ExecStatus, MarketData, Side, ValidatedOrder
 from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue
+from tradeflow.infra.rest_venue import VenueRest
 
 SYMBOL = "AAPL"
 POLL_S = 0.0002
@@ -121,6 +128,26 @@ def run_fix(store: Path, venue: QuickFixVenue, n: int, m: int, fsync: bool) -> d
     return {"orders_per_s": rate, "acks": acks, "health": health}
 
 
+def run_rest(store: Path, venue: QuickFixVenue, n: int, m: int, fsync: bool) -> dict[str, Any]:
+    """Measure the REST adapter against the same running venue's HTTP API."""
+    assert venue.rest is not None  # noqa: S101 - started with one
+    settings: RestSettings = venue.rest.client_settings(
+        store, fsync=fsync, rate_limit_per_s=1_000_000, rate_burst=10_000, max_concurrent=16
+    )
+    adapter = RestVenue(settings)
+    adapter.connect()
+    try:
+        if not adapter.wait_connected(30):
+            raise RuntimeError(f"no user stream: {adapter.health()}")
+        throughput(adapter, orders("RW", min(n, 500)))  # warm-up, not measured
+        rate = throughput(adapter, orders("RT", n))
+        acks = ack_latencies(adapter, orders("RL", m))
+        health = adapter.health().as_dict()
+    finally:
+        adapter.close()
+    return {"orders_per_s": rate, "acks": acks, "health": health}
+
+
 def run_paper(n: int, m: int) -> dict[str, Any]:
     """Measure the paper venue on the same orders (one tick fills every one)."""
     def venue() -> PaperVenue:
@@ -143,17 +170,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--orders", type=int, default=2000, help="orders in the throughput batch")
     parser.add_argument("--latency-orders", type=int, default=300, help="orders sent one at a time")
-    parser.add_argument("--no-fsync", action="store_true", help="FIX store without fsync")
+    parser.add_argument("--no-fsync", action="store_true", help="FIX and REST stores without fsync")
     args = parser.parse_args()
     fsync = not args.no_fsync
 
     with tempfile.TemporaryDirectory(prefix="bench-execution-") as tmp:
         t0 = time.monotonic()
-        venue = QuickFixVenue(Path(tmp) / "venue", reject_symbols=(), partial_fills=1)
+        venue = QuickFixVenue(Path(tmp) / "venue", reject_symbols=(), partial_fills=1, rest=VenueRest())
         venue.start()
         venue_start_s = time.monotonic() - t0
         try:
             fix = run_fix(Path(tmp) / "initiator", venue, args.orders, args.latency_orders, fsync)
+            rest = run_rest(Path(tmp) / "rest", venue, args.orders, args.latency_orders, fsync)
         finally:
             venue.stop()
     paper = run_paper(args.orders, args.latency_orders)
@@ -166,12 +194,17 @@ def main() -> None:
         "fix_orders_per_s": round(fix["orders_per_s"], 1),
         "fix_ack_p50_ms": round(percentile(fix["acks"], 50), 3),
         "fix_ack_p99_ms": round(percentile(fix["acks"], 99), 3),
+        "rest_orders_per_s": round(rest["orders_per_s"], 1),
+        "rest_ack_p50_ms": round(percentile(rest["acks"], 50), 3),
+        "rest_ack_p99_ms": round(percentile(rest["acks"], 99), 3),
         "paper_orders_per_s": round(paper["orders_per_s"], 1),
         "paper_ack_p50_ms": round(percentile(paper["acks"], 50), 4),
         "paper_ack_p99_ms": round(percentile(paper["acks"], 99), 4),
         "ratio_fix_vs_paper": round(fix["orders_per_s"] / paper["orders_per_s"], 5),
         "fix_msgs_sent": health.get("msgs_sent"),
         "fix_msgs_received": health.get("msgs_received"),
+        "rest_requests": rest["health"].get("requests"),
+        "rest_duplicates_dropped": rest["health"].get("duplicates"),
         "venue_start_s": round(venue_start_s, 2),
     }
     report(result)

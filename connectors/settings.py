@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.fix.settings import FixSettings
 from connectors.fluss.settings import FlussSettings
 from connectors.kafka.settings import KafkaSettings
+from connectors.rest.settings import RestSettings
 from connectors.sharding import UNSHARDED, Shard, ShardError
 
 
@@ -79,7 +80,8 @@ class ExecutionSettings(_Section):
     """Job D (env ``TRADEFLOW_EXECUTION__*``)."""
 
     venue: str = "paper"
-    """Which venue adapter: ``paper`` (in process) or ``fix`` (settings in ``fix``)."""
+    """Which venue adapter: ``paper`` (in process), ``fix`` (settings in ``fix``) or ``rest``
+    (settings in ``rest``)."""
     venue_name: str | None = None
     """The venue this Job D serves: the orders the routes table sends there, and the
     venue named in its fills (default: the adapter's name, ``paper`` or ``fix``).
@@ -183,6 +185,8 @@ class Settings(BaseSettings):
     execution: ExecutionSettings = ExecutionSettings()
     fix: FixSettings = FixSettings()
     """FIX session of Job D's ``fix`` venue (``TRADEFLOW_FIX__HOST``, ``__PORT``...)."""
+    rest: RestSettings = RestSettings()
+    """REST/WebSocket API of Job D's ``rest`` venue (``TRADEFLOW_REST__BASE_URL``, ``__SECRET_FILE``...)."""
     console: ConsoleSettings = ConsoleSettings()
 
     @field_validator("shard")
@@ -232,6 +236,7 @@ __all__ = [
     "KafkaSettings",
     "PortfolioSettings",
     "Profile",
+    "RestSettings",
     "Settings",
     "load_settings",
 ]

@@ -1,8 +1,9 @@
 """Venue adapters and the factory that picks one by name.
 
-``make_venue("paper", latency_ms=5)`` or ``make_venue("fix", settings=FixSettings(...))``
-(or the FixSettings fields as options). More venues register with ``register_venue``;
-adapters are imported only when asked for.
+``make_venue("paper", latency_ms=5)``, ``make_venue("fix", settings=FixSettings(...))``
+or ``make_venue("rest", settings=RestSettings(...))`` (or the settings' fields as
+options). More venues register with ``register_venue``; adapters are imported only
+when asked for.
 """
 
 from __future__ import annotations
@@ -36,7 +37,20 @@ def _fix(**options: Any) -> VenueAdapter:
     return FixVenue(settings, **adapter_opts)
 
 
-VENUES: dict[str, VenueFactory] = {"paper": _paper, "fix": _fix}
+def _rest(**options: Any) -> VenueAdapter:
+    from connectors.rest.settings import RestSettings
+    from connectors.venues.rest import RestVenue
+
+    settings = options.pop("settings", None)
+    adapter_opts = {k: options.pop(k) for k in ("name", "transport") if k in options}
+    if settings is None:
+        settings = RestSettings(**options)
+    elif options:
+        raise VenueError(f"pass RestSettings or its fields, not both: {sorted(options)}")
+    return RestVenue(settings, **adapter_opts)
+
+
+VENUES: dict[str, VenueFactory] = {"paper": _paper, "fix": _fix, "rest": _rest}
 """Factories by venue name; ``register_venue`` adds more."""
 
 
@@ -53,6 +67,11 @@ def venue_from_settings(settings: Settings) -> VenueAdapter:
             "paper", latency_ms=ex.paper_latency_ms, fill_fraction=ex.paper_fill_fraction,
             fee_bps=ex.paper_fee_bps, history_ticks=ex.paper_history_ticks, name=ex.served_venue,
         )
+    if ex.venue == "rest":
+        rest = settings.rest
+        if rest.store_dir == Path("data/rest"):  # the default: keep the REST store with the data
+            rest = rest.model_copy(update={"store_dir": settings.data_dir / "rest"})
+        return make_venue("rest", settings=rest, name=ex.served_venue)
     fix = settings.fix
     if fix.store_dir == Path("data/fix"):  # the default: keep the FIX store with the data
         fix = fix.model_copy(update={"store_dir": settings.data_dir / "fix"})

@@ -54,6 +54,8 @@ from tradeflow.infra.common import (
     small_jvm_opts,
     up_command,
 )
+from tradeflow.infra.rest_venue import SECRET_FILE as REST_SECRET_FILE
+from tradeflow.infra.rest_venue import VenueRest
 from tradeflow.infra.tls import KeyStore, TestPki
 
 log = logging.getLogger(__name__)
@@ -166,6 +168,7 @@ class FixVenue(SingleJvmServer):
         start_timeout: float = 60.0,
         tls: VenueTls | None = None,
         credentials: tuple[str, str] | None = None,
+        rest: VenueRest | None = None,
     ) -> None:
         if partial_fills < 1:
             raise ValueError("partial_fills must be at least 1")
@@ -186,6 +189,8 @@ class FixVenue(SingleJvmServer):
         self.start_timeout = start_timeout
         self.tls = tls
         self._credentials = credentials
+        self.rest = rest
+        """The REST/WebSocket order API over the same book (``tradeflow.infra.rest_venue``)."""
         self._port = port
         self._jvm: JvmProcess | None = None
 
@@ -246,6 +251,8 @@ class FixVenue(SingleJvmServer):
         if self._credentials is not None:
             values["LogonUsername"] = self._credentials[0]
             values["LogonPasswordFile"] = str(self.data_dir / _LOGON_PASSWORD_FILE)
+        if self.rest is not None:
+            values.update(self.rest.settings(self.data_dir))
         values.update(self.extra_settings)
         return values
 
@@ -264,6 +271,8 @@ class FixVenue(SingleJvmServer):
         write_private(self.settings_path, "\n".join(lines))
         if self._credentials is not None:
             write_private(self.data_dir / _LOGON_PASSWORD_FILE, self._credentials[1])
+        if self.rest is not None:
+            write_private(self.data_dir / REST_SECRET_FILE, self.rest.secret)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -294,7 +303,7 @@ class FixVenue(SingleJvmServer):
         )
         try:
             self._jvm.wait_until(
-                lambda: port_open(port), self.start_timeout, f"acceptor on {HOST}:{port}"
+                lambda: self._ports_open(port), self.start_timeout, f"acceptor on {HOST}:{port}"
             )
         except BaseException:
             self.kill()
@@ -307,6 +316,12 @@ class FixVenue(SingleJvmServer):
             time.monotonic() - t_resolved,
         )
         return self
+
+    def _ports_open(self, port: int) -> bool:
+        rest = self.rest
+        if rest is None or rest.http_port is None or rest.ws_port is None:
+            return port_open(port)
+        return port_open(port) and port_open(rest.http_port) and port_open(rest.ws_port)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop with SIGTERM (sessions are logged out), then SIGKILL after ``timeout``."""

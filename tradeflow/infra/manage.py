@@ -1,6 +1,7 @@
 """``tradeflow infra up|down|status``: the real servers for a development environment.
 
-``up`` starts Kafka (KRaft), the Fluss cluster and the QuickFIX/J venue from
+``up`` starts Kafka (KRaft), the Fluss cluster and the QuickFIX/J venue (with its
+REST/WebSocket order API over the same book) from
 ``deploy/`` on 127.0.0.1, leaves them running in the background, and writes their
 addresses and process ids to ``<dir>/infra.json``; it prints the environment that
 points tradeflow at them. ``down`` stops them (SIGTERM, then SIGKILL); ``status``
@@ -86,13 +87,19 @@ def up(root: Path, servers: tuple[str, ...] = SERVERS, *, secure: bool = False) 
             state.env["TRADEFLOW_FLUSS__BOOTSTRAP"] = cluster.bootstrap_servers
         elif name == "fix":
             from tradeflow.infra.fix_venue import FixVenue
+            from tradeflow.infra.rest_venue import SECRET_FILE, VenueRest
 
-            venue = FixVenue(root / "fix").start()
+            rest = VenueRest()  # the same book over HTTP and a WebSocket user stream too
+            venue = FixVenue(root / "fix", rest=rest).start()
             state.pids["fix"] = [venue.pid or 0]
             state.ports["fix"] = venue.port
             state.env["TRADEFLOW_FIX__PORT"] = str(venue.port)
             state.env["TRADEFLOW_FIX__SENDER_COMP_ID"] = venue.target_comp_id
             state.env["TRADEFLOW_FIX__TARGET_COMP_ID"] = venue.sender_comp_id
+            state.env["TRADEFLOW_REST__BASE_URL"] = rest.base_url
+            state.env["TRADEFLOW_REST__WS_URL"] = rest.ws_url
+            state.env["TRADEFLOW_REST__API_KEY"] = rest.api_key
+            state.env["TRADEFLOW_REST__SECRET_FILE"] = str(venue.data_dir / SECRET_FILE)
         else:
             raise ValueError(f"unknown server {name!r}; known: {', '.join(SERVERS)}")
         _state_path(root).write_text(json.dumps(asdict(state), indent=2))

@@ -44,6 +44,8 @@ public final class Main {
         OrderBook book = new OrderBook(config.journalPath);
         AuditLog audit = new AuditLog(config.auditLogPath);
         VenueApplication app = new VenueApplication(config, book, audit);
+        RestConfig restConfig = RestConfig.from(settings); // null: no REST/WebSocket API
+        RestApi rest = restConfig == null ? null : new RestApi(restConfig, config, book, audit);
 
         // single-threaded acceptor: all sessions' messages are handled on one thread, in order
         Acceptor acceptor = new SocketAcceptor(app, new FileStoreFactory(settings), settings,
@@ -53,6 +55,9 @@ public final class Main {
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             log.info("stopping venue");
             try {
+                if (rest != null) {
+                    rest.stop();
+                }
                 acceptor.stop();
             } finally {
                 book.close();
@@ -62,6 +67,10 @@ public final class Main {
         }, "venue-shutdown"));
 
         acceptor.start();
+        if (rest != null) {
+            rest.start();
+            System.out.println("REST READY http=" + restConfig.httpPort + " ws=" + restConfig.wsPort);
+        }
         String port = settings.isSetting("SocketAcceptPort") ? settings.getString("SocketAcceptPort") : "?";
         log.info("FIX venue listening on port {} with sessions {}", port, acceptor.getSessions());
         System.out.println("VENUE READY port=" + port);

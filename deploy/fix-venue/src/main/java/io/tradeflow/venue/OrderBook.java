@@ -117,6 +117,17 @@ final class OrderBook {
         return instanceId + "-" + orderCounter;
     }
 
+    private void reserve(String orderId) {
+        int dash = orderId.lastIndexOf('-');
+        if (orderId.startsWith(instanceId + "-") && dash > 0) {
+            try {
+                orderCounter = Math.max(orderCounter, Long.parseLong(orderId.substring(dash + 1)));
+            } catch (NumberFormatException ignored) {
+                // not one of ours
+            }
+        }
+    }
+
     String instanceId() {
         return instanceId;
     }
@@ -124,6 +135,7 @@ final class OrderBook {
     /** Record the order's current state (insert or update) durably before it is reported. */
     synchronized void save(VenueOrder order) {
         orders.put(key(order.session, order.clOrdId), order);
+        reserve(order.orderId); // an order restored from another log (RestApi) keeps its id unique
         try {
             write("O", order.toFields());
         } catch (IOException e) {
