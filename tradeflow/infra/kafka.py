@@ -84,8 +84,15 @@ def write_secret_file(path: Path, value: str) -> Path:
 
 
 def _random_cluster_id() -> str:
-    """Return a Kafka cluster id: a UUID in URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    """Return a Kafka cluster id: a UUID in URL-safe base64 without padding.
+
+    Never one starting with ``-``: kafka-storage's argument parser takes ``-t -xb_...``
+    for a missing value and an unknown option (1 start in 64 failed that way).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 class KafkaBroker(SingleJvmServer):

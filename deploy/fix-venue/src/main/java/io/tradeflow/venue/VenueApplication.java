@@ -101,6 +101,34 @@ public final class VenueApplication implements Application {
     @Override
     public void onLogon(SessionID sessionId) {
         log.info("logon {}", sessionId);
+        completeInterruptedFills(sessionId);
+    }
+
+    /**
+     * Fill what a kill interrupted: an order booked (and maybe partly filled) whose fills
+     * the venue did not finish before it died is filled now, as it would have been, when
+     * its session logs on again (resting symbols stay resting).
+     */
+    private void completeInterruptedFills(SessionID sid) {
+        String session = sid.toString();
+        for (VenueOrder order : book.all()) {
+            if (!order.session.equals(session) || !order.isOpen() || config.rests(order.symbol)) {
+                continue;
+            }
+            BigDecimal px = order.ordType == '2' ? order.price
+                    : (order.price != null ? order.price : config.defaultPrice);
+            BigDecimal slice = order.leavesQty;
+            order.fill(slice, px);
+            String execId = order.nextExecId();
+            book.save(order);
+            log.info("{}: {} was interrupted by a restart; filled its remaining {}", sid, order.clOrdId, slice);
+            if (!config.dropsAcks(order.symbol)) {
+                Message er = report(order, EXEC_TRADE, execId);
+                er.setString(LAST_QTY, plain(slice));
+                er.setString(LAST_PX, plain(px));
+                send(er, sid);
+            }
+        }
     }
 
     @Override
