@@ -229,7 +229,7 @@ def test_an_existing_table_keeps_its_buckets_and_a_foreign_one_is_refused(
     settings: Settings, fluss_cluster: FlussCluster, tmp_path: Path
 ) -> None:
     wide = fluss_settings(
-        fluss_cluster, tmp_path / "wide", database=settings.fluss.database, fluss={"buckets": 4}
+        fluss_cluster, tmp_path / "wide", namespace=settings.fluss.database, fluss={"buckets": 4}
     )
     Connectors(wide).writer("sma_wide").close()
     reader = Connectors(settings).reader("sma_wide")  # asks for 2 buckets
