@@ -11,13 +11,13 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
-LOCK_EXTRAS := --extra dev --extra kafka --extra fluss --extra report --extra console --extra rest
+LOCK_EXTRAS := --extra dev --extra kafka --extra fluss --extra report --extra console --extra rest --extra parquet
 JOB_LOCK := requirements-job.lock
 JOB_EXTRAS := --extra kafka --extra fluss --extra rest
 KAFKA_JOB_LOCK := requirements-job-kafka.lock
 KAFKA_JOB_EXTRAS := --extra kafka --extra rest
 TOOLS_LOCK := requirements-tools.lock
-TOOLS_EXTRAS := --extra kafka --extra fluss --extra rest --extra report --extra console
+TOOLS_EXTRAS := --extra kafka --extra fluss --extra rest --extra report --extra console --extra parquet
 UV_VERSION := 0.13.9
 
 .PHONY: demo test lint bench lock clean images up down

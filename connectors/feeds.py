@@ -39,7 +39,11 @@ def read_frame(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise FeedError(f"no such file: {path}")
     if path.suffix.lower() in {".parquet", ".pq"}:
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except ImportError as exc:  # pyarrow is the parquet extra, not in the job image
+            raise FeedError(f"reading {path.name} needs pyarrow: pip install 'tradeflow[parquet]' "
+                            f"({exc})") from exc
     else:
         df = pd.read_csv(path)
     df.columns = [str(c).strip().lower() for c in df.columns]

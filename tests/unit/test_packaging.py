@@ -68,6 +68,8 @@ def test_the_extras_are_the_ones_the_issue_names() -> None:
     assert {"confluent-kafka", "pyfluss", "matplotlib"}.isdisjoint(BASE)
     assert "confluent-kafka" in EXTRAS["kafka"]
     assert "pyfluss" in EXTRAS["fluss"]
+    assert "pyarrow" in EXTRAS["parquet"]
+    assert "pyarrow" not in BASE  # so the job image (base + kafka) has no Arrow
     assert "matplotlib" in EXTRAS["report"]
     assert {"starlette", "uvicorn", "sse-starlette"} <= EXTRAS["console"]
 
@@ -109,7 +111,7 @@ def test_backend_and_report_imports_stay_in_their_modules() -> None:
             assert stray == [], module
 
 
-BLOCKED = ("confluent_kafka", "fluss", "matplotlib", "starlette", "sse_starlette", "uvicorn")
+BLOCKED = ("confluent_kafka", "fluss", "matplotlib", "starlette", "sse_starlette", "uvicorn", "pyarrow")
 
 BASE_ONLY = """
 import importlib.abc, sys
@@ -131,6 +133,8 @@ flows.portfolio_risk.build_flow()
 flows.execution.build_flow()
 assert cli.main(["feed", "--ticks", "50", "--symbols", "2"]) == 0
 assert cli.main(["report"]) != 0
+open("ticks.parquet", "wb").write(b"PAR1")
+assert cli.main(["feed", "--input", "ticks.parquet"]) != 0
 assert cli.main(["console"]) != 0
 print("ok")
 """
@@ -147,6 +151,7 @@ def test_the_local_profile_runs_without_any_extra(tmp_path: Path) -> None:
     assert proc.stdout.strip().splitlines()[-1] == "ok"
     assert "tradeflow[report]" in proc.stderr
     assert "tradeflow[console]" in proc.stderr
+    assert "tradeflow[parquet]" in proc.stderr
 
 
 def _pins(lock: Path) -> dict[str, str]:
