@@ -16,6 +16,7 @@ retries; callers ask for it when they see either symptom.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,36 @@ CLOSE_TIMEOUT_S = 10.0
 
 RELOAD_TIMEOUT_S = 120.0
 """How long a stale table is reloaded (``get_table`` retried) before giving up."""
+
+
+EXIT_SETTLE_S = 0.2
+"""How long a process that used pyfluss waits at exit (see ``settle_before_exit``)."""
+
+_used = False
+
+
+def note_pyfluss_used() -> None:
+    """Make this process wait ``EXIT_SETTLE_S`` at exit (called on every pyfluss call)."""
+    global _used  # noqa: PLW0603 - one flag per process, read by the exit hook
+    _used = True
+
+
+@atexit.register
+def settle_before_exit() -> None:
+    """Let pyfluss's runtime threads hand their last results back before Python finalizes.
+
+    pyfluss completes an awaitable from a tokio thread through the loop's
+    ``call_soon_threadsafe``; the loop can see the result (and the program go on to
+    exit) while that thread is still inside the call, waiting to take the GIL back.
+    If the interpreter is finalizing by then, the thread is made to exit in the middle
+    of Rust frames and the whole process aborts (SIGABRT, exit 134): ``tradeflow feed``
+    and ``seed`` did so in about one run in ten after all their work was done. Exit
+    hooks run before finalization, so a short pause here lets those threads finish.
+    (A call that timed out may complete later still; its result is dropped, but its
+    thread could race the exit the same way. Nothing on the normal path times out.)
+    """
+    if _used:
+        time.sleep(EXIT_SETTLE_S)
 
 
 class FlussTimeout(ConnectorError):
@@ -146,6 +177,7 @@ class FlussClient:
         async def bounded() -> T:
             return await asyncio.wait_for(make(), timeout)
 
+        note_pyfluss_used()
         try:
             return self._loop.run_until_complete(bounded())
         except TimeoutError as exc:
