@@ -67,6 +67,7 @@ def main() -> None:
         "job_fluss_image_mb": built["tradeflow-job-fluss"].mb,
         "tools_image_mb": tools,
         "kafka_image_mb": built["tradeflow-kafka"].mb,
+        "fluss_image_mb": built["tradeflow-fluss"].mb,
         "venue_image_mb": built["tradeflow-venue"].mb,
         "base_image_mb": built[BASE].mb,
         "job_vs_tools_mb": round(job / tools, 2),

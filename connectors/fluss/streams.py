@@ -102,6 +102,7 @@ class FlussReader(StreamReader):
         self.layout = layout
         self._client, self.info, self._table = open_table(settings, layout)
         self._scanner: fluss.LogScanner | None = None
+        self._scanned: set[int] = set()  # buckets the current scanner has subscribed to
         self._lookuper: fluss.Lookuper | None = None
 
     @property
@@ -124,8 +125,14 @@ class FlussReader(StreamReader):
         position = max(offset, client.earliest_offsets(path, [partition])[partition])
         if position >= end or limit <= 0:
             return []
+        if partition in self._scanned:
+            # A scanner that already read this bucket does not deliver it again when it
+            # subscribes anew at a later offset while the bucket is being written (a
+            # follow or a second scan pass stalled there): read it with a fresh scanner.
+            self._scanner, self._scanned = None, set()
         scanner = self._scan()
         scanner.subscribe(partition, position)
+        self._scanned.add(partition)
         out: list[StoredRecord] = []
         idle_since = time.monotonic()
         try:

@@ -11,15 +11,14 @@ Not asserted: positions equal to an embedded-store run of the same file. Which s
 pass depends on how Job C's inputs interleave in time (issue #12), and a paced run in
 containers interleaves them differently from an unpaced one on the embedded store.
 
-Needs a Docker engine: the fixture starts Debian's dockerd when none answers (root);
-.ci/run installs docker.io, docker-compose and debootstrap. It never skips.
+Needs a Docker engine: the ``engine`` fixture (conftest.py) starts Debian's dockerd when
+none answers (root) and builds the images. It never skips.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,23 +29,12 @@ from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from schemas import OrderAction, PositionState, RiskDecision, TradeSignal, ValidatedOrder, decode
 from tradeflow.infra.containers import Compose, DockerEngine
-from tradeflow.infra.images import build_all, default_pip_cert
 
 pytestmark = pytest.mark.containers
 
 SYMBOLS, TICKS = 4, 3000
 RUN_S = 25.0
 """How long the paced feed lasts: Job C is killed in its middle."""
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
-    eng = DockerEngine(tmp_path_factory.mktemp("dockerd") / "dockerd.log").ensure()
-    try:
-        build_all(pip_cert=default_pip_cert())
-        yield eng
-    finally:
-        eng.stop()
 
 
 def market_file(directory: Path) -> Path:

@@ -38,6 +38,30 @@ def test_compose_file_is_valid_for_docker_compose_and_runs_every_job_from_the_on
             assert port.startswith("127.0.0.1:"), port
 
 
+
+def test_fluss_compose_file_is_valid_and_runs_the_cluster_from_the_fluss_image() -> None:
+    file = ROOT / "deploy" / "compose-fluss.yaml"
+    checked = subprocess.run(  # noqa: S603 - Debian's docker-compose 1.29 must accept the file as written
+        [shutil.which("docker-compose") or "docker-compose", "-f", str(file), "config", "-q"],
+        capture_output=True, text=True, check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    services = yaml.safe_load(file.read_text())["services"]
+    for role in ("zookeeper", "coordinator", "tablet-server"):
+        assert services[role]["image"] == "tradeflow-fluss:latest"
+        assert services[role]["command"] == [role]  # deploy/fluss/run.sh's roles
+    run_sh = (ROOT / "deploy" / "fluss" / "run.sh").read_text()
+    assert "usage: run.sh zookeeper|coordinator|tablet-server" in run_sh
+    for name, svc in services.items():
+        env = {k: str(v) for k, v in svc.get("environment", {}).items()}
+        if "TRADEFLOW_FLOW" in env:
+            assert svc["image"] == "tradeflow-job-fluss:latest", name
+            assert env["TRADEFLOW_PROFILE"] == "fluss"
+            _settings_from(env)  # every variable is a setting
+        for port in svc.get("ports", []):
+            assert port.startswith("127.0.0.1:"), port
+
+
 def test_dockerfile_is_multi_stage_non_root_takes_its_base_and_uses_the_entrypoint() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", text, re.M)) == 2

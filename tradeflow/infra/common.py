@@ -379,12 +379,18 @@ class SingleJvmServer(ManagedServer):
 def up_command(
     prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
     argv: Sequence[str] | None,
+    more: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] | None = None,
 ) -> argparse.Namespace:
-    """Parse ``python -m <prog> up [...]`` (``add_arguments`` adds the server's options)."""
+    """Parse ``python -m <prog> up [...]`` (``add_arguments`` adds the server's options).
+
+    ``more`` adds the server's other subcommands, if it has any.
+    """
     parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the server and keep it running until Ctrl-C/SIGTERM")
     add_arguments(up)
+    if more is not None:
+        more(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return args

@@ -23,6 +23,8 @@ from tradeflow.infra.common import DEPLOY_DIR, InfraError
 from tradeflow.infra.images import docker
 
 COMPOSE_FILE = DEPLOY_DIR / "compose.yaml"
+FLUSS_COMPOSE_FILE = DEPLOY_DIR / "compose-fluss.yaml"
+"""The Fluss data plane (ZooKeeper, coordinator, tablet server) with Job A on it."""
 
 
 def _engine_answers() -> bool:
@@ -79,7 +81,7 @@ class DockerEngine:
 
 
 class Compose:
-    """One docker-compose project of ``deploy/compose.yaml``."""
+    """One docker-compose project of ``deploy/compose.yaml`` (or another file: ``file``)."""
 
     def __init__(self, project: str, env: Mapping[str, str] | None = None, file: Path = COMPOSE_FILE) -> None:
         self.project = project

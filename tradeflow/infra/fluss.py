@@ -13,6 +13,10 @@ Run one by hand::
 
     python -m tradeflow.infra.fluss up --data-dir /tmp/tradeflow-fluss
 
+and wait for one started elsewhere (deploy/compose-fluss.yaml) to answer::
+
+    python -m tradeflow.infra.fluss wait --bootstrap 127.0.0.1:29123
+
 The Python client is pyfluss (``import fluss``); see ``docs/fluss-client.md``.
 """
 
@@ -96,6 +100,9 @@ def run_async(factory: Callable[[], Awaitable[T]], timeout: float) -> T:
     async def _bounded() -> T:
         return await asyncio.wait_for(factory(), timeout)
 
+    from connectors.fluss.client import note_pyfluss_used  # needs pyfluss, like the caller
+
+    note_pyfluss_used()  # this process waits a moment at exit (see there why)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -574,14 +581,58 @@ def _add_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--buckets", type=int, default=1, help="default.bucket.number (default 1)")
 
 
+def wait_for_cluster(bootstrap: str, timeout: float) -> None:
+    """Wait until the cluster at ``bootstrap`` lists a coordinator and a tablet server.
+
+    For a cluster started elsewhere (deploy/compose-fluss.yaml): its ports may accept
+    connections before the servers answer, and a Fluss client fails at once then.
+    """
+    import fluss
+
+    async def kinds() -> set[str]:
+        config = fluss.Config({"bootstrap.servers": bootstrap})
+        config.connect_timeout_ms = 3000
+        conn = await fluss.FlussConnection.create(config)
+        try:
+            return {n.server_type for n in await conn.get_admin().get_server_nodes()}
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            if {"CoordinatorServer", "TabletServer"} <= run_async(kinds, 10.0):
+                return
+            last = "no tablet server registered yet"
+        except Exception as exc:  # noqa: BLE001 - FlussError, timeouts: all mean "not yet"
+            last = exc
+        time.sleep(1.0)
+    raise InfraError(f"the Fluss cluster at {bootstrap} did not answer within {timeout:.0f}s: {last}")
+
+
+def _wait_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    wait = sub.add_parser("wait", help="wait until a running cluster answers (exit 1 on timeout)")
+    wait.add_argument("--bootstrap", required=True, help="the coordinator, host:port")
+    wait.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``python -m tradeflow.infra.fluss up``: a cluster until SIGINT/SIGTERM."""
+    """Run ``python -m tradeflow.infra.fluss up`` (a cluster until SIGINT/SIGTERM) or ``wait``."""
     args = up_command(
         "tradeflow.infra.fluss",
         "Run a real Fluss cluster (ZooKeeper, coordinator, tablet server).",
         _add_arguments,
         argv,
+        more=_wait_subcommand,
     )
+    if args.command == "wait":
+        try:
+            wait_for_cluster(args.bootstrap, args.timeout)
+        except InfraError as exc:
+            print(f"fluss: {exc}", file=sys.stderr)
+            return 1
+        return 0
     cluster = FlussCluster(args.data_dir, buckets=args.buckets)
 
     def announce() -> None:

@@ -9,9 +9,11 @@
   ``tradeflow-job-fluss`` (plus the fluss extra) and ``tradeflow-tools`` (plus the
   report and console stack: ``tradeflow demo``, ``feed``, ``report``, ``console``);
 - ``tradeflow-jre:bookworm``: the base with Debian's headless JRE 17;
-- ``tradeflow-kafka`` and ``tradeflow-venue``: Kafka (KRaft) and the QuickFIX/J venue,
-  their jars resolved from deploy/<server>/pom.xml by the same ``resolve_classpath``
-  the tests' launchers use, started by deploy/<server>/run.sh.
+- ``tradeflow-kafka``, ``tradeflow-fluss`` and ``tradeflow-venue``: Kafka (KRaft), the
+  Fluss servers (ZooKeeper, coordinator and tablet server: one image, the role is the
+  command's argument, deploy/compose-fluss.yaml) and the QuickFIX/J venue, their jars
+  resolved from deploy/<server>/pom.xml by the same ``resolve_classpath`` the tests'
+  launchers use, started by deploy/<server>/run.sh.
 
 Where a TLS-intercepting proxy sits between the build and the package index, the CA
 bundle (``--pip-cert``, default the one pip is configured with) is handed to the pip
@@ -134,6 +136,11 @@ JOB_IMAGES = {
     "tradeflow-job-fluss": "requirements-job.lock",
     "tradeflow-tools": "requirements-tools.lock",
 }
+SERVER_IMAGES = {  # tag: (deploy/<name>, its config files copied to /opt/server/conf)
+    "tradeflow-kafka": ("kafka", ("log4j2.xml",)),
+    "tradeflow-fluss": ("fluss", ("log4j2.properties",)),
+    "tradeflow-venue": ("fix-venue", ("venue.cfg",)),
+}
 
 
 def build_all(
@@ -144,22 +151,18 @@ def build_all(
     ``no_cache``: build every layer again (the base image is still reused).
     """
     out = {BASE: build_base()}
-    wanted = set(only) or {*JOB_IMAGES, "tradeflow-kafka", "tradeflow-venue"}
+    wanted = set(only) or {*JOB_IMAGES, *SERVER_IMAGES}
     for tag, lock in JOB_IMAGES.items():
         if tag in wanted:
             out[tag] = build(tag, ROOT, args={"BASE": BASE, "LOCK": lock}, pip_cert=pip_cert,
                              no_cache=no_cache)
-    if wanted & {"tradeflow-kafka", "tradeflow-venue"}:
+    if wanted & set(SERVER_IMAGES):
         out[JRE] = build(JRE, DEPLOY_DIR / "servers", dockerfile=DEPLOY_DIR / "servers" / "Dockerfile.jre",
                          args={"BASE": BASE}, no_cache=no_cache)
-    if "tradeflow-kafka" in wanted:
-        out["tradeflow-kafka"] = _server("tradeflow-kafka", "kafka", [DEPLOY_DIR / "kafka" / "log4j2.xml"],
-                                         no_cache=no_cache)
-    if "tradeflow-venue" in wanted:
-        out["tradeflow-venue"] = _server(
-            "tradeflow-venue", "fix-venue", [DEPLOY_DIR / "fix-venue" / "venue.cfg"], compile_sources=True,
-            no_cache=no_cache,
-        )
+    for tag, (name, conf) in SERVER_IMAGES.items():
+        if tag in wanted:
+            out[tag] = _server(tag, name, [DEPLOY_DIR / name / c for c in conf],
+                               compile_sources=name == "fix-venue", no_cache=no_cache)
     return out
 
 

@@ -5,6 +5,7 @@ readers, and ``CachedLookup`` (TTL, staleness, batches, other profiles, an outag
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pytest
 from bytewax.inputs import StatefulSourcePartition
 
-from connectors.base import ConnectorError, SourceMessage
+from connectors.base import ConnectorError, SourceMessage, StoredRecord
 from connectors.fluss import CLOSED_TABLE, CachedLookup, FlussSource
 from connectors.registry import Connectors
 from connectors.settings import Settings
@@ -131,6 +132,43 @@ def test_a_stream_written_after_its_close_is_read_on_and_stops_at_the_next_close
         }
     finally:
         reader.close()
+
+
+
+def test_a_reader_reads_buckets_on_while_they_are_being_written(settings: Settings) -> None:
+    """What a scan of a stream being written does (``tradeflow tail``, a test awaiting
+    rows): read each bucket to its end, then on from there, again and again, while a
+    writer appends; every record arrives once and no read stalls. (Scanning Job A's
+    sma_wide in containers from the host, a scanner subscribing a bucket it had read
+    before delivered nothing more until RPC_TIMEOUT_S; this cluster does not show it,
+    and the reader now subscribes such a bucket on a fresh scanner.)"""
+    data = ticks(600)
+    writer = Connectors(settings).writer("market_data")
+
+    def append() -> None:
+        for i in range(0, len(data), 10):
+            writer.write(data[i:i + 10])
+            time.sleep(0.01)
+
+    reader = Connectors(settings).reader("market_data")
+    got: list[StoredRecord] = []
+    thread = threading.Thread(target=append)
+    thread.start()
+    try:
+        positions = dict.fromkeys(range(reader.partitions), 0)
+        deadline = time.monotonic() + 60
+        while len(got) < len(data) and time.monotonic() < deadline:
+            for bucket, position in positions.items():
+                started = time.monotonic()
+                records = reader.read(bucket, position, 10_000)
+                assert time.monotonic() - started < 10.0, f"bucket {bucket} stalled at {position}"
+                got += records
+                positions[bucket] = records[-1].offset + 1 if records else position
+    finally:
+        thread.join()
+        writer.close()
+        reader.close()
+    assert sorted((decode(MarketData, r.value) for r in got), key=lambda t: t.ts) == data
 
 
 def test_follow_mode_never_stops_and_from_end_skips_what_is_there(settings: Settings) -> None:
