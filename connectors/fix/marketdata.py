@@ -403,15 +403,23 @@ class FixMarketDataFeed:
             except OSError:
                 pass
 
-    def pump(self) -> int:
-        """Write what the engine emitted since the last call; return the ticks written."""
+    def pump(self, wait: float = 0.0) -> int:
+        """Write what the engine emitted since the last call; return the ticks written.
+
+        ``wait``: wait up to this many seconds for the first output (no busy polling).
+        """
         ticks: list[MarketData] = []
         rejects: list[MdReject] = []
+        first = True
         while True:
             try:
-                out = self.handler.outputs.get_nowait()
+                if first and wait > 0:
+                    out = self.handler.outputs.get(timeout=wait)
+                else:
+                    out = self.handler.outputs.get_nowait()
             except queue.Empty:
                 break
+            first = False
             ticks += out.ticks
             rejects += out.rejects
             self.stats.duplicates += out.duplicates
@@ -446,20 +454,23 @@ class FixMarketDataFeed:
         *,
         seconds: float | None = None,
         stop: threading.Event | None = None,
-        interval: float = 0.02,
+        interval: float = 0.05,
         until: Callable[[], bool] | None = None,
     ) -> FeedStats:
-        """Start, write ticks as they come until ``seconds`` pass, ``stop`` is set or ``until()``."""
+        """Start, write ticks as they come until ``seconds`` pass, ``stop`` is set or ``until()``.
+
+        Ticks are written as soon as the session thread hands them over; ``interval`` is
+        how often the stop conditions are looked at when nothing comes.
+        """
         self.start()
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
             while not (stop is not None and stop.is_set()):
-                self.pump()
+                self.pump(wait=interval)
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if until is not None and until():
                     break
-                time.sleep(interval)
         finally:
             self.stop()
         return self.stats

@@ -190,6 +190,7 @@ class FixVenue(SingleJvmServer):
         md_snapshot_depth: int = 1000,
         md_drop_every: int = 0,
         md_seed: int = 1,
+        md_start_on_subscribe: bool = False,
         md_comp_id: str = "TRADEFLOWMD",
     ) -> None:
         if partial_fills < 1:
@@ -220,6 +221,8 @@ class FixVenue(SingleJvmServer):
         self.md_snapshot_depth = md_snapshot_depth
         self.md_drop_every = md_drop_every
         self.md_seed = md_seed
+        self.md_start_on_subscribe = md_start_on_subscribe
+        """Publish nothing before the first subscription (benchmarks)."""
         self.md_comp_id = md_comp_id
         """The CompID market data subscribers log on with (their own session)."""
         self._port = port
@@ -287,6 +290,7 @@ class FixVenue(SingleJvmServer):
                 "MdSnapshotDepth": str(self.md_snapshot_depth),
                 "MdDropEvery": str(self.md_drop_every),
                 "MdSeed": str(self.md_seed),
+                "MdStartOnSubscribe": "Y" if self.md_start_on_subscribe else "N",
                 "MdPublishedLogPath": str(self.md_published_path),
             }
         if self.tls is not None:

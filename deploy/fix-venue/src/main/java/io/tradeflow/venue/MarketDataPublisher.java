@@ -58,6 +58,8 @@ import quickfix.SessionSettings;
  *   <li>{@code MdSnapshotDepth} - trades per symbol a snapshot carries (default 1000).</li>
  *   <li>{@code MdDropEvery} - test knob: every Nth trade is logged as published but its
  *       incremental is never sent (a gap the subscriber must repair; 0: none).</li>
+ *   <li>{@code MdStartOnSubscribe} - Y: publishing starts with the first subscription
+ *       (benchmarks: nothing is published before anyone listens; default N).</li>
  *   <li>{@code MdSeed}, {@code MdStartPrice} - the random walk (default 1 and 100).</li>
  *   <li>{@code MdPublishedLogPath} - one JSON line per trade published (default
  *       {@code <FileStorePath>/md-published.jsonl}): {@code seq}, {@code symbol},
@@ -113,6 +115,8 @@ final class MarketDataPublisher {
     private final long maxTicks;
     private final int depth;
     private final int dropEvery;
+    private final boolean startOnSubscribe;
+    private final java.util.concurrent.CountDownLatch subscribed = new java.util.concurrent.CountDownLatch(1);
     private final Random rnd;
     private final OutputStream out;
     private final Map<String, Long> seqs = new HashMap<>();
@@ -131,6 +135,7 @@ final class MarketDataPublisher {
             this.maxTicks = Long.parseLong(get(s, "MdMaxTicks", "0").trim());
             this.depth = Math.max(1, Integer.parseInt(get(s, "MdSnapshotDepth", "1000").trim()));
             this.dropEvery = Math.max(0, Integer.parseInt(get(s, "MdDropEvery", "0").trim()));
+            this.startOnSubscribe = "Y".equalsIgnoreCase(get(s, "MdStartOnSubscribe", "N").trim());
             this.rnd = new Random(Long.parseLong(get(s, "MdSeed", "1").trim()));
             BigDecimal start = new BigDecimal(get(s, "MdStartPrice", "100").trim());
             for (String sym : symbols) {
@@ -189,6 +194,13 @@ final class MarketDataPublisher {
     }
 
     private void run() {
+        if (startOnSubscribe) {
+            try {
+                subscribed.await();
+            } catch (InterruptedException e) {
+                return;
+            }
+        }
         long t0 = System.nanoTime();
         while (running && (maxTicks <= 0 || published < maxTicks)) {
             long due = (long) ((System.nanoTime() - t0) / 1e9 * rate) + 1;
@@ -292,6 +304,7 @@ final class MarketDataPublisher {
             for (String sym : wanted) {
                 mine.put(sym, reqId);
             }
+            subscribed.countDown();
         }
         log.info("{}: {} {} for {}", sid, type == '1' ? "subscribed" : "snapshot", reqId, wanted);
     }
