@@ -584,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("infra", help="start, stop or inspect the real servers from deploy/")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--dir", type=Path, default=Path(".tradeflow/infra"), help="where servers keep data")
-    p.add_argument("--only", help="comma-separated subset of kafka,fluss,fix (default all)")
+    p.add_argument("--only", help="comma-separated subset of kafka,fluss,fix (default all; venue = fix)")
     p.add_argument("--secure", action="store_true",
                    help="Kafka with TLS, SASL/SCRAM and per-job ACLs (docs/security.md)")
     p.set_defaults(func=cmd_infra)
