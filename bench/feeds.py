@@ -9,8 +9,8 @@ Measured in one run, into the embedded store (a fresh data directory each):
   the real venue (``tradeflow.infra.fix_venue.FixVenue``, the JVM from deploy/fix-venue,
   started here on a free port) publishing N trades as fast as it can (``md_rate`` far
   above what either side keeps up with); from the venue's first publish to the last
-  tick written. The feed's state file is written (fsynced) after every batch, as in
-  production.
+  tick written. The feed's session store and state file are fsynced after every batch,
+  as in production (``--no-fsync``: not, to see what the disk costs).
 - ``fix_md_p50_ms`` / ``fix_md_p99_ms``: venue publish -> market_data row, at a paced
   ``--latency-rate`` (trades/s): from the venue's ``published_us`` (logged just before
   it hands the trade to the sessions) to the moment the feed's write of the batch
@@ -62,7 +62,9 @@ def file_feed(root: Path, ticks: int, symbols: int) -> float:
     return n / elapsed
 
 
-def fix_feed(root: Path, name: str, ticks: int, symbols: int, rate: float) -> dict[str, Any]:
+def fix_feed(
+    root: Path, name: str, ticks: int, symbols: int, rate: float, *, fsync: bool = True
+) -> dict[str, Any]:
     """Run the venue for ``ticks`` trades at ``rate``/s and the FIX feed; return its figures."""
     names = [f"SYM{i:03d}" for i in range(symbols)]
     venue = FixVenue(root / f"{name}-venue", md_symbols=names, md_rate=rate, md_max_ticks=ticks,
@@ -79,7 +81,8 @@ def fix_feed(root: Path, name: str, ticks: int, symbols: int, rate: float) -> di
     venue.start()
     try:
         settings = FixSettings(port=venue.port, sender_comp_id=venue.md_comp_id,
-                               target_comp_id=venue.sender_comp_id, store_dir=root / name / "session")
+                               target_comp_id=venue.sender_comp_id, store_dir=root / name / "session",
+                               fsync=fsync)
         feed = FixMarketDataFeed(settings, names, writer, dead, root / name / "state.json",
                                  market_data_reader=conn.reader("market_data"), on_written=on_written)
         stop = threading.Event()
@@ -117,16 +120,20 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=20)
     ap.add_argument("--latency-seconds", type=float, default=15.0)
     ap.add_argument("--latency-rate", type=float, default=500.0, help="trades/s of the latency run")
+    ap.add_argument("--no-fsync", action="store_true",
+                    help="the feed's session store and state file without fsync (production fsyncs)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp:
         root = Path(tmp)
         file_tps = file_feed(root, args.ticks, args.symbols)
-        burst = fix_feed(root, "fix-burst", args.ticks, args.symbols, rate=1_000_000.0)
+        fsync = not args.no_fsync
+        burst = fix_feed(root, "fix-burst", args.ticks, args.symbols, rate=1_000_000.0, fsync=fsync)
         paced = fix_feed(root, "fix-paced", int(args.latency_seconds * args.latency_rate), args.symbols,
-                         rate=args.latency_rate)
+                         rate=args.latency_rate, fsync=fsync)
     report({
         "ticks": args.ticks,
         "symbols": args.symbols,
+        "fsync": not args.no_fsync,
         "file_feed_ticks_per_s": round(file_tps),
         "fix_md_ticks_per_s": round(burst["ticks_per_s"]),
         "fix_md_vs_file_feed": round(burst["ticks_per_s"] / file_tps, 3),
