@@ -173,7 +173,11 @@ def _feed_fix(args: argparse.Namespace) -> int:
     feed.run(seconds=args.seconds, stop=stop)
     writer.close()
     dead.close()
-    print(json.dumps(feed.status()), flush=True)
+    status = feed.status()
+    print(json.dumps(status), flush=True)
+    if status["halted"]:
+        print(f"error: the market data session stopped: {status['halted']}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -251,6 +251,14 @@ class MarketDataHandler:
         return frames
 
     def _on_app(self, msg: simplefix.FixMessage, now: datetime) -> MdOutput:
+        try:
+            return self._apply(msg, now)
+        except Exception as exc:  # a poison message: to dead_letters, the session goes on
+            log.exception("market data message could not be processed")
+            return MdOutput(rejects=[MdReject(f"could not be processed: {exc!r}"[:2000],
+                                              to_wire_log(msg.encode(True)))])
+
+    def _apply(self, msg: simplefix.FixMessage, now: datetime) -> MdOutput:
         raw = msg.get(35)
         msg_type = raw.decode("latin-1") if raw else ""
         if msg_type in (SNAPSHOT, INCREMENTAL):
@@ -471,6 +479,9 @@ class FixMarketDataFeed:
                     break
                 if until is not None and until():
                     break
+                if self.initiator.halted is not None:  # e.g. the logon refused: retrying cannot help
+                    log.critical("market data session halted: %s", self.initiator.halted)
+                    break
         finally:
             self.stop()
         return self.stats
@@ -488,4 +499,5 @@ class FixMarketDataFeed:
             "connects": self.initiator.connects,
             "skipped_on_restore": self.stats.skipped_on_restore,
             "session": self.session.state.value,
+            "halted": self.initiator.halted,
         }

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import simplefix
 
 from connectors.fix.marketdata import FixMarketDataFeed, market_data_request, parse_market_data
@@ -105,3 +106,18 @@ def test_rejects_are_written_to_dead_letters(tmp_path: Path) -> None:
     dead = [decode(DeadLetter, r.value) for r in conn.scan("dead_letters")]
     assert [d.source_stream for d in dead] == ["fix-md"]
     assert "unknown symbol ZZZ" in dead[0].reason
+
+
+def test_a_message_that_makes_the_engine_raise_goes_to_dead_letters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = Connectors(load_settings(data_dir=tmp_path / "data", profile="local"))
+    feed = _feed(tmp_path, conn)
+
+    def boom(*_: object) -> None:
+        raise RuntimeError("engine bug")
+
+    monkeypatch.setattr(feed.engine, "on_incremental", boom)
+    out = feed.handler._on_app(fix((35, "X"), (268, "1"), *trade(1, symbol="AAPL")), datetime.now(UTC))
+    assert out.ticks == []
+    assert "engine bug" in out.rejects[0].reason
