@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, FiniteFloat, model_validator
+from pydantic import ConfigDict, Field, FiniteFloat, model_validator
 
 from schemas.base import Name, NonNegative, Price, Record, UtcDatetime
 
@@ -27,6 +27,9 @@ class MarketData(Record):
     price: Price
     volume: NonNegative
     wm: UtcDatetime | None = None
+    seq: int | None = Field(default=None, ge=0)
+    """The source's sequence number of the tick within its symbol (RptSeq of a FIX venue),
+    when the source has one; feeds without one leave it out."""
 
     @model_validator(mode="after")
     def _symbol_not_blank(self) -> MarketData:

@@ -108,7 +108,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_feed(args: argparse.Namespace) -> int:
-    """Write ticks (synthetic or from a file) into market_data."""
+    """Write ticks (synthetic, from a file, or from a FIX venue) into market_data."""
+    if args.fix:
+        return _feed_fix(args)
     conn = Connectors(_settings(args))
     lateness = timedelta(milliseconds=args.lateness_ms)
     if args.input:
@@ -131,6 +133,51 @@ def cmd_feed(args: argparse.Namespace) -> int:
     )
     writer.close()
     print(f"wrote {n} ticks to market_data")
+    return 0
+
+
+def _feed_fix(args: argparse.Namespace) -> int:
+    """Subscribe at the FIX venue (TRADEFLOW_FIX__HOST/PORT) and write its trades until stopped."""
+    import signal
+    import threading
+
+    from connectors.fix.marketdata import FixMarketDataFeed
+
+    symbols = [s.strip().upper() for s in (args.fix_symbols or "").split(",") if s.strip()]
+    if not symbols:
+        raise UsageError("--fix needs --fix-symbols SYM1,SYM2,...")
+    settings = _settings(args)
+    md_dir = Path(settings.data_dir) / "fix-md"
+    fix = settings.fix.model_copy(update={
+        "sender_comp_id": args.fix_comp_id,
+        "store_dir": md_dir / "session",
+        "reset_on_logon": True,
+        "reconnect_initial_s": args.fix_reconnect_s,
+        "reconnect_max_s": max(args.fix_reconnect_s, settings.fix.reconnect_max_s),
+    })
+    conn = Connectors(settings)
+    writer, dead = conn.writer("market_data"), conn.writer("dead_letters")
+    feed = FixMarketDataFeed(
+        fix, symbols, writer, dead, args.fix_state or md_dir / "state.json",
+        market_data_reader=conn.reader("market_data"),
+        lateness=timedelta(milliseconds=args.lateness_ms),
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"feed --fix: {fix.host}:{fix.port} as {fix.sender_comp_id}, symbols {','.join(symbols)}; "
+          f"state {feed.state_path}", file=sys.stderr, flush=True)
+    if feed.stats.skipped_on_restore:
+        print(f"resuming: {feed.stats.skipped_on_restore} ticks already in market_data past the saved state",
+              file=sys.stderr, flush=True)
+    feed.run(seconds=args.seconds, stop=stop)
+    writer.close()
+    dead.close()
+    status = feed.status()
+    print(json.dumps(status), flush=True)
+    if status["halted"]:
+        print(f"error: the market data session stopped: {status['halted']}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -462,6 +509,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip the ticks already in market_data")
     p.add_argument("--keep-open", action="store_true", help="do not close the stream at the end")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--fix", action="store_true",
+                   help="subscribe to market data at the FIX venue (TRADEFLOW_FIX__HOST/PORT) instead; "
+                        "runs until Ctrl-C/SIGTERM or --seconds")
+    p.add_argument("--fix-symbols", help="with --fix: comma-separated symbols to subscribe to")
+    p.add_argument("--fix-comp-id", default="TRADEFLOWMD",
+                   help="with --fix: our SenderCompID, a session of its own (default TRADEFLOWMD)")
+    p.add_argument("--fix-state", type=Path,
+                   help="with --fix: restart state file (default <data dir>/fix-md/state.json)")
+    p.add_argument("--fix-reconnect-s", type=float, default=0.5, help="with --fix: first reconnect delay")
+    p.add_argument("--seconds", type=float, help="with --fix: stop after this many seconds")
     p.set_defaults(func=cmd_feed)
 
     p = sub.add_parser("seed", help="write the demo's tables (accounts, strategies, limits, instruments)")
@@ -531,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("infra", help="start, stop or inspect the real servers from deploy/")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--dir", type=Path, default=Path(".tradeflow/infra"), help="where servers keep data")
-    p.add_argument("--only", help="comma-separated subset of kafka,fluss,fix (default all)")
+    p.add_argument("--only", help="comma-separated subset of kafka,fluss,fix (default all; venue = fix)")
     p.add_argument("--secure", action="store_true",
                    help="Kafka with TLS, SASL/SCRAM and per-job ACLs (docs/security.md)")
     p.set_defaults(func=cmd_infra)

@@ -19,6 +19,16 @@ What the venue does (see ``deploy/fix-venue/src/main/java/io/tradeflow/venue``):
 - OrderCancelRequest (F): ExecutionReport CANCELED, or OrderCancelReject (9).
 - OrderStatusRequest (H): ExecutionReport 150=I with the current state; an unknown
   ClOrdID gets 39=8 and 58="unknown order".
+- MarketDataRequest (V), when ``md_symbols`` are set: one MarketDataSnapshotFullRefresh
+  (W) per symbol with its last ``md_snapshot_depth`` trades, then (263=1) every new
+  trade as a MarketDataIncrementalRefresh (X); each MD entry carries the symbol's
+  trade sequence number RptSeq (83). Trades are a seeded random walk at ``md_rate``
+  per second over all symbols (at most ``md_max_ticks``), each one JSON line in
+  ``md-published.jsonl``; ``md_drop_every`` N leaves every Nth trade out of the
+  incrementals (a gap the subscriber must repair from a snapshot). Market data
+  subscribers log on as ``md_comp_id`` (default ``TRADEFLOWMD``), their own session.
+  The venue uses ``FIX44-MD.xml`` (in its jar): QuickFIX/J's FIX44.xml with RptSeq
+  added to the MD entry groups.
 - Orders are journalled under the store directory, so a restarted venue (also after
   SIGKILL) knows them and never fills them again; every NewOrderSingle that reaches
   the application is one JSON line in the audit log.
@@ -71,6 +81,11 @@ _STORE_DIR = "store"
 _MESSAGE_LOG_DIR = "messages"
 _AUDIT_FILE = "audit.jsonl"
 _JOURNAL_FILE = "orders.journal"
+_MD_PUBLISHED_FILE = "md-published.jsonl"
+
+DATA_DICTIONARY = "FIX44-MD.xml"
+"""The venue's FIX dictionary: QuickFIX/J's FIX44.xml plus RptSeq (83) in the MD entry
+groups of W and X (``deploy/fix-venue/src/main/resources``, on the venue's classpath)."""
 
 
 _LOGON_PASSWORD_FILE = "logon.password"  # noqa: S105 - a file name
@@ -169,6 +184,14 @@ class FixVenue(SingleJvmServer):
         tls: VenueTls | None = None,
         credentials: tuple[str, str] | None = None,
         rest: VenueRest | None = None,
+        md_symbols: Sequence[str] = (),
+        md_rate: float = 20.0,
+        md_max_ticks: int = 0,
+        md_snapshot_depth: int = 1000,
+        md_drop_every: int = 0,
+        md_seed: int = 1,
+        md_start_on_subscribe: bool = False,
+        md_comp_id: str = "TRADEFLOWMD",
     ) -> None:
         if partial_fills < 1:
             raise ValueError("partial_fills must be at least 1")
@@ -191,6 +214,17 @@ class FixVenue(SingleJvmServer):
         self._credentials = credentials
         self.rest = rest
         """The REST/WebSocket order API over the same book (``tradeflow.infra.rest_venue``)."""
+        self.md_symbols = tuple(s.strip().upper() for s in md_symbols if s.strip())
+        """Symbols the venue publishes market data for (none: no market data)."""
+        self.md_rate = md_rate
+        self.md_max_ticks = md_max_ticks
+        self.md_snapshot_depth = md_snapshot_depth
+        self.md_drop_every = md_drop_every
+        self.md_seed = md_seed
+        self.md_start_on_subscribe = md_start_on_subscribe
+        """Publish nothing before the first subscription (benchmarks)."""
+        self.md_comp_id = md_comp_id
+        """The CompID market data subscribers log on with (their own session)."""
         self._port = port
         self._jvm: JvmProcess | None = None
 
@@ -213,6 +247,8 @@ class FixVenue(SingleJvmServer):
     """The venue's append-only order journal."""
     audit_log_path = DataPath(_AUDIT_FILE)
     """The order audit log: one JSON line per NewOrderSingle received."""
+    md_published_path = DataPath(_MD_PUBLISHED_FILE)
+    """Market data published: one JSON line per trade (``published_ticks``)."""
 
     # ------------------------------------------------------------------ settings
 
@@ -225,7 +261,7 @@ class FixVenue(SingleJvmServer):
             "StartTime": "00:00:00",
             "EndTime": "00:00:00",
             "UseDataDictionary": "Y",
-            "DataDictionary": "FIX44.xml",
+            "DataDictionary": DATA_DICTIONARY,
             "FileStorePath": str(self.store_dir),
             "FileLogPath": str(self.message_log_dir),
             "FileIncludeMilliseconds": "Y",
@@ -246,6 +282,17 @@ class FixVenue(SingleJvmServer):
             "DefaultPrice": str(self.default_price),
             "MaxOrderQty": str(self.max_order_qty),
         }
+        if self.md_symbols:
+            values |= {
+                "MdSymbols": _csv(self.md_symbols),
+                "MdRate": str(self.md_rate),
+                "MdMaxTicks": str(self.md_max_ticks),
+                "MdSnapshotDepth": str(self.md_snapshot_depth),
+                "MdDropEvery": str(self.md_drop_every),
+                "MdSeed": str(self.md_seed),
+                "MdStartOnSubscribe": "Y" if self.md_start_on_subscribe else "N",
+                "MdPublishedLogPath": str(self.md_published_path),
+            }
         if self.tls is not None:
             values.update(self.tls.settings())
         if self._credentials is not None:
@@ -267,6 +314,17 @@ class FixVenue(SingleJvmServer):
             f"TargetCompID={self.target_comp_id}",
             "",
         ]
+        if self.md_symbols:
+            # market data subscribers: their own session, nothing stored for resends
+            # (a lost incremental is repaired from a snapshot, by RptSeq)
+            lines += [
+                "[SESSION]",
+                "BeginString=FIX.4.4",
+                f"SenderCompID={self.sender_comp_id}",
+                f"TargetCompID={self.md_comp_id}",
+                "PersistMessages=N",
+                "",
+            ]
         # the keystore password may be in it: readable by this user only
         write_private(self.settings_path, "\n".join(lines))
         if self._credentials is not None:
@@ -363,6 +421,27 @@ class FixVenue(SingleJvmServer):
                 rows.append(row)
         return rows
 
+    def published_ticks(self) -> list[dict[str, Any]]:
+        """Return the market data published: one dict per trade, in publishing order.
+
+        Keys: ``seq`` (RptSeq, per symbol from 1), ``symbol``, ``price``, ``size``
+        (strings, exact decimals), ``ts`` (the trade's time as sent, ISO-8601 UTC),
+        ``published_us`` (epoch microseconds when the venue handed it to the sessions),
+        ``sent`` (false: left out of the incrementals by ``md_drop_every``). A line being
+        written at that very moment is skipped.
+        """
+        try:
+            text = self.md_published_path.read_text()
+        except FileNotFoundError:
+            return []
+        rows: list[dict[str, Any]] = []
+        for line in text.splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return rows
+
     def accepted_orders(self, cl_ord_id: str | None = None) -> list[dict[str, Any]]:
         """Return the audit lines of orders the venue booked (``accepted`` is true)."""
         return [r for r in self.audit_orders(cl_ord_id) if r.get("accepted")]
@@ -393,6 +472,9 @@ def _add_arguments(up: argparse.ArgumentParser) -> None:
     up.add_argument("--partial-fills", type=int, default=1)
     up.add_argument("--default-price", default="100")
     up.add_argument("--max-order-qty", default="1000000")
+    up.add_argument("--md-symbols", default="", help="comma-separated; publish market data for them")
+    up.add_argument("--md-rate", type=float, default=20.0, help="trades per second over all symbols")
+    up.add_argument("--md-max-ticks", type=int, default=0, help="stop publishing after N (0: never)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -409,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         partial_fills=args.partial_fills,
         default_price=Decimal(args.default_price),
         max_order_qty=Decimal(args.max_order_qty),
+        md_symbols=_split(args.md_symbols),
+        md_rate=args.md_rate,
+        md_max_ticks=args.md_max_ticks,
     )
 
     def announce() -> None:

@@ -21,6 +21,11 @@ from pathlib import Path
 from tradeflow.infra.common import port_open
 
 SERVERS = ("kafka", "fluss", "fix")
+ALIASES = {"venue": "fix"}
+"""Other names ``--only`` takes."""
+
+MD_SYMBOLS = ("SYM000", "SYM001", "SYM002", "SYM003")
+"""The venue publishes market data over FIX for these (the demo market's first symbols)."""
 
 
 @dataclass
@@ -54,7 +59,7 @@ def up(root: Path, servers: tuple[str, ...] = SERVERS, *, secure: bool = False) 
     root.mkdir(parents=True, exist_ok=True)
     state = load_state(root)
     running = status(root)
-    for name in servers:
+    for name in (ALIASES.get(s, s) for s in servers):
         if running.get(name):
             continue
         if name == "kafka":
@@ -90,7 +95,7 @@ def up(root: Path, servers: tuple[str, ...] = SERVERS, *, secure: bool = False) 
             from tradeflow.infra.rest_venue import SECRET_FILE, VenueRest
 
             rest = VenueRest()  # the same book over HTTP and a WebSocket user stream too
-            venue = FixVenue(root / "fix", rest=rest).start()
+            venue = FixVenue(root / "fix", rest=rest, md_symbols=MD_SYMBOLS).start()
             state.pids["fix"] = [venue.pid or 0]
             state.ports["fix"] = venue.port
             state.env["TRADEFLOW_FIX__PORT"] = str(venue.port)
@@ -100,6 +105,10 @@ def up(root: Path, servers: tuple[str, ...] = SERVERS, *, secure: bool = False) 
             state.env["TRADEFLOW_REST__WS_URL"] = rest.ws_url
             state.env["TRADEFLOW_REST__API_KEY"] = rest.api_key
             state.env["TRADEFLOW_REST__SECRET_FILE"] = str(venue.data_dir / SECRET_FILE)
+            state.env["#market data over FIX"] = (
+                f"tradeflow feed --fix --fix-symbols {','.join(MD_SYMBOLS)} "
+                f"--fix-comp-id {venue.md_comp_id}"
+            )
         else:
             raise ValueError(f"unknown server {name!r}; known: {', '.join(SERVERS)}")
         _state_path(root).write_text(json.dumps(asdict(state), indent=2))

@@ -43,7 +43,8 @@ public final class Main {
         log.info("venue settings {}", config);
         OrderBook book = new OrderBook(config.journalPath);
         AuditLog audit = new AuditLog(config.auditLogPath);
-        VenueApplication app = new VenueApplication(config, book, audit);
+        MarketDataPublisher marketData = MarketDataPublisher.from(settings); // null: MdSymbols empty
+        VenueApplication app = new VenueApplication(config, book, audit, marketData);
         RestConfig restConfig = RestConfig.from(settings); // null: no REST/WebSocket API
         RestApi rest = restConfig == null ? null : new RestApi(restConfig, config, book, audit);
 
@@ -58,6 +59,9 @@ public final class Main {
                 if (rest != null) {
                     rest.stop();
                 }
+                if (marketData != null) {
+                    marketData.stop();
+                }
                 acceptor.stop();
             } finally {
                 book.close();
@@ -67,6 +71,9 @@ public final class Main {
         }, "venue-shutdown"));
 
         acceptor.start();
+        if (marketData != null) {
+            marketData.start();
+        }
         if (rest != null) {
             rest.start();
             System.out.println("REST READY http=" + restConfig.httpPort + " ws=" + restConfig.wsPort);

@@ -27,7 +27,8 @@ import quickfix.UnsupportedMessageType;
  *
  * <p>Handled application messages: NewOrderSingle (D), OrderCancelRequest (F),
  * OrderCancelReplaceRequest (G, always refused with OrderCancelReject) and
- * OrderStatusRequest (H). Anything else gets a BusinessMessageReject from QuickFIX/J.
+ * OrderStatusRequest (H), and with market data on ({@link MarketDataPublisher})
+ * MarketDataRequest (V). Anything else gets a BusinessMessageReject from QuickFIX/J.
  * Incoming messages have already passed QuickFIX/J's session checks (sequence numbers,
  * CompIDs, SendingTime latency) and validation against FIX44.xml.
  */
@@ -83,14 +84,21 @@ public final class VenueApplication implements Application {
     private final VenueConfig config;
     private final OrderBook book;
     private final AuditLog audit;
+    /** Market data (35=V answered by W and X); null when the venue publishes none. */
+    private final MarketDataPublisher marketData;
     /** ExecIDs of messages that belong to no booked order (status replies, duplicate rejects). */
     private final String bootId = Long.toString(System.currentTimeMillis(), 36).toUpperCase();
     private final AtomicLong adHocExecIds = new AtomicLong();
 
     public VenueApplication(VenueConfig config, OrderBook book, AuditLog audit) {
+        this(config, book, audit, null);
+    }
+
+    VenueApplication(VenueConfig config, OrderBook book, AuditLog audit, MarketDataPublisher marketData) {
         this.config = config;
         this.book = book;
         this.audit = audit;
+        this.marketData = marketData;
     }
 
     @Override
@@ -134,6 +142,9 @@ public final class VenueApplication implements Application {
     @Override
     public void onLogout(SessionID sessionId) {
         log.info("logout {}", sessionId);
+        if (marketData != null) {
+            marketData.onLogout(sessionId);
+        }
     }
 
     @Override
@@ -176,6 +187,12 @@ public final class VenueApplication implements Application {
                 break;
             case "H":
                 onStatusRequest(message, sessionId);
+                break;
+            case "V":
+                if (marketData == null) {
+                    throw new UnsupportedMessageType(); // no MdSymbols: no market data
+                }
+                marketData.onRequest(message, sessionId);
                 break;
             default:
                 throw new UnsupportedMessageType();
