@@ -55,7 +55,7 @@ from connectors.rest.ratelimit import TokenBucket, retry_after_s
 from connectors.rest.sequence import SequenceTracker, Step
 from connectors.rest.settings import RestSettings
 from connectors.rest.signing import signed_headers
-from connectors.venues.base import VenueAdapter, VenueError, VenueFinding, VenueHealth, VenueOrder
+from connectors.venues.base import JournalingVenue, VenueError, VenueFinding, VenueHealth, VenueOrder
 from operators.stats import percentile
 from schemas import CANCEL_REJECTED_PREFIX, ExecStatus, OrderAction, Side, ValidatedOrder, VenueFill
 
@@ -69,7 +69,7 @@ _AMBIGUOUS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtoco
 """The request may or may not have reached the venue: resolved by a status query."""
 
 
-class RestVenue(VenueAdapter):
+class RestVenue(JournalingVenue[RestSettings]):
     """Send orders to a REST venue and bring its executions back over its user stream."""
 
     def __init__(
@@ -81,8 +81,7 @@ class RestVenue(VenueAdapter):
     ) -> None:
         if settings.secret is None:
             raise VenueError("the REST venue needs a signing secret (rest.secret or rest.secret_file)")
-        self._settings = settings
-        self._name = name
+        super().__init__(settings, name)
         self._transport = transport
         self._lock = threading.Lock()
         """Guards the journal between the I/O thread and the consumer's reads."""
@@ -90,10 +89,6 @@ class RestVenue(VenueAdapter):
         self._group = SyncGroup()
         """One fsync for the journal lines of many orders or executions (group commit)."""
         self._commit: asyncio.Future[None] | None = None
-        self._replay_from = 0
-        self._next_report = 0
-        self._unsent: dict[str, ValidatedOrder] = {}
-        self._restored: list[ValidatedOrder] = []
         self._asked: dict[str, float] = {}
         """IN_FLIGHT orders and when they were last sent or asked about (I/O thread)."""
         self._querying: set[str] = set()
@@ -126,16 +121,6 @@ class RestVenue(VenueAdapter):
 
     # -- required ------------------------------------------------------------------------
 
-    @property
-    def name(self) -> str:
-        """Return the venue name written into fills."""
-        return self._name
-
-    @property
-    def settings(self) -> RestSettings:
-        """Return the adapter's settings."""
-        return self._settings
-
     def connect(self) -> None:
         """Open the store and start the I/O thread (returns at once)."""
         if self._thread is not None:
@@ -144,7 +129,7 @@ class RestVenue(VenueAdapter):
         self._journal = OrderJournal(
             s.session_dir, fsync=s.fsync, max_seen=s.max_seen_exec_ids, group=self._group
         )
-        self._next_report = self._journal.replay_reports(self._replay_from)
+        self._open_outbox(self._journal)
         self._tracker = SequenceTracker(self._load_cursor())
         self._cursor_saved = self._tracker.last
         ready = threading.Event()
@@ -153,9 +138,7 @@ class RestVenue(VenueAdapter):
         )
         self._thread.start()
         ready.wait(10)
-        restored, self._restored = self._restored, []
-        for order in restored:  # handed in before the crash, maybe never journaled
-            self.send(order)
+        self._hand_back_restored()
 
     def submit(self, order: ValidatedOrder) -> None:
         """Schedule a NEW order on the I/O thread."""
@@ -169,15 +152,6 @@ class RestVenue(VenueAdapter):
         """Schedule a cancel of ``order.order_id`` on the I/O thread."""
         self._hand_in(order)
         self._schedule(self._cancel(order))
-
-    def poll_reports(self) -> list[VenueFill]:
-        """Return the reports received since the last call (never blocks on I/O)."""
-        if self._journal is None:
-            return []
-        taken = self._journal.reports.take()
-        if taken:
-            self._next_report = taken[-1][0] + 1
-        return [fill for _, fill in taken]
 
     def health(self) -> VenueHealth:
         """Return the stream state, counts and ack/fill latencies."""
@@ -251,18 +225,10 @@ class RestVenue(VenueAdapter):
                 for e in entries
             ]
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return the outbox offset and the orders handed in but not journaled yet."""
-        with self._lock:
-            unsent = [o.model_dump(mode="json") for o in self._unsent.values()]
-        return {"next_report": self._next_report, "unsent": unsent}
+    # -- recovery (snapshot, restore: JournalingVenue) -------------------------------------
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Resume from a ``snapshot()`` (before connect): replay reports, hand orders in again."""
-        if self._journal is not None:
-            raise VenueError("RestVenue.restore must come before connect()")
-        self._replay_from = self._next_report = int(state.get("next_report", 0))
-        self._restored = [ValidatedOrder.model_validate(o) for o in state.get("unsent", ())]
+    def _journal_if_open(self) -> OrderJournal | None:
+        return self._journal
 
     # -- extras --------------------------------------------------------------------------
 
@@ -750,14 +716,6 @@ class RestVenue(VenueAdapter):
                 self._found.add(finding.key)
                 self._findings.append(finding)
                 log.critical("rest: %s", finding.message)
-
-    def _hand_in(self, order: ValidatedOrder) -> None:
-        with self._lock:
-            self._unsent[f"{order.order_id}:{order.action.value}"] = order
-
-    def _journaled(self, order: ValidatedOrder) -> None:
-        """Forget an order handed in (called with ``_lock`` held, or on the I/O thread)."""
-        self._unsent.pop(f"{order.order_id}:{order.action.value}", None)
 
     def _secret(self) -> SecretStr:
         secret = self._settings.secret
