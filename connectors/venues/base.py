@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
+from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from operators.stats import percentile
 from operators.venue import VenueAdapter, VenueFinding, VenueHealth, VenueOrder
 from schemas import ValidatedOrder, VenueFill
 
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
     from connectors.fix.store import OrderJournal
 
 S = TypeVar("S")
+
+LATENCY_SAMPLES = 1000
+"""Ack and fill latencies an adapter keeps for the percentiles in ``health``."""
 
 
 class VenueError(RuntimeError):
@@ -37,6 +42,8 @@ class JournalingVenue(VenueAdapter, Generic[S]):
     A subclass calls ``_open_outbox`` when it opens its journal in ``connect()``,
     ``_hand_back_restored`` when it is ready to send, ``_hand_in`` as an order arrives and
     ``_journaled`` once the journal holds it; ``_journal_if_open`` says where the journal is.
+    Ack and fill latencies go into ``_ack_ms``/``_fill_ms`` (each adapter decides which
+    report answers what) and ``_latency_figures`` gives their percentiles for ``health``.
     """
 
     def __init__(self, settings: S, name: str) -> None:
@@ -48,6 +55,10 @@ class JournalingVenue(VenueAdapter, Generic[S]):
         """Orders and cancels handed in, not yet in the order journal (by ``id:action``)."""
         self._unsent_lock = threading.Lock()
         self._restored: list[ValidatedOrder] = []
+        self._sent_at: dict[str, float] = {}
+        """When each order was handed in (monotonic), until its latencies are measured."""
+        self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._fill_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
     @abstractmethod
     def _journal_if_open(self) -> OrderJournal | None:
@@ -85,6 +96,14 @@ class JournalingVenue(VenueAdapter, Generic[S]):
             raise VenueError(f"{type(self).__name__}.restore must come before connect()")
         self._replay_from = self._next_report = int(state.get("next_report", 0))
         self._restored = [ValidatedOrder.model_validate(o) for o in state.get("unsent", ())]
+
+    def _latency_figures(self) -> dict[str, float | None]:
+        return {
+            "ack_p50_ms": percentile(self._ack_ms, 50),
+            "ack_p99_ms": percentile(self._ack_ms, 99),
+            "fill_p50_ms": percentile(self._fill_ms, 50),
+            "fill_p99_ms": percentile(self._fill_ms, 99),
+        }
 
     def _open_outbox(self, journal: OrderJournal) -> None:
         """Replay the journal's outbox from the restored offset (in ``connect()``)."""

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -46,16 +45,18 @@ from connectors.fix.session import (
 )
 from connectors.fix.settings import FixSettings
 from connectors.fix.store import OrderJournal, OrderPhase, SessionStore, SyncGroup
-from connectors.venues.base import JournalingVenue, VenueError, VenueFinding, VenueHealth, VenueOrder
-from operators.stats import percentile
+from connectors.venues.base import (
+    JournalingVenue,
+    VenueError,
+    VenueFinding,
+    VenueHealth,
+    VenueOrder,
+)
 from schemas import ExecStatus, OrderAction, ValidatedOrder, VenueFill
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-LATENCY_SAMPLES = 1000
-"""Ack and fill latencies kept for the percentiles in ``health``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,6 @@ class FixVenue(JournalingVenue[FixSettings]):
         """IN_FLIGHT orders and when they were last sent or asked about (I/O thread)."""
         self._next_status_check = 0.0
         self._pending: list[_Pending] = []
-        self._sent_at: dict[str, float] = {}
-        self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        self._fill_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._logons = 0
         self._session_error = ""
         self._events: dict[str, int] = {}
@@ -157,10 +155,7 @@ class FixVenue(JournalingVenue[FixSettings]):
                     "in_flight": len(app.in_flight()),
                     **app.counts,
                     **{f"events_{k.lower()}": v for k, v in self._events.items()},
-                    "ack_p50_ms": percentile(self._ack_ms, 50),
-                    "ack_p99_ms": percentile(self._ack_ms, 99),
-                    "fill_p50_ms": percentile(self._fill_ms, 50),
-                    "fill_p99_ms": percentile(self._fill_ms, 99),
+                    **self._latency_figures(),
                 },
             )
 

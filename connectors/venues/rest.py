@@ -38,7 +38,6 @@ import json
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,15 +54,19 @@ from connectors.rest.ratelimit import TokenBucket, retry_after_s
 from connectors.rest.sequence import SequenceTracker, Step
 from connectors.rest.settings import RestSettings
 from connectors.rest.signing import signed_headers
-from connectors.venues.base import JournalingVenue, VenueError, VenueFinding, VenueHealth, VenueOrder
-from operators.stats import percentile
+from connectors.venues.base import (
+    JournalingVenue,
+    VenueError,
+    VenueFinding,
+    VenueHealth,
+    VenueOrder,
+)
 from schemas import CANCEL_REJECTED_PREFIX, ExecStatus, OrderAction, Side, ValidatedOrder, VenueFill
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
 STREAM_PATH = f"{API}/stream"
-LATENCY_SAMPLES = 1000
 _FINAL = {"FILLED", "CANCELED", "REJECTED"}
 _AMBIGUOUS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
 """The request may or may not have reached the venue: resolved by a status query."""
@@ -95,9 +98,6 @@ class RestVenue(JournalingVenue[RestSettings]):
         """Orders whose status query is under way (one at a time per order)."""
         self._went: dict[str, float] = {}
         """When each IN_FLIGHT order's request last went (for ``unknown_resend_after_s``)."""
-        self._sent_at: dict[str, float] = {}
-        self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        self._fill_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._findings: list[VenueFinding] = []
         self._found: set[str] = set()
         self.counts: dict[str, int] = dict.fromkeys((
@@ -169,10 +169,7 @@ class RestVenue(JournalingVenue[RestSettings]):
                 "unanswered": len(self._asked),
                 "next_report": self._next_report,
                 "reports_queued": self._journal.reports.queued if self._journal else 0,
-                "ack_p50_ms": percentile(self._ack_ms, 50),
-                "ack_p99_ms": percentile(self._ack_ms, 99),
-                "fill_p50_ms": percentile(self._fill_ms, 50),
-                "fill_p99_ms": percentile(self._fill_ms, 99),
+                **self._latency_figures(),
             },
         )
 
