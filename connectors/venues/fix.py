@@ -45,13 +45,7 @@ from connectors.fix.session import (
 )
 from connectors.fix.settings import FixSettings
 from connectors.fix.store import OrderJournal, OrderPhase, SessionStore, SyncGroup
-from connectors.venues.base import (
-    JournalingVenue,
-    VenueError,
-    VenueFinding,
-    VenueHealth,
-    VenueOrder,
-)
+from connectors.venues.base import JournalingVenue, VenueError, VenueFinding, VenueHealth, VenueOrder
 from schemas import ExecStatus, OrderAction, ValidatedOrder, VenueFill
 
 log = logging.getLogger(__name__)

@@ -54,13 +54,7 @@ from connectors.rest.ratelimit import TokenBucket, retry_after_s
 from connectors.rest.sequence import SequenceTracker, Step
 from connectors.rest.settings import RestSettings
 from connectors.rest.signing import signed_headers
-from connectors.venues.base import (
-    JournalingVenue,
-    VenueError,
-    VenueFinding,
-    VenueHealth,
-    VenueOrder,
-)
+from connectors.venues.base import JournalingVenue, VenueError, VenueFinding, VenueHealth, VenueOrder
 from schemas import CANCEL_REJECTED_PREFIX, ExecStatus, OrderAction, Side, ValidatedOrder, VenueFill
 
 log = logging.getLogger(__name__)
