@@ -202,19 +202,7 @@ class RestVenue(JournalingVenue[RestSettings]):
         if self._journal is None:
             return []
         with self._lock:
-            entries = [
-                e for e in self._journal.entries() if e.phase in (OrderPhase.IN_FLIGHT, OrderPhase.WORKING)
-            ]
-            return [
-                VenueOrder(
-                    order_id=e.order_id, venue=self._name, account=e.account, symbol=e.symbol,
-                    side=Side(e.side), qty=Decimal(e.qty), cum_qty=e.cum_qty,
-                    leaves_qty=e.leaves_qty if e.leaves_qty is not None else Decimal(e.qty) - e.cum_qty,
-                    avg_px=e.avg_px, status=ExecStatus.NEW, venue_order_id=e.venue_order_id,
-                    in_flight=e.phase is OrderPhase.IN_FLIGHT,
-                )
-                for e in entries
-            ]
+            return self._journal.open_orders(self._name, in_flight_status=ExecStatus.NEW)
 
     # -- recovery (snapshot, restore: JournalingVenue) -------------------------------------
 
