@@ -36,14 +36,13 @@ from tradeflow.infra.common import (
     JvmProcess,
     ManagedServer,
     free_port,
+    launch,
     log_tail,
     loopback_address,
     mark_log,
     port_open,
     resolve_classpath,
-    serve_until_signalled,
     server_data_dir,
-    up_command,
 )
 
 log = logging.getLogger(__name__)
@@ -240,6 +239,18 @@ class FlussCluster(ManagedServer):
             if jvm is not None:
                 jvm.stop(timeout=timeout)
         self._save_state()
+
+    def announce(self) -> None:
+        """Print the bootstrap address (stdout) and the log directory (stderr)."""
+        print(self.bootstrap_servers, flush=True)
+        print(f"fluss logs: {self.log_dir}", file=sys.stderr, flush=True)
+
+    def failure(self) -> str | None:
+        """Return which of the cluster's JVMs died, with their logs' tails (None while all run)."""
+        if self.running:
+            return None
+        dead = [n for n in self.log_paths if n not in self.pids]
+        return "\n".join(f"fluss {name} died; log:\n{self.tail(name)}" for name in dead)
 
     def kill(self) -> None:
         """Kill all three JVMs at once with SIGKILL, as a crash would; the data stays."""
@@ -576,25 +587,13 @@ def _add_arguments(up: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m tradeflow.infra.fluss up``: a cluster until SIGINT/SIGTERM."""
-    args = up_command(
+    return launch(
         "tradeflow.infra.fluss",
         "Run a real Fluss cluster (ZooKeeper, coordinator, tablet server).",
         _add_arguments,
+        lambda args: FlussCluster(args.data_dir, buckets=args.buckets),
         argv,
     )
-    cluster = FlussCluster(args.data_dir, buckets=args.buckets)
-
-    def announce() -> None:
-        print(cluster.bootstrap_servers, flush=True)
-        print(f"fluss logs: {cluster.log_dir}", file=sys.stderr, flush=True)
-
-    def failure() -> str | None:
-        if cluster.running:
-            return None
-        dead = [n for n in cluster.log_paths if n not in cluster.pids]
-        return "\n".join(f"fluss {name} died; log:\n{cluster.tail(name)}" for name in dead)
-
-    return serve_until_signalled(cluster, announce, failure)
 
 
 if __name__ == "__main__":
