@@ -355,8 +355,9 @@ class RestVenue(JournalingVenue[RestSettings]):
                 resp = await self._request("POST", f"{API}/orders", entry_body(entry))
             except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:  # never reached it: try again
                 if time.monotonic() - since >= self._settings.pending_order_timeout_s:
-                    self._reject_unsent(entry, f"not sent: venue unreachable for "
-                                               f"{self._settings.pending_order_timeout_s:g}s ({exc})")
+                    waited = self._settings.pending_order_timeout_s
+                    why = f"not sent: venue unreachable for {waited:g}s ({exc})"
+                    self._reject_locally(entry, OrderPhase.NOT_SENT, why)
                     return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.reconnect_max_s)
@@ -371,9 +372,11 @@ class RestVenue(JournalingVenue[RestSettings]):
         if resp.status_code in (200, 201):
             self._take_order_answer(entry, resp)
         elif resp.status_code == 401:
-            self._reject_unsent(entry, f"not sent: venue refused our signature ({resp.text[:200]})")
+            why = f"not sent: venue refused our signature ({resp.text[:200]})"
+            self._reject_locally(entry, OrderPhase.NOT_SENT, why)
         elif 400 <= resp.status_code < 500:
-            self._reject_done(entry, f"refused by the venue ({resp.status_code}): {resp.text[:200]}")
+            why = f"refused by the venue ({resp.status_code}): {resp.text[:200]}"
+            self._reject_locally(entry, OrderPhase.DONE, why)
         else:  # 5xx: it may or may not have been booked
             log.warning("rest: order %s answered %d; asking its status", entry.order_id, resp.status_code)
             self._asked[entry.order_id] = time.monotonic()
@@ -530,18 +533,12 @@ class RestVenue(JournalingVenue[RestSettings]):
             ))
             self._group.commit()
 
-    def _reject_unsent(self, entry: OrderEntry, reason: str) -> None:
-        """Reject an order that never reached the venue; it is never sent later."""
+    def _reject_locally(self, entry: OrderEntry, phase: OrderPhase, reason: str) -> None:
+        # Report REJECTED ourselves and journal the order as ``phase``: NOT_SENT for one that
+        # never reached the venue (it is never sent later), DONE for one the venue refused.
         self.counts["local_rejects"] += 1
         with self._lock:
-            self._journal_or_fail().record_phase(entry.order_id, OrderPhase.NOT_SENT, reason)
-        self._asked.pop(entry.order_id, None)
-        self._local(entry, ExecStatus.REJECTED, "REJ", reason)
-
-    def _reject_done(self, entry: OrderEntry, reason: str) -> None:
-        self.counts["local_rejects"] += 1
-        with self._lock:
-            self._journal_or_fail().record_phase(entry.order_id, OrderPhase.DONE, reason)
+            self._journal_or_fail().record_phase(entry.order_id, phase, reason)
         self._asked.pop(entry.order_id, None)
         self._local(entry, ExecStatus.REJECTED, "REJ", reason)
 
