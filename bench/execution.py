@@ -115,17 +115,7 @@ def run_fix(store: Path, venue: QuickFixVenue, n: int, m: int, fsync: bool) -> d
         target_comp_id=venue.sender_comp_id, store_dir=store, fsync=fsync,
     )
     adapter = FixVenue(settings)
-    adapter.connect()
-    try:
-        if not adapter.wait_logged_on(30):
-            raise RuntimeError(f"no logon: {adapter.health()}")
-        throughput(adapter, orders("W", min(n, 500)))  # warm-up, not measured
-        rate = throughput(adapter, orders("T", n))
-        acks = ack_latencies(adapter, orders("L", m))
-        health = adapter.health().as_dict()
-    finally:
-        adapter.close()
-    return {"orders_per_s": rate, "acks": acks, "health": health}
+    return measure(adapter, adapter.wait_logged_on, "logon", "", n, m)
 
 
 def run_rest(store: Path, venue: QuickFixVenue, n: int, m: int, fsync: bool) -> dict[str, Any]:
@@ -135,13 +125,24 @@ def run_rest(store: Path, venue: QuickFixVenue, n: int, m: int, fsync: bool) -> 
         store, fsync=fsync, rate_limit_per_s=1_000_000, rate_burst=10_000, max_concurrent=16
     )
     adapter = RestVenue(settings)
+    return measure(adapter, adapter.wait_connected, "user stream", "R", n, m)
+
+
+def measure(
+    adapter: VenueAdapter, connected: Callable[[float], bool], what: str, prefix: str, n: int, m: int
+) -> dict[str, Any]:
+    """Connect ``adapter``, wait for ``connected`` (its ``what``), then measure it and close it.
+
+    A warm-up batch, then throughput over ``n`` orders and ack latency over ``m`` sent one at
+    a time; order ids start with ``prefix``.
+    """
     adapter.connect()
     try:
-        if not adapter.wait_connected(30):
-            raise RuntimeError(f"no user stream: {adapter.health()}")
-        throughput(adapter, orders("RW", min(n, 500)))  # warm-up, not measured
-        rate = throughput(adapter, orders("RT", n))
-        acks = ack_latencies(adapter, orders("RL", m))
+        if not connected(30):
+            raise RuntimeError(f"no {what}: {adapter.health()}")
+        throughput(adapter, orders(f"{prefix}W", min(n, 500)))  # warm-up, not measured
+        rate = throughput(adapter, orders(f"{prefix}T", n))
+        acks = ack_latencies(adapter, orders(f"{prefix}L", m))
         health = adapter.health().as_dict()
     finally:
         adapter.close()

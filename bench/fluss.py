@@ -43,11 +43,11 @@ import _root  # noqa: F401 - first: puts the repository root on sys.path, bench/
 import fluss  # pyfluss, not this file: bench/_root.py took bench/ off sys.path
 
 from bench.harness import (
-    DEFAULT_POLL_MS,
     Arrivals,
     fluss_setup,
     kafka_setup,
     latency,
+    latency_figures,
     local_setup,
     report,
     running,
@@ -214,13 +214,7 @@ def main() -> None:
         "lookup_mean_ms": round(lat["mean_ms"], 2),
         "lookup_batch128_p50_ms": round(lat["batch128_p50_ms"], 2),
         "lookup_cache_hit_us": round(lat["hit_us"], 2),
-        "latency_poll_ms": DEFAULT_POLL_MS,
-        "latency_rate_per_s": args.rate,
-        "latency_samples": live["samples"],
-        "latency_p50_ms": round(live["p50_ms"], 2),
-        "latency_p90_ms": round(live["p90_ms"], 2),
-        "latency_p99_ms": round(live["p99_ms"], 2),
-        "latency_max_ms": round(live["max_ms"], 2),
+        **latency_figures(live, args.rate),
     }
     report(result)
 

@@ -394,6 +394,16 @@ def latency(
     }
 
 
+def latency_figures(lat: dict[str, float], rate: float) -> dict[str, float]:
+    """Return a ``latency()`` result as the report's ``latency_*`` figures (ms to 0.01)."""
+    return {
+        "latency_poll_ms": DEFAULT_POLL_MS,
+        "latency_rate_per_s": rate,
+        "latency_samples": lat["samples"],
+        **{f"latency_{k}": round(lat[k], 2) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},
+    }
+
+
 # --------------------------------------------------------------------- Job C input
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)

@@ -36,11 +36,11 @@ from _root import ROOT
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.harness import (
-    DEFAULT_POLL_MS,
     Arrivals,
     Setup,
     kafka_setup,
     latency,
+    latency_figures,
     local_setup,
     report,
     running,
@@ -176,13 +176,7 @@ def main() -> None:
         "kafka_1p_peak_rss_mb": round(kaf[1]["peak_rss_mb"], 1),
         "kafka_2p_peak_rss_mb": round(kaf[2]["peak_rss_mb"], 1),
         "embedded_1p_peak_rss_mb": round(emb[1]["peak_rss_mb"], 1),
-        "latency_poll_ms": DEFAULT_POLL_MS,
-        "latency_rate_per_s": args.rate,
-        "latency_samples": lat["samples"],
-        "latency_p50_ms": round(lat["p50_ms"], 2),
-        "latency_p90_ms": round(lat["p90_ms"], 2),
-        "latency_p99_ms": round(lat["p99_ms"], 2),
-        "latency_max_ms": round(lat["max_ms"], 2),
+        **latency_figures(lat, args.rate),
         "fast_poll_ms": args.fast_poll_ms,
         "fast_latency_p50_ms": round(fast["p50_ms"], 2),
         "fast_latency_p99_ms": round(fast["p99_ms"], 2),

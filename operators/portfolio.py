@@ -219,8 +219,7 @@ class OrderSums:
 
     def add(self, order: Order, cum_qty: Decimal | None = None) -> None:
         """Count an open order (as it was when its ``cum_qty`` was ``cum_qty``); in MONEY."""
-        leaves = order.qty - (order.cum_qty if cum_qty is None else cum_qty)
-        reserved = leaves * order.reserve_px
+        leaves, reserved = _open_part(order, cum_qty)
         self.reserved.add(reserved)
         self.by_side[order.side].add(reserved)
         key = (order.symbol, order.side)
@@ -231,8 +230,7 @@ class OrderSums:
 
     def remove(self, order: Order, cum_qty: Decimal | None = None) -> None:
         """Take out an order counted by ``add`` with the same ``cum_qty``; in MONEY."""
-        leaves = order.qty - (order.cum_qty if cum_qty is None else cum_qty)
-        reserved = leaves * order.reserve_px
+        leaves, reserved = _open_part(order, cum_qty)
         self.reserved.remove(reserved)
         self.by_side[order.side].remove(reserved)
         key = (order.symbol, order.side)
@@ -240,6 +238,13 @@ class OrderSums:
         sums.remove(leaves)
         if sums.empty:
             del self.leaves[key]
+
+
+def _open_part(order: Order, cum_qty: Decimal | None) -> tuple[Decimal, Decimal]:
+    # The order's leaves quantity when its filled quantity was cum_qty (default: now), and
+    # the notional those leaves reserve.
+    leaves = order.qty - (order.cum_qty if cum_qty is None else cum_qty)
+    return leaves, leaves * order.reserve_px
 
 
 class AccountBook:

@@ -336,28 +336,7 @@ class FixApplication:
 
     def open_orders(self) -> list[VenueOrder]:
         """Return the orders sent and not done, as far as the reports tell."""
-        out = []
-        for e in self._journal.entries():
-            if e.phase not in (OrderPhase.IN_FLIGHT, OrderPhase.WORKING):
-                continue
-            qty = Decimal(e.qty)
-            out.append(
-                VenueOrder(
-                    order_id=e.order_id,
-                    venue=self._venue,
-                    account=e.account,
-                    symbol=e.symbol,
-                    side=Side(e.side),
-                    qty=qty,
-                    cum_qty=e.cum_qty,
-                    leaves_qty=e.leaves_qty if e.leaves_qty is not None else qty - e.cum_qty,
-                    avg_px=e.avg_px,
-                    status=ExecStatus.STATUS if e.phase is OrderPhase.IN_FLIGHT else ExecStatus.NEW,
-                    venue_order_id=e.venue_order_id,
-                    in_flight=e.phase is OrderPhase.IN_FLIGHT,
-                )
-            )
-        return out
+        return self._journal.open_orders(self._venue, in_flight_status=ExecStatus.STATUS)
 
     # -- inbound -------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from connectors.settings import Settings
 from connectors.venues.base import VenueAdapter, VenueError, VenueHealth, VenueOrder
@@ -28,12 +30,7 @@ def _fix(**options: Any) -> VenueAdapter:
     from connectors.fix.settings import FixSettings
     from connectors.venues.fix import FixVenue
 
-    settings = options.pop("settings", None)
-    adapter_opts = {k: options.pop(k) for k in ("name", "clock") if k in options}
-    if settings is None:
-        settings = FixSettings(**options)
-    elif options:
-        raise VenueError(f"pass FixSettings or its fields, not both: {sorted(options)}")
+    settings, adapter_opts = _settings_and_options(FixSettings, options, ("name", "clock"))
     return FixVenue(settings, **adapter_opts)
 
 
@@ -41,13 +38,24 @@ def _rest(**options: Any) -> VenueAdapter:
     from connectors.rest.settings import RestSettings
     from connectors.venues.rest import RestVenue
 
-    settings = options.pop("settings", None)
-    adapter_opts = {k: options.pop(k) for k in ("name", "transport") if k in options}
-    if settings is None:
-        settings = RestSettings(**options)
-    elif options:
-        raise VenueError(f"pass RestSettings or its fields, not both: {sorted(options)}")
+    settings, adapter_opts = _settings_and_options(RestSettings, options, ("name", "transport"))
     return RestVenue(settings, **adapter_opts)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _settings_and_options(
+    model: type[M], options: dict[str, Any], adapter_keys: tuple[str, ...]
+) -> tuple[M, dict[str, Any]]:
+    # The adapter's settings (whole as settings=, or as their fields, never both) and its own options.
+    settings = options.pop("settings", None)
+    adapter_opts = {k: options.pop(k) for k in adapter_keys if k in options}
+    if settings is None:
+        settings = model(**options)
+    elif options:
+        raise VenueError(f"pass {model.__name__} or its fields, not both: {sorted(options)}")
+    return settings, adapter_opts
 
 
 VENUES: dict[str, VenueFactory] = {"paper": _paper, "fix": _fix, "rest": _rest}

@@ -29,10 +29,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from connectors.fix.application import FixApplication, Routed
 from connectors.fix.initiator import FixInitiator
@@ -46,16 +45,12 @@ from connectors.fix.session import (
 )
 from connectors.fix.settings import FixSettings
 from connectors.fix.store import OrderJournal, OrderPhase, SessionStore, SyncGroup
-from connectors.venues.base import VenueAdapter, VenueError, VenueFinding, VenueHealth, VenueOrder
-from operators.stats import percentile
+from connectors.venues.base import JournalingVenue, VenueError, VenueFinding, VenueHealth, VenueOrder
 from schemas import ExecStatus, OrderAction, ValidatedOrder, VenueFill
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-LATENCY_SAMPLES = 1000
-"""Ack and fill latencies kept for the percentiles in ``health``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,28 +60,18 @@ class _Pending:
     since: float
 
 
-class FixVenue(VenueAdapter):
+class FixVenue(JournalingVenue[FixSettings]):
     """Send orders to a FIX 4.4 venue and bring its execution reports back."""
 
     def __init__(
         self, settings: FixSettings, *, name: str = "fix", clock: Clock = utc_now
     ) -> None:
-        self._settings = settings
-        self._name = name
+        super().__init__(settings, name)
         self._clock = clock
-        self._replay_from = 0
-        self._next_report = 0
-        self._unsent: dict[str, ValidatedOrder] = {}
-        """Orders and cancels handed in, not yet in the order journal (by ``id:action``)."""
-        self._unsent_lock = threading.Lock()
-        self._restored: list[ValidatedOrder] = []
         self._asked: dict[str, float] = {}
         """IN_FLIGHT orders and when they were last sent or asked about (I/O thread)."""
         self._next_status_check = 0.0
         self._pending: list[_Pending] = []
-        self._sent_at: dict[str, float] = {}
-        self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        self._fill_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._logons = 0
         self._session_error = ""
         self._events: dict[str, int] = {}
@@ -98,16 +83,6 @@ class FixVenue(VenueAdapter):
 
     # -- required ------------------------------------------------------------------------
 
-    @property
-    def name(self) -> str:
-        """Return the venue name written into fills."""
-        return self._name
-
-    @property
-    def settings(self) -> FixSettings:
-        """Return the session settings."""
-        return self._settings
-
     def connect(self) -> None:
         """Open the store and start the initiator thread (returns at once)."""
         if self._initiator is not None:
@@ -118,7 +93,7 @@ class FixVenue(VenueAdapter):
         journal = OrderJournal(
             directory, fsync=self._settings.fsync, max_seen=self._settings.max_seen_exec_ids, group=group
         )
-        self._next_report = journal.replay_reports(self._replay_from)
+        self._open_outbox(journal)
         self._session = FixSession(self._settings, store, self._clock)
         self._app = FixApplication(
             self._name, journal, self._clock, fill_gaps=self._settings.fill_gaps,
@@ -127,9 +102,7 @@ class FixVenue(VenueAdapter):
         self._session.resend_filter = self._app.safe_to_resend
         self._initiator = FixInitiator(self._session, self)
         self._initiator.start()
-        restored, self._restored = self._restored, []
-        for order in restored:  # handed in before the crash, maybe never journaled
-            self.send(order)
+        self._hand_back_restored()
 
     def submit(self, order: ValidatedOrder) -> None:
         """Enqueue a NEW order for the I/O thread."""
@@ -146,15 +119,6 @@ class FixVenue(VenueAdapter):
         initiator = self._initiator_or_fail()
         self._hand_in(order)
         initiator.call_soon(lambda: self._cancel(order, since))
-
-    def poll_reports(self) -> list[VenueFill]:
-        """Return the reports received since the last call (never blocks on I/O)."""
-        if self._app is None:
-            return []
-        taken = self._app.journal.reports.take()
-        if taken:
-            self._next_report = taken[-1][0] + 1
-        return [fill for _, fill in taken]
 
     def health(self) -> VenueHealth:
         """Return session state, sequence numbers, counts and ack/fill latencies."""
@@ -185,10 +149,7 @@ class FixVenue(VenueAdapter):
                     "in_flight": len(app.in_flight()),
                     **app.counts,
                     **{f"events_{k.lower()}": v for k, v in self._events.items()},
-                    "ack_p50_ms": percentile(self._ack_ms, 50),
-                    "ack_p99_ms": percentile(self._ack_ms, 99),
-                    "fill_p50_ms": percentile(self._fill_ms, 50),
-                    "fill_p99_ms": percentile(self._fill_ms, 99),
+                    **self._latency_figures(),
                 },
             )
 
@@ -226,20 +187,10 @@ class FixVenue(VenueAdapter):
         with initiator.lock:
             return read(app)
 
-    # -- recovery ------------------------------------------------------------------------
+    # -- recovery (snapshot, restore: JournalingVenue) -------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return what a consumer keeps in its recovery state (see the module doc)."""
-        with self._unsent_lock:
-            unsent = [o.model_dump(mode="json") for o in self._unsent.values()]
-        return {"next_report": self._next_report, "unsent": unsent}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Resume from a ``snapshot()`` (before connect): replay reports, hand orders in again."""
-        if self._app is not None:
-            raise VenueError("FixVenue.restore must come before connect()")
-        self._replay_from = self._next_report = int(state.get("next_report", 0))
-        self._restored = [ValidatedOrder.model_validate(o) for o in state.get("unsent", ())]
+    def _journal_if_open(self) -> OrderJournal | None:
+        return None if self._app is None else self._app.journal
 
     # -- extras --------------------------------------------------------------------------
 
@@ -332,14 +283,6 @@ class FixVenue(VenueAdapter):
     def on_disconnected(self) -> None:
         """Note the disconnect (orders now wait in the pending list)."""
         self._logged_on.clear()
-
-    def _hand_in(self, order: ValidatedOrder) -> None:
-        with self._unsent_lock:
-            self._unsent[f"{order.order_id}:{order.action.value}"] = order
-
-    def _journaled(self, order: ValidatedOrder) -> None:
-        with self._unsent_lock:
-            self._unsent.pop(f"{order.order_id}:{order.action.value}", None)
 
     def _new(self, order: ValidatedOrder, since: float) -> list[bytes]:
         app, session = self._parts()

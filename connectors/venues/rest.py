@@ -38,7 +38,6 @@ import json
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,21 +54,19 @@ from connectors.rest.ratelimit import TokenBucket, retry_after_s
 from connectors.rest.sequence import SequenceTracker, Step
 from connectors.rest.settings import RestSettings
 from connectors.rest.signing import signed_headers
-from connectors.venues.base import VenueAdapter, VenueError, VenueFinding, VenueHealth, VenueOrder
-from operators.stats import percentile
+from connectors.venues.base import JournalingVenue, VenueError, VenueFinding, VenueHealth, VenueOrder
 from schemas import CANCEL_REJECTED_PREFIX, ExecStatus, OrderAction, Side, ValidatedOrder, VenueFill
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
 STREAM_PATH = f"{API}/stream"
-LATENCY_SAMPLES = 1000
 _FINAL = {"FILLED", "CANCELED", "REJECTED"}
 _AMBIGUOUS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
 """The request may or may not have reached the venue: resolved by a status query."""
 
 
-class RestVenue(VenueAdapter):
+class RestVenue(JournalingVenue[RestSettings]):
     """Send orders to a REST venue and bring its executions back over its user stream."""
 
     def __init__(
@@ -81,8 +78,7 @@ class RestVenue(VenueAdapter):
     ) -> None:
         if settings.secret is None:
             raise VenueError("the REST venue needs a signing secret (rest.secret or rest.secret_file)")
-        self._settings = settings
-        self._name = name
+        super().__init__(settings, name)
         self._transport = transport
         self._lock = threading.Lock()
         """Guards the journal between the I/O thread and the consumer's reads."""
@@ -90,19 +86,12 @@ class RestVenue(VenueAdapter):
         self._group = SyncGroup()
         """One fsync for the journal lines of many orders or executions (group commit)."""
         self._commit: asyncio.Future[None] | None = None
-        self._replay_from = 0
-        self._next_report = 0
-        self._unsent: dict[str, ValidatedOrder] = {}
-        self._restored: list[ValidatedOrder] = []
         self._asked: dict[str, float] = {}
         """IN_FLIGHT orders and when they were last sent or asked about (I/O thread)."""
         self._querying: set[str] = set()
         """Orders whose status query is under way (one at a time per order)."""
         self._went: dict[str, float] = {}
         """When each IN_FLIGHT order's request last went (for ``unknown_resend_after_s``)."""
-        self._sent_at: dict[str, float] = {}
-        self._ack_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        self._fill_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._findings: list[VenueFinding] = []
         self._found: set[str] = set()
         self.counts: dict[str, int] = dict.fromkeys((
@@ -126,16 +115,6 @@ class RestVenue(VenueAdapter):
 
     # -- required ------------------------------------------------------------------------
 
-    @property
-    def name(self) -> str:
-        """Return the venue name written into fills."""
-        return self._name
-
-    @property
-    def settings(self) -> RestSettings:
-        """Return the adapter's settings."""
-        return self._settings
-
     def connect(self) -> None:
         """Open the store and start the I/O thread (returns at once)."""
         if self._thread is not None:
@@ -144,7 +123,7 @@ class RestVenue(VenueAdapter):
         self._journal = OrderJournal(
             s.session_dir, fsync=s.fsync, max_seen=s.max_seen_exec_ids, group=self._group
         )
-        self._next_report = self._journal.replay_reports(self._replay_from)
+        self._open_outbox(self._journal)
         self._tracker = SequenceTracker(self._load_cursor())
         self._cursor_saved = self._tracker.last
         ready = threading.Event()
@@ -153,9 +132,7 @@ class RestVenue(VenueAdapter):
         )
         self._thread.start()
         ready.wait(10)
-        restored, self._restored = self._restored, []
-        for order in restored:  # handed in before the crash, maybe never journaled
-            self.send(order)
+        self._hand_back_restored()
 
     def submit(self, order: ValidatedOrder) -> None:
         """Schedule a NEW order on the I/O thread."""
@@ -169,15 +146,6 @@ class RestVenue(VenueAdapter):
         """Schedule a cancel of ``order.order_id`` on the I/O thread."""
         self._hand_in(order)
         self._schedule(self._cancel(order))
-
-    def poll_reports(self) -> list[VenueFill]:
-        """Return the reports received since the last call (never blocks on I/O)."""
-        if self._journal is None:
-            return []
-        taken = self._journal.reports.take()
-        if taken:
-            self._next_report = taken[-1][0] + 1
-        return [fill for _, fill in taken]
 
     def health(self) -> VenueHealth:
         """Return the stream state, counts and ack/fill latencies."""
@@ -195,10 +163,7 @@ class RestVenue(VenueAdapter):
                 "unanswered": len(self._asked),
                 "next_report": self._next_report,
                 "reports_queued": self._journal.reports.queued if self._journal else 0,
-                "ack_p50_ms": percentile(self._ack_ms, 50),
-                "ack_p99_ms": percentile(self._ack_ms, 99),
-                "fill_p50_ms": percentile(self._fill_ms, 50),
-                "fill_p99_ms": percentile(self._fill_ms, 99),
+                **self._latency_figures(),
             },
         )
 
@@ -237,32 +202,12 @@ class RestVenue(VenueAdapter):
         if self._journal is None:
             return []
         with self._lock:
-            entries = [
-                e for e in self._journal.entries() if e.phase in (OrderPhase.IN_FLIGHT, OrderPhase.WORKING)
-            ]
-            return [
-                VenueOrder(
-                    order_id=e.order_id, venue=self._name, account=e.account, symbol=e.symbol,
-                    side=Side(e.side), qty=Decimal(e.qty), cum_qty=e.cum_qty,
-                    leaves_qty=e.leaves_qty if e.leaves_qty is not None else Decimal(e.qty) - e.cum_qty,
-                    avg_px=e.avg_px, status=ExecStatus.NEW, venue_order_id=e.venue_order_id,
-                    in_flight=e.phase is OrderPhase.IN_FLIGHT,
-                )
-                for e in entries
-            ]
+            return self._journal.open_orders(self._name, in_flight_status=ExecStatus.NEW)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return the outbox offset and the orders handed in but not journaled yet."""
-        with self._lock:
-            unsent = [o.model_dump(mode="json") for o in self._unsent.values()]
-        return {"next_report": self._next_report, "unsent": unsent}
+    # -- recovery (snapshot, restore: JournalingVenue) -------------------------------------
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Resume from a ``snapshot()`` (before connect): replay reports, hand orders in again."""
-        if self._journal is not None:
-            raise VenueError("RestVenue.restore must come before connect()")
-        self._replay_from = self._next_report = int(state.get("next_report", 0))
-        self._restored = [ValidatedOrder.model_validate(o) for o in state.get("unsent", ())]
+    def _journal_if_open(self) -> OrderJournal | None:
+        return self._journal
 
     # -- extras --------------------------------------------------------------------------
 
@@ -410,8 +355,9 @@ class RestVenue(VenueAdapter):
                 resp = await self._request("POST", f"{API}/orders", entry_body(entry))
             except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:  # never reached it: try again
                 if time.monotonic() - since >= self._settings.pending_order_timeout_s:
-                    self._reject_unsent(entry, f"not sent: venue unreachable for "
-                                               f"{self._settings.pending_order_timeout_s:g}s ({exc})")
+                    waited = self._settings.pending_order_timeout_s
+                    why = f"not sent: venue unreachable for {waited:g}s ({exc})"
+                    self._reject_locally(entry, OrderPhase.NOT_SENT, why)
                     return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.reconnect_max_s)
@@ -426,9 +372,11 @@ class RestVenue(VenueAdapter):
         if resp.status_code in (200, 201):
             self._take_order_answer(entry, resp)
         elif resp.status_code == 401:
-            self._reject_unsent(entry, f"not sent: venue refused our signature ({resp.text[:200]})")
+            why = f"not sent: venue refused our signature ({resp.text[:200]})"
+            self._reject_locally(entry, OrderPhase.NOT_SENT, why)
         elif 400 <= resp.status_code < 500:
-            self._reject_done(entry, f"refused by the venue ({resp.status_code}): {resp.text[:200]}")
+            why = f"refused by the venue ({resp.status_code}): {resp.text[:200]}"
+            self._reject_locally(entry, OrderPhase.DONE, why)
         else:  # 5xx: it may or may not have been booked
             log.warning("rest: order %s answered %d; asking its status", entry.order_id, resp.status_code)
             self._asked[entry.order_id] = time.monotonic()
@@ -585,18 +533,12 @@ class RestVenue(VenueAdapter):
             ))
             self._group.commit()
 
-    def _reject_unsent(self, entry: OrderEntry, reason: str) -> None:
-        """Reject an order that never reached the venue; it is never sent later."""
+    def _reject_locally(self, entry: OrderEntry, phase: OrderPhase, reason: str) -> None:
+        # Report REJECTED ourselves and journal the order as ``phase``: NOT_SENT for one that
+        # never reached the venue (it is never sent later), DONE for one the venue refused.
         self.counts["local_rejects"] += 1
         with self._lock:
-            self._journal_or_fail().record_phase(entry.order_id, OrderPhase.NOT_SENT, reason)
-        self._asked.pop(entry.order_id, None)
-        self._local(entry, ExecStatus.REJECTED, "REJ", reason)
-
-    def _reject_done(self, entry: OrderEntry, reason: str) -> None:
-        self.counts["local_rejects"] += 1
-        with self._lock:
-            self._journal_or_fail().record_phase(entry.order_id, OrderPhase.DONE, reason)
+            self._journal_or_fail().record_phase(entry.order_id, phase, reason)
         self._asked.pop(entry.order_id, None)
         self._local(entry, ExecStatus.REJECTED, "REJ", reason)
 
@@ -750,14 +692,6 @@ class RestVenue(VenueAdapter):
                 self._found.add(finding.key)
                 self._findings.append(finding)
                 log.critical("rest: %s", finding.message)
-
-    def _hand_in(self, order: ValidatedOrder) -> None:
-        with self._lock:
-            self._unsent[f"{order.order_id}:{order.action.value}"] = order
-
-    def _journaled(self, order: ValidatedOrder) -> None:
-        """Forget an order handed in (called with ``_lock`` held, or on the I/O thread)."""
-        self._unsent.pop(f"{order.order_id}:{order.action.value}", None)
 
     def _secret(self) -> SecretStr:
         secret = self._settings.secret

@@ -2,15 +2,16 @@
 
 Job A compared with an uninterrupted run on the embedded store: SIGKILLed mid-stream
 and resumed from its Bytewax snapshots, and running through a restart of the server
-(broker, tablet server) while its input is still being written. The inputs of the
-Job B and Job D equality tests, and the whole pipeline on a server profile.
+(broker, tablet server) while its input is still being written; malformed market data
+ending in dead_letters. The inputs of the Job B and Job D equality tests, and the whole
+pipeline on a server profile.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,6 +23,7 @@ from connectors.registry import Connectors
 from connectors.settings import Settings
 from flows.indicators import build_flow
 from schemas import (
+    DeadLetter,
     ExecStatus,
     MarketData,
     OrderAction,
@@ -32,7 +34,9 @@ from schemas import (
     TradeSignal,
     ValidatedOrder,
     VenueFill,
+    encode,
 )
+from tests.flows.test_indicators_flow import BAD_PAYLOADS
 from tests.integration.profiles import by_id, feed, local_settings, read_stream, run_flow
 from tests.recovery.procs import init_recovery, kill_when, run, start
 from tradeflow.pipeline import run_pipeline
@@ -176,6 +180,28 @@ def run_through_a_restart(
     assert by_id(rows, row_id) == want
     # The idempotent writer's retries across the restart duplicate nothing.
     assert len(rows) == len(want)
+
+
+def malformed_market_data() -> list[bytes]:
+    """Return three good ticks of X, encoded, with every ``BAD_PAYLOADS`` entry after the first."""
+    good = [MarketData(symbol="X", ts=T0.replace(second=i), price=10 + i, volume=5) for i in range(3)]
+    return [encode(good[0]), *BAD_PAYLOADS, *(encode(g) for g in good[1:])]
+
+
+def assert_job_a_letters_point_back(settings: Settings, placed: Mapping[bytes, tuple[int, int]]) -> None:
+    """Run Job A over ``malformed_market_data()``: three rows, one dead letter per bad payload.
+
+    Each letter names the (partition, offset) ``placed`` says its payload was written at.
+    """
+    run_flow(build_flow, settings)
+    assert [r.price for r in read_stream(settings, "sma_wide")] == [10.0, 11.0, 12.0]  # type: ignore[attr-defined]
+    letters = read_stream(settings, "dead_letters")
+    assert len(letters) == len(BAD_PAYLOADS)
+    for letter in letters:
+        assert isinstance(letter, DeadLetter)
+        assert letter.source_stream == "market_data"
+        assert letter.job == "indicators"
+        assert (letter.partition, letter.offset) == placed[letter.payload.encode()]
 
 
 def strategy_inputs(rows: list[SmaWide]) -> dict[str, list[Record]]:

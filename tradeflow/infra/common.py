@@ -313,6 +313,14 @@ class ManagedServer:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""
         raise NotImplementedError
 
+    def announce(self) -> None:
+        """Print where the started server listens (stdout: what clients need) and where it logs."""
+        raise NotImplementedError
+
+    def failure(self) -> str | None:
+        """Return why the server is down, with its log's tail, while it should run; else None."""
+        raise NotImplementedError
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -376,6 +384,15 @@ class SingleJvmServer(ManagedServer):
 # ------------------------------------------------------------------------------ CLI
 
 
+def launch(
+    prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+    server: Callable[[argparse.Namespace], ManagedServer], argv: Sequence[str] | None, *,
+    poll: float = 1.0,
+) -> int:
+    """Run ``python -m <prog> up [...]``: the ``server`` its arguments ask for, until SIGINT/SIGTERM."""
+    return serve_until_signalled(server(up_command(prog, description, add_arguments, argv)), poll)
+
+
 def up_command(
     prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
     argv: Sequence[str] | None,
@@ -396,16 +413,11 @@ def up_command(
     return args
 
 
-def serve_until_signalled(
-    server: ManagedServer,
-    announce: Callable[[], None],
-    failure: Callable[[], str | None],
-    poll: float = 1.0,
-) -> int:
-    """Start ``server``, ``announce`` it, run until SIGINT/SIGTERM, stop it; return an exit code.
+def serve_until_signalled(server: ManagedServer, poll: float = 1.0) -> int:
+    """Start ``server``, announce it, run until SIGINT/SIGTERM, stop it; return an exit code.
 
-    Every ``poll`` seconds ``failure()`` is asked whether the server died; if it names a
-    failure, that is printed and the exit code is 1.
+    Every ``poll`` seconds the server's ``failure()`` is asked whether it died; if it names
+    a failure, that is printed and the exit code is 1.
     """
     done = threading.Event()
 
@@ -416,9 +428,9 @@ def serve_until_signalled(
     signal.signal(signal.SIGTERM, _on_signal)
     try:
         server.start()
-        announce()
+        server.announce()
         while not done.wait(poll):
-            why = failure()
+            why = server.failure()
             if why is not None:
                 print(why, file=sys.stderr)
                 return 1

@@ -58,11 +58,10 @@ from tradeflow.infra.common import (
     JvmProcess,
     SingleJvmServer,
     free_port,
+    launch,
     port_open,
     resolve_classpath,
-    serve_until_signalled,
     small_jvm_opts,
-    up_command,
 )
 from tradeflow.infra.rest_venue import SECRET_FILE as REST_SECRET_FILE
 from tradeflow.infra.rest_venue import VenueRest
@@ -385,6 +384,21 @@ class FixVenue(SingleJvmServer):
         """Stop with SIGTERM (sessions are logged out), then SIGKILL after ``timeout``."""
         super().stop(timeout)
 
+    def announce(self) -> None:
+        """Print host:port, the session's CompIDs, and where the logs are."""
+        print(f"{self.host}:{self.port}", flush=True)
+        print(
+            f"venue SenderCompID={self.sender_comp_id} TargetCompID={self.target_comp_id} "
+            f"(initiator: SenderCompID={self.target_comp_id} "
+            f"TargetCompID={self.sender_comp_id}, BeginString=FIX.4.4)",
+            flush=True,
+        )
+        print(f"log {self.log_path}; audit {self.audit_log_path}", flush=True)
+
+    def failure(self) -> str | None:
+        """Return that the venue exited, with its log's tail (None while it runs)."""
+        return None if self.alive() else f"venue exited; log:\n{self.tail()}"
+
     def restart(self, *, kill: bool = False) -> FixVenue:
         """Stop (or kill) and start again on the same port with the same store."""
         if kill:
@@ -479,8 +493,11 @@ def _add_arguments(up: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``up``: start a venue, print where it listens, stop it on Ctrl-C/SIGTERM."""
-    args = up_command("tradeflow.infra.fix_venue", "Run a FIX 4.4 venue.", _add_arguments, argv)
-    venue = FixVenue(
+    return launch("tradeflow.infra.fix_venue", "Run a FIX 4.4 venue.", _add_arguments, _venue, argv, poll=0.5)
+
+
+def _venue(args: argparse.Namespace) -> FixVenue:
+    return FixVenue(
         args.data_dir,
         port=args.port,
         sender_comp_id=args.sender_comp_id,
@@ -495,21 +512,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         md_rate=args.md_rate,
         md_max_ticks=args.md_max_ticks,
     )
-
-    def announce() -> None:
-        print(f"{venue.host}:{venue.port}", flush=True)
-        print(
-            f"venue SenderCompID={venue.sender_comp_id} TargetCompID={venue.target_comp_id} "
-            f"(initiator: SenderCompID={venue.target_comp_id} "
-            f"TargetCompID={venue.sender_comp_id}, BeginString=FIX.4.4)",
-            flush=True,
-        )
-        print(f"log {venue.log_path}; audit {venue.audit_log_path}", flush=True)
-
-    def failure() -> str | None:
-        return None if venue.alive() else f"venue exited; log:\n{venue.tail()}"
-
-    return serve_until_signalled(venue, announce, failure, poll=0.5)
 
 
 if __name__ == "__main__":

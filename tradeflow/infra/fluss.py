@@ -248,6 +248,18 @@ class FlussCluster(ManagedServer):
                 jvm.stop(timeout=timeout)
         self._save_state()
 
+    def announce(self) -> None:
+        """Print the bootstrap address (stdout) and the log directory (stderr)."""
+        print(self.bootstrap_servers, flush=True)
+        print(f"fluss logs: {self.log_dir}", file=sys.stderr, flush=True)
+
+    def failure(self) -> str | None:
+        """Return which of the cluster's JVMs died, with their logs' tails (None while all run)."""
+        if self.running:
+            return None
+        dead = [n for n in self.log_paths if n not in self.pids]
+        return "\n".join(f"fluss {name} died; log:\n{self.tail(name)}" for name in dead)
+
     def kill(self) -> None:
         """Kill all three JVMs at once with SIGKILL, as a crash would; the data stays."""
         atexit.unregister(self.stop)
@@ -633,19 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"fluss: {exc}", file=sys.stderr)
             return 1
         return 0
-    cluster = FlussCluster(args.data_dir, buckets=args.buckets)
-
-    def announce() -> None:
-        print(cluster.bootstrap_servers, flush=True)
-        print(f"fluss logs: {cluster.log_dir}", file=sys.stderr, flush=True)
-
-    def failure() -> str | None:
-        if cluster.running:
-            return None
-        dead = [n for n in cluster.log_paths if n not in cluster.pids]
-        return "\n".join(f"fluss {name} died; log:\n{cluster.tail(name)}" for name in dead)
-
-    return serve_until_signalled(cluster, announce, failure)
+    return serve_until_signalled(FlussCluster(args.data_dir, buckets=args.buckets))
 
 
 if __name__ == "__main__":

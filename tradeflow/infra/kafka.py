@@ -46,14 +46,13 @@ from tradeflow.infra.common import (
     JvmProcess,
     SingleJvmServer,
     free_port,
+    launch,
     loopback_address,
     mark_log,
     port_open,
     resolve_classpath,
-    serve_until_signalled,
     server_data_dir,
     small_jvm_opts,
-    up_command,
 )
 from tradeflow.infra.tls import TestPki
 
@@ -251,6 +250,15 @@ class KafkaBroker(SingleJvmServer):
 
     def _stopped(self) -> None:
         self._save_state(pid=None)
+
+    def announce(self) -> None:
+        """Print the bootstrap address (stdout) and the log file (stderr)."""
+        print(self.bootstrap_servers, flush=True)
+        print(f"kafka log: {self.log_path}", file=sys.stderr, flush=True)
+
+    def failure(self) -> str | None:
+        """Return that the broker died, with its log's tail (None while it runs)."""
+        return None if self.running else f"kafka broker died; log:\n{self.tail()}"
 
     def restart(self, *, hard: bool = False, timeout: float = 30.0) -> None:
         """Stop (or with ``hard`` kill) the broker and start it on the same ports and data."""
@@ -479,24 +487,15 @@ def _add_arguments(up: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m tradeflow.infra.kafka up``: a broker until SIGINT/SIGTERM."""
-    args = up_command(
+    return launch(
         "tradeflow.infra.kafka",
         "Run a real single-node Kafka broker (KRaft) on 127.0.0.1.",
         _add_arguments,
+        lambda args: KafkaBroker(
+            args.data_dir, port=args.port, controller_port=args.controller_port, secure=args.secure
+        ),
         argv,
     )
-    broker = KafkaBroker(
-        args.data_dir, port=args.port, controller_port=args.controller_port, secure=args.secure
-    )
-
-    def announce() -> None:
-        print(broker.bootstrap_servers, flush=True)
-        print(f"kafka log: {broker.log_path}", file=sys.stderr, flush=True)
-
-    def failure() -> str | None:
-        return None if broker.running else f"kafka broker died; log:\n{broker.tail()}"
-
-    return serve_until_signalled(broker, announce, failure)
 
 
 if __name__ == "__main__":

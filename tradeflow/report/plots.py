@@ -53,8 +53,9 @@ def _figure(height_in: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> None:
+def _saved(fig: Figure, path: Path, title: str, caption: str, *, has_data: bool = True) -> Plot:
     fig.savefig(path, dpi=DPI, facecolor="white")
+    return Plot(path.name, title, caption, has_data)
 
 
 def _no_data(ax: Axes, title: str, why: str) -> None:
@@ -67,10 +68,10 @@ def _no_data(ax: Axes, title: str, why: str) -> None:
         spine.set_color("#cccccc")
 
 
-def _no_data_figure(path: Path, title: str, why: str, height_in: float = 2.4) -> None:
-    fig = _figure(height_in)
+def _no_data_plot(path: Path, title: str, caption: str, why: str) -> Plot:
+    fig = _figure(2.4)
     _no_data(fig.add_subplot(), title, why)
-    _save(fig, path)
+    return _saved(fig, path, title, caption, has_data=False)
 
 
 def _time_axis(ax: Axes, label: str = "event time (UTC)") -> None:
@@ -139,8 +140,7 @@ def plot_equity(data: RunData, path: Path) -> Plot:
     for row in data.portfolio:
         by_account[row.account].append(row)
     if not by_account:
-        _no_data_figure(path, title, "portfolio_state is empty")
-        return Plot(path.name, title, caption, False)
+        return _no_data_plot(path, title, caption, "portfolio_state is empty")
     floor = data.span[0] if data.span else None
     colours = _colours(list(by_account))
     fig = _figure(6.2)
@@ -171,8 +171,7 @@ def plot_equity(data: RunData, path: Path) -> Plot:
         ax.legend(fontsize=8, loc="upper left")
     _set_span(bottom, data)
     _time_axis(bottom)
-    _save(fig, path)
-    return Plot(path.name, title, caption, True)
+    return _saved(fig, path, title, caption)
 
 
 def plot_positions(data: RunData, path: Path, top_n: int = 6) -> Plot:
@@ -188,8 +187,7 @@ def plot_positions(data: RunData, path: Path, top_n: int = 6) -> Plot:
     for row in data.positions:
         series[row.account][row.symbol].append(row)
     if not series:
-        _no_data_figure(path, title, "positions_state is empty")
-        return Plot(path.name, title, caption, False)
+        return _no_data_plot(path, title, caption, "positions_state is empty")
     floor = data.span[0] if data.span else None
     accounts = sorted(series)
     fig = _figure(2.9 * len(accounts) + 0.5)
@@ -214,8 +212,7 @@ def plot_positions(data: RunData, path: Path, top_n: int = 6) -> Plot:
     _set_span(axes[-1], data)
     _time_axis(axes[-1])
     fig.suptitle(title, x=0.01, ha="left", fontsize=11)
-    _save(fig, path)
-    return Plot(path.name, title, caption, True)
+    return _saved(fig, path, title, caption)
 
 
 def _indicator_columns(rows: list[SmaWide]) -> tuple[list[str], list[str]]:
@@ -247,8 +244,7 @@ def plot_prices(data: RunData, path: Path) -> Plot:
         "venue with its own clock)."
     )
     if not data.prices:
-        _no_data_figure(path, title, "sma_wide is empty")
-        return Plot(path.name, title, caption, False)
+        return _no_data_plot(path, title, caption, "sma_wide is empty")
     fills_by_symbol: dict[str, list[VenueFill]] = defaultdict(list)
     for f in data.fills:
         fills_by_symbol[f.symbol].append(f)
@@ -294,8 +290,7 @@ def plot_prices(data: RunData, path: Path) -> Plot:
         rsi_ax.grid(alpha=0.3)
         _time_axis(rsi_ax)
     fig.suptitle(title, x=0.01, ha="left", fontsize=11)
-    _save(fig, path)
-    return Plot(path.name, title, caption, True)
+    return _saved(fig, path, title, caption)
 
 
 def plot_risk_events(data: RunData, path: Path) -> Plot:
@@ -308,8 +303,8 @@ def plot_risk_events(data: RunData, path: Path) -> Plot:
         "that caused the event."
     )
     if not data.events:
-        _no_data_figure(path, title, "risk_events is empty: no rejection, halt or anomaly in this run")
-        return Plot(path.name, title, caption, False)
+        why = "risk_events is empty: no rejection, halt or anomaly in this run"
+        return _no_data_plot(path, title, caption, why)
     counts = Counter(e.rule for e in data.events)
     rules = sorted(counts, key=lambda r: (counts[r], r))
     accounts = sorted({e.account for e in data.events})
@@ -330,8 +325,7 @@ def plot_risk_events(data: RunData, path: Path) -> Plot:
     ax.set_title(title, loc="left", fontsize=11)
     _set_span(ax, data)
     _time_axis(ax)
-    _save(fig, path)
-    return Plot(path.name, title, caption, True)
+    return _saved(fig, path, title, caption)
 
 
 def order_to_fill_seconds(data: RunData) -> dict[str, list[float]]:
@@ -413,8 +407,7 @@ def plot_latency(data: RunData, path: Path) -> Plot:
     for ax in (left, mid, right):
         ax.grid(alpha=0.3)
     fig.suptitle(title, x=0.01, ha="left", fontsize=11)
-    _save(fig, path)
-    return Plot(path.name, title, caption, bool(lat.size or waits or data.metrics))
+    return _saved(fig, path, title, caption, has_data=bool(lat.size or waits or data.metrics))
 
 
 METRIC_FIGURES = (

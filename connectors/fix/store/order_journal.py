@@ -14,7 +14,8 @@ from typing import Any
 
 from connectors.fix.store.files import StoreFiles, SyncGroup, read_lines
 from connectors.fix.store.outbox import ReportLog
-from schemas import VenueFill
+from operators.venue import VenueOrder
+from schemas import ExecStatus, Side, VenueFill
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,36 @@ class OrderJournal(StoreFiles):
     def entries(self) -> Iterator[OrderEntry]:
         """Yield every recorded order."""
         yield from self._orders.values()
+
+    def open_orders(self, venue: str, in_flight_status: ExecStatus) -> list[VenueOrder]:
+        """Return the orders sent and not done, as far as the reports tell (IN_FLIGHT ones flagged).
+
+        A WORKING order's status is NEW; an IN_FLIGHT one's is ``in_flight_status`` (the
+        adapter's choice: the FIX adapter says STATUS, its outcome being asked about).
+        """
+        out = []
+        for e in self._orders.values():
+            if e.phase not in (OrderPhase.IN_FLIGHT, OrderPhase.WORKING):
+                continue
+            qty = Decimal(e.qty)
+            in_flight = e.phase is OrderPhase.IN_FLIGHT
+            out.append(
+                VenueOrder(
+                    order_id=e.order_id,
+                    venue=venue,
+                    account=e.account,
+                    symbol=e.symbol,
+                    side=Side(e.side),
+                    qty=qty,
+                    cum_qty=e.cum_qty,
+                    leaves_qty=e.leaves_qty if e.leaves_qty is not None else qty - e.cum_qty,
+                    avg_px=e.avg_px,
+                    status=in_flight_status if in_flight else ExecStatus.NEW,
+                    venue_order_id=e.venue_order_id,
+                    in_flight=in_flight,
+                )
+            )
+        return out
 
     def record_order(self, entry: OrderEntry) -> None:
         """Record a new order: IN_FLIGHT before its NewOrderSingle goes out, or NOT_SENT."""

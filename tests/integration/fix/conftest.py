@@ -9,40 +9,34 @@ never skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.integration.venues import (
+    DROP_ACK_SYMBOL,
+    REJECT_SYMBOL,
+    RESTING_SYMBOL,
+    VenueFactory,
+    venue_factory,
+)
 from tradeflow.infra.fix_venue import FixVenue
 
-#: symbols the default venue treats specially
-REJECT_SYMBOL = "BADSYM"
-RESTING_SYMBOL = "RESTME"
-DROP_ACK_SYMBOL = "LOSTACK"
-
-VenueFactory = Callable[..., FixVenue]
+__all__ = ["DROP_ACK_SYMBOL", "REJECT_SYMBOL", "RESTING_SYMBOL", "VenueFactory"]
 
 
 @pytest.fixture
 def fix_venue_factory(tmp_path: Path) -> Iterator[VenueFactory]:
     """Return a function that starts a venue with the given FixVenue options."""
-    venues: list[FixVenue] = []
-
-    def make(**options: Any) -> FixVenue:
-        options.setdefault("reject_symbols", (REJECT_SYMBOL,))
-        options.setdefault("resting_symbols", (RESTING_SYMBOL,))
-        options.setdefault("drop_ack_symbols", (DROP_ACK_SYMBOL,))
-        venue = FixVenue(tmp_path / f"venue{len(venues)}", **options)
-        venues.append(venue)
-        venue.start()
-        return venue
-
-    yield make
-    for venue in venues:
-        venue.stop()
-        print(f"fix venue log: {venue.log_path} (messages under {venue.message_log_dir})")
+    with venue_factory(
+        tmp_path,
+        lambda venue: f"fix venue log: {venue.log_path} (messages under {venue.message_log_dir})",
+        reject_symbols=(REJECT_SYMBOL,),
+        resting_symbols=(RESTING_SYMBOL,),
+        drop_ack_symbols=(DROP_ACK_SYMBOL,),
+    ) as make:
+        yield make
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from schemas import (
     TradeSignal,
     VenueFill,
     decode,
-    encode,
 )
 from tests.flows.test_indicators_flow import BAD_PAYLOADS, T0
 from tests.integration.fluss.profiles import (
@@ -39,8 +38,14 @@ from tests.integration.fluss.profiles import (
     run_on_both,
     run_phases_on_both,
 )
-from tests.integration.profiles import assert_same_by_id, read_stream, run_flow
-from tests.integration.scenarios import kill_and_resume, row_id, run_through_a_restart
+from tests.integration.profiles import assert_same_by_id
+from tests.integration.scenarios import (
+    assert_job_a_letters_point_back,
+    kill_and_resume,
+    malformed_market_data,
+    row_id,
+    run_through_a_restart,
+)
 from tradeflow.infra.fluss import FlussCluster
 
 pytestmark = pytest.mark.integration
@@ -144,26 +149,14 @@ def test_malformed_payloads_go_to_dead_letters_with_dlq_columns(
     fluss_cluster: FlussCluster, tmp_path: Path
 ) -> None:
     settings = fluss_settings(fluss_cluster, tmp_path / "data", fluss={"buckets": 1})
-    good = [
-        MarketData(symbol="X", ts=T0.replace(second=i), price=10 + i, volume=5) for i in range(3)
-    ]
-    payloads = [encode(good[0]), *BAD_PAYLOADS, *(encode(g) for g in good[1:])]
+    payloads = malformed_market_data()
     writer = Connectors(settings).writer("market_data")
     writer.write_raw([("X", p) for p in payloads])
     writer.close_stream()
     writer.close()
-
-    run_flow(build_flow, settings)
-
-    assert [r.price for r in read_stream(settings, "sma_wide")] == [10.0, 11.0, 12.0]  # type: ignore[attr-defined]
-    letters = read_stream(settings, "dead_letters")
-    assert len(letters) == len(BAD_PAYLOADS)
     offsets = {p: i for i, p in enumerate(payloads)}  # one bucket: offset = write order
-    for letter in letters:
-        assert isinstance(letter, DeadLetter)
-        assert letter.source_stream == "market_data"
-        assert letter.job == "indicators"
-        assert (letter.partition, letter.offset) == (0, offsets[letter.payload.encode()])
+
+    assert_job_a_letters_point_back(settings, {p: (0, offset) for p, offset in offsets.items()})
 
     # The same facts as typed columns of the dead_letters table, for SQL readers.
     database = settings.fluss.database

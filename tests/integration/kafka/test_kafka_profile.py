@@ -14,11 +14,17 @@ from connectors.feeds import SyntheticMarket
 from connectors.kafka import lag_report
 from connectors.registry import Connectors
 from flows.indicators import build_flow
-from schemas import DeadLetter, MarketData, decode, encode
-from tests.flows.test_indicators_flow import BAD_PAYLOADS, T0
+from schemas import DeadLetter, decode
+from tests.flows.test_indicators_flow import BAD_PAYLOADS
 from tests.integration.kafka.profiles import kafka_env, kafka_settings, run_on_both
-from tests.integration.profiles import assert_same_by_id, read_stream, run_flow
-from tests.integration.scenarios import kill_and_resume, row_id, run_through_a_restart
+from tests.integration.profiles import assert_same_by_id
+from tests.integration.scenarios import (
+    assert_job_a_letters_point_back,
+    kill_and_resume,
+    malformed_market_data,
+    row_id,
+    run_through_a_restart,
+)
 from tradeflow.infra.kafka import KafkaBroker
 
 pytestmark = pytest.mark.integration
@@ -82,10 +88,7 @@ def test_malformed_records_go_to_the_dead_letters_topic_with_dlq_headers(
     conn = Connectors(settings)
     writer = conn.writer("market_data")  # creates the topic
     topic = settings.kafka.topic_prefix + "market_data"
-    good = [
-        MarketData(symbol="X", ts=T0.replace(second=i), price=10 + i, volume=5) for i in range(3)
-    ]
-    payloads = [encode(good[0]), *BAD_PAYLOADS, *(encode(g) for g in good[1:])]
+    payloads = malformed_market_data()
     placed: dict[bytes, tuple[int, int]] = {}
 
     def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -99,15 +102,7 @@ def test_malformed_records_go_to_the_dead_letters_topic_with_dlq_headers(
     writer.close_stream()
     writer.close()
 
-    run_flow(build_flow, settings)
-
-    assert [r.price for r in read_stream(settings, "sma_wide")] == [10.0, 11.0, 12.0]  # type: ignore[attr-defined]
-    letters = read_stream(settings, "dead_letters")
-    assert len(letters) == len(BAD_PAYLOADS)
-    for letter in letters:
-        assert isinstance(letter, DeadLetter)
-        assert letter.source_stream == "market_data"
-        assert (letter.partition, letter.offset) == placed[letter.payload.encode()]
+    assert_job_a_letters_point_back(settings, placed)
 
     # The same facts, as Kafka headers, for tools that do not parse the value.
     dlq_topic = settings.kafka.topic_prefix + "dead_letters"

@@ -8,40 +8,36 @@ started the fixture raises: the test errors, it is never skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connectors.venues.rest import RestVenue
+from tests.integration.venues import REJECT_SYMBOL, RESTING_SYMBOL, VenueFactory, venue_factory
 from tradeflow.infra.fix_venue import FixVenue
 from tradeflow.infra.rest_venue import VenueRest
 
-REJECT_SYMBOL = "BADSYM"
-RESTING_SYMBOL = "RESTME"
-SLOW_SYMBOL = "SLOW"
+__all__ = ["REJECT_SYMBOL", "RESTING_SYMBOL", "SLOW_SYMBOL", "VenueFactory"]
 
-VenueFactory = Callable[..., FixVenue]
+SLOW_SYMBOL = "SLOW"
 
 
 @pytest.fixture
 def rest_venue_factory(tmp_path: Path) -> Iterator[VenueFactory]:
     """Return a function that starts a venue with a REST API (``rest`` takes VenueRest's fields)."""
-    venues: list[FixVenue] = []
+    with venue_factory(
+        tmp_path,
+        lambda venue: f"venue log: {venue.log_path}",
+        reject_symbols=(REJECT_SYMBOL,),
+        resting_symbols=(RESTING_SYMBOL,),
+    ) as start:
 
-    def make(rest: dict[str, Any] | None = None, **options: Any) -> FixVenue:
-        options.setdefault("reject_symbols", (REJECT_SYMBOL,))
-        options.setdefault("resting_symbols", (RESTING_SYMBOL,))
-        venue = FixVenue(tmp_path / f"venue{len(venues)}", rest=VenueRest(**(rest or {})), **options)
-        venues.append(venue)
-        venue.start()
-        return venue
+        def make(rest: dict[str, Any] | None = None, **options: Any) -> FixVenue:
+            return start(rest=VenueRest(**(rest or {})), **options)
 
-    yield make
-    for venue in venues:
-        venue.stop()
-        print(f"venue log: {venue.log_path}")
+        yield make
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import json
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -96,6 +96,14 @@ class RestLiveFlow:
         feeder.join(30)
         wait_for(lambda: first.order_id in filled_ids(self.conn), "the flow up", timeout=90, log=self.log)
 
+    def start_feeding(self, orders: Sequence[ValidatedOrder]) -> Feeder:
+        """Start the flow, warm it up with the first order, then write the rest one every 0.1 s."""
+        self.start()
+        self.warm_up(orders[0])
+        feeder = Feeder(self.data, orders[1:], every_s=0.1)
+        feeder.start()
+        return feeder
+
     def settle(self, feeder: Feeder) -> None:
         feeder.join(60)
         assert feeder.error is None
@@ -103,6 +111,19 @@ class RestLiveFlow:
         wanted = {o.order_id for o in feeder.orders}
         wait_for(lambda: filled_ids(self.conn) >= wanted, "every order FILLED", timeout=90, log=self.log)
         assert self.alive(), self.log.read_text()[-3000:]
+
+
+def outage_mid_stream(
+    flow: RestLiveFlow, feeder: Feeder, down: Callable[[], None], up: Callable[[], None], what: str
+) -> None:
+    """After the first fills, ``down`` for 1.5 s while orders keep coming, ``up`` again, settle."""
+    wait_for(lambda: len(filled_ids(flow.conn)) >= 6, "first fills", log=flow.log)
+    down()
+    time.sleep(1.5)  # orders keep coming meanwhile
+    written_while_down = feeder.written
+    up()
+    flow.settle(feeder)
+    assert written_while_down < len(feeder.orders), f"the feed ended before the {what} came back"
 
 
 def venue_executions(venue: FixVenue) -> list[dict[str, object]]:
@@ -153,10 +174,7 @@ def test_job_d_sigkilled_twice_mid_burst_sends_no_order_twice_and_loses_no_fill(
 ) -> None:
     flow = RestLiveFlow(tmp_path, rest_env(venue))
     orders = [order(f"K{i:03d}", qty=9 + i % 5) for i in range(100)]
-    flow.start()
-    flow.warm_up(orders[0])
-    feeder = Feeder(flow.data, orders[1:], every_s=0.1)
-    feeder.start()
+    feeder = flow.start_feeding(orders)
     try:
         for threshold in (10, 30):
             started = time.monotonic()
@@ -177,18 +195,9 @@ def test_venue_sigkilled_and_restarted_mid_stream_without_loss_or_resend(
 ) -> None:
     flow = RestLiveFlow(tmp_path, rest_env(venue))
     orders = [order(f"V{i:03d}", qty=10 + i % 7) for i in range(60)]
-    flow.start()
-    flow.warm_up(orders[0])
-    feeder = Feeder(flow.data, orders[1:], every_s=0.1)
-    feeder.start()
+    feeder = flow.start_feeding(orders)
     try:
-        wait_for(lambda: len(filled_ids(flow.conn)) >= 6, "first fills", log=flow.log)
-        venue.kill()
-        time.sleep(1.5)  # orders keep coming while the venue is down
-        written_while_down = feeder.written
-        venue.start()
-        flow.settle(feeder)
-        assert written_while_down < len(feeder.orders), "the feed ended before the venue came back"
+        outage_mid_stream(flow, feeder, venue.kill, venue.start, "venue")
     finally:
         flow.kill()
     assert_exactly_once(venue, flow.conn, orders)
@@ -204,20 +213,18 @@ def test_network_cut_mid_burst_without_loss_or_resend(venue: FixVenue, tmp_path:
     try:
         flow = RestLiveFlow(tmp_path, rest_env(venue, http.port, ws.port))
         orders = [order(f"N{i:03d}", qty=8 + i % 6) for i in range(60)]
-        flow.start()
-        flow.warm_up(orders[0])
-        feeder = Feeder(flow.data, orders[1:], every_s=0.1)
-        feeder.start()
+        feeder = flow.start_feeding(orders)
+
+        def cut() -> None:
+            http.stop()
+            ws.stop()
+
+        def mend() -> None:
+            http.start()
+            ws.start()
+
         try:
-            wait_for(lambda: len(filled_ids(flow.conn)) >= 6, "first fills", log=flow.log)
-            for cut in (http, ws):
-                cut.stop()
-            time.sleep(1.5)  # orders keep coming while the network is down
-            written_while_down = feeder.written
-            for cut in (http, ws):
-                cut.start()
-            flow.settle(feeder)
-            assert written_while_down < len(feeder.orders), "the feed ended before the network came back"
+            outage_mid_stream(flow, feeder, cut, mend, "network")
         finally:
             flow.kill()
         assert_exactly_once(venue, flow.conn, orders)

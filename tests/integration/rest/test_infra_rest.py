@@ -12,19 +12,15 @@ import pytest
 from connectors.rest.settings import RestSettings
 from connectors.venues.rest import RestVenue
 from schemas import ExecStatus, Side, ValidatedOrder
-from tests.integration.test_infra_cli import tradeflow
+from tests.integration.test_infra_cli import infra_up
 from tradeflow.infra.common import port_open
-from tradeflow.infra.manage import load_state
 
 pytestmark = pytest.mark.integration
 
 
 def test_infra_up_fix_serves_the_rest_api_that_its_exports_point_at(tmp_path: Path) -> None:
-    root = tmp_path / "infra"
-    try:
-        out = tradeflow("infra", "up", "--dir", str(root), "--only", "fix")
+    with infra_up(tmp_path / "infra", "--only", "fix") as (out, state):
         assert "TRADEFLOW_REST__BASE_URL=http://127.0.0.1:" in out
-        state = load_state(root)
         env = state.env
         assert "TRADEFLOW_REST__SECRET" not in env  # only its file
         adapter = RestVenue(RestSettings(
@@ -45,6 +41,4 @@ def test_infra_up_fix_serves_the_rest_api_that_its_exports_point_at(tmp_path: Pa
             assert ExecStatus.FILLED in got
         finally:
             adapter.close()
-    finally:
-        tradeflow("infra", "down", "--dir", str(root))
     assert not port_open(state.ports["fix"])
