@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from connectors.base import ConnectorError
 from connectors.fluss.client import FLUSH_TIMEOUT_S, RELOAD_TIMEOUT_S, FlussClient, is_table_missing
-from connectors.fluss.tables import create_table, ensure_database, wait_ready
+from connectors.fluss.tables import create_led, create_table, ensure_database
 
 CLOSED_TABLE = "_tradeflow_closed"
 """The close records of a database's streams (a name no stream can clash with: streams
@@ -73,7 +73,10 @@ class CloseRecords:
     def _ensure(self) -> fluss.FlussTable:
         if self._table is None:
             client = self._client
-            if not client.run(lambda: client.admin.table_exists(self.path)):
+
+            def create() -> tuple[None, bool]:
+                if client.run(lambda: client.admin.table_exists(self.path)):
+                    return None, False
                 ensure_database(client, self.path.database_name)
                 descriptor = fluss.TableDescriptor(
                     fluss.Schema(_SCHEMA, primary_keys=["table_name"]),
@@ -81,7 +84,9 @@ class CloseRecords:
                     comment="tradeflow: end offsets of closed streams",
                 )
                 create_table(client, self.path, descriptor)
-            wait_ready(client, self.path, 1)
+                return None, True
+
+            create_led(client, self.path, create, lambda _: 1)
             self._table = client.table(self.path)
         return self._table
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fluss
 import pyarrow as pa
@@ -38,6 +38,8 @@ from connectors.base import ConnectorError
 from connectors.fluss.client import RPC_TIMEOUT_S, FlussClient, FlussTimeout, log
 from connectors.fluss.settings import FlussSettings
 from schemas import SCHEMA_VERSION, DeadLetter, Kind, Record, StreamSpec, encode
+
+T = TypeVar("T")
 
 TS = "ts"
 VERSION = "_v"
@@ -213,26 +215,41 @@ def ensure_table(client: FlussClient, layout: TableLayout) -> fluss.TableInfo:
     the cluster (e.g. while the tablet server restarts) are retried for up to
     ``READY_TIMEOUT_S``.
     """
-    path = layout.path
-    for attempt in range(1, LOST_TABLE_RETRIES + 2):
+
+    def create() -> tuple[fluss.TableInfo, bool]:
         info, created = _create_or_get(client, layout)
         check_layout(layout, info)
+        return info, created
+
+    return create_led(client, layout.path, create, lambda info: int(info.num_buckets))
+
+
+def create_led(
+    client: FlussClient, path: fluss.TablePath, create: Callable[[], tuple[T, bool]],
+    buckets: Callable[[T], int],
+) -> T:
+    """Run ``create``, then wait until every bucket of the table has a leader.
+
+    ``create`` returns what it made and whether this call created the table; that is
+    returned in the end. Fluss 0.9.1 can miss the creation of a table (apache/fluss#1018, fixed by #2710
+    after 0.9.1): the coordinator never assigns a leader to any bucket. A table this
+    process just created, that nothing could write to yet, is safe to drop and create
+    again: that is done up to ``LOST_TABLE_RETRIES`` times.
+    """
+    for attempt in range(1, LOST_TABLE_RETRIES + 2):
+        made, created = create()
         if not created or attempt > LOST_TABLE_RETRIES:
             break
         try:
-            wait_ready(client, path, info.num_buckets, timeout_s=FRESH_TABLE_READY_S)
-            return info
+            wait_ready(client, path, buckets(made), timeout_s=FRESH_TABLE_READY_S)
+            return made
         except ConnectorError as exc:
-            # Fluss 0.9.1 can miss the creation of a table (apache/fluss#1018, fixed by
-            # #2710 after 0.9.1): the coordinator never assigns a leader to any bucket.
-            # A table this process just created, that nothing could write to, is safe
-            # to drop and create again.
             log.warning("Fluss table %s got no bucket leader in %.0f s (a creation the "
                         "coordinator missed); dropping and creating it again (%d/%d): %s",
-                        layout.qualified, FRESH_TABLE_READY_S, attempt, LOST_TABLE_RETRIES, exc)
+                        path, FRESH_TABLE_READY_S, attempt, LOST_TABLE_RETRIES, exc)
             client.run(lambda: client.admin.drop_table(path, ignore_if_not_exists=True))
-    wait_ready(client, path, info.num_buckets)
-    return info
+    wait_ready(client, path, buckets(made))
+    return made
 
 
 def open_table(

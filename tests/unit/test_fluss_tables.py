@@ -89,3 +89,29 @@ def test_a_table_another_process_created_is_never_dropped(cluster: dict[str, Any
         tables.ensure_table(client, Layout())  # type: ignore[arg-type]
     assert client.admin.dropped == []
     assert cluster["waits"] == [0.0]
+
+
+def test_the_close_records_table_is_made_again_the_same_way(
+    cluster: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_tradeflow_closed`` is created by ``CloseRecords``, not ``ensure_table``; a CI run
+    hit the missed creation there too (120 s without a leader, then the write failed)."""
+    from connectors.fluss import markers
+
+    client = FakeClient()
+    exists: list[bool] = [False, False]
+
+    async def table_exists(path: Any) -> bool:
+        return exists.pop(0)
+
+    client.admin.table_exists = table_exists  # type: ignore[attr-defined]
+    made: list[Any] = []
+    monkeypatch.setattr(markers, "ensure_database", lambda c, db: None)
+    monkeypatch.setattr(markers, "create_table", lambda c, path, descriptor: made.append(path))
+    monkeypatch.setattr(FakeClient, "table", lambda self, path: "handle", raising=False)
+    cluster["ready"] = [False, True]
+    records = markers.CloseRecords(client, "db")  # type: ignore[arg-type]
+    assert records._ensure() == "handle"
+    assert made == [records.path, records.path]
+    assert client.admin.dropped == [records.path]
+    assert cluster["waits"] == [tables.FRESH_TABLE_READY_S, tables.FRESH_TABLE_READY_S]
