@@ -175,10 +175,15 @@ class Outcome:
     @property
     def empty(self) -> bool:
         """Tell whether there is nothing to publish."""
-        return self == Outcome()
+        return (self.decision is None and self.portfolio is None and not self.orders
+                and not self.order_states and not self.positions and not self.events)
 
     def __add__(self, other: Outcome) -> Outcome:
         """Concatenate two outcomes; the later portfolio row (and decision) wins."""
+        if other.empty:  # most often: the kill switch did not trip (outcomes are frozen)
+            return self
+        if self.empty:
+            return other
         return Outcome(
             decision=other.decision if other.decision is not None else self.decision,
             orders=self.orders + other.orders,
