@@ -740,8 +740,7 @@ class AccountBook:
             self._sums = OrderSums()
         self._sums.add(order)
         self.rate.add(signal.ts)
-        validated = _checked(
-            ValidatedOrder,
+        validated = ValidatedOrder(
             order_id=order_id,
             action=OrderAction.NEW,
             account=self.account_id,
@@ -947,11 +946,11 @@ def _lean(row: _Row, *, own: bool = False) -> _Row:
 def _checked(model: type[_Row], **values: Any) -> _Row:
     """Return ``model(**values)`` without validating ``values`` again: they are known valid.
 
-    For the records a signal's decision makes, which copy fields of the validated signal
-    (and of validated Account and Route rows) into fields of the same types, and add ids,
-    enums, counters and the latency made here. Validating them again gave the same
-    values (each field's validators leave a valid value as it is; tests check it) and
-    cost about a tenth of a decision.
+    For a signal's ``RiskDecision``: its fields copy the validated signal and Account row
+    and add ids, the rule results (validated when made), counters and the latency made
+    here. Validating them again gave the same values (tests check it) and walked every
+    rule result again: ``model_construct`` costs 3 us against 5 us. Records with no list
+    of records in them are validated as usual: for them ``model_construct`` is the slower.
     """
     return model.model_construct(**values)
 
