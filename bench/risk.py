@@ -20,9 +20,10 @@ Measured in one run:
   signals whose decision (pass/fail, order, every rule's values) differs between the
   two: with stream order kept by both, 0.
 - ``check``: in that process first, ``AccountBook.on_signal`` timed per call
-  (``perf_counter_ns``) over the same signals in memory: p50/p99
-  (``on_signal_only_per_s`` from their sum); plus the ``RiskDecision.latency_us`` the
-  flow's books recorded.
+  (``perf_counter_ns``) over the same signals in memory: ``scenario_check_p50_us`` /
+  ``scenario_check_p99_us`` (``on_signal_only_per_s`` from their sum); plus the
+  ``RiskDecision.latency_us`` the flow's books recorded. The flow's own rates are
+  ``flow_signals_per_s`` and ``flow_fills_per_s``.
 - ``10k``: a fresh subprocess builds 10,000 books x 20 positions through the public API
   (``on_account``, then per symbol ``on_mark`` + ``on_signal`` + a FILLED ``on_fill``);
   ``rss_mb_10k_accounts`` is its peak RSS (VmHWM) then, ``rss_mb_baseline`` the same
@@ -40,17 +41,23 @@ Measured in one run:
   cancel (9 in 10) or a fill, with a mark before every signal as the flow does. Then
   ``--loaded-signals`` more signals the same way, ``AccountBook.on_signal`` timed per
   call: ``signals_per_s`` (signals / the sum of those times), ``check_p50_us``,
-  ``check_p99_us``; ``history_orders`` is the number of orders the book validated
-  before the timed part, ``passed`` how many timed signals passed.
+  ``check_p99_us`` (the top-level keys of the last line); ``history_orders`` is the
+  number of orders the book validated before the timed part, ``passed`` how many timed
+  signals passed.
+- ``empty_book``: the baseline of the same run, another fresh subprocess timing the same
+  kind of signals on a book with no working order (each order closed as soon as it is
+  opened) after a warm-up of ``EMPTY_BOOK_WARMUP`` (1,000) orders, as many as a book
+  keeps closed ones: ``empty_book_*``, and ``ratio_*_loaded_vs_empty`` (1.0: the check
+  does not grow with the working orders or the history).
 - ``100k``: like ``10k`` with ``--books-100k`` (100,000) books x ``--positions-100k`` (3)
   positions: ``rss_mb_100k_accounts`` (peak RSS, VmHWM, of that fresh process once they
   are built) and ``restore_s_100k_accounts`` (unpickle + ``from_snapshot`` of all,
   timed after the built books are dropped: a restarting process holds the snapshots,
   not the books they came from).
-- ``--baseline-ref REF`` (e.g. the commit before issue 20): the ``loaded_book`` and
-  ``100k`` children also run on the ``operators/`` package of REF (``git archive`` into a
-  temp dir, put first on the child's ``sys.path``; everything else is this tree), in
-  the same run, alternated with the current code. Their figures are printed under
+- ``--baseline-ref REF`` (e.g. the commit before issue 20): the ``empty_book``,
+  ``loaded_book`` and ``100k`` children also run on the ``operators/`` package of REF
+  (``git archive`` into a temp dir, put first on the child's ``sys.path``; everything
+  else is this tree), in the same run, alternated with the current code. Their figures are printed under
   ``baseline`` and ``ratio_*`` keys (``ratio_<key>`` = current / baseline).
   ``--skip-flow`` leaves out the flow, plain-loop, replay, 10k and resume parts.
 
@@ -79,6 +86,9 @@ from pathlib import Path
 from typing import Any
 
 from _root import ROOT
+
+EMPTY_BOOK_WARMUP = 1_000
+"""Orders the empty-book baseline validates (and closes at once) before it is timed."""
 
 OPERATORS_ENV = "TRADEFLOW_BENCH_OPERATORS"
 """A directory holding another ``operators`` package to measure (the baseline)."""
@@ -522,10 +532,13 @@ def issue20_figures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         impls["baseline"] = baseline_operators(args.baseline_ref, work)
     loaded = [str(a) for a in ("--child-loaded", "--history", args.history, "--working",
                                args.working, "--loaded-signals", args.loaded_signals)]
+    empty = [str(a) for a in ("--child-loaded", "--history", EMPTY_BOOK_WARMUP, "--working", 0,
+                              "--loaded-signals", args.loaded_signals)]
     figures: dict[str, dict[str, Any]] = {k: {} for k in impls}
     # Each figure for the current code, then at once for the baseline: a pair is
     # measured close in time on this shared machine.
     for label, ops in impls.items():
+        figures[label]["empty_book"] = run_child(empty, ops)
         figures[label]["loaded_book"] = run_child(loaded, ops)
     for label, ops in impls.items():
         hundred = run_child(["--child-100k", "--books", str(args.books_100k),
@@ -538,11 +551,19 @@ def issue20_figures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "build_s_100k_accounts": hundred["build_s"],
         })
     cur = figures["current"]
+    book, empty_book = cur["loaded_book"], cur["empty_book"]
     out: dict[str, Any] = {
-        "loaded_book": cur["loaded_book"],
-        **{k: v for k, v in cur.items() if k != "loaded_book"},
+        **{k: book[k] for k in ("signals_per_s", "check_p50_us", "check_p99_us", "history_orders",
+                                "working_orders")},
+        **{f"empty_book_{k}": empty_book[k] for k in ("signals_per_s", "check_p50_us",
+                                                      "check_p99_us")},
+        **{f"ratio_{k}_loaded_vs_empty": round(book[k] / empty_book[k], 3)
+           for k in ("signals_per_s", "check_p50_us", "check_p99_us")},
+        **{k: v for k, v in cur.items() if k not in ("loaded_book", "empty_book")},
         "books_100k": args.books_100k,
         "positions_100k": args.positions_100k,
+        "loaded_book": book,
+        "empty_book": empty_book,
     }
     if "baseline" in figures:
         base = figures["baseline"]
@@ -720,8 +741,8 @@ def main() -> None:
             "accounts": args.accounts,
             "rate_method": "startup_subtracted",
             "repeat": args.repeat,
-            "signals_per_s": round(n_signals / signals_s),
-            "fills_per_s": round(len(fills) / fills_s),
+            "flow_signals_per_s": round(n_signals / signals_s),
+            "flow_fills_per_s": round(len(fills) / fills_s),
             "plain_signals_per_s": round(n_signals / plain_signals_s),
             "plain_fills_per_s": round(len(fills) / plain_fills_s),
             "ratio_signals_flow_vs_plain": round(plain_signals_s / signals_s, 3),
@@ -730,8 +751,8 @@ def main() -> None:
             "replay_decisions_per_s": round(replayed.decisions_per_s),
             "replay_reproduced": f"{replayed.reproduced}/{replayed.checked}",
             "ratio_replay_vs_flow_signals": round(replayed.decisions_per_s * signals_s / n_signals, 3),
-            "check_p50_us": round(percentile(lat, 50), 1),
-            "check_p99_us": round(percentile(lat, 99), 1),
+            "scenario_check_p50_us": round(percentile(lat, 50), 1),
+            "scenario_check_p99_us": round(percentile(lat, 99), 1),
             "flow_decision_latency_p50_us": round(percentile(flow_lat, 50), 1),
             "flow_decision_latency_p99_us": round(percentile(flow_lat, 99), 1),
             "decisions_differing_from_plain": mismatches,

@@ -224,23 +224,25 @@ class Position:
         """
         if qty <= 0 or px <= 0:
             raise ValueError(f"a fill needs qty > 0 and px > 0, got qty={qty} px={px}")
-        with localcontext(MONEY):
-            realized = ZERO
-            if self.net_qty == 0 or _sign(self.net_qty) == side.sign:
-                held = abs(self.net_qty)
-                self.avg_px = (self.avg_px * held + px * qty) / (held + qty)
-                self.net_qty += side.sign * qty
-            else:
-                closing = min(qty, abs(self.net_qty))
-                realized = (px - self.avg_px) * closing * _sign(self.net_qty)
-                self.net_qty += side.sign * qty
-                if self.net_qty == 0:
-                    self.avg_px = ZERO
-                elif closing < qty:
-                    self.avg_px = px
-            self.realized_pnl += realized
-            self.fees += fee
-            return realized
+        m = MONEY
+        realized = ZERO
+        net = self.net_qty
+        if net == 0 or _sign(net) == side.sign:
+            held = m.abs(net)
+            self.avg_px = m.divide(m.add(m.multiply(self.avg_px, held), m.multiply(px, qty)),
+                                   m.add(held, qty))
+            self.net_qty = m.add(net, m.multiply(side.sign, qty))
+        else:
+            closing = min(qty, m.abs(net))
+            realized = m.multiply(m.multiply(m.subtract(px, self.avg_px), closing), _sign(net))
+            self.net_qty = m.add(net, m.multiply(side.sign, qty))
+            if self.net_qty == 0:
+                self.avg_px = ZERO
+            elif closing < qty:
+                self.avg_px = px
+        self.realized_pnl = m.add(self.realized_pnl, realized)
+        self.fees = m.add(self.fees, fee)
+        return realized
 
     def mark(self, px: Decimal) -> None:
         """Set the mark price used for unrealised PnL and market value."""
@@ -318,8 +320,7 @@ class Ledger:
             known = self.marks.get(symbol)
             pos = Position(symbol, last_mark=known[0] if known else None)
             self.positions[symbol] = pos
-            with localcontext(MONEY):
-                self._add_value(pos.market_value)
+            self._add_value(pos.market_value)
         return pos
 
     def mark_px(self, symbol: str) -> Decimal | None:
@@ -332,11 +333,11 @@ class Ledger:
     ) -> Position:
         """Apply one fill to the position and to cash; return the position."""
         pos = self.position(symbol)
-        with localcontext(MONEY):
-            before = pos.market_value
-            pos.apply_fill(side, qty, px, fee)
-            self._move_value(before, pos.market_value)
-            self.cash -= side.sign * qty * px + fee
+        before = pos.market_value
+        pos.apply_fill(side, qty, px, fee)
+        self._move_value(before, pos.market_value)
+        m = MONEY
+        self.cash = m.subtract(self.cash, m.add(m.multiply(m.multiply(side.sign, qty), px), fee))
         return pos
 
     def mark(self, symbol: str, px: Decimal, ts: datetime) -> bool:
@@ -352,24 +353,23 @@ class Ledger:
             old = pos.last_mark
             if old is px:
                 return True
-            with localcontext(MONEY):
-                before = pos.market_value
-                pos.mark(px)
-                self._move_value(before, pos.market_value)
+            before = pos.market_value
+            pos.mark(px)
+            self._move_value(before, pos.market_value)
         return True
 
     def _add_value(self, value: Decimal) -> None:
         self._net.add(value)
-        self._gross.add(abs(value))
+        self._gross.add(MONEY.abs(value))
 
     def _move_value(self, before: Decimal, after: Decimal) -> None:
-        # A position's market value went from ``before`` to ``after`` (in MONEY).
+        # A position's market value went from ``before`` to ``after``.
         if before is after:
             return
         self._net.remove(before)
         self._net.add(after)
-        self._gross.remove(abs(before))
-        self._gross.add(abs(after))
+        self._gross.remove(MONEY.abs(before))
+        self._gross.add(MONEY.abs(after))
 
     @property
     def equity(self) -> Decimal:

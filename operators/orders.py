@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -252,14 +252,12 @@ class Order:
         """Return the volume-weighted price of the fills (zero before the first)."""
         if self.cum_qty == 0:
             return ZERO
-        with localcontext(MONEY):
-            return self.cum_notional / self.cum_qty
+        return MONEY.divide(self.cum_notional, self.cum_qty)
 
     @property
     def reserved_notional(self) -> Decimal:
         """Return the exposure this order holds reserved: ``leaves qty * reserve px``."""
-        with localcontext(MONEY):
-            return self.leaves_qty * self.reserve_px
+        return MONEY.multiply(self.leaves_qty, self.reserve_px)
 
     def request_cancel(self, ts: datetime) -> None:
         """Move the order to CANCEL_PENDING; raise ``InvalidTransition`` if it cannot."""
@@ -343,10 +341,9 @@ class Order:
             status = next_status(self.status, event)
         except InvalidTransition as exc:
             return ReportOutcome(issues=(_transition_issue(exc, report),))
-        with localcontext(MONEY):
-            self.cum_qty += qty
-            self.cum_notional += qty * report.last_px
-            self.fees += report.fee
+        self.cum_qty = MONEY.add(self.cum_qty, qty)
+        self.cum_notional = MONEY.add(self.cum_notional, MONEY.multiply(qty, report.last_px))
+        self.fees = MONEY.add(self.fees, report.fee)
         self.venue_cum_qty = venue_cum
         self.status = status
         self.ts = max(self.ts, report.ts)

@@ -175,10 +175,15 @@ class Outcome:
     @property
     def empty(self) -> bool:
         """Tell whether there is nothing to publish."""
-        return self == Outcome()
+        return (self.decision is None and self.portfolio is None and not self.orders
+                and not self.order_states and not self.positions and not self.events)
 
     def __add__(self, other: Outcome) -> Outcome:
         """Concatenate two outcomes; the later portfolio row (and decision) wins."""
+        if other.empty:  # most often: the kill switch did not trip (outcomes are frozen)
+            return self
+        if self.empty:
+            return other
         return Outcome(
             decision=other.decision if other.decision is not None else self.decision,
             orders=self.orders + other.orders,
@@ -320,7 +325,8 @@ class AccountBook:
             outcome = Outcome(events=tuple(self._rejection(signal, r) for r in results
                                            if not r.passed))
         outcome += self._check_kill_switch(signal.ts)
-        decision = RiskDecision(
+        decision = _checked(
+            RiskDecision,
             signal_id=signal.signal_id,
             account=self.account_id,
             decision=Decision.PASS if passed else Decision.FAIL,
@@ -940,6 +946,18 @@ def _lean(row: _Row, *, own: bool = False) -> _Row:
         return row
     return type(row).model_construct(_fields_set=shared, **row.__dict__)
 
+
+
+def _checked(model: type[_Row], **values: Any) -> _Row:
+    """Return ``model(**values)`` without validating ``values`` again: they are known valid.
+
+    For a signal's ``RiskDecision``: its fields copy the validated signal and Account row
+    and add ids, the rule results (validated when made), counters and the latency made
+    here. Validating them again gave the same values (tests check it) and walked every
+    rule result again: ``model_construct`` costs 3 us against 5 us. Records with no list
+    of records in them are validated as usual: for them ``model_construct`` is the slower.
+    """
+    return model.model_construct(**values)
 
 
 def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:

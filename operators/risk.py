@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from bisect import bisect_right, insort
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -105,7 +105,11 @@ def dec_str(value: Decimal | int) -> str:
 
 @dataclass(frozen=True)
 class CheckInput:
-    """Everything the rules look at for one signal, as of just before the signal."""
+    """Everything the rules look at for one signal, as of just before the signal.
+
+    The figures several rules share (``order_px``, ``order_notional``, ``projected_qty``,
+    ``reduces``) are derived once, when the input is built.
+    """
 
     signal: TradeSignal
     account: Account | None
@@ -143,38 +147,33 @@ class CheckInput:
     market_ts: datetime | None = None
     """The time of the symbol's newest tick when the signal came; None: none seen."""
 
-    @property
-    def order_px(self) -> Decimal | None:
-        """Return the price the order is valued at (see the module docstring)."""
-        if self.signal.order_type is OrderType.LIMIT:
-            return self.signal.limit_px
-        return self.mark if self.mark is not None else self.signal.ref_px
+    order_px: Decimal | None = field(init=False, repr=False, compare=False)
+    """The price the order is valued at (see the module docstring)."""
+    order_notional: Decimal | None = field(init=False, repr=False, compare=False)
+    """``qty * order_px``, or None without a price."""
+    projected_qty: Decimal = field(init=False, repr=False, compare=False)
+    """The position if this order and every open order on its side filled."""
+    reduces: bool = field(init=False, repr=False, compare=False)
+    """Whether the order only reduces the position: it is on the opposite side of the
+    position and, together with the open orders on its side, it cannot take the
+    position through zero."""
 
-    @property
-    def order_notional(self) -> Decimal | None:
-        """Return ``qty * order_px``, or None without a price."""
-        px = self.order_px
-        if px is None:
-            return None
-        return MONEY.multiply(self.signal.qty, px)
-
-    @property
-    def projected_qty(self) -> Decimal:
-        """Return the position if this order and every open order on its side filled."""
-        return MONEY.add(self.net_qty, MONEY.multiply(
-            self.signal.side.sign, MONEY.add(self.open_same_side_qty, self.signal.qty)
-        ))
-
-    @property
-    def reduces(self) -> bool:
-        """Tell whether the order only reduces the position.
-
-        True when the order is on the opposite side of the position and, together
-        with the open orders on its side, it cannot take the position through zero.
-        """
-        if self.net_qty == 0 or (self.net_qty > 0) == (self.signal.side is Side.BUY):
-            return False
-        return self.open_same_side_qty + self.signal.qty <= abs(self.net_qty)
+    def __post_init__(self) -> None:
+        # The derived figures several rules share, computed once per check (in MONEY,
+        # through its methods: whatever the caller's context).
+        signal, net = self.signal, self.net_qty
+        if signal.order_type is OrderType.LIMIT:
+            px = signal.limit_px
+        else:
+            px = self.mark if self.mark is not None else signal.ref_px
+        same_side = MONEY.add(self.open_same_side_qty, signal.qty)
+        reduces = not (net == 0 or (net > 0) == (signal.side is Side.BUY)) \
+            and same_side <= MONEY.abs(net)
+        put = object.__setattr__  # frozen: set once, here
+        put(self, "order_px", px)
+        put(self, "order_notional", None if px is None else MONEY.multiply(signal.qty, px))
+        put(self, "projected_qty", MONEY.add(net, MONEY.multiply(signal.side.sign, same_side)))
+        put(self, "reduces", reduces)
 
 
 def _result(rule: Rule, passed: bool, message: str, value: str | None = None,

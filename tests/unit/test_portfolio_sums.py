@@ -292,3 +292,36 @@ def test_seen_signals_and_closed_orders_stay_bounded_and_evict_oldest_first(
     assert again.decision.decision == "FAIL"
     restored = AccountBook.from_snapshot(snap, clock=fake_clock())
     assert restored.snapshot() == snap
+
+
+# ---------------------------------------------------------------- records not validated again
+
+
+def test_decision_and_order_records_equal_their_validated_copies() -> None:
+    from schemas.trading import Route, Venue, VenueState
+
+    book = AccountBook(ACCOUNT, clock=fake_clock())
+    book.on_account(account(cash=D(1_000_000), max_order_notional=D(50_000), limits_version=3))
+    book.on_route(Route(account=ACCOUNT, symbol="MSFT", venue="fix1", ts=T0))
+    book.on_venue(Venue(venue="fix1", state=VenueState.UP, ts=T0))
+    book.on_mark("AAPL", D("101.25"), T0)
+    book.on_mark("MSFT", D("400.5"), T0)
+    signals = [
+        TradeSignal(signal_id="m1", strategy_id="st", symbol="AAPL", account=ACCOUNT, side=Side.BUY,
+                    qty=D("10.5"), ref_px=D("101.2"), reason="cross", ts=T0 + timedelta(seconds=1)),
+        TradeSignal(signal_id="l1", strategy_id="st", symbol="MSFT", account=ACCOUNT, side=Side.SELL,
+                    qty=D(3), order_type=OrderType.LIMIT, limit_px=D("400.10"),
+                    ts=T0 + timedelta(seconds=2)),
+        TradeSignal(signal_id="big", strategy_id="st", symbol="AAPL", account=ACCOUNT, side=Side.BUY,
+                    qty=D(900), ts=T0 + timedelta(seconds=3)),  # refused: no order
+    ]
+    records: list[Any] = []
+    for sig in signals:
+        out = book.on_signal(sig)
+        records += [out.decision, *out.orders]
+    assert [type(r).__name__ for r in records] == ["RiskDecision", "ValidatedOrder", "RiskDecision",
+                                                   "ValidatedOrder", "RiskDecision"]
+    for rec in records:
+        again = type(rec).model_validate(rec.model_dump())
+        assert repr(again) == repr(rec)
+        assert again.model_dump_json() == rec.model_dump_json()

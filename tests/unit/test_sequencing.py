@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from operators.portfolio import AccountBook, InputPos
 from operators.sequencing import (
     InputPositions,
@@ -169,6 +171,20 @@ def test_signal_ids_tell_a_replay_from_a_conflict() -> None:
     assert ids.check(signal(1, 1)) is SignalCheck.NEW
     assert ids.check(signal(1, 1)) is SignalCheck.REPLAY
     assert ids.check(signal(1, 1, qty="999")) is SignalCheck.CONFLICT
+
+
+def test_signal_ids_stay_bounded_and_forget_the_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    import operators.sequencing as sequencing
+
+    monkeypatch.setattr(sequencing, "SIGNAL_IDS_KEPT", 3)
+    ids = SignalIds()
+    for i in range(7):
+        assert ids.check(signal(i, i)) is SignalCheck.NEW
+        assert len(ids.seen) <= 3
+    assert list(ids.seen) == ["s4", "s5", "s6"]
+    assert ids.check(signal(5, 5)) is SignalCheck.REPLAY
+    assert ids.check(signal(1, 1)) is SignalCheck.NEW  # forgotten: new again
+    assert list(ids.seen) == ["s5", "s6", "s1"]
 
 
 def test_journal_entries_round_trip_and_the_fold_equals_applying_the_inputs() -> None:
