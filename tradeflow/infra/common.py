@@ -234,6 +234,25 @@ def read_state(path: Path) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """Return the objects of a JSON-lines log a server is writing, oldest first.
+
+    A missing file is an empty log; a line that does not parse (blank, or being written
+    at that very moment) is skipped.
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    rows: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def write_state(path: Path, state: Mapping[str, object]) -> None:
     """Save a launcher's state as JSON, if its directory exists."""
     if path.parent.exists():

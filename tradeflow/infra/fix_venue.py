@@ -41,7 +41,6 @@ Run one by hand::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -60,6 +59,7 @@ from tradeflow.infra.common import (
     free_port,
     launch,
     port_open,
+    read_json_lines,
     resolve_classpath,
     small_jvm_opts,
 )
@@ -419,21 +419,8 @@ class FixVenue(SingleJvmServer):
         strings (exact decimals). With ``cl_ord_id`` only that order's lines.
         A line being written at that very moment is skipped.
         """
-        try:
-            text = self.audit_log_path.read_text()
-        except FileNotFoundError:
-            return []
-        rows: list[dict[str, Any]] = []
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if cl_ord_id is None or row.get("cl_ord_id") == cl_ord_id:
-                rows.append(row)
-        return rows
+        rows = read_json_lines(self.audit_log_path)
+        return [r for r in rows if cl_ord_id is None or r.get("cl_ord_id") == cl_ord_id]
 
     def published_ticks(self) -> list[dict[str, Any]]:
         """Return the market data published: one dict per trade, in publishing order.
@@ -444,17 +431,7 @@ class FixVenue(SingleJvmServer):
         ``sent`` (false: left out of the incrementals by ``md_drop_every``). A line being
         written at that very moment is skipped.
         """
-        try:
-            text = self.md_published_path.read_text()
-        except FileNotFoundError:
-            return []
-        rows: list[dict[str, Any]] = []
-        for line in text.splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return rows
+        return read_json_lines(self.md_published_path)
 
     def accepted_orders(self, cl_ord_id: str | None = None) -> list[dict[str, Any]]:
         """Return the audit lines of orders the venue booked (``accepted`` is true)."""

@@ -12,7 +12,6 @@ of each order summing to its quantity.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from tests.integration.fix.test_execution_flow_fix import (
     write,
 )
 from tests.recovery.procs import env_for, init_recovery, start
+from tradeflow.infra.common import read_json_lines
 from tradeflow.infra.fix_venue import FixVenue
 from tradeflow.infra.rest_venue import SECRET_FILE
 
@@ -128,14 +128,7 @@ def outage_mid_stream(
 
 def venue_executions(venue: FixVenue) -> list[dict[str, object]]:
     """Return the venue's REST execution log (every execution it numbered)."""
-    path = venue.store_dir / "rest-executions.jsonl"
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    return read_json_lines(venue.store_dir / "rest-executions.jsonl")
 
 
 def assert_exactly_once(
