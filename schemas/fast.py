@@ -33,7 +33,7 @@ from enum import Enum
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 import msgspec
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from schemas.base import SCHEMA_VERSION, Record, _fmt_ts, decode, encode
 from schemas.market import INDICATOR_COLUMN  # SmaWide's, the one model that keeps extra columns
@@ -79,6 +79,11 @@ class _Plan:
     names: tuple[str, ...]
     times: tuple[str, ...]
     """Fields holding a datetime (or None)."""
+    decimals: tuple[str, ...]
+    """Fields holding a Decimal (or None): msgspec reads "NaN" and "Infinity" too."""
+    ids: tuple[tuple[str, Any], ...]
+    """(field, check) for text fields with a check of their own (``Name``, ``RecordId``):
+    cheap, and an id with a space, a ``|`` or a control character would corrupt keys."""
     nested: tuple[tuple[str, _Plan, bool], ...]
     """(field, plan of its model, is a list of them) for fields holding models."""
     extra: bool
@@ -113,6 +118,14 @@ class _Plan:
             # only what the validating path would keep as it is: UTC, whole milliseconds
             if value is not None and (value.tzinfo is not UTC or value.microsecond % 1000):
                 raise ValueError("time not in canonical UTC milliseconds")
+        for name, check in self.ids:
+            value = fields[name]
+            if value is not None:
+                check(value)
+        for name in self.decimals:
+            value = fields[name]
+            if value is not None and not value.is_finite():
+                raise ValueError("not a finite number")
         for name, plan, many in self.nested:
             value = fields[name]
             if value is not None:
@@ -168,6 +181,17 @@ def _has_float(tp: Any) -> bool:
     return any(_has_float(a) for a in get_args(tp))
 
 
+def _text_checks(tp: Any, metadata: list[Any]) -> list[Any]:
+    """Return the after-validators of a text field (alone or optional), else []."""
+    if tp is str:
+        return [m.func for m in metadata if isinstance(m, AfterValidator)]
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and get_origin(args[0]) is typing.Annotated and get_args(args[0])[0] is str:
+            return [m.func for m in args[0].__metadata__ if isinstance(m, AfterValidator)]
+    return []
+
+
 def _holds(tp: Any, kind: type) -> type | None:
     """Return the class of ``kind`` a field holds (alone, optional, or a list of), else None."""
     args = [a for a in (get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,))
@@ -189,6 +213,8 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
     names = tuple(fields)
     annotations: dict[str, Any] = {}
     times: list[str] = []
+    decimals: list[str] = []
+    ids: list[tuple[str, Any]] = []
     subs: list[tuple[str, _Plan, bool]] = []
     for name, info in fields.items():
         if info.alias or info.serialization_alias or info.exclude:
@@ -197,6 +223,9 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
         annotations[name] = _struct_type(tp, nested)
         if _holds(tp, datetime):
             times.append(name)
+        if _holds(tp, Decimal):
+            decimals.append(name)
+        ids += [(name, check) for check in _text_checks(tp, info.metadata)]
         sub = _holds(tp, BaseModel)
         if sub is not None:
             many = any(get_origin(a) is list for a in (tp, *get_args(tp)))
@@ -212,7 +241,7 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
                              {"forbid_unknown_fields": not extra, "kw_only": True},
                              lambda body: body.update(ns))
     floats = extra or any(_has_float(t) for t in annotations.values())
-    plan = _Plan(model, names, tuple(times), tuple(subs), extra, floats, msgspec.json.Decoder(struct), struct,
+    plan = _Plan(model, names, tuple(times), tuple(decimals), tuple(ids), tuple(subs), extra, floats, msgspec.json.Decoder(struct), struct,
                  set(names))
     if not top:
         nested[model] = plan
