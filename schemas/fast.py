@@ -142,33 +142,31 @@ class _Plan:
 def _struct_type(tp: Any, nested: dict[type[BaseModel], _Plan]) -> Any:
     """Map a pydantic field annotation to the msgspec type that decodes its JSON."""
     origin = get_origin(tp)
+    if origin is None:
+        return _leaf_type(tp, nested)
+    args = get_args(tp)
     if origin is typing.Annotated:
-        return _struct_type(get_args(tp)[0], nested)
+        return _struct_type(args[0], nested)
     if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if all(get_origin(a) is typing.Literal or a is str or _struct_type(a, nested) is str for a in args):
+        if all(get_origin(a) is typing.Literal or _struct_type(a, nested) is str for a in args):
             return str  # Name | Literal["*"]
         return Union[tuple(_struct_type(a, nested) for a in args)]  # noqa: UP007 - built at run time
     if origin is list:
-        (item,) = get_args(tp)
-        return list[_struct_type(item, nested)]  # type: ignore[misc]
-    if origin is dict:
-        key, value = get_args(tp)
-        if key is not str:
-            raise Unsupported(f"dict key {key!r}")
-        return dict[str, _struct_type(value, nested)]  # type: ignore[misc]
-    if origin is typing.Literal:
-        if all(isinstance(a, str) for a in get_args(tp)):
-            return str
-        raise Unsupported(f"literal {tp!r}")
-    if tp is type(None):
-        return type(None)
+        return list[_struct_type(args[0], nested)]  # type: ignore[misc]
+    if origin is dict and args[0] is str:
+        return dict[str, _struct_type(args[1], nested)]  # type: ignore[misc]
+    if origin is typing.Literal and all(isinstance(a, str) for a in args):
+        return str
+    raise Unsupported(f"field type {tp!r}")
+
+
+def _leaf_type(tp: Any, nested: dict[type[BaseModel], _Plan]) -> Any:
+    if tp is type(None) or tp in (str, int, float, bool, Decimal, datetime):
+        return tp
     if isinstance(tp, type):
         if issubclass(tp, BaseModel):
             return _plan_of(tp, nested).struct
         if issubclass(tp, Enum) and issubclass(tp, str):
-            return tp
-        if tp in (str, int, float, bool, Decimal, datetime):
             return tp
     raise Unsupported(f"field type {tp!r}")
 
@@ -241,8 +239,8 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
                              {"forbid_unknown_fields": not extra, "kw_only": True},
                              lambda body: body.update(ns))
     floats = extra or any(_has_float(t) for t in annotations.values())
-    plan = _Plan(model, names, tuple(times), tuple(decimals), tuple(ids), tuple(subs), extra, floats, msgspec.json.Decoder(struct), struct,
-                 set(names))
+    plan = _Plan(model, names, tuple(times), tuple(decimals), tuple(ids), tuple(subs), extra, floats,
+                 msgspec.json.Decoder(struct), struct, set(names))
     if not top:
         nested[model] = plan
     return plan
