@@ -51,6 +51,8 @@ e.g. a symbol ``e5``, only costs the pydantic path). A literal first: ``[0-9]e[0
 costs ten times as much."""
 
 _set = object.__setattr__
+_GOOD_IDS_MAX = 4096
+"""Ids remembered as checked, per field (then forgotten all at once)."""
 
 
 class Unsupported(TypeError):
@@ -81,9 +83,10 @@ class _Plan:
     """Fields holding a datetime (or None)."""
     decimals: tuple[str, ...]
     """Fields holding a Decimal (or None): msgspec reads "NaN" and "Infinity" too."""
-    ids: tuple[tuple[str, Any], ...]
-    """(field, check) for text fields with a check of their own (``Name``, ``RecordId``):
-    cheap, and an id with a space, a ``|`` or a control character would corrupt keys."""
+    ids: tuple[tuple[str, Any, set[str]], ...]
+    """(field, check, values that passed it) for text fields with a check of their own
+    (``Name``, ``RecordId``): an id with a space, a ``|`` or a control character would
+    corrupt keys. Symbols and accounts repeat: a set lookup instead of the regex."""
     nested: tuple[tuple[str, _Plan, bool], ...]
     """(field, plan of its model, is a list of them) for fields holding models."""
     extra: bool
@@ -118,10 +121,13 @@ class _Plan:
             # only what the validating path would keep as it is: UTC, whole milliseconds
             if value is not None and (value.tzinfo is not UTC or value.microsecond % 1000):
                 raise ValueError("time not in canonical UTC milliseconds")
-        for name, check in self.ids:
+        for name, check, good in self.ids:
             value = fields[name]
-            if value is not None:
+            if value is not None and value not in good:
                 check(value)
+                if len(good) >= _GOOD_IDS_MAX:
+                    good.clear()
+                good.add(value)
         for name in self.decimals:
             value = fields[name]
             if value is not None and not value.is_finite():
@@ -212,7 +218,7 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
     annotations: dict[str, Any] = {}
     times: list[str] = []
     decimals: list[str] = []
-    ids: list[tuple[str, Any]] = []
+    ids: list[tuple[str, Any, set[str]]] = []
     subs: list[tuple[str, _Plan, bool]] = []
     for name, info in fields.items():
         if info.alias or info.serialization_alias or info.exclude:
@@ -223,7 +229,7 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
             times.append(name)
         if _holds(tp, Decimal):
             decimals.append(name)
-        ids += [(name, check) for check in _text_checks(tp, info.metadata)]
+        ids += [(name, check, set()) for check in _text_checks(tp, info.metadata)]
         sub = _holds(tp, BaseModel)
         if sub is not None:
             many = any(get_origin(a) is list for a in (tp, *get_args(tp)))
@@ -294,6 +300,9 @@ def fast_decode(model: type[R], raw: bytes | str) -> R:
         return decode(model, raw)
     try:
         if plan.extra:
+            layout = _LAYOUTS.get(model)
+            if layout is not None and (rec := layout.decode(plan, raw)) is not None:
+                return rec  # type: ignore[return-value]
             data = _ANY.decode(raw)
             fixed = {name: data.pop(name) for name in plan.names if name in data}
             fields = msgspec.structs.asdict(msgspec.convert(fixed, plan.struct))
@@ -301,6 +310,7 @@ def fast_decode(model: type[R], raw: bytes | str) -> R:
             if fields_set is None:
                 return decode(model, raw)
             rec = plan.build(fields, data, fields_set)
+            _LAYOUTS[model] = _Layout.of(plan, tuple(data), fields_set)
         else:
             struct = plan.decoder.decode(raw)
             fields = msgspec.structs.asdict(struct)
@@ -311,6 +321,43 @@ def fast_decode(model: type[R], raw: bytes | str) -> R:
         return decode(model, raw)
     return rec  # type: ignore[return-value]
 
+
+@dataclass(frozen=True)
+class _Layout:
+    """The extra columns the last record of an extra-columns model had, as one Struct.
+
+    Job A writes the same columns in every row: decoding them typed, in one C call,
+    costs half the generic path (untyped dict, split, convert, check each column).
+    """
+
+    extras: tuple[str, ...]
+    fields_set: set[str]
+    decoder: msgspec.json.Decoder[Any]
+
+    @classmethod
+    def of(cls, plan: _Plan, extras: tuple[str, ...], fields_set: set[str]) -> _Layout:
+        annotations = {**plan.struct.__annotations__, **dict.fromkeys(extras, float | int | None)}
+        annotations[_VERSION_FIELD] = int
+        ns = {"__annotations__": annotations, _VERSION_FIELD: msgspec.field(name="_v")}
+        struct = types.new_class(f"Fast{plan.model.__name__}Columns", (msgspec.Struct,),
+                                 {"forbid_unknown_fields": True, "kw_only": True, "array_like": False},
+                                 lambda body: body.update(ns))
+        return cls(extras, fields_set, msgspec.json.Decoder(struct))
+
+    def decode(self, plan: _Plan, raw: bytes) -> BaseModel | None:
+        """Return the record, or None when ``raw`` has other columns (or is not right)."""
+        try:
+            values = msgspec.structs.astuple(self.decoder.decode(raw))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if values[-1] != SCHEMA_VERSION:
+            return None
+        k = len(plan.names)
+        return plan.build(dict(zip(plan.names, values[:k], strict=True)),
+                          dict(zip(self.extras, values[k:-1], strict=True)), self.fields_set)
+
+
+_LAYOUTS: dict[type[BaseModel], _Layout] = {}
 
 _FLOATS = (float, int, type(None))
 _COLUMNS_SEEN: dict[tuple[type[BaseModel], tuple[str, ...]], set[str]] = {}
