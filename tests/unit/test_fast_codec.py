@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic_core import PydanticSerializationError
+from pydantic import PydanticSerializationError
 
 from connectors.feeds import SyntheticMarket
 from connectors.settings import load_settings
