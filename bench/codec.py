@@ -10,7 +10,9 @@ values and columns are what the jobs write. For each kind, one round trip is
 - pydantic: ``schemas.base.encode`` then ``schemas.base.decode`` (the validating path,
   still used at ingress).
 
-Encode and decode alone are timed too. The two paths run alternately, ``--repeats``
+Encode and decode alone are timed too, and, to tell how fast the machine is, the
+standard library's ``json.loads`` of the same tick payloads (``json_loads_tick_us``:
+a floor no JSON decode in Python goes far under). The two paths run alternately, ``--repeats``
 times over the same records; each figure is the best pass (the machine is shared), in
 microseconds a record. Before timing, every record is checked: the fast bytes equal
 the pydantic bytes and the fast decode equals the original (``mismatches`` counts the
@@ -23,6 +25,7 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -80,6 +83,7 @@ def measure(records: list[Record], repeats: int, label: str) -> dict[str, float]
         "pydantic_encode": (records, encode),
         "fast_decode": (payloads, lambda b: fast_decode(model, b)),
         "pydantic_decode": (payloads, lambda b: decode(model, b)),
+        "json_loads": (payloads, json.loads),
     }
     best = {name: float("inf") for name in steps}
     for i in range(repeats):
@@ -113,6 +117,7 @@ def main() -> None:
         for name in ("fast_encode", "fast_decode", "pydantic_encode", "pydantic_decode"):
             result[f"{kind}_{name}_us"] = figures[name]
     result.update({
+        "json_loads_tick_us": tick["json_loads"],
         "sma_wide_columns": len(rows[0].indicators()) if rows else 0,
         "records": len(ticks), "rows": len(rows), "repeats": args.repeats, "mismatches": bad,
     })

@@ -51,6 +51,7 @@ e.g. a symbol ``e5``, only costs the pydantic path). A literal first: ``[0-9]e[0
 costs ten times as much."""
 
 _set = object.__setattr__
+_new = object.__new__
 _GOOD_IDS_MAX = 4096
 """Ids remembered as checked, per field (then forgotten all at once)."""
 
@@ -137,7 +138,7 @@ class _Plan:
             if value is not None:
                 fields[name] = ([plan.build(msgspec.structs.asdict(v), None) for v in value] if many
                                 else plan.build(msgspec.structs.asdict(value), None))
-        rec = self.model.__new__(self.model)
+        rec = _new(self.model)  # BaseModel has no __new__ of its own
         _set(rec, "__dict__", fields)
         _set(rec, "__pydantic_fields_set__", fields_set or self.fields_set)
         _set(rec, "__pydantic_extra__", extra)
