@@ -49,7 +49,7 @@ from operators.strategies.sharding import (
     shard_of,
     take,
 )
-from schemas import Control, DeadLetter, SmaWide, StrategyConfig, TradeSignal
+from schemas import Control, DeadLetter, SmaWide, StrategyConfig, TradeSignal, spec
 
 SHARDS = 64
 """Default number of shard keys. Changing it changes the keys of the recovery state:
@@ -120,7 +120,7 @@ def build_flow(
         raw = op.input(stream, flow, src)
         if mine is not None:
             raw = op.filter(f"{stream}_mine", raw, mine)
-        return decoded(stream, raw, model, job=job, letters=letters)
+        return decoded(stream, raw, model, job=job, letters=letters, fast=spec(stream).trusted)
 
     def route(d: Decoded[SmaWide]) -> tuple[str, RowAt] | DeadLetter:
         if not d.record.price > 0:  # also catches NaN

@@ -1,6 +1,13 @@
-"""Pydantic models of every stream and table, and their one JSON encoding."""
+"""Pydantic models of every stream and table, and their one JSON encoding.
 
-from schemas.base import SCHEMA_VERSION, DecodeError, Record, Side, decode, encode, validate
+``encode`` is the fast encoder (``schemas.fast``): the same bytes as the pydantic path
+(``schemas.base.encode``), for every record. ``decode`` validates (ingress);
+``fast_decode`` is for internal hops only.
+"""
+
+from schemas.base import SCHEMA_VERSION, DecodeError, Record, Side, decode, validate
+from schemas.fast import fast_decode
+from schemas.fast import fast_encode as encode
 from schemas.journal import JournalEntry, JournalKind, JournalMark
 from schemas.market import MarketData, SmaWide
 from schemas.ops import DeadLetter, ExecutionMetrics
@@ -49,5 +56,5 @@ __all__ = [
     "RiskDecision", "RiskEvent", "Route", "RuleResult", "Scope", "ScopeKind", "Severity",
     "Side", "Sizing", "SmaWide", "StrategyConfig", "StreamSpec", "SymbolLimit", "TimeInForce",
     "TradeSignal", "TradingState", "ValidatedOrder", "Venue", "VenueFill", "VenueState",
-    "decode", "encode", "spec", "validate",
+    "decode", "encode", "fast_decode", "spec", "validate",
 ]

@@ -44,6 +44,14 @@ class StreamSpec:
     unique: tuple[str, ...] = ()
     """Fields that identify a log record; a sink drops a record whose id it already
     wrote (the replay after a crash re-emits identical records). Empty: no check."""
+    trusted: bool = False
+    """Written by one of our jobs from records it validated, and read by another: the
+    reader may use the fast decode (``schemas.fast.fast_decode``: shape, types and ids
+    checked, the models' value validators not run; what fails goes through ``decode``).
+    Streams people, feeds or venues write stay validated, and so do trade_signals,
+    validated_orders and venue_fills: the risk checks and the venue rely on their
+    value validators (DECIMAL(18,8) ranges, limit price rules), and the hostile corpus
+    (tests/hostile.py) writes into them."""
 
     def record_id(self, record: Record) -> str | None:
         """Return the record's unique id, or None if the stream has none."""
@@ -63,15 +71,16 @@ class StreamSpec:
 
 
 def _spec(
-    name: str, model: type[Record], kind: Kind = Kind.LOG, unique: tuple[str, ...] = ()
+    name: str, model: type[Record], kind: Kind = Kind.LOG, unique: tuple[str, ...] = (), *,
+    trusted: bool = False,
 ) -> tuple[str, StreamSpec]:
-    return name, StreamSpec(name, model, kind, unique)
+    return name, StreamSpec(name, model, kind, unique, trusted)
 
 
 STREAMS: dict[str, StreamSpec] = dict(
     [
         _spec("market_data", MarketData),
-        _spec("sma_wide", SmaWide),
+        _spec("sma_wide", SmaWide, trusted=True),  # A -> B; B checks price > 0 itself
         _spec("strategy_config", StrategyConfig, Kind.TABLE),
         _spec("trade_signals", TradeSignal, unique=("signal_id",)),
         _spec("accounts", Account, Kind.TABLE),
