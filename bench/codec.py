@@ -35,25 +35,16 @@ import _root  # noqa: F401 - first: puts the repository root on sys.path
 
 from bench.harness import report
 from connectors.feeds import SyntheticMarket
-from connectors.settings import load_settings
-from flows.indicators import indicator_config, to_sma_wide
-from operators.indicators import Row, SymbolIndicators, Tick
 from schemas import MarketData, Record, SmaWide
 from schemas.base import decode, encode
 from schemas.fast import fast_decode, fast_encode
+from tests.helpers import sma_rows
 
 
 def make_records(n: int, symbols: int) -> tuple[list[MarketData], list[SmaWide]]:
+    """A synthetic market and the sma_wide rows Job A writes for it (tests.helpers.sma_rows)."""
     ticks = list(SyntheticMarket(symbols=symbols, ticks=n, seed=20))
-    config = indicator_config(load_settings())
-    states: dict[str, SymbolIndicators] = {}
-    rows: list[SmaWide] = []
-    for m in ticks:
-        st = states.setdefault(m.symbol, SymbolIndicators(config))
-        for res in st.on_tick(Tick(m.symbol, m.ts, float(m.price), float(m.volume), m.wm)):
-            if isinstance(res, Row):
-                rows.append(to_sma_wide(res))
-    return ticks, rows
+    return ticks, [r for r in sma_rows(ticks) if isinstance(r, SmaWide)]
 
 
 def mismatches(records: list[Any]) -> int:

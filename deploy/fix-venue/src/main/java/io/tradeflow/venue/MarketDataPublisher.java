@@ -18,7 +18,6 @@ import java.util.ArrayList;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -129,15 +128,15 @@ final class MarketDataPublisher {
     private Thread thread;
 
     private MarketDataPublisher(SessionSettings s) throws ConfigError, IOException {
-        this.symbols = new ArrayList<>(symbols(get(s, "MdSymbols", "")));
+        this.symbols = new ArrayList<>(VenueConfig.symbols(VenueConfig.get(s, "MdSymbols", "")));
         try {
-            this.rate = Double.parseDouble(get(s, "MdRate", "20").trim());
-            this.maxTicks = Long.parseLong(get(s, "MdMaxTicks", "0").trim());
-            this.depth = Math.max(1, Integer.parseInt(get(s, "MdSnapshotDepth", "1000").trim()));
-            this.dropEvery = Math.max(0, Integer.parseInt(get(s, "MdDropEvery", "0").trim()));
-            this.startOnSubscribe = "Y".equalsIgnoreCase(get(s, "MdStartOnSubscribe", "N").trim());
-            this.rnd = new Random(Long.parseLong(get(s, "MdSeed", "1").trim()));
-            BigDecimal start = new BigDecimal(get(s, "MdStartPrice", "100").trim());
+            this.rate = Double.parseDouble(VenueConfig.get(s, "MdRate", "20").trim());
+            this.maxTicks = Long.parseLong(VenueConfig.get(s, "MdMaxTicks", "0").trim());
+            this.depth = Math.max(1, Integer.parseInt(VenueConfig.get(s, "MdSnapshotDepth", "1000").trim()));
+            this.dropEvery = Math.max(0, Integer.parseInt(VenueConfig.get(s, "MdDropEvery", "0").trim()));
+            this.startOnSubscribe = "Y".equalsIgnoreCase(VenueConfig.get(s, "MdStartOnSubscribe", "N").trim());
+            this.rnd = new Random(Long.parseLong(VenueConfig.get(s, "MdSeed", "1").trim()));
+            BigDecimal start = new BigDecimal(VenueConfig.get(s, "MdStartPrice", "100").trim());
             for (String sym : symbols) {
                 prices.put(sym, start);
                 seqs.put(sym, 0L);
@@ -149,8 +148,8 @@ final class MarketDataPublisher {
         if (rate <= 0) {
             throw new ConfigError("MdRate must be positive");
         }
-        Path store = Paths.get(get(s, "FileStorePath", "store"));
-        Path path = Paths.get(get(s, "MdPublishedLogPath", store.resolve("md-published.jsonl").toString()));
+        Path store = Paths.get(VenueConfig.get(s, "FileStorePath", "store"));
+        Path path = Paths.get(VenueConfig.get(s, "MdPublishedLogPath", store.resolve("md-published.jsonl").toString()));
         if (path.getParent() != null) {
             Files.createDirectories(path.getParent());
         }
@@ -161,7 +160,7 @@ final class MarketDataPublisher {
 
     /** Return the publisher the settings describe, or null when MdSymbols is empty. */
     static MarketDataPublisher from(SessionSettings settings) throws ConfigError, IOException {
-        if (symbols(get(settings, "MdSymbols", "")).isEmpty()) {
+        if (VenueConfig.symbols(VenueConfig.get(settings, "MdSymbols", "")).isEmpty()) {
             return null;
         }
         return new MarketDataPublisher(settings);
@@ -357,20 +356,5 @@ final class MarketDataPublisher {
         } catch (SessionNotFound e) {
             log.warn("session {} gone, market data not sent", sid);
         }
-    }
-
-    private static String get(SessionSettings s, String key, String dflt) throws ConfigError {
-        return s.isSetting(key) ? s.getString(key) : dflt;
-    }
-
-    private static Set<String> symbols(String csv) {
-        Set<String> out = new LinkedHashSet<>();
-        for (String part : csv.split(",")) {
-            String sym = part.trim();
-            if (!sym.isEmpty()) {
-                out.add(sym.toUpperCase(Locale.ROOT));
-            }
-        }
-        return out;
     }
 }

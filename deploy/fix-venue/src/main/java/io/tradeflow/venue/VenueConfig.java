@@ -93,11 +93,13 @@ final class VenueConfig {
         return new VenueConfig(settings);
     }
 
-    private static String get(SessionSettings s, String key, String dflt) throws ConfigError {
+    /** A setting of the session, or {@code dflt} (shared with the market data publisher). */
+    static String get(SessionSettings s, String key, String dflt) throws ConfigError {
         return s.isSetting(key) ? s.getString(key) : dflt;
     }
 
-    private static Set<String> symbols(String csv) {
+    /** Comma-separated symbols, trimmed and upper-cased, in order, once each. */
+    static Set<String> symbols(String csv) {
         Set<String> out = new LinkedHashSet<>();
         for (String part : csv.split(",")) {
             String sym = part.trim();
