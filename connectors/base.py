@@ -180,6 +180,10 @@ def partition_number(part_name: str) -> int:
 class Backend(ABC):
     """A profile's connectors: everything the registry needs for one data plane."""
 
+    keeps_ids: bool = False
+    """Its sinks write a record id once by themselves (``StreamSpec.unique``); otherwise the
+    registry wraps them in ``connectors.replays.ReplayFilterSink``."""
+
     def partition_of(self, key: str, partitions: int) -> int:
         """Return the partition this profile's writers put a record key in (``connectors.sharding``)."""
         raise ConnectorError(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
-from bytewax.outputs import Sink
+from bytewax.outputs import DynamicSink, Sink
 
 from connectors.base import (
     Backend,
@@ -25,6 +25,7 @@ from connectors.base import (
     StreamWriter,
     partition_number,
 )
+from connectors.replays import ReplayFilterSink
 from connectors.settings import Profile, Settings
 from connectors.sharding import KeyOwnership, ShardedSource, ShardError, ShardGuard, UntilNow
 from schemas import DecodeError, Kind, Record, StreamSpec, decode, spec
@@ -246,7 +247,11 @@ class Connectors:
     def sink(self, stream: str) -> Sink[Record]:
         """Return a Bytewax sink of records into ``stream``."""
         backend, sp, name = self._resolve(stream)
-        return backend.sink(sp, name)
+        sink = backend.sink(sp, name)
+        window = self.settings.replay_window
+        if not sp.unique or backend.keeps_ids or window <= 0 or not isinstance(sink, DynamicSink):
+            return sink
+        return ReplayFilterSink(sink, sp, lambda: backend.reader(sp, name), window)
 
     def writer(self, stream: str) -> StreamWriter:
         """Return a plain writer into ``stream``."""

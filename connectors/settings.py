@@ -171,6 +171,11 @@ class Settings(BaseSettings):
     (``TRADEFLOW_UNTIL_END``): the offline catch-up run of ``tradeflow reshard``."""
     batch_size: int = 500
     """Records a source partition hands to Bytewax at most per poll."""
+    replay_window: int = Field(default=10_000, ge=0)
+    """Per partition, how many of the newest records of a stream with ids a sink reads back
+    when its job starts, so that a restarted job does not write what it had written before
+    the crash again (``connectors.replays``; Kafka and Fluss, the embedded store keeps ids
+    by itself; ``TRADEFLOW_REPLAY_WINDOW``). 0: off (consumers still drop copies by id)."""
     poll_interval_ms: int = 50
     """How long a source at the end of its stream waits before polling again."""
     kafka: KafkaSettings = KafkaSettings()

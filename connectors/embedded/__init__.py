@@ -204,6 +204,8 @@ class StoreReader(StreamReader):
 class LocalBackend(Backend):
     """Connectors of the ``local`` profile."""
 
+    keeps_ids = True  # StoreFile.append skips an id it has
+
     def __init__(self, data_dir: Path, *, partitions: int = 2, polling: Polling = Polling()) -> None:
         self.data_dir = Path(data_dir)
         self.partitions = partitions
