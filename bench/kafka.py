@@ -49,6 +49,8 @@ from bench.harness import (
 )
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
+from connectors.replays import read_tail_ids
+from schemas import spec
 from tradeflow.infra.kafka import KafkaBroker
 
 
@@ -77,7 +79,9 @@ class KafkaArrivals(Arrivals):
             consumer.close()
 
 
-def job_c_run(setup: Setup, signals: int, *, journal: bool, logs: Path) -> float:
+def job_c_run(
+    setup: Setup, signals: int, *, journal: bool, logs: Path, replay_window: int | None = None
+) -> float:
     """Run Job C (bounded) over ``signals`` signals of 10 accounts; return signals/s.
 
     The inputs are written and closed first; the time is the process's wall time
@@ -103,6 +107,8 @@ def job_c_run(setup: Setup, signals: int, *, journal: bool, logs: Path) -> float
         w.close_stream()
         w.close()
     env = dict(setup.env, TRADEFLOW_PORTFOLIO__JOURNAL="true" if journal else "false")
+    if replay_window is not None:
+        env["TRADEFLOW_REPLAY_WINDOW"] = str(replay_window)
     log = open(logs / f"{setup.name}-c.log", "ab")  # noqa: SIM115 - closed below
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.portfolio_risk:build_flow()"],
@@ -121,6 +127,18 @@ def job_c_run(setup: Setup, signals: int, *, journal: bool, logs: Path) -> float
     if proc.returncode != 0:
         raise SystemExit(f"Job C failed on {setup.name}; see {logs}")
     return signals / (end - (first or started))
+
+
+def replay_readback(setup: Setup) -> tuple[float, int]:
+    """Time what a restarted Job C's risk_decisions sink reads back (ms, ids found)."""
+    conn = Connectors(setup.settings)
+    reader = conn.reader("risk_decisions")
+    try:
+        started = time.perf_counter()
+        ids = read_tail_ids(reader, spec("risk_decisions"), setup.settings.replay_window)
+        return 1000 * (time.perf_counter() - started), len(ids)
+    finally:
+        reader.close()
 
 
 def main() -> None:
@@ -152,11 +170,14 @@ def main() -> None:
             broker, work, "lat-fast", args.partitions, follow=True, poll_ms=args.fast_poll_ms
         )
         fast = latency(procs, fast_setup, lat_ticks, args.rate, KafkaArrivals)
-        c_rates = {
-            on: job_c_run(kafka_setup(broker, work, f"c-journal-{on}", args.partitions), args.c_signals,
-                          journal=on, logs=work)
-            for on in (False, True)
-        }
+        c_setups = {on: kafka_setup(broker, work, f"c-journal-{on}", args.partitions) for on in (False, True)}
+        c_rates = {on: job_c_run(c_setups[on], args.c_signals, journal=on, logs=work) for on in (False, True)}
+        # The replay filter (connectors/replays.py): Job C with it off, against the
+        # journal-on run above (on by default); and what a restart pays to read back
+        # the ids the stream ends with.
+        c_unfiltered = job_c_run(kafka_setup(broker, work, "c-no-replay-filter", args.partitions),
+                                 args.c_signals, journal=True, logs=work, replay_window=0)
+        readback_ms, readback_ids = replay_readback(c_setups[True])
 
     result = {
         "ticks": n,
@@ -184,6 +205,10 @@ def main() -> None:
         "c_journal_off_signals_per_s": round(c_rates[False]),
         "c_journal_on_signals_per_s": round(c_rates[True]),
         "c_journal_cost_ratio": round(c_rates[True] / c_rates[False], 3),
+        "c_replay_filter_off_signals_per_s": round(c_unfiltered),
+        "c_replay_filter_cost_ratio": round(c_rates[True] / c_unfiltered, 3),
+        "replay_readback_ids": readback_ids,
+        "replay_readback_ms": round(readback_ms, 1),
     }
     report(result)
 
