@@ -28,7 +28,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Counter
 
 from connectors.base import StreamReader
-from schemas import DecodeError, Record, decode
+from schemas import DecodeError, Record, fast_decode
 from schemas.streams import StreamSpec
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def read_tail_ids(reader: StreamReader, spec: StreamSpec, window: int) -> Recent
                 if stored.offset >= end:
                     break
                 try:
-                    rid = spec.record_id(decode(spec.model, stored.value))
+                    rid = spec.record_id(fast_decode(spec.model, stored.value))
                 except DecodeError:
                     continue
                 if rid is not None:
