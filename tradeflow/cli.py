@@ -467,13 +467,30 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=["local", "kafka", "fluss"], help="[env: TRADEFLOW_PROFILE]")
 
 
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    about: str,
+    *,
+    common: bool = True,
+) -> argparse.ArgumentParser:
+    """Add the subcommand ``name`` run by ``func``, with the store options unless not ``common``."""
+    p = sub.add_parser(name, help=about)
+    if common:
+        _common(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``tradeflow`` command."""
     parser = argparse.ArgumentParser(prog="tradeflow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     streams = sorted(STREAMS)
 
-    p = sub.add_parser("demo", help="run a synthetic market through the pipeline; print a summary")
+    p = _command(sub, "demo", cmd_demo, "run a synthetic market through the pipeline; print a summary",
+                 common=False)
     p.add_argument("--ticks", type=int, default=10_000)
     p.add_argument("--symbols", type=int, default=20)
     p.add_argument("--seed", type=int, default=7)
@@ -496,10 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve the operator console on 127.0.0.1:PORT (default 8765) while the demo runs, "
         "and after it until Ctrl-C",
     )
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("feed", help="write ticks into market_data")
-    _common(p)
+    p = _command(sub, "feed", cmd_feed, "write ticks into market_data")
     p.add_argument("--input", help="CSV/Parquet of ticks or bars (default: synthetic)")
     p.add_argument("--ticks", type=int, default=50_000)
     p.add_argument("--symbols", type=int, default=20)
@@ -519,45 +534,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --fix: restart state file (default <data dir>/fix-md/state.json)")
     p.add_argument("--fix-reconnect-s", type=float, default=0.5, help="with --fix: first reconnect delay")
     p.add_argument("--seconds", type=float, help="with --fix: stop after this many seconds")
-    p.set_defaults(func=cmd_feed)
 
-    p = sub.add_parser("seed", help="write the demo's tables (accounts, strategies, limits, instruments)")
-    _common(p)
+    p = _command(sub, "seed", cmd_seed, "write the demo's tables (accounts, strategies, limits, instruments)")
     p.add_argument("--input", help="CSV/Parquet of ticks: seed for its symbols")
     p.add_argument("--symbols", type=int, default=20, help="else: the synthetic market's first N symbols")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--venues", default="paper", help="NAME[=KIND],... as demo --venues (default paper)")
-    p.set_defaults(func=cmd_seed)
 
-    p = sub.add_parser("indicators", help="compute indicators for a ticks file into a CSV")
+    p = _command(sub, "indicators", cmd_indicators, "compute indicators for a ticks file into a CSV",
+                 common=False)
     p.add_argument("--input", required=True, help="CSV/Parquet: time,symbol,price,volume")
     p.add_argument("--output", required=True, help="output CSV ('-' for stdout)")
     p.add_argument("--sma", help="SMA periods, e.g. 5,10,20 (default 5,10,20,50)")
     p.add_argument("--ema", help="EMA periods (default 12,26)")
     p.add_argument("--rsi", help="RSI periods (default 14)")
     p.add_argument("--no-vwap", action="store_true", help="leave out the session VWAP column")
-    p.set_defaults(func=cmd_indicators)
 
-    p = sub.add_parser("positions", help="replay a CSV of fills; print positions per account/symbol")
+    p = _command(sub, "positions", cmd_positions,
+                 "replay a CSV of fills; print positions per account/symbol", common=False)
     p.add_argument("--fills", required=True, help="CSV: ts,account,symbol,side,qty,price[,fee]")
-    p.set_defaults(func=cmd_positions)
 
-    p = sub.add_parser("tail", help="print a stream's records as JSON lines")
-    _common(p)
+    p = _command(sub, "tail", cmd_tail, "print a stream's records as JSON lines")
     p.add_argument("stream", choices=streams)
     p.add_argument("-n", type=int, default=0, help="only the last N per partition")
     p.add_argument("--new-only", action="store_true", help="start at the end")
     p.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
-    p.set_defaults(func=cmd_tail)
 
-    p = sub.add_parser("show", help="print a table's latest rows as JSON lines")
-    _common(p)
+    p = _command(sub, "show", cmd_show, "print a table's latest rows as JSON lines")
     p.add_argument("table", choices=[s for s in streams if STREAMS[s].kind is Kind.TABLE])
     p.add_argument("--key", help="only this primary key")
-    p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("run", help="run one job as production does (python -m bytewax.run ...)")
-    _common(p)
+    p = _command(sub, "run", cmd_run, "run one job as production does (python -m bytewax.run ...)")
     p.add_argument("job", help="indicators, strategy:<id>, portfolio_risk or execution")
     p.add_argument("--follow", action="store_true", help="keep waiting for new input (a live job)")
     p.add_argument("--recovery", type=Path, help="recovery directory (created and initialised if new)")
@@ -567,58 +574,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="run as shard I of N: only the partitions p %% N == I of the job's keyed inputs, "
         "with its own --recovery [env: TRADEFLOW_SHARD]",
     )
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("reshard", help="offline: rebuild a job's per-shard state for a new shard count")
-    _common(p)
+    p = _command(sub, "reshard", cmd_reshard,
+                 "offline: rebuild a job's per-shard state for a new shard count")
     p.add_argument("job", help="portfolio_risk (the one job whose state is rebuilt from its journal)")
     p.add_argument("--from", dest="old", type=int, required=True, help="shard count now (its shards stopped)")
     p.add_argument("--to", dest="new", type=int, required=True, help="new shard count (<= partitions)")
     p.add_argument("--recovery-root", type=Path, required=True,
                    help="holds one recovery store per shard, <I>-of-<N>; the new ones are created")
-    p.set_defaults(func=cmd_reshard)
 
-    p = sub.add_parser("status", help="per job and shard: alive, partitions, lag, last snapshot (metrics)")
+    p = _command(sub, "status", cmd_status,
+                 "per job and shard: alive, partitions, lag, last snapshot (metrics)", common=False)
     p.add_argument("targets", nargs="+", metavar="HOST:PORT",
                    help="metrics endpoints of the jobs (TRADEFLOW_METRICS_PORT of each process)")
     p.add_argument("--json", action="store_true", help="print one JSON array instead of a table")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each endpoint")
-    p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("infra", help="start, stop or inspect the real servers from deploy/")
+    p = _command(sub, "infra", cmd_infra, "start, stop or inspect the real servers from deploy/",
+                 common=False)
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--dir", type=Path, default=Path(".tradeflow/infra"), help="where servers keep data")
     p.add_argument("--only", help="comma-separated subset of kafka,fluss,fix (default all; venue = fix)")
     p.add_argument("--secure", action="store_true",
                    help="Kafka with TLS, SASL/SCRAM and per-job ACLs (docs/security.md)")
-    p.set_defaults(func=cmd_infra)
 
     p = sub.add_parser("instruments", help="reference data: load a CSV of instruments into the table")
     isub = p.add_subparsers(dest="instruments_command", required=True)
-    p = isub.add_parser("load", help="validate FILE.csv and upsert its rows (nothing if a row is bad)")
-    _common(p)
+    p = _command(isub, "load", cmd_instruments,
+                 "validate FILE.csv and upsert its rows (nothing if a row is bad)")
     p.add_argument("file", type=Path, help="CSV with a header: symbol,tick_size,lot_size[,min_qty,...]")
-    p.set_defaults(func=cmd_instruments)
 
-    p = sub.add_parser("close", help="mark a stream finished (bounded readers stop at its end)")
-    _common(p)
+    p = _command(sub, "close", cmd_close, "mark a stream finished (bounded readers stop at its end)")
     p.add_argument("stream", choices=streams)
-    p.set_defaults(func=cmd_close)
 
-    p = sub.add_parser("report", help="build an HTML report with plots of a run (index.html + PNGs)")
-    _common(p)
+    p = _command(sub, "report", cmd_report_cli,
+                 "build an HTML report with plots of a run (index.html + PNGs)")
     p.add_argument("--out", type=Path, help="output directory (default: <data-dir>/report)")
-    p.set_defaults(func=cmd_report_cli)
 
-    p = sub.add_parser("console", help="serve the operator console: a live web page, with the kill switch")
-    _common(p)
+    p = _command(sub, "console", cmd_console,
+                 "serve the operator console: a live web page, with the kill switch")
     p.add_argument("--host", help="address to bind (default 127.0.0.1; another needs a token set) "
                    "[env: TRADEFLOW_CONSOLE__HOST]")
     p.add_argument("--port", type=int, help="port (default 8765) [env: TRADEFLOW_CONSOLE__PORT]")
     p.add_argument("--metrics", nargs="+", metavar="HOST:PORT",
                    help="the jobs' metrics endpoints, for health and control acknowledgements "
                    "[env: TRADEFLOW_CONSOLE__METRICS]")
-    p.set_defaults(func=cmd_console)
 
     from tradeflow.risk_tools import add_arguments as add_risk_arguments
 

@@ -36,6 +36,18 @@ def net_of(fills: list[VenueFill]) -> Net:
     return {k: v for k, v in net.items() if v}
 
 
+def routed(conn: Connectors) -> tuple[dict[str, str], list[ValidatedOrder], list[VenueFill]]:
+    """Return the routes, orders and fills of a run, having checked that each order went to
+    the venue its account's route names and each fill came from its order's venue only."""
+    routes = {r.account: r.venue for r in conn.table("routes", Route).values()}
+    orders = [o for o in read_all(conn, "validated_orders") if isinstance(o, ValidatedOrder)]
+    assert all(o.venue == routes[o.account] for o in orders)
+    fills = [f for f in read_all(conn, "venue_fills") if isinstance(f, VenueFill)]
+    venue_of = {o.order_id: o.venue for o in orders}
+    assert all(f.venue == venue_of[f.order_id] for f in fills)  # answered by its own venue only
+    return routes, orders, fills
+
+
 def one_venue(ticks: list[MarketData], orders: list[ValidatedOrder]) -> Net:
     """The same orders through one paper venue, in event time (an order before a tick of its time)."""
     venue = PaperVenue(history_ticks=TICKS)
@@ -64,15 +76,10 @@ def test_each_order_reaches_the_venue_its_route_names_and_positions_equal_one_ve
     conn = Connectors(settings)
     assert counts.fills > 0
 
-    routes = {r.account: r.venue for r in conn.table("routes", Route).values()}
+    routes, orders, fills = routed(conn)
     assert sorted(routes.values()) == ["alt", "paper"]  # the two accounts split
     assert {v.venue for v in conn.table("venues", Venue).values()} == {"paper", "alt"}
-    orders = [o for o in read_all(conn, "validated_orders") if isinstance(o, ValidatedOrder)]
     assert {o.venue for o in orders} == {"paper", "alt"}
-    assert all(o.venue == routes[o.account] for o in orders)
-    fills = [f for f in read_all(conn, "venue_fills") if isinstance(f, VenueFill)]
-    venue_of = {o.order_id: o.venue for o in orders}
-    assert all(f.venue == venue_of[f.order_id] for f in fills)  # answered by its own venue only
     news = [o.order_id for o in orders if o.action is OrderAction.NEW]
     acks = [f.order_id for f in fills if f.status in (ExecStatus.NEW, ExecStatus.REJECTED)]
     assert sorted(acks) == sorted(news)  # every order reached a venue exactly once

@@ -27,13 +27,16 @@ def venue_factory(
 ) -> Iterator[VenueFactory]:
     """Yield a function that starts a ``FixVenue`` with ``defaults`` and its own options.
 
-    Each venue gets a new directory under ``tmp_path`` (its logs stay after a failure).
-    On the way out every venue started is stopped and ``logs(venue)`` printed: where to look.
+    Every venue rejects ``REJECT_SYMBOL`` and leaves ``RESTING_SYMBOL`` orders resting
+    unless told otherwise. Each gets a new directory under ``tmp_path`` (its logs stay
+    after a failure). On the way out every venue started is stopped and ``logs(venue)``
+    printed: where to look.
     """
     venues: list[FixVenue] = []
+    special = {"reject_symbols": (REJECT_SYMBOL,), "resting_symbols": (RESTING_SYMBOL,)}
 
     def make(**options: Any) -> FixVenue:
-        venue = FixVenue(tmp_path / f"venue{len(venues)}", **{**defaults, **options})
+        venue = FixVenue(tmp_path / f"venue{len(venues)}", **{**special, **defaults, **options})
         venues.append(venue)
         venue.start()
         return venue

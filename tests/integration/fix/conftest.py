@@ -32,8 +32,6 @@ def fix_venue_factory(tmp_path: Path) -> Iterator[VenueFactory]:
     with venue_factory(
         tmp_path,
         lambda venue: f"fix venue log: {venue.log_path} (messages under {venue.message_log_dir})",
-        reject_symbols=(REJECT_SYMBOL,),
-        resting_symbols=(RESTING_SYMBOL,),
         drop_ack_symbols=(DROP_ACK_SYMBOL,),
     ) as make:
         yield make

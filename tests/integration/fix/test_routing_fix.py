@@ -16,16 +16,8 @@ import pytest
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
 from connectors.settings import load_settings
-from schemas import (
-    ExecStatus,
-    MarketData,
-    OrderAction,
-    PositionState,
-    Route,
-    ValidatedOrder,
-    VenueFill,
-)
-from tests.flows.test_routing import net_of, one_venue
+from schemas import ExecStatus, MarketData, OrderAction, PositionState
+from tests.flows.test_routing import net_of, one_venue, routed
 from tests.helpers import read_all
 from tradeflow.infra.fix_venue import FixVenue as QuickFixVenue
 from tradeflow.pipeline import parse_venues, run_pipeline
@@ -51,15 +43,10 @@ def test_paper_and_fix_job_d_side_by_side_each_order_at_its_venue_once(
                  venues=parse_venues("paper,fix"), settle_s=5.0)
     conn = Connectors(settings)
 
-    routes = {r.account: r.venue for r in conn.table("routes", Route).values()}
+    routes, orders, fills = routed(conn)
     assert sorted(routes.values()) == ["fix", "paper"]
-    orders = [o for o in read_all(conn, "validated_orders") if isinstance(o, ValidatedOrder)]
     news = [o for o in orders if o.action is OrderAction.NEW]
     assert {o.venue for o in news} == {"fix", "paper"}
-    assert all(o.venue == routes[o.account] for o in orders)
-    fills = [f for f in read_all(conn, "venue_fills") if isinstance(f, VenueFill)]
-    venue_of = {o.order_id: o.venue for o in orders}
-    assert all(f.venue == venue_of[f.order_id] for f in fills)
     acks = Counter(f.order_id for f in fills if f.status in (ExecStatus.NEW, ExecStatus.REJECTED))
     assert acks == Counter(o.order_id for o in news)  # every order answered once, by its venue
 

@@ -27,12 +27,7 @@ SLOW_SYMBOL = "SLOW"
 @pytest.fixture
 def rest_venue_factory(tmp_path: Path) -> Iterator[VenueFactory]:
     """Return a function that starts a venue with a REST API (``rest`` takes VenueRest's fields)."""
-    with venue_factory(
-        tmp_path,
-        lambda venue: f"venue log: {venue.log_path}",
-        reject_symbols=(REJECT_SYMBOL,),
-        resting_symbols=(RESTING_SYMBOL,),
-    ) as start:
+    with venue_factory(tmp_path, lambda venue: f"venue log: {venue.log_path}") as start:
 
         def make(rest: dict[str, Any] | None = None, **options: Any) -> FixVenue:
             return start(rest=VenueRest(**(rest or {})), **options)

@@ -156,6 +156,19 @@ def assert_exactly_once(
     return reports
 
 
+def feed_through(
+    venue: FixVenue, flow: RestLiveFlow, orders: Sequence[ValidatedOrder], trouble: Callable[[Feeder], None]
+) -> None:
+    """Feed ``orders`` to the flow with ``trouble`` going on meanwhile (it settles the flow);
+    then, the flow killed whatever happened, every order must be booked exactly once."""
+    feeder = flow.start_feeding(orders)
+    try:
+        trouble(feeder)
+    finally:
+        flow.kill()
+    assert_exactly_once(venue, flow.conn, orders)
+
+
 @pytest.fixture
 def venue(rest_venue_factory: VenueFactory) -> FixVenue:
     """A venue with a REST API that fills every order in three slices."""
@@ -167,8 +180,8 @@ def test_job_d_sigkilled_twice_mid_burst_sends_no_order_twice_and_loses_no_fill(
 ) -> None:
     flow = RestLiveFlow(tmp_path, rest_env(venue))
     orders = [order(f"K{i:03d}", qty=9 + i % 5) for i in range(100)]
-    feeder = flow.start_feeding(orders)
-    try:
+
+    def kill_twice(feeder: Feeder) -> None:
         for threshold in (10, 30):
             started = time.monotonic()
             wait_for(lambda n=threshold: len(filled_ids(flow.conn)) >= n, f"{threshold} filled", log=flow.log)
@@ -178,9 +191,8 @@ def test_job_d_sigkilled_twice_mid_burst_sends_no_order_twice_and_loses_no_fill(
             assert len(filled_ids(flow.conn)) < len(orders), "every order filled before the kill"
             flow.start()
         flow.settle(feeder)
-    finally:
-        flow.kill()
-    assert_exactly_once(venue, flow.conn, orders)
+
+    feed_through(venue, flow, orders, kill_twice)
 
 
 def test_venue_sigkilled_and_restarted_mid_stream_without_loss_or_resend(
@@ -188,12 +200,9 @@ def test_venue_sigkilled_and_restarted_mid_stream_without_loss_or_resend(
 ) -> None:
     flow = RestLiveFlow(tmp_path, rest_env(venue))
     orders = [order(f"V{i:03d}", qty=10 + i % 7) for i in range(60)]
-    feeder = flow.start_feeding(orders)
-    try:
-        outage_mid_stream(flow, feeder, venue.kill, venue.start, "venue")
-    finally:
-        flow.kill()
-    assert_exactly_once(venue, flow.conn, orders)
+    feed_through(
+        venue, flow, orders, lambda feeder: outage_mid_stream(flow, feeder, venue.kill, venue.start, "venue")
+    )
 
 
 def test_network_cut_mid_burst_without_loss_or_resend(venue: FixVenue, tmp_path: Path) -> None:
@@ -206,7 +215,6 @@ def test_network_cut_mid_burst_without_loss_or_resend(venue: FixVenue, tmp_path:
     try:
         flow = RestLiveFlow(tmp_path, rest_env(venue, http.port, ws.port))
         orders = [order(f"N{i:03d}", qty=8 + i % 6) for i in range(60)]
-        feeder = flow.start_feeding(orders)
 
         def cut() -> None:
             http.stop()
@@ -216,11 +224,9 @@ def test_network_cut_mid_burst_without_loss_or_resend(venue: FixVenue, tmp_path:
             http.start()
             ws.start()
 
-        try:
-            outage_mid_stream(flow, feeder, cut, mend, "network")
-        finally:
-            flow.kill()
-        assert_exactly_once(venue, flow.conn, orders)
+        feed_through(
+            venue, flow, orders, lambda feeder: outage_mid_stream(flow, feeder, cut, mend, "network")
+        )
     finally:
         http.stop()
         ws.stop()

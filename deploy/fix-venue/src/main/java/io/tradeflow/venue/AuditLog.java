@@ -2,6 +2,7 @@ package io.tradeflow.venue;
 
 import java.io.IOException;
 import java.io.OutputStream;
+import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -30,9 +31,29 @@ final class AuditLog {
         this.out = Files.newOutputStream(path, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
     }
 
-    static Map<String, Object> entry() {
+    /**
+     * The entry of one order request, FIX or REST, with every key in its fixed order: what
+     * was asked, then {@code accepted}, {@code outcome}, {@code order_id} and {@code reason}
+     * still false or null, for the caller to fill in before {@link #write}.
+     */
+    static Map<String, Object> orderEntry(String session, Integer msgSeqNum, String clOrdId, String symbol,
+            char side, char ordType, BigDecimal qty, BigDecimal price, boolean possDup, boolean possResend) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("ts", Instant.now().toString());
+        m.put("session", session);
+        m.put("msg_seq_num", msgSeqNum);
+        m.put("cl_ord_id", clOrdId);
+        m.put("symbol", symbol);
+        m.put("side", String.valueOf(side));
+        m.put("ord_type", String.valueOf(ordType));
+        m.put("qty", qty == null ? null : qty.toPlainString());
+        m.put("price", price == null ? null : price.toPlainString());
+        m.put("poss_dup", possDup);
+        m.put("poss_resend", possResend);
+        m.put("accepted", false);
+        m.put("outcome", null);
+        m.put("order_id", null);
+        m.put("reason", null);
         return m;
     }
 

@@ -336,21 +336,8 @@ final class RestApi {
         boolean created;
         synchronized (lock) {
             VenueOrder known = book.get(session(), clOrdId);
-            Map<String, Object> a = AuditLog.entry();
-            a.put("session", session());
-            a.put("msg_seq_num", null);
-            a.put("cl_ord_id", clOrdId);
-            a.put("symbol", symbol);
-            a.put("side", String.valueOf(side));
-            a.put("ord_type", String.valueOf(ordType));
-            a.put("qty", qty == null ? null : qty.toPlainString());
-            a.put("price", price == null ? null : price.toPlainString());
-            a.put("poss_dup", false);
-            a.put("poss_resend", false);
-            a.put("accepted", false);
-            a.put("outcome", null);
-            a.put("order_id", null);
-            a.put("reason", null);
+            Map<String, Object> a = AuditLog.orderEntry(session(), null, clOrdId, symbol, side, ordType, qty, price,
+                    false, false);
             a.put("api", "rest");
             if (known != null) {
                 a.put("order_id", known.orderId);

@@ -212,22 +212,9 @@ public final class VenueApplication implements Application {
         boolean possDup = flag(msg.getHeader(), POSS_DUP_FLAG);
         boolean possResend = flag(msg.getHeader(), POSS_RESEND);
 
-        Map<String, Object> a = AuditLog.entry();
-        a.put("session", session);
-        a.put("msg_seq_num", msg.getHeader().getInt(MSG_SEQ_NUM));
-        a.put("cl_ord_id", clOrdId);
-        a.put("symbol", symbol);
-        a.put("side", String.valueOf(side));
-        a.put("ord_type", String.valueOf(ordType));
-        a.put("qty", qty == null ? null : qty.toPlainString());
-        a.put("price", price == null ? null : price.toPlainString());
-        a.put("poss_dup", possDup);
-        a.put("poss_resend", possResend);
-        // fixed key order; filled in below
-        a.put("accepted", false);
-        a.put("outcome", null);
-        a.put("order_id", null);
-        a.put("reason", null);
+        // fixed key order; the outcome is filled in below
+        Map<String, Object> a = AuditLog.orderEntry(session, msg.getHeader().getInt(MSG_SEQ_NUM), clOrdId, symbol,
+                side, ordType, qty, price, possDup, possResend);
 
         VenueOrder known = book.get(session, clOrdId);
         if (known != null) {
