@@ -18,6 +18,7 @@ from pathlib import Path
 
 from connectors.base import ConnectorError
 from connectors.feeds import FeedError, SyntheticMarket, read_frame, replay, ticks_from_frame
+from connectors.progress import market_writer
 from connectors.registry import Connectors
 from schemas import STREAMS, Kind, spec
 from tradeflow.settings import Settings, load_settings
@@ -121,7 +122,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
             symbols=args.symbols, ticks=args.ticks, seed=args.seed, lateness=lateness
         )
         ticks, total = iter(market), args.ticks
-    writer = conn.writer("market_data")
+    writer = market_writer(conn)
     if args.resume:
         done = conn.size("market_data")
         print(f"resuming after {done} ticks already in market_data", file=sys.stderr)
