@@ -483,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["local", "kafka", "fluss"], help="data plane (default local)")
     p.add_argument(
         "--speed", type=float, default=20.0,
-        help="replay pace, event time vs wall clock (default 20x; 0 = as fast as possible)",
+        help="replay pace, event time vs wall clock (default 20x; 0 = as fast as possible, a backtest "
+             "decided in event time: the same every run)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
