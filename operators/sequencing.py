@@ -158,7 +158,7 @@ class TickHistory:
 
     def add(self, tick: Tick, wm: datetime | None) -> None:
         """Record a tick (and the feed's watermark it carried)."""
-        if len(self.ticks) == self.ticks.maxlen:
+        if self.ticks.maxlen is not None and len(self.ticks) == self.ticks.maxlen:
             self.dropped = True
         if self.first is None or tick.ts < self.first:
             self.first = tick.ts
@@ -170,6 +170,16 @@ class TickHistory:
     def copy(self) -> TickHistory:
         """Return a copy (for snapshots)."""
         return TickHistory(deque(self.ticks, maxlen=self.ticks.maxlen), self.time, self.first, self.dropped)
+
+    def trim(self, before: datetime) -> None:
+        """Forget the ticks older than the last one at or before ``before`` (event-time mode).
+
+        Every signal up to ``before`` was priced already; a later one needs at most the
+        last tick at or before ``before``.
+        """
+        ticks = self.ticks
+        while len(ticks) >= 2 and ticks[1].ts <= before:
+            ticks.popleft()
 
     def settled(self, ts: datetime) -> bool:
         """Tell whether the symbol's market data has reached event time ``ts``."""
@@ -290,7 +300,9 @@ class InputRouter(Generic[T]):
         """Take a tick: fan it out to the holders (throttled); release signals it prices."""
         history = self.histories.get(tick.symbol)
         if history is None:
-            history = self.histories[tick.symbol] = TickHistory()
+            # Event-time mode: unbounded, trimmed as the frontier passes (see ``_clocks``);
+            # a signal may come long after the newest tick of its symbol.
+            history = self.histories[tick.symbol] = TickHistory(deque()) if self.clock else TickHistory()
         history.add(tick, wm)
         out: list[Routed] = []
         last = self.fanned_out.get(tick.symbol)
@@ -414,8 +426,12 @@ class InputRouter(Generic[T]):
 
     def _clocks(self, everything: bool) -> list[Routed]:
         """Event-time mode: tell each account the new frontier (and its orders taken)."""
-        held = min((q[0].ts for q in self.queues.values() if q), default=None)
+        # Every held signal, not only the heads: an account's queue is in arrival order.
+        held = min((w.ts for q in self.queues.values() for w in q), default=None)
         frontier = END if everything else self.clock.frontier(self.histories, held)
+        if frontier is not None and frontier < END:
+            for history in self.histories.values():
+                history.trim(frontier)
         out: list[Routed] = []
         for account in [*self.accounts, *self.clocked]:
             clock = Clock(frontier, self.clock.orders_taken(account))

@@ -257,7 +257,8 @@ def job_env(settings: Settings, kafka: KafkaSettings | None = None) -> dict[str,
 
     ``kafka``: this job's own Kafka settings (its principal on a secured broker).
     In event-time mode (``settings.event_time``) also that, the producers Job C awaits,
-    and a paper venue history long enough to run ahead of Job C.
+    a paper venue history long enough to run ahead of Job C, and no wall-clock
+    reconciliation in Job D.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLOW_KAFKA")}
     env.update(kafka_env(kafka or settings.kafka))
@@ -274,6 +275,9 @@ def job_env(settings: Settings, kafka: KafkaSettings | None = None) -> dict[str,
             TRADEFLOW_EVENT_TIME="true",
             TRADEFLOW_PORTFOLIO__AWAIT_PROGRESS=json.dumps(list(settings.portfolio.await_progress)),
             TRADEFLOW_EXECUTION__PAPER_HISTORY_TICKS=str(EVENT_TIME_HISTORY_TICKS),
+            # No wall-clock status requests: their answers would land among the reports
+            # at moments no event time decides (the paper venue cannot drift anyway).
+            TRADEFLOW_EXECUTION__RECONCILE_S="0",
         )
     return env
 
