@@ -112,6 +112,9 @@ class StreamWriter(ABC):
     def close_stream(self) -> None:
         """Mark the stream finished: bounded readers stop once they reach its end."""
 
+    def finished(self) -> None:  # noqa: B027 - optional hook
+        """Tell readers this writer will write nothing more, without closing the stream."""
+
     def reopen_stream(self) -> None:
         """Mark a finished stream open again, so a bounded run over it can follow another phase."""
         raise NotImplementedError(f"{type(self).__name__} cannot reopen a closed stream")

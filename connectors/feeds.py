@@ -160,4 +160,6 @@ def replay(
     bar.close()
     if close:
         writer.close_stream()
+    else:
+        writer.finished()
     return count

@@ -74,6 +74,10 @@ class PortfolioSettings(_Section):
     max_future_skew_s: float | None = Field(default=60.0, gt=0)
     """A tick or signal dated more than this ahead of the wall clock goes to dead_letters
     and is never a mark or a decision (None: no check)."""
+    await_progress: tuple[str, ...] = ("feed",)
+    """Event-time mode (``TRADEFLOW_EVENT_TIME``): the producers whose progress rows bound
+    what Job C applies: ``feed``, ``strategy:<id>`` of every Job B and ``execution:<venue>``
+    of every Job D of the deployment (``operators.eventtime``; ``tradeflow.pipeline`` sets it)."""
 
 
 class ExecutionSettings(_Section):
@@ -171,6 +175,11 @@ class Settings(BaseSettings):
     (``TRADEFLOW_UNTIL_END``): the offline catch-up run of ``tradeflow reshard``."""
     batch_size: int = 500
     """Records a source partition hands to Bytewax at most per poll."""
+    event_time: bool = False
+    """Event-time mode (``TRADEFLOW_EVENT_TIME``): the feed and Jobs B and D write ``progress``
+    rows, and Job C applies each account's inputs in event-time order up to what every
+    producer of ``portfolio.await_progress`` has passed, so a bounded run decides the same
+    whatever the timing (``operators.eventtime``). For backtests and bounded runs."""
     replay_window: int = Field(default=10_000, ge=0)
     """Per partition, how many of the newest records of a stream with ids a sink reads back
     when its job starts, so that a restarted job does not write what it had written before

@@ -139,7 +139,7 @@ def _at_its_position(letter: DeadLetter) -> Decoded[DeadLetter]:
     return Decoded(letter, letter.source_stream, letter.partition or 0, letter.offset or 0)
 
 
-def demux(step_id: str, up: Stream[tuple[str, Record]], names: list[str]) -> dict[str, Stream[Record]]:
+def demux(step_id: str, up: Stream[tuple[str, Any]], names: list[str]) -> dict[str, Stream[Any]]:
     """Split a stream of ``(stream_name, record)`` into one stream per name."""
     def only(name: str) -> Callable[[tuple[str, Record]], Record | None]:
         return lambda item: item[1] if item[0] == name else None
@@ -191,9 +191,11 @@ def startup_table(conn: Connectors, stream: str, model: type[R]) -> tuple[dict[i
         reader.close()
 
 
-def output(step_id: str, up: Stream[Any], conn: Connectors, stream: str, *, job: str) -> None:
-    """Write a stream of records to ``stream``, counting them (per batch) for the metrics."""
-    op.output(step_id, up, CountingSink(conn.sink(stream), ITEMS_OUT.labels(job, stream)))
+def output(
+    step_id: str, up: Stream[Any], conn: Connectors, stream: str, *, job: str, sink: Sink[Any] | None = None
+) -> None:
+    """Write a stream of records to ``stream`` (through ``sink`` if given), counted for the metrics."""
+    op.output(step_id, up, CountingSink(sink or conn.sink(stream), ITEMS_OUT.labels(job, stream)))
 
 
 class _CountingPartition(StatelessSinkPartition[Any]):

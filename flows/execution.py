@@ -33,6 +33,7 @@ from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.metrics import ORDER_LATENCY, serve
+from connectors.progress import progress_sink
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
@@ -47,6 +48,7 @@ from flows.common import (
     shard_guard,
     startup_ends,
 )
+from operators.eventtime import Reached, ticks_reached
 from operators.execution import ExecutionEngine, ExecutionPolicy
 from schemas import (
     Account,
@@ -65,6 +67,7 @@ from schemas import (
 JOB = "execution"
 _STREAM_OF: dict[type, str] = {
     VenueFill: "venue_fills",
+    Reached: "venue_fills",  # event-time mode: the promise behind the reports it covers
     ExecutionMetrics: "execution_metrics",
     RiskEvent: "risk_events",
     Control: "control",
@@ -77,7 +80,7 @@ def cancel_on_disconnect(conn: Connectors) -> set[str]:
     return {a.account for a in conn.table("accounts", Account).values() if a.cancel_on_disconnect}
 
 
-class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]):
+class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record | Reached, dict[str, Any]]):
     """Bytewax shim around the ``ExecutionEngine`` of one venue."""
 
     def __init__(
@@ -93,16 +96,20 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record, dict[str, Any]]
             observe=lambda kind, s: ORDER_LATENCY.labels(venue.name, kind).observe(s),
         )
         self.adapter = venue
+        self.event_time = settings.event_time
         self.engine.start()
         conn.writer("venues").write([Venue(venue=venue.name, state=VenueState.UP, adapter=cfg.venue,
                                            ts=datetime.now(UTC))])
 
     @override
-    def on_batch(self, values: list[Decoded[Any]]) -> tuple[list[Record], bool]:
-        out: list[Record] = []
+    def on_batch(self, values: list[Decoded[Any]]) -> tuple[list[Record | Reached], bool]:
+        out: list[Record | Reached] = []
         for d in values:
             out += self.engine.take(d.record, d.stream, d.partition, d.offset)
-        return out + self.engine.poll(), False
+        out += self.engine.poll()
+        if self.event_time:  # behind the reports: ticks matched on and orders taken so far
+            out.append(Reached(ticks_reached(values), dict(self.engine.handled)))
+        return out, False
 
     @override
     def notify_at(self) -> datetime | None:
@@ -151,12 +158,13 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     ends = startup_ends(conn, "control")
     logic = op.stateful_batch("venue", keyed, lambda r: ExecutionLogic(settings, ends, r))
     tagged = op.map("tag", op.key_rm("unkey", logic), lambda r: (_STREAM_OF[type(r)], r))
-    routed = demux("publish", tagged, list(_STREAM_OF.values()))
-    for stream in _STREAM_OF.values():
+    routed = demux("publish", tagged, list(dict.fromkeys(_STREAM_OF.values())))
+    for stream in dict.fromkeys(_STREAM_OF.values()):
         if stream == "dead_letters":
             letters.append(routed[stream])  # inputs the engine failed on: with the others
         else:
-            output(f"out_{stream}", routed[stream], conn, stream, job=JOB)
+            sink = progress_sink(conn, stream, f"{JOB}:{venue}") if stream == "venue_fills" else None
+            output(f"out_{stream}", routed[stream], conn, stream, job=JOB, sink=sink)
     letters.append(shard_guard(flow, conn, JOB))
     output("dead_letters", op.merge("all_letters", *letters), conn, "dead_letters", job=JOB)
     return flow

@@ -44,6 +44,7 @@ from flows.common import (
     startup_ends,
 )
 from operators.account_inputs import AccountInputs, BookEvent, Tagged, route_input
+from operators.eventtime import EventClock
 from operators.limits import load_limits
 from operators.sequencing import InputRouter
 from schemas import (
@@ -51,6 +52,7 @@ from schemas import (
     Control,
     Instrument,
     MarketData,
+    Progress,
     RiskDecision,
     Route,
     SymbolLimit,
@@ -113,17 +115,29 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], Tagged, dict[str, A
     applied, in the order it applied them.
     """
 
-    def __init__(self, journal: InputJournal | None, resume: dict[str, Any] | None) -> None:
+    def __init__(self, journal: InputJournal | None, resume: dict[str, Any] | None, event_time: bool) -> None:
         self.journal = journal
+        self.event_time = event_time
         self.inputs = AccountInputs(resume["book"]["account_id"], resume) if resume else None
         self.caught_up = journal is None
 
     @override
     def on_batch(self, values: list[tuple[str, BookEvent]]) -> tuple[list[Tagged], bool]:
         if self.inputs is None:
-            self.inputs = AccountInputs(values[0][0])
+            self.inputs = AccountInputs(values[0][0], event_time=self.event_time)
         out = self._catch_up()
-        entries, refused = self.inputs.take_all((event for _, event in values), JOB, datetime.now(UTC))
+        now = datetime.now(UTC)
+        if self.inputs.queue is not None:  # event-time mode: taken and applied in the queue's order
+            entries = []
+            for _, event in values:
+                taken, records = self.inputs.step(event, JOB, now)
+                entries += taken
+                out += records
+            if self.journal is not None:
+                self.journal.append(entries)  # written ahead of every output they caused
+            _count_checks(out)
+            return out, False
+        entries, refused = self.inputs.take_all((event for _, event in values), JOB, now)
         out += refused
         if self.journal is not None:
             self.journal.append(entries)  # written ahead of every output they cause
@@ -230,17 +244,20 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
         ends, throttle=timedelta(milliseconds=cfg.mark_throttle_ms),
         unknown_wait_s=cfg.unknown_account_wait_s, mark_wait_s=cfg.mark_wait_s,
     )
+    inputs = [ticks, signals, fills, accounts, limits, control, instruments, routes, venues, *unreadable]
+    if settings.event_time:  # the producers' promises; fills go through the router, in order
+        fresh.clock = EventClock(cfg.await_progress)
+        inputs.append(read("progress", Progress))
     routed = op.stateful(
         "router",
-        op.key_on("one_key", op.merge("router_inputs", ticks, signals, fills, accounts, limits, control,
-                                           instruments, routes, venues, *unreadable),
-                  lambda _: "all"),
+        op.key_on("one_key", op.merge("router_inputs", *inputs), lambda _: "all"),
         lambda r: RouterLogic(fresh.copy(), ends, r, owner),
     )
-    direct = op.map("direct", fills, lambda d: (d.record.account, d))
-    events = op.merge("book_events", op.key_rm("unkey_routed", routed), direct)
+    events = op.key_rm("unkey_routed", routed)
+    if not settings.event_time:
+        events = op.merge("book_events", events, op.map("direct", fills, lambda d: (d.record.account, d)))
     by_account = op.key_on("by_account", events, lambda kv: kv[0])
-    results = op.stateful_batch("books", by_account, lambda r: BookLogic(journal, r))
+    results = op.stateful_batch("books", by_account, lambda r: BookLogic(journal, r, settings.event_time))
     outputs = demux("publish", op.key_rm("unkey_books", results), OUTPUTS)
     all_letters = op.merge("all_letters", outputs["dead_letters"], *letters)
     if candidate is not None:

@@ -33,10 +33,12 @@ from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.metrics import serve
+from connectors.progress import progress_sink
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
 from flows.common import Decoded, dead_letter_of, decoded, shard_guard
+from operators.eventtime import Reached
 from operators.indicators import IndicatorConfig
 from operators.strategies import StrategyError, StrategyShard, activate, is_relevant_scope
 from operators.strategies.sharding import (
@@ -44,6 +46,7 @@ from operators.strategies.sharding import (
     ControlUpdate,
     Item,
     RowAt,
+    rows_reached,
     seed_shard,
     shard_keys,
     shard_of,
@@ -67,16 +70,20 @@ def sma_wide_columns(settings: Settings) -> frozenset[str]:
     return frozenset(IndicatorConfig(sma=ind.sma, ema=ind.ema, rsi=ind.rsi, vwap=ind.vwap).columns())
 
 
-class StrategyLogic(op.StatefulBatchLogic[Item, TradeSignal | DeadLetter, StrategyShard]):
-    """Bytewax shim around one ``StrategyShard``."""
+class StrategyLogic(op.StatefulBatchLogic[Item, TradeSignal | DeadLetter | Reached, StrategyShard]):
+    """Bytewax shim around one ``StrategyShard``; in event-time mode its progress follows its signals."""
 
-    def __init__(self, shard: StrategyShard, job: str) -> None:
+    def __init__(self, shard: StrategyShard, job: str, event_time: bool) -> None:
         self.shard = shard
         self.job = job
+        self.event_time = event_time
 
     @override
-    def on_batch(self, values: list[Item]) -> tuple[list[TradeSignal | DeadLetter], bool]:
-        return take(self.shard, values, self.job), False
+    def on_batch(self, values: list[Item]) -> tuple[list[TradeSignal | DeadLetter | Reached], bool]:
+        out: list[TradeSignal | DeadLetter | Reached] = [*take(self.shard, values, self.job)]
+        if self.event_time and (reached := rows_reached(values)) is not None:
+            out.append(reached)
+        return out, False
 
     @override
     def snapshot(self) -> StrategyShard:
@@ -145,9 +152,10 @@ def build_flow(
     updates = op.merge("updates", cast(Stream[ConfigUpdate], configs.trues), controls)
     fanned = op.flat_map("fan_out", updates, lambda u: [(k, u) for k in keys])
     joined = op.merge("join", cast(Stream[tuple[str, Item]], rows.trues), fanned)
-    out = op.stateful_batch("strategy", joined, lambda r: StrategyLogic(r if r is not None else seed(), job))
-    signals = op.branch("signal_or_letter", op.key_rm("unkey", out), lambda x: isinstance(x, TradeSignal))
-    op.output("trade_signals", signals.trues, conn.sink("trade_signals"))
+    out = op.stateful_batch("strategy", joined,
+                            lambda r: StrategyLogic(r if r is not None else seed(), job, settings.event_time))
+    signals = op.branch("signal_or_letter", op.key_rm("unkey", out), lambda x: not isinstance(x, DeadLetter))
+    op.output("trade_signals", signals.trues, progress_sink(conn, "trade_signals", job))
     letters += [rows.falses, configs.falses, signals.falses, shard_guard(flow, conn, job)]
     op.output("dead_letters", op.merge("all_letters", *letters), conn.sink("dead_letters"))
     return flow

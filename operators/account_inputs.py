@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from operators.eventtime import BookQueue
 from operators.portfolio import AccountBook, InputPos, Outcome, event_id_for
 from operators.sequencing import (
+    Clock,
     Decoded,
     InputPositions,
     InputRouter,
@@ -43,6 +45,7 @@ from schemas import (
     JournalEntry,
     JournalKind,
     MarketData,
+    Progress,
     Record,
     RiskEvent,
     Route,
@@ -55,8 +58,9 @@ from schemas import (
     encode,
 )
 
-BookEvent = Tick | Priced[Decoded[TradeSignal]] | Decoded[Any]
-"""What reaches a book: a tick to mark at, a priced signal, or a fill or table row."""
+BookEvent = Tick | Priced[Decoded[TradeSignal]] | Decoded[Any] | Clock
+"""What reaches a book: a tick to mark at, a priced signal, a fill or table row, or (event-time
+mode) the router's ``Clock``."""
 
 Tagged = tuple[str, Record]
 """A record with the name of the stream it goes to."""
@@ -73,12 +77,16 @@ def route_input(
     rec = value.record
     if isinstance(rec, DeadLetter):  # a table row that did not decode: read all the same
         return router.on_unreadable(value.stream, value.partition, value.offset, now)
+    if router.clock is not None and isinstance(rec, MarketData | TradeSignal | VenueFill):
+        router.clock.on_read(value.stream, value.partition, value.offset)
+    if isinstance(rec, Progress):
+        return router.on_progress(rec, now)
     if isinstance(rec, MarketData):
         return router.on_tick(Tick(rec.symbol, rec.price, rec.ts, value.partition, value.offset), rec.wm, now)
     if isinstance(rec, TradeSignal):
         return router.on_signal(value, rec.account, rec.symbol, rec.ts, now)
     if isinstance(rec, VenueFill):
-        return router.on_fill(rec.account, rec.symbol)
+        return router.on_fill(rec.account, rec.symbol, value, now)
     if isinstance(rec, Account | SymbolLimit | Control | Instrument | Route | Venue):
         account, broadcast = _audience(rec)
         if owns is not None and account is not None and not owns(account):
@@ -115,13 +123,22 @@ def _audience(
 class AccountInputs:
     """One account: each input taken once, as a journal entry, applied to its book."""
 
-    def __init__(self, account: str, resume: dict[str, Any] | None = None) -> None:
-        """Start an account, or resume it from a ``snapshot()``."""
+    def __init__(
+        self, account: str, resume: dict[str, Any] | None = None, *, event_time: bool = False
+    ) -> None:
+        """Start an account, or resume it from a ``snapshot()``.
+
+        ``event_time``: signals, fills and marks wait in a ``BookQueue`` and are taken in
+        event-time order (``step``); a replay is then recognised by its id (signal id,
+        fill exec id), as inputs are no longer taken in stream order.
+        """
         self.book = AccountBook.from_snapshot(resume["book"]) if resume else AccountBook(account)
         self.seq: int = resume["seq"] if resume else 0
         """The journal sequence number of the last entry taken."""
         self.positions = InputPositions(dict(resume["positions"]) if resume else {})
         self.ids = SignalIds(dict(resume["ids"]) if resume else {})
+        queue = resume.get("queue") if resume else None
+        self.queue: BookQueue | None = queue if queue is not None else (BookQueue() if event_time else None)
 
     @property
     def account(self) -> str:
@@ -136,6 +153,8 @@ class AccountInputs:
         """
         mark = newest = None
         rec: Record | Tick
+        if isinstance(event, Clock):
+            raise TypeError("a Clock is not an input to take")
         if isinstance(event, Tick):
             pos, sub, rec = InputPos("market_data", event.partition, event.offset), event.symbol, event
         elif isinstance(event, Priced):
@@ -143,6 +162,8 @@ class AccountInputs:
             pos, sub, rec, mark, newest = _pos(d), d.record.symbol, d.record, event.mark, event.newest
         else:
             pos, sub, rec = _pos(event), "", event.record
+        if self.queue is not None and not isinstance(rec, Tick):
+            sub = _id_of(rec) or sub
         if not self.positions.take(pos.stream, pos.partition, pos.offset, sub):
             return None, []
         if isinstance(rec, TradeSignal):
@@ -167,6 +188,37 @@ class AccountInputs:
                 entries.append(entry)
         return entries, refused
 
+    def step(self, event: BookEvent, job: str, now: datetime) -> tuple[list[JournalEntry], list[Tagged]]:
+        """Event-time mode: take one event; return the entries taken and all their records.
+
+        Table rows are taken at once (in arrival order); signals, fills and marks wait
+        in the queue, which releases them one at a time (an order the book sends holds
+        back what comes after it until a venue took it), each taken and applied.
+        """
+        if self.queue is None:
+            raise RuntimeError("step() is for event-time mode; use take_all()")
+        entries: list[JournalEntry] = []
+        out: list[Tagged] = []
+        if isinstance(event, Clock):
+            self.queue.on_clock(event.frontier, event.taken)
+        elif isinstance(event, Tick | Priced) or isinstance(event.record, VenueFill):
+            ts, kind, ident, pos = _queued(event)
+            self.queue.hold(ts, kind, ident, pos, event)
+        else:
+            self._take_and_apply(event, job, now, entries, out)
+        while self.queue.ready():
+            self._take_and_apply(self.queue.pop(), job, now, entries, out)
+        return entries, out
+
+    def _take_and_apply(
+        self, event: BookEvent, job: str, now: datetime, entries: list[JournalEntry], out: list[Tagged]
+    ) -> None:
+        entry, refused = self.take(event, job, now)
+        out += refused
+        if entry is not None:
+            entries.append(entry)
+            out += self.apply(entry, job)
+
     def apply(self, entry: JournalEntry, job: str = "portfolio_risk") -> list[Tagged]:
         """Apply one journal entry to the book; return its records by stream.
 
@@ -177,15 +229,21 @@ class AccountInputs:
         a restart and meets the same guard: never the same crash twice.
         """
         try:
-            return records_of(apply_entry(self.book, entry))
+            out = records_of(apply_entry(self.book, entry))
         except Exception as exc:  # noqa: BLE001 - one record must not stop the job
-            return poisoned(self.book, entry, exc, job)
+            out = poisoned(self.book, entry, exc, job)
+        if self.queue is not None:
+            for stream, rec in out:
+                if stream == "validated_orders":
+                    self.queue.on_sent(rec.ts)  # type: ignore[attr-defined]
+        return out
 
     def catch_up(self, entries: Iterable[JournalEntry]) -> list[Tagged]:
         """Apply the journal entries a crashed run had taken past this state's snapshot."""
         out: list[Tagged] = []
         for entry in entries:
-            self.positions.take(entry.stream, entry.partition, entry.offset, _sub_of(entry))
+            sub = _sub_of(entry, by_id=self.queue is not None)
+            self.positions.take(entry.stream, entry.partition, entry.offset, sub)
             if entry.kind is JournalKind.SIGNAL:
                 self.ids.check(record_of(entry))  # type: ignore[arg-type]
             self.seq = entry.seq
@@ -199,6 +257,7 @@ class AccountInputs:
             "seq": self.seq,
             "positions": dict(self.positions.last),
             "ids": dict(self.ids.seen),
+            "queue": self.queue.copy() if self.queue is not None else None,
         }
 
 
@@ -206,12 +265,36 @@ def _pos(d: Decoded[Any]) -> InputPos:
     return InputPos(d.stream, d.partition, d.offset)
 
 
-def _sub_of(entry: JournalEntry) -> str:
+def _sub_of(entry: JournalEntry, by_id: bool = False) -> str:
     if entry.kind is JournalKind.MARK and entry.mark is not None:
         return entry.mark.symbol
+    if by_id and entry.kind in (JournalKind.SIGNAL, JournalKind.FILL) and entry.record is not None:
+        return str(entry.record["signal_id"] if entry.kind is JournalKind.SIGNAL else entry.record["exec_id"])
     if entry.kind is JournalKind.SIGNAL and entry.record is not None:
         return str(entry.record["symbol"])
     return ""
+
+
+def _id_of(rec: Record) -> str | None:
+    """Event-time mode: the id a signal or fill is taken once by (they leave stream order)."""
+    if isinstance(rec, TradeSignal):
+        return rec.signal_id
+    if isinstance(rec, VenueFill):
+        return rec.exec_id
+    return None
+
+
+def _queued(event: BookEvent) -> tuple[datetime, str, str, tuple[str, int, int]]:
+    """Return where an event sorts in a ``BookQueue``: time, kind, id, and its position."""
+    if isinstance(event, Tick):
+        return event.ts, "MARK", event.symbol, ("market_data", event.partition, event.offset)
+    if isinstance(event, Priced):
+        d = event.item
+        return d.record.ts, "SIGNAL", d.record.signal_id, (d.stream, d.partition, d.offset)
+    if isinstance(event, Clock):
+        raise TypeError("a Clock is not queued")
+    fill: VenueFill = event.record
+    return fill.ts, "FILL", fill.order_id, (event.stream, event.partition, event.offset)
 
 
 def conflict(account: str, signal: TradeSignal, pos: InputPos, job: str, now: datetime) -> list[Tagged]:

@@ -120,6 +120,8 @@ class ExecutionEngine:
         """``order_id`` -> account of every NEW order handed to the venue."""
         self.done: set[str] = set(state.get("done", ()))
         """``order_id:action`` already handled (sent or refused)."""
+        self.handled: dict[str, int] = dict(state.get("handled", {}))
+        """Per account, how many of its validated orders were handled (event-time mode's promise)."""
         self.controls: dict[str, str] = dict(state.get("controls", {}))
         """Trading state by control scope, as the control table says."""
         self.gate = TableGate(dict(state["gate"])) if "gate" in state else TableGate.at(control_ends)
@@ -228,6 +230,7 @@ class ExecutionEngine:
         if ident in self.done:
             return []  # a replayed record: never sent twice
         self.done.add(ident)
+        self.handled[order.account] = self.handled.get(order.account, 0) + 1
         if order.action is OrderAction.CANCEL:
             if order.order_id not in self.sent:
                 return [self._refusal(order, "cancel of an order this venue session never sent")]
@@ -424,6 +427,7 @@ class ExecutionEngine:
             "controls": dict(self.controls),
             "gate": dict(self.gate.pending),
             "held": list(self.held),
+            "handled": dict(self.handled),
         }
         venue = self.venue.snapshot()
         if venue is not None:

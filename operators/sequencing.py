@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from hashlib import sha256
@@ -55,6 +55,9 @@ from schemas import (
 
 TICKS_KEPT = 256
 """Ticks kept per symbol to price signals that are older than the newest tick."""
+
+END = datetime(9999, 12, 31, tzinfo=UTC)
+"""Event-time mode: the time a finished producer (or an ended input) has reached."""
 
 SIGNAL_IDS_KEPT = 10_000
 """Signal ids (with a digest of their contents) remembered per account; past it the
@@ -148,9 +151,17 @@ class TickHistory:
     ticks: deque[Tick] = field(default_factory=lambda: deque(maxlen=TICKS_KEPT))
     time: datetime | None = None
     """The newest watermark (or, for ticks without one, tick time) seen."""
+    first: datetime | None = None
+    """The time of the first tick seen."""
+    dropped: bool = False
+    """Whether older ticks were forgotten to keep ``TICKS_KEPT``."""
 
     def add(self, tick: Tick, wm: datetime | None) -> None:
         """Record a tick (and the feed's watermark it carried)."""
+        if self.ticks.maxlen is not None and len(self.ticks) == self.ticks.maxlen:
+            self.dropped = True
+        if self.first is None or tick.ts < self.first:
+            self.first = tick.ts
         self.ticks.append(tick)
         reached = wm if wm is not None else tick.ts
         if self.time is None or reached > self.time:
@@ -158,7 +169,17 @@ class TickHistory:
 
     def copy(self) -> TickHistory:
         """Return a copy (for snapshots)."""
-        return TickHistory(deque(self.ticks, maxlen=self.ticks.maxlen), self.time)
+        return TickHistory(deque(self.ticks, maxlen=self.ticks.maxlen), self.time, self.first, self.dropped)
+
+    def trim(self, before: datetime) -> None:
+        """Forget the ticks older than the last one at or before ``before`` (event-time mode).
+
+        Every signal up to ``before`` was priced already; a later one needs at most the
+        last tick at or before ``before``.
+        """
+        ticks = self.ticks
+        while len(ticks) >= 2 and ticks[1].ts <= before:
+            ticks.popleft()
 
     def settled(self, ts: datetime) -> bool:
         """Tell whether the symbol's market data has reached event time ``ts``."""
@@ -195,7 +216,16 @@ class _Waiting(Generic[T]):
 
 
 Routed = tuple[str, Any]
-"""``(account, what)``: a table row, a ``Tick`` to mark at, or a ``Priced`` signal."""
+"""``(account, what)``: a table row, a ``Tick`` to mark at, a ``Priced`` signal, or (event-time
+mode) a fill or a ``Clock``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Event-time mode: how far an account's inputs are known, and its orders the venues took."""
+
+    frontier: datetime | None
+    taken: int
 
 
 @dataclass
@@ -231,6 +261,12 @@ class InputRouter(Generic[T]):
     queues: dict[str, deque[_Waiting[T]]] = field(default_factory=dict)
     table_seen: dict[tuple[str, int], int] = field(default_factory=dict)
     """Per (table, partition), the last changelog offset read."""
+    clock: Any = None
+    """Event-time mode: the ``operators.eventtime.EventClock`` (None: arrival order)."""
+    clocked: dict[str, Clock] = field(default_factory=dict)
+    """Event-time mode: the last ``Clock`` sent to each account."""
+    unsent_marks: list[Tick] = field(default_factory=list)
+    """Event-time mode: ticks to fan out once the tables are read (then every account is known)."""
 
     @classmethod
     def at(
@@ -264,17 +300,33 @@ class InputRouter(Generic[T]):
         """Take a tick: fan it out to the holders (throttled); release signals it prices."""
         history = self.histories.get(tick.symbol)
         if history is None:
-            history = self.histories[tick.symbol] = TickHistory()
+            # Event-time mode: unbounded, trimmed as the frontier passes (see ``_clocks``);
+            # a signal may come long after the newest tick of its symbol.
+            history = self.histories[tick.symbol] = TickHistory(deque()) if self.clock else TickHistory()
         history.add(tick, wm)
         out: list[Routed] = []
         last = self.fanned_out.get(tick.symbol)
         if last is None or tick.ts - last >= self.throttle:
             self.fanned_out[tick.symbol] = tick.ts
-            out += [(acct, tick) for acct in self.holders.get(tick.symbol, ())]
+            if self.clock is None:
+                out += [(acct, tick) for acct in self.holders.get(tick.symbol, ())]
+            elif self.open:
+                # Event-time mode: every account, so which marks a book gets never depends
+                # on when its fills or its accounts row arrived.
+                out += [(acct, tick) for acct in self.accounts]
+            else:
+                self.unsent_marks.append(tick)
         return out + self.release(now)
 
-    def on_fill(self, account: str, symbol: str) -> list[Routed]:
-        """Take a venue report: its account holds the symbol from now on (marked at once)."""
+    def on_fill(self, account: str, symbol: str, fill: Any = None, now: float = 0.0) -> list[Routed]:
+        """Take a venue report: its account holds the symbol from now on (marked at once).
+
+        Event-time mode: the fill itself goes to the account through here (behind what
+        the router sent it before), and no mark at once (every account gets the marks).
+        """
+        if self.clock is not None:
+            self._audience(account)
+            return [(account, fill), *self.release(now)]
         holders = self.holders.setdefault(symbol, [])
         if account in holders:
             return []
@@ -323,7 +375,19 @@ class InputRouter(Generic[T]):
     def on_signal(self, item: T, account: str, symbol: str, ts: datetime, now: float) -> list[Routed]:
         """Queue a signal behind its account's earlier ones; return what may pass now."""
         self.queues.setdefault(account, deque()).append(_Waiting(item, symbol, ts, now))
+        if self.clock is not None:
+            self._audience(account)
         return self.release(now)
+
+    def on_progress(self, row: Any, now: float) -> list[Routed]:
+        """Event-time mode: take a producer's ``Progress`` row; return what may pass now."""
+        if self.clock is not None:
+            self.clock.on_progress(row)
+        return self.release(now)
+
+    def _audience(self, account: str) -> None:
+        if account not in self.clocked:
+            self.clocked[account] = Clock(None, 0)
 
     # -- release -------------------------------------------------------------------------
 
@@ -331,22 +395,49 @@ class InputRouter(Generic[T]):
         if account not in self.accounts and now - w.since < self.unknown_wait_s:
             return False
         history = self.histories.get(w.symbol)
-        return (history is not None and history.settled(w.ts)) or now - w.since >= self.mark_wait_s
+        if history is not None and history.settled(w.ts):
+            return True
+        # Event-time mode: a signal is priced only once its market is known (no wall-clock wait).
+        return self.clock is None and now - w.since >= self.mark_wait_s
 
     def release(self, now: float, *, everything: bool = False) -> list[Routed]:
         """Return the signals that may pass now, per account in arrival order."""
         if not (self.open or everything):
             return []
         out: list[Routed] = []
+        if self.unsent_marks:
+            out += [(acct, tick) for tick in self.unsent_marks for acct in self.accounts]
+            self.unsent_marks = []
         for account in list(self.queues):
             queue = self.queues[account]
             while queue and (everything or self._ready(account, queue[0], now)):
                 w = queue.popleft()
                 history = self.histories.get(w.symbol)
                 newest = history.ticks[-1].ts if history is not None and history.ticks else None
-                out.append((account, Priced(w.item, history.mark_at(w.ts) if history else None, newest)))
+                mark = history.mark_at(w.ts) if history else None
+                if self.clock is not None:  # event-time mode: the market is where the signal is
+                    newest = mark.ts if mark is not None else None
+                out.append((account, Priced(w.item, mark, newest)))
             if not queue:
                 del self.queues[account]
+        if self.clock is not None:
+            out += self._clocks(everything)
+        return out
+
+    def _clocks(self, everything: bool) -> list[Routed]:
+        """Event-time mode: tell each account the new frontier (and its orders taken)."""
+        # Every held signal, not only the heads: an account's queue is in arrival order.
+        held = min((w.ts for q in self.queues.values() for w in q), default=None)
+        frontier = END if everything else self.clock.frontier(self.histories, held)
+        if frontier is not None and frontier < END:
+            for history in self.histories.values():
+                history.trim(frontier)
+        out: list[Routed] = []
+        for account in [*self.accounts, *self.clocked]:
+            clock = Clock(frontier, self.clock.orders_taken(account))
+            if self.clocked.get(account) != clock:
+                self.clocked[account] = clock
+                out.append((account, clock))
         return out
 
     def next_due(self) -> float | None:
@@ -363,6 +454,8 @@ class InputRouter(Generic[T]):
             dict(self.broadcasts), {k: v.copy() for k, v in self.histories.items()},
             dict(self.fanned_out), {k: list(v) for k, v in self.holders.items()},
             {k: deque(v) for k, v in self.queues.items()}, dict(self.table_seen),
+            self.clock.copy() if self.clock is not None else None, dict(self.clocked),
+            list(self.unsent_marks),
         )
 
 

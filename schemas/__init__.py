@@ -10,7 +10,7 @@ from schemas.fast import fast_decode
 from schemas.fast import fast_encode as encode
 from schemas.journal import JournalEntry, JournalKind, JournalMark
 from schemas.market import MarketData, SmaWide
-from schemas.ops import DeadLetter, ExecutionMetrics
+from schemas.ops import DeadLetter, ExecutionMetrics, Progress
 from schemas.strategy import OrderType, Sizing, StrategyConfig, TradeSignal
 from schemas.streams import STREAMS, Kind, StreamSpec, spec
 from schemas.trading import (
@@ -52,7 +52,7 @@ __all__ = [
     "WILDCARD", "Account", "AccountStatus", "AccountType", "Control", "DeadLetter", "Decision",
     "DecodeError", "ExecStatus", "ExecutionMetrics", "Instrument", "InstrumentStatus",
     "JournalEntry", "JournalKind", "JournalMark", "Kind", "MarketData", "OrderAction",
-    "OrderState", "OrderStatus", "OrderType", "PortfolioState", "PositionState", "Record",
+    "OrderState", "OrderStatus", "OrderType", "PortfolioState", "PositionState", "Progress", "Record",
     "RiskDecision", "RiskEvent", "Route", "RuleResult", "Scope", "ScopeKind", "Severity",
     "Side", "Sizing", "SmaWide", "StrategyConfig", "StreamSpec", "SymbolLimit", "TimeInForce",
     "TradeSignal", "TradingState", "ValidatedOrder", "Venue", "VenueFill", "VenueState",

@@ -46,3 +46,24 @@ class ExecutionMetrics(Record):
     msgs_received: int = 0
     session_state: str = "UNKNOWN"
     ts: UtcDatetime
+
+
+class Progress(Record):
+    """A producer's promise about what it has written (event-time mode, ``deterministic``).
+
+    Written by a job after the data it covers is flushed: for each symbol in
+    ``symbols``, everything the producer will ever write from its input up to that
+    event time is in ``stream`` at offsets below ``ends`` (per partition). Job D adds
+    ``orders``: how many distinct validated orders of each account it has taken. Job C
+    counts a progress row only once it has read ``stream`` up to ``ends``
+    (``operators.sequencing.EventClock``).
+    """
+
+    key_fields: ClassVar[tuple[str, ...]] = ("producer",)
+
+    producer: Name
+    stream: Name
+    ends: dict[int, int] = {}
+    symbols: dict[str, UtcDatetime] = {}
+    orders: dict[str, int] = {}
+    ts: UtcDatetime

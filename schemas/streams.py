@@ -8,7 +8,7 @@ from enum import StrEnum
 from schemas.base import Record
 from schemas.journal import JournalEntry
 from schemas.market import MarketData, SmaWide
-from schemas.ops import DeadLetter, ExecutionMetrics
+from schemas.ops import DeadLetter, ExecutionMetrics, Progress
 from schemas.strategy import StrategyConfig, TradeSignal
 from schemas.trading import (
     Account,
@@ -100,6 +100,7 @@ STREAMS: dict[str, StreamSpec] = dict(
         _spec("routes", Route, Kind.TABLE),
         _spec("venues", Venue, Kind.TABLE),
         _spec("instruments", Instrument, Kind.TABLE),
+        _spec("progress", Progress),  # event-time mode: Jobs B and D to Job C
     ]
 )
 

@@ -87,6 +87,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
                      "partition": 0, "offset": 9, "record": {"signal_id": "sma-1:AAPL:7"},
                      "mark": {"symbol": "AAPL", "price": "101.25", "ts": TS, "partition": 0,
                               "offset": 4}, "ts": TS},
+    "Progress": {"producer": "execution:paper", "stream": "venue_fills", "ends": {"0": 12, "1": 7},
+                 "symbols": {"AAPL": TS}, "orders": {"ACC-1": 4}, "ts": TS},
 }
 
 HOSTILE_NUMBERS = [

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from connectors.base import ConnectorError
 from connectors.feeds import FeedError, SyntheticMarket, read_frame, replay, ticks_from_frame
+from connectors.progress import market_writer
 from connectors.registry import Connectors
 from schemas import STREAMS, Kind, spec
 from tradeflow.settings import Settings, load_settings
@@ -121,7 +122,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
             symbols=args.symbols, ticks=args.ticks, seed=args.seed, lateness=lateness
         )
         ticks, total = iter(market), args.ticks
-    writer = conn.writer("market_data")
+    writer = market_writer(conn)
     if args.resume:
         done = conn.size("market_data")
         print(f"resuming after {done} ticks already in market_data", file=sys.stderr)
@@ -499,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["local", "kafka", "fluss"], help="data plane (default local)")
     p.add_argument(
         "--speed", type=float, default=20.0,
-        help="replay pace, event time vs wall clock (default 20x; 0 = as fast as possible)",
+        help="replay pace, event time vs wall clock (default 20x; 0 = as fast as possible, a backtest "
+             "decided in event time: the same every run)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

@@ -10,6 +10,7 @@ stops everything on any error or Ctrl-C too.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -31,6 +32,7 @@ from tqdm import tqdm
 
 from connectors.feeds import replay
 from connectors.kafka.settings import KafkaSettings, kafka_env
+from connectors.progress import market_writer
 from connectors.registry import Connectors
 from schemas import (
     WILDCARD,
@@ -231,10 +233,32 @@ def _records(conn: Connectors, stream: str) -> Iterator[Record]:
 
 
 
+EVENT_TIME_HISTORY_TICKS = 100_000
+"""Event-time mode: ticks per symbol the paper venue keeps (Job D may run this far ahead of
+Job C's orders and still fills each at the tick it would have filled at live)."""
+
+
+def event_time_settings(
+    settings: Settings, configs: Iterable[StrategyConfig], venues: list[tuple[str, str]] | None = None
+) -> Settings:
+    """Return ``settings`` in event-time mode, Job C awaiting this pipeline's producers.
+
+    The producers: the feed, the Job B of each strategy and the Job D of each venue
+    (``operators.eventtime``).
+    """
+    awaited = ("feed", *(f"strategy:{c.strategy_id}" for c in configs),
+               *(f"execution:{name}" for name, _ in venues or [("paper", "paper")]))
+    portfolio = settings.portfolio.model_copy(update={"await_progress": awaited})
+    return settings.model_copy(update={"event_time": True, "portfolio": portfolio})
+
+
 def job_env(settings: Settings, kafka: KafkaSettings | None = None) -> dict[str, str]:
     """Return the environment a pipeline process runs with (live: sources follow).
 
     ``kafka``: this job's own Kafka settings (its principal on a secured broker).
+    In event-time mode (``settings.event_time``) also that, the producers Job C awaits,
+    a paper venue history long enough to run ahead of Job C, and no wall-clock
+    reconciliation in Job D.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLOW_KAFKA")}
     env.update(kafka_env(kafka or settings.kafka))
@@ -246,6 +270,15 @@ def job_env(settings: Settings, kafka: KafkaSettings | None = None) -> dict[str,
         TRADEFLOW_POLL_INTERVAL_MS="20",
         PYTHONUNBUFFERED="1",
     )
+    if settings.event_time:
+        env.update(
+            TRADEFLOW_EVENT_TIME="true",
+            TRADEFLOW_PORTFOLIO__AWAIT_PROGRESS=json.dumps(list(settings.portfolio.await_progress)),
+            TRADEFLOW_EXECUTION__PAPER_HISTORY_TICKS=str(EVENT_TIME_HISTORY_TICKS),
+            # No wall-clock status requests: their answers would land among the reports
+            # at moments no event time decides (the paper venue cannot drift anyway).
+            TRADEFLOW_EXECUTION__RECONCILE_S="0",
+        )
     return env
 
 
@@ -416,8 +449,10 @@ def run_pipeline(
     ``metrics_ports`` (job name -> port) makes the jobs serve their metrics there (the
     console of ``tradeflow demo --console`` reads them).
     """
-    conn = Connectors(settings)
     configs = demo_strategies()
+    if speed is None:  # an unpaced run is a backtest: decided in event time, the same every run
+        settings = event_time_settings(settings, configs, venues)
+    conn = Connectors(settings)
     seed(conn, configs, symbols, venues)
     pipe = Pipeline(settings, pipeline_jobs(configs, venues), settings.data_dir / "logs",
                     job_kafka=job_kafka, metrics=metrics_ports or False)
@@ -427,7 +462,7 @@ def run_pipeline(
 
     def feed() -> None:
         try:
-            writer = Connectors(settings).writer("market_data")
+            writer = market_writer(Connectors(settings))
             fed["n"] = replay(ticks, writer, total=total, speed=speed, progress=False, close=False)
             writer.close()
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread

@@ -20,7 +20,9 @@ import logging
 import zlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+from operators.eventtime import Reached
 from operators.strategies.base import StrategyError
 from operators.strategies.engine import ActiveConfig, StrategyShard, activate
 from schemas import Control, DeadLetter, DecodeError, SmaWide, StrategyConfig, TradeSignal, decode, encode
@@ -93,6 +95,17 @@ def take(shard: StrategyShard, items: Iterable[Item], job: str) -> list[TradeSig
         else:
             shard.apply_control(item.offset, item.control)
     return out
+
+
+def rows_reached(items: Iterable[Item]) -> Reached | None:
+    """Return the event-time promise of a batch: each symbol's rows evaluated through this time."""
+    symbols: dict[str, datetime] = {}
+    for item in items:
+        if isinstance(item, RowAt):
+            row = item.row
+            if row.symbol not in symbols or row.ts > symbols[row.symbol]:
+                symbols[row.symbol] = row.ts
+    return Reached(symbols) if symbols else None
 
 
 def failed_row(item: RowAt, exc: Exception, job: str) -> DeadLetter:

@@ -4,9 +4,11 @@ with an uncrashed run of the same market (tradeflow/chaos.py; bench/chaos.py run
 many more trials, on Kafka and Fluss too).
 
 What a crash may never change, and these trials assert: the signals (Jobs A and B
-are deterministic and drop replayed input), one decision per signal, no id written
-twice to any stream, no two records with one id and different contents, and every
-recorded decision reproduced exactly by folding Job C's journal (``risk replay``).
+are deterministic and drop replayed input), the decisions, validated orders, fills,
+positions and cash (the pipeline runs in event-time mode, operators/eventtime.py), one
+decision per signal, no id written twice to any stream, no two records with one id and
+different contents, and every recorded decision reproduced exactly by folding Job C's
+journal (``risk replay``).
 """
 
 from __future__ import annotations
@@ -46,3 +48,5 @@ def test_random_kills_change_no_signal_and_break_no_guarantee(
     assert result.undecided_signals == 0
     assert result.replay_exact_pct == 100.0
     assert result.differences["trade_signals"] == 0, "a crash changed the signals"
+    # Event time decides (operators/eventtime.py): the crashed run equals the uncrashed one.
+    assert not result.has_diff, result.differences

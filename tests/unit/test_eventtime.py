@@ -1,0 +1,132 @@
+"""Event-time mode (operators/eventtime.py): Job C applies an account's inputs in event-time
+order up to what every producer has promised, whatever order they arrive in."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from operators.account_inputs import AccountInputs
+from operators.eventtime import FEED, MARKET, MS, BookQueue, EventClock, Reached, merged
+from operators.sequencing import END, Clock, Decoded, Priced, Tick, TickHistory
+from schemas import Account, JournalKind, Progress, RiskDecision, TradeSignal, VenueFill
+
+T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+NOW = T0 + timedelta(hours=1)
+D = Decimal
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def history(*seconds: float) -> TickHistory:
+    h = TickHistory()
+    for i, s in enumerate(seconds):
+        h.add(Tick("X", D(100), at(s), 0, i), at(s))
+    return h
+
+
+def progress(
+    producer: str, symbols: dict[str, float], ends: dict[int, int], stream: str = "trade_signals",
+    orders: dict[str, int] | None = None,
+) -> Progress:
+    times = {k: at(v) for k, v in symbols.items()}
+    return Progress(producer=producer, stream=stream, ends=ends, symbols=times, orders=orders or {}, ts=NOW)
+
+
+def test_a_promise_counts_only_once_its_data_was_read_to_its_ends() -> None:
+    clock = EventClock(("feed", "strategy:a"))
+    assert not clock.on_progress(progress("strategy:a", {"X": 5}, {0: 3}))
+    assert clock.frontier({"X": history(1, 5, 9)}, None) is None
+    clock.on_read("trade_signals", 0, 1)
+    assert clock.reached == {}
+    assert clock.on_read("trade_signals", 0, 2)  # offsets 0..2 read: the promise counts
+    assert clock.reached["strategy:a"] == {"X": at(5)}
+    assert clock.frontier({"X": history(1, 5, 9)}, None) is None  # the feed has not promised yet
+    assert clock.on_progress(progress(FEED, {MARKET: 20}, {}, stream="market_data"))
+    # Job B evaluated X through 5 s: it may still write at X's next tick (9 s), not before.
+    assert clock.frontier({"X": history(1, 5, 9)}, None) == at(9) - MS
+    assert clock.frontier({"X": history(1, 5, 9)}, at(7)) == at(7) - MS  # a signal still held
+    assert clock.frontier({"X": history(1, 5)}, None) == at(20)  # no tick after 5 s up to the market's 20 s
+    assert not clock.on_progress(progress("strategy:other", {"X": 30}, {}))  # not awaited: ignored
+
+
+def test_a_producer_that_evaluated_nothing_of_a_symbol_holds_it_before_its_first_tick() -> None:
+    clock = EventClock(("feed", "execution:paper"))
+    clock.on_progress(progress(FEED, {MARKET: 50}, {}, stream="market_data"))
+    clock.on_progress(progress("execution:paper", {"Y": 40}, {}, stream="venue_fills", orders={"A": 2}))
+    hist = {"X": history(3, 4), "Y": history(1, 40)}
+    assert clock.frontier(hist, None) == at(3) - MS
+    assert clock.orders_taken("A") == 2
+    assert clock.orders_taken("B") == 0
+
+
+def test_promises_merge_to_the_latest_time_and_the_most_orders() -> None:
+    got = merged([Reached({"X": at(1), "Y": at(5)}, {"A": 1}), Reached({"X": at(3)}, {"A": 4, "B": 1})])
+    assert got == Reached({"X": at(3), "Y": at(5)}, {"A": 4, "B": 1})
+    assert merged([]) is None
+
+
+def test_the_queue_releases_in_event_time_order_and_an_unconfirmed_order_holds_what_follows() -> None:
+    q = BookQueue()
+    q.hold(at(5), "FILL", "O1", ("venue_fills", 0, 0), "fill@5")
+    q.hold(at(5), "SIGNAL", "s2", ("trade_signals", 0, 1), "signal@5")
+    q.hold(at(2), "SIGNAL", "s1", ("trade_signals", 0, 0), "signal@2")
+    q.hold(at(2), "SIGNAL", "s1", ("trade_signals", 0, 0), "signal@2")  # a replay while held
+    q.hold(at(2), "MARK", "X", ("market_data", 0, 7), "mark@2")
+    assert q.release() == []  # no frontier yet
+    q.on_clock(at(10), 0)
+    assert q.pop() == "mark@2"
+    assert q.pop() == "signal@2"
+    q.on_sent(at(2))  # the signal made an order: nothing after 2 s until a venue took it
+    assert not q.ready()
+    q.on_clock(at(10), 1)
+    assert q.release() == ["signal@5", "fill@5"]
+
+
+def signal(i: int, s: float) -> Priced[Decoded[TradeSignal]]:
+    sig = TradeSignal(signal_id=f"s{i}", strategy_id="st", symbol="X", account="A", side="BUY", qty=D(5),
+                      ts=at(s))
+    return Priced(Decoded(sig, "trade_signals", 0, i), Tick("X", D(100), at(s), 0, 100 + i))
+
+
+def fill(i: int, s: float, order_id: str) -> Decoded[VenueFill]:
+    rep = VenueFill(order_id=order_id, venue="paper", exec_id=f"{order_id}-{i}", status="FILLED", account="A",
+                    symbol="X", side="BUY", last_qty=D(5), last_px=D(100), cum_qty=D(5), leaves_qty=D(0),
+                    avg_px=D(100), ts=at(s))
+    return Decoded(rep, "venue_fills", 0, i)
+
+
+def run(events: list[Any]) -> tuple[list[JournalKind], list[dict[str, Any]]]:
+    inputs = AccountInputs("A", event_time=True)
+    kinds: list[JournalKind] = []
+    decided: list[dict[str, Any]] = []
+    row = Decoded(Account(account="A", cash=D(1_000_000), ts=T0), "accounts", 0, 0)
+    for event in [row, *events, Clock(END, 10**6)]:
+        entries, out = inputs.step(event, "portfolio_risk", NOW)
+        kinds += [e.kind for e in entries]
+        decided += [r.model_dump(exclude={"latency_us", "input_offsets"}) for _, r in out
+                    if isinstance(r, RiskDecision)]
+    return kinds, decided
+
+
+def test_any_arrival_order_of_one_accounts_inputs_gives_the_same_journal_and_decisions() -> None:
+    first = AccountInputs("A", event_time=True)
+    first.step(Decoded(Account(account="A", cash=D(1_000_000), ts=T0), "accounts", 0, 0), "j", NOW)
+    _, out = first.step(signal(1, 1), "j", NOW)
+    assert out == []  # held: no frontier yet
+    _, out = first.step(Clock(END, 0), "j", NOW)
+    (order,) = [r for s, r in out if s == "validated_orders"]  # the order s1 makes, to fill below
+
+    events: list[Any] = [signal(1, 1), signal(2, 3), signal(3, 6), fill(0, 2, order.order_id),
+                         Tick("X", D(101), at(4), 0, 50), Tick("X", D(99), at(5), 0, 51)]
+    want = run(events)
+    assert len(want[1]) == 3
+    rng = random.Random(7)  # noqa: S311 - arrival orders, not secrets
+    for _ in range(20):
+        shuffled = events[:]
+        rng.shuffle(shuffled)
+        assert run(shuffled) == want
