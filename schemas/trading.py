@@ -23,6 +23,7 @@ from schemas.base import (
     Record,
     RecordId,
     Side,
+    Stamp,
     UtcDatetime,
 )
 from schemas.strategy import OrderType
@@ -241,6 +242,10 @@ class ValidatedOrder(Record):
     reason: FreeText = ""
     venue: Name | None = None
     ts: UtcDatetime
+    entered_at: Stamp = None
+    """The signal's ``entered_at``, carried (a cancel Job C makes up has none)."""
+    written_at: Stamp = None
+    """Wall-clock time Job C wrote the order (set only on orders that carry ``entered_at``)."""
 
     def key(self) -> str:
         """Return the record key: the venue of a routed order, else the order id."""
@@ -296,6 +301,10 @@ class VenueFill(Record):
     venue_order_id: RecordId | None = None
     reason: FreeText = ""
     ts: UtcDatetime
+    entered_at: Stamp = None
+    """The order's ``entered_at``, carried by Job D onto the reports of orders it sent."""
+    written_at: Stamp = None
+    """Wall-clock time Job D wrote the report (set only on reports that carry ``entered_at``)."""
 
     @property
     def synthetic(self) -> bool:
