@@ -207,13 +207,15 @@ T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 
 def test_a_record_without_stamps_encodes_as_before_the_stamps_existed() -> None:
     tick = MarketData(symbol="AAPL", ts=T0, price=Decimal("1.5"), volume=Decimal(100))
-    old = b'{"_v":1,"symbol":"AAPL","ts":"2026-01-05T14:30:00.000Z","price":"1.5","volume":"100","wm":null,"seq":null}'
+    old = (b'{"_v":1,"symbol":"AAPL","ts":"2026-01-05T14:30:00.000Z","price":"1.5","volume":"100",'
+           b'"wm":null,"seq":null}')
     assert pydantic_encode(tick) == fast_encode(tick) == old
     assert fast_decode(MarketData, old) == decode(MarketData, old) == tick
     assert fast_decode(MarketData, old).model_fields_set == decode(MarketData, old).model_fields_set
 
 
-@pytest.mark.parametrize("stamps", [{"entered_at": T0}, {"entered_at": T0, "written_at": T0 + timedelta(seconds=1)}])
+@pytest.mark.parametrize("stamps", [{"entered_at": T0},
+                                    {"entered_at": T0, "written_at": T0 + timedelta(seconds=1)}])
 def test_stamped_records_round_trip_on_both_paths(stamps: dict[str, datetime]) -> None:
     tick = MarketData(symbol="AAPL", ts=T0, price=Decimal("1.5"), volume=Decimal(100), entered_at=T0)
     assert b'"entered_at":"2026-01-05T14:30:00.000Z"' in fast_encode(tick)
