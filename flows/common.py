@@ -10,15 +10,16 @@ from typing import Any, Generic, TypeVar
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from connectors.base import SourceMessage
-from connectors.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
+from connectors.metrics import DEAD_LETTERS, HOP_LATENCY, ITEMS_IN, ITEMS_OUT
 from connectors.registry import Connectors
 from operators.sequencing import Decoded as Decoded  # re-exported: flows import them from here
 from operators.sequencing import TableGate as TableGate
 from operators.sequencing import from_the_future
 from schemas import DeadLetter, DecodeError, Record, decode, encode, fast_decode
+from schemas.base import utc_ms
 
 R = TypeVar("R", bound=Record)
 
@@ -192,17 +193,45 @@ def startup_table(conn: Connectors, stream: str, model: type[R]) -> tuple[dict[i
 
 
 def output(step_id: str, up: Stream[Any], conn: Connectors, stream: str, *, job: str) -> None:
-    """Write a stream of records to ``stream``, counting them (per batch) for the metrics."""
-    op.output(step_id, up, CountingSink(conn.sink(stream), ITEMS_OUT.labels(job, stream)))
+    """Write a stream of records to ``stream``, counting them (per batch) for the metrics.
+
+    A record that carries ``entered_at`` is written stamped ``written_at`` (the wall
+    clock, once per batch), and ``now - entered_at`` is observed in the job's hop
+    latency histogram (``tradeflow_hop_latency_seconds{job, stream}``).
+    """
+    sink = CountingSink(conn.sink(stream), ITEMS_OUT.labels(job, stream), HOP_LATENCY.labels(job, stream))
+    op.output(step_id, up, sink)
+
+
+def stamp_written(items: list[Any], now: datetime, latency: Histogram | None = None) -> list[Any]:
+    """Return ``items`` with ``written_at`` = ``now`` on the records that carry ``entered_at``.
+
+    ``latency`` (a histogram child) is told ``now - entered_at`` in seconds for each.
+    Records without ``entered_at`` (or without the field) are passed as they are.
+    """
+    written = utc_ms(now)
+    out = items
+    for i, item in enumerate(items):
+        entered = getattr(item, "entered_at", None)
+        if entered is None or getattr(item, "written_at", True) is not None:
+            continue  # not carried, not a stamped model, or stamped already (kept)
+        if out is items:
+            out = list(items)
+        out[i] = item.model_copy(update={"written_at": written})
+        if latency is not None:
+            latency.observe((now - entered).total_seconds())
+    return out
 
 
 class _CountingPartition(StatelessSinkPartition[Any]):
-    def __init__(self, inner: StatelessSinkPartition[Any], counter: Counter) -> None:
+    def __init__(self, inner: StatelessSinkPartition[Any], counter: Counter,
+                 latency: Histogram | None = None) -> None:
         self._inner = inner
         self._counter = counter
+        self._latency = latency
 
     def write_batch(self, items: list[Any]) -> None:
-        self._inner.write_batch(items)
+        self._inner.write_batch(stamp_written(items, datetime.now(UTC), self._latency))
         self._counter.inc(len(items))
 
     def close(self) -> None:
@@ -210,14 +239,20 @@ class _CountingPartition(StatelessSinkPartition[Any]):
 
 
 class CountingSink(DynamicSink[Any]):
-    """Wrap a sink so that every batch written adds to a Prometheus counter."""
+    """Wrap a sink so that every batch written adds to a Prometheus counter.
 
-    def __init__(self, inner: Sink[Any], counter: Counter) -> None:
+    With ``latency``, records carrying ``entered_at`` are stamped and observed
+    (``stamp_written``).
+    """
+
+    def __init__(self, inner: Sink[Any], counter: Counter, latency: Histogram | None = None) -> None:
         if not isinstance(inner, DynamicSink):
             raise TypeError(f"CountingSink wraps dynamic sinks, got {type(inner).__name__}")
         self._inner = inner
         self._counter = counter
+        self._latency = latency
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CountingPartition:
         """Build the inner sink's partition for this worker, counted."""
-        return _CountingPartition(self._inner.build(step_id, worker_index, worker_count), self._counter)
+        return _CountingPartition(self._inner.build(step_id, worker_index, worker_count), self._counter,
+                                  self._latency)

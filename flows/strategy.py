@@ -36,7 +36,7 @@ from connectors.metrics import serve
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
-from flows.common import Decoded, dead_letter_of, decoded, shard_guard
+from flows.common import Decoded, dead_letter_of, decoded, output, shard_guard
 from operators.indicators import IndicatorConfig
 from operators.strategies import StrategyError, StrategyShard, activate, is_relevant_scope
 from operators.strategies.sharding import (
@@ -147,7 +147,7 @@ def build_flow(
     joined = op.merge("join", cast(Stream[tuple[str, Item]], rows.trues), fanned)
     out = op.stateful_batch("strategy", joined, lambda r: StrategyLogic(r if r is not None else seed(), job))
     signals = op.branch("signal_or_letter", op.key_rm("unkey", out), lambda x: isinstance(x, TradeSignal))
-    op.output("trade_signals", signals.trues, conn.sink("trade_signals"))
+    output("trade_signals", signals.trues, conn, "trade_signals", job=job)  # stamped, counted
     letters += [rows.falses, configs.falses, signals.falses, shard_guard(flow, conn, job)]
     op.output("dead_letters", op.merge("all_letters", *letters), conn.sink("dead_letters"))
     return flow
