@@ -12,14 +12,15 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from connectors.base import ConnectorError
 from connectors.feeds import FeedError, SyntheticMarket, read_frame, replay, ticks_from_frame
 from connectors.registry import Connectors
-from schemas import STREAMS, Kind, spec
+from schemas import STREAMS, DecodeError, Kind, decode, spec
 from tradeflow.settings import Settings, load_settings
 
 
@@ -258,6 +259,29 @@ def cmd_tail(args: argparse.Namespace) -> int:
         if got == 0:
             time.sleep(0.2)
     reader.close()
+    return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    """Print the per-hop latency of a run (feed->A->B->C->D->ack) from its records' stamps."""
+    from operators.latency import breakdown, render
+
+    conn = Connectors(_settings(args))
+
+    def stamped(stream: str) -> Iterator[Any]:
+        model = spec(stream).model
+        for rec in conn.scan(stream):
+            if b'"written_at"' in rec.value:  # records without stamps are not counted anyway
+                try:
+                    yield decode(model, rec.value)
+                except DecodeError:
+                    continue
+
+    figures = breakdown(stamped("sma_wide"), stamped("trade_signals"), stamped("validated_orders"),
+                        stamped("venue_fills"))
+    print(render(figures))
+    if not any(f.count for f in figures):
+        print("no stamped records: was the run fed by `tradeflow feed`/`demo` with this build?")
     return 0
 
 
@@ -604,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("stream", choices=streams)
     p.set_defaults(func=cmd_close)
+
+    p = sub.add_parser("latency", help="per-hop latency of a run (feed->A->B->C->D->ack) as a table, in ms")
+    _common(p)
+    p.set_defaults(func=cmd_latency)
 
     p = sub.add_parser("report", help="build an HTML report with plots of a run (index.html + PNGs)")
     _common(p)
