@@ -101,7 +101,7 @@ def _row_seq(signal_id: str) -> int:
 
 def render(figures: Iterable[HopFigures]) -> str:
     """Render hop figures as a plain-text table (milliseconds; ``-`` where there are none)."""
-    head = ("hop", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+    head: tuple[str, ...] = ("hop", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms")
     lines = [head]
     for f in figures:
         lines.append((f.hop, str(f.count), *(_ms(v) for v in (f.p50_ms, f.p90_ms, f.p99_ms, f.max_ms))))
