@@ -1,16 +1,20 @@
-"""``tradeflow latency`` on a run of the whole pipeline (A, B x2, C, D paper, embedded store)."""
+"""``tradeflow latency`` on a run of the whole pipeline (A, B x2, C, D paper, embedded store), and
+the write path's stamp (``flows.common.stamp_written``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 
 from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
 from connectors.settings import load_settings
+from flows.common import stamp_written
 from operators.latency import HOPS
-from schemas import MarketData, ValidatedOrder, VenueFill
+from schemas import MarketData, SmaWide, ValidatedOrder, VenueFill
 from tests.helpers import read_all
 from tradeflow.cli import main
 from tradeflow.pipeline import run_pipeline
@@ -42,3 +46,22 @@ def test_latency_reports_every_hop_of_a_demo_run(tmp_path: Path, capsys: pytest.
     for hop, (count, *figures) in table.items():
         assert int(count) > 0, hop
         assert all(float(v) >= 0 for v in figures), (hop, figures)
+
+
+def test_written_stamps_only_carried_records_and_observes_their_latency() -> None:
+    t0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+    hist = Histogram("test_hop_latency_seconds", "test", registry=CollectorRegistry())
+    carried = SmaWide(symbol="X", ts=t0, price=1.0, volume=1.0, entered_at=t0)
+    plain = SmaWide(symbol="X", ts=t0, price=1.0, volume=1.0, seq=1)
+    stamped = carried.model_copy(update={"seq": 2, "written_at": t0})
+    items = [carried, plain, stamped]
+    now = t0 + timedelta(milliseconds=25, microseconds=700)
+    out = stamp_written(items, now, hist)
+    assert out[0] == carried.model_copy(update={"written_at": t0 + timedelta(milliseconds=25)})
+    assert out[1] is plain  # no entered_at: written as it is
+    assert out[2] is stamped  # stamped already (a record written again): kept
+    assert items == [carried, plain, stamped]  # the batch handed in is not changed
+    samples = {s.name: s.value for s in hist.collect()[0].samples}
+    assert samples["test_hop_latency_seconds_count"] == 1
+    assert samples["test_hop_latency_seconds_sum"] == pytest.approx(0.0257)
+    assert stamp_written([plain], now) == [plain]
