@@ -23,9 +23,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from connectors.base import StreamWriter
+from connectors.base import StreamWriter, stamp_entered
 from schemas import MarketData
-from schemas.base import utc_ms
 
 TICK_COLUMNS = ("time", "symbol", "price", "volume")
 BAR_COLUMNS = ("time", "symbol", "open", "high", "low", "close", "volume")
@@ -149,18 +148,18 @@ def replay(
             lag = due - (time.monotonic() - started)
             if lag > 0:
                 if buf:
-                    writer.write(_entered(buf, now()))
+                    writer.write(stamp_entered(buf, now()))
                     bar.update(len(buf))
                     buf = []
                 time.sleep(lag)
         buf.append(tick)
         count += 1
         if len(buf) >= batch:
-            writer.write(_entered(buf, now()))
+            writer.write(stamp_entered(buf, now()))
             bar.update(len(buf))
             buf = []
     if buf:
-        writer.write(_entered(buf, now()))
+        writer.write(stamp_entered(buf, now()))
         bar.update(len(buf))
     bar.close()
     if close:
@@ -170,9 +169,3 @@ def replay(
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def _entered(ticks: list[MarketData], at: datetime) -> list[MarketData]:
-    """Return the ticks stamped ``entered_at`` (a tick that has one keeps it)."""
-    stamp = {"entered_at": utc_ms(at)}
-    return [t if t.entered_at is not None else t.model_copy(update=stamp) for t in ticks]
