@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
 from bytewax.outputs import Sink
 
-from schemas import Record, StreamSpec
+from schemas import MarketData, Record, StreamSpec
+from schemas.base import utc_ms
 
 if TYPE_CHECKING:
     from connectors.settings import Settings
@@ -95,6 +96,19 @@ class StoredRecord:
     offset: int
     key: str | None
     value: bytes
+    written_at: datetime | None = None
+    """When the store took the record (UTC; None where the backend does not say): the
+    embedded store's append time, Kafka's message timestamp (set by the producer)."""
+
+
+def stamp_entered(ticks: Sequence[MarketData], at: datetime) -> list[MarketData]:
+    """Return ticks stamped ``entered_at`` = ``at`` (UTC ms); a tick that has one keeps it.
+
+    Every feed calls it with its (injected) clock as it writes a batch to market_data:
+    the time the ticks entered the system, which every job carries on.
+    """
+    stamp = {"entered_at": utc_ms(at)}
+    return [t if t.entered_at is not None else t.model_copy(update=stamp) for t in ticks]
 
 
 class StreamWriter(ABC):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from connectors.base import StreamWriter
+from connectors.base import StreamWriter, stamp_entered
 from schemas import MarketData
 
 TICK_COLUMNS = ("time", "symbol", "price", "volume")
@@ -125,13 +125,17 @@ def replay(
     batch: int = 1000,
     progress: bool = True,
     close: bool = True,
+    clock: Callable[[], datetime] | None = None,
 ) -> int:
     """Write ticks into a stream; return how many were written.
 
     ``speed`` None replays at full speed; otherwise event time is paced against the
     wall clock (1.0 = real time, 10.0 = ten times faster). With ``close`` the stream
-    is closed at the end, so bounded readers stop there.
+    is closed at the end, so bounded readers stop there. Each batch is stamped
+    ``entered_at`` = ``clock()`` (the wall clock by default) as it is written: the time
+    the ticks entered the system, which every job carries on (README, "Latency").
     """
+    now = clock or _wall_clock
     count = 0
     buf: list[MarketData] = []
     first_ts: datetime | None = None
@@ -144,18 +148,18 @@ def replay(
             lag = due - (time.monotonic() - started)
             if lag > 0:
                 if buf:
-                    writer.write(buf)
+                    writer.write(stamp_entered(buf, now()))
                     bar.update(len(buf))
                     buf = []
                 time.sleep(lag)
         buf.append(tick)
         count += 1
         if len(buf) >= batch:
-            writer.write(buf)
+            writer.write(stamp_entered(buf, now()))
             bar.update(len(buf))
             buf = []
     if buf:
-        writer.write(buf)
+        writer.write(stamp_entered(buf, now()))
         bar.update(len(buf))
     bar.close()
     if close:
@@ -163,3 +167,7 @@ def replay(
     else:
         writer.finished()
     return count
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)

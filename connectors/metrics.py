@@ -3,7 +3,9 @@
 Every job counts items in and out per stream and dead letters per source stream; Job
 C counts pre-trade checks by rule and result; Job D observes order ack and fill
 latency; embedded-store sources report their lag (records behind the end) per
-partition. Counters live per process (one per Bytewax process).
+partition; every job observes, as it writes a record that carries ``entered_at``, the
+wall time since that record's tick entered the system (``HOP_LATENCY``). Counters live
+per process (one per Bytewax process).
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ ORDER_LATENCY = Histogram(
     ["venue", "kind"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+HOP_LATENCY = Histogram(
+    "tradeflow_hop_latency_seconds",
+    "Wall time from a tick entering the system (entered_at) to a job writing a record it led to",
+    ["job", "stream"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+"""One series per hop: the job and the stream it writes (Job A ``sma_wide``, B
+``trade_signals``, C ``validated_orders``, D ``venue_fills``). Cumulative from entry, so
+the difference of two hops' figures is the time spent between them."""
 SOURCE_LAG = Gauge("tradeflow_source_lag", "Records behind the end of a stream", ["stream", "partition"])
 """One series per partition this process reads (embedded store and Kafka sources), so
 its labels are also the partitions the process owns (``tradeflow status``)."""

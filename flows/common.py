@@ -10,10 +10,10 @@ from typing import Any, Generic, TypeVar
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from connectors.base import SourceMessage
-from connectors.metrics import DEAD_LETTERS, ITEMS_IN, ITEMS_OUT
+from connectors.metrics import DEAD_LETTERS, HOP_LATENCY, ITEMS_IN, ITEMS_OUT
 from connectors.registry import Connectors
 from operators.sequencing import Decoded as Decoded  # re-exported: flows import them from here
 from operators.sequencing import TableGate as TableGate
@@ -194,17 +194,37 @@ def startup_table(conn: Connectors, stream: str, model: type[R]) -> tuple[dict[i
 def output(
     step_id: str, up: Stream[Any], conn: Connectors, stream: str, *, job: str, sink: Sink[Any] | None = None
 ) -> None:
-    """Write a stream of records to ``stream`` (through ``sink`` if given), counted for the metrics."""
-    op.output(step_id, up, CountingSink(sink or conn.sink(stream), ITEMS_OUT.labels(job, stream)))
+    """Write a stream of records to ``stream`` (through ``sink`` if given), counted for the metrics.
+
+    For a record that carries ``entered_at``, ``now - entered_at`` is observed in the
+    job's hop latency histogram (``tradeflow_hop_latency_seconds{job, stream}``) as the
+    batch is written. Records are written as they are: the write time is the store's
+    (``StoredRecord.written_at``), never a field, so a replay writes identical records.
+    """
+    counted = CountingSink(sink or conn.sink(stream), ITEMS_OUT.labels(job, stream),
+                           HOP_LATENCY.labels(job, stream))
+    op.output(step_id, up, counted)
+
+
+def observe_latency(items: list[Any], now: datetime, latency: Histogram) -> None:
+    """Tell ``latency`` ``now - entered_at`` (seconds) for each record of ``items`` that carries it."""
+    for item in items:
+        entered = getattr(item, "entered_at", None)
+        if entered is not None:
+            latency.observe((now - entered).total_seconds())
 
 
 class _CountingPartition(StatelessSinkPartition[Any]):
-    def __init__(self, inner: StatelessSinkPartition[Any], counter: Counter) -> None:
+    def __init__(self, inner: StatelessSinkPartition[Any], counter: Counter,
+                 latency: Histogram | None = None) -> None:
         self._inner = inner
         self._counter = counter
+        self._latency = latency
 
     def write_batch(self, items: list[Any]) -> None:
         self._inner.write_batch(items)
+        if self._latency is not None:
+            observe_latency(items, datetime.now(UTC), self._latency)
         self._counter.inc(len(items))
 
     def close(self) -> None:
@@ -212,14 +232,20 @@ class _CountingPartition(StatelessSinkPartition[Any]):
 
 
 class CountingSink(DynamicSink[Any]):
-    """Wrap a sink so that every batch written adds to a Prometheus counter."""
+    """Wrap a sink so that every batch written adds to a Prometheus counter.
 
-    def __init__(self, inner: Sink[Any], counter: Counter) -> None:
+    With ``latency``, ``now - entered_at`` of the records that carry it is observed
+    (``observe_latency``).
+    """
+
+    def __init__(self, inner: Sink[Any], counter: Counter, latency: Histogram | None = None) -> None:
         if not isinstance(inner, DynamicSink):
             raise TypeError(f"CountingSink wraps dynamic sinks, got {type(inner).__name__}")
         self._inner = inner
         self._counter = counter
+        self._latency = latency
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CountingPartition:
         """Build the inner sink's partition for this worker, counted."""
-        return _CountingPartition(self._inner.build(step_id, worker_index, worker_count), self._counter)
+        return _CountingPartition(self._inner.build(step_id, worker_index, worker_count), self._counter,
+                                  self._latency)

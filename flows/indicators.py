@@ -51,7 +51,7 @@ workers, unlike the pydantic record)."""
 def locate(d: Decoded[MarketData]) -> tuple[str, Located]:
     """Key a decoded tick by symbol, keeping only what Job A needs."""
     r = d.record
-    tick = Tick(r.symbol, r.ts, float(r.price), float(r.volume), r.wm, (d.partition, d.offset))
+    tick = Tick(r.symbol, r.ts, float(r.price), float(r.volume), r.wm, (d.partition, d.offset), r.entered_at)
     return r.symbol, (tick, d.partition, d.offset)
 
 
@@ -150,7 +150,8 @@ def _late_letter(late: Late, partition: int, offset: int) -> DeadLetter:
     if src is not None:
         partition, offset = src
     rec = MarketData(
-        symbol=t.symbol, ts=t.ts, price=Decimal(repr(t.price)), volume=Decimal(repr(t.volume)), wm=t.wm
+        symbol=t.symbol, ts=t.ts, price=Decimal(repr(t.price)), volume=Decimal(repr(t.volume)), wm=t.wm,
+        entered_at=t.entered_at,
     )
     msg = SourceMessage("market_data", partition, offset, t.symbol, encode(rec))
     return dead_letter(msg, late.reason, JOB)
@@ -166,7 +167,8 @@ def to_sma_wide(row: Row) -> SmaWide:
     values = dict(row.values)
     vwap = values.pop("vwap", None)
     fields: dict[str, object] = {
-        "symbol": t.symbol, "ts": t.ts, "price": t.price, "volume": t.volume, "vwap": vwap, "seq": row.seq
+        "symbol": t.symbol, "ts": t.ts, "price": t.price, "volume": t.volume, "vwap": vwap, "seq": row.seq,
+        "entered_at": t.entered_at,
     }
     fields.update(values)
     return SmaWide.model_construct(**fields)  # type: ignore[arg-type]

@@ -37,7 +37,7 @@ from connectors.progress import progress_sink
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
-from flows.common import Decoded, dead_letter_of, decoded, shard_guard
+from flows.common import Decoded, dead_letter_of, decoded, output, shard_guard
 from operators.eventtime import Reached
 from operators.indicators import IndicatorConfig
 from operators.strategies import StrategyError, StrategyShard, activate, is_relevant_scope
@@ -155,7 +155,8 @@ def build_flow(
     out = op.stateful_batch("strategy", joined,
                             lambda r: StrategyLogic(r if r is not None else seed(), job, settings.event_time))
     signals = op.branch("signal_or_letter", op.key_rm("unkey", out), lambda x: not isinstance(x, DeadLetter))
-    op.output("trade_signals", signals.trues, progress_sink(conn, "trade_signals", job))
+    output("trade_signals", signals.trues, conn, "trade_signals", job=job,  # counted, latency observed
+           sink=progress_sink(conn, "trade_signals", job))
     letters += [rows.falses, configs.falses, signals.falses, shard_guard(flow, conn, job)]
     op.output("dead_letters", op.merge("all_letters", *letters), conn.sink("dead_letters"))
     return flow

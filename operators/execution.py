@@ -129,6 +129,9 @@ class ExecutionEngine:
         """Orders that arrived before the control table was read to its start-up end."""
         self._venue_state: dict[str, Any] | None = state.get("venue")
         self._sent_at: dict[str, float] = {}
+        self._entered_at: dict[str, datetime] = {}
+        """``entered_at`` of the working orders sent in this run, carried onto their reports
+        (observability only, so not in the snapshot: after a restart they go without)."""
         self._cancels: set[str] = set()
         """Orders whose cancel went to the venue in this run and is not answered yet."""
         self._acked: set[str] = set()
@@ -242,6 +245,8 @@ class ExecutionEngine:
             return [self._refusal(order, f"refused: control {halted} is HALTED")]
         self.sent[order.order_id] = order.account
         self._sent_at[order.order_id] = self._clock()
+        if order.entered_at is not None:
+            self._entered_at[order.order_id] = order.entered_at
         self._window["orders_sent"] += 1
         self.venue.submit(order)
         return []
@@ -268,6 +273,7 @@ class ExecutionEngine:
             side=order.side,
             reason=reason if new else f"{CANCEL_REJECTED_PREFIX}{reason}",
             ts=order.ts,
+            entered_at=order.entered_at,
         )
 
     # -- the venue's side -----------------------------------------------------------------
@@ -282,7 +288,8 @@ class ExecutionEngine:
         now = self._clock()
         self._after_reconnect(now)
         out: list[Record] = []
-        for rep in self.venue.poll_reports():
+        for report in self.venue.poll_reports():
+            rep = self._carried(report)
             out.append(rep)
             if rep.synthetic:
                 out.extend(reconciliation_finding(rep))
@@ -293,6 +300,13 @@ class ExecutionEngine:
             out.append(self.metrics())
             self._next_metrics = now + self.policy.metrics_interval_s
         return out
+
+    def _carried(self, rep: VenueFill) -> VenueFill:
+        """Return the report with its order's ``entered_at``, when this run sent the order."""
+        entered = self._entered_at.get(rep.order_id)
+        if entered is None or rep.entered_at is not None:
+            return rep
+        return rep.model_copy(update={"entered_at": entered})
 
     def _measure(self, rep: VenueFill, now: float) -> None:
         sent = self._sent_at.get(rep.order_id)
@@ -310,6 +324,7 @@ class ExecutionEngine:
         if rep.status in _FINAL:
             self._acked.discard(rep.order_id)
             self._sent_at.pop(rep.order_id, None)
+            self._entered_at.pop(rep.order_id, None)
             if sent is not None and rep.status is ExecStatus.FILLED:
                 self._fill_ms.append((now - sent) * 1000)
                 self._observe("fill", now - sent)

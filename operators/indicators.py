@@ -204,6 +204,8 @@ class Tick:
     wm: datetime | None = None
     src: tuple[int, int] | None = None
     """Partition and offset the tick was read from (for its dead letter), if known."""
+    entered_at: datetime | None = None
+    """When the tick entered the system (``MarketData.entered_at``), carried to its row."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -760,6 +760,7 @@ class AccountBook:
             reason=signal.reason,
             venue=ctx.venue,
             ts=signal.ts,
+            entered_at=signal.entered_at,
         )
         return Outcome(
             orders=(validated,),

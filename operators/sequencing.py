@@ -52,6 +52,7 @@ from schemas import (
     VenueFill,
     encode,
 )
+from schemas.base import STAMP_FIELDS
 
 TICKS_KEPT = 256
 """Ticks kept per symbol to price signals that are older than the newest tick."""
@@ -486,7 +487,16 @@ class SignalCheck(Enum):
 
 
 def digest(record: Record) -> str:
-    """Return a short digest of a record's contents (its one JSON encoding)."""
+    """Return a short digest of a record's contents (its one JSON encoding).
+
+    The latency stamp (``entered_at``: ``schemas.base.Stamp``) is left
+    out: they say when, not what. A signal Job B writes again after a restart, or one
+    made from a tick a feed sent twice, is the same signal whatever its stamps; a record
+    without stamps has the digest it always had (a Stamp that is None is not encoded).
+    """
+    stamps = {name: None for name in STAMP_FIELDS if getattr(record, name, None) is not None}
+    if stamps:
+        record = record.model_copy(update=stamps)
     return sha256(encode(record)).hexdigest()[:16]
 
 

@@ -48,6 +48,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     PlainSerializer,
     ValidationError,
 )
@@ -202,6 +203,28 @@ def _fmt_ts(value: datetime) -> str:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc_ms), PlainSerializer(_fmt_ts, return_type=str)]
 """A tz-aware timestamp kept in UTC at millisecond precision; JSON ``...T..:..:..sssZ``."""
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+Stamp = Annotated[UtcDatetime | None, Field(exclude_if=_absent)]
+"""An optional wall-clock time a record carries for latency (``entered_at``): UTC,
+milliseconds, like ``UtcDatetime``, and *left out of the JSON when None*, so a record
+without it encodes exactly as before the field existed (same bytes,
+same digests, readable by a build that does not know the field). Observability only: no
+job decides anything on it, and ``operators.sequencing.digest`` leaves it out."""
+
+
+STAMP_FIELDS = ("entered_at",)
+"""The names of the ``Stamp`` fields, on the records that carry them."""
+
+
+def utc_ms(value: datetime) -> datetime:
+    """Return a tz-aware time as a ``UtcDatetime`` holds it: UTC, whole milliseconds."""
+    return _utc_ms(value)
+
 
 Money = Annotated[Decimal, AfterValidator(_fits)]
 """An amount of money (cash, fee), positive or negative, that fits DECIMAL(18,8)."""

@@ -35,7 +35,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import msgspec
 from pydantic import AfterValidator, BaseModel
 
-from schemas.base import SCHEMA_VERSION, Record, _fmt_ts, decode, encode
+from schemas.base import SCHEMA_VERSION, Record, _absent, _fmt_ts, decode, encode
 from schemas.market import INDICATOR_COLUMN  # SmaWide's, the one model that keeps extra columns
 
 __all__ = ["fast_decode", "fast_encode", "supported"]
@@ -90,6 +90,10 @@ class _Plan:
     corrupt keys. Symbols and accounts repeat: a set lookup instead of the regex."""
     nested: tuple[tuple[str, _Plan, bool], ...]
     """(field, plan of its model, is a list of them) for fields holding models."""
+    omitted: tuple[str, ...]
+    """Fields left out of the JSON when None (``schemas.base.Stamp``): the encode drops
+    them, the decode reads them as optional (``UNSET`` when absent, so the fields set is
+    pydantic's)."""
     extra: bool
     """The model keeps unknown columns (``extra="allow"``, e.g. SmaWide's indicators)."""
     floats: bool
@@ -110,6 +114,9 @@ class _Plan:
             value = out[name]
             if value is not None:
                 out[name] = [plan.to_dict(v) for v in value] if many else plan.to_dict(value)
+        for name in self.omitted:
+            if out[name] is None:
+                del out[name]
         extra = rec.__pydantic_extra__
         if extra:
             out.update(extra)
@@ -117,6 +124,11 @@ class _Plan:
 
     def build(self, fields: dict[str, Any], extra: dict[str, Any] | None,
               fields_set: set[str] | None = None) -> BaseModel:
+        fields_set = fields_set or self.fields_set
+        for name in self.omitted:
+            if fields[name] is msgspec.UNSET:
+                fields[name] = None
+                fields_set = fields_set - {name}  # a new set: the shared one never changes
         for name in self.times:
             value = fields[name]
             # only what the validating path would keep as it is: UTC, whole milliseconds
@@ -140,7 +152,7 @@ class _Plan:
                                 else plan.build(msgspec.structs.asdict(value), None))
         rec = _new(self.model)  # BaseModel has no __new__ of its own
         _set(rec, "__dict__", fields)
-        _set(rec, "__pydantic_fields_set__", fields_set or self.fields_set)
+        _set(rec, "__pydantic_fields_set__", fields_set)
         _set(rec, "__pydantic_extra__", extra)
         _set(rec, "__pydantic_private__", None)
         return rec
@@ -221,11 +233,19 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
     decimals: list[str] = []
     ids: list[tuple[str, Any, set[str]]] = []
     subs: list[tuple[str, _Plan, bool]] = []
+    omitted: list[str] = []
+    defaults: dict[str, Any] = {}
     for name, info in fields.items():
         if info.alias or info.serialization_alias or info.exclude:
             raise Unsupported(f"{model.__name__}.{name}: alias or exclude")
         tp = info.annotation
         annotations[name] = _struct_type(tp, nested)
+        if info.exclude_if is not None:
+            if info.exclude_if is not _absent or info.default is not None:
+                raise Unsupported(f"{model.__name__}.{name}: exclude_if other than Stamp's")
+            omitted.append(name)
+            annotations[name] = annotations[name] | msgspec.UnsetType
+            defaults[name] = msgspec.UNSET
         if _holds(tp, datetime):
             times.append(name)
         if _holds(tp, Decimal):
@@ -238,7 +258,7 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
     if model.__pydantic_computed_fields__:
         raise Unsupported(f"{model.__name__}: computed fields")
     extra = model.model_config.get("extra") == "allow"
-    ns: dict[str, Any] = {"__annotations__": annotations}
+    ns: dict[str, Any] = {"__annotations__": annotations, **defaults}
     if top and not extra:  # the leading "_v"; an extra model reads it from the dict
         annotations[_VERSION_FIELD] = int
         ns[_VERSION_FIELD] = msgspec.field(default=SCHEMA_VERSION, name="_v")
@@ -246,8 +266,8 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
                              {"forbid_unknown_fields": not extra, "kw_only": True},
                              lambda body: body.update(ns))
     floats = extra or any(_has_float(t) for t in annotations.values())
-    plan = _Plan(model, names, tuple(times), tuple(decimals), tuple(ids), tuple(subs), extra, floats,
-                 msgspec.json.Decoder(struct), struct, set(names))
+    plan = _Plan(model, names, tuple(times), tuple(decimals), tuple(ids), tuple(subs), tuple(omitted),
+                 extra, floats, msgspec.json.Decoder(struct), struct, set(names))
     if not top:
         nested[model] = plan
     return plan
@@ -339,7 +359,8 @@ class _Layout:
     def of(cls, plan: _Plan, extras: tuple[str, ...], fields_set: set[str]) -> _Layout:
         annotations = {**plan.struct.__annotations__, **dict.fromkeys(extras, float | int | None)}
         annotations[_VERSION_FIELD] = int
-        ns = {"__annotations__": annotations, _VERSION_FIELD: msgspec.field(name="_v")}
+        ns = {"__annotations__": annotations, _VERSION_FIELD: msgspec.field(name="_v"),
+              **dict.fromkeys(plan.omitted, msgspec.UNSET)}
         struct = types.new_class(f"Fast{plan.model.__name__}Columns", (msgspec.Struct,),
                                  {"forbid_unknown_fields": True, "kw_only": True, "array_like": False},
                                  lambda body: body.update(ns))

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, FiniteFloat, model_validator
 
-from schemas.base import Name, NonNegative, Price, Record, UtcDatetime
+from schemas.base import Name, NonNegative, Price, Record, Stamp, UtcDatetime
 
 INDICATOR_COLUMN = re.compile(r"^(sma|ema|rsi)_\d+$")
 
@@ -30,6 +30,9 @@ class MarketData(Record):
     seq: int | None = Field(default=None, ge=0)
     """The source's sequence number of the tick within its symbol (RptSeq of a FIX venue),
     when the source has one; feeds without one leave it out."""
+    entered_at: Stamp = None
+    """Wall-clock time the tick entered the system (the feed writing it to market_data);
+    every record derived from it carries the same value (README, "Latency")."""
 
     @model_validator(mode="after")
     def _symbol_not_blank(self) -> MarketData:
@@ -57,6 +60,8 @@ class SmaWide(Record):
     vwap: FiniteFloat | None = None
     seq: int = 0
     """Position of the tick within its symbol's stream (0-based), for deterministic ids."""
+    entered_at: Stamp = None
+    """The tick's ``entered_at``, carried."""
 
     @model_validator(mode="before")
     @classmethod

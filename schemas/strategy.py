@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field, FiniteFloat, model_validator
 
-from schemas.base import FreeText, Name, NonNegative, Price, Qty, Record, RecordId, Side, UtcDatetime
+from schemas.base import FreeText, Name, NonNegative, Price, Qty, Record, RecordId, Side, Stamp, UtcDatetime
 
 
 class OrderType(StrEnum):
@@ -75,6 +75,8 @@ class TradeSignal(Record):
     indicators: dict[str, FiniteFloat | None] = Field(default_factory=dict)
     ref_px: Price | None = None
     """The price the strategy saw when it fired (for market orders and sizing)."""
+    entered_at: Stamp = None
+    """The ``entered_at`` of the tick behind the sma_wide row the signal fired on."""
 
     @model_validator(mode="after")
     def _limit_has_price(self) -> TradeSignal:

@@ -23,6 +23,7 @@ from schemas.base import (
     Record,
     RecordId,
     Side,
+    Stamp,
     UtcDatetime,
 )
 from schemas.strategy import OrderType
@@ -241,6 +242,8 @@ class ValidatedOrder(Record):
     reason: FreeText = ""
     venue: Name | None = None
     ts: UtcDatetime
+    entered_at: Stamp = None
+    """The signal's ``entered_at``, carried (a cancel Job C makes up has none)."""
 
     def key(self) -> str:
         """Return the record key: the venue of a routed order, else the order id."""
@@ -296,6 +299,8 @@ class VenueFill(Record):
     venue_order_id: RecordId | None = None
     reason: FreeText = ""
     ts: UtcDatetime
+    entered_at: Stamp = None
+    """The order's ``entered_at``, carried by Job D onto the reports of orders it sent."""
 
     @property
     def synthetic(self) -> bool:

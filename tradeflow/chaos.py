@@ -58,8 +58,13 @@ IDS: dict[str, tuple[str, ...]] = {
 }
 """Streams with ids, and the fields that make a record's id."""
 
-VOLATILE = {"risk_decisions": ("latency_us",)}
-"""Fields that legitimately differ between two writes of one record (wall clock)."""
+VOLATILE = {
+    "risk_decisions": ("latency_us",),
+    **dict.fromkeys(("trade_signals", "validated_orders", "venue_fills"), ("entered_at",)),
+}
+"""Fields that legitimately differ between two writes of one record: the wall clock
+(``latency_us``, and the latency stamp ``entered_at``, which a restarted Job D does not
+put on the reports of orders sent before its restart)."""
 
 PHYSICAL = {"risk_decisions": ("input_offsets",)}
 """Fields that differ between two runs but not within one: where in the input logs the

@@ -12,15 +12,16 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from connectors.base import ConnectorError
 from connectors.feeds import FeedError, SyntheticMarket, read_frame, replay, ticks_from_frame
 from connectors.progress import market_writer
 from connectors.registry import Connectors
-from schemas import STREAMS, Kind, spec
+from schemas import STREAMS, DecodeError, Kind, decode, spec
 from tradeflow.settings import Settings, load_settings
 
 
@@ -259,6 +260,29 @@ def cmd_tail(args: argparse.Namespace) -> int:
         if got == 0:
             time.sleep(0.2)
     reader.close()
+    return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    """Print the per-hop latency of a run (feed->A->B->C->D->ack): stamps and write times."""
+    from operators.latency import breakdown, render
+
+    conn = Connectors(_settings(args))
+
+    def written(stream: str) -> Iterator[tuple[Any, datetime | None]]:
+        model = spec(stream).model
+        for rec in conn.scan(stream):
+            try:
+                yield decode(model, rec.value), rec.written_at
+            except DecodeError:
+                continue
+
+    figures = breakdown(written("sma_wide"), written("trade_signals"), written("validated_orders"),
+                        written("venue_fills"))
+    print(render(figures))
+    if not any(f.count for f in figures):
+        print("no hop measured: the run's records carry no entered_at (fed by `tradeflow feed`/`demo` "
+              "with this build?) or its store keeps no write times (the fluss profile does not)")
     return 0
 
 
@@ -608,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "close", cmd_close, "mark a stream finished (bounded readers stop at its end)")
     p.add_argument("stream", choices=streams)
+
+    _command(sub, "latency", cmd_latency,
+             "per-hop latency of a run (feed->A->B->C->D->ack) as a table, in ms")
 
     p = _command(sub, "report", cmd_report_cli,
                  "build an HTML report with plots of a run (index.html + PNGs)")

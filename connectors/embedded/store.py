@@ -22,6 +22,7 @@ import sqlite3
 import time
 import zlib
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.base import ConnectorError, StoredRecord
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS log (
     off INTEGER NOT NULL,
     key TEXT,
     value BLOB NOT NULL,
+    at INTEGER,
     PRIMARY KEY (part, off)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -47,6 +49,10 @@ CREATE TABLE IF NOT EXISTS latest (
 
 LOCK_TIMEOUT_S = 60.0
 """How long a writer waits for another process's write lock before failing."""
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def partition_for(key: str | None, partitions: int) -> int:
@@ -74,6 +80,9 @@ class StoreFile:
         with self._write():
             for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 self._conn.execute(stmt)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(log)")}
+            if "at" not in columns:  # a file from before append times were kept
+                self._conn.execute("ALTER TABLE log ADD COLUMN at INTEGER")
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta (k, v) VALUES ('partitions', ?)", (str(partitions),)
             )
@@ -113,6 +122,7 @@ class StoreFile:
             return []
         placed: list[tuple[int, int]] = []
         rows: list[tuple[int, int, str | None, bytes]] = []
+        now_ms = time.time_ns() // 1_000_000
         with self._write():
             heads: dict[int, int] = {}
             for i, (key, value) in enumerate(items):
@@ -131,7 +141,8 @@ class StoreFile:
             if not rows:
                 return placed
             self._conn.executemany(
-                "INSERT INTO log (part, off, key, value) VALUES (?, ?, ?, ?)", rows
+                "INSERT INTO log (part, off, key, value, at) VALUES (?, ?, ?, ?, ?)",
+                [(*row, now_ms) for row in rows],
             )
             if self.table:
                 self._conn.executemany(
@@ -149,10 +160,11 @@ class StoreFile:
     def read(self, part: int, offset: int, limit: int) -> list[StoredRecord]:
         """Return up to ``limit`` records of ``part`` from ``offset`` on, in order."""
         cur = self._conn.execute(
-            "SELECT off, key, value FROM log WHERE part = ? AND off >= ? ORDER BY off LIMIT ?",
+            "SELECT off, key, value, at FROM log WHERE part = ? AND off >= ? ORDER BY off LIMIT ?",
             (part, offset, limit),
         )
-        return [StoredRecord(part, off, key, bytes(value)) for off, key, value in cur]
+        return [StoredRecord(part, off, key, bytes(value), None if at is None else _from_ms(at))
+                for off, key, value, at in cur]
 
     def end_offsets(self) -> dict[int, int]:
         """Return the next offset per partition."""

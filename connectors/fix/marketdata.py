@@ -39,7 +39,7 @@ from typing import Any
 
 import simplefix
 
-from connectors.base import StreamReader, StreamWriter
+from connectors.base import StreamReader, StreamWriter, stamp_entered
 from connectors.fix.codec import AppMessage, to_wire_log
 from connectors.fix.initiator import FixInitiator
 from connectors.fix.session import Clock, EventKind, FixSession, SessionOutput, utc_now
@@ -436,6 +436,7 @@ class FixMarketDataFeed:
             self._dl.write([self._dead_letter(r, now) for r in rejects])
             self.stats.dead_letters += len(rejects)
         if ticks:
+            ticks = stamp_entered(ticks, self._clock())  # entered the system now (README, Latency)
             self._md.write(ticks)
             for tick in ticks:
                 self._fold(tick)

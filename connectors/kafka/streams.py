@@ -10,8 +10,9 @@ keys at a high rate should keep its own view (a flow over the table) instead.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
-from confluent_kafka import Consumer
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer
 
 from connectors.base import StoredRecord, StreamReader, StreamWriter
 from connectors.kafka.config import EOS_HEADER, EOS_KEY, consumer_config, is_eos
@@ -83,12 +84,14 @@ class KafkaReader(StreamReader):
             if is_eos(msg.headers()):
                 continue
             key = msg.key()
+            kind, ms = msg.timestamp()
             out.append(
                 StoredRecord(
                     partition,
                     msg.offset() or 0,
                     None if key is None else key.decode("utf-8", errors="replace"),
                     msg.value() or b"",
+                    None if kind == TIMESTAMP_NOT_AVAILABLE else datetime.fromtimestamp(ms / 1000, UTC),
                 )
             )
             if len(out) >= limit:

@@ -270,6 +270,7 @@ class StrategyShard:
             reason=f"{cfg.strategy}: {intent.reason}",
             indicators=intent.indicators,
             ref_px=ref_px,
+            entered_at=row.entered_at,
         )
 
 

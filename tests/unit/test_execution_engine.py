@@ -344,3 +344,25 @@ def test_an_input_the_engine_fails_on_is_a_dead_letter_and_job_d_goes_on(
     assert isinstance(letter, DeadLetter)
     assert isinstance(event, RiskEvent)
     assert event.account == "venue:fake"
+
+
+def test_reports_of_an_order_sent_in_this_run_carry_its_entered_at(venue: FakeVenue, clock: Clock) -> None:
+    entered = T0.replace(second=5)
+    e = engine(venue, clock, ends={0: 1})  # the control table not read yet: orders wait
+    e.on_order(order("O1").model_copy(update={"entered_at": entered}))
+    e.on_order(order("O2"))  # no stamp: its reports get none
+    e.on_control(control("global", TradingState.ACTIVE), 0, 0)
+    venue.reports += [report("O1", ExecStatus.NEW), report("O2", ExecStatus.NEW),
+                      report("O1", ExecStatus.FILLED, last_qty="10", cum_qty="10")]
+    got = [r for r in e.poll() if isinstance(r, VenueFill)]
+    assert [(r.order_id, r.entered_at) for r in got] == [("O1", entered), ("O2", None), ("O1", entered)]
+    venue.reports.append(report("O1", ExecStatus.STATUS))  # after the final report: forgotten
+    assert [r.entered_at for r in e.poll() if isinstance(r, VenueFill)] == [None]
+
+
+def test_a_refused_order_carries_its_entered_at_onto_the_rejection(venue: FakeVenue, clock: Clock) -> None:
+    e = engine(venue, clock)
+    e.on_control(control("global", TradingState.HALTED), 0, 0)
+    (rejected,) = e.on_order(order("O1").model_copy(update={"entered_at": T0}))
+    assert isinstance(rejected, VenueFill)
+    assert (rejected.status, rejected.entered_at) == (ExecStatus.REJECTED, T0)

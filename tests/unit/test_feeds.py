@@ -65,3 +65,14 @@ def test_paced_replay_follows_event_time(connectors: Connectors) -> None:
     assert time.monotonic() - started >= 0.45
     assert len(read_all(connectors, "market_data")) == 30
     assert connectors.reader("market_data").is_closed()
+
+
+def test_replay_stamps_each_batch_entered_at_with_the_clock_given(connectors: Connectors) -> None:
+    ticks = list(SyntheticMarket(symbols=2, ticks=25, seed=1))
+    times = iter([ticks[0].ts + timedelta(seconds=s, microseconds=1234) for s in range(3)])
+    replay(ticks, connectors.writer("market_data"), batch=10, progress=False, clock=lambda: next(times))
+    got = read_all(connectors, "market_data")
+    entered = [t.entered_at for t in got]  # type: ignore[attr-defined]
+    base = ticks[0].ts + timedelta(milliseconds=1)  # kept to whole milliseconds, as written
+    assert entered == [base] * 10 + [base + timedelta(seconds=1)] * 10 + [base + timedelta(seconds=2)] * 5
+    assert [t.model_copy(update={"entered_at": None}) for t in got] == ticks  # nothing else changed

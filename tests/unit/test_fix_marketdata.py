@@ -84,6 +84,8 @@ def test_restart_takes_ticks_written_after_the_last_saved_state(tmp_path: Path) 
     out = feed.engine.on_snapshot("AAPL", snap(1, 2), t0)
     feed.handler.outputs.put(out)
     assert feed.pump() == 2
+    written = [decode(MarketData, r.value) for r in conn.scan("market_data")]
+    assert all(t.entered_at is not None and t.entered_at > t0 for t in written)  # stamped by the feed
     assert json.loads(feed.state_path.read_text())["symbols"]["AAPL"]["seq"] == 2
     # the process dies after writing seq 3 but before saving the state
     conn.writer("market_data").write([MarketData(symbol="AAPL", ts=t0, price=Decimal(100), volume=Decimal(1),

@@ -118,6 +118,14 @@ def test_on_signal_pass_returns_decision_with_every_rule_order_and_pending_state
     assert not out.events
 
 
+def test_the_validated_order_carries_the_signal_entered_at() -> None:
+    book = new_book()
+    [order] = book.on_signal(sig(1, entered_at=at(-5))).orders
+    assert order.entered_at == at(-5)
+    [plain] = book.on_signal(sig(2)).orders
+    assert plain.entered_at is None
+
+
 def test_order_id_is_derived_from_account_and_signal_and_stable() -> None:
     first = open_order(new_book(), 1)
     again = open_order(new_book(), 1)

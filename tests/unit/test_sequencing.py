@@ -18,6 +18,7 @@ from operators.sequencing import (
     Tick,
     TickHistory,
     apply_entry,
+    digest,
     entry_for,
     fold,
     record_of,
@@ -171,6 +172,18 @@ def test_signal_ids_tell_a_replay_from_a_conflict() -> None:
     assert ids.check(signal(1, 1)) is SignalCheck.NEW
     assert ids.check(signal(1, 1)) is SignalCheck.REPLAY
     assert ids.check(signal(1, 1, qty="999")) is SignalCheck.CONFLICT
+
+
+def test_latency_stamps_change_neither_the_digest_nor_the_replay_check() -> None:
+    plain = signal(1, 1)
+    stamped = plain.model_copy(update={"entered_at": at(0)})
+    again = plain.model_copy(update={"entered_at": at(3)})  # fed again
+    assert digest(stamped) == digest(again) == digest(plain)
+    assert digest(plain) == digest(decode(TradeSignal, encode(plain)))  # no stamp: the old bytes
+    ids = SignalIds()
+    assert ids.check(stamped) is SignalCheck.NEW
+    assert ids.check(again) is SignalCheck.REPLAY
+    assert ids.check(plain.model_copy(update={"qty": D(7), "entered_at": at(0)})) is SignalCheck.CONFLICT
 
 
 def test_signal_ids_stay_bounded_and_forget_the_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:

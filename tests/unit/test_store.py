@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +116,32 @@ def test_processes_opening_one_new_file_at_the_same_moment_all_succeed(tmp_path:
         assert [p.exitcode for p in procs] == [0] * procs_per_file, f"file {i}"
         ends = StoreFile(path, partitions=3, table=False).end_offsets()
         assert sum(ends.values()) == procs_per_file * OPENS
+
+
+def test_each_record_keeps_the_time_it_was_appended(tmp_path: Path) -> None:
+    before = datetime.now(UTC) - timedelta(milliseconds=1)
+    f = StoreFile(tmp_path / "s.db", partitions=1, table=False)
+    f.append([("k", b"1"), ("k", b"2")])
+    after = datetime.now(UTC) + timedelta(milliseconds=1)
+    got = f.read(0, 0, 10)
+    assert [r.value for r in got] == [b"1", b"2"]
+    assert all(r.written_at is not None and before <= r.written_at <= after for r in got)
+
+
+def test_a_file_from_before_append_times_gets_the_column_and_its_old_records_none(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('partitions', '1');"
+        "CREATE TABLE log (part INTEGER NOT NULL, off INTEGER NOT NULL, key TEXT, value BLOB NOT NULL,"
+        " PRIMARY KEY (part, off)) WITHOUT ROWID;"
+        "INSERT INTO log VALUES (0, 0, 'k', x'31');"
+    )
+    conn.close()
+    f = StoreFile(path, partitions=1, table=False)
+    f.append([("k", b"2")])
+    old, new = f.read(0, 0, 10)
+    assert (old.value, old.written_at) == (b"1", None)
+    assert new.value == b"2"
+    assert new.written_at is not None

@@ -485,3 +485,10 @@ def test_sizes_and_prices_beyond_decimal_18_8_give_no_signal_rather_than_a_crash
     assert run_shard(shard_with(), huge) == []  # the float rounds to 1e10: out of range
     tail = [r.model_copy(update={"price": 100.123456789}) for r in cross_rows(n=2)]
     assert [s.ref_px for s in run_shard(shard_with(), tail)] == [Decimal("100.12345679")]
+
+
+def test_a_signal_carries_the_entered_at_of_the_row_it_fired_on() -> None:
+    rows = [r.model_copy(update={"entered_at": T0 + timedelta(minutes=r.seq)}) for r in cross_rows()]
+    sigs = run_shard(shard_with(), rows)
+    assert [s.entered_at for s in sigs] == [T0 + timedelta(minutes=i) for i in range(1, 6)]
+    assert all(s.entered_at is None for s in run_shard(shard_with(), cross_rows()))
