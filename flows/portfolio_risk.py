@@ -208,6 +208,9 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
     reservation; fills of orders only the live Job C passed are reported unknown.
     """
     settings = settings or load_settings()
+    if settings.event_time and settings.shard:
+        raise ValueError(f"event-time mode needs an unsharded Job C (TRADEFLOW_SHARD={settings.shard}): "
+                         "a shard reads only its partitions, so it cannot read a promise up to its ends")
     conn = Connectors(settings)
     serve(settings.metrics_port, settings.metrics_host)
     cfg = settings.portfolio

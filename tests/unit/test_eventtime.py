@@ -6,7 +6,10 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from operators.account_inputs import AccountInputs
 from operators.eventtime import FEED, MARKET, MS, BookQueue, EventClock, Reached, merged
@@ -130,3 +133,11 @@ def test_any_arrival_order_of_one_accounts_inputs_gives_the_same_journal_and_dec
         shuffled = events[:]
         rng.shuffle(shuffled)
         assert run(shuffled) == want
+
+
+def test_a_sharded_job_c_refuses_event_time_mode(tmp_path: Path) -> None:
+    from connectors.settings import load_settings
+    from flows.portfolio_risk import build_flow
+
+    with pytest.raises(ValueError, match="unsharded Job C"):
+        build_flow(load_settings(data_dir=tmp_path, event_time=True, shard="0/2"))
