@@ -13,7 +13,7 @@ import pytest
 
 from operators.account_inputs import AccountInputs
 from operators.eventtime import FEED, MARKET, MS, BookQueue, EventClock, Reached, merged
-from operators.sequencing import END, Clock, Decoded, Priced, Tick, TickHistory
+from operators.sequencing import END, Clock, Decoded, InputRouter, Priced, Tick, TickHistory
 from schemas import Account, JournalKind, Progress, RiskDecision, TradeSignal, VenueFill
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
@@ -141,3 +141,60 @@ def test_a_sharded_job_c_refuses_event_time_mode(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="unsharded Job C"):
         build_flow(load_settings(data_dir=tmp_path, event_time=True, shard="0/2"))
+
+
+# ---------------------------------------------------------------- the router in event-time mode
+# Regression tests for what the chaos trials found (operators/sequencing.py with a clock).
+
+
+def event_router(awaited: tuple[str, ...] = ("feed",)) -> InputRouter[Decoded[TradeSignal]]:
+    r: InputRouter[Decoded[TradeSignal]] = InputRouter.at(
+        {"accounts": {0: 1}, "symbol_limits": {}, "control": {}}, throttle=timedelta(0),
+        unknown_wait_s=2.0, mark_wait_s=1.0,
+    )
+    r.clock = EventClock(awaited)
+    return r
+
+
+def a_tick(s: float, off: int, sym: str = "X") -> Tick:
+    return Tick(sym, D(100) + off, at(s), 0, off)
+
+
+def test_ticks_before_the_accounts_row_reach_the_account_once_the_tables_are_read() -> None:
+    r = event_router()
+    assert r.on_tick(a_tick(1, 0), at(1), 0.0) == []  # tables not read yet: no account known
+    out = r.on_table_row("accounts", 0, 0, "row", account="A", now=0.0)
+    marks = [t for acct, t in out if acct == "A" and isinstance(t, Tick)]
+    assert marks == [a_tick(1, 0)]  # the early tick, not lost
+
+
+def test_every_held_signal_bounds_the_frontier_not_only_the_first_in_arrival_order() -> None:
+    r = event_router()
+    r.on_table_row("accounts", 0, 0, "row", account="A", now=0.0)
+    r.on_progress(progress(FEED, {MARKET: 100}, {}, stream="market_data"), 0.0)
+    r.on_tick(a_tick(1, 0, "X"), at(1), 0.0)
+    r.on_tick(a_tick(1, 1, "Y"), at(1), 0.0)
+    late = Decoded(TradeSignal(signal_id="s9", strategy_id="st", symbol="X", account="A", side="BUY",
+                               qty=D(1), ts=at(9)), "trade_signals", 0, 0)
+    early = Decoded(TradeSignal(signal_id="s5", strategy_id="st", symbol="Y", account="A", side="BUY",
+                                qty=D(1), ts=at(5)), "trade_signals", 0, 1)
+    r.on_signal(late, "A", "X", at(9), 0.0)  # X's market is at 1 s: held
+    out = r.on_signal(early, "A", "Y", at(5), 0.0)  # held behind it in arrival order
+    clocks = [c for _, c in out if isinstance(c, Clock)]
+    assert all(c.frontier is None or c.frontier < at(5) for c in clocks)
+    assert r.clocked["A"].frontier is not None
+    assert r.clocked["A"].frontier < at(5)
+
+
+def test_the_router_keeps_a_symbols_ticks_back_to_the_frontier_not_a_fixed_number() -> None:
+    r = event_router()
+    r.on_table_row("accounts", 0, 0, "row", account="A", now=0.0)
+    for i in range(600):  # more than TICKS_KEPT, all before any promise
+        r.on_tick(a_tick(i / 10, i), at(i / 10), 0.0)
+    history = r.histories["X"]
+    assert len(history.ticks) == 600  # nothing forgotten while no frontier says so
+    mark = history.mark_at(at(0.05))
+    assert mark is not None
+    assert mark.offset == 0
+    r.on_progress(progress(FEED, {MARKET: 30}, {}, stream="market_data"), 0.0)
+    assert history.ticks[0].ts == at(30)  # trimmed to the last tick at or before the frontier
