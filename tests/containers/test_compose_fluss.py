@@ -84,6 +84,11 @@ def test_the_fluss_plane_and_job_a_run_in_containers(engine: DockerEngine, tmp_p
     )
     expected = {(r.symbol, r.seq): r for r in indicator_rows(market)}
     assert computed.keys() == expected.keys()
-    wrong = [k for k, r in computed.items() if r.model_dump() != expected[k].model_dump()]
+    stamp = {"entered_at"}  # the feed's wall-clock stamp (README "Latency"): checked below
+    wrong = [k for k, r in computed.items()
+             if r.model_dump(exclude=stamp) != expected[k].model_dump(exclude=stamp)]
     assert wrong == []
+    entered = {(t.symbol, t.ts): t.entered_at for t in ticks}
+    assert all(t.entered_at is not None for t in ticks)  # the feed stamps every tick
+    assert [k for k, r in computed.items() if r.entered_at != entered[(r.symbol, r.ts)]] == []  # carried
     assert "Traceback" not in logs
