@@ -51,20 +51,23 @@ def _access(reads: Iterable[str], writes: Iterable[str]) -> StreamAccess:
 
 JOB_ACCESS: Mapping[str, StreamAccess] = {
     "indicators": _access(["market_data", "instruments"], ["sma_wide", "dead_letters"]),
-    "strategy": _access(["sma_wide", "strategy_config", "control"], ["trade_signals", "dead_letters"]),
+    "strategy": _access(["sma_wide", "strategy_config", "control"],
+                        ["trade_signals", "dead_letters", "progress"]),
     "portfolio_risk": _access(
         ["trade_signals", "venue_fills", "accounts", "symbol_limits", "control", "market_data",
-         "instruments", "routes", "venues"],
+         "instruments", "routes", "venues", "progress"],
         ["risk_decisions", "validated_orders", "risk_events", "orders", "positions_state",
          "portfolio_state", "dead_letters", "risk_journal", "shadow_decisions"],
     ),
     "execution": _access(
         ["validated_orders", "control", "market_data", "accounts"],
-        ["venue_fills", "execution_metrics", "risk_events", "control", "venues", "dead_letters"],
+        ["venue_fills", "execution_metrics", "risk_events", "control", "venues", "dead_letters",
+         "progress"],
     ),
 }
 """Per job (the flow module's name), what it reads and writes. A job also reads what it
-writes (sinks and the journal look at what they already wrote)."""
+writes (sinks and the journal look at what they already wrote). ``progress``: event-time
+mode (Jobs B and D promise, Job C reads; ``operators.eventtime``)."""
 
 GROUP_PREFIX = "tradeflow-unused-"
 

@@ -27,10 +27,12 @@ BUILDERS: dict[str, Callable[[Settings], Dataflow]] = {
 }
 
 
+@pytest.mark.parametrize("event_time", [False, True], ids=["live", "event-time"])
 @pytest.mark.parametrize("job", sorted(BUILDERS))
 def test_a_job_touches_only_the_streams_its_principal_is_granted(
-    job: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    job: str, event_time: bool, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    settings = settings.model_copy(update={"event_time": event_time})
     touched: set[str] = set()
     resolve = Connectors._resolve
 
