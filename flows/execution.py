@@ -134,9 +134,12 @@ class ExecutionLogic(op.StatefulBatchLogic[Decoded[Any], Record | Reached, dict[
 def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job D with the given settings (default: from the environment)."""
     settings = settings or load_settings()
+    ex = settings.execution
+    if settings.event_time and ex.venue != "paper":
+        raise ValueError(f"event-time mode takes only paper venues, not {ex.venue!r}: a {ex.venue} venue "
+                         "fills in wall-clock time and matches no ticks to promise (docs/risk-audit.md)")
     conn = Connectors(settings)
     serve(settings.metrics_port, settings.metrics_host)
-    ex = settings.execution
     venue, served = ex.served_venue, {ex.served_venue, *([None] if ex.default_venue else [])}
     flow = Dataflow(JOB)
     letters: list[Stream[Any]] = []

@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--speed", type=float, default=20.0,
         help="replay pace, event time vs wall clock (default 20x; 0 = as fast as possible, a backtest "
-             "decided in event time: the same every run)",
+             "decided in event time, the same every run, when every venue is paper)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

@@ -450,7 +450,9 @@ def run_pipeline(
     console of ``tradeflow demo --console`` reads them).
     """
     configs = demo_strategies()
-    if speed is None:  # an unpaced run is a backtest: decided in event time, the same every run
+    if speed is None and all(kind == "paper" for _, kind in venues or [("paper", "paper")]):
+        # An unpaced run on paper venues is a backtest: decided in event time, the same every
+        # run. A FIX or REST venue fills in wall-clock time and promises no ticks: arrival order.
         settings = event_time_settings(settings, configs, venues)
     conn = Connectors(settings)
     seed(conn, configs, symbols, venues)

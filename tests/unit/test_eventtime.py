@@ -198,3 +198,20 @@ def test_the_router_keeps_a_symbols_ticks_back_to_the_frontier_not_a_fixed_numbe
     assert mark.offset == 0
     r.on_progress(progress(FEED, {MARKET: 30}, {}, stream="market_data"), 0.0)
     assert history.ticks[0].ts == at(30)  # trimmed to the last tick at or before the frontier
+
+
+def test_a_job_d_of_a_wall_clock_venue_refuses_event_time_mode(tmp_path: Path) -> None:
+    from connectors.settings import load_settings
+    from flows.execution import build_flow
+
+    with pytest.raises(ValueError, match="only paper venues"):
+        build_flow(load_settings(data_dir=tmp_path, event_time=True, execution={"venue": "fix"}))
+
+
+def test_event_time_settings_await_the_feed_every_strategy_and_every_venue(tmp_path: Path) -> None:
+    from connectors.settings import load_settings
+    from tradeflow.pipeline import demo_strategies, event_time_settings
+
+    paper = event_time_settings(load_settings(data_dir=tmp_path), demo_strategies())
+    assert paper.portfolio.await_progress == (
+        "feed", "strategy:sma_cross", "strategy:rsi_reversion", "execution:paper")
