@@ -143,6 +143,30 @@ def check_value(tag: int, value: object) -> str:
     )
 
 
+def encode(pairs: list[tuple[int, str]]) -> bytes:
+    """Write a message of checked ``(tag, text)`` pairs, the bytes ``simplefix.FixMessage.encode`` writes.
+
+    BeginString (8) and MsgType (35) come from the pairs (the last of each), BodyLength (9)
+    and CheckSum (10) are computed; other 8/9/35/10 pairs are left out, as simplefix does.
+    The values must have passed ``check_value`` (printable ASCII).
+    """
+    begin = msg_type = ""
+    body: list[str] = []
+    for tag, value in pairs:
+        if tag == 8:
+            begin = value
+        elif tag == 35:
+            msg_type = value
+        elif tag not in (9, 10):
+            body.append(f"{tag}={value}\x01")
+    if not begin or not msg_type:
+        raise ValueError("no BeginString (8) or MsgType (35)")
+    rest = f"35={msg_type}\x01{''.join(body)}".encode("ascii")
+    head = f"8={begin}\x019={len(rest)}\x01".encode("ascii")
+    total = (sum(head) + sum(rest)) % 256
+    return b"%s%s10=%03d\x01" % (head, rest, total)
+
+
 def safe_text(value: str, limit: int = 256) -> str:
     """Return free text fit for Text (58): unprintable characters become ``?``, cut."""
     return _UNPRINTABLE.sub("?", value)[:limit] or "-"
@@ -271,8 +295,69 @@ def _check_sum(raw: bytes, trailer_at: int) -> Frame:
     return Frame(raw)
 
 
+class Message(simplefix.FixMessage):
+    """A parsed ``simplefix.FixMessage`` whose ``get`` of a first occurrence is a dict lookup.
+
+    The index is built when the message is parsed and dropped as soon as the message is
+    changed (``append_pair``, ``remove``); ``get`` then falls back to simplefix's scan.
+    """
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        super().__init__()
+        self.pairs = pairs
+        self._first: dict[bytes, bytes] | None = dict(reversed(pairs))
+
+    def get(self, tag: object, nth: int = 1) -> bytes | None:
+        """Return the ``nth`` value of ``tag`` (see ``simplefix.FixMessage.get``)."""
+        first = self._first
+        if first is None or nth != 1:
+            return super().get(tag, nth)
+        key = _TAG_BYTES.get(tag)
+        if key is None:
+            key = simplefix.message.fix_tag(tag)
+            if type(tag) is int:
+                _TAG_BYTES[tag] = key
+        return first.get(key)
+
+    def append_pair(self, tag: object, value: object, header: bool = False) -> None:
+        """Append a field (see simplefix); drops the index."""
+        self._first = None
+        super().append_pair(tag, value, header)
+
+    def remove(self, tag: object, nth: int = 1) -> bytes | None:
+        """Remove a field (see simplefix); drops the index."""
+        self._first = None
+        return super().remove(tag, nth)
+
+
+_TAG_BYTES: dict[object, bytes] = {}
+_RAW_LEN_TAGS = frozenset(str(t).encode() for t in simplefix.parser.RAW_LEN_TAGS)
+"""Length fields of raw data (whose value may hold SOH): such a message takes simplefix's parser."""
+
+
 def parse(raw: bytes) -> simplefix.FixMessage:
-    """Parse one checked frame into a ``simplefix.FixMessage``; raise ValueError if garbled."""
+    """Parse one checked frame into a ``simplefix.FixMessage``; raise ValueError if garbled.
+
+    A frame of plain ``tag=value`` fields (every tag digits without a leading zero, every
+    value non-empty, no raw data) is split directly, the same pairs simplefix's byte-by-byte
+    parser would make; anything else goes through ``simplefix.FixParser`` and its errors.
+    """
+    fields = raw[:-1].split(SOH) if raw.endswith(SOH) else []
+    pairs = [field.partition(b"=")[::2] for field in fields]
+    if (
+        len(pairs) > 2
+        and pairs[0][0] == b"8"
+        and pairs[-1][0] == b"10"
+        and all(b"=" in f for f in fields)
+        and all(v and t.isdigit() and t[:1] != b"0" and t != b"10" for t, v in pairs[:-1])
+        and pairs[-1][1]
+        and _RAW_LEN_TAGS.isdisjoint(t for t, _ in pairs)
+    ):
+        return Message(pairs)
+    return _parse_slowly(raw)
+
+
+def _parse_slowly(raw: bytes) -> simplefix.FixMessage:
     parser = simplefix.FixParser(allow_empty_values=False)
     parser.append_buffer(raw)
     try:
@@ -328,6 +413,18 @@ def parse_time(value: str | None) -> datetime | None:
     """Parse a UTCTimestamp (seconds, milli- or microseconds); None if absent or bad."""
     if not value:
         return None
+    n = len(value)
+    shaped = n == 17 or (n in (21, 24) and value[17] == ".")
+    if shaped and value[8] == "-" and value[11] == value[14] == ":":
+        digits = value[:8] + value[9:11] + value[12:14] + value[15:17] + value[18:]
+        if digits.isdigit() and digits.isascii():  # the common case, without strptime
+            try:
+                return datetime(
+                    int(value[:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]), int(value[12:14]),
+                    int(value[15:17]), int(value[18:].ljust(6, "0")) if n > 17 else 0, tzinfo=UTC,
+                )
+            except ValueError:
+                pass  # a date that does not exist: strptime below says so too
     for fmt in ("%Y%m%d-%H:%M:%S.%f", "%Y%m%d-%H:%M:%S"):
         try:
             return datetime.strptime(value, fmt).replace(tzinfo=UTC)

@@ -87,6 +87,8 @@ class FixInitiator:
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_pending = False
+        """A wake-up byte is on its way and not yet drained: later calls need not send one."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -119,7 +121,9 @@ class FixInitiator:
     def call_soon(self, command: Command) -> None:
         """Run ``command`` on the I/O thread and send what it returns (non-blocking)."""
         self._commands.put(command)
-        self._wake()
+        if not self._wake_pending:  # a burst of orders costs one wake-up, not a syscall each
+            self._wake_pending = True
+            self._wake()
 
     def stop(self, timeout: float | None = None) -> None:
         """Log out (when logged on), close the connection and join the thread."""
@@ -322,6 +326,8 @@ class FixInitiator:
                 self._drain_wake()
 
     def _drain_wake(self) -> None:
+        """Read the wake-up bytes; queued calls run after this (``_run_commands``)."""
+        self._wake_pending = False  # before draining: a call queued from now on wakes us again
         try:
             while self._wake_r.recv(4096):
                 pass

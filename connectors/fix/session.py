@@ -64,6 +64,7 @@ from connectors.fix.codec import (
     MsgType,
     Tag,
     check_value,
+    encode,
     fmt_time,
     integer,
     parse,
@@ -782,11 +783,7 @@ class FixSession:
         if poss_dup and orig_time:
             pairs.append((Tag.ORIG_SENDING_TIME, orig_time))
         pairs.extend(fields)
-        checked = [(tag, check_value(tag, value)) for tag, value in pairs]  # all, then write
-        msg = simplefix.FixMessage()
-        for tag, value in checked:
-            msg.append_pair(tag, value)
-        return bytes(msg.encode())
+        return encode([(tag, check_value(tag, value)) for tag, value in pairs])  # all checked, then written
 
     def _send_admin(self, msg_type: str, fields: Iterable[tuple[int, str]]) -> bytes:
         seq = self._store.next_sender_seq

@@ -33,7 +33,7 @@ from connectors.fix.codec import (
 )
 from connectors.fix.session import EventKind, FixSession, SessionOutput, SessionState
 from connectors.fix.settings import FixSettings
-from connectors.fix.store import OrderJournal, OrderPhase, SessionStore
+from connectors.fix.store import OrderJournal, OrderPhase, SessionStore, read_seqnums
 from connectors.venues import make_venue
 from connectors.venues.fix import FixVenue
 from schemas import ExecStatus, OrderAction, OrderType, Side, ValidatedOrder, VenueFill
@@ -769,18 +769,49 @@ def test_store_cuts_a_torn_last_line_and_keeps_the_rest(tmp_path: Path) -> None:
 def test_store_never_reuses_a_sequence_number_found_in_the_message_log(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, fsync=False)
     store.store_message(7, b"8=FIX.4.4\x01")
-    store.close()  # seqnums.json still says next sender 1
+    store.close()  # seqnums.log still says next sender 1
     assert SessionStore(tmp_path, fsync=False).next_sender_seq == 8
 
 
-def test_store_writes_seqnums_atomically_as_json(tmp_path: Path) -> None:
+def test_store_appends_seqnums_and_the_last_whole_line_counts(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, fsync=True)
     store.next_sender_seq = 5
     store.next_target_seq = 9
     store.save()
-    data = json.loads((tmp_path / "seqnums.json").read_text())
-    assert (data["next_sender"], data["next_target"]) == (5, 9)
-    assert not (tmp_path / "seqnums.json.tmp").exists()
+    store.save()  # unchanged: nothing appended
+    store.next_sender_seq = 6
+    store.save()
+    store.close()
+    lines = (tmp_path / "seqnums.log").read_text().splitlines()
+    assert [(json.loads(x)["next_sender"], json.loads(x)["next_target"]) for x in lines] == [(5, 9), (6, 9)]
+    with open(tmp_path / "seqnums.log", "ab") as fh:
+        fh.write(b'{"next_sender": 99, "next_ta')  # crash mid-write
+    again = SessionStore(tmp_path, fsync=False)
+    assert (again.next_sender_seq, again.next_target_seq) == (6, 9)
+
+
+def test_store_compacts_the_seqnums_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("connectors.fix.store.session_store.COMPACT_SEQNUMS_AT", 3)
+    store = SessionStore(tmp_path, fsync=False)
+    for seq in range(2, 9):
+        store.next_sender_seq = seq
+        store.save()
+    store.close()
+    assert len((tmp_path / "seqnums.log").read_text().splitlines()) <= 3
+    assert SessionStore(tmp_path, fsync=False).next_sender_seq == 8
+
+
+def test_store_reads_the_seqnums_json_of_older_versions(tmp_path: Path) -> None:
+    (tmp_path / "seqnums.json").write_text(
+        '{"next_sender": 12, "next_target": 9, "created": "2026-12-01T00:00:00+00:00"}'
+    )
+    store = SessionStore(tmp_path, fsync=False)
+    assert (store.next_sender_seq, store.next_target_seq) == (12, 9)
+    store.next_target_seq = 10
+    store.save()
+    assert read_seqnums(tmp_path) == {
+        "next_sender": 12, "next_target": 10, "created": "2026-12-01T00:00:00+00:00"
+    }
 
 
 # -- settings ---------------------------------------------------------------------------
@@ -961,3 +992,14 @@ def test_status_requests_are_one_at_a_time_per_order_with_a_growing_wait(tmp_pat
     app.on_message(parse(ER["status"]))  # an answer: it may be asked at once
     assert len(app.status_request("o1").messages) == 1
     assert app.counts["status_requests_held"] == 5
+
+
+def test_an_order_entry_journals_every_field_but_the_in_memory_ones() -> None:
+    from dataclasses import fields
+
+    from connectors.fix.store import OrderEntry
+
+    entry = OrderEntry("O1", "C1", "A1", "AAPL", "BUY", "10", "LIMIT", "1.5", "DAY", cancel_ids=["X"])
+    in_memory = {"cum_qty", "avg_px", "leaves_qty", "pending_cancel"}
+    assert set(entry.persisted()) == {f.name for f in fields(OrderEntry)} - in_memory
+    assert OrderEntry(**entry.persisted()) == entry

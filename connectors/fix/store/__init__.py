@@ -6,8 +6,10 @@ Modules: ``files`` (atomic writes, journals, grouped fsyncs), ``session_store``
 
 Layout, one directory per CompID pair (``FixSettings.session_dir``)::
 
-    seqnums.json    {"next_sender": 12, "next_target": 9, "created": "...Z"}
-                    replaced atomically (write temp, fsync, rename, fsync dir)
+    seqnums.log     one JSON line per save, the last one counts:
+                    {"next_sender": 12, "next_target": 9, "created": "...Z"}
+                    (appended in the sync group; rewritten to its last line every
+                    10,000 saves; a seqnums.json of older versions is read if no log)
     messages.log    one JSON line per application message we sent:
                     {"seq": 7, "raw": "<the wire bytes, latin-1>"}  (for resends)
     orders.jsonl    the order map journal, one JSON event per line:
@@ -28,8 +30,8 @@ Layout, one directory per CompID pair (``FixSettings.session_dir``)::
 Appends are one ``write`` of a whole line, flushed at once (a killed process loses
 nothing) and fsynced unless disabled, before the caller puts bytes on the wire, so the
 store is always ahead of the venue. With a ``SyncGroup`` the fsyncs are grouped: the
-files written since the last commit are fsynced together when the session saves its
-sequence numbers (``SessionStore.save``), which the session does before any bytes go
+files written since the last commit, the sequence numbers' line among them, are
+fsynced together when the session saves (``SessionStore.save``), which the session does before any bytes go
 out and after the application handled what came in.
 A torn last line (a crash mid-write) is cut off when the file is opened again. The
 journals are compacted on open.
@@ -49,7 +51,7 @@ ever logged, and turn the difference into one synthetic fill.
 from connectors.fix.store.files import SyncGroup, atomic_write
 from connectors.fix.store.order_journal import OrderEntry, OrderJournal, OrderPhase
 from connectors.fix.store.outbox import Reported, ReportLog
-from connectors.fix.store.session_store import SessionStore
+from connectors.fix.store.session_store import SessionStore, read_seqnums
 
 __all__ = [
     "OrderEntry",
@@ -60,4 +62,5 @@ __all__ = [
     "SessionStore",
     "SyncGroup",
     "atomic_write",
+    "read_seqnums",
 ]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -49,11 +51,26 @@ def read_lines(path: Path) -> list[str]:
     return data.decode("utf-8").splitlines()
 
 
+_FSYNCERS: ThreadPoolExecutor | None = None
+_FSYNCERS_LOCK = threading.Lock()
+
+
+def _fsyncers() -> ThreadPoolExecutor:
+    global _FSYNCERS  # noqa: PLW0603 - one small pool per process, made on first use
+    with _FSYNCERS_LOCK:
+        if _FSYNCERS is None:
+            _FSYNCERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
+        return _FSYNCERS
+
+
 class SyncGroup:
     """Files written since the last ``commit``, fsynced together then (group commit).
 
     Shared by the journals of one session: many appends (a burst of orders, a chunk
-    of execution reports) cost one fsync per file instead of one per line.
+    of execution reports) cost one fsync per file instead of one per line, and the
+    files of one commit are fsynced at the same time (a small thread pool; the call
+    returns when all are durable), which a journaling file system serves with about
+    one disk flush instead of one per file.
     """
 
     def __init__(self) -> None:
@@ -64,11 +81,15 @@ class SyncGroup:
         self._dirty[id(fh)] = fh
 
     def commit(self) -> None:
-        """Fsync every file written since the last commit."""
-        for fh in self._dirty.values():
-            if not fh.closed:  # a closed one was rewritten atomically (fsynced) or closed after a commit
-                os.fsync(fh.fileno())
+        """Fsync every file written since the last commit; return when all are durable."""
+        # a closed one was rewritten atomically (fsynced) or closed after a commit
+        fds = [fh.fileno() for fh in self._dirty.values() if not fh.closed]
         self._dirty.clear()
+        if len(fds) == 1:
+            os.fsync(fds[0])
+        elif fds:
+            for done in [_fsyncers().submit(os.fsync, fd) for fd in fds]:
+                done.result()  # raises the first failure
 
 
 class Journal:

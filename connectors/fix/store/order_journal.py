@@ -6,7 +6,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -60,12 +60,14 @@ class OrderEntry:
     pending_cancel: str | None = None
 
     def persisted(self) -> dict[str, Any]:
-        """Return the fields that are journaled."""
-        data = asdict(self)
-        for k in ("cum_qty", "avg_px", "leaves_qty", "pending_cancel"):
-            data.pop(k)
-        data["phase"] = self.phase.value
-        return data
+        """Return the fields that are journaled (all but the in-memory ones)."""
+        return {
+            "order_id": self.order_id, "cl_ord_id": self.cl_ord_id, "account": self.account,
+            "symbol": self.symbol, "side": self.side, "qty": self.qty, "order_type": self.order_type,
+            "limit_px": self.limit_px, "tif": self.tif, "venue_order_id": self.venue_order_id,
+            "cancel_ids": list(self.cancel_ids), "phase": self.phase.value, "reason": self.reason,
+            "local_status": self.local_status,
+        }
 
 
 class OrderJournal(StoreFiles):

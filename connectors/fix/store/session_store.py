@@ -7,9 +7,26 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connectors.fix.store.files import StoreFiles, SyncGroup, atomic_write, read_lines
+from connectors.fix.store.files import StoreFiles, SyncGroup, read_lines
 
 log = logging.getLogger(__name__)
+
+
+COMPACT_SEQNUMS_AT = 10_000
+"""Lines in seqnums.log after which the next save rewrites it to one line."""
+
+
+def read_seqnums(directory: Path) -> dict[str, str | int] | None:
+    """Return the last saved sequence numbers of the store in ``directory`` (None: none saved).
+
+    ``{"next_sender": 12, "next_target": 9, "created": "..."}``: the last complete line of
+    ``seqnums.log``, else the ``seqnums.json`` an older version replaced atomically.
+    """
+    lines = read_lines(directory / "seqnums.log")
+    if lines:
+        return json.loads(lines[-1])
+    legacy = directory / "seqnums.json"
+    return json.loads(legacy.read_text()) if legacy.exists() else None
 
 
 class SessionStore(StoreFiles):
@@ -17,9 +34,10 @@ class SessionStore(StoreFiles):
 
     def __init__(self, directory: Path, *, fsync: bool = True, group: SyncGroup | None = None) -> None:
         super().__init__(directory, fsync=fsync, group=group)
-        self._seq_path = self._dir / "seqnums.json"
         self._messages: dict[int, bytes] = {}
         self._journal = self._open_journal("messages.log")
+        self._seq_journal = self._open_journal("seqnums.log")
+        self._seq_lines = len(read_lines(self._dir / "seqnums.log"))
         self._next_sender = 1
         self._next_target = 1
         self._created = datetime.now(UTC)
@@ -27,11 +45,11 @@ class SessionStore(StoreFiles):
         self._load()
 
     def _load(self) -> None:
-        if self._seq_path.exists():
-            data = json.loads(self._seq_path.read_text())
+        data = read_seqnums(self._dir)
+        if data is not None:
             self._next_sender = int(data["next_sender"])
             self._next_target = int(data["next_target"])
-            self._created = datetime.fromisoformat(data["created"])
+            self._created = datetime.fromisoformat(str(data["created"]))
         for line in read_lines(self._dir / "messages.log"):
             rec = json.loads(line)
             self._messages[int(rec["seq"])] = rec["raw"].encode("latin-1")
@@ -70,18 +88,27 @@ class SessionStore(StoreFiles):
         return self._created
 
     def save(self) -> None:
-        """Commit the sync group, then write the sequence numbers (atomically) if they changed."""
+        """Append the sequence numbers if they changed, then commit the sync group.
+
+        One line appended to ``seqnums.log`` (fsynced with the other files of the group,
+        not a file replaced with two fsyncs and a rename); every ``COMPACT_SEQNUMS_AT``
+        lines the log is rewritten atomically to its last line.
+        """
+        if self._dirty:
+            line = json.dumps({
+                "next_sender": self._next_sender,
+                "next_target": self._next_target,
+                "created": self._created.isoformat(),
+            })
+            if self._seq_lines >= COMPACT_SEQNUMS_AT:
+                self._seq_journal.rewrite([line])
+                self._seq_lines = 1
+            else:
+                self._seq_journal.append(line)
+                self._seq_lines += 1
+            self._dirty = False
         if self._group is not None:
             self._group.commit()
-        if not self._dirty:
-            return
-        data = {
-            "next_sender": self._next_sender,
-            "next_target": self._next_target,
-            "created": self._created.isoformat(),
-        }
-        atomic_write(self._seq_path, json.dumps(data).encode(), fsync=self._fsync)
-        self._dirty = False
 
     def store_message(self, seq: int, raw: bytes) -> None:
         """Keep a sent application message for resends (appended before it is sent)."""

@@ -31,6 +31,7 @@ import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 
+from connectors.fix.store import read_seqnums
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from flows.common import Decoded
@@ -262,9 +263,8 @@ def venue_seqnums(venue: FixVenue) -> tuple[int, int]:
 
 def flow_seqnums(store: Path) -> tuple[int, int]:
     """Return our (next sender, next target) MsgSeqNum from the FIX store."""
-    import json
-
-    data = json.loads((store / "seqnums.json").read_text())
+    data = read_seqnums(store)
+    assert data is not None, f"no sequence numbers saved in {store}"
     return int(data["next_sender"]), int(data["next_target"])
 
 
