@@ -3,10 +3,10 @@
 - Throughput: ticks through the pipeline per second at full replay speed, on the
   embedded store and on a real Kafka broker (started here), same synthetic market.
 - Latency: tick written -> validated order written (wall clock), with the market
-  replayed at a modest pace so the pipeline is not saturated; orders are matched to
-  their tick by (symbol, event time), and observed by polling every 5 ms.
+  replayed at ``--rate`` ticks a second (2,000) so the pipeline is not saturated; each
+  order carries its tick's ``entered_at``, and the store says when the order was written.
 
-Usage: ``python bench/pipeline.py [--ticks N] [--skip-kafka]``. The last line printed is
+Usage: ``python bench/pipeline.py [--ticks N] [--rate R] [--skip-kafka]``. The last line printed is
 one JSON object.
 """
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import _root  # noqa: F401 - first: puts the repository root on sys.path
@@ -36,56 +34,33 @@ def throughput(settings: Settings, ticks: int) -> float:
     return counts.ticks / counts.seconds
 
 
-class StampedTicks:
-    """Ticks that remember the wall time they were handed to the writer."""
+def latency(settings: Settings, ticks: int, rate: float) -> list[float]:
+    """Replay ``ticks`` at about ``rate`` ticks a second; return ms from tick to validated order.
 
-    def __init__(self, market: SyntheticMarket) -> None:
-        self.market = market
-        self.written: dict[tuple[str, str], float] = {}
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        for tick in self.market:
-            self.written[(tick.symbol, tick.ts.isoformat())] = time.perf_counter()
-            yield tick
-
-
-def latency(settings: Settings, ticks: int, speed: float) -> list[float]:
-    market = SyntheticMarket(symbols=20, ticks=ticks, seed=4)
-    stamped = StampedTicks(market)
-    seen: dict[str, float] = {}
-    stop = threading.Event()
-
-    def watch() -> None:
-        conn = Connectors(settings)
-        offsets: dict[int, int] = {}
-        while not stop.is_set():
-            try:
-                reader = conn.reader("validated_orders")
-            except Exception:  # noqa: BLE001 - the stream may not exist yet
-                time.sleep(0.05)
-                continue
-            for part in range(reader.partitions):
-                for rec in reader.read(part, offsets.get(part, 0), 1000):
-                    offsets[part] = rec.offset + 1
-                    order = decode(ValidatedOrder, rec.value)
-                    if order.action is OrderAction.NEW:
-                        seen.setdefault(f"{order.symbol}|{order.ts.isoformat()}", time.perf_counter())
-            reader.close()
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        run_pipeline(settings, iter(stamped), ticks, market.symbol_names(), speed=speed, progress=False)
-    finally:
-        stop.set()
-        watcher.join(5)
+    Each order carries the ``entered_at`` of the tick it came from (stamped by the feed as
+    it writes the batch); the store says when the order was written (``written_at``: the
+    embedded store's append time, Kafka's message timestamp). Both are wall-clock
+    milliseconds, so a figure is good to about a millisecond.
+    """
+    market = list(SyntheticMarket(symbols=20, ticks=ticks, seed=4))
+    span = (market[-1].ts - market[0].ts).total_seconds()
+    speed = rate * span / max(1, len(market) - 1)  # event time per wall second for ``rate``
+    run_pipeline(settings, iter(market), ticks, sorted({t.symbol for t in market}), speed=speed,
+                 progress=False)
+    conn = Connectors(settings)
+    reader = conn.reader("validated_orders")
     out = []
-    for key, at in seen.items():
-        symbol, ts = key.split("|", 1)
-        wrote = stamped.written.get((symbol, ts))
-        if wrote is not None:
-            out.append((at - wrote) * 1000)
+    try:
+        for part in range(reader.partitions):
+            offset = 0
+            while batch := reader.read(part, offset, 1000):
+                offset = batch[-1].offset + 1
+                for rec in batch:
+                    order = decode(ValidatedOrder, rec.value)
+                    if order.action is OrderAction.NEW and order.entered_at is not None and rec.written_at:
+                        out.append((rec.written_at - order.entered_at).total_seconds() * 1000)
+    finally:
+        reader.close()
     return out
 
 
@@ -99,7 +74,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=20_000)
     ap.add_argument("--latency-ticks", type=int, default=4_000)
-    ap.add_argument("--speed", type=float, default=10.0, help="replay pace for the latency run")
+    ap.add_argument("--rate", type=float, default=2000.0, help="ticks a second in the latency run")
     ap.add_argument("--skip-kafka", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-pipe-"))
@@ -108,9 +83,10 @@ def main() -> None:
     try:
         local = lambda name: load_settings(data_dir=work / name, profile="local")  # noqa: E731
         result["embedded_ticks_per_s"] = round(throughput(local("tp"), args.ticks))
-        lat = latency(local("lat"), args.latency_ticks, args.speed)
+        lat = latency(local("lat"), args.latency_ticks, args.rate)
         result["embedded_p50_ms"], result["embedded_p99_ms"] = pct(lat, 50), pct(lat, 99)
         result["embedded_orders_timed"] = len(lat)
+        result["latency_rate_ticks_per_s"] = args.rate
         if not args.skip_kafka:
             from tradeflow.infra.kafka import KafkaBroker
 
@@ -124,7 +100,7 @@ def main() -> None:
                 )
 
             result["kafka_ticks_per_s"] = round(throughput(kafka("ktp"), args.ticks))
-            lat = latency(kafka("klat"), args.latency_ticks, args.speed)
+            lat = latency(kafka("klat"), args.latency_ticks, args.rate)
             result["kafka_p50_ms"], result["kafka_p99_ms"] = pct(lat, 50), pct(lat, 99)
             result["kafka_orders_timed"] = len(lat)
             result["ratio_kafka_vs_embedded"] = round(

@@ -7,10 +7,11 @@ and tests.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
@@ -44,15 +45,34 @@ class SourceMessage:
 
 @dataclass(frozen=True)
 class Polling:
-    """How a source polls: at most ``batch_size`` records a poll, ``interval`` apart at the end."""
+    """How a source polls: at most ``batch_size`` records a poll, and how long it waits at the end.
+
+    A partition with more records is polled again at once. At the end of its stream it
+    waits ``busy_interval`` while records keep coming (the last one arrived less than
+    ``busy_for`` ago), so a record written to a live stream is picked up within about
+    a millisecond; a partition quiet for longer waits ``interval`` between polls, so an
+    idle job costs next to no CPU (the first record after a quiet spell waits up to
+    ``interval``).
+    """
 
     batch_size: int = 500
     interval: timedelta = timedelta(milliseconds=50)
+    busy_interval: timedelta = timedelta(milliseconds=1)
+    busy_for: timedelta = timedelta(seconds=1)
 
     @classmethod
     def of(cls, settings: Settings) -> Polling:
-        """Return the polling the settings ask for (``batch_size``, ``poll_interval_ms``)."""
-        return cls(settings.batch_size, timedelta(milliseconds=settings.poll_interval_ms))
+        """Return the polling the settings ask for (``batch_size`` and the ``poll_*`` settings)."""
+        return cls(
+            settings.batch_size,
+            timedelta(milliseconds=settings.poll_interval_ms),
+            timedelta(milliseconds=settings.poll_busy_ms),
+            timedelta(milliseconds=settings.poll_busy_for_ms),
+        )
+
+    def wait(self, quiet_s: float) -> timedelta:
+        """Return how long a partition at its end waits, ``quiet_s`` after its last record."""
+        return self.busy_interval if quiet_s < self.busy_for.total_seconds() else self.interval
 
 
 @dataclass(eq=False, kw_only=True)
@@ -78,6 +98,17 @@ class OffsetPartition(StatefulSourcePartition[SourceMessage, int]):
 
     _offset: int
     _awake: datetime | None = None
+    _last_record: float = float("-inf")
+    """``time.monotonic()`` when the partition last had records."""
+
+    def _more(self) -> None:
+        """Note that records came: poll again at once."""
+        self._awake = None
+        self._last_record = time.monotonic()
+
+    def _rest(self, polling: Polling) -> None:
+        """At the end of the stream: poll again after ``polling.wait`` (see ``Polling``)."""
+        self._awake = datetime.now(UTC) + polling.wait(time.monotonic() - self._last_record)
 
     def next_awake(self) -> datetime | None:
         """Return when Bytewax should call ``next_batch`` again (``None``: at once)."""

@@ -104,8 +104,11 @@ class ExecutionSettings(_Section):
     against those at or after its time, so it fills in event time as long as it comes
     within this many ticks of its symbol (larger: more memory, fills that do not depend
     on how far Job D's market data ran ahead of its orders)."""
-    poll_ms: int = 20
-    """How often the adapter is polled for execution reports."""
+    poll_ms: float = Field(default=2.0, gt=0)
+    """How often the adapter is polled for execution reports (``TRADEFLOW_EXECUTION__POLL_MS``):
+    what a venue's ack waits at most, beyond the venue, before Job D writes it. A poll
+    takes what the adapter's I/O thread already queued: a few microseconds when there is
+    nothing."""
     metrics_interval_s: float = 5.0
     """Window of each execution_metrics record."""
     drain_timeout_s: float = 10.0
@@ -186,7 +189,14 @@ class Settings(BaseSettings):
     the crash again (``connectors.replays``; Kafka and Fluss, the embedded store keeps ids
     by itself; ``TRADEFLOW_REPLAY_WINDOW``). 0: off (consumers still drop copies by id)."""
     poll_interval_ms: int = 50
-    """How long a source at the end of its stream waits before polling again."""
+    """How long a source at the end of a quiet stream waits before polling again
+    (``TRADEFLOW_POLL_INTERVAL_MS``; see ``connectors.base.Polling``)."""
+    poll_busy_ms: float = Field(default=1.0, gt=0)
+    """How long a source at the end of a live stream waits (``TRADEFLOW_POLL_BUSY_MS``): the
+    pick-up latency of a hop while records keep coming."""
+    poll_busy_for_ms: int = Field(default=1000, ge=0)
+    """How long after its last record a source keeps polling every ``poll_busy_ms``
+    (``TRADEFLOW_POLL_BUSY_FOR_MS``; 0: always ``poll_interval_ms``)."""
     kafka: KafkaSettings = KafkaSettings()
     fluss: FlussSettings = FlussSettings()
     indicators: IndicatorSettings = IndicatorSettings()

@@ -173,7 +173,7 @@ def _safe(history: TickHistory, done: datetime | None, market: datetime) -> date
         return history.first - MS if history.first is not None else market
     if ticks and ticks[0].ts > done and history.dropped:
         return done  # ticks after ``done`` were forgotten: only ``done`` is sure
-    after = next((t.ts for t in ticks if t.ts > done), None)
+    after = history.first_after(done)  # called for every producer and symbol on every input: memo
     return after - MS if after is not None else max(done, market)
 
 

@@ -156,9 +156,20 @@ class TickHistory:
     """The time of the first tick seen."""
     dropped: bool = False
     """Whether older ticks were forgotten to keep ``TICKS_KEPT``."""
+    after: dict[datetime, datetime | None] = field(default_factory=dict, compare=False, repr=False)
+    """Memo of ``first_after``, emptied whenever the ticks change."""
+
+    def first_after(self, done: datetime) -> datetime | None:
+        """Return the time of the first kept tick (in arrival order) later than ``done``."""
+        try:
+            return self.after[done]
+        except KeyError:
+            found = self.after[done] = next((t.ts for t in self.ticks if t.ts > done), None)
+            return found
 
     def add(self, tick: Tick, wm: datetime | None) -> None:
         """Record a tick (and the feed's watermark it carried)."""
+        self.after.clear()
         if self.ticks.maxlen is not None and len(self.ticks) == self.ticks.maxlen:
             self.dropped = True
         if self.first is None or tick.ts < self.first:
@@ -181,6 +192,7 @@ class TickHistory:
         ticks = self.ticks
         while len(ticks) >= 2 and ticks[1].ts <= before:
             ticks.popleft()
+            self.after.clear()
 
     def settled(self, ts: datetime) -> bool:
         """Tell whether the symbol's market data has reached event time ``ts``."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -32,13 +32,22 @@ class _StorePartition(OffsetPartition):
         self._offset = offset
         self._file = source.open()
         self._awake = None
+        self._quiet_at: tuple[int, int] | None = None
+        """The store's ``wal_signature`` when a poll last found nothing new."""
+        self._query_by = 0.0
+        """``time.monotonic()`` by which to query even if the signature did not change."""
         self._lag = SOURCE_LAG.labels(source.name, str(part))
 
     def next_batch(self) -> list[SourceMessage]:
+        signature = self._file.wal_signature()
+        if signature == self._quiet_at and time.monotonic() < self._query_by:
+            self._rest(self._src.polling)  # nothing committed since the last poll found none
+            return []
         rows = self._file.read(self._part, self._offset, self._src.polling.batch_size)
         if rows:
             self._offset = rows[-1].offset + 1
-            self._awake = None
+            self._quiet_at, self._query_by = None, 0.0
+            self._more()
             if len(rows) == self._src.polling.batch_size:  # behind: report how far
                 end = self._file.end_offset(self._part)
                 self._lag.set(end - self._offset)
@@ -51,7 +60,9 @@ class _StorePartition(OffsetPartition):
             if not self._file.read(self._part, self._offset, 1):
                 raise StopIteration
             return []
-        self._awake = datetime.now(UTC) + self._src.polling.interval
+        self._quiet_at = signature
+        self._query_by = time.monotonic() + self._src.polling.interval.total_seconds()
+        self._rest(self._src.polling)
         return []
 
     def close(self) -> None:

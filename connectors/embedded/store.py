@@ -17,6 +17,7 @@ Layout of ``<data_dir>/<stream>.db``:
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import time
@@ -72,6 +73,7 @@ class StoreFile:
     def __init__(self, path: Path, *, partitions: int, table: bool) -> None:
         self.path = path
         self.table = table
+        self._wal = f"{path}-wal"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, timeout=60, isolation_level=None)
         self._use_wal()
@@ -165,6 +167,20 @@ class StoreFile:
         )
         return [StoredRecord(part, off, key, bytes(value), None if at is None else _from_ms(at))
                 for off, key, value, at in cur]
+
+    def wal_signature(self) -> tuple[int, int] | None:
+        """Return the size and modification time of the file's write-ahead log (None: no log).
+
+        A commit appends to the log, so a reader that found nothing new can look at this
+        (a ``stat``, about a microsecond) instead of querying again. It may miss a commit
+        that rewrote a restarted log to the same size within the same clock tick of the
+        file system, so a poller still queries now and then (``_StorePartition``).
+        """
+        try:
+            st = os.stat(self._wal)
+        except FileNotFoundError:
+            return None
+        return st.st_size, st.st_mtime_ns
 
     def end_offsets(self) -> dict[int, int]:
         """Return the next offset per partition."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import fluss
 
@@ -94,12 +93,12 @@ class _BucketSource(OffsetPartition):
             if msg is not None:
                 out.append(msg)
         if moved:
-            self._awake = None
+            self._more()
             return out
         if not self._src.follow and self._at_closed_end():
             self._done = True
             raise StopIteration
-        self._awake = datetime.now(UTC) + self._src.polling.interval
+        self._rest(self._src.polling)
         return out
 
     def _fetch(self) -> None:

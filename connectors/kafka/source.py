@@ -18,7 +18,6 @@ are never emitted into the flow.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -78,7 +77,10 @@ class _TopicPartitionSource(OffsetPartition):
             self._done = True
             if not out:
                 raise StopIteration
-        self._awake = None if msgs else datetime.now(UTC) + self._src.polling.interval
+        if msgs:
+            self._more()
+        else:
+            self._rest(self._src.polling)
         return out
 
     def _accept(self, msg: Message) -> SourceMessage | None:

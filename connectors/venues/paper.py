@@ -43,7 +43,8 @@ from schemas import (
     ValidatedOrder,
     VenueFill,
 )
-from schemas.base import QUANTUM, fits_decimal, quantize8
+from schemas.base import QUANTUM, decode, fits_decimal, quantize8
+from schemas.fast import fast_encode
 from schemas.trading import TimeInForce
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,11 @@ class PaperVenueConfig(BaseModel):
     speed) is matched against them, so it fills where it would have in real time."""
 
 
+def _tick(saved: str | dict[str, Any]) -> MarketData:
+    """Return a recent tick of a snapshot: JSON text, or a dict (snapshots before 2026-12-07)."""
+    return decode(MarketData, saved) if isinstance(saved, str) else MarketData.model_validate(saved)
+
+
 @dataclass(slots=True)
 class _Working:
     order: ValidatedOrder
@@ -101,9 +107,16 @@ class _Working:
     notional: Decimal = Decimal(0)
     reports: int = 0
     last_ts: datetime = field(init=False)
+    order_json: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    """The order as the snapshot writes it, made at the first snapshot (the order never changes)."""
 
     def __post_init__(self) -> None:
         self.last_ts = self.eligible_from
+
+    def order_as_json(self) -> dict[str, Any]:
+        if self.order_json is None:
+            self.order_json = self.order.model_dump(mode="json")
+        return self.order_json
 
     @property
     def leaves(self) -> Decimal:
@@ -160,6 +173,9 @@ class PaperVenue(VenueAdapter):
         self._connected = False
         self._counts = {"orders_sent": 0, "acks": 0, "fills": 0, "rejects": 0, "cancels": 0}
         self._recent: dict[str, deque[MarketData]] = {}
+        self._recent_json: dict[int, tuple[MarketData, str]] = {}
+        """The recent ticks as the last snapshot wrote them, by ``id`` (each tick is written
+        once however many snapshots it is in; the tick is held, so its id stays its own)."""
         self._last_px: dict[str, Decimal] = {}
         """Per symbol, the price of the last tick matched on (the band's reference)."""
 
@@ -326,7 +342,7 @@ class PaperVenue(VenueAdapter):
         return {
             "orders": [
                 {
-                    "order": w.order.model_dump(mode="json"),
+                    "order": w.order_as_json(),
                     "eligible_from": w.eligible_from.isoformat(),
                     "status": w.status.value,
                     "cum_qty": str(w.cum_qty),
@@ -339,10 +355,25 @@ class PaperVenue(VenueAdapter):
             "book": {symbol: list(ids) for symbol, ids in self._book.items()},
             "unknown_cancels": dict(self._unknown_cancels),
             "counts": dict(self._counts),
-            "recent": {s: [t.model_dump(mode="json") for t in q] for s, q in self._recent.items()},
+            "recent": self._recent_as_json(),
             "pending_reports": [r.model_dump(mode="json") for r in self._reports],
             "last_px": {s: str(px) for s, px in self._last_px.items()},
         }
+
+    def _recent_as_json(self) -> dict[str, list[str]]:
+        """Return the recent ticks per symbol as JSON text (``schemas.encode``'s bytes)."""
+        old, memo = self._recent_json, {}
+        out: dict[str, list[str]] = {}
+        for symbol, ticks in self._recent.items():
+            texts = out[symbol] = []
+            for tick in ticks:
+                known = old.get(id(tick))
+                if known is None:
+                    known = (tick, fast_encode(tick).decode())
+                memo[id(tick)] = known
+                texts.append(known[1])
+        self._recent_json = memo  # only the ticks still held
+        return out
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace the venue's state with a ``snapshot()`` (after a restart)."""
@@ -363,7 +394,7 @@ class PaperVenue(VenueAdapter):
         self._unknown_cancels = dict(state["unknown_cancels"])
         self._counts = dict(state["counts"])
         self._recent = {
-            s: deque((MarketData.model_validate(t) for t in ticks), maxlen=self._config.history_ticks)
+            s: deque((_tick(t) for t in ticks), maxlen=self._config.history_ticks)
             for s, ticks in state.get("recent", {}).items()
         }
         self._reports = [VenueFill.model_validate(r) for r in state["pending_reports"]]

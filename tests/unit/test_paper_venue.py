@@ -12,6 +12,8 @@ from connectors.venues import make_venue
 from connectors.venues.base import VenueError
 from connectors.venues.paper import PaperVenue, PaperVenueConfig
 from schemas import ExecStatus, MarketData, OrderAction, OrderType, Side, ValidatedOrder, VenueFill
+from schemas.base import encode
+from schemas.fast import fast_encode
 from schemas.trading import TimeInForce
 
 T0 = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
@@ -449,3 +451,29 @@ def test_a_tick_beyond_the_price_band_fills_nothing_and_the_next_real_one_does()
     again.submit(order("o2", ms=40))
     again.on_market(tick("20", ms=50))
     assert [r.status for r in again.poll_reports()] == [ExecStatus.NEW]
+
+
+def test_a_snapshot_writes_each_recent_tick_once_and_restores_old_snapshots() -> None:
+    from unittest import mock
+
+    venue = PaperVenue(PaperVenueConfig(history_ticks=3))
+    venue.submit(order("a", limit="1", qty="10"))  # rests: the book has an order to write
+    ticks = [tick(str(10 + i), ms=10 + i) for i in range(5)]
+    for t in ticks[:2]:
+        venue.on_market(t)
+    with mock.patch("connectors.venues.paper.fast_encode", wraps=fast_encode) as enc:
+        first = venue.snapshot()
+        assert enc.call_count == 2
+        venue.on_market(ticks[2])
+        venue.on_market(ticks[3])  # the first tick falls out of the history
+        second = venue.snapshot()
+        assert enc.call_count == 4  # only the two new ones
+    assert first["recent"]["AAPL"] == [encode(t).decode() for t in ticks[:2]]
+    assert second["recent"]["AAPL"] == [encode(t).decode() for t in ticks[1:4]]
+    again = PaperVenue(PaperVenueConfig(history_ticks=3))
+    again.restore(json.loads(json.dumps(second)))
+    assert again.snapshot() == second
+    old_style = dict(second, recent={"AAPL": [t.model_dump(mode="json") for t in ticks[1:4]]})
+    older = PaperVenue(PaperVenueConfig(history_ticks=3))
+    older.restore(old_style)  # a snapshot from before the recent ticks were kept as text
+    assert older.snapshot() == second

@@ -145,3 +145,48 @@ def test_a_file_from_before_append_times_gets_the_column_and_its_old_records_non
     assert (old.value, old.written_at) == (b"1", None)
     assert new.value == b"2"
     assert new.written_at is not None
+
+
+def test_a_polled_partition_reads_only_after_another_connection_commits(tmp_path: Path) -> None:
+    from connectors.base import Polling
+    from connectors.embedded import StoreSource
+
+    polling = Polling(batch_size=10, interval=timedelta(milliseconds=50),
+                      busy_interval=timedelta(milliseconds=1), busy_for=timedelta(seconds=30))
+    writer = open_stream(tmp_path, "s", partitions=1, table=False)
+    writer.append([("k", b"1")])
+    part = StoreSource(tmp_path, "s", partitions=1, table=False, follow=True, polling=polling).build_part(
+        "s", "0", None
+    )
+    reads = 0
+    real_read = part._file.read
+
+    def counting_read(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return real_read(*args)
+
+    part._file.read = counting_read  # type: ignore[method-assign]
+    assert [m.value for m in part.next_batch()] == [b"1"]
+    assert part.next_awake() is None  # more may follow: at once
+    assert part.next_batch() == []  # the end: one read finds nothing
+    reads_at_end = reads
+    for _ in range(5):
+        assert part.next_batch() == []
+    assert reads == reads_at_end  # nothing committed since: no read at all
+    awake = part.next_awake()
+    assert awake is not None
+    assert awake - datetime.now(UTC) <= timedelta(milliseconds=1)  # records came lately: busy
+    writer.append([("k", b"2")])
+    assert [m.value for m in part.next_batch()] == [b"2"]
+    assert part.snapshot() == 2
+
+
+def test_a_quiet_partition_polls_at_the_long_interval() -> None:
+    from connectors.base import Polling
+
+    polling = Polling(interval=timedelta(milliseconds=50), busy_interval=timedelta(milliseconds=1),
+                      busy_for=timedelta(seconds=1))
+    assert polling.wait(0.2) == timedelta(milliseconds=1)
+    assert polling.wait(1.5) == timedelta(milliseconds=50)
+    assert Polling(busy_for=timedelta(0)).wait(0.0) == Polling().interval
