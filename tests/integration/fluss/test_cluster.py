@@ -105,6 +105,23 @@ async def create_table(
             await asyncio.sleep(0.2)
 
 
+async def create_tick_log(conn: fluss.FlussConnection, database: str, buckets: int) -> fluss.TablePath:
+    """Create a new log table of ticks (``TICK_SCHEMA``) in ``database``, bucketed by symbol."""
+    return await create_table(
+        conn, database, unique("ticks"), TICK_SCHEMA, buckets=buckets, bucket_keys=["symbol"]
+    )
+
+
+async def create_positions_table(
+    conn: fluss.FlussConnection, database: str, buckets: int
+) -> fluss.TablePath:
+    """Create a new primary-key table of positions (``POSITION_SCHEMA``), keyed by account and symbol."""
+    return await create_table(
+        conn, database, unique("positions"), POSITION_SCHEMA, buckets=buckets,
+        primary_keys=["account", "symbol"],
+    )
+
+
 def tick_rows(start: int, count: int) -> list[dict[str, Any]]:
     """Rows with awkward doubles and millisecond timestamps, several per symbol."""
     return [
@@ -243,14 +260,7 @@ def test_log_table_arrow_append_and_scan_back_exactly(fluss_cluster: FlussCluste
 
     async def scenario() -> None:
         async with connect(fluss_cluster) as conn:
-            path = await create_table(
-                conn,
-                unique("it_log"),
-                unique("ticks"),
-                TICK_SCHEMA,
-                buckets=buckets,
-                bucket_keys=["symbol"],
-            )
+            path = await create_tick_log(conn, unique("it_log"), buckets)
             table = await conn.get_table(path)
             assert table.arrow_schema == TICK_SCHEMA
             info = table.get_table_info()
@@ -341,14 +351,7 @@ def test_primary_key_table_upserts_updates_deletes_and_lookups(
 
     async def scenario() -> None:
         async with connect(fluss_cluster) as conn:
-            path = await create_table(
-                conn,
-                unique("it_pk"),
-                unique("positions"),
-                POSITION_SCHEMA,
-                buckets=3,
-                primary_keys=["account", "symbol"],
-            )
+            path = await create_positions_table(conn, unique("it_pk"), 3)
             table = await conn.get_table(path)
             assert table.has_primary_key()
             assert table.get_table_info().get_primary_keys() == ["account", "symbol"]
@@ -421,22 +424,8 @@ def _restart_scenario(fluss_cluster: FlussCluster, *, kill: bool) -> None:
 
     async def scenario() -> None:
         async with connect(fluss_cluster) as conn:
-            log_path = await create_table(
-                conn,
-                database,
-                unique("ticks"),
-                TICK_SCHEMA,
-                buckets=buckets,
-                bucket_keys=["symbol"],
-            )
-            pk_path = await create_table(
-                conn,
-                database,
-                unique("positions"),
-                POSITION_SCHEMA,
-                buckets=buckets,
-                primary_keys=["account", "symbol"],
-            )
+            log_path = await create_tick_log(conn, database, buckets)
+            pk_path = await create_positions_table(conn, database, buckets)
             log_table = await conn.get_table(log_path)
             pk_table = await conn.get_table(pk_path)
             appender = log_table.new_append().create_writer()
