@@ -98,6 +98,8 @@ class EventClock:
     """Per producer, per symbol, the time its promise covers."""
     orders: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per producer, per account, the validated orders it has taken."""
+    version: int = field(default=0, compare=False)
+    """Counts the progress rows that counted (``reached`` or ``orders`` may have moved)."""
 
     def on_read(self, stream: str, partition: int, offset: int) -> bool:
         """Record a data record read; return True if a waiting progress row now counts."""
@@ -123,6 +125,7 @@ class EventClock:
         if not counted:
             return False
         self.pending = [r for r in self.pending if not self._covered(r)]
+        self.version += 1
         for row in counted:
             mine = self.reached.setdefault(row.producer, {})
             for s, t in row.symbols.items():

@@ -280,6 +280,8 @@ class InputRouter(Generic[T]):
     """Event-time mode: the last ``Clock`` sent to each account."""
     unsent_marks: list[Tick] = field(default_factory=list)
     """Event-time mode: ticks to fan out once the tables are read (then every account is known)."""
+    clocks_sent_for: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+    """Event-time mode: (frontier, orders version, accounts) the clocks were last sent for."""
 
     @classmethod
     def at(
@@ -445,8 +447,12 @@ class InputRouter(Generic[T]):
         if frontier is not None and frontier < END:
             for history in self.histories.values():
                 history.trim(frontier)
+        sent_for = (frontier, self.clock.version, len(self.accounts))
+        if sent_for == self.clocks_sent_for:  # no account's Clock can have changed
+            return []
+        self.clocks_sent_for = sent_for
         out: list[Routed] = []
-        for account in [*self.accounts, *self.clocked]:
+        for account in dict.fromkeys([*self.accounts, *self.clocked]):
             clock = Clock(frontier, self.clock.orders_taken(account))
             if self.clocked.get(account) != clock:
                 self.clocked[account] = clock
