@@ -218,8 +218,11 @@ class PaperVenue(VenueAdapter):
         self._counts["acks"] += 1
         self._report(work, ExecStatus.NEW, work.eligible_from)
         self._book.setdefault(order.symbol, []).append(order.order_id)
+        eligible = work.eligible_from
         for tick in list(self._recent.get(order.symbol, ())):
-            if tick.ts >= work.eligible_from and work.status not in _TERMINAL:
+            if work.status in _TERMINAL:
+                break  # filled by the ticks before: the rest cannot matter
+            if tick.ts >= eligible:
                 self._match(order.symbol, [order.order_id], tick)
 
     def cancel(self, order: ValidatedOrder) -> None:
