@@ -131,6 +131,8 @@ def make_setup(work: Path, name: str, *, follow: bool = False, poll_ms: int = DE
         TRADEFLOW_FLUSS=s.fluss.model_dump_json(),
         TRADEFLOW_FOLLOW="true" if follow else "false",
         TRADEFLOW_POLL_INTERVAL_MS=str(poll_ms),
+        TRADEFLOW_POLL_BUSY_MS=str(s.poll_busy_ms),
+        TRADEFLOW_POLL_BUSY_FOR_MS=str(s.poll_busy_for_ms),
     )
     return Setup(name, s, env)
 
