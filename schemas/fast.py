@@ -26,6 +26,7 @@ exponent (``1e+22`` in pydantic, ``1e22`` in msgspec) send the record to the pyd
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -54,8 +55,15 @@ _POSITIVE_EXPONENT = re.compile(rb"e[1-9]")
 e.g. a symbol ``e5``, only costs the pydantic path). A literal first: ``[0-9]e[0-9]``
 costs ten times as much."""
 
-_set = object.__setattr__
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, KeyError,
+                  AttributeError)
+"""What a fast decode may raise on a payload that is not as our jobs write it."""
+
 _new = object.__new__
+_SLOTS = {f"_set_{name.removeprefix('__pydantic').strip('_')}": BaseModel.__dict__[name].__set__
+          for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")}
+"""Setters of the four slots of a pydantic model (``_set_dict``, ``_set_fields_set``...),
+the descriptors' own: a quarter cheaper than ``object.__setattr__``, which looks them up."""
 _GOOD_IDS_MAX = 4096
 """Ids remembered as checked, per field (then forgotten all at once)."""
 
@@ -131,18 +139,18 @@ class _Fields:
 @dataclass(frozen=True)
 class _Plan:
     fields: _Fields
-    floats: bool
-    """A float may be written (a float field, nested or in a dict, or extra columns)."""
     struct: type[msgspec.Struct]
     to_dict: Callable[[BaseModel], tuple[dict[str, Any], int]]
-    """The record as the dict msgspec writes, and how many times in it msgspec writes as
-    ``...SS.fff000Z`` (``fast_encode`` cuts them to ``...SS.fffZ``). Generated code."""
+    """A nested record as the dict msgspec writes, and how many times in it msgspec
+    writes as ``...SS.fff000Z`` (to cut to ``...SS.fffZ``). Generated code."""
     build: Callable[..., BaseModel]
     """``build(struct, extra=None, fields_set=every field)``: the record of a decoded
     ``struct``, checked (``ValueError`` when a check fails). Generated code."""
-    decode: Callable[[bytes], BaseModel] | None
-    """JSON to record in one msgspec call and the checks (a top-level model without extra
-    columns; else None). Generated code."""
+    write: Callable[[BaseModel], bytes] | None
+    """The encode of a top-level record (else None). Generated code."""
+    read: Callable[[bytes], BaseModel] | None
+    """The decode of a top-level record without extra columns (else None): one msgspec
+    call, the checks, the validating decode for anything unusual. Generated code."""
 
 
 class _Source:
@@ -156,11 +164,13 @@ class _Source:
     def __init__(self, head: str, **env: Any) -> None:
         self.name = head.split()[1].split("(")[0]
         self.lines = [head]
-        self.env = {"UTC": UTC, "UNSET": msgspec.UNSET, "_Bad": _Bad, "_remember": _remember,
-                    "_new": _new, "_set": _set, "_astuple": msgspec.structs.astuple, **env}
+        self.indent = 1
+        self.env = {"UTC": UTC, "UNSET": msgspec.UNSET, "VERSION": SCHEMA_VERSION, "_Bad": _Bad,
+                    "_remember": _remember, "_new": _new, "_astuple": msgspec.structs.astuple, **_SLOTS,
+                    "_ts": _ts, **env}
 
-    def add(self, *lines: str, indent: int = 1) -> None:
-        self.lines += ["    " * indent + line for line in lines]
+    def add(self, *lines: str, indent: int = 0) -> None:
+        self.lines += ["    " * (self.indent + indent) + line for line in lines]
 
     def compile(self, label: str) -> Any:
         code = compile("\n".join(self.lines) + "\n", f"<schemas.fast: {label}>", "exec")
@@ -168,19 +178,20 @@ class _Source:
         return self.env[self.name]
 
 
-def _gen_to_dict(fields: _Fields) -> Any:
-    """Generate ``to_dict(rec) -> (dict msgspec writes, count of times to cut)``."""
-    src = _Source("def to_dict(rec):", _ts=_ts)
-    changes = fields.times or fields.omitted or fields.nested or fields.extra
-    src.add("d = rec.__dict__", "out = d.copy()" if changes else "out = d", "n = 0")
+def _add_dict_lines(src: _Source, fields: _Fields) -> None:
+    """Turn ``out``, a copy of the record's ``__dict__`` ``d``, into what msgspec writes.
+
+    As pydantic does; count in ``n`` the times msgspec writes as ``...SS.fff000Z``.
+    """
+    src.add("n = 0")
     for name in fields.times:
         src.add(f"v = d[{name!r}]")
-        indent = 1
+        indent = 0
         if name in fields.nullable:
             src.add("if v is not None:")
-            indent = 2
-        # msgspec writes a UTC time as ...SS.ffffffZ: with whole milliseconds (not 0) a
-        # replace of the whole JSON cuts it (fast_encode); anything else is formatted here
+            indent = 1
+        # msgspec writes a UTC time as ...SS.ffffffZ: with whole milliseconds (not 0) one
+        # replace of the whole JSON cuts them all; anything else is formatted here
         src.add("if v.tzinfo is UTC and (us := v.microsecond) and not us % 1000:", "    n += 1",
                 "else:", f"    out[{name!r}] = _ts(v)", indent=indent)
     for i, (name, plan, many) in enumerate(fields.nested):
@@ -188,15 +199,47 @@ def _gen_to_dict(fields: _Fields) -> Any:
         src.add(f"v = d[{name!r}]", "if v is not None:")
         if many:
             src.add("items = []", "for x in v:", f"    y, k = sub{i}(x)", "    items.append(y)",
-                    "    n += k", f"out[{name!r}] = items", indent=2)
+                    "    n += k", f"out[{name!r}] = items", indent=1)
         else:
-            src.add(f"out[{name!r}], k = sub{i}(v)", "n += k", indent=2)
+            src.add(f"out[{name!r}], k = sub{i}(v)", "n += k", indent=1)
     for name in fields.omitted:
         src.add(f"if d[{name!r}] is None:", f"    del out[{name!r}]")
-    if fields.extra:
-        src.add("extra = rec.__pydantic_extra__", "if extra:", "    out.update(extra)")
+
+
+def _gen_to_dict(fields: _Fields) -> Any:
+    """Generate ``to_dict(rec) -> (dict msgspec writes, count of times to cut)`` (nested)."""
+    src = _Source("def to_dict(rec):")
+    changes = fields.times or fields.omitted or fields.nested
+    src.add("d = rec.__dict__", "out = d.copy()" if changes else "out = d")
+    _add_dict_lines(src, fields)
     src.add("return out, n")
     return src.compile(f"{fields.model.__name__} to_dict")
+
+
+def _gen_write(fields: _Fields, floats: bool) -> Any:
+    """Generate ``write(rec) -> bytes``: pydantic's JSON, or pydantic's path when unsure.
+
+    ``_v`` goes first in the dict msgspec writes; the times ending in ``000Z"`` are cut
+    in one replace (anything else ending so, a text or a key, changes the count: pydantic
+    writes that record); ``floats``: a positive exponent sends the record to pydantic.
+    """
+    src = _Source("def write(rec):", ENCODE=_ENCODER.encode, PYDANTIC=encode,
+                  EXPONENT=_POSITIVE_EXPONENT.search)
+    src.add("try:", "    d = rec.__dict__")
+    src.add("    out = {'_v': VERSION, **d, **rec.__pydantic_extra__}" if fields.extra
+            else "    out = {'_v': VERSION, **d}")
+    src.indent = 2
+    _add_dict_lines(src, fields)
+    src.add("body = ENCODE(out)")
+    src.indent = 1
+    src.add("except (TypeError, ValueError, AttributeError, UnicodeEncodeError):",  # a lone surrogate
+            "    return PYDANTIC(rec)",  # says why
+            "if n:", "    cut = body.replace(b'000Z\"', b'Z\"')", "    if len(body) - len(cut) != 3 * n:",
+            "        return PYDANTIC(rec)", "    body = cut")
+    if floats:
+        src.add("if EXPONENT(body) is not None:", "    return PYDANTIC(rec)")
+    src.add("return body")
+    return src.compile(f"{fields.model.__name__} write")
 
 
 def _unpack(src: _Source, struct: type[msgspec.Struct], expr: str) -> dict[str, str]:
@@ -244,10 +287,8 @@ def _add_record(src: _Source, fields: _Fields, values: dict[str, str], extra: st
     """Make the record as pydantic's ``model_construct`` would: the four slots, no validation."""
     body = ", ".join(f"{name!r}: {values[name]}" for name in fields.names)
     src.env["MODEL"] = fields.model
-    src.add("rec = _new(MODEL)", f"_set(rec, '__dict__', {{{body}}})",
-            f"_set(rec, '__pydantic_fields_set__', {fields_set})",
-            f"_set(rec, '__pydantic_extra__', {extra})", "_set(rec, '__pydantic_private__', None)",
-            "return rec")
+    src.add("rec = _new(MODEL)", f"_set_dict(rec, {{{body}}})", f"_set_fields_set(rec, {fields_set})",
+            f"_set_extra(rec, {extra})", "_set_private(rec, None)", "return rec")
 
 
 def _gen_build(fields: _Fields, struct: type[msgspec.Struct]) -> Any:
@@ -262,17 +303,30 @@ def _gen_build(fields: _Fields, struct: type[msgspec.Struct]) -> Any:
     return src.compile(f"{fields.model.__name__} build")
 
 
-def _gen_decode(fields: _Fields, struct: type[msgspec.Struct], fields_set: set[str],
-                extras: tuple[str, ...] = ()) -> Any:
-    """Generate ``decode(raw)`` for a struct of the fields, the ``extras`` columns and ``_v``."""
-    src = _Source("def decode(raw):", DECODE=msgspec.json.Decoder(struct).decode, VERSION=SCHEMA_VERSION,
-                  FIELDS_SETS=fields.fields_sets(fields_set))
+def _gen_read(fields: _Fields, struct: type[msgspec.Struct], fields_set: set[str],
+              extras: tuple[str, ...] | None = None) -> Any:
+    """Generate ``read(raw)`` for a struct of the fields (the ``extras`` columns) and ``_v``.
+
+    Without ``extras`` (a model without extra columns): the whole fast decode, the
+    validating decode for anything unusual. With them (a column layout): the decode of
+    rows with those columns, raising ``msgspec.DecodeError`` for other rows and
+    ``ValueError`` for those the validating decode must read.
+    """
+    src = _Source("def read(raw):", DECODE=msgspec.json.Decoder(struct).decode, VALIDATE=decode,
+                  ERRORS=_DECODE_ERRORS, FIELDS_SETS=fields.fields_sets(fields_set), MODEL=fields.model)
+    if extras is None:
+        src.add("if not isinstance(raw, bytes) or len(raw) > MODEL.max_record_bytes:",
+                "    return VALIDATE(MODEL, raw)", "try:")
+        src.indent = 2
     values = _unpack(src, struct, "DECODE(raw)")
     src.add(f"if {values[_VERSION_FIELD]} != VERSION:", "    raise _Bad('another schema version')")
     _add_checks(src, fields, values)
-    extra = "{" + ", ".join(f"{name!r}: {values[name]}" for name in extras) + "}" if fields.extra else "None"
+    if extras is None:
+        src.indent = 1
+        src.add("except ERRORS:", "    return VALIDATE(MODEL, raw)")
+    extra = "None" if extras is None else "{" + ", ".join(f"{n!r}: {values[n]}" for n in extras) + "}"
     _add_record(src, fields, values, extra, "FIELDS_SETS[m]")
-    return src.compile(f"{fields.model.__name__} decode" + (f" {len(extras)} columns" if extras else ""))
+    return src.compile(f"{fields.model.__name__} read" + (f" {len(extras)} columns" if extras else ""))
 
 
 def _struct_type(tp: Any, nested: dict[type[BaseModel], _Plan]) -> Any:
@@ -388,9 +442,10 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
                              lambda body: body.update(ns))
     parts = _Fields(model, names, tuple(times), tuple(decimals), tuple(ids), tuple(subs), tuple(omitted),
                     frozenset(n for n in names if _nullable(annotations[n])), extra)
-    plan = _Plan(parts, extra or any(_has_float(t) for t in annotations.values()), struct,
-                 _gen_to_dict(parts), _gen_build(parts, struct),
-                 _gen_decode(parts, struct, set(names)) if top and not extra else None)
+    floats = extra or any(_has_float(t) for t in annotations.values())
+    plan = _Plan(parts, struct, _gen_to_dict(parts), _gen_build(parts, struct),
+                 _gen_write(parts, floats) if top else None,
+                 _gen_read(parts, struct, set(names)) if top and not extra else None)
     if not top:
         nested[model] = plan
     return plan
@@ -438,28 +493,10 @@ def supported(model: type[Record]) -> bool:
 
 def fast_encode(record: Record) -> bytes:
     """Encode a record exactly as ``schemas.base.encode`` does, faster."""
-    plan = _PLANS.get(type(record)) or _plan(type(record))
-    if plan is None:
-        return encode(record)
-    try:
-        out, times = plan.to_dict(record)
-        body = _ENCODER.encode(out)
-    except (TypeError, ValueError, AttributeError, UnicodeEncodeError):  # a lone surrogate: pydantic says why
-        return encode(record)
-    if times:
-        # each of the ``times`` values ends in 000Z" (to_dict checked): cut them all at
-        # once; anything else ending so (a text, a key) changes the count: pydantic's path
-        cut = body.replace(b'000Z"', b'Z"')
-        if len(body) - len(cut) != 3 * times:
-            return encode(record)
-        body = cut
-    if plan.floats and _POSITIVE_EXPONENT.search(body) is not None:
-        return encode(record)
-    return _HEAD + body[1:] if len(body) > 2 else b'{"_v":%d}' % SCHEMA_VERSION
-
-
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, KeyError,
-                  AttributeError)
+    write = _WRITERS.get(type(record))
+    if write is None:
+        write = _WRITERS[type(record)] = _writer(type(record))
+    return write(record)
 
 
 def fast_decode(model: type[R], raw: bytes | str) -> R:
@@ -467,22 +504,50 @@ def fast_decode(model: type[R], raw: bytes | str) -> R:
 
     Raises ``DecodeError`` (from the validating path) exactly when ``decode`` would.
     """
-    plan = _PLANS.get(model) or _plan(model)
-    if plan is None or not isinstance(raw, bytes) or len(raw) > model.max_record_bytes:
-        return decode(model, raw)
+    read = _READERS.get(model)
+    if read is None:
+        read = _READERS[model] = _reader(model)
+    return read(raw)  # type: ignore[return-value]
+
+
+_WRITERS: dict[type[BaseModel], Callable[[Any], bytes]] = {}
+_READERS: dict[type[BaseModel], Callable[[bytes | str], BaseModel]] = {}
+
+
+def _writer(model: type[Record]) -> Callable[[Any], bytes]:
+    plan = _plan(model)
+    return plan.write if plan is not None and plan.write is not None else encode
+
+
+def _reader(model: type[R]) -> Callable[[bytes | str], BaseModel]:
+    plan = _plan(model)
+    if plan is None:
+        return functools.partial(decode, model)
+    if plan.read is not None:
+        return plan.read  # type: ignore[return-value]
+    return functools.partial(_read_columns, plan)
+
+
+def _read_columns(plan: _Plan, raw: bytes | str) -> BaseModel:
+    """Decode a record of a model with extra columns.
+
+    Typed if the columns are the last row's (``_LAYOUTS``), else the general way
+    (``_decode_columns``).
+    """
+    model = plan.fields.model
+    if not isinstance(raw, bytes) or len(raw) > model.max_record_bytes:  # type: ignore[attr-defined]
+        return decode(model, raw)  # type: ignore[type-var]
     try:
-        if plan.decode is not None:
-            return plan.decode(raw)  # type: ignore[return-value]
         layout = _LAYOUTS.get(model)
         if layout is not None:
             try:
-                return layout(raw)  # type: ignore[return-value]
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                pass  # other columns (or a bad row): the general path tells
+                return layout(raw)
+            except msgspec.DecodeError:  # other columns (or a bad row): the general path tells
+                pass
         rec = _decode_columns(plan, raw)
     except _DECODE_ERRORS:
-        return decode(model, raw)
-    return rec if rec is not None else decode(model, raw)  # type: ignore[return-value]
+        rec = None
+    return rec if rec is not None else decode(model, raw)  # type: ignore[type-var]
 
 
 def _decode_columns(plan: _Plan, raw: bytes) -> BaseModel | None:
@@ -516,7 +581,7 @@ def _layout(plan: _Plan, extras: tuple[str, ...], fields_set: set[str]) -> Calla
     struct = types.new_class(f"Fast{plan.fields.model.__name__}Columns", (msgspec.Struct,),
                              {"forbid_unknown_fields": True, "kw_only": True},
                              lambda body: body.update(ns))
-    decoder: Callable[[bytes], BaseModel] = _gen_decode(plan.fields, struct, fields_set, extras)
+    decoder: Callable[[bytes], BaseModel] = _gen_read(plan.fields, struct, fields_set, extras)
     if len(_LAYOUT_DECODERS) < 64:
         _LAYOUT_DECODERS[key] = decoder
     return decoder
