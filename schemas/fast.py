@@ -303,27 +303,29 @@ def _gen_build(fields: _Fields, struct: type[msgspec.Struct]) -> Any:
     return src.compile(f"{fields.model.__name__} build")
 
 
-def _gen_read(fields: _Fields, struct: type[msgspec.Struct], fields_set: set[str],
+def _gen_read(fields: _Fields, struct: type[msgspec.Struct], fields_set: set[str], other: Any,
               extras: tuple[str, ...] | None = None) -> Any:
-    """Generate ``read(raw)`` for a struct of the fields (the ``extras`` columns) and ``_v``.
+    """Generate ``read(raw)``: a whole fast decode, for a struct of the fields and ``_v``.
 
-    Without ``extras`` (a model without extra columns): the whole fast decode, the
-    validating decode for anything unusual. With them (a column layout): the decode of
-    rows with those columns, raising ``msgspec.DecodeError`` for other rows and
-    ``ValueError`` for those the validating decode must read.
+    With ``extras`` (a column layout of a model with extra columns), the struct has those
+    columns too. A payload the struct does not take goes to ``other`` (the validating
+    decode, or the general decode of extra columns); one the checks refuse goes to the
+    validating decode.
     """
     src = _Source("def read(raw):", DECODE=msgspec.json.Decoder(struct).decode, VALIDATE=decode,
-                  ERRORS=_DECODE_ERRORS, FIELDS_SETS=fields.fields_sets(fields_set), MODEL=fields.model)
-    if extras is None:
-        src.add("if not isinstance(raw, bytes) or len(raw) > MODEL.max_record_bytes:",
-                "    return VALIDATE(MODEL, raw)", "try:")
-        src.indent = 2
+                  ERRORS=_DECODE_ERRORS, OTHER=other, SHAPE=msgspec.DecodeError,
+                  FIELDS_SETS=fields.fields_sets(fields_set), MODEL=fields.model)
+    src.add("if not isinstance(raw, bytes) or len(raw) > MODEL.max_record_bytes:",
+            "    return VALIDATE(MODEL, raw)", "try:")
+    src.indent = 2
     values = _unpack(src, struct, "DECODE(raw)")
+    src.indent = 1
+    src.add("except SHAPE:", "    return OTHER(raw)", "try:")
+    src.indent = 2
     src.add(f"if {values[_VERSION_FIELD]} != VERSION:", "    raise _Bad('another schema version')")
     _add_checks(src, fields, values)
-    if extras is None:
-        src.indent = 1
-        src.add("except ERRORS:", "    return VALIDATE(MODEL, raw)")
+    src.indent = 1
+    src.add("except ERRORS:", "    return VALIDATE(MODEL, raw)")
     extra = "None" if extras is None else "{" + ", ".join(f"{n!r}: {values[n]}" for n in extras) + "}"
     _add_record(src, fields, values, extra, "FIELDS_SETS[m]")
     return src.compile(f"{fields.model.__name__} read" + (f" {len(extras)} columns" if extras else ""))
@@ -445,7 +447,8 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
     floats = extra or any(_has_float(t) for t in annotations.values())
     plan = _Plan(parts, struct, _gen_to_dict(parts), _gen_build(parts, struct),
                  _gen_write(parts, floats) if top else None,
-                 _gen_read(parts, struct, set(names)) if top and not extra else None)
+                 _gen_read(parts, struct, set(names), functools.partial(decode, model))
+                 if top and not extra else None)
     if not top:
         nested[model] = plan
     return plan
@@ -529,49 +532,34 @@ def _reader(model: type[R]) -> Callable[[bytes | str], BaseModel]:
 
 
 def _read_columns(plan: _Plan, raw: bytes | str) -> BaseModel:
-    """Decode a record of a model with extra columns.
+    """Decode a record of a model with extra columns, whatever its columns.
 
-    Typed if the columns are the last row's (``_LAYOUTS``), else the general way
-    (``_decode_columns``).
+    Then the reader of its model is the one of that column layout (``_layout``): Job A
+    writes the same columns in every row, the next rows decode typed, in one msgspec
+    call. A row with other columns comes back here.
     """
     model = plan.fields.model
     if not isinstance(raw, bytes) or len(raw) > model.max_record_bytes:  # type: ignore[attr-defined]
         return decode(model, raw)  # type: ignore[type-var]
-    try:
-        layout = _LAYOUTS.get(model)
-        if layout is not None:
-            try:
-                return layout(raw)
-            except msgspec.DecodeError:  # other columns (or a bad row): the general path tells
-                pass
-        rec = _decode_columns(plan, raw)
-    except _DECODE_ERRORS:
-        rec = None
-    return rec if rec is not None else decode(model, raw)  # type: ignore[type-var]
-
-
-def _decode_columns(plan: _Plan, raw: bytes) -> BaseModel | None:
-    """Decode a record of a model with extra columns, whatever its columns; None if not plain.
-
-    Then remember the column layout: the next rows (Job A writes the same columns in every
-    row) decode typed, in one msgspec call, with generated checks (``_LAYOUTS``).
-    """
     fields = plan.fields
-    data = _ANY.decode(raw)
-    fixed = {name: data.pop(name) for name in fields.names if name in data}
-    struct = msgspec.convert(fixed, plan.struct)
-    fields_set = _plain_columns(fields, data) if data.pop("_v", None) == SCHEMA_VERSION else None
-    if fields_set is None:
-        return None
-    rec = plan.build(struct, data, fields_set)
-    _LAYOUTS[fields.model] = _layout(plan, tuple(data), fields_set)
+    try:
+        data = _ANY.decode(raw)
+        fixed = {name: data.pop(name) for name in fields.names if name in data}
+        struct = msgspec.convert(fixed, plan.struct)
+        fields_set = _plain_columns(fields, data) if data.pop("_v", None) == SCHEMA_VERSION else None
+        if fields_set is None:
+            return decode(model, raw)  # type: ignore[type-var]
+        rec = plan.build(struct, data, fields_set)
+    except _DECODE_ERRORS:
+        return decode(model, raw)  # type: ignore[type-var]
+    _READERS[model] = _layout(plan, tuple(data), fields_set)
     return rec
 
 
-def _layout(plan: _Plan, extras: tuple[str, ...], fields_set: set[str]) -> Callable[[bytes], BaseModel]:
-    """Return the decode of rows with exactly these extra columns (numbers or null), made once."""
+def _layout(plan: _Plan, extras: tuple[str, ...], fields_set: set[str]) -> Callable[[bytes | str], BaseModel]:
+    """Return the reader of rows with exactly these extra columns (numbers or null), made once."""
     key = (plan.fields.model, extras)
-    known = _LAYOUT_DECODERS.get(key)
+    known = _LAYOUT_READERS.get(key)
     if known is not None:
         return known
     annotations = {**plan.struct.__annotations__, **dict.fromkeys(extras, float | int | None)}
@@ -581,15 +569,15 @@ def _layout(plan: _Plan, extras: tuple[str, ...], fields_set: set[str]) -> Calla
     struct = types.new_class(f"Fast{plan.fields.model.__name__}Columns", (msgspec.Struct,),
                              {"forbid_unknown_fields": True, "kw_only": True},
                              lambda body: body.update(ns))
-    decoder: Callable[[bytes], BaseModel] = _gen_read(plan.fields, struct, fields_set, extras)
-    if len(_LAYOUT_DECODERS) < 64:
-        _LAYOUT_DECODERS[key] = decoder
-    return decoder
+    read: Callable[[bytes | str], BaseModel] = _gen_read(plan.fields, struct, fields_set,
+                                                   functools.partial(_read_columns, plan), extras)
+    if len(_LAYOUT_READERS) < 64:
+        _LAYOUT_READERS[key] = read
+    return read
 
 
-_LAYOUTS: dict[type[BaseModel], Callable[[bytes], BaseModel]] = {}
-"""The decode of the column layout of the last row of a model with extra columns."""
-_LAYOUT_DECODERS: dict[tuple[type[BaseModel], tuple[str, ...]], Callable[[bytes], BaseModel]] = {}
+_LAYOUT_READERS: dict[tuple[type[BaseModel], tuple[str, ...]], Callable[[bytes | str], BaseModel]] = {}
+"""The reader of each column layout seen (of models with extra columns), by model and columns."""
 
 _FLOATS = (float, int, type(None))
 _COLUMNS_SEEN: dict[tuple[type[BaseModel], tuple[str, ...]], set[str]] = {}

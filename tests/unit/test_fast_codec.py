@@ -250,8 +250,8 @@ def test_rows_of_two_column_layouts_in_turn_decode_each_as_written() -> None:
         for row in (one, two):
             assert_same_as_pydantic(row)
     # one decoder per layout, made once and kept (not made again at every switch)
-    assert len([key for key in fast._LAYOUT_DECODERS if key[0] is SmaWide]) >= 2
-    decoder = fast._LAYOUT_DECODERS[SmaWide, ("sma_5", "ema_12")]
+    assert len([key for key in fast._LAYOUT_READERS if key[0] is SmaWide]) >= 2
+    reader = fast._LAYOUT_READERS[SmaWide, ("sma_5", "ema_12")]
     fast_decode(SmaWide, pydantic_encode(two))
     fast_decode(SmaWide, pydantic_encode(one))
-    assert fast._LAYOUTS[SmaWide] is decoder
+    assert fast._READERS[SmaWide] is reader
