@@ -88,6 +88,12 @@ def _ts(value: datetime) -> Any:
     return _fmt_ts(value)
 
 
+def _whole_second(value: datetime) -> Any:
+    """Write a UTC time on a whole second as msgspec writes the others, ``...SS.000000Z``."""
+    text = _ENCODER.encode(value)
+    return msgspec.Raw(text[:20] + b'.000000Z"') if len(text) == 22 else _fmt_ts(value)
+
+
 class _Bad(ValueError):
     """A value the fast decode does not keep as it is: the validating decode reads the record."""
 
@@ -167,7 +173,7 @@ class _Source:
         self.indent = 1
         self.env = {"UTC": UTC, "UNSET": msgspec.UNSET, "VERSION": SCHEMA_VERSION, "_Bad": _Bad,
                     "_remember": _remember, "_new": _new, "_astuple": msgspec.structs.astuple, **_SLOTS,
-                    "_ts": _ts, **env}
+                    "_ts": _ts, "_whole_second": _whole_second, **env}
 
     def add(self, *lines: str, indent: int = 0) -> None:
         self.lines += ["    " * (self.indent + indent) + line for line in lines]
@@ -190,10 +196,12 @@ def _add_dict_lines(src: _Source, fields: _Fields) -> None:
         if name in fields.nullable:
             src.add("if v is not None:")
             indent = 1
-        # msgspec writes a UTC time as ...SS.ffffffZ: with whole milliseconds (not 0) one
-        # replace of the whole JSON cuts them all; anything else is formatted here
-        src.add("if v.tzinfo is UTC and (us := v.microsecond) and not us % 1000:", "    n += 1",
-                "else:", f"    out[{name!r}] = _ts(v)", indent=indent)
+        # msgspec writes a UTC time as ...SS.ffffffZ: with whole milliseconds one replace of
+        # the whole JSON cuts them all (a whole second, ...SSZ to msgspec, is padded to
+        # ...SS.000000Z first: bars close on whole minutes); anything else is formatted here
+        src.add("if v.tzinfo is UTC and not (us := v.microsecond) % 1000:", "    n += 1", "    if not us:",
+                f"        out[{name!r}] = _whole_second(v)", "else:", f"    out[{name!r}] = _ts(v)",
+                indent=indent)
     for i, (name, plan, many) in enumerate(fields.nested):
         src.env[f"sub{i}"] = plan.to_dict
         src.add(f"v = d[{name!r}]", "if v is not None:")

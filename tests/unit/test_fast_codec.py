@@ -255,3 +255,24 @@ def test_rows_of_two_column_layouts_in_turn_decode_each_as_written() -> None:
     fast_decode(SmaWide, pydantic_encode(two))
     fast_decode(SmaWide, pydantic_encode(one))
     assert fast._READERS[SmaWide] is reader
+
+
+@pytest.mark.parametrize("ts", [
+    datetime(2024, 3, 1, 14, 30, tzinfo=UTC), datetime(2024, 3, 1, 14, 30, 0, 100000, tzinfo=UTC),
+    datetime(2024, 3, 1, 14, 30, 59, 1000, tzinfo=UTC),
+], ids=str)
+def test_times_of_whole_seconds_or_milliseconds_stay_on_the_fast_encode(
+        ts: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bars close on whole minutes: such a time, beside one with milliseconds (the entry
+    # stamp), must not send the record to pydantic
+    stamp = ts + timedelta(milliseconds=7)
+    tick = MarketData(symbol="X", ts=ts, price=Decimal(1), volume=Decimal(0), wm=ts, entered_at=stamp)
+    row = SmaWide(symbol="X", ts=ts, price=1.0, volume=2.0, sma_5=1.5, entered_at=stamp)
+    expected = [pydantic_encode(tick), pydantic_encode(row)]
+
+    def pydantic_path(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("the pydantic path")
+
+    monkeypatch.setattr(MarketData, "model_dump_json", pydantic_path)
+    monkeypatch.setattr(SmaWide, "model_dump_json", pydantic_path)
+    assert [fast_encode(tick), fast_encode(row)] == expected
