@@ -47,7 +47,6 @@ __all__ = ["fast_decode", "fast_encode", "supported"]
 
 R = TypeVar("R", bound=Record)
 
-_HEAD = b'{"_v":%d,' % SCHEMA_VERSION
 _ENCODER = msgspec.json.Encoder()
 _ANY = msgspec.json.Decoder()
 _POSITIVE_EXPONENT = re.compile(rb"e[1-9]")
@@ -70,22 +69,6 @@ _GOOD_IDS_MAX = 4096
 
 class Unsupported(TypeError):
     """A field type the fast codec has no plan for (the model stays on pydantic)."""
-
-
-def _ts(value: datetime) -> Any:
-    """Write a time as ``base._fmt_ts`` does: ``YYYY-MM-DDTHH:MM:SS.sssZ``.
-
-    msgspec's C formatter writes a UTC time as ``...SS.ffffffZ``, or ``...SSZ`` when the
-    microseconds are 0: cut or pad its output (milliseconds truncated, as ``_fmt_ts``).
-    """
-    if value.tzinfo is not UTC:  # naive or another zone: _fmt_ts prints the fields as they are
-        return _fmt_ts(value)
-    text = _ENCODER.encode(value)
-    if len(text) == 29:  # "YYYY-MM-DDTHH:MM:SS.ffffffZ"
-        return msgspec.Raw(text[:24] + b'Z"')
-    if len(text) == 22:  # "YYYY-MM-DDTHH:MM:SSZ"
-        return msgspec.Raw(text[:20] + b'.000Z"')
-    return _fmt_ts(value)
 
 
 def _whole_second(value: datetime) -> Any:
@@ -162,9 +145,11 @@ class _Plan:
 class _Source:
     """The lines of a generated function and the globals it reads.
 
-    Code is generated from field names and positions only (never from data), once per
-    model (and sma_wide column layout), so that per record the codec runs no loop over a
-    plan, no attribute look-up of one and no call per field.
+    Code is generated once per model (and per column layout of sma_wide rows), so that
+    per record the codec runs no loop over a plan, no attribute look-up of one and no
+    call per field. Names enter the code only as ``repr()`` literals (field names, and
+    extra column names that passed ``INDICATOR_COLUMN``), values never: locals are
+    ``v0``, ``v1``... and everything else is a global of the function (``env``).
     """
 
     def __init__(self, head: str, **env: Any) -> None:
@@ -173,7 +158,7 @@ class _Source:
         self.indent = 1
         self.env = {"UTC": UTC, "UNSET": msgspec.UNSET, "VERSION": SCHEMA_VERSION, "_Bad": _Bad,
                     "_remember": _remember, "_new": _new, "_astuple": msgspec.structs.astuple, **_SLOTS,
-                    "_ts": _ts, "_whole_second": _whole_second, **env}
+                    "_fmt_ts": _fmt_ts, "_whole_second": _whole_second, **env}
 
     def add(self, *lines: str, indent: int = 0) -> None:
         self.lines += ["    " * (self.indent + indent) + line for line in lines]
@@ -198,9 +183,10 @@ def _add_dict_lines(src: _Source, fields: _Fields) -> None:
             indent = 1
         # msgspec writes a UTC time as ...SS.ffffffZ: with whole milliseconds one replace of
         # the whole JSON cuts them all (a whole second, ...SSZ to msgspec, is padded to
-        # ...SS.000000Z first: bars close on whole minutes); anything else is formatted here
+        # ...SS.000000Z first: bars close on whole minutes); anything else (not UTC, or
+        # finer than milliseconds: a record not validated) is written by pydantic's formatter
         src.add("if v.tzinfo is UTC and not (us := v.microsecond) % 1000:", "    n += 1", "    if not us:",
-                f"        out[{name!r}] = _whole_second(v)", "else:", f"    out[{name!r}] = _ts(v)",
+                f"        out[{name!r}] = _whole_second(v)", "else:", f"    out[{name!r}] = _fmt_ts(v)",
                 indent=indent)
     for i, (name, plan, many) in enumerate(fields.nested):
         src.env[f"sub{i}"] = plan.to_dict
