@@ -218,7 +218,8 @@ def _gen_write(fields: _Fields, floats: bool) -> Any:
     writes that record); ``floats``: a positive exponent sends the record to pydantic.
     """
     src = _Source("def write(rec):", ENCODE=_ENCODER.encode, PYDANTIC=encode,
-                  EXPONENT=_POSITIVE_EXPONENT.search)
+                  EXPONENT=_POSITIVE_EXPONENT.search,
+                  ENCODE_ERRORS=(TypeError, ValueError, AttributeError, OverflowError, msgspec.EncodeError))
     src.add("try:", "    d = rec.__dict__")
     src.add("    out = {'_v': VERSION, **d, **rec.__pydantic_extra__}" if fields.extra
             else "    out = {'_v': VERSION, **d}")
@@ -226,8 +227,10 @@ def _gen_write(fields: _Fields, floats: bool) -> Any:
     _add_dict_lines(src, fields)
     src.add("body = ENCODE(out)")
     src.indent = 1
-    src.add("except (TypeError, ValueError, AttributeError, UnicodeEncodeError):",  # a lone surrogate
-            "    return PYDANTIC(rec)",  # says why
+    # a lone surrogate (UnicodeEncodeError), a value msgspec cannot write (TypeError,
+    # msgspec.EncodeError), a field set around validation (AttributeError): pydantic's path
+    # writes the record or says why
+    src.add("except ENCODE_ERRORS:", "    return PYDANTIC(rec)",
             "if n:", "    cut = body.replace(b'000Z\"', b'Z\"')", "    if len(body) - len(cut) != 3 * n:",
             "        return PYDANTIC(rec)", "    body = cut")
     if floats:
@@ -546,16 +549,31 @@ def _read_columns(plan: _Plan, raw: bytes | str) -> BaseModel:
         rec = plan.build(struct, data, fields_set)
     except _DECODE_ERRORS:
         return decode(model, raw)  # type: ignore[type-var]
-    _READERS[model] = _layout(plan, tuple(data), fields_set)
+    _READERS[model] = _layout(plan, tuple(data), fields_set) or functools.partial(_read_columns, plan)
     return rec
 
 
-def _layout(plan: _Plan, extras: tuple[str, ...], fields_set: set[str]) -> Callable[[bytes | str], BaseModel]:
-    """Return the reader of rows with exactly these extra columns (numbers or null), made once."""
+def _layout(plan: _Plan, extras: tuple[str, ...],
+            fields_set: set[str]) -> Callable[[bytes | str], BaseModel] | None:
+    """Return the reader of rows with exactly these extra columns (numbers or null), made once.
+
+    None when msgspec takes no struct field of such a name (a control character: the
+    model's rule lets ``rsi_14`` and a newline through): those rows take the general decode.
+    """
     key = (plan.fields.model, extras)
-    known = _LAYOUT_READERS.get(key)
-    if known is not None:
-        return known
+    if key in _LAYOUT_READERS:
+        return _LAYOUT_READERS[key]
+    try:
+        read = _gen_layout(plan, extras, fields_set)
+    except (ValueError, TypeError):
+        read = None
+    if len(_LAYOUT_READERS) < 64:
+        _LAYOUT_READERS[key] = read
+    return read
+
+
+def _gen_layout(plan: _Plan, extras: tuple[str, ...],
+                fields_set: set[str]) -> Callable[[bytes | str], BaseModel]:
     annotations = {**plan.struct.__annotations__, **dict.fromkeys(extras, float | int | None)}
     annotations[_VERSION_FIELD] = int
     ns = {"__annotations__": annotations, _VERSION_FIELD: msgspec.field(name="_v"),
@@ -564,13 +582,11 @@ def _layout(plan: _Plan, extras: tuple[str, ...], fields_set: set[str]) -> Calla
                              {"forbid_unknown_fields": True, "kw_only": True},
                              lambda body: body.update(ns))
     read: Callable[[bytes | str], BaseModel] = _gen_read(plan.fields, struct, fields_set,
-                                                   functools.partial(_read_columns, plan), extras)
-    if len(_LAYOUT_READERS) < 64:
-        _LAYOUT_READERS[key] = read
+                                                         functools.partial(_read_columns, plan), extras)
     return read
 
 
-_LAYOUT_READERS: dict[tuple[type[BaseModel], tuple[str, ...]], Callable[[bytes | str], BaseModel]] = {}
+_LAYOUT_READERS: dict[tuple[type[BaseModel], tuple[str, ...]], Callable[[bytes | str], BaseModel] | None] = {}
 """The reader of each column layout seen (of models with extra columns), by model and columns."""
 
 _FLOATS = (float, int, type(None))

@@ -276,3 +276,28 @@ def test_times_of_whole_seconds_or_milliseconds_stay_on_the_fast_encode(
     monkeypatch.setattr(MarketData, "model_dump_json", pydantic_path)
     monkeypatch.setattr(SmaWide, "model_dump_json", pydantic_path)
     assert [fast_encode(tick), fast_encode(row)] == expected
+
+
+@pytest.mark.parametrize("column", ["sma_5'] = 0; import os; x = ['", 'ema_1"\\', "sma_", "SMA_5"])
+def test_a_column_name_no_model_accepts_never_makes_a_column_layout(column: str) -> None:
+    # the reader of a column layout is generated code: only names that passed the
+    # model's column rule (INDICATOR_COLUMN) get one, and those only as repr() literals
+    from schemas import fast
+
+    before = set(fast._LAYOUT_READERS)
+    data = {"_v": 1, "symbol": "AAPL", "ts": "2024-03-01T14:30:00.000Z", "price": 1.0, "volume": 2.0,
+            "vwap": None, "seq": 0, column: 1.0}
+    assert_decoded_as_validated(SmaWide, fuzzing._dump(data).encode())
+    assert set(fast._LAYOUT_READERS) == before
+
+
+def test_a_column_name_the_model_accepts_with_a_newline_reads_as_validated() -> None:
+    # INDICATOR_COLUMN ends in $, which matches before a final newline: the model takes
+    # "rsi_14\n" as a column; msgspec takes no struct field of that name, so there is no
+    # layout reader for it: the general decode reads it, every time, and nothing escapes
+    data = {"_v": 1, "symbol": "AAPL", "ts": "2024-03-01T14:30:00.000Z", "price": 1.0, "volume": 2.0,
+            "vwap": None, "seq": 0, "rsi_14\n": 1.0}
+    raw = fuzzing._dump(data).encode()
+    for _ in range(2):
+        assert_decoded_as_validated(SmaWide, raw)
+    assert fast_encode(fast_decode(SmaWide, raw)) == pydantic_encode(decode(SmaWide, raw))
