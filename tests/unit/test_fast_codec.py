@@ -301,3 +301,20 @@ def test_a_column_name_the_model_accepts_with_a_newline_reads_as_validated() -> 
     for _ in range(2):
         assert_decoded_as_validated(SmaWide, raw)
     assert fast_encode(fast_decode(SmaWide, raw)) == pydantic_encode(decode(SmaWide, raw))
+
+
+_COLUMN_VALUES = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers(-10, 10),
+                           st.just("1.5"), st.just(True))
+_ROWS = st.lists(st.dictionaries(st.sampled_from(["sma_5", "sma_10", "ema_12", "rsi_14", "bogus", "vwap"]),
+                                 _COLUMN_VALUES, max_size=4), min_size=1, max_size=8)
+
+
+@FUZZ
+@given(_ROWS)
+def test_sma_wide_rows_of_changing_columns_read_each_as_validated(rows: list[dict[str, Any]]) -> None:
+    # each row's reader is the one of the previous row's columns: a row with other
+    # columns, or a bad value, must still read exactly as the validating decode reads it
+    for columns in rows:
+        data = {"_v": 1, "symbol": "AAPL", "ts": "2024-03-01T14:30:00.000Z", "price": 1.0, "volume": 2.0,
+                "vwap": None, "seq": 0, **columns}
+        assert_decoded_as_validated(SmaWide, fuzzing._dump(data).encode())
