@@ -558,17 +558,20 @@ def _layout(plan: _Plan, extras: tuple[str, ...],
     """Return the reader of rows with exactly these extra columns (numbers or null), made once.
 
     None when msgspec takes no struct field of such a name (a control character: the
-    model's rule lets ``rsi_14`` and a newline through): those rows take the general decode.
+    model's rule lets ``rsi_14`` and a newline through), or when 64 layouts are known
+    already (a stream of ever new columns would make one at every row): those rows take
+    the general decode.
     """
     key = (plan.fields.model, extras)
     if key in _LAYOUT_READERS:
         return _LAYOUT_READERS[key]
+    if len(_LAYOUT_READERS) >= _LAYOUTS_MAX:
+        return None
     try:
         read = _gen_layout(plan, extras, fields_set)
     except (ValueError, TypeError):
         read = None
-    if len(_LAYOUT_READERS) < 64:
-        _LAYOUT_READERS[key] = read
+    _LAYOUT_READERS[key] = read
     return read
 
 
@@ -588,6 +591,7 @@ def _gen_layout(plan: _Plan, extras: tuple[str, ...],
 
 _LAYOUT_READERS: dict[tuple[type[BaseModel], tuple[str, ...]], Callable[[bytes | str], BaseModel] | None] = {}
 """The reader of each column layout seen (of models with extra columns), by model and columns."""
+_LAYOUTS_MAX = 64
 
 _FLOATS = (float, int, type(None))
 _COLUMNS_SEEN: dict[tuple[type[BaseModel], tuple[str, ...]], set[str]] = {}

@@ -318,3 +318,15 @@ def test_sma_wide_rows_of_changing_columns_read_each_as_validated(rows: list[dic
         data = {"_v": 1, "symbol": "AAPL", "ts": "2024-03-01T14:30:00.000Z", "price": 1.0, "volume": 2.0,
                 "vwap": None, "seq": 0, **columns}
         assert_decoded_as_validated(SmaWide, fuzzing._dump(data).encode())
+
+
+def test_beyond_the_known_layouts_rows_read_the_general_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    from schemas import fast
+
+    monkeypatch.setattr(fast, "_LAYOUT_READERS", {})
+    monkeypatch.setattr(fast, "_LAYOUTS_MAX", 2)
+    ts = datetime(2024, 3, 1, 14, 30, 0, 5000, tzinfo=UTC)
+    rows = [SmaWide(symbol="A", ts=ts, price=1.0, volume=2.0, **{f"sma_{n}": 1.0}) for n in range(1, 6)]
+    for row in rows * 2:
+        assert_same_as_pydantic(row)
+    assert len(fast._LAYOUT_READERS) == 2  # no code made for the others, at any row
