@@ -513,7 +513,11 @@ def fast_decode(model: type[R], raw: bytes | str) -> R:
 
 
 _WRITERS: dict[type[BaseModel], Callable[[Any], bytes]] = {}
+"""The writer of each model encoded: its generated ``write``, or pydantic's path (no plan)."""
 _READERS: dict[type[BaseModel], Callable[[bytes | str], BaseModel]] = {}
+"""The reader of each model decoded: its generated ``read``, pydantic's path (no plan), or,
+for a model with extra columns, the reader of its last row's column layout (``_layout``)
+or the general decode of such rows (``_read_columns``)."""
 
 
 def _writer(model: type[Record]) -> Callable[[Any], bytes]:
