@@ -10,22 +10,27 @@ goes through the validating ``schemas.base.decode``, so a bad record still becom
 ``DecodeError`` with a reason (and a dead letter), never a crash.
 
 The schemas stay the single definition: a plan is derived from a model's fields when
-the model is first used (a msgspec ``Struct`` with the same fields and types for the
-decode, and the list of time and nested-model fields for the encode). A model with a
-field type the plan does not know (``Any``) is left to pydantic entirely.
+the model is first used: a msgspec ``Struct`` with the same fields and types for the
+decode, and, generated from the field names (``_Source``), the code that turns a record
+into the dict msgspec writes and a decoded struct into a checked record, with one line
+per field and no loop over the plan per record. A model with a field type the plan does
+not know (``Any``) is left to pydantic entirely.
 
 Why the encode is byte-identical: msgspec writes strings, ints, bools, ``null``,
 ``Decimal`` (as ``str(value)``) and floats as pydantic-core does, but for two things,
-both handled here: times (``UtcDatetime`` is ``...T..:..:..sssZ``; msgspec would write
-microseconds) are formatted before, and floats with a positive exponent (``1e+22`` in
-pydantic, ``1e22`` in msgspec) send the record to the pydantic path.
+both handled here: times (``UtcDatetime`` is ``...T..:..:..sssZ``; msgspec writes
+``...SS.ffffffZ``) have their last three zeros cut in one replace of the JSON (or are
+formatted before when they are not whole milliseconds), and floats with a positive
+exponent (``1e+22`` in pydantic, ``1e22`` in msgspec) send the record to the pydantic path.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,7 +47,6 @@ __all__ = ["fast_decode", "fast_encode", "supported"]
 
 R = TypeVar("R", bound=Record)
 
-_HEAD = b'{"_v":%d,' % SCHEMA_VERSION
 _ENCODER = msgspec.json.Encoder()
 _ANY = msgspec.json.Decoder()
 _POSITIVE_EXPONENT = re.compile(rb"e[1-9]")
@@ -50,8 +54,15 @@ _POSITIVE_EXPONENT = re.compile(rb"e[1-9]")
 e.g. a symbol ``e5``, only costs the pydantic path). A literal first: ``[0-9]e[0-9]``
 costs ten times as much."""
 
-_set = object.__setattr__
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, KeyError,
+                  AttributeError)
+"""What a fast decode may raise on a payload that is not as our jobs write it."""
+
 _new = object.__new__
+_SLOTS = {f"_set_{name.removeprefix('__pydantic').strip('_')}": BaseModel.__dict__[name].__set__
+          for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")}
+"""Setters of the four slots of a pydantic model (``_set_dict``, ``_set_fields_set``...),
+the descriptors' own: a quarter cheaper than ``object.__setattr__``, which looks them up."""
 _GOOD_IDS_MAX = 4096
 """Ids remembered as checked, per field (then forgotten all at once)."""
 
@@ -60,30 +71,35 @@ class Unsupported(TypeError):
     """A field type the fast codec has no plan for (the model stays on pydantic)."""
 
 
-def _ts(value: datetime) -> Any:
-    """Write a time as ``base._fmt_ts`` does: ``YYYY-MM-DDTHH:MM:SS.sssZ``.
-
-    msgspec's C formatter writes a UTC time as ``...SS.ffffffZ``, or ``...SSZ`` when the
-    microseconds are 0: cut or pad its output (milliseconds truncated, as ``_fmt_ts``).
-    """
-    if value.tzinfo is not UTC:  # naive or another zone: _fmt_ts prints the fields as they are
-        return _fmt_ts(value)
+def _whole_second(value: datetime) -> Any:
+    """Write a UTC time on a whole second as msgspec writes the others, ``...SS.000000Z``."""
     text = _ENCODER.encode(value)
-    if len(text) == 29:  # "YYYY-MM-DDTHH:MM:SS.ffffffZ"
-        return msgspec.Raw(text[:24] + b'Z"')
-    if len(text) == 22:  # "YYYY-MM-DDTHH:MM:SSZ"
-        return msgspec.Raw(text[:20] + b'.000Z"')
-    return _fmt_ts(value)
+    return msgspec.Raw(text[:20] + b'.000000Z"') if len(text) == 22 else _fmt_ts(value)
+
+
+class _Bad(ValueError):
+    """A value the fast decode does not keep as it is: the validating decode reads the record."""
+
+
+def _remember(good: set[str], check: Any, value: str) -> None:
+    """Run an id's check (``ValueError`` if it fails) and remember that ``value`` passed it."""
+    check(value)
+    if len(good) >= _GOOD_IDS_MAX:
+        good.clear()
+    good.add(value)
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _Fields:
+    """What a model's fields hold, as far as the codec converts or checks them."""
+
     model: type[BaseModel]
     names: tuple[str, ...]
     times: tuple[str, ...]
     """Fields holding a datetime (or None)."""
-    decimals: tuple[str, ...]
-    """Fields holding a Decimal (or None): msgspec reads "NaN" and "Infinity" too."""
+    decimals: tuple[tuple[str, bool], ...]
+    """(field, is a list of them) for fields holding Decimals (or None): msgspec reads
+    "NaN" and "Infinity" too."""
     ids: tuple[tuple[str, Any, set[str]], ...]
     """(field, check, values that passed it) for text fields with a check of their own
     (``Name``, ``RecordId``): an id with a space, a ``|`` or a control character would
@@ -94,68 +110,222 @@ class _Plan:
     """Fields left out of the JSON when None (``schemas.base.Stamp``): the encode drops
     them, the decode reads them as optional (``UNSET`` when absent, so the fields set is
     pydantic's)."""
+    nullable: frozenset[str]
+    """Fields that may hold None (the others need no test for it)."""
     extra: bool
     """The model keeps unknown columns (``extra="allow"``, e.g. SmaWide's indicators)."""
-    floats: bool
-    """A float may be written (a float field, nested or in a dict, or extra columns)."""
-    decoder: msgspec.json.Decoder[Any]
+
+    def fields_sets(self, every: set[str]) -> list[set[str]]:
+        """Return a record's fields set for each mask of stamps left out (bit i: ``omitted[i]``).
+
+        Shared by the records built (pydantic copies it in ``model_copy``; a frozen record
+        never changes it): no set is made per record.
+        """
+        return [every - {name for bit, name in enumerate(self.omitted) if mask >> bit & 1}
+                for mask in range(1 << len(self.omitted))]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    fields: _Fields
     struct: type[msgspec.Struct]
-    fields_set: set[str]
-    """Every field: a full payload sets them all. Shared by the records a plan builds
-    (pydantic copies it in ``model_copy``; a frozen record never changes it)."""
+    to_dict: Callable[[BaseModel], tuple[dict[str, Any], int]]
+    """A nested record as the dict msgspec writes, and how many times in it msgspec
+    writes as ``...SS.fff000Z`` (to cut to ``...SS.fffZ``). Generated code."""
+    build: Callable[..., BaseModel]
+    """``build(struct, extra=None, fields_set=every field)``: the record of a decoded
+    ``struct``, checked (``ValueError`` when a check fails). Generated code."""
+    write: Callable[[BaseModel], bytes] | None
+    """The encode of a top-level record (else None). Generated code."""
+    read: Callable[[bytes], BaseModel] | None
+    """The decode of a top-level record without extra columns (else None): one msgspec
+    call, the checks, the validating decode for anything unusual. Generated code."""
 
-    def to_dict(self, rec: BaseModel) -> dict[str, Any]:
-        out = dict(rec.__dict__)
-        for name in self.times:
-            value = out[name]
-            if value is not None:
-                out[name] = _ts(value)
-        for name, plan, many in self.nested:
-            value = out[name]
-            if value is not None:
-                out[name] = [plan.to_dict(v) for v in value] if many else plan.to_dict(value)
-        for name in self.omitted:
-            if out[name] is None:
-                del out[name]
-        extra = rec.__pydantic_extra__
-        if extra:
-            out.update(extra)
-        return out
 
-    def build(self, fields: dict[str, Any], extra: dict[str, Any] | None,
-              fields_set: set[str] | None = None) -> BaseModel:
-        fields_set = fields_set or self.fields_set
-        for name in self.omitted:
-            if fields[name] is msgspec.UNSET:
-                fields[name] = None
-                fields_set = fields_set - {name}  # a new set: the shared one never changes
-        for name in self.times:
-            value = fields[name]
-            # only what the validating path would keep as it is: UTC, whole milliseconds
-            if value is not None and (value.tzinfo is not UTC or value.microsecond % 1000):
-                raise ValueError("time not in canonical UTC milliseconds")
-        for name, check, good in self.ids:
-            value = fields[name]
-            if value is not None and value not in good:
-                check(value)
-                if len(good) >= _GOOD_IDS_MAX:
-                    good.clear()
-                good.add(value)
-        for name in self.decimals:
-            value = fields[name]
-            if value is not None and not value.is_finite():
-                raise ValueError("not a finite number")
-        for name, plan, many in self.nested:
-            value = fields[name]
-            if value is not None:
-                fields[name] = ([plan.build(msgspec.structs.asdict(v), None) for v in value] if many
-                                else plan.build(msgspec.structs.asdict(value), None))
-        rec = _new(self.model)  # BaseModel has no __new__ of its own
-        _set(rec, "__dict__", fields)
-        _set(rec, "__pydantic_fields_set__", fields_set)
-        _set(rec, "__pydantic_extra__", extra)
-        _set(rec, "__pydantic_private__", None)
-        return rec
+class _Source:
+    """The lines of a generated function and the globals it reads.
+
+    Code is generated once per model (and per column layout of sma_wide rows), so that
+    per record the codec runs no loop over a plan, no attribute look-up of one and no
+    call per field. Names enter the code only as ``repr()`` literals (field names, and
+    extra column names that passed ``INDICATOR_COLUMN``), values never: locals are
+    ``v0``, ``v1``... and everything else is a global of the function (``env``).
+    """
+
+    def __init__(self, head: str, **env: Any) -> None:
+        self.name = head.split()[1].split("(")[0]
+        self.lines = [head]
+        self.indent = 1
+        self.env = {"UTC": UTC, "UNSET": msgspec.UNSET, "VERSION": SCHEMA_VERSION, "_Bad": _Bad,
+                    "_remember": _remember, "_new": _new, "_astuple": msgspec.structs.astuple, **_SLOTS,
+                    "_fmt_ts": _fmt_ts, "_whole_second": _whole_second, **env}
+
+    def add(self, *lines: str, indent: int = 0) -> None:
+        self.lines += ["    " * (self.indent + indent) + line for line in lines]
+
+    def compile(self, label: str) -> Any:
+        code = compile("\n".join(self.lines) + "\n", f"<schemas.fast: {label}>", "exec")
+        exec(code, self.env)  # noqa: S102 - our own source, built from a model's field names
+        return self.env[self.name]
+
+
+def _add_dict_lines(src: _Source, fields: _Fields) -> None:
+    """Turn ``out``, a copy of the record's ``__dict__`` ``d``, into what msgspec writes.
+
+    As pydantic does; count in ``n`` the times msgspec writes as ``...SS.fff000Z``.
+    """
+    src.add("n = 0")
+    for name in fields.times:
+        src.add(f"v = d[{name!r}]")
+        indent = 0
+        if name in fields.nullable:
+            src.add("if v is not None:")
+            indent = 1
+        # msgspec writes a UTC time as ...SS.ffffffZ: with whole milliseconds one replace of
+        # the whole JSON cuts them all (a whole second, ...SSZ to msgspec, is padded to
+        # ...SS.000000Z first: bars close on whole minutes); anything else (not UTC, or
+        # finer than milliseconds: a record not validated) is written by pydantic's formatter
+        src.add("if v.tzinfo is UTC and not (us := v.microsecond) % 1000:", "    n += 1", "    if not us:",
+                f"        out[{name!r}] = _whole_second(v)", "else:", f"    out[{name!r}] = _fmt_ts(v)",
+                indent=indent)
+    for i, (name, plan, many) in enumerate(fields.nested):
+        src.env[f"sub{i}"] = plan.to_dict
+        src.add(f"v = d[{name!r}]", "if v is not None:")
+        if many:
+            src.add("items = []", "for x in v:", f"    y, k = sub{i}(x)", "    items.append(y)",
+                    "    n += k", f"out[{name!r}] = items", indent=1)
+        else:
+            src.add(f"out[{name!r}], k = sub{i}(v)", "n += k", indent=1)
+    for name in fields.omitted:
+        src.add(f"if d[{name!r}] is None:", f"    del out[{name!r}]")
+
+
+def _gen_to_dict(fields: _Fields) -> Any:
+    """Generate ``to_dict(rec) -> (dict msgspec writes, count of times to cut)`` (nested)."""
+    src = _Source("def to_dict(rec):")
+    changes = fields.times or fields.omitted or fields.nested
+    src.add("d = rec.__dict__", "out = d.copy()" if changes else "out = d")
+    _add_dict_lines(src, fields)
+    src.add("return out, n")
+    return src.compile(f"{fields.model.__name__} to_dict")
+
+
+def _gen_write(fields: _Fields, floats: bool) -> Any:
+    """Generate ``write(rec) -> bytes``: pydantic's JSON, or pydantic's path when unsure.
+
+    ``_v`` goes first in the dict msgspec writes; the times ending in ``000Z"`` are cut
+    in one replace (anything else ending so, a text or a key, changes the count: pydantic
+    writes that record); ``floats``: a positive exponent sends the record to pydantic.
+    """
+    src = _Source("def write(rec):", ENCODE=_ENCODER.encode, PYDANTIC=encode,
+                  EXPONENT=_POSITIVE_EXPONENT.search,
+                  ENCODE_ERRORS=(TypeError, ValueError, AttributeError, OverflowError, msgspec.EncodeError))
+    src.add("try:", "    d = rec.__dict__")
+    src.add("    out = {'_v': VERSION, **d, **rec.__pydantic_extra__}" if fields.extra
+            else "    out = {'_v': VERSION, **d}")
+    src.indent = 2
+    _add_dict_lines(src, fields)
+    src.add("body = ENCODE(out)")
+    src.indent = 1
+    # a lone surrogate (UnicodeEncodeError), a value msgspec cannot write (TypeError,
+    # msgspec.EncodeError), a field set around validation (AttributeError): pydantic's path
+    # writes the record or says why
+    src.add("except ENCODE_ERRORS:", "    return PYDANTIC(rec)",
+            "if n:", "    cut = body.replace(b'000Z\"', b'Z\"')", "    if len(body) - len(cut) != 3 * n:",
+            "        return PYDANTIC(rec)", "    body = cut")
+    if floats:
+        src.add("if EXPONENT(body) is not None:", "    return PYDANTIC(rec)")
+    src.add("return body")
+    return src.compile(f"{fields.model.__name__} write")
+
+
+def _unpack(src: _Source, struct: type[msgspec.Struct], expr: str) -> dict[str, str]:
+    """Unpack ``expr`` (a ``struct``) into locals; return the local of each field."""
+    values = {name: f"v{i}" for i, name in enumerate(struct.__struct_fields__)}
+    src.add(f"{', '.join(values.values())}, = _astuple({expr})")
+    return values
+
+
+def _add_checks(src: _Source, fields: _Fields, values: dict[str, str]) -> None:
+    """Check and convert the decoded fields held in the locals ``values``.
+
+    What the validating path would not keep as it is raises (a ``ValueError``): times not
+    in UTC whole milliseconds, non-finite decimals, ids that fail their check. Stamps left
+    out become None (a bit of ``m`` each), nested structs become records.
+    """
+    src.add("m = 0")
+    for bit, name in enumerate(fields.omitted):
+        v = values[name]
+        src.add(f"if {v} is UNSET:", f"    {v} = None", f"    m |= {1 << bit}")
+
+    def guard(name: str, test: str) -> str:
+        return f"if {values[name]} is not None and ({test}):" if name in fields.nullable else f"if {test}:"
+
+    for name in fields.times:
+        v = values[name]
+        src.add(guard(name, f"{v}.tzinfo is not UTC or {v}.microsecond % 1000"),
+                "    raise _Bad('time not in canonical UTC milliseconds')")
+    for i, (name, check, good) in enumerate(fields.ids):
+        src.env.update({f"good{i}": good, f"check{i}": check})
+        v = values[name]
+        src.add(guard(name, f"{v} not in good{i}"), f"    _remember(good{i}, check{i}, {v})")
+    for name, many in fields.decimals:
+        v = values[name]
+        test = f"not all(x.is_finite() for x in {v})" if many else f"not {v}.is_finite()"
+        src.add(guard(name, test), "    raise _Bad('not a finite number')")
+    for i, (name, plan, many) in enumerate(fields.nested):
+        v = values[name]
+        src.env[f"nest{i}"] = plan.build
+        src.add(f"if {v} is not None:",
+                f"    {v} = [nest{i}(x) for x in {v}]" if many else f"    {v} = nest{i}({v})")
+
+
+def _add_record(src: _Source, fields: _Fields, values: dict[str, str], extra: str, fields_set: str) -> None:
+    """Make the record as pydantic's ``model_construct`` would: the four slots, no validation."""
+    body = ", ".join(f"{name!r}: {values[name]}" for name in fields.names)
+    src.env["MODEL"] = fields.model
+    src.add("rec = _new(MODEL)", f"_set_dict(rec, {{{body}}})", f"_set_fields_set(rec, {fields_set})",
+            f"_set_extra(rec, {extra})", "_set_private(rec, None)", "return rec")
+
+
+def _gen_build(fields: _Fields, struct: type[msgspec.Struct]) -> Any:
+    """Generate ``build(s, extra=None, fields_set=every field)``: the record of a struct."""
+    every = set(fields.names)
+    src = _Source("def build(s, extra=None, fields_set=EVERY):", EVERY=every,
+                  MISSING=[every - fs for fs in fields.fields_sets(every)])
+    values = _unpack(src, struct, "s")
+    _add_checks(src, fields, values)
+    src.add("if m:", "    fields_set = fields_set - MISSING[m]")
+    _add_record(src, fields, values, "extra", "fields_set")
+    return src.compile(f"{fields.model.__name__} build")
+
+
+def _gen_read(fields: _Fields, struct: type[msgspec.Struct], fields_set: set[str], other: Any,
+              extras: tuple[str, ...] | None = None) -> Any:
+    """Generate ``read(raw)``: a whole fast decode, for a struct of the fields and ``_v``.
+
+    With ``extras`` (a column layout of a model with extra columns), the struct has those
+    columns too. A payload the struct does not take goes to ``other`` (the validating
+    decode, or the general decode of extra columns); one the checks refuse goes to the
+    validating decode.
+    """
+    src = _Source("def read(raw):", DECODE=msgspec.json.Decoder(struct).decode, VALIDATE=decode,
+                  ERRORS=_DECODE_ERRORS, OTHER=other, SHAPE=msgspec.DecodeError,
+                  FIELDS_SETS=fields.fields_sets(fields_set), MODEL=fields.model)
+    src.add("if not isinstance(raw, bytes) or len(raw) > MODEL.max_record_bytes:",
+            "    return VALIDATE(MODEL, raw)", "try:")
+    src.indent = 2
+    values = _unpack(src, struct, "DECODE(raw)")
+    src.indent = 1
+    src.add("except SHAPE:", "    return OTHER(raw)", "try:")
+    src.indent = 2
+    src.add(f"if {values[_VERSION_FIELD]} != VERSION:", "    raise _Bad('another schema version')")
+    _add_checks(src, fields, values)
+    src.indent = 1
+    src.add("except ERRORS:", "    return VALIDATE(MODEL, raw)")
+    extra = "None" if extras is None else "{" + ", ".join(f"{n!r}: {values[n]}" for n in extras) + "}"
+    _add_record(src, fields, values, extra, "FIELDS_SETS[m]")
+    return src.compile(f"{fields.model.__name__} read" + (f" {len(extras)} columns" if extras else ""))
 
 
 def _struct_type(tp: Any, nested: dict[type[BaseModel], _Plan]) -> Any:
@@ -223,6 +393,11 @@ def _holds(tp: Any, kind: type) -> type | None:
     return inner if isinstance(inner, type) and issubclass(inner, kind) else None
 
 
+def _many(tp: Any) -> bool:
+    """Tell whether a field holds a list (of what ``_holds`` found)."""
+    return any(get_origin(a) is list for a in (tp, *get_args(tp)))
+
+
 def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, top: bool = False) -> _Plan:
     if not top and model in nested:
         return nested[model]
@@ -230,7 +405,7 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
     names = tuple(fields)
     annotations: dict[str, Any] = {}
     times: list[str] = []
-    decimals: list[str] = []
+    decimals: list[tuple[str, bool]] = []
     ids: list[tuple[str, Any, set[str]]] = []
     subs: list[tuple[str, _Plan, bool]] = []
     omitted: list[str] = []
@@ -247,17 +422,16 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
             annotations[name] = annotations[name] | msgspec.UnsetType
             defaults[name] = msgspec.UNSET
         if _holds(tp, datetime):
+            if _many(tp):
+                raise Unsupported(f"{model.__name__}.{name}: a list of times")
             times.append(name)
         if _holds(tp, Decimal):
-            decimals.append(name)
+            decimals.append((name, _many(tp)))
         ids += [(name, check, set()) for check in _text_checks(tp, info.metadata)]
         sub = _holds(tp, BaseModel)
         if sub is not None:
-            many = any(get_origin(a) is list for a in (tp, *get_args(tp)))
-            subs.append((name, _plan_of(sub, nested), many))
-    if model.__pydantic_computed_fields__:
-        raise Unsupported(f"{model.__name__}: computed fields")
-    extra = model.model_config.get("extra") == "allow"
+            subs.append((name, _plan_of(sub, nested), _many(tp)))
+    extra = _extra_columns(model, top, omitted)
     ns: dict[str, Any] = {"__annotations__": annotations, **defaults}
     if top and not extra:  # the leading "_v"; an extra model reads it from the dict
         annotations[_VERSION_FIELD] = int
@@ -265,12 +439,32 @@ def _plan_of(model: type[BaseModel], nested: dict[type[BaseModel], _Plan], *, to
     struct = types.new_class(f"Fast{model.__name__}", (msgspec.Struct,),
                              {"forbid_unknown_fields": not extra, "kw_only": True},
                              lambda body: body.update(ns))
+    parts = _Fields(model, names, tuple(times), tuple(decimals), tuple(ids), tuple(subs), tuple(omitted),
+                    frozenset(n for n in names if _nullable(annotations[n])), extra)
     floats = extra or any(_has_float(t) for t in annotations.values())
-    plan = _Plan(model, names, tuple(times), tuple(decimals), tuple(ids), tuple(subs), tuple(omitted),
-                 extra, floats, msgspec.json.Decoder(struct), struct, set(names))
+    plan = _Plan(parts, struct, _gen_to_dict(parts), _gen_build(parts, struct),
+                 _gen_write(parts, floats) if top else None,
+                 _gen_read(parts, struct, set(names), functools.partial(decode, model))
+                 if top and not extra else None)
     if not top:
         nested[model] = plan
     return plan
+
+
+def _extra_columns(model: type[BaseModel], top: bool, omitted: list[str]) -> bool:
+    """Tell whether the model keeps extra columns; raise ``Unsupported`` for what has no plan."""
+    if model.__pydantic_computed_fields__:
+        raise Unsupported(f"{model.__name__}: computed fields")
+    if len(omitted) > 8:
+        raise Unsupported(f"{model.__name__}: more than 8 stamps")
+    extra = model.model_config.get("extra") == "allow"
+    if extra and not top:
+        raise Unsupported(f"{model.__name__}: extra columns in a nested model")
+    return extra
+
+
+def _nullable(tp: Any) -> bool:
+    return tp is type(None) or type(None) in get_args(tp)
 
 
 _VERSION_FIELD = "schema_version_"
@@ -299,16 +493,11 @@ def supported(model: type[Record]) -> bool:
 
 def fast_encode(record: Record) -> bytes:
     """Encode a record exactly as ``schemas.base.encode`` does, faster."""
-    plan = _PLANS.get(type(record)) or _plan(type(record))
-    if plan is None:
-        return encode(record)
     try:
-        body = _ENCODER.encode(plan.to_dict(record))
-    except (TypeError, ValueError, UnicodeEncodeError):  # a lone surrogate: pydantic says why
-        return encode(record)
-    if plan.floats and _POSITIVE_EXPONENT.search(body) is not None:
-        return encode(record)
-    return _HEAD + body[1:] if len(body) > 2 else b'{"_v":%d}' % SCHEMA_VERSION
+        write = _WRITERS[type(record)]  # a subscript: cheaper than .get in CPython 3.11
+    except KeyError:
+        write = _WRITERS[type(record)] = _writer(type(record))
+    return write(record)
 
 
 def fast_decode(model: type[R], raw: bytes | str) -> R:
@@ -316,77 +505,106 @@ def fast_decode(model: type[R], raw: bytes | str) -> R:
 
     Raises ``DecodeError`` (from the validating path) exactly when ``decode`` would.
     """
-    plan = _PLANS.get(model) or _plan(model)
-    if plan is None or not isinstance(raw, bytes) or len(raw) > model.max_record_bytes:
-        return decode(model, raw)
     try:
-        if plan.extra:
-            layout = _LAYOUTS.get(model)
-            if layout is not None and (rec := layout.decode(plan, raw)) is not None:
-                return rec  # type: ignore[return-value]
-            data = _ANY.decode(raw)
-            fixed = {name: data.pop(name) for name in plan.names if name in data}
-            fields = msgspec.structs.asdict(msgspec.convert(fixed, plan.struct))
-            fields_set = _plain_columns(plan, data) if data.pop("_v", None) == SCHEMA_VERSION else None
-            if fields_set is None:
-                return decode(model, raw)
-            rec = plan.build(fields, data, fields_set)
-            _LAYOUTS[model] = _Layout.of(plan, tuple(data), fields_set)
-        else:
-            struct = plan.decoder.decode(raw)
-            fields = msgspec.structs.asdict(struct)
-            if fields.pop(_VERSION_FIELD) != SCHEMA_VERSION:
-                return decode(model, raw)
-            rec = plan.build(fields, None)
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, KeyError, AttributeError):
-        return decode(model, raw)
-    return rec  # type: ignore[return-value]
+        read = _READERS[model]
+    except KeyError:
+        read = _READERS[model] = _reader(model)
+    return read(raw)  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """The extra columns the last record of an extra-columns model had, as one Struct.
+_WRITERS: dict[type[BaseModel], Callable[[Any], bytes]] = {}
+"""The writer of each model encoded: its generated ``write``, or pydantic's path (no plan)."""
+_READERS: dict[type[BaseModel], Callable[[bytes | str], BaseModel]] = {}
+"""The reader of each model decoded: its generated ``read``, pydantic's path (no plan), or,
+for a model with extra columns, the reader of its last row's column layout (``_layout``)
+or the general decode of such rows (``_read_columns``)."""
 
-    Job A writes the same columns in every row: decoding them typed, in one C call,
-    costs half the generic path (untyped dict, split, convert, check each column).
+
+def _writer(model: type[Record]) -> Callable[[Any], bytes]:
+    plan = _plan(model)
+    return plan.write if plan is not None and plan.write is not None else encode
+
+
+def _reader(model: type[R]) -> Callable[[bytes | str], BaseModel]:
+    plan = _plan(model)
+    if plan is None:
+        return functools.partial(decode, model)
+    if plan.read is not None:
+        return plan.read  # type: ignore[return-value]
+    return functools.partial(_read_columns, plan)
+
+
+def _read_columns(plan: _Plan, raw: bytes | str) -> BaseModel:
+    """Decode a record of a model with extra columns, whatever its columns.
+
+    Then the reader of its model is the one of that column layout (``_layout``): Job A
+    writes the same columns in every row, the next rows decode typed, in one msgspec
+    call. A row with other columns comes back here.
     """
-
-    extras: tuple[str, ...]
-    fields_set: set[str]
-    decoder: msgspec.json.Decoder[Any]
-
-    @classmethod
-    def of(cls, plan: _Plan, extras: tuple[str, ...], fields_set: set[str]) -> _Layout:
-        annotations = {**plan.struct.__annotations__, **dict.fromkeys(extras, float | int | None)}
-        annotations[_VERSION_FIELD] = int
-        ns = {"__annotations__": annotations, _VERSION_FIELD: msgspec.field(name="_v"),
-              **dict.fromkeys(plan.omitted, msgspec.UNSET)}
-        struct = types.new_class(f"Fast{plan.model.__name__}Columns", (msgspec.Struct,),
-                                 {"forbid_unknown_fields": True, "kw_only": True, "array_like": False},
-                                 lambda body: body.update(ns))
-        return cls(extras, fields_set, msgspec.json.Decoder(struct))
-
-    def decode(self, plan: _Plan, raw: bytes) -> BaseModel | None:
-        """Return the record, or None when ``raw`` has other columns (or is not right)."""
-        try:
-            values = msgspec.structs.astuple(self.decoder.decode(raw))
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
-        if values[-1] != SCHEMA_VERSION:
-            return None
-        k = len(plan.names)
-        return plan.build(dict(zip(plan.names, values[:k], strict=True)),
-                          dict(zip(self.extras, values[k:-1], strict=True)), self.fields_set)
+    model = plan.fields.model
+    if not isinstance(raw, bytes) or len(raw) > model.max_record_bytes:  # type: ignore[attr-defined]
+        return decode(model, raw)  # type: ignore[type-var]
+    fields = plan.fields
+    try:
+        data = _ANY.decode(raw)
+        fixed = {name: data.pop(name) for name in fields.names if name in data}
+        struct = msgspec.convert(fixed, plan.struct)
+        fields_set = _plain_columns(fields, data) if data.pop("_v", None) == SCHEMA_VERSION else None
+        if fields_set is None:
+            return decode(model, raw)  # type: ignore[type-var]
+        rec = plan.build(struct, data, fields_set)
+    except _DECODE_ERRORS:
+        return decode(model, raw)  # type: ignore[type-var]
+    _READERS[model] = _layout(plan, tuple(data), fields_set) or functools.partial(_read_columns, plan)
+    return rec
 
 
-_LAYOUTS: dict[type[BaseModel], _Layout] = {}
+def _layout(plan: _Plan, extras: tuple[str, ...],
+            fields_set: set[str]) -> Callable[[bytes | str], BaseModel] | None:
+    """Return the reader of rows with exactly these extra columns (numbers or null), made once.
+
+    None when msgspec takes no struct field of such a name (a control character: the
+    model's rule lets ``rsi_14`` and a newline through), or when 64 layouts are known
+    already (a stream of ever new columns would make one at every row): those rows take
+    the general decode.
+    """
+    key = (plan.fields.model, extras)
+    if key in _LAYOUT_READERS:
+        return _LAYOUT_READERS[key]
+    if len(_LAYOUT_READERS) >= _LAYOUTS_MAX:
+        return None
+    try:
+        read = _gen_layout(plan, extras, fields_set)
+    except (ValueError, TypeError):
+        read = None
+    _LAYOUT_READERS[key] = read
+    return read
+
+
+def _gen_layout(plan: _Plan, extras: tuple[str, ...],
+                fields_set: set[str]) -> Callable[[bytes | str], BaseModel]:
+    annotations = {**plan.struct.__annotations__, **dict.fromkeys(extras, float | int | None)}
+    annotations[_VERSION_FIELD] = int
+    ns = {"__annotations__": annotations, _VERSION_FIELD: msgspec.field(name="_v"),
+          **dict.fromkeys(plan.fields.omitted, msgspec.UNSET)}
+    struct = types.new_class(f"Fast{plan.fields.model.__name__}Columns", (msgspec.Struct,),
+                             {"forbid_unknown_fields": True, "kw_only": True},
+                             lambda body: body.update(ns))
+    read: Callable[[bytes | str], BaseModel] = _gen_read(plan.fields, struct, fields_set,
+                                                         functools.partial(_read_columns, plan), extras)
+    return read
+
+
+_LAYOUT_READERS: dict[tuple[type[BaseModel], tuple[str, ...]], Callable[[bytes | str], BaseModel] | None] = {}
+"""The reader of each column layout seen (of models with extra columns), by model and columns."""
+_LAYOUTS_MAX = 64
 
 _FLOATS = (float, int, type(None))
 _COLUMNS_SEEN: dict[tuple[type[BaseModel], tuple[str, ...]], set[str]] = {}
 """Extra column names already checked, with the fields set of a record that has them."""
 
 
-def _plain_columns(plan: _Plan, extra: dict[str, Any]) -> set[str] | None:
+def _plain_columns(fields: _Fields, extra: dict[str, Any]) -> set[str] | None:
     """Check extra columns (numbers or null, names the model accepts); None if they are not.
 
     Return the record's fields set (every field and extra column), shared per column set.
@@ -395,12 +613,12 @@ def _plain_columns(plan: _Plan, extra: dict[str, Any]) -> set[str] | None:
         if type(value) not in _FLOATS:  # msgspec never yields inf/nan from JSON
             return None
     names = tuple(extra)
-    known = _COLUMNS_SEEN.get((plan.model, names))
+    known = _COLUMNS_SEEN.get((fields.model, names))
     if known is not None:
         return known
     if not all(INDICATOR_COLUMN.match(n) for n in names):
         return None
-    fields_set = plan.fields_set.union(names)
+    fields_set = set(fields.names).union(names)
     if len(_COLUMNS_SEEN) < 64:
-        _COLUMNS_SEEN[plan.model, names] = fields_set
+        _COLUMNS_SEEN[fields.model, names] = fields_set
     return fields_set

@@ -9,6 +9,7 @@ it (docs/risk-audit.md).
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -69,16 +70,20 @@ class JournalEntry(Record):
     @field_validator("record")
     @classmethod
     def _finite_numbers(cls, record: dict[str, Any] | None) -> dict[str, Any] | None:
-        # a record is a written record's JSON fields: Infinity/NaN are no JSON values
-        # and would not read back equal (NaN != NaN)
+        # a record is a written record's JSON fields (``model_dump(mode="json")``, decimals
+        # as strings): Infinity/NaN are no JSON values and would not read back equal (NaN
+        # != NaN), and a number no float holds exactly, which the decode reads as a
+        # Decimal, would be written back as a string
         if record is not None and not _all_finite(record):
-            raise ValueError("a number in the record is not finite")
+            raise ValueError("a number in the record is not a finite float")
         return record
 
 
 def _all_finite(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
+    if isinstance(value, Decimal):
+        return False
     if isinstance(value, dict):
         return all(_all_finite(v) for v in value.values())
     if isinstance(value, list):
