@@ -1003,3 +1003,32 @@ def test_an_order_entry_journals_every_field_but_the_in_memory_ones() -> None:
     in_memory = {"cum_qty", "avg_px", "leaves_qty", "pending_cancel"}
     assert set(entry.persisted()) == {f.name for f in fields(OrderEntry)} - in_memory
     assert OrderEntry(**entry.persisted()) == entry
+
+
+def test_a_sync_group_fsyncs_every_file_it_noted_also_in_a_forked_child(tmp_path: Path) -> None:
+    import os
+    from unittest import mock
+
+    from connectors.fix.store import SyncGroup
+
+    def commit_three(tag: str) -> list[int]:
+        group = SyncGroup()
+        files = [open(tmp_path / f"{tag}{i}", "ab") for i in range(3)]  # noqa: SIM115
+        for fh in files:
+            fh.write(b"x\n")
+            fh.flush()
+            group.note(fh)
+        fds = sorted(fh.fileno() for fh in files)
+        with mock.patch("os.fsync", wraps=os.fsync) as fsync:
+            group.commit()
+            synced = sorted(call.args[0] for call in fsync.call_args_list)
+        for fh in files:
+            fh.close()
+        return synced if synced == fds else []
+
+    assert commit_three("p")
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's fsync threads are gone, a new pool must serve it
+        os._exit(0 if commit_three("c") else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -55,6 +55,15 @@ _FSYNCERS: ThreadPoolExecutor | None = None
 _FSYNCERS_LOCK = threading.Lock()
 
 
+def _forget_fsyncers() -> None:
+    """In a forked child: the parent's pool threads do not exist there; make a new pool."""
+    global _FSYNCERS, _FSYNCERS_LOCK  # noqa: PLW0603
+    _FSYNCERS, _FSYNCERS_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_fsyncers)
+
+
 def _fsyncers() -> ThreadPoolExecutor:
     global _FSYNCERS  # noqa: PLW0603 - one small pool per process, made on first use
     with _FSYNCERS_LOCK:
