@@ -425,6 +425,11 @@ def parse_time(value: str | None) -> datetime | None:
                 )
             except ValueError:
                 pass  # a date that does not exist: strptime below says so too
+    return parse_time_strptime(value)
+
+
+def parse_time_strptime(value: str) -> datetime | None:
+    """Parse a UTCTimestamp with ``strptime``: what ``parse_time`` does, slowly, for any shape."""
     for fmt in ("%Y%m%d-%H:%M:%S.%f", "%Y%m%d-%H:%M:%S"):
         try:
             return datetime.strptime(value, fmt).replace(tzinfo=UTC)
