@@ -1,8 +1,10 @@
 """A job SIGKILLed on Kafka and resumed writes what it replays once (connectors/replays.py).
 
-Job B runs over sma_wide rows already in their topic, with a snapshot every second,
+Job B runs over sma_wide rows already in their topic, with a snapshot every 5 seconds,
 and is killed once two thirds of its signals are out: the resumed run emits again what
-it had emitted since its last snapshot. Kafka keeps whatever it is sent; the sink reads
+it had emitted since its last snapshot. (With a snapshot every second, a loaded CI
+machine once killed the job just after a snapshot with no signal written since, and
+the control below found no copies to see.) Kafka keeps whatever it is sent; the sink reads
 back the ids trade_signals ends with when it starts, so every signal id is in the
 topic once. With the window at 0 (the filter off) the same run leaves copies, which
 is what makes this test able to fail.
@@ -56,7 +58,7 @@ def killed_and_resumed(broker: KafkaBroker, tmp_path: Path, window: int) -> tupl
 
     rec = tmp_path / "recovery"
     init_recovery(rec, env, tmp_path / "flow.log")
-    cmd = [*FLOW, "-r", str(rec), "-s", "1", "-b", "0"]
+    cmd = [*FLOW, "-r", str(rec), "-s", "5", "-b", "0"]
     proc = start(cmd, env, tmp_path / "flow.log")
     kill_when(proc, lambda: conn.size("trade_signals") > len(want) * 2 // 3, timeout=180)
     assert conn.size("trade_signals") < len(want), "the flow finished before the kill; make the input larger"
