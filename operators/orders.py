@@ -41,6 +41,7 @@ from typing import Any
 
 from operators.accounting import MONEY, ZERO
 from schemas.base import Side
+from schemas.built import build
 from schemas.strategy import OrderType
 from schemas.trading import ExecStatus, OrderState, OrderStatus, Severity, VenueFill
 
@@ -399,9 +400,9 @@ class Order:
 
     def to_state(self) -> OrderState:
         """Return the order as a row of the orders changelog."""
-        return OrderState(
-            **self.identity(), status=self.status, cum_qty=self.cum_qty, leaves_qty=self.leaves_qty,
-            avg_px=self.avg_px, ts=self.ts,
+        return build(
+            OrderState, **self.identity(), status=self.status, cum_qty=self.cum_qty,
+            leaves_qty=self.leaves_qty, avg_px=self.avg_px, ts=self.ts,
         )
 
     def to_dict(self) -> dict[str, Any]:

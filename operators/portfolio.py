@@ -88,6 +88,7 @@ from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_s
 from operators.orders import Order, OrderIssue
 from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
 from schemas.base import Record, Side
+from schemas.built import build
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     GLOBAL,
@@ -325,7 +326,7 @@ class AccountBook:
             outcome = Outcome(events=tuple(self._rejection(signal, r) for r in results
                                            if not r.passed))
         outcome += self._check_kill_switch(signal.ts)
-        decision = _checked(
+        decision = build(
             RiskDecision,
             signal_id=signal.signal_id,
             account=self.account_id,
@@ -555,7 +556,8 @@ class AccountBook:
         ledger = self.ledger
         leverage = ledger.leverage()
         equity = ledger.equity
-        return PortfolioState(
+        return build(
+            PortfolioState,
             account=self.account_id,
             cash=ledger.cash,
             equity=equity,
@@ -745,7 +747,8 @@ class AccountBook:
             self._sums = OrderSums()
         self._sums.add(order)
         self.rate.add(signal.ts)
-        validated = ValidatedOrder(
+        validated = build(
+            ValidatedOrder,
             order_id=order_id,
             action=OrderAction.NEW,
             account=self.account_id,
@@ -859,7 +862,8 @@ class AccountBook:
 
     def _rejection(self, signal: TradeSignal, result: RuleResult) -> RiskEvent:
         values = {k: v for k, v in (("value", result.value), ("limit", result.limit)) if v}
-        return RiskEvent(
+        return build(
+            RiskEvent,
             event_id=event_id_for("REJECT", self.account_id, signal.signal_id, result.rule),
             account=self.account_id,
             rule=result.rule,
@@ -872,7 +876,8 @@ class AccountBook:
         )
 
     def _issue_event(self, fill: VenueFill, issue: OrderIssue) -> RiskEvent:
-        return RiskEvent(
+        return build(
+            RiskEvent,
             event_id=event_id_for(
                 "REPORT", self.account_id, fill.venue, fill.exec_id, issue.kind.value
             ),
@@ -887,7 +892,8 @@ class AccountBook:
         )
 
     def _unknown_order(self, fill: VenueFill) -> RiskEvent:
-        return RiskEvent(
+        return build(
+            RiskEvent,
             event_id=event_id_for(
                 "REPORT", self.account_id, fill.venue, fill.exec_id, "UNKNOWN_ORDER"
             ),
@@ -907,7 +913,8 @@ class AccountBook:
         )
 
     def _position_state(self, position: Position, ts: datetime) -> PositionState:
-        return PositionState(
+        return build(
+            PositionState,
             account=self.account_id,
             symbol=position.symbol,
             net_qty=position.net_qty,
@@ -947,18 +954,6 @@ def _lean(row: _Row, *, own: bool = False) -> _Row:
         return row
     return type(row).model_construct(_fields_set=shared, **row.__dict__)
 
-
-
-def _checked(model: type[_Row], **values: Any) -> _Row:
-    """Return ``model(**values)`` without validating ``values`` again: they are known valid.
-
-    For a signal's ``RiskDecision``: its fields copy the validated signal and Account row
-    and add ids, the rule results (validated when made), counters and the latency made
-    here. Validating them again gave the same values (tests check it) and walked every
-    rule result again: ``model_construct`` costs 3 us against 5 us. Records with no list
-    of records in them are validated as usual: for them ``model_construct`` is the slower.
-    """
-    return model.model_construct(**values)
 
 
 def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:
