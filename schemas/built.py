@@ -33,7 +33,7 @@ import math
 import types
 import typing
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any, TypeVar, get_args, get_origin
@@ -41,6 +41,8 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainSerializer
 from pydantic.fields import FieldInfo
 from pydantic.types import AllowInfNan
+
+from schemas.base import _WIDE, QUANTUM, _fits, _non_negative, _positive, _utc_ms, quantize8
 
 __all__ = ["build"]
 
@@ -120,7 +122,8 @@ def _checks(name: str, metadata: list[Any]) -> tuple[Callable[[Any], Any], ...]:
             continue
         elif not isinstance(item, FieldInfo) or item.metadata:
             raise _Unknown(f"{name}: {item!r}")
-    return tuple(_remembered(f) if _is_identity(f) else f for f in befores + afters)
+    return tuple(_remembered(f) if _is_identity(f) else _kept(f) if f in _SAME_OBJECT else f
+                 for f in befores + afters)
 
 
 def _plain(name: str, func: Callable[..., Any]) -> Callable[[Any], Any]:
@@ -172,8 +175,48 @@ def _remembered(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return check
 
 
+_MISSING = object()
+
+_SAME_OBJECT = frozenset({_fits, _positive, _non_negative})
+"""Pure checks of schemas.base that return the Decimal given or raise (or re-quantize)."""
+
+_INLINE: dict[Callable[[Any], Any], str] = {
+    # quantize8 of a finite Decimal (the type test has checked it is finite), its range
+    # check first: beyond it pydantic raises the error.
+    quantize8: "if v.adjusted() > 70: raise _U\n{pad}v = v.quantize(QUANTUM, context=WIDE)",
+    # A time already in UTC at whole milliseconds is what _utc_ms returns (an equal copy).
+    _utc_ms: "if v.tzinfo is not UTC or v.microsecond % 1000: v = {}(v)",
+}
+"""Validators written into the generated source: the same result without a call."""
+
+
+def _kept(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # The objects (Decimals: by identity, as 1 and 1.000000000000 are equal but _fits
+    # returns the second re-quantized) ``func`` returned as they were.
+    good: dict[int, Any] = {}
+
+    def check(value: Any) -> Any:
+        if good.get(id(value)) is value:
+            return value
+        out = func(value)
+        if out is value:
+            if len(good) >= _GOOD_KEPT:
+                good.clear()
+            good[id(value)] = value
+        return out
+
+    return check
+
+
 class _Plan:
-    __slots__ = ("fields", "fields_sets", "model", "required")
+    """A model's builder: Python source generated from its fields, one branch per field.
+
+    The generated function does what ``_Field.check`` says for every field in turn
+    (a loop calling it per field cost twice as much), fills the defaults, and picks
+    the fields set by which optional fields were given.
+    """
+
+    __slots__ = ("build", "fields", "fields_sets", "model")
 
     def __init__(self, model: type[BaseModel]) -> None:
         decorators = model.__pydantic_decorators__
@@ -182,30 +225,67 @@ class _Plan:
             raise _Unknown(f"{model.__name__}: validators of its own")
         self.model = model
         self.fields = {name: _Field(name, info) for name, info in model.model_fields.items()}
-        self.required = frozenset(n for n, f in self.fields.items() if f.required)
-        self.fields_sets: dict[frozenset[str], set[str]] = {}
+        self.fields_sets: dict[int, set[str]] = {}
+        self.build: Callable[[dict[str, Any]], BaseModel] = self._generate()
 
-    def build(self, values: dict[str, Any]) -> BaseModel:
-        names = frozenset(values)
-        fields_set = self.fields_sets.get(names)
-        if fields_set is None:
-            if not self.required <= names or not names <= self.fields.keys():
-                raise _Unknown("missing or unknown fields")
-            fields_set = self.fields_sets[names] = set(names)
-        data: dict[str, Any] = {}
-        for name, field in self.fields.items():
-            if name in values:
-                data[name] = field.check(values[name])
+    def _fields_set(self, key: int) -> set[str]:
+        # The names given: the required ones, and the optional ones whose bit is in key.
+        names = set()
+        for bit, (name, field) in enumerate(self.fields.items()):
+            if field.required or key >> bit & 1:
+                names.add(name)
+        out = self.fields_sets[key] = names
+        return out
+
+    def _generate(self) -> Callable[[dict[str, Any]], BaseModel]:
+        env: dict[str, Any] = {"_M": _MISSING, "_U": _Unknown, "Decimal": Decimal, "_new": _new,
+                               "QUANTUM": QUANTUM, "WIDE": _WIDE, "UTC": UTC,
+                               "_set": _set, "Model": self.model, "SETS": self.fields_sets,
+                               "make_set": self._fields_set}
+        lines = ["def build(values):", "    get = values.get", "    n = 0", "    key = 0"]
+        for bit, (name, field) in enumerate(self.fields.items()):
+            env[f"field_{bit}"] = field
+            env[f"default_{bit}"] = field.default
+            env[f"factory_{bit}"] = field.factory
+            lines.append(f"    v = get({name!r}, _M)")
+            lines.append("    if v is _M:")
+            if field.required:
+                lines.append("        raise _U")
             elif field.factory is not None:
-                data[name] = field.factory()  # type: ignore[call-arg]
+                lines.append(f"        v = factory_{bit}()")
             else:
-                data[name] = field.default
-        rec = _new(self.model)  # BaseModel has no __new__ of its own
-        _set(rec, "__dict__", data)
-        _set(rec, "__pydantic_fields_set__", fields_set)
-        _set(rec, "__pydantic_extra__", None)
-        _set(rec, "__pydantic_private__", None)
-        return rec
+                lines.append(f"        v = default_{bit}")
+            lines.append("    else:")
+            lines.append("        n += 1" if field.required else f"        n += 1; key |= {1 << bit}")
+            pad = "        "
+            if field.optional:
+                lines.append("        if v is not None:")
+                pad += "    "
+            kind = field.kind
+            if type(kind) is tuple:
+                lines.append(f"{pad}v = field_{bit}.check(v)")
+            else:
+                env[f"kind_{bit}"] = kind
+                test = f"type(v) is not kind_{bit}"
+                if kind is Decimal:
+                    test += " or not v.is_finite()"
+                lines.append(f"{pad}if {test}: raise _U")
+                for k, check in enumerate(field.checks):
+                    env[f"check_{bit}_{k}"] = check
+                    lines.append(pad + _INLINE.get(check, "v = {}(v)").format(f"check_{bit}_{k}", pad=pad))
+            lines.append(f"    f{bit} = v")
+        lines.append("    if n != len(values): raise _U")
+        lines.append("    fields_set = SETS.get(key) or make_set(key)")
+        lines.append("    rec = _new(Model)")
+        body = ", ".join(f"{name!r}: f{bit}" for bit, name in enumerate(self.fields))
+        lines.append(f"    _set(rec, '__dict__', {{{body}}})")
+        lines.append("    _set(rec, '__pydantic_fields_set__', fields_set)")
+        lines.append("    _set(rec, '__pydantic_extra__', None)")
+        lines.append("    _set(rec, '__pydantic_private__', None)")
+        lines.append("    return rec")
+        exec("\n".join(lines), env)  # noqa: S102 - source made here from the model's fields
+        out: Callable[[dict[str, Any]], BaseModel] = env["build"]
+        return out
 
 
 _PLANS: dict[type[BaseModel], _Plan | None] = {}
