@@ -69,6 +69,34 @@ _EXACT = Context(
 
 _QUANTUM: dict[int, Decimal] = {}
 
+SHARED_KEPT = 65_536
+"""Distinct amounts ``shared`` remembers (then it starts again)."""
+
+_SHARED: dict[str, Decimal] = {}
+
+
+def shared(value: Decimal) -> Decimal:
+    """Return one shared object for every Decimal written the same (same digits, exponent).
+
+    What a book keeps for long (positions, closed orders, limits) repeats a few amounts
+    over and over (quantities, fees, zero), each a 104-byte object of its own; a book
+    keeps the shared one instead. Decimals are immutable and the shared object has the
+    same string (``str`` is exact and reversible: ``1.0`` and ``1.00`` are two entries),
+    so nothing computed or published changes.
+    """
+    key = str(value)
+    out = _SHARED.get(key)
+    if out is None:
+        if len(_SHARED) >= SHARED_KEPT:
+            _SHARED.clear()
+        out = _SHARED[key] = value
+    return out
+
+
+def shared_or_none(value: Decimal | None) -> Decimal | None:
+    """Return ``shared(value)``, or None for None."""
+    return None if value is None else shared(value)
+
 
 def _quantum(exp: int) -> Decimal:
     q = _QUANTUM.get(exp)
@@ -244,6 +272,14 @@ class Position:
         self.fees = m.add(self.fees, fee)
         return realized
 
+    def share(self) -> None:
+        """Keep shared objects for the amounts (see ``shared``): the same values."""
+        self.net_qty = shared(self.net_qty)
+        self.avg_px = shared(self.avg_px)
+        self.realized_pnl = shared(self.realized_pnl)
+        self.fees = shared(self.fees)
+        self.last_mark = shared_or_none(self.last_mark)
+
     def mark(self, px: Decimal) -> None:
         """Set the mark price used for unrealised PnL and market value."""
         if px <= 0:
@@ -279,7 +315,9 @@ class Position:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Position:
         """Rebuild a position from ``to_dict`` output."""
-        return cls(**data)
+        pos = cls(**data)
+        pos.share()
+        return pos
 
 
 @dataclass(slots=True)
@@ -336,6 +374,7 @@ class Ledger:
         before = pos.market_value
         pos.apply_fill(side, qty, px, fee)
         self._move_value(before, pos.market_value)
+        pos.share()
         m = MONEY
         self.cash = m.subtract(self.cash, m.add(m.multiply(m.multiply(side.sign, qty), px), fee))
         return pos

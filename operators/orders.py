@@ -39,7 +39,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from operators.accounting import MONEY, ZERO
+from operators.accounting import MONEY, ZERO, shared, shared_or_none
 from schemas.base import Side
 from schemas.built import build
 from schemas.strategy import OrderType
@@ -393,6 +393,19 @@ class Order:
             ))
             qty = room
         return qty, venue_cum, issues
+
+    def share(self) -> None:
+        """Keep shared objects for the amounts (``accounting.shared``): the same values.
+
+        For the orders a book keeps long: its closed ones.
+        """
+        self.qty = shared(self.qty)
+        self.limit_px = shared_or_none(self.limit_px)
+        self.reserve_px = shared(self.reserve_px)
+        self.cum_qty = shared(self.cum_qty)
+        self.cum_notional = shared(self.cum_notional)
+        self.venue_cum_qty = shared(self.venue_cum_qty)
+        self.fees = shared(self.fees)
 
     def identity(self) -> dict[str, Any]:
         """Return what the order is: the ``IDENTITY`` fields every record about it repeats."""

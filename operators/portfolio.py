@@ -84,7 +84,7 @@ from enum import StrEnum
 from hashlib import sha256
 from typing import Any, NamedTuple, TypeVar
 
-from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum
+from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum, shared
 from operators.orders import Order, OrderIssue
 from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
 from schemas.base import Record, Side
@@ -629,7 +629,7 @@ class AccountBook:
         book.instruments = {row.symbol: row for row in rows}
         book.ledger = Ledger.from_snapshot(data["ledger"])  # rebuilds its own sums
         book.open_orders = _orders(data["open_orders"])
-        book.closed_orders = _orders(data["closed_orders"])
+        book.closed_orders = _orders(data["closed_orders"], closed=True)
         book.trading_state = TradingState(data["trading_state"])
         book.strategy_states = {k: TradingState(v) for k, v in data["strategy_states"].items()}
         book.peak_equity = data["peak_equity"]
@@ -687,6 +687,7 @@ class AccountBook:
         if not self.open_orders:
             self._sums = None
             self.open_orders = {}  # an emptied dict keeps its table: drop it
+        order.share()
         closed = self.closed_orders
         closed[order.order_id] = order
         if len(closed) > CLOSED_ORDERS_KEPT:
@@ -936,24 +937,26 @@ _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 
 
 def _lean(row: _Row, *, own: bool = False) -> _Row:
-    """Return ``row`` sharing its pydantic fields-set with every row naming the same fields.
+    """Return ``row`` sharing its pydantic fields-set and its amounts with other rows.
 
     A decoded or restored Account names its 19 fields in a set of 2 KB, more than the
-    row's values; the book keeps one per account. The rows are frozen, so pydantic
+    row's values; the book keeps one per account, and keeps ``shared`` objects for its
+    Decimal limits, which most accounts repeat. The rows are frozen, so pydantic
     never changes the set in place (``model_copy`` copies it). ``own``: ``row`` was
-    made here, set the field on it; else return an equal copy, leaving the input as is.
+    made here, change it in place; else return an equal copy, leaving the input as is.
     """
     names = row.__pydantic_fields_set__
-    shared = _FIELDS_SETS.get(frozenset(names))
-    if shared is None:
-        shared = _FIELDS_SETS[frozenset(names)] = set(names)
-    if names is shared:
+    shared_set = _FIELDS_SETS.get(frozenset(names))
+    if shared_set is None:
+        shared_set = _FIELDS_SETS[frozenset(names)] = set(names)
+    values = {k: shared(v) if type(v) is Decimal else v for k, v in row.__dict__.items()}
+    if names is shared_set and all(v is row.__dict__[k] for k, v in values.items()):
         return row
     if own:
-        object.__setattr__(row, "__pydantic_fields_set__", shared)
+        object.__setattr__(row, "__pydantic_fields_set__", shared_set)
+        row.__dict__.update(values)
         return row
-    return type(row).model_construct(_fields_set=shared, **row.__dict__)
-
+    return type(row).model_construct(_fields_set=shared_set, **values)
 
 
 def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:
@@ -965,8 +968,11 @@ def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:
     return kept if isinstance(kept, OrderedDict) else OrderedDict(kept)
 
 
-def _orders(rows: Iterable[dict[str, Any]]) -> dict[str, Order]:
+def _orders(rows: Iterable[dict[str, Any]], *, closed: bool = False) -> dict[str, Order]:
     orders = [Order.from_dict(row) for row in rows]
+    if closed:
+        for order in orders:
+            order.share()
     return {o.order_id: o for o in orders}
 
 
