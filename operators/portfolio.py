@@ -128,7 +128,12 @@ SEEN_SIGNALS_KEPT = 10_000
 LEVERAGE_UNDEFINED = Decimal(-1)
 """Published as ``PortfolioState.leverage`` when equity <= 0 with exposure (unbounded)."""
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+"""2: the account and symbol-limit rows are their field values (Decimals, enums, times),
+restored through ``schemas.built.build`` (the fields' validators, not pydantic-core's
+re-parsing of JSON text: the larger part of a restore). 1 (still restored): JSON dumps."""
+
+_SNAPSHOT_VERSIONS = (1, SNAPSHOT_VERSION)
 
 _STATUS_STATE = {
     AccountStatus.ACTIVE: TradingState.ACTIVE,
@@ -585,8 +590,8 @@ class AccountBook:
         return {
             "v": SNAPSHOT_VERSION,
             "account_id": self.account_id,
-            "account": self.account.model_dump(mode="json") if self.account else None,
-            "symbol_limits": [lim.model_dump(mode="json") for lim in self.symbol_limits.values()],
+            "account": dict(self.account.__dict__) if self.account else None,
+            "symbol_limits": [dict(lim.__dict__) for lim in self.symbol_limits.values()],
             "routes": [r.model_dump(mode="json") for r in self.routes.values()],
             "venues": [v.model_dump(mode="json") for v in self.venues.values()],
             "instruments": [row.model_dump(mode="json") for row in self.instruments.values()],
@@ -611,16 +616,16 @@ class AccountBook:
         cls, data: dict[str, Any], *, clock: Callable[[], int] = time.perf_counter_ns
     ) -> AccountBook:
         """Rebuild a book from ``snapshot`` output."""
-        if data.get("v") != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported account book snapshot version {data.get('v')!r}")
+        version = data.get("v")
+        if version not in _SNAPSHOT_VERSIONS:
+            raise ValueError(f"unsupported account book snapshot version {version!r}")
         # Every slot is set below: no empty book is built only to be replaced.
         book = cls.__new__(cls)
         book.account_id = data["account_id"]
         book._clock = clock
-        book.account = (
-            _lean(Account.model_validate(data["account"]), own=True) if data["account"] else None
-        )
-        limits = [_lean(SymbolLimit.model_validate(d), own=True) for d in data["symbol_limits"]]
+        row = _row if version == SNAPSHOT_VERSION else _json_row
+        book.account = _lean(row(Account, data["account"]), own=True) if data["account"] else None
+        limits = [_lean(row(SymbolLimit, d), own=True) for d in data["symbol_limits"]]
         book.symbol_limits = {lim.symbol: lim for lim in limits}
         routes = [Route.model_validate(d) for d in data.get("routes", ())]
         book.routes = {(r.account, r.symbol): r for r in routes}
@@ -957,6 +962,16 @@ def _lean(row: _Row, *, own: bool = False) -> _Row:
         row.__dict__.update(values)
         return row
     return type(row).model_construct(_fields_set=shared_set, **values)
+
+
+def _row(model: type[_Row], values: dict[str, Any]) -> _Row:
+    # A row of a version-2 snapshot: its field values.
+    return build(model, **values)
+
+
+def _json_row(model: type[_Row], values: dict[str, Any]) -> _Row:
+    # A row of a version-1 snapshot: its JSON dump.
+    return model.model_validate(values)
 
 
 def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:
