@@ -44,6 +44,8 @@ def sums_of(book: AccountBook) -> dict[str, str]:
         "net": str(book.ledger.net_exposure),
         "gross": str(book.ledger.gross_exposure),
         "equity": str(book.ledger.equity),
+        "realized": str(book.ledger.realized_pnl),
+        "unrealized": str(book.ledger.unrealized_pnl),
         "open_orders": str(len(book.open_orders)),
     }
     for side in Side:
@@ -398,3 +400,38 @@ def test_shared_amounts_change_no_output(seed: int, monkeypatch: pytest.MonkeyPa
         outs = [random_step(book, rng, i) for i in range(300)]
         outputs.append(([repr(o) for o in outs], book.snapshot()))
     assert outputs[0] == outputs[1]
+
+
+# ---------------------------------------------------------------- SignedSum
+
+
+wide = st.decimals(min_value=D("-1e45"), max_value=D("1e45"), allow_nan=False, allow_infinity=False,
+                   places=None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(wide, min_size=1, max_size=8), st.lists(st.tuples(st.integers(0, 7), wide), max_size=12))
+def test_signed_sum_equals_the_scan_in_its_order(start: list[Decimal],
+                                                 moves: list[tuple[int, Decimal]]) -> None:
+    from operators.accounting import SignedSum
+
+    terms = list(start)
+    agg = SignedSum()
+    for t in reversed(terms):  # counted in another order than the scan's
+        agg.add(t)
+    for i, new in moves:
+        i %= len(terms)
+        agg.move(terms[i], new)
+        terms[i] = new
+        assert str(agg.total(lambda: list(terms))) == str(scan_sum(terms))
+
+
+def test_signed_sum_scans_when_a_partial_sum_of_the_scan_rounds() -> None:
+    from operators.accounting import SignedSum
+
+    terms = [D("1E+40"), D("1E-10"), D("-1E+40")]
+    agg = SignedSum()
+    for t in (terms[0], terms[2], terms[1]):  # exact in this order: 1E-10
+        agg.add(t)
+    assert str(agg.total(lambda: terms)) == str(scan_sum(terms))
+    assert scan_sum(terms) != D("1E-10")  # the scan rounded, and the sum says so too
