@@ -83,6 +83,9 @@ SHARED_KEPT = 65_536
 
 _SHARED: dict[str, Decimal] = {}
 
+PNL_SUMS_FROM = 8
+"""Positions from which a ledger keeps running PnL sums instead of scanning for them."""
+
 
 def shared(value: Decimal) -> Decimal:
     """Return one shared object for every Decimal written the same (same digits, exponent).
@@ -370,9 +373,7 @@ class Position:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Position:
         """Rebuild a position from ``to_dict`` output."""
-        pos = cls(**data)
-        pos.share()
-        return pos
+        return cls(**data)
 
 
 @dataclass(slots=True)
@@ -391,27 +392,36 @@ class Ledger:
     cash: Decimal = ZERO
     positions: dict[str, Position] = field(default_factory=dict)
     marks: dict[str, tuple[Decimal, datetime]] = field(default_factory=dict)
-    _net: ExactSum = field(init=False, repr=False, compare=False)
-    _gross: ExactSum = field(init=False, repr=False, compare=False)
-    _realized: SignedSum = field(init=False, repr=False, compare=False)
-    _unrealized: SignedSum = field(init=False, repr=False, compare=False)
+    _net: ExactSum | None = field(init=False, repr=False, compare=False)
+    _gross: ExactSum | None = field(init=False, repr=False, compare=False)
+    _pnl: tuple[SignedSum, SignedSum] | None = field(init=False, repr=False, compare=False)
+    """Realised and unrealised PnL, once the ledger holds ``PNL_SUMS_FROM`` positions."""
 
     def __post_init__(self) -> None:
-        # Built when first read (a restored book may not be read for a while).
-        stale = bool(self.positions)
-        self._net = ExactSum(stale=stale)
-        self._gross = ExactSum(stale=stale)
-        self._realized = SignedSum(stale=stale)
-        self._unrealized = SignedSum(stale=stale)
+        # Every running sum is built when first read (a restored book may not be read
+        # for a while, and a sum not built costs nothing to keep up to date).
+        self._net = self._gross = None
+        self._pnl = None
 
     def _recompute(self) -> None:
         """Rebuild the running sums from the positions (construction, restore, debug)."""
         with localcontext(MONEY):
             values = [p.market_value for p in self.positions.values()]
+            self._net, self._gross = ExactSum(), ExactSum()
             self._net.rebuild(values)
             self._gross.rebuild(abs(v) for v in values)
-            self._realized.rebuild(self._realized_terms())
-            self._unrealized.rebuild(self._unrealized_terms())
+            self._pnl = None
+            pnl = self._pnl_sums()
+            if pnl is not None:
+                pnl[0].rebuild(self._realized_terms())
+                pnl[1].rebuild(self._unrealized_terms())
+
+    def _pnl_sums(self) -> tuple[SignedSum, SignedSum] | None:
+        # The PnL sums, built (stale: rebuilt when read) once there are enough positions;
+        # below that a scan costs less than keeping them.
+        if self._pnl is None and len(self.positions) >= PNL_SUMS_FROM:
+            self._pnl = (SignedSum(stale=True), SignedSum(stale=True))
+        return self._pnl
 
     def position(self, symbol: str) -> Position:
         """Return the position in ``symbol``, creating a flat one (at the known mark)."""
@@ -421,8 +431,9 @@ class Ledger:
             pos = Position(symbol, last_mark=known[0] if known else None)
             self.positions[symbol] = pos
             self._add_value(pos.market_value)
-            self._realized.add(pos.realized_pnl)
-            self._unrealized.add(pos.unrealized_pnl)
+            if self._pnl is not None:
+                self._pnl[0].add(pos.realized_pnl)
+                self._pnl[1].add(pos.unrealized_pnl)
         return pos
 
     def mark_px(self, symbol: str) -> Decimal | None:
@@ -438,8 +449,9 @@ class Ledger:
         before, realized, unrealized = pos.market_value, pos.realized_pnl, pos.unrealized_pnl
         pos.apply_fill(side, qty, px, fee)
         self._move_value(before, pos.market_value)
-        self._realized.move(realized, pos.realized_pnl)
-        self._unrealized.move(unrealized, pos.unrealized_pnl)
+        if self._pnl is not None:
+            self._pnl[0].move(realized, pos.realized_pnl)
+            self._pnl[1].move(unrealized, pos.unrealized_pnl)
         pos.share()
         m = MONEY
         self.cash = m.subtract(self.cash, m.add(m.multiply(m.multiply(side.sign, qty), px), fee))
@@ -461,16 +473,19 @@ class Ledger:
             before, unrealized = pos.market_value, pos.unrealized_pnl
             pos.mark(px)
             self._move_value(before, pos.market_value)
-            self._unrealized.move(unrealized, pos.unrealized_pnl)
+            if self._pnl is not None:
+                self._pnl[1].move(unrealized, pos.unrealized_pnl)
         return True
 
     def _add_value(self, value: Decimal) -> None:
+        if self._net is None or self._gross is None:
+            return  # not built: built from the positions when first read
         self._net.add(value)
         self._gross.add(MONEY.abs(value))
 
     def _move_value(self, before: Decimal, after: Decimal) -> None:
         # A position's market value went from ``before`` to ``after``.
-        if before is after:
+        if before is after or self._net is None or self._gross is None:
             return
         self._net.remove(before)
         self._net.add(after)
@@ -485,17 +500,24 @@ class Ledger:
     @property
     def gross_exposure(self) -> Decimal:
         """Return the sum of the absolute market values."""
-        return _total(self._gross, self._gross_terms)
+        return _total(self._exposure_sums()[1], self._gross_terms)
 
     @property
     def net_exposure(self) -> Decimal:
         """Return the sum of the signed market values."""
         # Only an exact gross sum bounds the scan's partial sums (so they are exact too).
-        if self._gross.stale:
-            self._gross.rebuild(self._gross_terms())
-        if self._gross.stale:
+        net, gross = self._exposure_sums()
+        if gross.stale:
+            gross.rebuild(self._gross_terms())
+        if gross.stale:
             return scan_sum(p.market_value for p in self.positions.values())
-        return _total(self._net, self._net_terms)
+        return _total(net, self._net_terms)
+
+    def _exposure_sums(self) -> tuple[ExactSum, ExactSum]:
+        # Net and gross exposure, built stale (rebuilt from the positions) when first read.
+        if self._net is None or self._gross is None:
+            self._net, self._gross = ExactSum(stale=True), ExactSum(stale=True)
+        return self._net, self._gross
 
     def _gross_terms(self) -> Iterable[Decimal]:
         return [MONEY.abs(p.market_value) for p in self.positions.values()]
@@ -512,12 +534,18 @@ class Ledger:
     @property
     def realized_pnl(self) -> Decimal:
         """Return the realised PnL of every position (gross of fees)."""
-        return self._realized.total(self._realized_terms)
+        pnl = self._pnl_sums()
+        if pnl is None:
+            return scan_sum(self._realized_terms())
+        return pnl[0].total(self._realized_terms)
 
     @property
     def unrealized_pnl(self) -> Decimal:
         """Return the unrealised PnL of every position (a running sum, as the scan)."""
-        return self._unrealized.total(self._unrealized_terms)
+        pnl = self._pnl_sums()
+        if pnl is None:
+            return scan_sum(self._unrealized_terms())
+        return pnl[1].total(self._unrealized_terms)
 
     @property
     def fees(self) -> Decimal:

@@ -88,7 +88,7 @@ from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_s
 from operators.orders import Order, OrderIssue
 from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
 from schemas.base import Record, Side
-from schemas.built import build
+from schemas.built import build, restored
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     GLOBAL,
@@ -130,8 +130,9 @@ LEVERAGE_UNDEFINED = Decimal(-1)
 
 SNAPSHOT_VERSION = 2
 """2: the account and symbol-limit rows are their field values (Decimals, enums, times),
-restored through ``schemas.built.build`` (the fields' validators, not pydantic-core's
-re-parsing of JSON text: the larger part of a restore). 1 (still restored): JSON dumps."""
+restored as they were validated (``schemas.built.restored``, as the orders and positions
+always were), not parsed and validated again from JSON (the larger part of a restore).
+1 (still restored): JSON dumps."""
 
 _SNAPSHOT_VERSIONS = (1, SNAPSHOT_VERSION)
 
@@ -624,8 +625,8 @@ class AccountBook:
         book.account_id = data["account_id"]
         book._clock = clock
         row = _row if version == SNAPSHOT_VERSION else _json_row
-        book.account = _lean(row(Account, data["account"]), own=True) if data["account"] else None
-        limits = [_lean(row(SymbolLimit, d), own=True) for d in data["symbol_limits"]]
+        book.account = row(Account, data["account"]) if data["account"] else None
+        limits = [row(SymbolLimit, d) for d in data["symbol_limits"]]
         book.symbol_limits = {lim.symbol: lim for lim in limits}
         routes = [Route.model_validate(d) for d in data.get("routes", ())]
         book.routes = {(r.account, r.symbol): r for r in routes}
@@ -634,7 +635,7 @@ class AccountBook:
         book.instruments = {row.symbol: row for row in rows}
         book.ledger = Ledger.from_snapshot(data["ledger"])  # rebuilds its own sums
         book.open_orders = _orders(data["open_orders"])
-        book.closed_orders = _orders(data["closed_orders"], closed=True)
+        book.closed_orders = _orders(data["closed_orders"])
         book.trading_state = TradingState(data["trading_state"])
         book.strategy_states = {k: TradingState(v) for k, v in data["strategy_states"].items()}
         book.peak_equity = data["peak_equity"]
@@ -965,13 +966,18 @@ def _lean(row: _Row, *, own: bool = False) -> _Row:
 
 
 def _row(model: type[_Row], values: dict[str, Any]) -> _Row:
-    # A row of a version-2 snapshot: its field values.
-    return build(model, **values)
+    # A row of a version-2 snapshot: its field values, as they were validated (with one
+    # fields set per model; a restore does not look for shared amounts: time).
+    names = frozenset(model.model_fields)
+    every = _FIELDS_SETS.get(names)
+    if every is None:
+        every = _FIELDS_SETS[names] = set(names)
+    return restored(model, values, every)
 
 
 def _json_row(model: type[_Row], values: dict[str, Any]) -> _Row:
     # A row of a version-1 snapshot: its JSON dump.
-    return model.model_validate(values)
+    return _lean(model.model_validate(values), own=True)
 
 
 def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:
@@ -983,11 +989,8 @@ def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:
     return kept if isinstance(kept, OrderedDict) else OrderedDict(kept)
 
 
-def _orders(rows: Iterable[dict[str, Any]], *, closed: bool = False) -> dict[str, Order]:
+def _orders(rows: Iterable[dict[str, Any]]) -> dict[str, Order]:
     orders = [Order.from_dict(row) for row in rows]
-    if closed:
-        for order in orders:
-            order.share()
     return {o.order_id: o for o in orders}
 
 

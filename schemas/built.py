@@ -313,3 +313,32 @@ def build(model: type[M], /, **values: Any) -> M:
         except Exception:  # noqa: BLE001, S110 - pydantic coerces it or raises as usual
             pass
     return model(**values)
+
+
+_RESTORED_SETS: dict[tuple[type[BaseModel], frozenset[str]], set[str]] = {}
+
+
+def restored(model: type[M], values: dict[str, Any], fields_set: set[str] | None = None) -> M:
+    """Return the record whose field values ``values`` are (``dict(record.__dict__)``).
+
+    For a process's own saved state only (a snapshot of records it validated when they
+    came in, kept as their values): like unpickling, nothing is validated again. Every
+    field must be there; otherwise, or for a model that keeps unknown fields, the
+    values are validated as usual. The fields set is every field: ``fields_set`` if
+    given (a set of every field name the caller shares), else one kept here per model.
+    """
+    names = frozenset(values)
+    key = (model, names)
+    known = _RESTORED_SETS.get(key)
+    if known is None:
+        if names != model.model_fields.keys() or model.model_config.get("extra") == "allow":
+            return model.model_validate(values)
+        known = _RESTORED_SETS[key] = set(names)
+    if fields_set is None or fields_set != known:
+        fields_set = known
+    rec = _new(model)
+    _set(rec, "__dict__", dict(values))
+    _set(rec, "__pydantic_fields_set__", fields_set)
+    _set(rec, "__pydantic_extra__", None)
+    _set(rec, "__pydantic_private__", None)
+    return rec

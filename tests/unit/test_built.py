@@ -123,3 +123,24 @@ def test_build_gives_the_validated_record_or_the_same_error(model: type[BaseMode
         built += 1
     assert built > 300
     assert failed > 50
+
+
+def test_restored_gives_back_the_record_its_values_came_from() -> None:
+    from schemas.built import restored
+    from schemas.trading import Account, SymbolLimit
+
+    rows: list[BaseModel] = [
+        Account(account="A1", cash=Decimal("100.50"), max_order_qty=Decimal("1.000000000000"),
+                ts=T0, max_open_orders=3),
+        SymbolLimit(account="A1", symbol="AAPL", max_position_qty=Decimal(50), ts=T0),
+    ]
+    for row in rows:
+        again = restored(type(row), dict(row.__dict__))
+        assert again == row
+        assert repr(again) == repr(row)
+        assert again.model_dump_json() == row.model_dump_json()
+        assert again.model_fields_set == set(type(row).model_fields)
+        partial = dict(row.__dict__)
+        del partial["ts"]
+        with pytest.raises(ValidationError):  # not every field: validated, and refused
+            restored(type(row), partial)

@@ -128,8 +128,15 @@ def new_book(rng: random.Random) -> AccountBook:
     return book
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_running_sums_equal_a_recomputation_after_every_step(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "pnl_sums_from"), [*((s, 8) for s in range(12)),
+                                                      *((s, 1) for s in range(12))])
+def test_running_sums_equal_a_recomputation_after_every_step(
+    seed: int, pnl_sums_from: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import operators.accounting as accounting
+
+    # 1: the running PnL sums from the first position (else these books scan for them).
+    monkeypatch.setattr(accounting, "PNL_SUMS_FROM", pnl_sums_from)
     rng = random.Random(seed)  # noqa: S311 - reproducible inputs
     book = new_book(rng)
     opened = closed = 0
@@ -144,8 +151,13 @@ def test_running_sums_equal_a_recomputation_after_every_step(seed: int) -> None:
     assert closed >= 3  # and close some
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_snapshot_round_trips_the_running_sums(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "pnl_sums_from"), [(0, 8), (1, 8), (2, 1), (3, 1)])
+def test_snapshot_round_trips_the_running_sums(
+    seed: int, pnl_sums_from: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import operators.accounting as accounting
+
+    monkeypatch.setattr(accounting, "PNL_SUMS_FROM", pnl_sums_from)
     rng = random.Random(100 + seed)  # noqa: S311 - reproducible
     book = new_book(rng)
     for i in range(300):
