@@ -122,8 +122,10 @@ def _checks(name: str, metadata: list[Any]) -> tuple[Callable[[Any], Any], ...]:
             continue
         elif not isinstance(item, FieldInfo) or item.metadata:
             raise _Unknown(f"{name}: {item!r}")
-    return tuple(_remembered(f) if _is_identity(f) else _kept(f) if f in _SAME_OBJECT else f
-                 for f in befores + afters)
+    checks = befores + afters
+    if checks and all(f in _SAME_OBJECT for f in checks):  # e.g. Price: _fits, _positive
+        return (_kept(tuple(checks)),)
+    return tuple(_remembered(f) if _is_identity(f) else f for f in checks)
 
 
 def _plain(name: str, func: Callable[..., Any]) -> Callable[[Any], Any]:
@@ -159,7 +161,15 @@ def _is_identity(func: Callable[[Any], Any]) -> bool:
     return getattr(func, "__qualname__", "") == "_identity.<locals>.check"
 
 
+_REMEMBERED: dict[Callable[[Any], Any], Callable[[Any], Any]] = {}
+
+
 def _remembered(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # One memo per identity check, shared by every field it checks (an order id passed
+    # for the ValidatedOrder is not matched again for its OrderState and RiskDecision).
+    known = _REMEMBERED.get(func)
+    if known is not None:
+        return known
     good: set[Any] = set()
 
     def check(value: Any) -> Any:
@@ -172,6 +182,7 @@ def _remembered(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
             good.add(value)
         return out
 
+    _REMEMBERED[func] = check
     return check
 
 
@@ -190,19 +201,23 @@ _INLINE: dict[Callable[[Any], Any], str] = {
 """Validators written into the generated source: the same result without a call."""
 
 
-def _kept(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    # The objects (Decimals: by identity, as 1 and 1.000000000000 are equal but _fits
-    # returns the second re-quantized) ``func`` returned as they were.
-    good: dict[int, Any] = {}
+def _kept(chain: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], Any]:
+    # A chain of _SAME_OBJECT checks, remembering the Decimals it returned as given by
+    # their string: str is exact and reversible (1 and 1.000000000000 are two strings,
+    # and _fits returns the second re-quantized), and the checks look at nothing else.
+    good: set[str] = set()
 
     def check(value: Any) -> Any:
-        if good.get(id(value)) is value:
+        key = str(value)
+        if key in good:
             return value
-        out = func(value)
+        out = value
+        for func in chain:
+            out = func(out)
         if out is value:
             if len(good) >= _GOOD_KEPT:
                 good.clear()
-            good[id(value)] = value
+            good.add(key)
         return out
 
     return check
