@@ -320,17 +320,17 @@ class AccountBook:
         order_id = order_id_for(self.account_id, signal.signal_id)
         ctx = self._check_input(signal, order_id, market_ts)
         results = evaluate(ctx)
-        passed = all(r.passed for r in results)
+        failed = [r for r in results if not r.passed]  # one pass: most often none
+        passed = not failed
         self._remember_signal(signal.signal_id)
-        if all(r.passed for r in results if r.rule in _GATES):
+        if not any(r.rule in _GATES for r in failed):
             self.recent_rejects.append(not passed)
             if len(self.recent_rejects) > REJECT_RATE_WINDOW:
                 del self.recent_rejects[0]
         if passed:
             outcome = self._open_order(signal, ctx, order_id)
         else:
-            outcome = Outcome(events=tuple(self._rejection(signal, r) for r in results
-                                           if not r.passed))
+            outcome = Outcome(events=tuple(self._rejection(signal, r) for r in failed))
         outcome += self._check_kill_switch(signal.ts)
         decision = build(
             RiskDecision,

@@ -54,6 +54,7 @@ _GOOD_KEPT = 4096
 """Values remembered as passing one identity check (then forgotten all at once)."""
 
 _SCALARS = (str, bool, int, float, Decimal, datetime)
+_STR = frozenset({str})
 
 
 class _Unknown(TypeError):
@@ -91,13 +92,14 @@ class _Field:
             return None
         kind = self.kind
         if type(kind) is tuple:
+            allowed = {kind[1]}  # the item type (sets of types: compared in C)
             if kind[0] is list:
-                if type(value) is not list or any(type(v) is not kind[1] for v in value):
+                if type(value) is not list or not {*map(type, value)} <= allowed:
                     raise _Unknown(self.name)
                 value = list(value)
             else:
-                if type(value) is not dict or any(type(k) is not str or type(v) is not kind[1]
-                                                  for k, v in value.items()):
+                if (type(value) is not dict or not {*map(type, value)} <= _STR
+                        or not {*map(type, value.values())} <= allowed):
                     raise _Unknown(self.name)
                 value = dict(value)
         elif type(value) is not kind or (kind is Decimal and not value.is_finite()):
@@ -194,9 +196,9 @@ _SAME_OBJECT = frozenset({_fits, _positive, _non_negative})
 _INLINE: dict[Callable[[Any], Any], str] = {
     # quantize8 of a finite Decimal (the type test has checked it is finite), its range
     # check first: beyond it pydantic raises the error.
-    quantize8: "if v.adjusted() > 70: raise _U\n{pad}v = v.quantize(QUANTUM, context=WIDE)",
+    quantize8: "if _v.adjusted() > 70: raise _U\n{pad}_v = _v.quantize(QUANTUM, context=WIDE)",
     # A time already in UTC at whole milliseconds is what _utc_ms returns (an equal copy).
-    _utc_ms: "if v.tzinfo is not UTC or v.microsecond % 1000: v = {}(v)",
+    _utc_ms: "if _v.tzinfo is not UTC or _v.microsecond % 1000: _v = {}(_v)",
 }
 """Validators written into the generated source: the same result without a call."""
 
@@ -241,7 +243,7 @@ class _Plan:
         self.model = model
         self.fields = {name: _Field(name, info) for name, info in model.model_fields.items()}
         self.fields_sets: dict[int, set[str]] = {}
-        self.build: Callable[[dict[str, Any]], BaseModel] = self._generate()
+        self.build: Callable[..., BaseModel] = self._generate()
 
     def _fields_set(self, key: int) -> set[str]:
         # The names given: the required ones, and the optional ones whose bit is in key.
@@ -252,54 +254,61 @@ class _Plan:
         out = self.fields_sets[key] = names
         return out
 
-    def _generate(self) -> Callable[[dict[str, Any]], BaseModel]:
+    def _generate(self) -> Callable[..., BaseModel]:
         env: dict[str, Any] = {"_M": _MISSING, "_U": _Unknown, "Decimal": Decimal, "_new": _new,
                                "QUANTUM": QUANTUM, "WIDE": _WIDE, "UTC": UTC,
                                "_set": _set, "Model": self.model, "SETS": self.fields_sets,
                                "make_set": self._fields_set}
-        lines = ["def build(values):", "    get = values.get", "    n = 0", "    key = 0"]
+        # Keyword-only parameters named as the fields: Python binds the values given (an
+        # unknown name raises TypeError: pydantic's turn); the locals start with "_",
+        # which no field name does.
+        params = ", ".join(f"{name}=_M" for name in self.fields)
+        lines = [f"def build(*, {params}):", "    _key = 0"]
         for bit, (name, field) in enumerate(self.fields.items()):
             env[f"field_{bit}"] = field
             env[f"default_{bit}"] = field.default
             env[f"factory_{bit}"] = field.factory
-            lines.append(f"    v = get({name!r}, _M)")
-            lines.append("    if v is _M:")
+            lines.append(f"    _v = {name}")
+            lines.append("    if _v is _M:")
             if field.required:
                 lines.append("        raise _U")
             elif field.factory is not None:
-                lines.append(f"        v = factory_{bit}()")
+                lines.append(f"        _v = factory_{bit}()")
             else:
-                lines.append(f"        v = default_{bit}")
-            lines.append("    else:")
-            lines.append("        n += 1" if field.required else f"        n += 1; key |= {1 << bit}")
+                lines.append(f"        _v = default_{bit}")
             pad = "        "
+            lines.append("    else:")
+            if not field.required:
+                lines.append(f"        _key |= {1 << bit}")
             if field.optional:
-                lines.append("        if v is not None:")
+                lines.append("        if _v is not None:")
                 pad += "    "
             kind = field.kind
             if type(kind) is tuple:
-                lines.append(f"{pad}v = field_{bit}.check(v)")
+                lines.append(f"{pad}_v = field_{bit}.check(_v)")
             else:
                 env[f"kind_{bit}"] = kind
-                test = f"type(v) is not kind_{bit}"
+                test = f"type(_v) is not kind_{bit}"
                 if kind is Decimal:
-                    test += " or not v.is_finite()"
+                    test += " or not _v.is_finite()"
                 lines.append(f"{pad}if {test}: raise _U")
                 for k, check in enumerate(field.checks):
                     env[f"check_{bit}_{k}"] = check
-                    lines.append(pad + _INLINE.get(check, "v = {}(v)").format(f"check_{bit}_{k}", pad=pad))
-            lines.append(f"    f{bit} = v")
-        lines.append("    if n != len(values): raise _U")
-        lines.append("    fields_set = SETS.get(key) or make_set(key)")
-        lines.append("    rec = _new(Model)")
-        body = ", ".join(f"{name!r}: f{bit}" for bit, name in enumerate(self.fields))
-        lines.append(f"    _set(rec, '__dict__', {{{body}}})")
-        lines.append("    _set(rec, '__pydantic_fields_set__', fields_set)")
-        lines.append("    _set(rec, '__pydantic_extra__', None)")
-        lines.append("    _set(rec, '__pydantic_private__', None)")
-        lines.append("    return rec")
+                    code = _INLINE.get(check, "_v = {}(_v)").format(f"check_{bit}_{k}", pad=pad)
+                    lines.append(pad + code)
+            lines.append(f"    _f{bit} = _v")
+        lines.append("    _fs = SETS.get(_key) or make_set(_key)")
+        lines.append("    _rec = _new(Model)")
+        body = ", ".join(f"{name!r}: _f{bit}" for bit, name in enumerate(self.fields))
+        lines.append(f"    _set(_rec, '__dict__', {{{body}}})")
+        lines.append("    _set(_rec, '__pydantic_fields_set__', _fs)")
+        lines.append("    _set(_rec, '__pydantic_extra__', None)")
+        lines.append("    _set(_rec, '__pydantic_private__', None)")
+        lines.append("    return _rec")
+        if set(self.fields) & env.keys():  # a parameter would hide a name the source uses
+            raise _Unknown(f"{self.model.__name__}: a field named as a name of the builder")
         exec("\n".join(lines), env)  # noqa: S102 - source made here from the model's fields
-        out: Callable[[dict[str, Any]], BaseModel] = env["build"]
+        out: Callable[..., BaseModel] = env["build"]
         return out
 
 
@@ -324,7 +333,7 @@ def build(model: type[M], /, **values: Any) -> M:
     plan = _PLANS.get(model) or _plan(model)
     if plan is not None:
         try:
-            return plan.build(values)  # type: ignore[return-value]
+            return plan.build(**values)  # type: ignore[return-value]
         except Exception:  # noqa: BLE001, S110 - pydantic coerces it or raises as usual
             pass
     return model(**values)
