@@ -427,9 +427,14 @@ class Order:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Order:
         """Rebuild an order from ``to_dict`` output."""
-        values = dict(data)
-        values["exec_ids"] = _exec_ids((venue, exec_id) for venue, exec_id in data["exec_ids"])
-        return cls(**values)
+        order = cls(**data)
+        rows = data["exec_ids"]
+        if len(rows) == 1:  # most orders: one report (sorted and unique as it is)
+            venue, exec_id = rows[0]
+            order.exec_ids = ((venue, exec_id),)
+        else:
+            order.exec_ids = _exec_ids((venue, exec_id) for venue, exec_id in rows)
+        return order
 
 
 def _exec_ids(keys: Iterable[ExecKey]) -> tuple[ExecKey, ...] | set[ExecKey]:
