@@ -48,6 +48,7 @@ from decimal import (
     Inexact,
     InvalidOperation,
     Overflow,
+    Rounded,
     localcontext,
 )
 from typing import Any
@@ -65,9 +66,48 @@ _EXACT = Context(
     prec=38, rounding=ROUND_HALF_EVEN,
     traps=[Inexact, InvalidOperation, DivisionByZero, Overflow],
 )
-"""``MONEY`` that refuses to round: the running sums of ``ExactSum`` use it."""
+"""``MONEY`` that refuses to round: the running sums of ``ExactSum`` use it to quantize."""
+
+_EXACT_ADD = Context(
+    prec=38, rounding=ROUND_HALF_EVEN,
+    traps=[Rounded, Inexact, InvalidOperation, DivisionByZero, Overflow],
+)
+"""``_EXACT`` that also refuses to drop zeros: a sum of 39 digits ending in 0 is exact but
+comes back with one digit less and a larger exponent than the scan's (``Rounded`` without
+``Inexact``), e.g. two 38-digit unrealised PnLs. ``ExactSum`` adds and subtracts in it."""
 
 _QUANTUM: dict[int, Decimal] = {}
+
+SHARED_KEPT = 65_536
+"""Distinct amounts ``shared`` remembers (then it starts again)."""
+
+_SHARED: dict[str, Decimal] = {}
+
+PNL_SUMS_FROM = 8
+"""Positions from which a ledger keeps running PnL sums instead of scanning for them."""
+
+
+def shared(value: Decimal) -> Decimal:
+    """Return one shared object for every Decimal written the same (same digits, exponent).
+
+    What a book keeps for long (positions, closed orders, limits) repeats a few amounts
+    over and over (quantities, fees, zero), each a 104-byte object of its own; a book
+    keeps the shared one instead. Decimals are immutable and the shared object has the
+    same string (``str`` is exact and reversible: ``1.0`` and ``1.00`` are two entries),
+    so nothing computed or published changes.
+    """
+    key = str(value)
+    out = _SHARED.get(key)
+    if out is None:
+        if len(_SHARED) >= SHARED_KEPT:
+            _SHARED.clear()
+        out = _SHARED[key] = value
+    return out
+
+
+def shared_or_none(value: Decimal | None) -> Decimal | None:
+    """Return ``shared(value)``, or None for None."""
+    return None if value is None else shared(value)
 
 
 def _quantum(exp: int) -> Decimal:
@@ -93,12 +133,13 @@ class ExactSum:
     so the running sum keeps a count of the terms' exponents and is re-quantized to
     ``min(0, exponents)`` (``0`` is ``ZERO``'s) when a term leaves.
 
-    The running sum is computed in a context that traps ``Inexact``: when an update
-    would round, the sum becomes *stale* and ``total`` returns None, for the owner to
-    scan the terms (the scan rounds its own way, which the running sum cannot copy)
-    and ``rebuild``. An owner may also start it stale (``ExactSum(stale=True)``) to
-    build it only when first read, e.g. after a restore. For terms that are all >= 0 an
-    exact running sum implies an exact scan (every partial sum of the scan is smaller,
+    The running sum is computed in a context that traps ``Inexact`` and ``Rounded``:
+    when an update would round (or drop a trailing zero), the sum becomes *stale* and
+    ``total`` returns None, for the owner to scan the terms (the scan rounds its own
+    way, which the running sum cannot copy) and ``rebuild``. An owner may also start
+    it stale (``ExactSum(stale=True)``) to build it only when first read, e.g. after a
+    restore. For terms that are all >= 0 an exact running sum implies an exact scan
+    (every partial sum of the scan is smaller,
     with no smaller exponent).
     """
 
@@ -128,8 +169,8 @@ class ExactSum:
         else:
             exps += (exp, 1)
         try:
-            self._value = _EXACT.add(self._value, term)
-        except Inexact:
+            self._value = _EXACT_ADD.add(self._value, term)
+        except (Rounded, Inexact):
             self.stale = True
             return
         if exp < self._value_exp:
@@ -147,13 +188,13 @@ class ExactSum:
         else:
             exps[i + 1] -= 1
         try:
-            value = _EXACT.subtract(self._value, term)
+            value = _EXACT_ADD.subtract(self._value, term)
             value_exp = min(self._value_exp, exp)
             ideal = min(0, *exps[::2]) if exps else 0
             if value_exp < ideal:
                 value = _EXACT.quantize(value, _quantum(ideal))
                 value_exp = ideal
-        except Inexact:
+        except (Rounded, Inexact):
             self.stale = True
             return
         self._value, self._value_exp = value, value_exp
@@ -191,6 +232,51 @@ def _total(agg: ExactSum, terms: Callable[[], Iterable[Decimal]]) -> Decimal:
     agg.rebuild(terms())
     value = agg.total()
     return scan_sum(terms()) if value is None else value
+
+
+class SignedSum:
+    """A running ``sum(terms, ZERO)`` of terms of either sign, equal to the scan.
+
+    An exact running sum of signed terms does not make the scan exact: the scan adds
+    in its own order, and a partial sum may need more digits than the total (``1E+40``,
+    ``1E-10``, ``-1E+40``). The sum of the absolute values bounds every partial sum of
+    any order, so it is kept beside: while it is exact, so is the scan, and the running
+    sum is returned; otherwise the terms are scanned (as ``Ledger.net_exposure`` does
+    with the gross exposure).
+    """
+
+    __slots__ = ("_abs", "_sum")
+
+    def __init__(self, *, stale: bool = False) -> None:
+        self._sum = ExactSum(stale=stale)
+        self._abs = ExactSum(stale=stale)
+
+    def add(self, term: Decimal) -> None:
+        """Count ``term``; in MONEY's arithmetic whatever the context."""
+        self._sum.add(term)
+        self._abs.add(MONEY.abs(term))
+
+    def move(self, before: Decimal, after: Decimal) -> None:
+        """Replace the term ``before`` (counted before) by ``after``."""
+        if before is after:
+            return
+        self._sum.remove(before)
+        self._sum.add(after)
+        self._abs.remove(MONEY.abs(before))
+        self._abs.add(MONEY.abs(after))
+
+    def total(self, terms: Callable[[], list[Decimal]]) -> Decimal:
+        """Return the scan's sum of ``terms()``, from the running sums when they are exact."""
+        if self._abs.stale:
+            self._abs.rebuild([MONEY.abs(t) for t in terms()])
+            if self._abs.stale:
+                return scan_sum(terms())
+        return _total(self._sum, terms)
+
+    def rebuild(self, terms: list[Decimal]) -> None:
+        """Start again from ``terms``."""
+        self._sum.rebuild(terms)
+        self._abs.rebuild([MONEY.abs(t) for t in terms])
 
 
 def _sign(value: Decimal) -> int:
@@ -243,6 +329,14 @@ class Position:
         self.realized_pnl = m.add(self.realized_pnl, realized)
         self.fees = m.add(self.fees, fee)
         return realized
+
+    def share(self) -> None:
+        """Keep shared objects for the amounts (see ``shared``): the same values."""
+        self.net_qty = shared(self.net_qty)
+        self.avg_px = shared(self.avg_px)
+        self.realized_pnl = shared(self.realized_pnl)
+        self.fees = shared(self.fees)
+        self.last_mark = shared_or_none(self.last_mark)
 
     def mark(self, px: Decimal) -> None:
         """Set the mark price used for unrealised PnL and market value."""
@@ -298,20 +392,36 @@ class Ledger:
     cash: Decimal = ZERO
     positions: dict[str, Position] = field(default_factory=dict)
     marks: dict[str, tuple[Decimal, datetime]] = field(default_factory=dict)
-    _net: ExactSum = field(init=False, repr=False, compare=False)
-    _gross: ExactSum = field(init=False, repr=False, compare=False)
+    _net: ExactSum | None = field(init=False, repr=False, compare=False)
+    _gross: ExactSum | None = field(init=False, repr=False, compare=False)
+    _pnl: tuple[SignedSum, SignedSum] | None = field(init=False, repr=False, compare=False)
+    """Realised and unrealised PnL, once the ledger holds ``PNL_SUMS_FROM`` positions."""
 
     def __post_init__(self) -> None:
-        # Built when first read (a restored book may not be read for a while).
-        self._net = ExactSum(stale=bool(self.positions))
-        self._gross = ExactSum(stale=bool(self.positions))
+        # Every running sum is built when first read (a restored book may not be read
+        # for a while, and a sum not built costs nothing to keep up to date).
+        self._net = self._gross = None
+        self._pnl = None
 
     def _recompute(self) -> None:
         """Rebuild the running sums from the positions (construction, restore, debug)."""
         with localcontext(MONEY):
             values = [p.market_value for p in self.positions.values()]
+            self._net, self._gross = ExactSum(), ExactSum()
             self._net.rebuild(values)
             self._gross.rebuild(abs(v) for v in values)
+            self._pnl = None
+            pnl = self._pnl_sums()
+            if pnl is not None:
+                pnl[0].rebuild(self._realized_terms())
+                pnl[1].rebuild(self._unrealized_terms())
+
+    def _pnl_sums(self) -> tuple[SignedSum, SignedSum] | None:
+        # The PnL sums, built (stale: rebuilt when read) once there are enough positions;
+        # below that a scan costs less than keeping them.
+        if self._pnl is None and len(self.positions) >= PNL_SUMS_FROM:
+            self._pnl = (SignedSum(stale=True), SignedSum(stale=True))
+        return self._pnl
 
     def position(self, symbol: str) -> Position:
         """Return the position in ``symbol``, creating a flat one (at the known mark)."""
@@ -321,6 +431,9 @@ class Ledger:
             pos = Position(symbol, last_mark=known[0] if known else None)
             self.positions[symbol] = pos
             self._add_value(pos.market_value)
+            if self._pnl is not None:
+                self._pnl[0].add(pos.realized_pnl)
+                self._pnl[1].add(pos.unrealized_pnl)
         return pos
 
     def mark_px(self, symbol: str) -> Decimal | None:
@@ -333,9 +446,13 @@ class Ledger:
     ) -> Position:
         """Apply one fill to the position and to cash; return the position."""
         pos = self.position(symbol)
-        before = pos.market_value
+        before, realized, unrealized = pos.market_value, pos.realized_pnl, pos.unrealized_pnl
         pos.apply_fill(side, qty, px, fee)
         self._move_value(before, pos.market_value)
+        if self._pnl is not None:
+            self._pnl[0].move(realized, pos.realized_pnl)
+            self._pnl[1].move(unrealized, pos.unrealized_pnl)
+        pos.share()
         m = MONEY
         self.cash = m.subtract(self.cash, m.add(m.multiply(m.multiply(side.sign, qty), px), fee))
         return pos
@@ -353,18 +470,22 @@ class Ledger:
             old = pos.last_mark
             if old is px:
                 return True
-            before = pos.market_value
+            before, unrealized = pos.market_value, pos.unrealized_pnl
             pos.mark(px)
             self._move_value(before, pos.market_value)
+            if self._pnl is not None:
+                self._pnl[1].move(unrealized, pos.unrealized_pnl)
         return True
 
     def _add_value(self, value: Decimal) -> None:
+        if self._net is None or self._gross is None:
+            return  # not built: built from the positions when first read
         self._net.add(value)
         self._gross.add(MONEY.abs(value))
 
     def _move_value(self, before: Decimal, after: Decimal) -> None:
         # A position's market value went from ``before`` to ``after``.
-        if before is after:
+        if before is after or self._net is None or self._gross is None:
             return
         self._net.remove(before)
         self._net.add(after)
@@ -379,17 +500,24 @@ class Ledger:
     @property
     def gross_exposure(self) -> Decimal:
         """Return the sum of the absolute market values."""
-        return _total(self._gross, self._gross_terms)
+        return _total(self._exposure_sums()[1], self._gross_terms)
 
     @property
     def net_exposure(self) -> Decimal:
         """Return the sum of the signed market values."""
         # Only an exact gross sum bounds the scan's partial sums (so they are exact too).
-        if self._gross.stale:
-            self._gross.rebuild(self._gross_terms())
-        if self._gross.stale:
+        net, gross = self._exposure_sums()
+        if gross.stale:
+            gross.rebuild(self._gross_terms())
+        if gross.stale:
             return scan_sum(p.market_value for p in self.positions.values())
-        return _total(self._net, self._net_terms)
+        return _total(net, self._net_terms)
+
+    def _exposure_sums(self) -> tuple[ExactSum, ExactSum]:
+        # Net and gross exposure, built stale (rebuilt from the positions) when first read.
+        if self._net is None or self._gross is None:
+            self._net, self._gross = ExactSum(stale=True), ExactSum(stale=True)
+        return self._net, self._gross
 
     def _gross_terms(self) -> Iterable[Decimal]:
         return [MONEY.abs(p.market_value) for p in self.positions.values()]
@@ -397,15 +525,27 @@ class Ledger:
     def _net_terms(self) -> Iterable[Decimal]:
         return [p.market_value for p in self.positions.values()]
 
+    def _realized_terms(self) -> list[Decimal]:
+        return [p.realized_pnl for p in self.positions.values()]
+
+    def _unrealized_terms(self) -> list[Decimal]:
+        return [p.unrealized_pnl for p in self.positions.values()]
+
     @property
     def realized_pnl(self) -> Decimal:
         """Return the realised PnL of every position (gross of fees)."""
-        return scan_sum(p.realized_pnl for p in self.positions.values())
+        pnl = self._pnl_sums()
+        if pnl is None:
+            return scan_sum(self._realized_terms())
+        return pnl[0].total(self._realized_terms)
 
     @property
     def unrealized_pnl(self) -> Decimal:
-        """Return the unrealised PnL of every position (summed when asked: output only)."""
-        return scan_sum(p.unrealized_pnl for p in self.positions.values())
+        """Return the unrealised PnL of every position (a running sum, as the scan)."""
+        pnl = self._pnl_sums()
+        if pnl is None:
+            return scan_sum(self._unrealized_terms())
+        return pnl[1].total(self._unrealized_terms)
 
     @property
     def fees(self) -> Decimal:
@@ -441,10 +581,12 @@ class Ledger:
         """Raise ``AssertionError`` if a running sum differs from a scan (debug, tests)."""
         with localcontext(MONEY):
             values = [p.market_value for p in self.positions.values()]
-            scans = (sum(values, ZERO), sum((abs(v) for v in values), ZERO))
-        held = (self.net_exposure, self.gross_exposure)
+            scans = (sum(values, ZERO), sum((abs(v) for v in values), ZERO),
+                     sum(self._realized_terms(), ZERO), sum(self._unrealized_terms(), ZERO))
+        held = (self.net_exposure, self.gross_exposure, self.realized_pnl, self.unrealized_pnl)
         if [str(v) for v in held] != [str(v) for v in scans]:
-            raise AssertionError(f"ledger sums (net, gross) {held} != scan {scans}")
+            raise AssertionError(f"ledger sums (net, gross, realized, unrealized) {held} "
+                                 f"!= scan {scans}")
 
     def snapshot(self) -> dict[str, Any]:
         """Return the ledger as plain picklable data (a deep copy)."""

@@ -39,8 +39,9 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from operators.accounting import MONEY, ZERO
+from operators.accounting import MONEY, ZERO, shared, shared_or_none
 from schemas.base import Side
+from schemas.built import build
 from schemas.strategy import OrderType
 from schemas.trading import ExecStatus, OrderState, OrderStatus, Severity, VenueFill
 
@@ -393,15 +394,28 @@ class Order:
             qty = room
         return qty, venue_cum, issues
 
+    def share(self) -> None:
+        """Keep shared objects for the amounts (``accounting.shared``): the same values.
+
+        For the orders a book keeps long: its closed ones.
+        """
+        self.qty = shared(self.qty)
+        self.limit_px = shared_or_none(self.limit_px)
+        self.reserve_px = shared(self.reserve_px)
+        self.cum_qty = shared(self.cum_qty)
+        self.cum_notional = shared(self.cum_notional)
+        self.venue_cum_qty = shared(self.venue_cum_qty)
+        self.fees = shared(self.fees)
+
     def identity(self) -> dict[str, Any]:
         """Return what the order is: the ``IDENTITY`` fields every record about it repeats."""
         return {name: getattr(self, name) for name in IDENTITY}
 
     def to_state(self) -> OrderState:
         """Return the order as a row of the orders changelog."""
-        return OrderState(
-            **self.identity(), status=self.status, cum_qty=self.cum_qty, leaves_qty=self.leaves_qty,
-            avg_px=self.avg_px, ts=self.ts,
+        return build(
+            OrderState, **self.identity(), status=self.status, cum_qty=self.cum_qty,
+            leaves_qty=self.leaves_qty, avg_px=self.avg_px, ts=self.ts,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -413,9 +427,14 @@ class Order:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Order:
         """Rebuild an order from ``to_dict`` output."""
-        values = dict(data)
-        values["exec_ids"] = _exec_ids((venue, exec_id) for venue, exec_id in data["exec_ids"])
-        return cls(**values)
+        order = cls(**data)
+        rows = data["exec_ids"]
+        if len(rows) == 1:  # most orders: one report (sorted and unique as it is)
+            venue, exec_id = rows[0]
+            order.exec_ids = ((venue, exec_id),)
+        else:
+            order.exec_ids = _exec_ids((venue, exec_id) for venue, exec_id in rows)
+        return order
 
 
 def _exec_ids(keys: Iterable[ExecKey]) -> tuple[ExecKey, ...] | set[ExecKey]:

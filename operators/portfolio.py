@@ -84,10 +84,11 @@ from enum import StrEnum
 from hashlib import sha256
 from typing import Any, NamedTuple, TypeVar
 
-from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum
+from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum, shared
 from operators.orders import Order, OrderIssue
 from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
 from schemas.base import Record, Side
+from schemas.built import build, restored
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     GLOBAL,
@@ -127,7 +128,13 @@ SEEN_SIGNALS_KEPT = 10_000
 LEVERAGE_UNDEFINED = Decimal(-1)
 """Published as ``PortfolioState.leverage`` when equity <= 0 with exposure (unbounded)."""
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+"""2: the account and symbol-limit rows are their field values (Decimals, enums, times),
+restored as they were validated (``schemas.built.restored``, as the orders and positions
+always were), not parsed and validated again from JSON (the larger part of a restore).
+1 (still restored): JSON dumps."""
+
+_SNAPSHOT_VERSIONS = (1, SNAPSHOT_VERSION)
 
 _STATUS_STATE = {
     AccountStatus.ACTIVE: TradingState.ACTIVE,
@@ -313,19 +320,19 @@ class AccountBook:
         order_id = order_id_for(self.account_id, signal.signal_id)
         ctx = self._check_input(signal, order_id, market_ts)
         results = evaluate(ctx)
-        passed = all(r.passed for r in results)
+        failed = [r for r in results if not r.passed]  # one pass: most often none
+        passed = not failed
         self._remember_signal(signal.signal_id)
-        if all(r.passed for r in results if r.rule in _GATES):
+        if not any(r.rule in _GATES for r in failed):
             self.recent_rejects.append(not passed)
             if len(self.recent_rejects) > REJECT_RATE_WINDOW:
                 del self.recent_rejects[0]
         if passed:
             outcome = self._open_order(signal, ctx, order_id)
         else:
-            outcome = Outcome(events=tuple(self._rejection(signal, r) for r in results
-                                           if not r.passed))
+            outcome = Outcome(events=tuple(self._rejection(signal, r) for r in failed))
         outcome += self._check_kill_switch(signal.ts)
-        decision = _checked(
+        decision = build(
             RiskDecision,
             signal_id=signal.signal_id,
             account=self.account_id,
@@ -555,7 +562,8 @@ class AccountBook:
         ledger = self.ledger
         leverage = ledger.leverage()
         equity = ledger.equity
-        return PortfolioState(
+        return build(
+            PortfolioState,
             account=self.account_id,
             cash=ledger.cash,
             equity=equity,
@@ -583,8 +591,8 @@ class AccountBook:
         return {
             "v": SNAPSHOT_VERSION,
             "account_id": self.account_id,
-            "account": self.account.model_dump(mode="json") if self.account else None,
-            "symbol_limits": [lim.model_dump(mode="json") for lim in self.symbol_limits.values()],
+            "account": dict(self.account.__dict__) if self.account else None,
+            "symbol_limits": [dict(lim.__dict__) for lim in self.symbol_limits.values()],
             "routes": [r.model_dump(mode="json") for r in self.routes.values()],
             "venues": [v.model_dump(mode="json") for v in self.venues.values()],
             "instruments": [row.model_dump(mode="json") for row in self.instruments.values()],
@@ -609,16 +617,16 @@ class AccountBook:
         cls, data: dict[str, Any], *, clock: Callable[[], int] = time.perf_counter_ns
     ) -> AccountBook:
         """Rebuild a book from ``snapshot`` output."""
-        if data.get("v") != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported account book snapshot version {data.get('v')!r}")
+        version = data.get("v")
+        if version not in _SNAPSHOT_VERSIONS:
+            raise ValueError(f"unsupported account book snapshot version {version!r}")
         # Every slot is set below: no empty book is built only to be replaced.
         book = cls.__new__(cls)
         book.account_id = data["account_id"]
         book._clock = clock
-        book.account = (
-            _lean(Account.model_validate(data["account"]), own=True) if data["account"] else None
-        )
-        limits = [_lean(SymbolLimit.model_validate(d), own=True) for d in data["symbol_limits"]]
+        row = _row if version == SNAPSHOT_VERSION else _json_row
+        book.account = row(Account, data["account"]) if data["account"] else None
+        limits = [row(SymbolLimit, d) for d in data["symbol_limits"]]
         book.symbol_limits = {lim.symbol: lim for lim in limits}
         routes = [Route.model_validate(d) for d in data.get("routes", ())]
         book.routes = {(r.account, r.symbol): r for r in routes}
@@ -685,6 +693,7 @@ class AccountBook:
         if not self.open_orders:
             self._sums = None
             self.open_orders = {}  # an emptied dict keeps its table: drop it
+        order.share()
         closed = self.closed_orders
         closed[order.order_id] = order
         if len(closed) > CLOSED_ORDERS_KEPT:
@@ -745,7 +754,8 @@ class AccountBook:
             self._sums = OrderSums()
         self._sums.add(order)
         self.rate.add(signal.ts)
-        validated = ValidatedOrder(
+        validated = build(
+            ValidatedOrder,
             order_id=order_id,
             action=OrderAction.NEW,
             account=self.account_id,
@@ -859,7 +869,8 @@ class AccountBook:
 
     def _rejection(self, signal: TradeSignal, result: RuleResult) -> RiskEvent:
         values = {k: v for k, v in (("value", result.value), ("limit", result.limit)) if v}
-        return RiskEvent(
+        return build(
+            RiskEvent,
             event_id=event_id_for("REJECT", self.account_id, signal.signal_id, result.rule),
             account=self.account_id,
             rule=result.rule,
@@ -872,7 +883,8 @@ class AccountBook:
         )
 
     def _issue_event(self, fill: VenueFill, issue: OrderIssue) -> RiskEvent:
-        return RiskEvent(
+        return build(
+            RiskEvent,
             event_id=event_id_for(
                 "REPORT", self.account_id, fill.venue, fill.exec_id, issue.kind.value
             ),
@@ -887,7 +899,8 @@ class AccountBook:
         )
 
     def _unknown_order(self, fill: VenueFill) -> RiskEvent:
-        return RiskEvent(
+        return build(
+            RiskEvent,
             event_id=event_id_for(
                 "REPORT", self.account_id, fill.venue, fill.exec_id, "UNKNOWN_ORDER"
             ),
@@ -907,7 +920,8 @@ class AccountBook:
         )
 
     def _position_state(self, position: Position, ts: datetime) -> PositionState:
-        return PositionState(
+        return build(
+            PositionState,
             account=self.account_id,
             symbol=position.symbol,
             net_qty=position.net_qty,
@@ -929,36 +943,41 @@ _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 
 
 def _lean(row: _Row, *, own: bool = False) -> _Row:
-    """Return ``row`` sharing its pydantic fields-set with every row naming the same fields.
+    """Return ``row`` sharing its pydantic fields-set and its amounts with other rows.
 
     A decoded or restored Account names its 19 fields in a set of 2 KB, more than the
-    row's values; the book keeps one per account. The rows are frozen, so pydantic
+    row's values; the book keeps one per account, and keeps ``shared`` objects for its
+    Decimal limits, which most accounts repeat. The rows are frozen, so pydantic
     never changes the set in place (``model_copy`` copies it). ``own``: ``row`` was
-    made here, set the field on it; else return an equal copy, leaving the input as is.
+    made here, change it in place; else return an equal copy, leaving the input as is.
     """
     names = row.__pydantic_fields_set__
-    shared = _FIELDS_SETS.get(frozenset(names))
-    if shared is None:
-        shared = _FIELDS_SETS[frozenset(names)] = set(names)
-    if names is shared:
+    shared_set = _FIELDS_SETS.get(frozenset(names))
+    if shared_set is None:
+        shared_set = _FIELDS_SETS[frozenset(names)] = set(names)
+    values = {k: shared(v) if type(v) is Decimal else v for k, v in row.__dict__.items()}
+    if names is shared_set and all(v is row.__dict__[k] for k, v in values.items()):
         return row
     if own:
-        object.__setattr__(row, "__pydantic_fields_set__", shared)
+        object.__setattr__(row, "__pydantic_fields_set__", shared_set)
+        row.__dict__.update(values)
         return row
-    return type(row).model_construct(_fields_set=shared, **row.__dict__)
+    return type(row).model_construct(_fields_set=shared_set, **values)
 
 
+def _row(model: type[_Row], values: dict[str, Any]) -> _Row:
+    # A row of a version-2 snapshot: its field values, as they were validated (with one
+    # fields set per model; a restore does not look for shared amounts: time).
+    names = frozenset(model.model_fields)
+    every = _FIELDS_SETS.get(names)
+    if every is None:
+        every = _FIELDS_SETS[names] = set(names)
+    return restored(model, values, every)
 
-def _checked(model: type[_Row], **values: Any) -> _Row:
-    """Return ``model(**values)`` without validating ``values`` again: they are known valid.
 
-    For a signal's ``RiskDecision``: its fields copy the validated signal and Account row
-    and add ids, the rule results (validated when made), counters and the latency made
-    here. Validating them again gave the same values (tests check it) and walked every
-    rule result again: ``model_construct`` costs 3 us against 5 us. Records with no list
-    of records in them are validated as usual: for them ``model_construct`` is the slower.
-    """
-    return model.model_construct(**values)
+def _json_row(model: type[_Row], values: dict[str, Any]) -> _Row:
+    # A row of a version-1 snapshot: its JSON dump.
+    return _lean(model.model_validate(values), own=True)
 
 
 def _evicting(kept: dict[str, _V]) -> OrderedDict[str, _V]:

@@ -47,6 +47,7 @@ from types import MappingProxyType
 from operators.accounting import MONEY, ZERO
 from operators.instruments import price_off_grid, qty_off_lot
 from schemas.base import Side
+from schemas.built import build
 from schemas.strategy import OrderType, TradeSignal
 from schemas.trading import (
     Account,
@@ -183,8 +184,8 @@ def _result(rule: Rule, passed: bool, message: str, value: str | None = None,
     if result is None:
         if len(_RESULTS) >= RESULTS_KEPT:
             _RESULTS.clear()
-        result = _RESULTS[key] = RuleResult(
-            rule=_NAMES[rule], passed=passed, value=value, limit=limit, message=message
+        result = _RESULTS[key] = build(
+            RuleResult, rule=_NAMES[rule], passed=passed, value=value, limit=limit, message=message
         )
     return result
 

@@ -1,0 +1,368 @@
+"""Records a job builds itself, validated by the models' own validators without pydantic-core.
+
+``build(Model, **values)`` returns what ``Model(**values)`` returns, equal and with the
+same repr, JSON and fields set, for the values a job computes on its hot path (Job C
+builds four to five records per signal, and pydantic's validation of them cost more
+than the whole pre-trade check). The model stays the single definition: its plan is
+derived from its fields when first used.
+
+How it stays the same record:
+
+* Every field's own validators run, in pydantic's order (before-validators, then
+  after-validators; for an optional field only on a value that is not None): e.g.
+  ``quantize8`` rounds a ``Derived`` amount to 8 places as validation would. Identity
+  checks (``Name``, ``OrderId``...) are pure, so a value that passed once is remembered
+  (a bounded set per check) and not matched again.
+* pydantic-core's own part (type coercion) is replaced by an exact type check: a value
+  whose type is not exactly the field's (an ``int`` for a ``Decimal``, a str for an
+  enum, a naive datetime is still a datetime and goes through ``_utc_ms``), a missing
+  required field, an unknown field, or a validator raising, sends the call to
+  ``Model(**values)``, which coerces or raises its ``ValidationError`` as always.
+* Defaults fill the fields not given and the fields set is the names given, as in
+  ``Model(**values)`` (one shared set per combination of names; records are frozen and
+  pydantic copies the set in ``model_copy``).
+* A model with anything the plan does not know (model validators, field constraints
+  such as ``ge``, nested models other than a list of records, ``Any``) is always
+  validated by pydantic.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import types
+import typing
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any, TypeVar, get_args, get_origin
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainSerializer
+from pydantic.fields import FieldInfo
+from pydantic.types import AllowInfNan
+
+from schemas.base import _WIDE, QUANTUM, _fits, _non_negative, _positive, _utc_ms, quantize8
+
+__all__ = ["build"]
+
+M = TypeVar("M", bound=BaseModel)
+
+_set = object.__setattr__
+_new = object.__new__
+_GOOD_KEPT = 4096
+"""Values remembered as passing one identity check (then forgotten all at once)."""
+
+_SCALARS = (str, bool, int, float, Decimal, datetime)
+_STR = frozenset({str})
+
+
+class _Unknown(TypeError):
+    """A field the plan cannot check itself: the model stays on pydantic."""
+
+
+class _Field:
+    """One field's plan: the exact type a value must have, and its validators."""
+
+    __slots__ = ("checks", "default", "factory", "kind", "name", "optional", "required")
+
+    def __init__(self, name: str, info: FieldInfo) -> None:
+        self.name = name
+        self.default = info.default
+        self.factory = info.default_factory
+        self.required = info.is_required()
+        tp, metadata = info.annotation, list(info.metadata)
+        self.optional = False
+        origin = get_origin(tp)
+        if origin is typing.Union or origin is types.UnionType:
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1 or len(args) == len(get_args(tp)):
+                raise _Unknown(f"{name}: {tp}")
+            self.optional = True
+            tp = args[0]
+            if get_origin(tp) is Annotated:
+                inner, *more = get_args(tp)
+                tp, metadata = inner, [*more, *metadata]
+        self.checks = _checks(name, metadata)
+        self.kind = _kind(name, tp)
+
+    def check(self, value: Any) -> Any:
+        """Return the validated value; raise anything for pydantic to do it instead."""
+        if value is None and self.optional:
+            return None
+        kind = self.kind
+        if type(kind) is tuple:
+            allowed = {kind[1]}  # the item type (sets of types: compared in C)
+            if kind[0] is list:
+                if type(value) is not list or not {*map(type, value)} <= allowed:
+                    raise _Unknown(self.name)
+                value = list(value)
+            else:
+                if (type(value) is not dict or not {*map(type, value)} <= _STR
+                        or not {*map(type, value.values())} <= allowed):
+                    raise _Unknown(self.name)
+                value = dict(value)
+        elif type(value) is not kind or (kind is Decimal and not value.is_finite()):
+            raise _Unknown(self.name)
+        for check in self.checks:
+            value = check(value)
+        return value
+
+
+def _checks(name: str, metadata: list[Any]) -> tuple[Callable[[Any], Any], ...]:
+    # A field's validators, in the order pydantic runs them.
+    befores: list[Callable[[Any], Any]] = []
+    afters: list[Callable[[Any], Any]] = []
+    for item in metadata:
+        if isinstance(item, BeforeValidator):
+            befores.insert(0, _plain(name, item.func))  # pydantic runs the last one first
+        elif isinstance(item, AfterValidator):
+            afters.append(_plain(name, item.func))
+        elif isinstance(item, AllowInfNan) and not item.allow_inf_nan:
+            afters.append(_finite_float)
+        elif isinstance(item, PlainSerializer):
+            continue
+        elif not isinstance(item, FieldInfo) or item.metadata:
+            raise _Unknown(f"{name}: {item!r}")
+    checks = befores + afters
+    if checks and all(f in _SAME_OBJECT for f in checks):  # e.g. Price: _fits, _positive
+        return (_kept(tuple(checks)),)
+    return tuple(_remembered(f) if _is_identity(f) else f for f in checks)
+
+
+def _plain(name: str, func: Callable[..., Any]) -> Callable[[Any], Any]:
+    # A validator of the value alone (one taking pydantic's ValidationInfo is not known).
+    if len(inspect.signature(func).parameters) != 1:
+        raise _Unknown(f"{name}: {func!r} takes more than the value")
+    return func
+
+
+def _kind(name: str, tp: Any) -> Any:
+    # What a value must be exactly: a scalar type, (list, record model), (dict, value type).
+    if tp in _SCALARS or (isinstance(tp, type) and issubclass(tp, Enum)):
+        return tp
+    if get_origin(tp) is list and _is_record(get_args(tp)[0]):
+        return (list, get_args(tp)[0])
+    if get_origin(tp) is dict and get_args(tp) in ((str, int), (str, str)):
+        return (dict, get_args(tp)[1])
+    raise _Unknown(f"{name}: {tp}")
+
+
+def _finite_float(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _is_record(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _is_identity(func: Callable[[Any], Any]) -> bool:
+    # schemas.base's identity checks (Name, OrderId, RecordId): pure, the value or raise.
+    return getattr(func, "__qualname__", "") == "_identity.<locals>.check"
+
+
+_REMEMBERED: dict[Callable[[Any], Any], Callable[[Any], Any]] = {}
+
+
+def _remembered(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # One memo per identity check, shared by every field it checks (an order id passed
+    # for the ValidatedOrder is not matched again for its OrderState and RiskDecision).
+    known = _REMEMBERED.get(func)
+    if known is not None:
+        return known
+    good: set[Any] = set()
+
+    def check(value: Any) -> Any:
+        if value in good:
+            return value
+        out = func(value)
+        if out is value:
+            if len(good) >= _GOOD_KEPT:
+                good.clear()
+            good.add(value)
+        return out
+
+    _REMEMBERED[func] = check
+    return check
+
+
+_MISSING = object()
+
+_SAME_OBJECT = frozenset({_fits, _positive, _non_negative})
+"""Pure checks of schemas.base that return the Decimal given or raise (or re-quantize)."""
+
+_INLINE: dict[Callable[[Any], Any], str] = {
+    # quantize8 of a finite Decimal (the type test has checked it is finite), its range
+    # check first: beyond it pydantic raises the error.
+    quantize8: "if _v.adjusted() > 70: raise _U\n{pad}_v = _v.quantize(QUANTUM, context=WIDE)",
+    # A time already in UTC at whole milliseconds is what _utc_ms returns (an equal copy).
+    _utc_ms: "if _v.tzinfo is not UTC or _v.microsecond % 1000: _v = {}(_v)",
+}
+"""Validators written into the generated source: the same result without a call."""
+
+
+def _kept(chain: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], Any]:
+    # A chain of _SAME_OBJECT checks, remembering the Decimals it returned as given by
+    # their string: str is exact and reversible (1 and 1.000000000000 are two strings,
+    # and _fits returns the second re-quantized), and the checks look at nothing else.
+    good: set[str] = set()
+
+    def check(value: Any) -> Any:
+        key = str(value)
+        if key in good:
+            return value
+        out = value
+        for func in chain:
+            out = func(out)
+        if out is value:
+            if len(good) >= _GOOD_KEPT:
+                good.clear()
+            good.add(key)
+        return out
+
+    return check
+
+
+class _Plan:
+    """A model's builder: Python source generated from its fields, one branch per field.
+
+    The generated function does what ``_Field.check`` says for every field in turn
+    (a loop calling it per field cost twice as much), fills the defaults, and picks
+    the fields set by which optional fields were given.
+    """
+
+    __slots__ = ("build", "fields", "fields_sets", "model")
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        decorators = model.__pydantic_decorators__
+        if (decorators.model_validators or decorators.field_validators or decorators.validators
+                or decorators.root_validators or model.model_config.get("extra") != "forbid"):
+            raise _Unknown(f"{model.__name__}: validators of its own")
+        self.model = model
+        self.fields = {name: _Field(name, info) for name, info in model.model_fields.items()}
+        self.fields_sets: dict[int, set[str]] = {}
+        self.build: Callable[..., BaseModel] = self._generate()
+
+    def _fields_set(self, key: int) -> set[str]:
+        # The names given: the required ones, and the optional ones whose bit is in key.
+        names = set()
+        for bit, (name, field) in enumerate(self.fields.items()):
+            if field.required or key >> bit & 1:
+                names.add(name)
+        out = self.fields_sets[key] = names
+        return out
+
+    def _generate(self) -> Callable[..., BaseModel]:
+        env: dict[str, Any] = {"_M": _MISSING, "_U": _Unknown, "Decimal": Decimal, "_new": _new,
+                               "QUANTUM": QUANTUM, "WIDE": _WIDE, "UTC": UTC,
+                               "_set": _set, "Model": self.model, "SETS": self.fields_sets,
+                               "make_set": self._fields_set}
+        # Keyword-only parameters named as the fields: Python binds the values given (an
+        # unknown name raises TypeError: pydantic's turn); the locals start with "_",
+        # which no field name does.
+        params = ", ".join(f"{name}=_M" for name in self.fields)
+        lines = [f"def build(*, {params}):", "    _key = 0"]
+        for bit, (name, field) in enumerate(self.fields.items()):
+            env[f"field_{bit}"] = field
+            env[f"default_{bit}"] = field.default
+            env[f"factory_{bit}"] = field.factory
+            lines.append(f"    _v = {name}")
+            lines.append("    if _v is _M:")
+            if field.required:
+                lines.append("        raise _U")
+            elif field.factory is not None:
+                lines.append(f"        _v = factory_{bit}()")
+            else:
+                lines.append(f"        _v = default_{bit}")
+            pad = "        "
+            lines.append("    else:")
+            if not field.required:
+                lines.append(f"        _key |= {1 << bit}")
+            if field.optional:
+                lines.append("        if _v is not None:")
+                pad += "    "
+            kind = field.kind
+            if type(kind) is tuple:
+                lines.append(f"{pad}_v = field_{bit}.check(_v)")
+            else:
+                env[f"kind_{bit}"] = kind
+                test = f"type(_v) is not kind_{bit}"
+                if kind is Decimal:
+                    test += " or not _v.is_finite()"
+                lines.append(f"{pad}if {test}: raise _U")
+                for k, check in enumerate(field.checks):
+                    env[f"check_{bit}_{k}"] = check
+                    code = _INLINE.get(check, "_v = {}(_v)").format(f"check_{bit}_{k}", pad=pad)
+                    lines.append(pad + code)
+            lines.append(f"    _f{bit} = _v")
+        lines.append("    _fs = SETS.get(_key) or make_set(_key)")
+        lines.append("    _rec = _new(Model)")
+        body = ", ".join(f"{name!r}: _f{bit}" for bit, name in enumerate(self.fields))
+        lines.append(f"    _set(_rec, '__dict__', {{{body}}})")
+        lines.append("    _set(_rec, '__pydantic_fields_set__', _fs)")
+        lines.append("    _set(_rec, '__pydantic_extra__', None)")
+        lines.append("    _set(_rec, '__pydantic_private__', None)")
+        lines.append("    return _rec")
+        if set(self.fields) & env.keys():  # a parameter would hide a name the source uses
+            raise _Unknown(f"{self.model.__name__}: a field named as a name of the builder")
+        exec("\n".join(lines), env)  # noqa: S102 - source made here from the model's fields
+        out: Callable[..., BaseModel] = env["build"]
+        return out
+
+
+_PLANS: dict[type[BaseModel], _Plan | None] = {}
+
+
+def _plan(model: type[BaseModel]) -> _Plan | None:
+    try:
+        return _PLANS[model]
+    except KeyError:
+        pass
+    try:
+        plan: _Plan | None = _Plan(model)
+    except _Unknown:
+        plan = None
+    _PLANS[model] = plan
+    return plan
+
+
+def build(model: type[M], /, **values: Any) -> M:
+    """Return ``model(**values)``: the same record, validated by the model's validators."""
+    plan = _PLANS.get(model) or _plan(model)
+    if plan is not None:
+        try:
+            return plan.build(**values)  # type: ignore[return-value]
+        except Exception:  # noqa: BLE001, S110 - pydantic coerces it or raises as usual
+            pass
+    return model(**values)
+
+
+_RESTORED_SETS: dict[tuple[type[BaseModel], frozenset[str]], set[str]] = {}
+
+
+def restored(model: type[M], values: dict[str, Any], fields_set: set[str] | None = None) -> M:
+    """Return the record whose field values ``values`` are (``dict(record.__dict__)``).
+
+    For a process's own saved state only (a snapshot of records it validated when they
+    came in, kept as their values): like unpickling, nothing is validated again. Every
+    field must be there; otherwise, or for a model that keeps unknown fields, the
+    values are validated as usual. The fields set is every field: ``fields_set`` if
+    given (a set of every field name the caller shares), else one kept here per model.
+    """
+    names = frozenset(values)
+    key = (model, names)
+    known = _RESTORED_SETS.get(key)
+    if known is None:
+        if names != model.model_fields.keys() or model.model_config.get("extra") == "allow":
+            return model.model_validate(values)
+        known = _RESTORED_SETS[key] = set(names)
+    if fields_set is None or fields_set != known:
+        fields_set = known
+    rec = _new(model)
+    _set(rec, "__dict__", dict(values))
+    _set(rec, "__pydantic_fields_set__", fields_set)
+    _set(rec, "__pydantic_extra__", None)
+    _set(rec, "__pydantic_private__", None)
+    return rec
