@@ -81,8 +81,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 from enum import StrEnum
+from functools import wraps
 from hashlib import sha256
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum, shared
 from operators.orders import Order, OrderIssue
@@ -231,25 +232,26 @@ class OrderSums:
 
     def add(self, order: Order, cum_qty: Decimal | None = None) -> None:
         """Count an open order (as it was when its ``cum_qty`` was ``cum_qty``); in MONEY."""
-        leaves, reserved = _open_part(order, cum_qty)
-        self.reserved.add(reserved)
-        self.by_side[order.side].add(reserved)
         key = (order.symbol, order.side)
-        sums = self.leaves.get(key)
-        if sums is None:
-            sums = self.leaves[key] = ExactSum()
-        sums.add(leaves)
+        if key not in self.leaves:
+            self.leaves[key] = ExactSum()
+        self._count(order, cum_qty, ExactSum.add)
 
     def remove(self, order: Order, cum_qty: Decimal | None = None) -> None:
         """Take out an order counted by ``add`` with the same ``cum_qty``; in MONEY."""
-        leaves, reserved = _open_part(order, cum_qty)
-        self.reserved.remove(reserved)
-        self.by_side[order.side].remove(reserved)
+        self._count(order, cum_qty, ExactSum.remove)
         key = (order.symbol, order.side)
-        sums = self.leaves[key]
-        sums.remove(leaves)
-        if sums.empty:
+        if self.leaves[key].empty:
             del self.leaves[key]
+
+    def _count(
+        self, order: Order, cum_qty: Decimal | None, change: Callable[[ExactSum, Decimal], None]
+    ) -> None:
+        # The sums an order's open part is in: ``add`` and ``remove`` change the same ones.
+        leaves, reserved = _open_part(order, cum_qty)
+        change(self.reserved, reserved)
+        change(self.by_side[order.side], reserved)
+        change(self.leaves[order.symbol, order.side], leaves)
 
 
 def _open_part(order: Order, cum_qty: Decimal | None) -> tuple[Decimal, Decimal]:
@@ -257,6 +259,20 @@ def _open_part(order: Order, cum_qty: Decimal | None) -> tuple[Decimal, Decimal]
     # the notional those leaves reserve.
     leaves = order.qty - (order.cum_qty if cum_qty is None else cum_qty)
     return leaves, leaves * order.reserve_px
+
+
+_P = ParamSpec("_P")
+
+
+def _in_money(method: Callable[_P, Outcome]) -> Callable[_P, Outcome]:
+    """Run an ``on_*`` method in the ``MONEY`` context: one input's arithmetic, entered once."""
+
+    @wraps(method)
+    def in_money(*args: _P.args, **kwargs: _P.kwargs) -> Outcome:
+        with localcontext(MONEY):
+            return method(*args, **kwargs)
+
+    return in_money
 
 
 class AccountBook:
@@ -300,6 +316,7 @@ class AccountBook:
 
     # ----------------------------------------------------------------- inputs
 
+    @_in_money
     def on_signal(
         self, signal: TradeSignal, *, pos: InputPos | None = None, market_ts: datetime | None = None
     ) -> Outcome:
@@ -310,12 +327,6 @@ class AccountBook:
         """
         started = self._clock()
         self._own(signal.account)
-        with localcontext(MONEY):
-            return self._on_signal(signal, pos, started, market_ts)
-
-    def _on_signal(
-        self, signal: TradeSignal, pos: InputPos | None, started: int, market_ts: datetime | None
-    ) -> Outcome:
         self._advance(signal.ts, pos)
         order_id = order_id_for(self.account_id, signal.signal_id)
         ctx = self._check_input(signal, order_id, market_ts)
@@ -346,13 +357,10 @@ class AccountBook:
         )
         return Outcome(decision=decision) + outcome
 
+    @_in_money
     def on_fill(self, fill: VenueFill, *, pos: InputPos | None = None) -> Outcome:
         """Apply an execution report: order state machine, then position and cash."""
         self._own(fill.account)
-        with localcontext(MONEY):
-            return self._on_fill(fill, pos)
-
-    def _on_fill(self, fill: VenueFill, pos: InputPos | None) -> Outcome:
         self._advance(fill.ts, pos)
         order = self.open_orders.get(fill.order_id)
         counted = order is not None
@@ -387,16 +395,11 @@ class AccountBook:
         )
         return outcome + self._check_kill_switch(fill.ts)
 
+    @_in_money
     def on_mark(
         self, symbol: str, price: Decimal, ts: datetime, *, pos: InputPos | None = None
     ) -> Outcome:
         """Mark a symbol: unrealised PnL moves, and the kill switch may trip."""
-        with localcontext(MONEY):
-            return self._on_mark(symbol, price, ts, pos)
-
-    def _on_mark(
-        self, symbol: str, price: Decimal, ts: datetime, pos: InputPos | None
-    ) -> Outcome:
         self._advance(ts, pos)
         if not self.ledger.mark(symbol, price, ts):
             return Outcome()
@@ -412,13 +415,10 @@ class AccountBook:
         )
         return outcome + self._check_kill_switch(ts)
 
+    @_in_money
     def on_account(self, row: Account, *, pos: InputPos | None = None) -> Outcome:
         """Replace the account row: limits, cash movements, and the trading state."""
         self._own(row.account)
-        with localcontext(MONEY):
-            return self._on_account(row, pos)
-
-    def _on_account(self, row: Account, pos: InputPos | None) -> Outcome:
         self._advance(row.ts, pos)
         delta = row.cash - (self.account.cash if self.account else ZERO)
         self.ledger.cash += delta
@@ -475,12 +475,9 @@ class AccountBook:
         self.instruments[row.symbol] = row
         return Outcome()
 
+    @_in_money
     def on_control(self, control: Control, *, pos: InputPos | None = None) -> Outcome:
         """Apply a control row for this account, ``global``, or a strategy."""
-        with localcontext(MONEY):
-            return self._on_control(control, pos)
-
-    def _on_control(self, control: Control, pos: InputPos | None) -> Outcome:
         self._advance(control.ts, pos)
         target = control.target
         if target.kind is ScopeKind.STRATEGY:
@@ -755,22 +752,8 @@ class AccountBook:
         self._sums.add(order)
         self.rate.add(signal.ts)
         validated = build(
-            ValidatedOrder,
-            order_id=order_id,
-            action=OrderAction.NEW,
-            account=self.account_id,
-            symbol=signal.symbol,
-            side=signal.side,
-            qty=signal.qty,
-            order_type=signal.order_type,
-            limit_px=signal.limit_px,
-            signal_id=signal.signal_id,
-            strategy_id=signal.strategy_id,
-            ref_px=signal.ref_px,
-            reason=signal.reason,
-            venue=ctx.venue,
-            ts=signal.ts,
-            entered_at=signal.entered_at,
+            ValidatedOrder, **order.identity(), action=OrderAction.NEW, ref_px=signal.ref_px,
+            reason=signal.reason, ts=signal.ts, entered_at=signal.entered_at,
         )
         return Outcome(
             orders=(validated,),
@@ -790,16 +773,25 @@ class AccountBook:
         self.state_seq += 1
         if target is TradingState.ACTIVE:
             self.recent_rejects.clear()
-        event = RiskEvent(
-            event_id=event_id_for("STATE", self.account_id, str(self.state_seq)),
-            account=self.account_id,
-            rule="TRADING_STATE",
-            severity=Severity.INFO,
-            message=f"trading {previous.value} -> {target.value} ({reason})",
-            values={"from": previous.value, "to": target.value},
-            ts=ts,
+        event = self._state_event(
+            "TRADING_STATE", Severity.INFO, f"trading {previous.value} -> {target.value} ({reason})",
+            {"from": previous.value, "to": target.value}, ts,
         )
         return Outcome(events=(event,))
+
+    def _state_event(
+        self, rule: str, severity: Severity, message: str, values: dict[str, str], ts: datetime
+    ) -> RiskEvent:
+        # The event of the book's latest trading-state change (``state_seq`` numbers them).
+        return RiskEvent(
+            event_id=event_id_for("STATE", self.account_id, str(self.state_seq)),
+            account=self.account_id,
+            rule=rule,
+            severity=severity,
+            message=message,
+            values=values,
+            ts=ts,
+        )
 
     def _check_kill_switch(self, ts: datetime) -> Outcome:
         row = self.account
@@ -851,14 +843,10 @@ class AccountBook:
             order.request_cancel(ts)
             cancels.append(_cancel_of(order, ts, f"kill switch: {reason}"))
             states.append(order.to_state())
-        event = RiskEvent(
-            event_id=event_id_for("STATE", self.account_id, str(self.state_seq)),
-            account=self.account_id,
-            rule="KILL_SWITCH",
-            severity=Severity.CRITICAL,
-            message=f"trading HALTED: {reason}; {len(cancels)} open orders cancelled",
-            values={"trigger": trigger.value, **values, "cancels": str(len(cancels))},
-            ts=ts,
+        event = self._state_event(
+            "KILL_SWITCH", Severity.CRITICAL,
+            f"trading HALTED: {reason}; {len(cancels)} open orders cancelled",
+            {"trigger": trigger.value, **values, "cancels": str(len(cancels))}, ts,
         )
         return Outcome(
             orders=tuple(cancels),
