@@ -28,6 +28,7 @@ How it stays the same record:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import types
@@ -312,25 +313,18 @@ class _Plan:
         return out
 
 
-_PLANS: dict[type[BaseModel], _Plan | None] = {}
-
-
+@functools.cache
 def _plan(model: type[BaseModel]) -> _Plan | None:
+    """Return the model's plan, made on first use (None: pydantic validates every record)."""
     try:
-        return _PLANS[model]
-    except KeyError:
-        pass
-    try:
-        plan: _Plan | None = _Plan(model)
+        return _Plan(model)
     except _Unknown:
-        plan = None
-    _PLANS[model] = plan
-    return plan
+        return None
 
 
 def build(model: type[M], /, **values: Any) -> M:
     """Return ``model(**values)``: the same record, validated by the model's validators."""
-    plan = _PLANS.get(model) or _plan(model)
+    plan = _plan(model)
     if plan is not None:
         try:
             return plan.build(**values)  # type: ignore[return-value]

@@ -470,20 +470,13 @@ def _nullable(tp: Any) -> bool:
 _VERSION_FIELD = "schema_version_"
 
 
-_PLANS: dict[type[BaseModel], _Plan | None] = {}
-
-
+@functools.cache
 def _plan(model: type[BaseModel]) -> _Plan | None:
+    """Return the model's plan, made on first use (None: the model stays on pydantic)."""
     try:
-        return _PLANS[model]
-    except KeyError:
-        pass
-    try:
-        plan: _Plan | None = _plan_of(model, {}, top=True)
+        return _plan_of(model, {}, top=True)
     except Unsupported:
-        plan = None
-    _PLANS[model] = plan
-    return plan
+        return None
 
 
 def supported(model: type[Record]) -> bool:
