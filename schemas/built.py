@@ -171,21 +171,29 @@ def _remembered(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
     # One memo per identity check, shared by every field it checks (an order id passed
     # for the ValidatedOrder is not matched again for its OrderState and RiskDecision).
     known = _REMEMBERED.get(func)
-    if known is not None:
-        return known
+    if known is None:
+        known = _REMEMBERED[func] = _passing((func,), by_text=False)
+    return known
+
+
+def _passing(chain: tuple[Callable[[Any], Any], ...], *, by_text: bool) -> Callable[[Any], Any]:
+    # Run ``chain`` on a value, remembering (up to _GOOD_KEPT) the values it returned as
+    # given, by themselves or, ``by_text``, by their string.
     good: set[Any] = set()
 
     def check(value: Any) -> Any:
-        if value in good:
+        key = str(value) if by_text else value
+        if key in good:
             return value
-        out = func(value)
+        out = value
+        for func in chain:
+            out = func(out)
         if out is value:
             if len(good) >= _GOOD_KEPT:
                 good.clear()
-            good.add(value)
+            good.add(key)
         return out
 
-    _REMEMBERED[func] = check
     return check
 
 
@@ -208,22 +216,7 @@ def _kept(chain: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], Any]:
     # A chain of _SAME_OBJECT checks, remembering the Decimals it returned as given by
     # their string: str is exact and reversible (1 and 1.000000000000 are two strings,
     # and _fits returns the second re-quantized), and the checks look at nothing else.
-    good: set[str] = set()
-
-    def check(value: Any) -> Any:
-        key = str(value)
-        if key in good:
-            return value
-        out = value
-        for func in chain:
-            out = func(out)
-        if out is value:
-            if len(good) >= _GOOD_KEPT:
-                good.clear()
-            good.add(key)
-        return out
-
-    return check
+    return _passing(chain, by_text=True)
 
 
 class _Plan:

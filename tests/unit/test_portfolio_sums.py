@@ -119,6 +119,18 @@ def random_step(book: AccountBook, rng: random.Random, i: int) -> Outcome:
     ))
 
 
+def go_on_alike(a: AccountBook, b: AccountBook, seed: int, steps: int = 5) -> None:
+    """Give both books the same ``steps`` random inputs (from ``seed``); assert the same outcomes."""
+    twin = random.Random(seed)  # noqa: S311 - reproducible
+    for j in range(seed + 1, seed + 1 + steps):
+        state = twin.getstate()
+        out_a = random_step(a, twin, j)
+        twin.setstate(state)
+        out_b = random_step(b, twin, j)
+        assert out_a == out_b
+        assert repr(out_a) == repr(out_b)
+
+
 def new_book(rng: random.Random) -> AccountBook:
     book = AccountBook(ACCOUNT, clock=fake_clock())
     book.on_account(account_row(rng, T0))
@@ -168,14 +180,7 @@ def test_snapshot_round_trips_the_running_sums(
             assert sums_of(restored) == sums_of(book)
             restored.check_sums()
             assert restored.snapshot() == book.snapshot()
-            # The restored book goes on exactly as the original would.
-            twin = random.Random(i)  # noqa: S311 - reproducible
-            for j in range(i + 1, i + 6):
-                state = twin.getstate()
-                a = random_step(book, twin, j)
-                twin.setstate(state)
-                b = random_step(restored, twin, j)
-                assert a == b
+            go_on_alike(book, restored, i)  # the restored book goes on exactly as the original
             assert sums_of(restored) == sums_of(book)
 
 
@@ -368,14 +373,7 @@ def test_version_1_snapshots_still_restore_to_the_same_book(seed: int) -> None:
             assert repr(new.account) == repr(book.account)
             assert [repr(v) for v in new.symbol_limits.values()] == [
                 repr(v) for v in book.symbol_limits.values()]
-            twin = random.Random(i)  # noqa: S311 - both go on with the same inputs
-            for j in range(i + 1, i + 6):
-                state = twin.getstate()
-                a = random_step(old, twin, j)
-                twin.setstate(state)
-                b = random_step(new, twin, j)
-                assert a == b
-                assert repr(a) == repr(b)
+            go_on_alike(old, new, i)
 
 
 # ---------------------------------------------------------------- shared amounts
