@@ -534,18 +534,17 @@ class Ledger:
     @property
     def realized_pnl(self) -> Decimal:
         """Return the realised PnL of every position (gross of fees)."""
-        pnl = self._pnl_sums()
-        if pnl is None:
-            return scan_sum(self._realized_terms())
-        return pnl[0].total(self._realized_terms)
+        return self._pnl_total(0, self._realized_terms)
 
     @property
     def unrealized_pnl(self) -> Decimal:
         """Return the unrealised PnL of every position (a running sum, as the scan)."""
+        return self._pnl_total(1, self._unrealized_terms)
+
+    def _pnl_total(self, which: int, terms: Callable[[], list[Decimal]]) -> Decimal:
+        # The running sum ``which`` (0 realised, 1 unrealised), or the scan below PNL_SUMS_FROM.
         pnl = self._pnl_sums()
-        if pnl is None:
-            return scan_sum(self._unrealized_terms())
-        return pnl[1].total(self._unrealized_terms)
+        return scan_sum(terms()) if pnl is None else pnl[which].total(terms)
 
     @property
     def fees(self) -> Decimal:

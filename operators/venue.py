@@ -43,7 +43,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from decimal import Decimal
-from types import TracebackType
 from typing import Any
 
 from schemas import ExecStatus, MarketData, OrderAction, Side, ValidatedOrder, VenueFill
@@ -190,10 +189,5 @@ class VenueAdapter(ABC):
         self.connect()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -1,6 +1,6 @@
 """Scenarios the kafka and the fluss tests both run.
 
-Job A compared with an uninterrupted run on the embedded store: SIGKILLed mid-stream
+Job A compared with a run on the embedded store: the same input once, SIGKILLed mid-stream
 and resumed from its Bytewax snapshots, and running through a restart of the server
 (broker, tablet server) while its input is still being written; malformed market data
 ending in dead_letters. The inputs of the Job B and Job D equality tests, and the whole
@@ -37,7 +37,15 @@ from schemas import (
     encode,
 )
 from tests.flows.test_indicators_flow import BAD_PAYLOADS
-from tests.integration.profiles import by_id, feed, local_settings, read_stream, run_flow
+from tests.integration.profiles import (
+    ProfileRuns,
+    assert_same_by_id,
+    by_id,
+    feed,
+    local_settings,
+    read_stream,
+    run_flow,
+)
 from tests.recovery.procs import init_recovery, kill_when, run, start
 from tradeflow.pipeline import run_pipeline
 
@@ -48,6 +56,22 @@ T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 def row_id(rec: Record) -> tuple[str, int]:
     assert isinstance(rec, SmaWide)
     return (rec.symbol, rec.seq)
+
+
+def job_a_matches_local(
+    run_on_both: Callable[..., ProfileRuns], server: object, tmp_path: Path, workers: int
+) -> ProfileRuns:
+    """Run Job A on a server profile and on the embedded store with the same ticks.
+
+    Both write the same rows and no dead letters. ``run_on_both`` is the server profile's.
+    """
+    ticks = list(SyntheticMarket(symbols=7, ticks=3000, seed=3))
+    outputs = ["sma_wide", "dead_letters"]
+    runs = run_on_both(build_flow, server, tmp_path, {"market_data": ticks}, outputs, workers=workers)
+    assert len(runs.remote["sma_wide"]) == len(ticks)
+    assert_same_by_id(runs, "sma_wide", row_id)
+    assert runs.remote["dead_letters"] == runs.local["dead_letters"] == []
+    return runs
 
 
 def reference_rows(tmp_path: Path, ticks: list[MarketData]) -> dict[object, Record]:
@@ -111,11 +135,20 @@ class KilledRun:
         assert len(read_stream(self.settings, "sma_wide")) == len(self.rows)
 
 
+def job_a_market(ticks: int, seed: int) -> list[MarketData]:
+    """Return the ticks of Job A's server scenarios: 12 symbols, enough to fill every partition."""
+    return list(SyntheticMarket(symbols=12, ticks=ticks, seed=seed))
+
+
 def kill_and_resume(
-    settings: Settings, env: dict[str, str], tmp_path: Path, ticks: list[MarketData]
+    settings: Settings, env: dict[str, str], tmp_path: Path, *, seed: int, ticks: int = 60_000
 ) -> KilledRun:
-    """SIGKILL Job A once a snapshot recorded progress, resume it; check nothing was lost."""
-    want = reference_rows(tmp_path, ticks)
+    """SIGKILL Job A once a snapshot recorded progress, resume it; check nothing was lost.
+
+    The input is ``job_a_market(ticks, seed)``.
+    """
+    market = job_a_market(ticks, seed)
+    want = reference_rows(tmp_path, market)
     rec = tmp_path / "recovery"
     log = tmp_path / "flow.log"
     init_recovery(rec, env, log)
@@ -124,11 +157,11 @@ def kill_and_resume(
     # The input arrives while the flow runs (several seconds), so the flow cannot finish
     # before the kill, which comes once a snapshot (every second) has recorded progress.
     errors: list[BaseException] = []
-    feeder = feed_paced(settings, ticks, errors)
+    feeder = feed_paced(settings, market, errors)
     proc = start(cmd, env, log)
     kill_when(proc, lambda: snapshotted(rec), timeout=180)
     killed_at = written()
-    assert 0 < killed_at < len(ticks)
+    assert 0 < killed_at < len(market)
     feeder.join(120)
     assert not errors, errors
     run(cmd, env, log)
@@ -144,13 +177,19 @@ def run_through_a_restart(
     settings: Settings,
     env: dict[str, str],
     tmp_path: Path,
-    ticks: list[MarketData],
     restart: Callable[[], None],
+    *,
+    seed: int,
+    ticks: int = 60_000,
 ) -> None:
-    """Run Job A while ``restart`` restarts the server mid-stream; check the rows."""
-    want = reference_rows(tmp_path, ticks)
-    half = len(ticks) // 2
-    feed(settings, {"market_data": ticks[:half]}, close=False)
+    """Run Job A while ``restart`` restarts the server mid-stream; check the rows.
+
+    The input is ``job_a_market(ticks, seed)``.
+    """
+    market = job_a_market(ticks, seed)
+    want = reference_rows(tmp_path, market)
+    half = len(market) // 2
+    feed(settings, {"market_data": market[:half]}, close=False)
 
     log = tmp_path / "flow.log"
     written = progress(settings, "sma_wide")
@@ -159,13 +198,13 @@ def run_through_a_restart(
     feeder: threading.Thread | None = None
     try:
         deadline = time.monotonic() + 120
-        while written() < len(ticks) // 5:
+        while written() < len(market) // 5:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the flow made no progress"
             time.sleep(0.05)
         # The second half is written while the server restarts (a writer rides it out
         # too); the stream is closed only after it, so the flow is mid-stream here.
-        feeder = feed_paced(settings, ticks[half:], feed_error)
+        feeder = feed_paced(settings, market[half:], feed_error)
         restart()
         rc = proc.wait(240)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 import random
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -131,6 +132,17 @@ def go_on_alike(a: AccountBook, b: AccountBook, seed: int, steps: int = 5) -> No
         assert repr(out_a) == repr(out_b)
 
 
+def snapshots_along(seed: int, steps: int, every: int) -> Iterator[tuple[int, AccountBook, dict[str, Any]]]:
+    """Drive a new book with ``steps`` random inputs; every ``every`` steps yield it with a
+    copy of its snapshot (pickled and back, as Bytewax stores it)."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible
+    book = new_book(rng)
+    for i in range(steps):
+        random_step(book, rng, i)
+        if i % every == 0:
+            yield i, book, pickle.loads(pickle.dumps(book.snapshot()))  # noqa: S301 - our own bytes
+
+
 def new_book(rng: random.Random) -> AccountBook:
     book = AccountBook(ACCOUNT, clock=fake_clock())
     book.on_account(account_row(rng, T0))
@@ -170,18 +182,13 @@ def test_snapshot_round_trips_the_running_sums(
     import operators.accounting as accounting
 
     monkeypatch.setattr(accounting, "PNL_SUMS_FROM", pnl_sums_from)
-    rng = random.Random(100 + seed)  # noqa: S311 - reproducible
-    book = new_book(rng)
-    for i in range(300):
-        random_step(book, rng, i)
-        if i % 25 == 0:
-            data = pickle.loads(pickle.dumps(book.snapshot()))  # noqa: S301 - our own bytes
-            restored = AccountBook.from_snapshot(data, clock=fake_clock())
-            assert sums_of(restored) == sums_of(book)
-            restored.check_sums()
-            assert restored.snapshot() == book.snapshot()
-            go_on_alike(book, restored, i)  # the restored book goes on exactly as the original
-            assert sums_of(restored) == sums_of(book)
+    for i, book, data in snapshots_along(100 + seed, steps=300, every=25):
+        restored = AccountBook.from_snapshot(data, clock=fake_clock())
+        assert sums_of(restored) == sums_of(book)
+        restored.check_sums()
+        assert restored.snapshot() == book.snapshot()
+        go_on_alike(book, restored, i)  # the restored book goes on exactly as the original
+        assert sums_of(restored) == sums_of(book)
 
 
 def test_book_with_many_working_orders_keeps_sums_without_rescanning() -> None:
@@ -360,20 +367,14 @@ def as_version_1(snap: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_version_1_snapshots_still_restore_to_the_same_book(seed: int) -> None:
-    rng = random.Random(200 + seed)  # noqa: S311 - reproducible
-    book = new_book(rng)
-    for i in range(200):
-        random_step(book, rng, i)
-        if i % 40 == 0:
-            snap = pickle.loads(pickle.dumps(book.snapshot()))  # noqa: S301 - our own bytes
-            old = AccountBook.from_snapshot(as_version_1(snap), clock=fake_clock())
-            new = AccountBook.from_snapshot(snap, clock=fake_clock())
-            assert old.snapshot() == new.snapshot() == book.snapshot()
-            assert old.account == book.account
-            assert repr(new.account) == repr(book.account)
-            assert [repr(v) for v in new.symbol_limits.values()] == [
-                repr(v) for v in book.symbol_limits.values()]
-            go_on_alike(old, new, i)
+    for i, book, snap in snapshots_along(200 + seed, steps=200, every=40):
+        old = AccountBook.from_snapshot(as_version_1(snap), clock=fake_clock())
+        new = AccountBook.from_snapshot(snap, clock=fake_clock())
+        assert old.snapshot() == new.snapshot() == book.snapshot()
+        assert old.account == book.account
+        assert repr(new.account) == repr(book.account)
+        assert [repr(v) for v in new.symbol_limits.values()] == [repr(v) for v in book.symbol_limits.values()]
+        go_on_alike(old, new, i)
 
 
 # ---------------------------------------------------------------- shared amounts

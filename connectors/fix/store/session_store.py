@@ -29,6 +29,21 @@ def read_seqnums(directory: Path) -> dict[str, str | int] | None:
     return json.loads(legacy.read_text()) if legacy.exists() else None
 
 
+class _Seqnum:
+    """A sequence number of the store: setting it marks the store dirty, for ``save``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attr = "_" + name
+
+    def __get__(self, store: SessionStore, owner: type | None = None) -> int:
+        value: int = getattr(store, self._attr)
+        return value
+
+    def __set__(self, store: SessionStore, value: int) -> None:
+        setattr(store, self._attr, value)
+        store._dirty = True
+
+
 class SessionStore(StoreFiles):
     """Sequence numbers and the application messages we sent, kept for resends."""
 
@@ -38,8 +53,8 @@ class SessionStore(StoreFiles):
         self._journal = self._open_journal("messages.log")
         self._seq_journal = self._open_journal("seqnums.log")
         self._seq_lines = len(read_lines(self._dir / "seqnums.log"))
-        self._next_sender = 1
-        self._next_target = 1
+        self._next_sender_seq = 1
+        self._next_target_seq = 1
         self._created = datetime.now(UTC)
         self._dirty = False
         self._load()
@@ -47,8 +62,8 @@ class SessionStore(StoreFiles):
     def _load(self) -> None:
         data = read_seqnums(self._dir)
         if data is not None:
-            self._next_sender = int(data["next_sender"])
-            self._next_target = int(data["next_target"])
+            self._next_sender_seq = int(data["next_sender"])
+            self._next_target_seq = int(data["next_target"])
             self._created = datetime.fromisoformat(str(data["created"]))
         for line in read_lines(self._dir / "messages.log"):
             rec = json.loads(line)
@@ -56,31 +71,16 @@ class SessionStore(StoreFiles):
         if self._messages:
             # A message on disk was (maybe) on the wire: never reuse its number.
             highest = max(self._messages)
-            if highest >= self._next_sender:
+            if highest >= self._next_sender_seq:
                 log.warning("fix store: seqnums behind messages.log; next sender %d", highest + 1)
-                self._next_sender = highest + 1
+                self._next_sender_seq = highest + 1
                 self._dirty = True
                 self.save()
 
-    @property
-    def next_sender_seq(self) -> int:
-        """Return the MsgSeqNum our next message gets."""
-        return self._next_sender
-
-    @next_sender_seq.setter
-    def next_sender_seq(self, value: int) -> None:
-        self._next_sender = value
-        self._dirty = True
-
-    @property
-    def next_target_seq(self) -> int:
-        """Return the MsgSeqNum we expect next from the venue."""
-        return self._next_target
-
-    @next_target_seq.setter
-    def next_target_seq(self, value: int) -> None:
-        self._next_target = value
-        self._dirty = True
+    next_sender_seq = _Seqnum()
+    """The MsgSeqNum our next message gets."""
+    next_target_seq = _Seqnum()
+    """The MsgSeqNum we expect next from the venue."""
 
     @property
     def created(self) -> datetime:
@@ -96,8 +96,8 @@ class SessionStore(StoreFiles):
         """
         if self._dirty:
             line = json.dumps({
-                "next_sender": self._next_sender,
-                "next_target": self._next_target,
+                "next_sender": self._next_sender_seq,
+                "next_target": self._next_target_seq,
                 "created": self._created.isoformat(),
             })
             if self._seq_lines >= COMPACT_SEQNUMS_AT:
@@ -127,8 +127,8 @@ class SessionStore(StoreFiles):
         """Start both sequences at 1 and forget sent messages (ResetSeqNumFlag)."""
         self._messages.clear()
         self._journal.rewrite([])
-        self._next_sender = 1
-        self._next_target = 1
+        self._next_sender_seq = 1
+        self._next_target_seq = 1
         self._created = now
         self._dirty = True
         self.save()

@@ -14,11 +14,9 @@ from typing import Any
 import fluss
 import pytest
 
-from connectors.feeds import SyntheticMarket
 from connectors.kafka import recovery_positions
 from connectors.registry import Connectors
 from flows import portfolio_risk
-from flows.indicators import build_flow
 from operators.portfolio import order_id_for
 from schemas import (
     Account,
@@ -31,6 +29,7 @@ from schemas import (
     decode,
 )
 from tests.flows.test_indicators_flow import BAD_PAYLOADS, T0
+from tests.integration import scenarios
 from tests.integration.fluss.profiles import (
     fluss_env,
     fluss_settings,
@@ -39,13 +38,6 @@ from tests.integration.fluss.profiles import (
     run_phases_on_both,
 )
 from tests.integration.profiles import assert_same_by_id
-from tests.integration.scenarios import (
-    assert_job_a_letters_point_back,
-    kill_and_resume,
-    malformed_market_data,
-    row_id,
-    run_through_a_restart,
-)
 from tradeflow.infra.fluss import FlussCluster
 
 pytestmark = pytest.mark.integration
@@ -82,14 +74,7 @@ def scan_table(cluster: FlussCluster, database: str, table: str) -> list[dict[st
 def test_job_a_on_fluss_writes_the_same_rows_as_on_the_embedded_store(
     fluss_cluster: FlussCluster, tmp_path: Path, workers: int
 ) -> None:
-    ticks = list(SyntheticMarket(symbols=7, ticks=3000, seed=3))
-    runs = run_on_both(
-        build_flow, fluss_cluster, tmp_path, {"market_data": ticks}, ["sma_wide", "dead_letters"],
-        workers=workers,
-    )
-    assert len(runs.fluss["sma_wide"]) == len(ticks)
-    assert_same_by_id(runs, "sma_wide", row_id)
-    assert runs.fluss["dead_letters"] == runs.local["dead_letters"] == []
+    runs = scenarios.job_a_matches_local(run_on_both, fluss_cluster, tmp_path, workers)
     # Each symbol's rows are in one bucket, in seq order (the bucket key is the symbol).
     settings = runs.fluss_settings
     reader = Connectors(settings).reader("sma_wide")
@@ -108,15 +93,11 @@ def test_job_a_on_fluss_writes_the_same_rows_as_on_the_embedded_store(
     assert all(len(b) == 1 for b in buckets.values())
 
 
-TICKS = 40_000
-
-
 def test_job_a_killed_mid_stream_resumes_from_its_fluss_offsets(
     fluss_cluster: FlussCluster, tmp_path: Path
 ) -> None:
-    ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=11))
     settings = fluss_settings(fluss_cluster, tmp_path / "data")
-    killed = kill_and_resume(settings, fluss_env(settings), tmp_path, ticks)
+    killed = scenarios.kill_and_resume(settings, fluss_env(settings), tmp_path, ticks=40_000, seed=11)
 
     # The snapshots name the tables' buckets; the last one is at each bucket's closed end.
     ends = Connectors(settings).reader("market_data").end_offsets()
@@ -133,15 +114,15 @@ def test_job_a_killed_mid_stream_resumes_from_its_fluss_offsets(
 def test_job_a_survives_a_tablet_server_restart_mid_stream(
     fluss_cluster: FlussCluster, tmp_path: Path
 ) -> None:
-    ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=5))
     settings = fluss_settings(fluss_cluster, tmp_path / "data")
     database = settings.fluss.database
-    run_through_a_restart(
+    scenarios.run_through_a_restart(
         settings,
         fluss_env(settings),
         tmp_path,
-        ticks,
         lambda: fluss_cluster.restart_tablet_server(databases=[database]),
+        ticks=40_000,
+        seed=5,
     )
 
 
@@ -149,14 +130,14 @@ def test_malformed_payloads_go_to_dead_letters_with_dlq_columns(
     fluss_cluster: FlussCluster, tmp_path: Path
 ) -> None:
     settings = fluss_settings(fluss_cluster, tmp_path / "data", fluss={"buckets": 1})
-    payloads = malformed_market_data()
+    payloads = scenarios.malformed_market_data()
     writer = Connectors(settings).writer("market_data")
     writer.write_raw([("X", p) for p in payloads])
     writer.close_stream()
     writer.close()
     offsets = {p: i for i, p in enumerate(payloads)}  # one bucket: offset = write order
 
-    assert_job_a_letters_point_back(settings, {p: (0, offset) for p, offset in offsets.items()})
+    scenarios.assert_job_a_letters_point_back(settings, {p: (0, offset) for p, offset in offsets.items()})
 
     # The same facts as typed columns of the dead_letters table, for SQL readers.
     database = settings.fluss.database

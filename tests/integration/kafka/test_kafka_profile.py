@@ -10,21 +10,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from connectors.feeds import SyntheticMarket
 from connectors.kafka import lag_report
 from connectors.registry import Connectors
-from flows.indicators import build_flow
 from schemas import DeadLetter, decode
 from tests.flows.test_indicators_flow import BAD_PAYLOADS
+from tests.integration import scenarios
 from tests.integration.kafka.profiles import kafka_env, kafka_settings, run_on_both
-from tests.integration.profiles import assert_same_by_id
-from tests.integration.scenarios import (
-    assert_job_a_letters_point_back,
-    kill_and_resume,
-    malformed_market_data,
-    row_id,
-    run_through_a_restart,
-)
 from tradeflow.infra.kafka import KafkaBroker
 
 pytestmark = pytest.mark.integration
@@ -34,29 +25,14 @@ pytestmark = pytest.mark.integration
 def test_job_a_on_kafka_writes_the_same_rows_as_on_the_embedded_store(
     kafka_broker: KafkaBroker, tmp_path: Path, workers: int
 ) -> None:
-    ticks = list(SyntheticMarket(symbols=7, ticks=3000, seed=3))
-    runs = run_on_both(
-        build_flow,
-        kafka_broker,
-        tmp_path,
-        {"market_data": ticks},
-        ["sma_wide", "dead_letters"],
-        workers=workers,
-    )
-    assert len(runs.kafka["sma_wide"]) == len(ticks)
-    assert_same_by_id(runs, "sma_wide", row_id)
-    assert runs.kafka["dead_letters"] == runs.local["dead_letters"] == []
-
-
-TICKS = 60_000
+    scenarios.job_a_matches_local(run_on_both, kafka_broker, tmp_path, workers)
 
 
 def test_job_a_killed_mid_stream_resumes_from_its_kafka_offsets(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=11))
     settings = kafka_settings(kafka_broker, tmp_path / "data")
-    killed = kill_and_resume(settings, kafka_env(settings), tmp_path, ticks)
+    killed = scenarios.kill_and_resume(settings, kafka_env(settings), tmp_path, seed=11)
 
     # The lag report reads the same snapshots the restart resumed from: all consumed.
     report = [r for r in lag_report(settings, killed.recovery) if r["stream"] == "market_data"]
@@ -74,10 +50,9 @@ def test_job_a_killed_mid_stream_resumes_from_its_kafka_offsets(
 def test_job_a_survives_a_broker_restart_mid_stream(
     kafka_broker: KafkaBroker, tmp_path: Path, hard: bool
 ) -> None:
-    ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=5))
     settings = kafka_settings(kafka_broker, tmp_path / "data")
-    run_through_a_restart(
-        settings, kafka_env(settings), tmp_path, ticks, lambda: kafka_broker.restart(hard=hard)
+    scenarios.run_through_a_restart(
+        settings, kafka_env(settings), tmp_path, lambda: kafka_broker.restart(hard=hard), seed=5
     )
 
 
@@ -88,7 +63,7 @@ def test_malformed_records_go_to_the_dead_letters_topic_with_dlq_headers(
     conn = Connectors(settings)
     writer = conn.writer("market_data")  # creates the topic
     topic = settings.kafka.topic_prefix + "market_data"
-    payloads = malformed_market_data()
+    payloads = scenarios.malformed_market_data()
     placed: dict[bytes, tuple[int, int]] = {}
 
     def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -102,7 +77,7 @@ def test_malformed_records_go_to_the_dead_letters_topic_with_dlq_headers(
     writer.close_stream()
     writer.close()
 
-    assert_job_a_letters_point_back(settings, placed)
+    scenarios.assert_job_a_letters_point_back(settings, placed)
 
     # The same facts, as Kafka headers, for tools that do not parse the value.
     dlq_topic = settings.kafka.topic_prefix + "dead_letters"
