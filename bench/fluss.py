@@ -42,19 +42,7 @@ import _root  # noqa: F401 - first: puts the repository root on sys.path, bench/
 # isort: split
 import fluss  # pyfluss, not this file: bench/_root.py took bench/ off sys.path
 
-from bench.harness import (
-    Arrivals,
-    fluss_setup,
-    kafka_setup,
-    latency,
-    latency_figures,
-    local_setup,
-    report,
-    running,
-    throughput,
-    workdir,
-)
-from connectors.feeds import SyntheticMarket
+from bench import harness
 from connectors.fluss import CachedLookup, FlussClient
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
@@ -64,7 +52,7 @@ from tradeflow.infra.fluss import FlussCluster
 from tradeflow.infra.kafka import KafkaBroker
 
 
-class FlussArrivals(Arrivals):
+class FlussArrivals(harness.Arrivals):
     """Scan the sma_wide table from the start."""
 
     def consume(self) -> None:
@@ -154,37 +142,34 @@ def lookups(settings: Settings, keys: list[str], n: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ticks", type=int, default=60_000)
-    ap.add_argument("--symbols", type=int, default=50)
+    harness.job_a_options(ap, ticks=60_000, latency_ticks=1000)
     ap.add_argument("--buckets", type=int, default=4, help="buckets of each log table (and Kafka partitions)")
     ap.add_argument("--upserts", type=int, default=20_000)
     ap.add_argument("--keys", type=int, default=1000, help="distinct (account, symbol) keys of the upserts")
     ap.add_argument("--lookups", type=int, default=200)
-    ap.add_argument("--latency-ticks", type=int, default=1000)
-    ap.add_argument("--rate", type=float, default=200.0, help="ticks/s in the latency run")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=1))
+    ticks, live_ticks = harness.job_a_markets(args)
     rows = positions(args.upserts, args.keys)
     keys = sorted({r.key() for r in rows})
-    with workdir("bench-fluss-") as (work, procs):  # noqa: SIM117 - the servers need work
+    with harness.workdir("bench-fluss-") as (work, procs):  # noqa: SIM117 - the servers need work
         with (
-            running(FlussCluster(work / "fluss", buckets=args.buckets)) as cluster,
-            running(KafkaBroker(work / "kafka")) as broker,
+            harness.running(FlussCluster(work / "fluss", buckets=args.buckets)) as cluster,
+            harness.running(KafkaBroker(work / "kafka")) as broker,
         ):
-            emb = throughput(procs, local_setup(work, "emb-1p"), ticks, 1)
-            kaf = throughput(procs, kafka_setup(broker, work, "kafka-1p", args.buckets), ticks, 1)
-            flu_setup = fluss_setup(cluster, work, "fluss-1p", args.buckets)
-            flu = throughput(procs, flu_setup, ticks, 1)
+            emb = harness.throughput(procs, harness.local_setup(work, "emb-1p"), ticks, 1)
+            kaf_setup = harness.kafka_setup(broker, work, "kafka-1p", args.buckets)
+            kaf = harness.throughput(procs, kaf_setup, ticks, 1)
+            flu_setup = harness.fluss_setup(cluster, work, "fluss-1p", args.buckets)
+            flu = harness.throughput(procs, flu_setup, ticks, 1)
             local = load_settings(profile="local", data_dir=work / "emb-upserts")
             emb_upserts = upsert_rate(local, rows)
-            kaf_upserts = upsert_rate(kafka_setup(broker, work, "kafka-upserts", 1).settings, rows)
+            kaf_upserts = upsert_rate(harness.kafka_setup(broker, work, "kafka-upserts", 1).settings, rows)
             flu_upserts = upsert_rate(flu_setup.settings, rows)
             lat = lookups(flu_setup.settings, keys, args.lookups)
-            live_ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.latency_ticks + 50, seed=2))
-            lat_setup = fluss_setup(cluster, work, "lat", args.buckets, follow=True)
-            live = latency(procs, lat_setup, live_ticks, args.rate, FlussArrivals)
+            lat_setup = harness.fluss_setup(cluster, work, "lat", args.buckets, follow=True)
+            live = harness.latency(procs, lat_setup, live_ticks, args.rate, FlussArrivals)
 
     result = {
         "ticks": args.ticks,
@@ -214,9 +199,9 @@ def main() -> None:
         "lookup_mean_ms": round(lat["mean_ms"], 2),
         "lookup_batch128_p50_ms": round(lat["batch128_p50_ms"], 2),
         "lookup_cache_hit_us": round(lat["hit_us"], 2),
-        **latency_figures(live, args.rate),
+        **harness.latency_figures(live, args.rate),
     }
-    report(result)
+    harness.report(result)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ repository root on ``sys.path``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -24,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from connectors.base import StoredRecord
 from connectors.embedded.store import open_stream
-from connectors.feeds import replay
+from connectors.feeds import SyntheticMarket, replay
 from connectors.kafka.settings import kafka_env
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
@@ -394,6 +395,23 @@ def latency(
         "mean_ms": sum(lat) / len(lat),
         "samples": len(lat),
     }
+
+
+def job_a_options(ap: argparse.ArgumentParser, *, ticks: int, latency_ticks: int) -> None:
+    """Add the options of Job A's server benches: the ticks of the throughput runs and of
+    the latency runs, how many symbols they cover and the latency runs' pace."""
+    ap.add_argument("--ticks", type=int, default=ticks, help="ticks of the throughput runs")
+    ap.add_argument("--symbols", type=int, default=50)
+    ap.add_argument("--latency-ticks", type=int, default=latency_ticks)
+    ap.add_argument("--rate", type=float, default=200.0, help="ticks/s in the latency runs")
+
+
+def job_a_markets(args: argparse.Namespace) -> tuple[list[MarketData], list[MarketData]]:
+    """Return the ticks of the throughput runs (seed 1) and of the latency runs (seed 2,
+    50 more than ``--latency-ticks``: the first ones warm the flow up)."""
+    ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.ticks, seed=1))
+    live = list(SyntheticMarket(symbols=args.symbols, ticks=args.latency_ticks + 50, seed=2))
+    return ticks, live
 
 
 def latency_figures(lat: dict[str, float], rate: float) -> dict[str, float]:

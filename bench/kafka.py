@@ -40,6 +40,8 @@ from confluent_kafka import Consumer, TopicPartition
 from bench.harness import (
     Arrivals,
     Setup,
+    job_a_markets,
+    job_a_options,
     kafka_setup,
     latency,
     latency_figures,
@@ -145,26 +147,21 @@ def replay_readback(setup: Setup) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ticks", type=int, default=100_000)
-    ap.add_argument("--symbols", type=int, default=50)
+    job_a_options(ap, ticks=100_000, latency_ticks=2000)
     ap.add_argument("--partitions", type=int, default=4, help="partitions of each log topic (>= 2)")
-    ap.add_argument("--latency-ticks", type=int, default=2000)
-    ap.add_argument("--rate", type=float, default=200.0, help="ticks/s in the latency runs")
     ap.add_argument("--c-signals", type=int, default=5000, help="signals in the Job C journal-cost runs")
     args = ap.parse_args()
     if args.partitions < 2:
         ap.error("--partitions must be >= 2 to spread the topics over 2 processes")
     logging.basicConfig(level=logging.ERROR)
 
-    n = args.ticks
-    ticks = list(SyntheticMarket(symbols=args.symbols, ticks=n, seed=1))
+    ticks, lat_ticks = job_a_markets(args)
     with workdir("bench-kafka-") as (work, procs), running(KafkaBroker(work / "kafka")) as broker:
         emb = {p: throughput(procs, local_setup(work, f"emb-{p}p"), ticks, p) for p in (1, 2)}
         kaf = {
             p: throughput(procs, kafka_setup(broker, work, f"kafka-{p}p", args.partitions), ticks, p)
             for p in (1, 2)
         }
-        lat_ticks = list(SyntheticMarket(symbols=args.symbols, ticks=args.latency_ticks + 50, seed=2))
         lat_setup = kafka_setup(broker, work, "lat", args.partitions, follow=True)
         lat = latency(procs, lat_setup, lat_ticks, args.rate, KafkaArrivals)
         slow_setup = kafka_setup(broker, work, "lat-slow", args.partitions, follow=True, poll_busy_for_ms=0)
@@ -179,7 +176,7 @@ def main() -> None:
         readback_ms, readback_ids = replay_readback(c_setups[True])
 
     result = {
-        "ticks": n,
+        "ticks": args.ticks,
         "symbols": args.symbols,
         "partitions": args.partitions,
         "kafka_1p_ticks_per_s": round(kaf[1]["ticks_per_s"]),

@@ -10,22 +10,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from schemas import trading
 from schemas.base import Side
 from schemas.built import _plan, build
 from schemas.strategy import OrderType
-from schemas.trading import (
-    OrderAction,
-    OrderState,
-    OrderStatus,
-    PortfolioState,
-    PositionState,
-    RiskDecision,
-    RiskEvent,
-    RuleResult,
-    Severity,
-    TradingState,
-    ValidatedOrder,
-)
 
 T0 = datetime(2026, 1, 2, 9, 30, tzinfo=UTC)
 
@@ -47,10 +35,10 @@ def some(rng: random.Random, choices: list[Any], valid: int) -> Any:
 ENUMS: list[tuple[str, list[Any]]] = [
     ("Side", [Side.BUY, Side.SELL, "BUY"]),
     ("OrderType", list(OrderType)),
-    ("OrderStatus", list(OrderStatus)),
-    ("OrderAction", list(OrderAction)),
-    ("TradingState", [*TradingState, "HALTED"]),
-    ("Severity", list(Severity)),
+    ("OrderStatus", list(trading.OrderStatus)),
+    ("OrderAction", list(trading.OrderAction)),
+    ("TradingState", [*trading.TradingState, "HALTED"]),
+    ("Severity", list(trading.Severity)),
     ("Decision", ["PASS", "FAIL"]),
 ]
 """An enum field's choices, by the enum's name in the annotation (a str is coerced)."""
@@ -64,7 +52,7 @@ BY_NAME: dict[str, Any] = {
     "open_orders": lambda rng: rng.choice([0, 7, 499, -2, Decimal(3)]),
     "limits_version": lambda rng: rng.choice([0, 7, 499, -2, Decimal(3)]),
     "latency_us": lambda rng: rng.choice([0.5, 12.25, float("inf"), float("nan"), 3]),
-    "rules": lambda rng: rng.choice([[RuleResult(rule="R", passed=True)], [],
+    "rules": lambda rng: rng.choice([[trading.RuleResult(rule="R", passed=True)], [],
                                      [{"rule": "R", "passed": True}]]),
     "input_offsets": lambda rng: rng.choice([{"a:0": 3}, {}, {"a:0": 3.5}]),
     "values": lambda rng: rng.choice([{"a": "3"}, {}, {"a": 3}]),
@@ -90,8 +78,15 @@ def pick(rng: random.Random, model: type[BaseModel]) -> dict[str, Any]:
             if name != "time_in_force" and (info.is_required() or rng.random() < 0.7)}
 
 
-MODELS = [RuleResult, PortfolioState, PositionState, OrderState, ValidatedOrder, RiskDecision,
-          RiskEvent]
+MODELS = [
+    trading.RuleResult,
+    trading.PortfolioState,
+    trading.PositionState,
+    trading.OrderState,
+    trading.ValidatedOrder,
+    trading.RiskDecision,
+    trading.RiskEvent,
+]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
