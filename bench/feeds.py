@@ -7,7 +7,7 @@ Measured in one run, into the embedded store (a fresh data directory each):
   ``replay``) at full speed.
 - ``fix_md_ticks_per_s``: ``connectors.fix.marketdata.FixMarketDataFeed`` subscribed at
   the real venue (``tradeflow.infra.fix_venue.FixVenue``, the JVM from deploy/fix-venue,
-  started here on a free port) publishing N trades as fast as it can (``md_rate`` far
+  started here on a free port) publishing N trades as fast as it can (its ``rate`` far
   above what either side keeps up with); from the venue's first publish to the last
   tick written. The feed's session store and state file are fsynced after every batch,
   as in production (``--no-fsync``: not, to see what the disk costs).
@@ -39,7 +39,7 @@ from connectors.fix.settings import FixSettings
 from connectors.registry import Connectors
 from operators.stats import percentile
 from schemas import MarketData
-from tradeflow.infra.fix_venue import FixVenue
+from tradeflow.infra.fix_venue import FixVenue, VenueMarketData
 from tradeflow.settings import load_settings
 
 
@@ -67,8 +67,8 @@ def fix_feed(
 ) -> dict[str, Any]:
     """Run the venue for ``ticks`` trades at ``rate``/s and the FIX feed; return its figures."""
     names = [f"SYM{i:03d}" for i in range(symbols)]
-    venue = FixVenue(root / f"{name}-venue", md_symbols=names, md_rate=rate, md_max_ticks=ticks,
-                     md_snapshot_depth=100, md_start_on_subscribe=True)
+    md = VenueMarketData(names, rate=rate, max_ticks=ticks, snapshot_depth=100, start_on_subscribe=True)
+    venue = FixVenue(root / f"{name}-venue", market_data=md)
     written_us: dict[tuple[str, int], int] = {}
 
     def on_written(batch: list[MarketData]) -> None:

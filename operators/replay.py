@@ -1,7 +1,7 @@
 """Re-run Job C's account books over its input journal, and compare the decisions.
 
 Pure domain code: it imports only schemas, the other domain modules and the standard
-library. ``tradeflow/risk_tools.py`` reads the logs and renders the reports.
+library. ``tradeflow/risk_tools/`` reads the logs and renders the reports.
 
 Job C appends every input an account book takes to ``risk_journal`` before applying
 it, and applies nothing else (``operators.sequencing``): each account's decisions are a

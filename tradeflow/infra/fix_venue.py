@@ -19,14 +19,14 @@ What the venue does (see ``deploy/fix-venue/src/main/java/io/tradeflow/venue``):
 - OrderCancelRequest (F): ExecutionReport CANCELED, or OrderCancelReject (9).
 - OrderStatusRequest (H): ExecutionReport 150=I with the current state; an unknown
   ClOrdID gets 39=8 and 58="unknown order".
-- MarketDataRequest (V), when ``md_symbols`` are set: one MarketDataSnapshotFullRefresh
-  (W) per symbol with its last ``md_snapshot_depth`` trades, then (263=1) every new
-  trade as a MarketDataIncrementalRefresh (X); each MD entry carries the symbol's
-  trade sequence number RptSeq (83). Trades are a seeded random walk at ``md_rate``
-  per second over all symbols (at most ``md_max_ticks``), each one JSON line in
-  ``md-published.jsonl``; ``md_drop_every`` N leaves every Nth trade out of the
+- MarketDataRequest (V), with ``market_data`` (a ``VenueMarketData``): one
+  MarketDataSnapshotFullRefresh (W) per symbol with its last ``snapshot_depth`` trades,
+  then (263=1) every new trade as a MarketDataIncrementalRefresh (X); each MD entry
+  carries the symbol's trade sequence number RptSeq (83). Trades are a seeded random
+  walk at ``rate`` per second over all symbols (at most ``max_ticks``), each one JSON
+  line in ``md-published.jsonl``; ``drop_every`` N leaves every Nth trade out of the
   incrementals (a gap the subscriber must repair from a snapshot). Market data
-  subscribers log on as ``md_comp_id`` (default ``TRADEFLOWMD``), their own session.
+  subscribers log on as ``comp_id`` (default ``TRADEFLOWMD``), their own session.
   The venue uses ``FIX44-MD.xml`` (in its jar): QuickFIX/J's FIX44.xml with RptSeq
   added to the MD entry groups.
 - Orders are journalled under the store directory, so a restarted venue (also after
@@ -132,6 +132,44 @@ class VenueTls:
         return out
 
 
+@dataclass(frozen=True)
+class VenueMarketData:
+    """The trades the venue publishes to market data subscribers (MarketDataRequest V)."""
+
+    symbols: Sequence[str]
+    """Symbols with market data (kept as an upper-case tuple; none: the venue refuses V)."""
+    rate: float = 20.0
+    """Trades a second over all symbols."""
+    max_ticks: int = 0
+    """Stop publishing after this many trades (0: never)."""
+    snapshot_depth: int = 1000
+    """Trades a snapshot (W) carries per symbol."""
+    drop_every: int = 0
+    """Leave every Nth trade out of the incrementals (0: none): a gap to repair."""
+    seed: int = 1
+    """Seed of the random walk."""
+    start_on_subscribe: bool = False
+    """Publish nothing before the first subscription (benchmarks)."""
+    comp_id: str = "TRADEFLOWMD"
+    """The CompID subscribers log on with (their own session)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "symbols", tuple(s.strip().upper() for s in self.symbols if s.strip()))
+
+    def settings(self, published: Path) -> dict[str, str]:
+        """Return the venue's Md* settings; each trade published is a line in ``published``."""
+        return {
+            "MdSymbols": _csv(self.symbols),
+            "MdRate": str(self.rate),
+            "MdMaxTicks": str(self.max_ticks),
+            "MdSnapshotDepth": str(self.snapshot_depth),
+            "MdDropEvery": str(self.drop_every),
+            "MdSeed": str(self.seed),
+            "MdStartOnSubscribe": "Y" if self.start_on_subscribe else "N",
+            "MdPublishedLogPath": str(published),
+        }
+
+
 def _csv(symbols: Iterable[str]) -> str:
     return ",".join(s.strip() for s in symbols if s.strip())
 
@@ -183,14 +221,7 @@ class FixVenue(SingleJvmServer):
         tls: VenueTls | None = None,
         credentials: tuple[str, str] | None = None,
         rest: VenueRest | None = None,
-        md_symbols: Sequence[str] = (),
-        md_rate: float = 20.0,
-        md_max_ticks: int = 0,
-        md_snapshot_depth: int = 1000,
-        md_drop_every: int = 0,
-        md_seed: int = 1,
-        md_start_on_subscribe: bool = False,
-        md_comp_id: str = "TRADEFLOWMD",
+        market_data: VenueMarketData | None = None,
     ) -> None:
         if partial_fills < 1:
             raise ValueError("partial_fills must be at least 1")
@@ -213,17 +244,8 @@ class FixVenue(SingleJvmServer):
         self._credentials = credentials
         self.rest = rest
         """The REST/WebSocket order API over the same book (``tradeflow.infra.rest_venue``)."""
-        self.md_symbols = tuple(s.strip().upper() for s in md_symbols if s.strip())
-        """Symbols the venue publishes market data for (none: no market data)."""
-        self.md_rate = md_rate
-        self.md_max_ticks = md_max_ticks
-        self.md_snapshot_depth = md_snapshot_depth
-        self.md_drop_every = md_drop_every
-        self.md_seed = md_seed
-        self.md_start_on_subscribe = md_start_on_subscribe
-        """Publish nothing before the first subscription (benchmarks)."""
-        self.md_comp_id = md_comp_id
-        """The CompID market data subscribers log on with (their own session)."""
+        self.market_data = market_data if market_data is not None and market_data.symbols else None
+        """What the venue publishes to market data subscribers (None: no market data)."""
         self._port = port
         self._jvm: JvmProcess | None = None
 
@@ -235,6 +257,13 @@ class FixVenue(SingleJvmServer):
         if self._port is None:
             raise InfraError("the FIX venue has no port yet; call start() first")
         return self._port
+
+    @property
+    def md_comp_id(self) -> str:
+        """Return the CompID market data subscribers log on with."""
+        if self.market_data is None:
+            raise InfraError("the FIX venue publishes no market data (no market_data)")
+        return self.market_data.comp_id
 
     settings_path = DataPath(_SETTINGS_FILE)
     """The QuickFIX/J settings file written by ``start()``."""
@@ -281,17 +310,8 @@ class FixVenue(SingleJvmServer):
             "DefaultPrice": str(self.default_price),
             "MaxOrderQty": str(self.max_order_qty),
         }
-        if self.md_symbols:
-            values |= {
-                "MdSymbols": _csv(self.md_symbols),
-                "MdRate": str(self.md_rate),
-                "MdMaxTicks": str(self.md_max_ticks),
-                "MdSnapshotDepth": str(self.md_snapshot_depth),
-                "MdDropEvery": str(self.md_drop_every),
-                "MdSeed": str(self.md_seed),
-                "MdStartOnSubscribe": "Y" if self.md_start_on_subscribe else "N",
-                "MdPublishedLogPath": str(self.md_published_path),
-            }
+        if self.market_data is not None:
+            values |= self.market_data.settings(self.md_published_path)
         if self.tls is not None:
             values.update(self.tls.settings())
         if self._credentials is not None:
@@ -313,7 +333,7 @@ class FixVenue(SingleJvmServer):
             f"TargetCompID={self.target_comp_id}",
             "",
         ]
-        if self.md_symbols:
+        if self.market_data is not None:
             # market data subscribers: their own session, nothing stored for resends
             # (a lost incremental is repaired from a snapshot, by RptSeq)
             lines += [
@@ -428,7 +448,7 @@ class FixVenue(SingleJvmServer):
         Keys: ``seq`` (RptSeq, per symbol from 1), ``symbol``, ``price``, ``size``
         (strings, exact decimals), ``ts`` (the trade's time as sent, ISO-8601 UTC),
         ``published_us`` (epoch microseconds when the venue handed it to the sessions),
-        ``sent`` (false: left out of the incrementals by ``md_drop_every``). A line being
+        ``sent`` (false: left out of the incrementals by ``VenueMarketData.drop_every``). A line being
         written at that very moment is skipped.
         """
         return read_json_lines(self.md_published_path)
@@ -485,9 +505,7 @@ def _venue(args: argparse.Namespace) -> FixVenue:
         partial_fills=args.partial_fills,
         default_price=Decimal(args.default_price),
         max_order_qty=Decimal(args.max_order_qty),
-        md_symbols=_split(args.md_symbols),
-        md_rate=args.md_rate,
-        md_max_ticks=args.md_max_ticks,
+        market_data=VenueMarketData(_split(args.md_symbols), rate=args.md_rate, max_ticks=args.md_max_ticks),
     )
 
 

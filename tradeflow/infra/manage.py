@@ -91,11 +91,11 @@ def up(root: Path, servers: tuple[str, ...] = SERVERS, *, secure: bool = False) 
             state.ports["fluss"] = int(cluster.bootstrap_servers.rsplit(":", 1)[1])
             state.env["TRADEFLOW_FLUSS__BOOTSTRAP"] = cluster.bootstrap_servers
         elif name == "fix":
-            from tradeflow.infra.fix_venue import FixVenue
+            from tradeflow.infra.fix_venue import FixVenue, VenueMarketData
             from tradeflow.infra.rest_venue import SECRET_FILE, VenueRest
 
             rest = VenueRest()  # the same book over HTTP and a WebSocket user stream too
-            venue = FixVenue(root / "fix", rest=rest, md_symbols=MD_SYMBOLS).start()
+            venue = FixVenue(root / "fix", rest=rest, market_data=VenueMarketData(MD_SYMBOLS)).start()
             state.pids["fix"] = [venue.pid or 0]
             state.ports["fix"] = venue.port
             state.env["TRADEFLOW_FIX__PORT"] = str(venue.port)

@@ -28,7 +28,7 @@ from schemas import DeadLetter, MarketData, decode
 from tests.integration.fix.conftest import VenueFactory
 from tests.integration.rest.proxy import TcpProxy
 from tests.recovery.procs import env_for, start
-from tradeflow.infra.fix_venue import FixVenue
+from tradeflow.infra.fix_venue import FixVenue, VenueMarketData
 from tradeflow.settings import load_settings
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA")
@@ -93,7 +93,8 @@ def test_feed_fix_writes_every_published_trade_once_across_a_cut_and_a_kill(
 ) -> None:
     seconds = _seconds()
     total = int(RATE * seconds)
-    venue = fix_venue_factory(md_symbols=SYMBOLS, md_rate=RATE, md_max_ticks=total, md_drop_every=DROP_EVERY)
+    market_data = VenueMarketData(SYMBOLS, rate=RATE, max_ticks=total, drop_every=DROP_EVERY)
+    venue = fix_venue_factory(market_data=market_data)
     proxy = CuttingProxy(venue.port).start()
     data_dir = tmp_path / "feed"
     conn = Connectors(load_settings(data_dir=data_dir, profile="local"))
