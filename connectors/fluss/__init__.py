@@ -50,20 +50,4 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
-__all__ = [
-    "CLOSED_TABLE",
-    "CachedLookup",
-    "CloseRecords",
-    "Closed",
-    "FlussBackend",
-    "FlussClient",
-    "FlussReader",
-    "FlussSink",
-    "FlussSource",
-    "FlussTimeout",
-    "FlussWriter",
-    "TableLayout",
-    "TableOutput",
-    "backend_from_settings",
-    "ensure_table",
-]
+__all__ = sorted(_EXPORTS)

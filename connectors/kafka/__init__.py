@@ -61,25 +61,4 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
-__all__ = [
-    "DLQ_JOB",
-    "DLQ_REASON",
-    "DLQ_SOURCE_OFFSET",
-    "DLQ_SOURCE_PARTITION",
-    "DLQ_SOURCE_TOPIC",
-    "EOS_HEADER",
-    "SCHEMA_VERSION_HEADER",
-    "KafkaBackend",
-    "KafkaReader",
-    "KafkaSink",
-    "KafkaSource",
-    "KafkaWriter",
-    "SnapshotPosition",
-    "TopicAdmin",
-    "TopicSpec",
-    "backend_from_settings",
-    "lag_report",
-    "record_headers",
-    "recovery_positions",
-    "topic_name",
-]
+__all__ = sorted(_EXPORTS)
