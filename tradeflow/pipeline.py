@@ -439,8 +439,13 @@ def run_pipeline(
     venues: list[tuple[str, str]] | None = None,
     job_kafka: Mapping[str, KafkaSettings] | None = None,
     metrics_ports: dict[str, int] | None = None,
+    event_time: bool | None = None,
 ) -> Counts:
     """Run the pipeline over ``ticks``; return what went through it.
+
+    ``event_time``: Job C decides in event time (a backtest: the same every run) or in
+    arrival order (as live). None: event time for an unpaced run on paper venues only,
+    since a FIX or REST venue fills in wall-clock time and promises no ticks.
 
     ``settings`` are the operator's (seeding, feeding, watching); ``job_kafka`` gives
     jobs their own Kafka principals (see ``Pipeline``). ``venues``: ``(name, kind)`` of
@@ -450,9 +455,9 @@ def run_pipeline(
     console of ``tradeflow demo --console`` reads them).
     """
     configs = demo_strategies()
-    if speed is None and all(kind == "paper" for _, kind in venues or [("paper", "paper")]):
-        # An unpaced run on paper venues is a backtest: decided in event time, the same every
-        # run. A FIX or REST venue fills in wall-clock time and promises no ticks: arrival order.
+    if event_time is None:
+        event_time = speed is None and all(kind == "paper" for _, kind in venues or [("paper", "paper")])
+    if event_time:
         settings = event_time_settings(settings, configs, venues)
     conn = Connectors(settings)
     seed(conn, configs, symbols, venues)
