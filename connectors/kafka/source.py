@@ -1,9 +1,11 @@
 """A Bytewax source over one topic: one source partition per topic partition.
 
-Each source partition owns an assign-only consumer (no consumer group, nothing
-committed): its snapshot is the next offset to read, and a flow restarted with
-recovery is assigned exactly there. ``next_batch`` never blocks: it takes what the
-consumer has already fetched in the background and, when there is nothing, asks
+The partitions one worker reads share one assign-only consumer (no consumer group,
+nothing committed; ``_WorkerConsumer``): a process reading four partitions of a topic
+keeps one client, one set of broker connections and fetch threads, not four. Each
+partition's snapshot is the next offset it reads, and a flow restarted with recovery
+is assigned exactly there. ``next_batch`` never blocks: it takes what the consumer has
+already fetched in the background for its partition and, when there is nothing, asks
 Bytewax to come back after the poll interval (``next_awake``).
 
 End of stream (bounded mode): a writer closes a stream by appending a marker record
@@ -17,7 +19,11 @@ are never emitted into the flow.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
+from typing import ClassVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -28,25 +34,97 @@ from connectors.kafka.topics import TopicAdmin, TopicSpec, raise_unless_transien
 from connectors.metrics import SOURCE_LAG
 
 
+class _WorkerConsumer:
+    """The one consumer a worker reads a topic's partitions with, and what it fetched for each.
+
+    Bytewax builds and polls a worker's source partitions on that worker's thread, so a
+    consumer is shared by the partitions of one step and topic on one thread. A partition
+    that finds nothing of its own fetches for all; records of the others wait in their
+    queues (at most ``backlog`` each before the consumer stops fetching for a while).
+    The last partition to close closes the consumer.
+    """
+
+    _open: ClassVar[dict[tuple[str, str, int], _WorkerConsumer]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def of(cls, source: KafkaSource, step_id: str) -> _WorkerConsumer:
+        """Return this thread's consumer of ``source`` for ``step_id`` (opened if none)."""
+        key = (step_id, source.topic, threading.get_ident())
+        with cls._lock:
+            shared = cls._open.get(key)
+            if shared is None:
+                shared = cls._open[key] = cls(source, key)
+            return shared
+
+    def __init__(self, source: KafkaSource, key: tuple[str, str, int]) -> None:
+        self.consumer = Consumer(consumer_config(source.kafka, source.topic, eof=not source.follow))
+        self.last_record = float("-inf")
+        """``time.monotonic()`` when any of its partitions last had records."""
+        self._topic = source.topic
+        self._key = key
+        self._backlog = 4 * source.polling.batch_size
+        self._queues: dict[int, deque[Message]] = {}
+
+    def add(self, part: int, offset: int) -> None:
+        """Start reading ``part`` at ``offset``."""
+        self._queues[part] = deque()
+        self.consumer.incremental_assign([TopicPartition(self._topic, part, offset)])
+
+    def take(self, part: int, limit: int) -> list[Message]:
+        """Return up to ``limit`` fetched messages of ``part`` (records, EOF and errors).
+
+        With none queued, take what the consumer has fetched for every partition (never
+        waiting); an error that names no partition goes to ``part``.
+        """
+        queue = self._queues[part]
+        if not queue and all(len(q) < self._backlog for q in self._queues.values()):
+            for msg in self.consumer.consume(limit, 0):
+                p = msg.partition()
+                target = self._queues.get(p) if p is not None else None
+                if target is not None:
+                    target.append(msg)
+                elif msg.error() is not None and (p is None or p < 0):
+                    queue.append(msg)
+                # else: a partition no longer read here; its owner reads it from its offset
+        got = [queue.popleft() for _ in range(min(limit, len(queue)))]
+        if got:
+            self.last_record = time.monotonic()
+        return got
+
+    def remove(self, part: int) -> None:
+        """Stop reading ``part``; close the consumer when it was the last."""
+        del self._queues[part]
+        if self._queues:
+            self.consumer.incremental_unassign([TopicPartition(self._topic, part)])
+        self.close_if_unused()
+
+    def close_if_unused(self) -> None:
+        """Close the consumer if it reads no partition (also when adding the first failed)."""
+        if self._queues:
+            return
+        with self._lock:
+            self._open.pop(self._key, None)
+        self.consumer.close()
+
+
 class _TopicPartitionSource(OffsetPartition):
-    def __init__(self, source: KafkaSource, part: int, resume_state: int | None) -> None:
+    def __init__(self, source: KafkaSource, step_id: str, part: int, resume_state: int | None) -> None:
         self._src = source
         self._part = part
         self._tp = TopicPartition(source.topic, part)
-        self._consumer = Consumer(
-            consumer_config(source.kafka, source.topic, eof=not source.follow)
-        )
+        self._shared = _WorkerConsumer.of(source, step_id)
+        self._consumer = self._shared.consumer
         self._skip_before = -1
         self._pending_eos: int | None = None
         self._done = False
         self._awake = None
         try:
-            start = self._start_offset(resume_state)
+            self._offset = self._start_offset(resume_state)
+            self._shared.add(part, self._offset)
         except BaseException:
-            self._consumer.close()
+            self._shared.close_if_unused()
             raise
-        self._offset = start
-        self._consumer.assign([TopicPartition(source.topic, part, start)])
         self._lag = SOURCE_LAG.labels(source.name, str(part))
 
     def _start_offset(self, resume_state: int | None) -> int:
@@ -66,7 +144,7 @@ class _TopicPartitionSource(OffsetPartition):
     def next_batch(self) -> list[SourceMessage]:
         if self._done:
             raise StopIteration
-        msgs = self._consumer.consume(self._src.polling.batch_size, 0)
+        msgs = self._shared.take(self._part, self._src.polling.batch_size)
         out = [m for m in (self._accept(msg) for msg in msgs) if m is not None]
         if msgs:
             # the high watermark librdkafka cached from this fetch: no broker round trip
@@ -80,6 +158,9 @@ class _TopicPartitionSource(OffsetPartition):
         if msgs:
             self._more()
         else:
+            # A sibling partition's records keep this one polled often too: the shared
+            # consumer may already hold this partition's next ones.
+            self._last_record = max(self._last_record, self._shared.last_record)
             self._rest(self._src.polling)
         return out
 
@@ -129,12 +210,12 @@ class _TopicPartitionSource(OffsetPartition):
         return self._pending_eos is not None and hi == self._pending_eos + 1
 
     def close(self) -> None:
-        self._consumer.close()
+        self._shared.remove(self._part)
 
 
 @dataclass(eq=False)
 class KafkaSource(PollingSource):
-    """A Bytewax source over one topic: one source partition per topic partition.
+    """A Bytewax source over one topic: a source partition per topic partition.
 
     Partition names are ``"<partition>-<topic>"`` (like Bytewax's own Kafka source),
     so the recovery store says which topic each snapshotted offset belongs to. The
@@ -170,4 +251,4 @@ class KafkaSource(PollingSource):
                 f"step {step_id}: partition {for_part!r} is not of topic {self.topic!r}"
             )
         log.debug("step %s: %s from %s", step_id, for_part, resume_state)
-        return _TopicPartitionSource(self, int(idx), resume_state)
+        return _TopicPartitionSource(self, step_id, int(idx), resume_state)

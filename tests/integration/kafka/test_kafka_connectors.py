@@ -226,6 +226,47 @@ def test_bounded_source_stops_at_the_marker_and_a_resumed_one_stops_at_once(
     writer.close()
 
 
+def test_a_workers_partitions_share_one_consumer_and_each_reads_its_own_in_order(
+    settings: Settings,
+) -> None:
+    conn = Connectors(settings)
+    writer = conn.writer("market_data")
+    writer.write([tick(f"S{i % 40}", i) for i in range(600)])
+    writer.close_stream()
+    reader = conn.reader("market_data")
+    want = {p: [r.offset for r in reader.read(p, 0, 10_000)] for p in range(reader.partitions)}
+    reader.close()
+    assert all(want.values()), "every partition holds records"
+    src = source_of(settings, "market_data", follow=False)
+    parts = {p: src.build_part("test", f"{p}-{src.topic}", None) for p in want}
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(src.build_part("test", f"0-{src.topic}", None)))
+    thread.start()
+    thread.join()
+    shared = {id(part._shared) for part in parts.values()}  # type: ignore[attr-defined]
+    assert len(shared) == 1  # one consumer for the worker's three partitions
+    assert id(other[0]._shared) not in shared  # type: ignore[attr-defined]  # another worker's own
+    other[0].close()  # type: ignore[attr-defined]
+    got: dict[int, list[int]] = {p: [] for p in parts}
+    live = dict(parts)
+    deadline = time.monotonic() + 30
+    while live and time.monotonic() < deadline:
+        for p, part in list(live.items()):
+            try:
+                batch = part.next_batch()
+                assert {m.partition for m in batch} <= {p}, "a record of another partition"
+                got[p] += [m.offset for m in batch]
+            except StopIteration:
+                part.close()
+                del live[p]
+    assert not live, "every partition stopped at its marker"
+    assert got == want
+    from connectors.kafka.source import _WorkerConsumer
+
+    assert not [k for k in _WorkerConsumer._open if k[1] == src.topic]  # the last close closed it
+    writer.close()
+
+
 def test_bounded_source_reads_on_past_a_marker_that_is_not_the_last_record(
     one_partition: Settings,
 ) -> None:
