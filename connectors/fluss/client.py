@@ -111,7 +111,12 @@ def is_transient(exc: BaseException) -> bool:
         fluss.ErrorCode.NOT_ENOUGH_REPLICAS_EXCEPTION,
         fluss.ErrorCode.STORAGE_BACKPRESSURE_EXCEPTION,
     }
-    return bool(exc.is_retriable) or exc.error_code in transient or "Connection refused" in str(exc)
+    text = str(exc)
+    # "No leader found for table bucket": the client's own metadata has no leader for a
+    # bucket yet (after a tablet server restart); it holds one again once reloaded.
+    return bool(exc.is_retriable) or exc.error_code in transient or any(
+        m in text for m in ("Connection refused", "No leader found")
+    )
 
 
 def client_config(
@@ -212,13 +217,25 @@ class FlussClient:
 
     def latest_offsets(self, path: fluss.TablePath, buckets: list[int]) -> dict[int, int]:
         """Return the next offset to be written of each bucket (the high watermark)."""
-        return dict(self.run(lambda: self.admin.list_offsets(path, buckets, fluss.OffsetSpec.latest())))
+        return self._offsets(path, buckets, fluss.OffsetSpec.latest())
 
     def earliest_offsets(self, path: fluss.TablePath, buckets: list[int]) -> dict[int, int]:
         """Return the first offset still in the log of each bucket."""
-        return dict(
-            self.run(lambda: self.admin.list_offsets(path, buckets, fluss.OffsetSpec.earliest()))
-        )
+        return self._offsets(path, buckets, fluss.OffsetSpec.earliest())
+
+    def _offsets(self, path: fluss.TablePath, buckets: list[int], spec: fluss.OffsetSpec) -> dict[int, int]:
+        # A transient error (a bucket without a leader in this client's metadata after a
+        # tablet server restart) reloads the table's metadata and asks again.
+        deadline = time.monotonic() + RELOAD_TIMEOUT_S
+        while True:
+            try:
+                return dict(self.run(lambda: self.admin.list_offsets(path, buckets, spec)))
+            except (fluss.FlussError, FlussTimeout) as exc:
+                if not is_transient(exc) or time.monotonic() > deadline:
+                    raise
+                log.info("listing offsets of Fluss table %s again: %s", path, exc)
+                time.sleep(0.25)
+                self.table(path, reload=True)
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Close the connection and the loop (drop writers and scanners before)."""

@@ -115,3 +115,14 @@ def test_the_close_records_table_is_made_again_the_same_way(
     assert made == [records.path, records.path]
     assert client.admin.dropped == [records.path]
     assert cluster["waits"] == [tables.FRESH_TABLE_READY_S, tables.FRESH_TABLE_READY_S]
+
+
+def test_a_bucket_without_a_leader_in_the_clients_metadata_is_transient() -> None:
+    import fluss
+
+    from connectors.fluss.client import is_transient
+
+    stale = fluss.FlussError("Fluss hitting unexpected error No leader found for table bucket: "
+                             "TableBucket(table_id=2, bucket=0).")
+    assert is_transient(stale)  # asked again after a metadata reload (FlussClient._offsets)
+    assert not is_transient(fluss.FlussError("Fluss hitting unexpected error something else"))

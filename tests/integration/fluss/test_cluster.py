@@ -136,8 +136,21 @@ def tick_rows(start: int, count: int) -> list[dict[str, Any]]:
 
 
 async def latest_offsets(conn: fluss.FlussConnection, path: fluss.TablePath, buckets: int) -> dict[int, int]:
+    """``list_offsets`` (latest) that rides out a bucket leader this connection has not learnt yet.
+
+    Right after a tablet server restart the client's metadata may have no leader for a
+    bucket ("No leader found", no error code) until ``get_table`` reloads the table.
+    """
     spec = fluss.OffsetSpec.latest()
-    return await conn.get_admin().list_offsets(path, list(range(buckets)), spec)
+    for attempt in range(20):
+        try:
+            return await conn.get_admin().list_offsets(path, list(range(buckets)), spec)
+        except fluss.FlussError as exc:
+            if "No leader found" not in str(exc) or attempt == 19:
+                raise
+            await asyncio.sleep(0.25)
+            await get_table(conn, path)
+    raise AssertionError("unreachable")
 
 
 async def scan_records(
