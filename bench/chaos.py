@@ -85,6 +85,9 @@ def run_profile(
                   f"dup {result.duplicate_ids}, contradictory {result.contradictory_records}, "
                   f"undecided {result.undecided_signals}, replay {result.replay_exact_pct:.1f}%, "
                   f"differs {diff or 'nowhere'} ({result.seconds:.0f}s)", file=sys.stderr, flush=True)
+            for name, described in result.examples.items():
+                for line in described:
+                    print(f"  {name} {line}", file=sys.stderr, flush=True)
         return out
 
 

@@ -14,7 +14,8 @@ uncrashed run of the same market:
 - ``undecided_signals``: signals without a decision;
 - ``replay_exact_pct``: how many recorded decisions ``tradeflow risk replay`` reproduces;
 - ``differences``: per compared stream or table, the records that differ from the
-  uncrashed run (signals, decisions, validated orders, fills, positions, cash).
+  uncrashed run (signals, decisions, validated orders, fills, positions, cash), and
+  ``differing`` the first few of them, field by field (a failed trial says what differed).
 
 ``bench/chaos.py`` runs many trials and prints the figures; tests/recovery runs a few.
 """
@@ -179,6 +180,43 @@ def compare(got: Collected, want: Collected) -> dict[str, int]:
     return diff
 
 
+def differing(got: Collected, want: Collected, *, limit: int = 3) -> dict[str, list[str]]:
+    """Return, per compared stream and table, up to ``limit`` records that differ, described.
+
+    What ``compare`` counts, said so that one failed trial can be diagnosed: the id (key),
+    and either which run lacks it or which fields differ, with both values (of a list
+    field such as a decision's ``rules``, only the items that differ).
+    """
+    out: dict[str, list[str]] = {}
+    pairs = [(s, got.records.get(s, {}), want.records.get(s, {})) for s in COMPARED]
+    pairs += [(t, got.tables.get(t, {}), want.tables.get(t, {})) for t in TABLES]
+    for name, a, b in pairs:
+        keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if keys:
+            out[name] = [_describe(k, a.get(k), b.get(k)) for k in keys[:limit]]
+            if len(keys) > limit:
+                out[name].append(f"... {len(keys) - limit} more")
+    return out
+
+
+def _describe(key: str, got: str | None, want: str | None) -> str:
+    if got is None or want is None:
+        return f"{key}: only in the {'reference' if got is None else 'trial'}"
+    a, b = json.loads(got), json.loads(want)
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return f"{key}: trial {got} != reference {want}"
+    fields = []
+    for f in sorted(a.keys() | b.keys()):
+        x, y = a.get(f), b.get(f)
+        if x == y:
+            continue
+        if isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+            pairs = [(i, j) for i, j in zip(x, y, strict=True) if i != j]
+            x, y = [i for i, _ in pairs], [j for _, j in pairs]
+        fields.append(f"{f}: trial {json.dumps(x)} != reference {json.dumps(y)}")
+    return f"{key}: " + "; ".join(fields)
+
+
 @dataclass
 class TrialResult:
     """One trial's schedule and figures."""
@@ -191,6 +229,8 @@ class TrialResult:
     undecided_signals: int
     replay_exact_pct: float
     seconds: float
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    """Per stream or table that differs, the first differing records described (``differing``)."""
 
     @property
     def has_diff(self) -> bool:
@@ -322,6 +362,7 @@ def trial(
         trial=n, kills=plan, differences=compare(got, reference), duplicate_ids=got.duplicate_ids,
         contradictory_records=got.contradictory_records, undecided_signals=got.undecided_signals,
         replay_exact_pct=got.replay_exact_pct, seconds=time.monotonic() - started,
+        examples=differing(got, reference),
     )
 
 

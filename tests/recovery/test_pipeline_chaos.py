@@ -49,4 +49,4 @@ def test_random_kills_change_no_signal_and_break_no_guarantee(
     assert result.replay_exact_pct == 100.0
     assert result.differences["trade_signals"] == 0, "a crash changed the signals"
     # Event time decides (operators/eventtime.py): the crashed run equals the uncrashed one.
-    assert not result.has_diff, result.differences
+    assert not result.has_diff, (result.differences, result.examples)
