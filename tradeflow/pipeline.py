@@ -286,7 +286,11 @@ class Pipeline:
     """The running jobs of one pipeline and how to watch and stop them."""
 
     WATCHED = ("sma_wide", "trade_signals", "risk_decisions", "validated_orders", "venue_fills",
-               "orders", "portfolio_state", "dead_letters")
+               "orders", "portfolio_state", "dead_letters", "progress")
+    """What a run is watched by: it has settled once none of these grew for a while. The
+    ``progress`` rows (event-time mode) count too: a Job B working through rows that
+    give no signal still writes them, so its silence on trade_signals is not taken for
+    the end (a chaos reference stopped early would lack decisions the trial has)."""
 
     def __init__(
         self, settings: Settings, jobs: list[Job], log_dir: Path, *, recovery_dir: Path | None = None,
