@@ -86,10 +86,10 @@ from hashlib import sha256
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum, shared
-from operators.orders import Order, OrderIssue
+from operators.orders import IDENTITY, Order, OrderIssue
 from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
 from schemas.base import Record, Side
-from schemas.built import build, restored
+from schemas.built import build, restored, trusting
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     GLOBAL,
@@ -136,6 +136,17 @@ always were), not parsed and validated again from JSON (the larger part of a res
 1 (still restored): JSON dumps."""
 
 _SNAPSHOT_VERSIONS = (1, SNAPSHOT_VERSION)
+
+_NEW_ORDER_TRUSTED = frozenset({*IDENTITY, "action", "ref_px", "reason", "ts", "entered_at"})
+"""What a new order takes on trust (``schemas.built.trusting``): every field, copied from
+the validated signal (its id derived from the signal's, its venue from a validated route)
+or an enum member."""
+
+_DECISION_TRUSTED = frozenset({"signal_id", "decision", "order_id", "rules", "limits_version",
+                               "input_offsets", "ts"})
+"""What a decision takes on trust: the signal's fields, the rule results (records built by
+operators.risk), the limits version of the validated account row and the book's own
+offsets (a new dict); the book's account id and the latency are checked."""
 
 _STATUS_STATE = {
     AccountStatus.ACTIVE: TradingState.ACTIVE,
@@ -343,8 +354,7 @@ class AccountBook:
         else:
             outcome = Outcome(events=tuple(self._rejection(signal, r) for r in failed))
         outcome += self._check_kill_switch(signal.ts)
-        decision = build(
-            RiskDecision,
+        decision = trusting(RiskDecision, _DECISION_TRUSTED)(
             signal_id=signal.signal_id,
             account=self.account_id,
             decision=Decision.PASS if passed else Decision.FAIL,
@@ -751,8 +761,8 @@ class AccountBook:
             self._sums = OrderSums()
         self._sums.add(order)
         self.rate.add(signal.ts)
-        validated = build(
-            ValidatedOrder, **order.identity(), action=OrderAction.NEW, ref_px=signal.ref_px,
+        validated = trusting(ValidatedOrder, _NEW_ORDER_TRUSTED)(
+            **order.identity(), action=OrderAction.NEW, ref_px=signal.ref_px,
             reason=signal.reason, ts=signal.ts, entered_at=signal.entered_at,
         )
         return Outcome(

@@ -47,7 +47,7 @@ from types import MappingProxyType
 from operators.accounting import MONEY, ZERO
 from operators.instruments import price_off_grid, qty_off_lot
 from schemas.base import Side
-from schemas.built import build
+from schemas.built import trusting
 from schemas.strategy import OrderType, TradeSignal
 from schemas.trading import (
     Account,
@@ -97,6 +97,11 @@ RESULTS_KEPT = 4096
 """Distinct ``RuleResult``s remembered for reuse; the memo starts again when full."""
 
 _RESULTS: dict[tuple[Rule, bool, str, str | None, str | None], RuleResult] = {}
+
+_RESULT_TRUSTED = frozenset({"rule", "passed", "value", "limit"})
+"""What a rule's result takes on trust (``schemas.built.trusting``): the rule's name, the
+verdict and the strings this module formats; the message (free text, cut if too long) is
+checked."""
 
 
 def dec_str(value: Decimal | int) -> str:
@@ -184,8 +189,8 @@ def _result(rule: Rule, passed: bool, message: str, value: str | None = None,
     if result is None:
         if len(_RESULTS) >= RESULTS_KEPT:
             _RESULTS.clear()
-        result = _RESULTS[key] = build(
-            RuleResult, rule=_NAMES[rule], passed=passed, value=value, limit=limit, message=message
+        result = _RESULTS[key] = trusting(RuleResult, _RESULT_TRUSTED)(
+            rule=_NAMES[rule], passed=passed, value=value, limit=limit, message=message
         )
     return result
 
