@@ -213,6 +213,10 @@ class Outcome:
         )
 
 
+NOTHING = Outcome()
+"""The outcome of an input that produced no record (outcomes are frozen: one serves all)."""
+
+
 def order_id_for(account: str, signal_id: str) -> str:
     """Return the deterministic order id of a signal (stable across runs and replays)."""
     return "O-" + sha256(f"{account}|{signal_id}".encode()).hexdigest()[:20]
@@ -353,7 +357,9 @@ class AccountBook:
             outcome = self._open_order(signal, ctx, order_id)
         else:
             outcome = Outcome(events=tuple(self._rejection(signal, r) for r in failed))
-        outcome += self._check_kill_switch(signal.ts)
+        kill = self._check_kill_switch(signal.ts)
+        if kill is not NOTHING:
+            outcome += kill
         decision = trusting(RiskDecision, _DECISION_TRUSTED)(
             signal_id=signal.signal_id,
             account=self.account_id,
@@ -365,7 +371,10 @@ class AccountBook:
             latency_us=(self._clock() - started) / 1000,
             ts=signal.ts,
         )
-        return Outcome(decision=decision) + outcome
+        # ``Outcome(decision=decision) + outcome``: the outcome holds no decision yet.
+        return Outcome(decision=decision, orders=outcome.orders, order_states=outcome.order_states,
+                       positions=outcome.positions, portfolio=outcome.portfolio,
+                       events=outcome.events)
 
     @_in_money
     def on_fill(self, fill: VenueFill, *, pos: InputPos | None = None) -> Outcome:
@@ -806,23 +815,27 @@ class AccountBook:
     def _check_kill_switch(self, ts: datetime) -> Outcome:
         row = self.account
         if row is None or self.trading_state is TradingState.HALTED:
-            return Outcome()
-        equity = self.ledger.equity
-        checks: list[tuple[KillTrigger, Decimal, Decimal | None]] = [
-            (KillTrigger.DAILY_LOSS, MONEY.subtract(self.day_start_equity, equity),
-             row.daily_loss_limit),
-            (KillTrigger.MAX_DRAWDOWN, MONEY.subtract(self.peak_equity, equity),
-             row.max_drawdown),
-        ]
-        if len(self.recent_rejects) == REJECT_RATE_WINDOW:
-            rate = MONEY.divide(Decimal(sum(self.recent_rejects)), REJECT_RATE_WINDOW)
-            checks.append((KillTrigger.REJECT_RATE, rate, row.max_reject_rate))
-        for trigger, value, limit in checks:
-            if limit is not None and value > limit:
+            return NOTHING
+        # In this order; a figure is computed only for a limit that is set.
+        for trigger, limit in ((KillTrigger.DAILY_LOSS, row.daily_loss_limit),
+                               (KillTrigger.MAX_DRAWDOWN, row.max_drawdown),
+                               (KillTrigger.REJECT_RATE, row.max_reject_rate)):
+            value = None if limit is None else self._kill_figure(trigger)
+            if value is not None and limit is not None and value > limit:
                 reason = f"{trigger.value} {dec_str(value)} exceeds {dec_str(limit)}"
                 values = {"value": dec_str(value), "limit": dec_str(limit)}
                 return self._trip(trigger, ts, reason, values)
-        return Outcome()
+        return NOTHING
+
+    def _kill_figure(self, trigger: KillTrigger) -> Decimal | None:
+        # What ``trigger`` compares with its limit: the equity's drop since the day's start
+        # or the peak; the reject rate (None until REJECT_RATE_WINDOW decisions are made).
+        if trigger is KillTrigger.REJECT_RATE:
+            if len(self.recent_rejects) < REJECT_RATE_WINDOW:
+                return None
+            return MONEY.divide(Decimal(sum(self.recent_rejects)), REJECT_RATE_WINDOW)
+        start = self.day_start_equity if trigger is KillTrigger.DAILY_LOSS else self.peak_equity
+        return MONEY.subtract(start, self.ledger.equity)
 
     def halt_on_poison(self, reason: str, ts: datetime) -> Outcome:
         """Halt the account after an input this book failed on (it may be half-applied).
