@@ -19,7 +19,8 @@ Conventions shared by every rule:
 * Equal results are one shared (frozen) ``RuleResult``: most rules give the same one
   signal after signal ("account is ACTIVE"), and building one costs more than the rule.
   The rules whose value is an amount that moves with every signal (notionals, exposure,
-  leverage, the distance from the mark) build theirs each time (``kept=False``):
+  leverage, the distance from the mark) or the signal's own id (DUPLICATE_SIGNAL) build
+  theirs each time (``kept=False``):
   remembering those would only fill the memo, and empty it sooner for the others.
 * Price of an order (``CheckInput.order_px``): a limit order is valued at its limit
   price; a market order at the last mark of its symbol, or the signal's ``ref_px``
@@ -261,8 +262,9 @@ def check_duplicate_signal(ctx: CheckInput) -> RuleResult:
     """Fail a signal whose id was seen before."""
     sid = ctx.signal.signal_id
     if ctx.duplicate:
-        return _result(Rule.DUPLICATE_SIGNAL, False, f"signal {sid} was seen before", sid)
-    return _result(Rule.DUPLICATE_SIGNAL, True, "first time this signal is seen", sid)
+        return _result(Rule.DUPLICATE_SIGNAL, False, f"signal {sid} was seen before", sid,
+                       kept=False)
+    return _result(Rule.DUPLICATE_SIGNAL, True, "first time this signal is seen", sid, kept=False)
 
 
 def _limit(ctx: CheckInput, name: str) -> Decimal | int | None:
