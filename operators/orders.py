@@ -41,7 +41,7 @@ from typing import Any
 
 from operators.accounting import MONEY, ZERO, shared, shared_or_none
 from schemas.base import Side
-from schemas.built import build
+from schemas.built import trusting
 from schemas.strategy import OrderType
 from schemas.trading import ExecStatus, OrderState, OrderStatus, Severity, VenueFill
 
@@ -202,6 +202,12 @@ def _issue(kind: IssueKind, message: str, **values: object) -> OrderIssue:
 IDENTITY = ("order_id", "account", "symbol", "side", "qty", "order_type", "limit_px", "signal_id",
             "strategy_id", "venue")
 """The fields of an ``Order`` that its state rows and its cancel repeat as they are."""
+
+_STATE_TRUSTED = frozenset({*IDENTITY, "status"})
+"""What an order's state row takes on trust (``schemas.built.trusting``): what the order
+is (``IDENTITY``, copied from the validated signal or route it came from, or from the
+book's own snapshot) and its status (an enum member); the quantities and the time, which
+the book computes, are checked."""
 
 
 @dataclass(slots=True)
@@ -413,8 +419,8 @@ class Order:
 
     def to_state(self) -> OrderState:
         """Return the order as a row of the orders changelog."""
-        return build(
-            OrderState, **self.identity(), status=self.status, cum_qty=self.cum_qty,
+        return trusting(OrderState, _STATE_TRUSTED)(
+            **self.identity(), status=self.status, cum_qty=self.cum_qty,
             leaves_qty=self.leaves_qty, avg_px=self.avg_px, ts=self.ts,
         )
 

@@ -86,10 +86,10 @@ from hashlib import sha256
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from operators.accounting import MONEY, ZERO, ExactSum, Ledger, Position, scan_sum, shared
-from operators.orders import Order, OrderIssue
+from operators.orders import IDENTITY, Order, OrderIssue
 from operators.risk import CheckInput, RateWindow, Rule, dec_str, evaluate
 from schemas.base import Record, Side
-from schemas.built import build, restored
+from schemas.built import build, restored, trusting
 from schemas.strategy import TradeSignal
 from schemas.trading import (
     GLOBAL,
@@ -136,6 +136,17 @@ always were), not parsed and validated again from JSON (the larger part of a res
 1 (still restored): JSON dumps."""
 
 _SNAPSHOT_VERSIONS = (1, SNAPSHOT_VERSION)
+
+_NEW_ORDER_TRUSTED = frozenset({*IDENTITY, "action", "ref_px", "reason", "ts", "entered_at"})
+"""What a new order takes on trust (``schemas.built.trusting``): every field, copied from
+the validated signal (its id derived from the signal's, its venue from a validated route)
+or an enum member."""
+
+_DECISION_TRUSTED = frozenset({"signal_id", "decision", "order_id", "rules", "limits_version",
+                               "input_offsets", "ts"})
+"""What a decision takes on trust: the signal's fields, the rule results (records built by
+operators.risk), the limits version of the validated account row and the book's own
+offsets (a new dict); the book's account id and the latency are checked."""
 
 _STATUS_STATE = {
     AccountStatus.ACTIVE: TradingState.ACTIVE,
@@ -200,6 +211,10 @@ class Outcome:
             portfolio=other.portfolio if other.portfolio is not None else self.portfolio,
             events=self.events + other.events,
         )
+
+
+NOTHING = Outcome()
+"""The outcome of an input that produced no record (outcomes are frozen: one serves all)."""
 
 
 def order_id_for(account: str, signal_id: str) -> str:
@@ -342,9 +357,10 @@ class AccountBook:
             outcome = self._open_order(signal, ctx, order_id)
         else:
             outcome = Outcome(events=tuple(self._rejection(signal, r) for r in failed))
-        outcome += self._check_kill_switch(signal.ts)
-        decision = build(
-            RiskDecision,
+        kill = self._check_kill_switch(signal.ts)
+        if kill is not NOTHING:
+            outcome += kill
+        decision = trusting(RiskDecision, _DECISION_TRUSTED)(
             signal_id=signal.signal_id,
             account=self.account_id,
             decision=Decision.PASS if passed else Decision.FAIL,
@@ -355,7 +371,10 @@ class AccountBook:
             latency_us=(self._clock() - started) / 1000,
             ts=signal.ts,
         )
-        return Outcome(decision=decision) + outcome
+        # ``Outcome(decision=decision) + outcome``: the outcome holds no decision yet.
+        return Outcome(decision=decision, orders=outcome.orders, order_states=outcome.order_states,
+                       positions=outcome.positions, portfolio=outcome.portfolio,
+                       events=outcome.events)
 
     @_in_money
     def on_fill(self, fill: VenueFill, *, pos: InputPos | None = None) -> Outcome:
@@ -751,8 +770,8 @@ class AccountBook:
             self._sums = OrderSums()
         self._sums.add(order)
         self.rate.add(signal.ts)
-        validated = build(
-            ValidatedOrder, **order.identity(), action=OrderAction.NEW, ref_px=signal.ref_px,
+        validated = trusting(ValidatedOrder, _NEW_ORDER_TRUSTED)(
+            **order.identity(), action=OrderAction.NEW, ref_px=signal.ref_px,
             reason=signal.reason, ts=signal.ts, entered_at=signal.entered_at,
         )
         return Outcome(
@@ -796,23 +815,27 @@ class AccountBook:
     def _check_kill_switch(self, ts: datetime) -> Outcome:
         row = self.account
         if row is None or self.trading_state is TradingState.HALTED:
-            return Outcome()
-        equity = self.ledger.equity
-        checks: list[tuple[KillTrigger, Decimal, Decimal | None]] = [
-            (KillTrigger.DAILY_LOSS, MONEY.subtract(self.day_start_equity, equity),
-             row.daily_loss_limit),
-            (KillTrigger.MAX_DRAWDOWN, MONEY.subtract(self.peak_equity, equity),
-             row.max_drawdown),
-        ]
-        if len(self.recent_rejects) == REJECT_RATE_WINDOW:
-            rate = MONEY.divide(Decimal(sum(self.recent_rejects)), REJECT_RATE_WINDOW)
-            checks.append((KillTrigger.REJECT_RATE, rate, row.max_reject_rate))
-        for trigger, value, limit in checks:
-            if limit is not None and value > limit:
+            return NOTHING
+        # In this order; a figure is computed only for a limit that is set.
+        for trigger, limit in ((KillTrigger.DAILY_LOSS, row.daily_loss_limit),
+                               (KillTrigger.MAX_DRAWDOWN, row.max_drawdown),
+                               (KillTrigger.REJECT_RATE, row.max_reject_rate)):
+            value = None if limit is None else self._kill_figure(trigger)
+            if value is not None and limit is not None and value > limit:
                 reason = f"{trigger.value} {dec_str(value)} exceeds {dec_str(limit)}"
                 values = {"value": dec_str(value), "limit": dec_str(limit)}
                 return self._trip(trigger, ts, reason, values)
-        return Outcome()
+        return NOTHING
+
+    def _kill_figure(self, trigger: KillTrigger) -> Decimal | None:
+        # What ``trigger`` compares with its limit: the equity's drop since the day's start
+        # or the peak; the reject rate (None until REJECT_RATE_WINDOW decisions are made).
+        if trigger is KillTrigger.REJECT_RATE:
+            if len(self.recent_rejects) < REJECT_RATE_WINDOW:
+                return None
+            return MONEY.divide(Decimal(sum(self.recent_rejects)), REJECT_RATE_WINDOW)
+        start = self.day_start_equity if trigger is KillTrigger.DAILY_LOSS else self.peak_equity
+        return MONEY.subtract(start, self.ledger.equity)
 
     def halt_on_poison(self, reason: str, ts: datetime) -> Outcome:
         """Halt the account after an input this book failed on (it may be half-applied).

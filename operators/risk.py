@@ -18,6 +18,10 @@ Conventions shared by every rule:
   ``a * b`` in ``localcontext(MONEY)``, without entering a context per value).
 * Equal results are one shared (frozen) ``RuleResult``: most rules give the same one
   signal after signal ("account is ACTIVE"), and building one costs more than the rule.
+  The rules whose value is an amount that moves with every signal (notionals, exposure,
+  leverage, the distance from the mark) or the signal's own id (DUPLICATE_SIGNAL) build
+  theirs each time (``kept=False``):
+  remembering those would only fill the memo, and empty it sooner for the others.
 * Price of an order (``CheckInput.order_px``): a limit order is valued at its limit
   price; a market order at the last mark of its symbol, or the signal's ``ref_px``
   when no mark has been seen. With neither, notional rules that have a limit fail
@@ -47,7 +51,7 @@ from types import MappingProxyType
 from operators.accounting import MONEY, ZERO
 from operators.instruments import price_off_grid, qty_off_lot
 from schemas.base import Side
-from schemas.built import build
+from schemas.built import trusting
 from schemas.strategy import OrderType, TradeSignal
 from schemas.trading import (
     Account,
@@ -97,6 +101,11 @@ RESULTS_KEPT = 4096
 """Distinct ``RuleResult``s remembered for reuse; the memo starts again when full."""
 
 _RESULTS: dict[tuple[Rule, bool, str, str | None, str | None], RuleResult] = {}
+
+_RESULT_TRUSTED = frozenset({"rule", "passed", "value", "limit"})
+"""What a rule's result takes on trust (``schemas.built.trusting``): the rule's name, the
+verdict and the strings this module formats; the message (free text, cut if too long) is
+checked."""
 
 
 def dec_str(value: Decimal | int) -> str:
@@ -178,15 +187,17 @@ class CheckInput:
 
 
 def _result(rule: Rule, passed: bool, message: str, value: str | None = None,
-            limit: str | None = None) -> RuleResult:
+            limit: str | None = None, *, kept: bool = True) -> RuleResult:
+    if not kept:
+        return trusting(RuleResult, _RESULT_TRUSTED)(
+            rule=_NAMES[rule], passed=passed, value=value, limit=limit, message=message
+        )
     key = (rule, passed, message, value, limit)
     result = _RESULTS.get(key)
     if result is None:
         if len(_RESULTS) >= RESULTS_KEPT:
             _RESULTS.clear()
-        result = _RESULTS[key] = build(
-            RuleResult, rule=_NAMES[rule], passed=passed, value=value, limit=limit, message=message
-        )
+        result = _RESULTS[key] = _result(rule, passed, message, value, limit, kept=False)
     return result
 
 
@@ -198,23 +209,25 @@ def _at_most(
     *,
     exempt: bool = False,
     within: bool | None = None,
+    kept: bool = True,
 ) -> RuleResult:
     """Check ``value <= limit``, the shape most rules share.
 
-    ``within`` overrides the comparison when the caller compared exactly itself.
+    ``within`` overrides the comparison when the caller compared exactly itself;
+    ``kept``: see ``_result``.
     """
     shown = None if value is None else dec_str(value)
     if limit is None:
-        return _result(rule, True, f"{what}: no limit set", shown)
+        return _result(rule, True, f"{what}: no limit set", shown, kept=kept)
     cap = dec_str(limit)
     if value is None:
-        return _result(rule, False, f"{what}: no price to value the order", None, cap)
+        return _result(rule, False, f"{what}: no price to value the order", None, cap, kept=kept)
     if (value <= limit) if within is None else within:
-        return _result(rule, True, f"{what} {shown} within the limit {cap}", shown, cap)
+        return _result(rule, True, f"{what} {shown} within the limit {cap}", shown, cap, kept=kept)
     if exempt:
         message = f"{what} {shown} above the limit {cap}, allowed: the order reduces"
-        return _result(rule, True, message, shown, cap)
-    return _result(rule, False, f"{what} {shown} exceeds the limit {cap}", shown, cap)
+        return _result(rule, True, message, shown, cap, kept=kept)
+    return _result(rule, False, f"{what} {shown} exceeds the limit {cap}", shown, cap, kept=kept)
 
 
 def check_account_status(ctx: CheckInput) -> RuleResult:
@@ -249,8 +262,9 @@ def check_duplicate_signal(ctx: CheckInput) -> RuleResult:
     """Fail a signal whose id was seen before."""
     sid = ctx.signal.signal_id
     if ctx.duplicate:
-        return _result(Rule.DUPLICATE_SIGNAL, False, f"signal {sid} was seen before", sid)
-    return _result(Rule.DUPLICATE_SIGNAL, True, "first time this signal is seen", sid)
+        return _result(Rule.DUPLICATE_SIGNAL, False, f"signal {sid} was seen before", sid,
+                       kept=False)
+    return _result(Rule.DUPLICATE_SIGNAL, True, "first time this signal is seen", sid, kept=False)
 
 
 def _limit(ctx: CheckInput, name: str) -> Decimal | int | None:
@@ -260,7 +274,7 @@ def _limit(ctx: CheckInput, name: str) -> Decimal | int | None:
 def check_max_order_notional(ctx: CheckInput) -> RuleResult:
     """Fail an order whose notional (qty * order price) exceeds ``max_order_notional``."""
     return _at_most(Rule.MAX_ORDER_NOTIONAL, "order notional", ctx.order_notional,
-                    _limit(ctx, "max_order_notional"))
+                    _limit(ctx, "max_order_notional"), kept=False)
 
 
 def check_max_order_qty(ctx: CheckInput) -> RuleResult:
@@ -287,7 +301,7 @@ def check_max_position_notional(ctx: CheckInput) -> RuleResult:
     if px is not None:
         value = MONEY.multiply(MONEY.abs(ctx.projected_qty), px)
     return _at_most(Rule.MAX_POSITION_NOTIONAL, f"projected {ctx.signal.symbol} notional",
-                    value, limit, exempt=ctx.reduces)
+                    value, limit, exempt=ctx.reduces, kept=False)
 
 
 def _projected_gross(ctx: CheckInput) -> Decimal | None:
@@ -300,7 +314,7 @@ def _projected_gross(ctx: CheckInput) -> Decimal | None:
 def check_max_gross_exposure(ctx: CheckInput) -> RuleResult:
     """Fail when gross exposure + reserved notional + order notional exceeds the limit."""
     return _at_most(Rule.MAX_GROSS_EXPOSURE, "projected gross exposure", _projected_gross(ctx),
-                    _limit(ctx, "max_gross_exposure"), exempt=ctx.reduces)
+                    _limit(ctx, "max_gross_exposure"), exempt=ctx.reduces, kept=False)
 
 
 def check_max_leverage(ctx: CheckInput) -> RuleResult:
@@ -319,7 +333,7 @@ def check_max_leverage(ctx: CheckInput) -> RuleResult:
         # Compare exactly; the (rounded) quotient is only for the record.
         within = None if limit is None else gross <= MONEY.multiply(limit, ctx.equity)
     return _at_most(Rule.MAX_LEVERAGE, "projected leverage", leverage, limit,
-                    exempt=ctx.reduces, within=within)
+                    exempt=ctx.reduces, within=within, kept=False)
 
 
 def check_max_open_orders(ctx: CheckInput) -> RuleResult:
@@ -346,7 +360,7 @@ def check_price_collar(ctx: CheckInput) -> RuleResult:
                        dec_str(allowed))
     distance = MONEY.abs(MONEY.subtract(ctx.signal.limit_px, ctx.mark))
     return _at_most(rule, f"limit price {dec_str(ctx.signal.limit_px)}: distance from mark "
-                    f"{dec_str(ctx.mark)}", distance, allowed)
+                    f"{dec_str(ctx.mark)}", distance, allowed, kept=False)
 
 
 def check_order_rate(ctx: CheckInput) -> RuleResult:

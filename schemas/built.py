@@ -24,6 +24,13 @@ How it stays the same record:
 * A model with anything the plan does not know (model validators, field constraints
   such as ``ge``, nested models other than a list of records, ``Any``) is always
   validated by pydantic.
+
+``trusting(Model, *names)`` returns a builder that takes the fields ``names`` on trust:
+for values that are already what the field's validation gives back, copied from a field
+of the same type of a record that was validated (every validator here is idempotent:
+``_fits``, ``quantize8``, ``_utc_ms``, the cut of free text, the identity checks), or
+made valid by the caller (an enum member, an id of a fixed form). Those fields are
+neither type-checked nor validated; the others are, as ``build`` does them.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from pydantic.types import AllowInfNan
 
 from schemas.base import _WIDE, QUANTUM, _fits, _non_negative, _positive, _utc_ms, quantize8
 
-__all__ = ["build"]
+__all__ = ["build", "restored", "trusting"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -227,14 +234,15 @@ class _Plan:
     the fields set by which optional fields were given.
     """
 
-    __slots__ = ("build", "fields", "fields_sets", "model")
+    __slots__ = ("build", "fields", "fields_sets", "model", "trusted")
 
-    def __init__(self, model: type[BaseModel]) -> None:
+    def __init__(self, model: type[BaseModel], trusted: frozenset[str] = frozenset()) -> None:
         decorators = model.__pydantic_decorators__
         if (decorators.model_validators or decorators.field_validators or decorators.validators
                 or decorators.root_validators or model.model_config.get("extra") != "forbid"):
             raise _Unknown(f"{model.__name__}: validators of its own")
         self.model = model
+        self.trusted = trusted
         self.fields = {name: _Field(name, info) for name, info in model.model_fields.items()}
         self.fields_sets: dict[int, set[str]] = {}
         self.build: Callable[..., BaseModel] = self._generate()
@@ -248,16 +256,21 @@ class _Plan:
         out = self.fields_sets[key] = names
         return out
 
+    def _slow(self, **values: Any) -> BaseModel:
+        # The fields given, validated by pydantic (``_MISSING``: not given).
+        return self.model(**{name: v for name, v in values.items() if v is not _MISSING})
+
     def _generate(self) -> Callable[..., BaseModel]:
         env: dict[str, Any] = {"_M": _MISSING, "_U": _Unknown, "Decimal": Decimal, "_new": _new,
                                "QUANTUM": QUANTUM, "WIDE": _WIDE, "UTC": UTC,
                                "_set": _set, "Model": self.model, "SETS": self.fields_sets,
-                               "make_set": self._fields_set}
+                               "make_set": self._fields_set, "_slow": self._slow}
         # Keyword-only parameters named as the fields: Python binds the values given (an
         # unknown name raises TypeError: pydantic's turn); the locals start with "_",
-        # which no field name does.
+        # which no field name does. The parameters are never assigned: whatever fails
+        # hands them as given to pydantic (``_slow``).
         params = ", ".join(f"{name}=_M" for name in self.fields)
-        lines = [f"def build(*, {params}):", "    _key = 0"]
+        lines = ["    _key = 0"]
         for bit, (name, field) in enumerate(self.fields.items()):
             env[f"field_{bit}"] = field
             env[f"default_{bit}"] = field.default
@@ -271,9 +284,15 @@ class _Plan:
             else:
                 lines.append(f"        _v = default_{bit}")
             pad = "        "
+            if name in self.trusted and field.required:  # vouched for: nothing to check
+                lines.append(f"    _f{bit} = _v")
+                continue
             lines.append("    else:")
             if not field.required:
                 lines.append(f"        _key |= {1 << bit}")
+            if name in self.trusted:
+                lines.append(f"    _f{bit} = _v")
+                continue
             if field.optional:
                 lines.append("        if _v is not None:")
                 pad += "    "
@@ -299,6 +318,11 @@ class _Plan:
         lines.append("    _set(_rec, '__pydantic_extra__', None)")
         lines.append("    _set(_rec, '__pydantic_private__', None)")
         lines.append("    return _rec")
+        given = ", ".join(f"{name}={name}" for name in self.fields)
+        source = "\n".join(lines).splitlines()
+        lines = [f"def build(*, {params}):", "  try:", *(f"  {line}" for line in source),
+                 "  except Exception:  # pydantic coerces it or raises its ValidationError",
+                 f"    return _slow({given})"]
         if set(self.fields) & env.keys():  # a parameter would hide a name the source uses
             raise _Unknown(f"{self.model.__name__}: a field named as a name of the builder")
         exec("\n".join(lines), env)  # noqa: S102 - source made here from the model's fields
@@ -307,10 +331,10 @@ class _Plan:
 
 
 @functools.cache
-def _plan(model: type[BaseModel]) -> _Plan | None:
+def _plan(model: type[BaseModel], trusted: frozenset[str] = frozenset()) -> _Plan | None:
     """Return the model's plan, made on first use (None: pydantic validates every record)."""
     try:
-        return _Plan(model)
+        return _Plan(model, trusted)
     except _Unknown:
         return None
 
@@ -321,9 +345,25 @@ def build(model: type[M], /, **values: Any) -> M:
     if plan is not None:
         try:
             return plan.build(**values)  # type: ignore[return-value]
-        except Exception:  # noqa: BLE001, S110 - pydantic coerces it or raises as usual
+        except TypeError:  # a field the model does not have: pydantic says so
             pass
     return model(**values)
+
+
+@functools.cache
+def trusting(model: type[M], names: frozenset[str], /) -> Callable[..., M]:
+    """Return a builder of ``model`` records taking the fields ``names`` on trust.
+
+    A trusted value must be what the field's validation returns (see the module
+    docstring); the builder does not look at it. The other fields are checked as
+    ``build`` checks them, and a record the plan cannot build goes to pydantic. Made on
+    first use, then one dict look-up: call it where the record is built.
+    """
+    unknown = names - model.model_fields.keys()
+    if unknown:
+        raise ValueError(f"{model.__name__} has no field {sorted(unknown)}")
+    plan = _plan(model, names)
+    return model if plan is None else plan.build  # type: ignore[return-value]
 
 
 _RESTORED_SETS: dict[tuple[type[BaseModel], frozenset[str]], set[str]] = {}
