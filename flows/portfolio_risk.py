@@ -141,8 +141,7 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], Tagged, dict[str, A
         out += refused
         if self.journal is not None:
             self.journal.append(entries)  # written ahead of every output they cause
-        for entry in entries:
-            out += self.inputs.apply(entry)
+        out += self.inputs.apply_all(entries)
         _count_checks(out)
         return out, False
 

@@ -219,7 +219,40 @@ class AccountInputs:
             entries.append(entry)
             out += self.apply(entry, job)
 
-    def apply(self, entry: JournalEntry, job: str = "portfolio_risk") -> list[Tagged]:
+    def apply_all(self, entries: Iterable[JournalEntry], job: str = "portfolio_risk") -> list[Tagged]:
+        """Apply a batch of entries in order; a run of marks writes each row it changes once.
+
+        The marks of a run (entries with no other kind between them) leave their position
+        and portfolio rows to the end of the run, each key's row as of its last mark
+        (``AccountBook.on_mark`` with ``defer``): the rows the marks applied one by one
+        would have left last, so the tables hold the same, and a tick no longer costs a
+        row per account holding its symbol (issue 20). The kill switch still sees every
+        mark.
+        """
+        out: list[Tagged] = []
+        last_mark: JournalEntry | None = None
+        for entry in entries:
+            if entry.kind is JournalKind.MARK:
+                last_mark = entry
+                out += self.apply(entry, job, defer_marks=True)
+                continue
+            if last_mark is not None:
+                out += self._deferred_rows(last_mark, job)
+                last_mark = None
+            out += self.apply(entry, job)
+        if last_mark is not None:
+            out += self._deferred_rows(last_mark, job)
+        return out
+
+    def _deferred_rows(self, last_mark: JournalEntry, job: str) -> list[Tagged]:
+        try:
+            return records_of(self.book.deferred_rows())
+        except Exception as exc:  # noqa: BLE001 - as in apply: the run's last mark is refused
+            return poisoned(self.book, last_mark, exc, job)
+
+    def apply(
+        self, entry: JournalEntry, job: str = "portfolio_risk", *, defer_marks: bool = False
+    ) -> list[Tagged]:
         """Apply one journal entry to the book; return its records by stream.
 
         A poison pill (an input the book raises on, that no check refused before) does
@@ -229,7 +262,7 @@ class AccountInputs:
         a restart and meets the same guard: never the same crash twice.
         """
         try:
-            out = records_of(apply_entry(self.book, entry))
+            out = records_of(apply_entry(self.book, entry, defer_marks=defer_marks))
         except Exception as exc:  # noqa: BLE001 - one record must not stop the job
             out = poisoned(self.book, entry, exc, job)
         if self.queue is not None:

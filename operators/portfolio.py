@@ -297,7 +297,7 @@ class AccountBook:
         "_clock", "_sums", "account", "account_id", "closed_orders", "day", "day_start_equity",
         "instruments", "ledger", "mark_pos", "offsets", "open_orders", "peak_equity", "rate",
         "recent_rejects", "routes", "seen_signals", "state_seq", "strategy_states", "symbol_limits",
-        "trading_state", "venues",
+        "trading_state", "venues", "_deferred",
     )
 
     def __init__(self, account: str, *, clock: Callable[[], int] = time.perf_counter_ns) -> None:
@@ -328,6 +328,8 @@ class AccountBook:
         self._clock = clock
         self._sums: OrderSums | None = None
         """Running sums over ``open_orders``; None while there is none (all zero)."""
+        self._deferred: dict[str, datetime] = {}
+        """Symbols marked with ``defer`` whose rows are not out yet, in the order last marked."""
 
     # ----------------------------------------------------------------- inputs
 
@@ -416,23 +418,49 @@ class AccountBook:
 
     @_in_money
     def on_mark(
-        self, symbol: str, price: Decimal, ts: datetime, *, pos: InputPos | None = None
+        self, symbol: str, price: Decimal, ts: datetime, *, pos: InputPos | None = None, defer: bool = False
     ) -> Outcome:
-        """Mark a symbol: unrealised PnL moves, and the kill switch may trip."""
+        """Mark a symbol: unrealised PnL moves, and the kill switch may trip.
+
+        ``defer``: leave the position and portfolio rows the mark changes to
+        ``deferred_rows`` (several marks in a row then write each row once, the latest).
+        The kill switch is checked on every mark all the same.
+        """
         self._advance(ts, pos)
         if not self.ledger.mark(symbol, price, ts):
-            return Outcome()
+            return NOTHING
         if pos is not None:
             self.mark_pos[symbol] = pos
         position = self.ledger.positions.get(symbol)
         if position is None or position.net_qty == 0:
-            return Outcome()
+            return NOTHING
         self._track_peak()
+        if defer:
+            self._deferred.pop(symbol, None)
+            self._deferred[symbol] = ts
+            return self._check_kill_switch(ts)
         outcome = Outcome(
             positions=(self._position_state(position, ts),),
             portfolio=self.portfolio_state(ts),
         )
         return outcome + self._check_kill_switch(ts)
+
+    @_in_money
+    def deferred_rows(self) -> Outcome:
+        """Return the rows of the marks applied with ``defer`` since the last call.
+
+        Each marked symbol's position row as of its last mark, and one portfolio row as
+        of the last mark: the rows the same marks applied one by one would have left
+        last for each key.
+        """
+        if not self._deferred:
+            return NOTHING
+        marked, self._deferred = self._deferred, {}
+        positions = tuple(
+            self._position_state(p, ts) for sym, ts in marked.items()
+            if (p := self.ledger.positions.get(sym)) is not None and p.net_qty != 0
+        )
+        return Outcome(positions=positions, portfolio=self.portfolio_state(next(reversed(marked.values()))))
 
     @_in_money
     def on_account(self, row: Account, *, pos: InputPos | None = None) -> Outcome:
@@ -664,6 +692,7 @@ class AccountBook:
         book.state_seq = data["state_seq"]
         book.mark_pos = {k: InputPos(*v) for k, v in data.get("mark_pos", {}).items()}
         book._sums = OrderSums(book.open_orders.values()) if book.open_orders else None
+        book._deferred = {}
         return book
 
     # ----------------------------------------------------------------- internals

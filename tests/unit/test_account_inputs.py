@@ -119,3 +119,75 @@ def test_an_input_the_book_raises_on_is_a_dead_letter_and_halts_the_account_even
     assert [s for s, _ in caught if s == "dead_letters"] == ["dead_letters"]
     assert resumed.book.trading_state is TradingState.HALTED
     assert entries
+
+
+def _batch_run(coalesce: bool, seed: int) -> tuple[list[Any], dict[Any, Any], dict[str, Any], int]:
+    """Feed one account random batches of marks, signals and fills; return its records."""
+    import random
+
+    from operators.sequencing import Decoded as Dec
+    from schemas import PortfolioState, PositionState, ValidatedOrder, VenueFill
+
+    rng = random.Random(seed)  # noqa: S311 - reproducible
+    inputs = AccountInputs("A")
+    out: list[Any] = []
+    offsets = {"trade_signals": 0, "venue_fills": 0, "market_data": 0}
+    symbols = ["X", "Y", "Z"]
+    sent: list[ValidatedOrder] = []
+
+    def next_offset(stream: str) -> int:
+        offsets[stream] += 1
+        return offsets[stream]
+
+    def event(i: int) -> Any:
+        r = rng.random()
+        sym = rng.choice(symbols)
+        ts = T0 + timedelta(seconds=i)
+        if r < 0.6:
+            return Tick(sym, Decimal(100 + rng.randrange(-5, 6)), ts, 0, next_offset("market_data"))
+        if r < 0.8 or not sent:
+            sig = TradeSignal(signal_id=f"s{i}", strategy_id="st", symbol=sym, account="A",
+                              side=rng.choice(["BUY", "SELL"]), qty=Decimal(rng.choice([1, 5, 10])), ts=ts)
+            return Priced(Dec(sig, "trade_signals", 0, next_offset("trade_signals")),
+                          Tick(sym, Decimal(100), ts, 0, next_offset("market_data")))
+        order = sent.pop(0)
+        rep = VenueFill(order_id=order.order_id, venue="paper", exec_id=f"{order.order_id}-f",
+                        status="FILLED", account="A", symbol=order.symbol, side=order.side,
+                        last_qty=order.qty, last_px=Decimal(100), cum_qty=order.qty, leaves_qty=Decimal(0),
+                        avg_px=Decimal(100), ts=ts)
+        return Dec(rep, "venue_fills", 0, next_offset("venue_fills"))
+
+    first, refused = inputs.take_all([account_row(0)], "portfolio_risk", NOW)
+    out += refused + inputs.apply_all(first)
+    for b in range(40):
+        batch = [event(b * 10 + j) for j in range(rng.randrange(1, 10))]
+        entries, refused = inputs.take_all(batch, "portfolio_risk", NOW)
+        applied = inputs.apply_all(entries) if coalesce else [r for e in entries for r in inputs.apply(e)]
+        got = refused + applied
+        sent += [r for s, r in got if s == "validated_orders"]
+        out += got
+    latest = {}
+    for stream, rec in out:
+        if isinstance(rec, PositionState):
+            latest[(stream, rec.symbol)] = rec
+        elif isinstance(rec, PortfolioState):
+            latest[stream] = rec
+    others = [(s, r.model_dump(exclude={"latency_us"})) for s, r in out
+              if not isinstance(r, PositionState | PortfolioState)]
+    return others, latest, inputs.snapshot(), len(out) - len(others)
+
+
+def test_a_run_of_marks_writes_each_row_once_and_leaves_the_same_latest_rows() -> None:
+    from schemas import PortfolioState, PositionState
+
+    fewer = 0
+    for seed in range(6):
+        one_by_one, latest, snap, rows = _batch_run(False, seed)
+        coalesced, latest_c, snap_c, rows_c = _batch_run(True, seed)
+        assert coalesced == one_by_one, seed  # decisions, orders, events: the same, in the same order
+        assert latest_c == latest, seed  # every position and portfolio row ends the same
+        assert snap_c == snap, seed
+        assert any(isinstance(r, PositionState | PortfolioState) for r in latest.values())
+        assert rows_c <= rows
+        fewer += rows - rows_c
+    assert fewer > 50  # the runs of marks did write fewer rows
