@@ -258,7 +258,7 @@ def test_a_restarted_adapter_sends_nothing_twice_and_resolves_what_was_in_flight
     assert all(len(rest_venue.audit_orders(o.order_id)) == 1 for o in orders)
 
 
-def test_an_execution_logged_but_not_journaled_before_a_kill_is_booked_on_restart(
+def test_an_order_cut_off_by_a_kill_is_booked_and_filled_on_restart(
     rest_venue: FixVenue,
 ) -> None:
     rest = rest_venue.rest
@@ -278,12 +278,18 @@ def test_an_execution_logged_but_not_journaled_before_a_kill_is_booked_on_restar
     status, answer = rest.call("GET", "/api/v1/orders/J2")
     assert status == 200
     assert answer["order"]["orderId"] == ghost
-    assert answer["order"]["status"] == "NEW"
+    # the kill cut J2 off before its fills: the venue fills the rest of the way (two slices), so
+    # it is not left open forever; the new executions follow the logged ones without a gap
+    assert answer["order"]["status"] == "FILLED"
+    executions = answer["executions"]
+    assert [(e["execType"], e["lastQty"], e["seq"]) for e in executions] == [
+        ("NEW", "0", 4), ("TRADE", "1", 5), ("TRADE", "2", 6)]
     status, again = rest.call("POST", "/api/v1/orders", json.dumps(
         {"clientOrderId": "J2", "symbol": "AAPL", "side": "SELL", "qty": "3"}).encode())
     assert status == 200  # the same order, not a second one
+    assert again["order"]["status"] == "FILLED"
     status, fresh = rest.call("POST", "/api/v1/orders", json.dumps(
         {"clientOrderId": "J3", "symbol": "AAPL", "side": "BUY", "qty": "1"}).encode())
     assert status == 201
     assert int(fresh["order"]["orderId"].rsplit("-", 1)[1]) > 99  # its id is never issued twice
-    assert fresh["executions"][0]["seq"] == 5
+    assert fresh["executions"][0]["seq"] == 7

@@ -12,9 +12,11 @@ import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Instant;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -79,6 +81,7 @@ final class RestApi {
         this.audit = audit;
         this.executions = new ExecutionLog(config.executionLogPath);
         repair();
+        finishCutOff();
     }
 
     String session() {
@@ -114,6 +117,45 @@ final class RestApi {
             repaired++;
         }
         log.info("REST API: {} orders repaired from the execution log", repaired);
+    }
+
+    /**
+     * Fill the rest of each order whose fills a kill cut off. A new order on a symbol that
+     * does not rest is filled in its slices while its POST is answered; killed between two
+     * slices, it would stay open forever, which no venue that took it would do: the
+     * remaining slices are numbered now, and a client finds them by gap recovery or a
+     * status query.
+     */
+    private void finishCutOff() {
+        Set<String> seen = new LinkedHashSet<>();
+        for (JsonObject e : executions.all(config.apiKey)) {
+            seen.add(e.get("clientOrderId").getAsString());
+        }
+        int finished = 0;
+        for (String clOrdId : seen) {
+            VenueOrder o = book.get(session(), clOrdId);
+            if (o == null || !o.isOpen() || venue.rests(o.symbol) || o.leavesQty.signum() <= 0) {
+                continue;
+            }
+            BigDecimal px = o.ordType == '2' || o.price != null ? o.price : venue.defaultPrice;
+            List<BigDecimal> slices = VenueApplication.slices(o.orderQty, venue.partialFills);
+            BigDecimal done = BigDecimal.ZERO;
+            for (BigDecimal slice : slices) {
+                BigDecimal left = o.orderQty.subtract(o.cumQty);
+                if (left.signum() <= 0) {
+                    break;
+                }
+                done = done.add(slice);
+                if (done.compareTo(o.cumQty) <= 0) {
+                    continue; // filled before the kill
+                }
+                BigDecimal qty = done.subtract(o.cumQty).min(left);
+                o.fill(qty, px);
+                record(o, "TRADE", qty, px);
+            }
+            finished++;
+        }
+        log.info("REST API: {} orders cut off by a kill filled the rest of the way", finished);
     }
 
     void start() throws IOException {
