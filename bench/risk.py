@@ -53,7 +53,10 @@ Measured in one run:
   positions: ``rss_mb_100k_accounts`` (peak RSS, VmHWM, of that fresh process once they
   are built) and ``restore_s_100k_accounts`` (unpickle + ``from_snapshot`` of all,
   timed after the built books are dropped: a restarting process holds the snapshots,
-  not the books they came from).
+  not the books they came from). Every child runs with the collector thresholds of a job
+  process (``connectors.runtime``); ``restore_s_100k_accounts_default_gc`` and
+  ``rss_mb_100k_accounts_default_gc`` are the 100k child again with Python's defaults,
+  in the same run (``ratio_restore_s_100k_vs_default_gc``).
 - ``--baseline-ref REF`` (e.g. the commit before issue 20): the ``empty_book``,
   ``loaded_book`` and ``100k`` children also run on the ``operators/`` package of REF
   (``git archive`` into a temp dir, put first on the child's ``sys.path``; everything
@@ -97,6 +100,7 @@ if os.environ.get(OPERATORS_ENV):
 
 from bench.harness import CENT, at, random_market, report  # noqa: E402
 from connectors.registry import Connectors  # noqa: E402
+from connectors.runtime import JOB_GC_THRESHOLDS, tune_gc  # noqa: E402
 from connectors.settings import load_settings  # noqa: E402
 from operators.account_inputs import AccountInputs, records_of  # noqa: E402
 from operators.portfolio import AccountBook, InputPos, order_id_for  # noqa: E402
@@ -540,9 +544,9 @@ def issue20_figures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for label, ops in impls.items():
         figures[label]["empty_book"] = run_child(empty, ops)
         figures[label]["loaded_book"] = run_child(loaded, ops)
+    hundred_args = ["--child-100k", "--books", str(args.books_100k), "--positions", str(args.positions_100k)]
     for label, ops in impls.items():
-        hundred = run_child(["--child-100k", "--books", str(args.books_100k),
-                             "--positions", str(args.positions_100k)], ops)
+        hundred = run_child(hundred_args, ops)
         figures[label].update({
             "rss_mb_100k_accounts": hundred["rss_mb"],
             "rss_mb_baseline_100k": hundred["rss_mb_baseline"],
@@ -550,7 +554,13 @@ def issue20_figures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "snapshot_s_100k_accounts": hundred["snapshot_s"],
             "build_s_100k_accounts": hundred["build_s"],
         })
+    # the same children with Python's default collector thresholds, not the jobs' (connectors.runtime)
+    default_gc = run_child([*hundred_args, "--default-gc"], None)
     cur = figures["current"]
+    cur["restore_s_100k_accounts_default_gc"] = default_gc["restore_s"]
+    cur["rss_mb_100k_accounts_default_gc"] = default_gc["rss_mb"]
+    cur["ratio_restore_s_100k_vs_default_gc"] = round(
+        cur["restore_s_100k_accounts"] / default_gc["restore_s"], 3)
     book, empty_book = cur["loaded_book"], cur["empty_book"]
     out: dict[str, Any] = {
         **{k: book[k] for k in ("signals_per_s", "check_p50_us", "check_p99_us", "history_orders",
@@ -667,7 +677,10 @@ def main() -> None:
     ap.add_argument("--child-plain", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child-loaded", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-100k", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--default-gc", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child_100k or args.child_10k or args.child_loaded:
+        tune_gc(None if args.default_gc else JOB_GC_THRESHOLDS)  # as a job process runs
     if args.child_100k:
         child_100k(args.books, args.positions)
         return

@@ -23,6 +23,7 @@ from connectors.fix.settings import FixSettings
 from connectors.fluss.settings import FlussSettings
 from connectors.kafka.settings import KafkaSettings
 from connectors.rest.settings import RestSettings
+from connectors.runtime import JOB_GC_THRESHOLDS
 from connectors.sharding import UNSHARDED, Shard, ShardError
 
 
@@ -197,6 +198,9 @@ class Settings(BaseSettings):
     poll_busy_for_ms: int = Field(default=1000, ge=0)
     """How long after its last record a source keeps polling every ``poll_busy_ms``
     (``TRADEFLOW_POLL_BUSY_FOR_MS``; 0: always ``poll_interval_ms``)."""
+    gc_thresholds: tuple[int, int, int] | None = JOB_GC_THRESHOLDS
+    """The garbage collector's thresholds in a job process (``TRADEFLOW_GC_THRESHOLDS='[700,10,10]'``
+    for Python's defaults; see ``connectors.runtime``); None leaves them as they are."""
     kafka: KafkaSettings = KafkaSettings()
     fluss: FlussSettings = FlussSettings()
     indicators: IndicatorSettings = IndicatorSettings()

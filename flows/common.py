@@ -13,8 +13,10 @@ from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from prometheus_client import Counter, Histogram
 
 from connectors.base import SourceMessage
-from connectors.metrics import DEAD_LETTERS, HOP_LATENCY, ITEMS_IN, ITEMS_OUT
+from connectors.metrics import DEAD_LETTERS, HOP_LATENCY, ITEMS_IN, ITEMS_OUT, serve
 from connectors.registry import Connectors
+from connectors.runtime import tune_gc
+from connectors.settings import Settings
 from operators.sequencing import Decoded as Decoded  # re-exported: flows import them from here
 from operators.sequencing import TableGate as TableGate
 from operators.sequencing import from_the_future
@@ -24,6 +26,12 @@ R = TypeVar("R", bound=Record)
 
 MAX_PAYLOAD_CHARS = 4000
 """Dead letters keep at most this much of the bad payload."""
+
+
+def job_process(settings: Settings) -> None:
+    """Set up the process a job runs in: its metrics endpoint and its collector thresholds."""
+    serve(settings.metrics_port, settings.metrics_host)
+    tune_gc(settings.gc_thresholds)
 
 
 def dead_letter(

@@ -32,7 +32,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
-from connectors.metrics import ORDER_LATENCY, serve
+from connectors.metrics import ORDER_LATENCY
 from connectors.progress import progress_sink
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
@@ -42,6 +42,7 @@ from flows.common import (
     Decoded,
     decoded,
     demux,
+    job_process,
     output,
     records,
     refuse_future,
@@ -139,7 +140,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
         raise ValueError(f"event-time mode takes only paper venues, not {ex.venue!r}: a {ex.venue} venue "
                          "fills in wall-clock time and matches no ticks to promise (docs/risk-audit.md)")
     conn = Connectors(settings)
-    serve(settings.metrics_port, settings.metrics_host)
+    job_process(settings)
     venue, served = ex.served_venue, {ex.served_venue, *([None] if ex.default_venue else [])}
     flow = Dataflow(JOB)
     letters: list[Stream[Any]] = []

@@ -21,7 +21,6 @@ from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.base import SourceMessage
-from connectors.metrics import serve
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
@@ -30,6 +29,7 @@ from flows.common import (
     dead_letter,
     dead_letter_of,
     decode_messages,
+    job_process,
     output,
     records,
     shard_guard,
@@ -186,7 +186,7 @@ def build_flow(settings: Settings | None = None) -> Dataflow:
     """Build Job A with the given settings (default: from the environment)."""
     settings = settings or load_settings()
     conn = Connectors(settings)
-    serve(settings.metrics_port, settings.metrics_host)
+    job_process(settings)
     config = indicator_config(settings)
 
     flow = Dataflow(JOB)

@@ -29,7 +29,7 @@ from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
 from connectors.journal import InputJournal
-from connectors.metrics import RISK_CHECKS, serve
+from connectors.metrics import RISK_CHECKS
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS, KeyOwnership
@@ -37,6 +37,7 @@ from flows.common import (
     Decoded,
     dead_letter_of,
     demux,
+    job_process,
     output,
     records,
     refuse_future,
@@ -211,7 +212,7 @@ def build_flow(settings: Settings | None = None, shadow_limits: str | None = Non
         raise ValueError(f"event-time mode needs an unsharded Job C (TRADEFLOW_SHARD={settings.shard}): "
                          "a shard reads only its partitions, so it cannot read a promise up to its ends")
     conn = Connectors(settings)
-    serve(settings.metrics_port, settings.metrics_host)
+    job_process(settings)
     cfg = settings.portfolio
     candidate = load_limits(Path(shadow_limits)) if shadow_limits else None
     journal = InputJournal(conn) if candidate is None and cfg.journal else None

@@ -32,12 +32,11 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from typing_extensions import override
 
-from connectors.metrics import serve
 from connectors.progress import progress_sink
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from connectors.sharding import SHARDED_INPUTS
-from flows.common import Decoded, dead_letter_of, decoded, output, shard_guard
+from flows.common import Decoded, dead_letter_of, decoded, job_process, output, shard_guard
 from operators.eventtime import Reached
 from operators.indicators import IndicatorConfig
 from operators.strategies import StrategyError, StrategyShard, activate, is_relevant_scope
@@ -113,7 +112,7 @@ def build_flow(
 ) -> Dataflow:
     """Build Job B for one strategy id (settings default: from the environment)."""
     settings = settings or load_settings()
-    serve(settings.metrics_port, settings.metrics_host)
+    job_process(settings)
     conn = Connectors(settings)
     job = job_name(strategy_id)
     columns = sma_wide_columns(settings)
