@@ -139,6 +139,10 @@ class AccountInputs:
         self.ids = SignalIds(dict(resume["ids"]) if resume else {})
         queue = resume.get("queue") if resume else None
         self.queue: BookQueue | None = queue if queue is not None else (BookQueue() if event_time else None)
+        self._taken: dict[int, Record] = {}
+        """The input record of each entry taken and not applied yet, by seq: ``apply`` uses it
+        instead of validating the entry's copy of its fields again (what ``record_of``
+        does for an entry read back from the journal, which gives an equal record)."""
 
     @property
     def account(self) -> str:
@@ -173,6 +177,8 @@ class AccountInputs:
             if check is SignalCheck.CONFLICT:
                 return None, conflict(self.account, rec, pos, job, now)
         self.seq += 1
+        if not isinstance(rec, Tick):
+            self._taken[self.seq] = rec
         return entry_for(self.account, self.seq, pos, rec, mark=mark, market_ts=newest), []
 
     def take_all(
@@ -261,8 +267,9 @@ class AccountInputs:
         half-changed) until operations look. The journal replays the same entry after
         a restart and meets the same guard: never the same crash twice.
         """
+        taken = self._taken.pop(entry.seq, None) if self._taken else None
         try:
-            out = records_of(apply_entry(self.book, entry, defer_marks=defer_marks))
+            out = records_of(apply_entry(self.book, entry, defer_marks=defer_marks, record=taken))
         except Exception as exc:  # noqa: BLE001 - one record must not stop the job
             out = poisoned(self.book, entry, exc, job)
         if self.queue is not None:

@@ -588,16 +588,20 @@ def record_of(entry: JournalEntry) -> Record:
     return _MODELS[entry.kind].model_validate(entry.record)
 
 
-def apply_entry(book: AccountBook, entry: JournalEntry, *, defer_marks: bool = False) -> Outcome:
+def apply_entry(
+    book: AccountBook, entry: JournalEntry, *, defer_marks: bool = False, record: Record | None = None
+) -> Outcome:
     """Apply one journal entry to a book: the one way inputs change Job C's state.
 
     ``defer_marks``: a MARK entry leaves its rows to ``AccountBook.deferred_rows``.
+    ``record``: the input record the entry was made from, when the caller still holds it
+    (else it is validated again from the entry, ``record_of``).
     """
     pos = InputPos(entry.stream, entry.partition, entry.offset)
     if entry.kind is JournalKind.MARK:
         m = _mark(entry)
         return book.on_mark(m.symbol, m.price, m.ts, pos=pos, defer=defer_marks)
-    rec: Any = record_of(entry)
+    rec: Any = record if record is not None else record_of(entry)
     if entry.kind is JournalKind.SIGNAL:
         outcome = Outcome()
         if entry.mark is not None:

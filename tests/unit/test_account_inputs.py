@@ -67,6 +67,7 @@ def test_an_account_resumed_from_a_snapshot_catches_up_from_its_journal_to_the_s
     caught = resumed.catch_up(later)
     assert decisions(caught) == decisions(out)
     assert resumed.snapshot() == live.snapshot()
+    assert not live._taken  # the live records, applied instead of validating their entries again, are let go
     assert feed(resumed, [priced(3, 2)]) == ([], [])  # a replay after the catch-up is dropped
     assert first[0].seq == 1
 
