@@ -13,6 +13,12 @@
 - Latency: tick written -> validated order written (wall clock), with the market
   replayed at ``--rate`` ticks a second (2,000) so the pipeline is not saturated; each
   order carries its tick's ``entered_at``, and the store says when the order was written.
+  The headline market trades 100 times a second per symbol, so at 2,000 ticks a second
+  its time runs about as fast as the wall clock (``*_market_speed``: market seconds a
+  wall second, about 3), as a live market does. ``*_fast_forward_*``: the same run on
+  the synthetic market's default density (40 trades a second), which 2,000 ticks a
+  second replay about 50x fast: Job C's work per market second (a mark per held symbol
+  and second) then comes 50x as often as live (the figures before 2026-12-07 were these).
   The percentiles are the steady state: the orders of ticks that entered in the first
   ``--warmup-s`` seconds (2) are left out, since the feed starts with the jobs and those
   ticks queue while the jobs start; ``*_with_warmup_p99_ms`` counts them too.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +45,11 @@ from connectors.settings import Settings, load_settings
 from operators.stats import percentile
 from schemas import OrderAction, ValidatedOrder, decode
 from tradeflow.pipeline import run_pipeline
+
+LIVE_DENSITY = 100.0
+"""Latency runs: trades a second per symbol of the market replayed (20 symbols: 2,000)."""
+FAST_FORWARD_DENSITY = 2.0
+"""The same at the synthetic market's default: 2,000 ticks a second replay it about 50x."""
 
 OUTPUTS = ("sma_wide", "trade_signals", "risk_decisions", "validated_orders", "venue_fills")
 """What the jobs write along the chain; the last of these is when the pipeline was done."""
@@ -67,16 +79,27 @@ def _written(conn: Connectors, stream: str, *, last: bool) -> list[datetime]:
         reader.close()
 
 
-def latency(settings: Settings, ticks: int, rate: float) -> list[tuple[datetime, float]]:
+def latency(
+    settings: Settings, ticks: int, rate: float, density: float
+) -> tuple[list[tuple[datetime, float]], float]:
     """Replay ``ticks`` at about ``rate`` ticks a second; return, per validated order, when its
-    tick entered and the ms from there to the order.
+    tick entered and the ms from there to the order, and the replay speed (market seconds
+    a wall second).
+
+    ``density``: the market's trades a second per symbol (``SyntheticMarket.ticks_per_s``).
+    At ``LIVE_DENSITY`` its 20 symbols trade as fast as the market is replayed, so the
+    market's time runs at about the wall clock's pace, as it does live (about 3x: the
+    synthetic market spaces trades at least 1 ms apart). At ``FAST_FORWARD_DENSITY`` (the
+    synthetic market's default, 40 trades a second) replaying 2,000 ticks a second
+    fast-forwards the market about 50x, and whatever Job C does per second of market
+    time (a mark per held symbol and second, the order-rate window) comes 50x as often.
 
     Each order carries the ``entered_at`` of the tick it came from (stamped by the feed as
     it writes the batch); the store says when the order was written (``written_at``: the
     embedded store's append time, Kafka's message timestamp). Both are wall-clock
     milliseconds, so a figure is good to about a millisecond.
     """
-    market = list(SyntheticMarket(symbols=20, ticks=ticks, seed=4))
+    market = list(SyntheticMarket(symbols=20, ticks=ticks, seed=4, ticks_per_s=density))
     span = (market[-1].ts - market[0].ts).total_seconds()
     speed = rate * span / max(1, len(market) - 1)  # event time per wall second for ``rate``
     run_pipeline(settings, iter(market), ticks, sorted({t.symbol for t in market}), speed=speed,
@@ -96,7 +119,7 @@ def latency(settings: Settings, ticks: int, rate: float) -> list[tuple[datetime,
                         out.append((order.entered_at, ms))
     finally:
         reader.close()
-    return out
+    return out, speed
 
 
 def steady(timed: list[tuple[datetime, float]], warmup_s: float) -> list[float]:
@@ -109,6 +132,21 @@ def steady(timed: list[tuple[datetime, float]], warmup_s: float) -> list[float]:
         return []
     start = min(t for t, _ in timed) + timedelta(seconds=warmup_s)
     return [ms for t, ms in timed if t >= start]
+
+
+def latency_figures(
+    plane: str, settings_for: Callable[[str], Settings], args: argparse.Namespace
+) -> dict[str, object]:
+    """The latency run at the live density (the headline figures), then fast-forwarded."""
+    out: dict[str, object] = {}
+    for label, density in (("", LIVE_DENSITY), ("_fast_forward", FAST_FORWARD_DENSITY)):
+        timed, speed = latency(settings_for(f"{plane}{label}_lat"), args.latency_ticks, args.rate, density)
+        lat = steady(timed, args.warmup_s)
+        out[f"{plane}{label}_p50_ms"], out[f"{plane}{label}_p99_ms"] = pct(lat, 50), pct(lat, 99)
+        out[f"{plane}{label}_orders_timed"] = len(lat)
+        out[f"{plane}{label}_with_warmup_p99_ms"] = pct([ms for _, ms in timed], 99)
+        out[f"{plane}{label}_market_speed"] = round(speed, 1)
+    return out
 
 
 def pct(xs: list[float], p: float) -> float | None:
@@ -135,11 +173,7 @@ def main() -> None:
         result["embedded_ticks_per_s"], result["embedded_wall_ticks_per_s"] = round(rate), round(wall)
         backtest, _ = throughput(local("et"), args.ticks, event_time=True)
         result["embedded_event_time_ticks_per_s"] = round(backtest)
-        timed = latency(local("lat"), args.latency_ticks, args.rate)
-        lat = steady(timed, args.warmup_s)
-        result["embedded_p50_ms"], result["embedded_p99_ms"] = pct(lat, 50), pct(lat, 99)
-        result["embedded_orders_timed"] = len(lat)
-        result["embedded_with_warmup_p99_ms"] = pct([ms for _, ms in timed], 99)
+        result.update(latency_figures("embedded", local, args))
         result["latency_rate_ticks_per_s"], result["warmup_s"] = args.rate, args.warmup_s
         if not args.skip_kafka:
             from tradeflow.infra.kafka import KafkaBroker
@@ -155,11 +189,7 @@ def main() -> None:
 
             rate, wall = throughput(kafka("ktp"), args.ticks)
             result["kafka_ticks_per_s"], result["kafka_wall_ticks_per_s"] = round(rate), round(wall)
-            timed = latency(kafka("klat"), args.latency_ticks, args.rate)
-            lat = steady(timed, args.warmup_s)
-            result["kafka_p50_ms"], result["kafka_p99_ms"] = pct(lat, 50), pct(lat, 99)
-            result["kafka_orders_timed"] = len(lat)
-            result["kafka_with_warmup_p99_ms"] = pct([ms for _, ms in timed], 99)
+            result.update(latency_figures("kafka", kafka, args))
             result["ratio_kafka_vs_embedded"] = round(
                 result["kafka_ticks_per_s"] / result["embedded_ticks_per_s"], 3  # type: ignore[operator]
             )
