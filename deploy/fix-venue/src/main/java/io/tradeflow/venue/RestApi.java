@@ -12,11 +12,9 @@ import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Instant;
 import java.util.HashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -127,31 +125,21 @@ final class RestApi {
      * status query.
      */
     private void finishCutOff() {
-        Set<String> seen = new LinkedHashSet<>();
-        for (JsonObject e : executions.all(config.apiKey)) {
-            seen.add(e.get("clientOrderId").getAsString());
-        }
+        String session = session();
         int finished = 0;
-        for (String clOrdId : seen) {
-            VenueOrder o = book.get(session(), clOrdId);
-            if (o == null || !o.isOpen() || venue.rests(o.symbol) || o.leavesQty.signum() <= 0) {
+        for (VenueOrder o : book.all()) {
+            if (!o.session.equals(session) || !o.isOpen() || venue.rests(o.symbol)) {
                 continue;
             }
-            BigDecimal px = o.ordType == '2' || o.price != null ? o.price : venue.defaultPrice;
-            List<BigDecimal> slices = VenueApplication.slices(o.orderQty, venue.partialFills);
-            BigDecimal done = BigDecimal.ZERO;
-            for (BigDecimal slice : slices) {
-                BigDecimal left = o.orderQty.subtract(o.cumQty);
-                if (left.signum() <= 0) {
-                    break;
+            BigDecimal px = venue.fillPrice(o.ordType, o.price);
+            BigDecimal through = BigDecimal.ZERO; // the slices' running total
+            for (BigDecimal slice : VenueApplication.slices(o.orderQty, venue.partialFills)) {
+                through = through.add(slice);
+                if (through.compareTo(o.cumQty) > 0) { // this slice was not filled before the kill
+                    BigDecimal qty = through.subtract(o.cumQty);
+                    o.fill(qty, px);
+                    record(o, "TRADE", qty, px);
                 }
-                done = done.add(slice);
-                if (done.compareTo(o.cumQty) <= 0) {
-                    continue; // filled before the kill
-                }
-                BigDecimal qty = done.subtract(o.cumQty).min(left);
-                o.fill(qty, px);
-                record(o, "TRADE", qty, px);
             }
             finished++;
         }
@@ -407,7 +395,7 @@ final class RestApi {
                     a.put("outcome", "NEW");
                     audit.write(a);
                     if (!venue.rests(symbol)) {
-                        BigDecimal px = ordType == '2' ? price : (price != null ? price : venue.defaultPrice);
+                        BigDecimal px = venue.fillPrice(ordType, price);
                         for (BigDecimal slice : VenueApplication.slices(order.orderQty, venue.partialFills)) {
                             order.fill(slice, px);
                             produced.add(record(order, "TRADE", slice, px));

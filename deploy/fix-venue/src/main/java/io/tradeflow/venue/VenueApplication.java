@@ -123,8 +123,7 @@ public final class VenueApplication implements Application {
             if (!order.session.equals(session) || !order.isOpen() || config.rests(order.symbol)) {
                 continue;
             }
-            BigDecimal px = order.ordType == '2' ? order.price
-                    : (order.price != null ? order.price : config.defaultPrice);
+            BigDecimal px = config.fillPrice(order.ordType, order.price);
             BigDecimal slice = order.leavesQty;
             order.fill(slice, px);
             String execId = order.nextExecId();
@@ -286,7 +285,7 @@ public final class VenueApplication implements Application {
         if (config.rests(symbol)) {
             return;
         }
-        BigDecimal px = ordType == '2' ? price : (price != null ? price : config.defaultPrice);
+        BigDecimal px = config.fillPrice(ordType, price);
         for (BigDecimal slice : slices(order.orderQty, config.partialFills)) {
             order.fill(slice, px);
             String execId = order.nextExecId();

@@ -114,6 +114,11 @@ final class VenueConfig {
         return rejectSymbols.contains(symbol.toUpperCase(Locale.ROOT));
     }
 
+    /** The price an order fills at: a LIMIT order's price; a MARKET order's price if it gave one, else DefaultPrice. */
+    BigDecimal fillPrice(char ordType, BigDecimal price) {
+        return ordType == '2' || price != null ? price : defaultPrice;
+    }
+
     boolean rests(String symbol) {
         return restingSymbols.contains(symbol.toUpperCase(Locale.ROOT));
     }
