@@ -15,7 +15,8 @@ What it does, per the FIX 4.4 session protocol:
   ``batch()`` the saves wait for the end of the batch: the initiator runs a read
   (session and application) or a burst of queued sends as one batch, so an inbound
   MsgSeqNum never reaches the disk before the application handled the message (a
-  crash in between gets it resent), and the store's files are fsynced once per batch.
+  crash in between gets it resent), and the store's files are written and fsynced
+  once per batch.
 * Inbound gap: the early messages are queued, a ResendRequest(expected, 0) is sent
   once, and the queue is drained as the gap fills.
 * Inbound seq too low: ignored when PossDupFlag=Y (a duplicate), otherwise Logout and
@@ -267,7 +268,8 @@ class FixSession:
         """
         self._batches += 1
         try:
-            yield
+            with self._store.hold_writes():  # the store's lines are written at the save
+                yield
         finally:
             self._batches -= 1
         if not self._batches:

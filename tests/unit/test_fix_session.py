@@ -1005,6 +1005,70 @@ def test_an_order_entry_journals_every_field_but_the_in_memory_ones() -> None:
     assert OrderEntry(**entry.persisted()) == entry
 
 
+def _fill(exec_id: str = "E1") -> VenueFill:
+    return VenueFill(
+        order_id="O1", venue="fix", exec_id=exec_id, status=ExecStatus.FILLED, account="A1", symbol="AAPL",
+        side=Side.BUY, last_qty=Decimal(10), last_px=Decimal("1.25"), cum_qty=Decimal(10),
+        leaves_qty=Decimal(0), avg_px=Decimal("1.25"), ts=datetime(2026, 12, 7, 15, 0, tzinfo=UTC),
+    )
+
+
+def test_a_held_group_writes_and_hands_on_a_batch_only_at_its_commit(tmp_path: Path) -> None:
+    from connectors.fix.store import SyncGroup
+
+    group = SyncGroup()
+    journal = OrderJournal(tmp_path, fsync=True, group=group)
+    with group.hold():
+        journal.log_report(_fill())
+        journal.mark_seen("E0")
+        assert group.held
+        # a process killed now loses the batch's lines, and nothing of it has been handed on
+        assert journal.reports.take() == []
+        assert journal.reports.queued == 1
+        assert (tmp_path / "reports.jsonl").read_bytes() == b""
+        assert (tmp_path / "execids.log").read_bytes() == b""
+    assert not group.held
+    group.commit()
+    assert journal.reports.take() == [(0, _fill())]
+    assert journal.reports.queued == 0
+    assert (tmp_path / "execids.log").read_text() == '"E0"\n'
+    journal.log_report(_fill("E2"))  # not held: written and handed on at once
+    assert (tmp_path / "reports.jsonl").read_text().count("\n") == 2
+    assert journal.reports.take() == [(1, _fill("E2"))]
+    journal.close()
+    again = OrderJournal(tmp_path, fsync=False)
+    assert again.reports.exec_ids() == ["E1", "E2"]
+    assert again.seen("E0")
+    assert again.seen("E1")
+
+
+def test_the_outbox_reads_reports_logged_before_they_were_written_as_stream_json(tmp_path: Path) -> None:
+    old = json.dumps({"o": 0, "r": _fill().model_dump(mode="json")})  # as written before
+    (tmp_path / "reports.jsonl").write_text(old + "\n")
+    journal = OrderJournal(tmp_path, fsync=False)
+    assert journal.replay_reports(0) == 0
+    journal.log_report(_fill("E2"))
+    assert journal.reports.take() == [(0, _fill()), (1, _fill("E2"))]
+    journal.close()
+    again = OrderJournal(tmp_path, fsync=False)
+    again.replay_reports(0)
+    assert again.reports.take() == [(0, _fill()), (1, _fill("E2"))]
+    assert again.reports.reported("O1").qty == Decimal(20)
+
+
+def test_a_session_batch_holds_its_store_group(tmp_path: Path) -> None:
+    from connectors.fix.store import SyncGroup
+
+    group = SyncGroup()
+    session = FixSession(FixSettings(store_dir=tmp_path), SessionStore(tmp_path, fsync=False, group=group),
+                         FakeClock())
+    with session.batch():
+        with session.batch():
+            assert group.held
+        assert group.held
+    assert not group.held
+
+
 def test_a_sync_group_fsyncs_every_file_it_noted_also_in_a_forked_child(tmp_path: Path) -> None:
     import os
     from unittest import mock

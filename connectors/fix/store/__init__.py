@@ -22,7 +22,7 @@ Layout, one directory per CompID pair (``FixSettings.session_dir``)::
                     the newest ``max_seen`` kept
     reports.jsonl   the outbox: every report handed to the layers above, numbered
                     from 0 (``ReportLog``), kept until a consumer restores past it:
-                    {"o": 12, "r": {<VenueFill as JSON>}}
+                    {"o": 12, "r": {<VenueFill as the streams' JSON>}}
                     {"start": 40}      (after compaction: the first offset kept)
                     {"base": "<order_id>", "qty": "...", "notional": "..."}
                                        (fills of that order compacted away)
@@ -31,8 +31,12 @@ Appends are one ``write`` of a whole line, flushed at once (a killed process los
 nothing) and fsynced unless disabled, before the caller puts bytes on the wire, so the
 store is always ahead of the venue. With a ``SyncGroup`` the fsyncs are grouped: the
 files written since the last commit, the sequence numbers' line among them, are
-fsynced together when the session saves (``SessionStore.save``), which the session does before any bytes go
-out and after the application handled what came in.
+fsynced together when the session saves (``SessionStore.save``), which the session does
+before any bytes go out and after the application handled what came in. Inside a
+session batch (``FixSession.batch``, which holds the group) the lines are not even
+flushed per append: the commit writes each file once, then fsyncs, and only then are the
+batch's reports handed on (``ReportLog``) and its bytes sent. A process killed inside a
+batch loses that batch's lines and nothing else: nothing of the batch had left it.
 A torn last line (a crash mid-write) is cut off when the file is opened again. The
 journals are compacted on open.
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import IO
 
@@ -80,29 +82,67 @@ class SyncGroup:
     files of one commit are fsynced at the same time (a small thread pool; the call
     returns when all are durable), which a journaling file system serves with about
     one disk flush instead of one per file.
+
+    While the group is held (``hold``: the FIX session's batch), appends are not even
+    flushed: the lines wait in the files' buffers and ``commit`` writes each file once,
+    then fsyncs. A process killed inside a batch loses that batch's lines, and only
+    them: nothing the batch did has left the process yet (its outbound bytes go after
+    the commit, its reports are handed on after it, see ``after_commit``, and its
+    inbound sequence numbers were not saved either, so the venue sends them again).
     """
 
     def __init__(self) -> None:
-        self._dirty: dict[int, IO[bytes]] = {}
+        self._dirty: dict[int, tuple[IO[bytes], bool]] = {}
+        self._holds = 0
+        self._after: list[Callable[[], None]] = []
 
-    def note(self, fh: IO[bytes]) -> None:
-        """Remember a file that was written (and flushed) but not fsynced."""
-        self._dirty[id(fh)] = fh
+    @property
+    def held(self) -> bool:
+        """Tell whether appends wait for the commit (a batch is open)."""
+        return self._holds > 0
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Let appends wait for ``commit`` while inside (nests); the caller commits after."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+
+    def note(self, fh: IO[bytes], fsync: bool = True) -> None:
+        """Remember a file that was written but not fsynced (nor flushed, while held)."""
+        self._dirty[id(fh)] = (fh, fsync)
+
+    def after_commit(self, publish: Callable[[], None]) -> None:
+        """Run ``publish`` once at the end of the next commit, when what it shows is durable."""
+        if publish not in self._after:
+            self._after.append(publish)
 
     def commit(self) -> None:
-        """Fsync every file written since the last commit; return when all are durable."""
+        """Write and fsync every file noted since the last commit; return when all are durable."""
         # a closed one was rewritten atomically (fsynced) or closed after a commit
-        fds = [fh.fileno() for fh in self._dirty.values() if not fh.closed]
+        fhs = [(fh, fsync) for fh, fsync in self._dirty.values() if not fh.closed]
         self._dirty.clear()
+        for fh, _ in fhs:
+            fh.flush()
+        fds = [fh.fileno() for fh, fsync in fhs if fsync]
         if len(fds) == 1:
             os.fsync(fds[0])
         elif fds:
             for done in [_fsyncers().submit(os.fsync, fd) for fd in fds]:
                 done.result()  # raises the first failure
+        after, self._after = self._after, []
+        for publish in after:
+            publish()
 
 
 class Journal:
-    """An append-only file of lines, flushed per append, fsynced per append or per group commit."""
+    """An append-only file of lines, fsynced per append or per group commit.
+
+    Each line is written (flushed) as it is appended, or at the commit while its group is
+    held.
+    """
 
     def __init__(self, path: Path, fsync: bool, group: SyncGroup | None = None) -> None:
         self._path = path
@@ -111,16 +151,24 @@ class Journal:
         self._fh: IO[bytes] | None = None
 
     def append(self, line: str) -> None:
-        """Append one line in one write, flushed (and fsynced, or noted in the group)."""
-        if self._fh is None:
-            self._fh = open(self._path, "ab")  # kept open across appends
-        self._fh.write(line.encode("utf-8") + b"\n")
-        self._fh.flush()
+        """Append one line in one write, fsynced at once or noted in the group.
+
+        It is flushed at once, or at the commit while the group is held.
+        """
+        fh = self._fh
+        if fh is None:
+            fh = self._fh = open(self._path, "ab")  # kept open across appends  # noqa: SIM115
+        fh.write(line.encode("utf-8") + b"\n")
+        group = self._group
+        if group is not None and group.held:
+            group.note(fh, self._fsync)
+            return
+        fh.flush()
         if self._fsync:
-            if self._group is not None:
-                self._group.note(self._fh)
+            if group is not None:
+                group.note(fh)
             else:
-                os.fsync(self._fh.fileno())
+                os.fsync(fh.fileno())
 
     def rewrite(self, lines: list[str]) -> None:
         """Replace the journal with ``lines`` atomically (compaction)."""
@@ -128,9 +176,10 @@ class Journal:
         atomic_write(self._path, "".join(f"{x}\n" for x in lines).encode(), fsync=self._fsync)
 
     def close(self) -> None:
-        """Close the file (fsynced first when grouped)."""
+        """Close the file (written, and fsynced first when grouped)."""
         if self._fh is not None:
             if self._fsync and self._group is not None:
+                self._fh.flush()
                 os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
@@ -155,6 +204,10 @@ class StoreFiles:
     def directory(self) -> Path:
         """Return the store directory."""
         return self._dir
+
+    def hold_writes(self) -> AbstractContextManager[None]:
+        """Let the group's appends wait for its commit while inside (``SyncGroup.hold``)."""
+        return nullcontext() if self._group is None else self._group.hold()
 
     def _open_journal(self, name: str) -> Journal:
         """Return the journal ``name`` of the store directory, closed with the store."""

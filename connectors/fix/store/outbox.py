@@ -11,6 +11,7 @@ from pathlib import Path
 
 from connectors.fix.store.files import StoreFiles, SyncGroup, read_lines
 from schemas import VenueFill
+from schemas.fast import fast_encode
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,21 @@ class Reported:
         return self.notional / self.qty if self.qty else Decimal(0)
 
 
+def _fill_of(data: dict[str, object]) -> VenueFill:
+    """Read a logged report.
+
+    It is the streams' JSON (``"_v"`` first), or a bare ``model_dump`` as written before.
+    """
+    data.pop("_v", None)
+    return VenueFill.model_validate(data)
+
+
 class ReportLog(StoreFiles):
     """The numbered outbox of reports (``reports.jsonl``, see the module doc).
 
-    ``append`` (I/O thread) writes a report and queues it; ``take`` (consumer thread)
-    hands the queued ones on with their offsets. ``replay(offset)``, called once
+    ``append`` (I/O thread) writes a report and queues it (while the sync group is held,
+    at its commit: a report is never handed on before it is durable); ``take``
+    (consumer thread) hands the queued ones on with their offsets. ``replay(offset)``, called once
     before the first append, queues the logged reports from ``offset`` on again and
     compacts the ones before it away: the consumer restored a snapshot that already
     covers them.
@@ -47,11 +58,13 @@ class ReportLog(StoreFiles):
         self._kept: list[tuple[int, str]] = []
         self._reported: dict[str, Reported] = {}
         self._queue: deque[tuple[int, VenueFill]] = deque()
+        self._unpublished: list[tuple[int, VenueFill]] = []
+        """Written while the group is held, queued at its commit (I/O thread only)."""
         self._replayed = False
         for line in read_lines(self._path):
             rec = json.loads(line)
             if "o" in rec:
-                fill = VenueFill.model_validate(rec["r"])
+                fill = _fill_of(rec["r"])
                 self._count(fill)
                 self._kept.append((int(rec["o"]), line))
                 self._end = int(rec["o"]) + 1
@@ -85,12 +98,22 @@ class ReportLog(StoreFiles):
     def append(self, fill: VenueFill) -> int:
         """Write a report (flushed, fsynced) and queue it for ``take``; return its offset."""
         offset = self._end
-        line = json.dumps({"o": offset, "r": fill.model_dump(mode="json")})
-        self._journal.append(line)
+        # {"o": offset, "r": the report as the streams carry it}, written without pydantic
+        self._journal.append(f'{{"o":{offset},"r":{fast_encode(fill).decode()}}}')
         self._end = offset + 1
         self._count(fill)
-        self._queue.append((offset, fill))
+        group = self._group
+        if group is not None and group.held:  # handed on once durable: at the group's commit
+            self._unpublished.append((offset, fill))
+            group.after_commit(self._publish)
+        else:
+            self._queue.append((offset, fill))
         return offset
+
+    def _publish(self) -> None:
+        """Queue the reports written in the held group, now that its commit made them durable."""
+        self._queue.extend(self._unpublished)
+        self._unpublished.clear()
 
     def take(self) -> list[tuple[int, VenueFill]]:
         """Return the queued reports with their offsets, oldest first (never blocks)."""
@@ -103,8 +126,8 @@ class ReportLog(StoreFiles):
 
     @property
     def queued(self) -> int:
-        """Return how many reports wait for ``take``."""
-        return len(self._queue)
+        """Return how many reports wait for ``take`` (or for the commit that queues them)."""
+        return len(self._queue) + len(self._unpublished)
 
     def replay(self, offset: int) -> int:
         """Queue the logged reports from ``offset`` on, compact the older ones away.
@@ -112,7 +135,7 @@ class ReportLog(StoreFiles):
         Return the offset the consumer continues from (``offset``, or the log's start
         if that is later: those reports are gone). Call it once, before any append.
         """
-        if self._replayed or self._queue:
+        if self._replayed or self._queue or self._unpublished:
             raise RuntimeError("ReportLog.replay may run once, before any append")
         self._replayed = True
         if offset < self._start:
@@ -121,7 +144,7 @@ class ReportLog(StoreFiles):
         self._kept = []
         base = self.reported_orders()
         for o, line in kept:
-            fill = VenueFill.model_validate(json.loads(line)["r"])
+            fill = _fill_of(json.loads(line)["r"])
             self._queue.append((o, fill))
             if fill.last_qty > 0:  # counted again when the compacted file is read
                 base[fill.order_id].qty -= fill.last_qty
