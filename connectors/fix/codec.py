@@ -307,6 +307,10 @@ class Message(simplefix.FixMessage):
         self.pairs = pairs
         self._first: dict[bytes, bytes] | None = dict(reversed(pairs))
 
+    def pairs_by_tag(self) -> dict[bytes, bytes]:
+        """Return the first value of each tag (the index; empty once the message changed)."""
+        return self._first or {}
+
     def get(self, tag: object, nth: int = 1) -> bytes | None:
         """Return the ``nth`` value of ``tag`` (see ``simplefix.FixMessage.get``)."""
         first = self._first
@@ -335,25 +339,26 @@ _RAW_LEN_TAGS = frozenset(str(t).encode() for t in simplefix.parser.RAW_LEN_TAGS
 """Length fields of raw data (whose value may hold SOH): such a message takes simplefix's parser."""
 
 
+_PLAIN_FIELDS = re.compile(rb"(?:[1-9][0-9]*+=[^\x01]++\x01)++")
+"""Fields of digits without a leading zero, ``=`` and a non-empty value, to the end."""
+_FIELD = re.compile(rb"([0-9]+)=([^\x01]+)\x01")
+
+
 def parse(raw: bytes) -> simplefix.FixMessage:
     """Parse one checked frame into a ``simplefix.FixMessage``; raise ValueError if garbled.
 
     A frame of plain ``tag=value`` fields (every tag digits without a leading zero, every
-    value non-empty, no raw data) is split directly, the same pairs simplefix's byte-by-byte
-    parser would make; anything else goes through ``simplefix.FixParser`` and its errors.
+    value non-empty, BeginString first, CheckSum last and only last, no raw data) is split
+    directly, by regular expressions, into the same pairs simplefix's byte-by-byte parser
+    would make; anything else goes through ``simplefix.FixParser`` and its errors.
     """
-    fields = raw[:-1].split(SOH) if raw.endswith(SOH) else []
-    pairs = [field.partition(b"=")[::2] for field in fields]
-    if (
-        len(pairs) > 2
-        and pairs[0][0] == b"8"
-        and pairs[-1][0] == b"10"
-        and all(b"=" in f for f in fields)
-        and all(v and t.isdigit() and t[:1] != b"0" and t != b"10" for t, v in pairs[:-1])
-        and pairs[-1][1]
-        and _RAW_LEN_TAGS.isdisjoint(t for t, _ in pairs)
-    ):
-        return Message(pairs)
+    if type(raw) is bytes and raw[:2] == b"8=" and _PLAIN_FIELDS.fullmatch(raw) \
+            and raw.count(b"\x0110=") == 1:  # a SOH starts every field but the first
+        pairs = _FIELD.findall(raw)
+        if len(pairs) > 2 and pairs[-1][0] == b"10":
+            msg = Message(pairs)
+            if _RAW_LEN_TAGS.isdisjoint(msg.pairs_by_tag()):
+                return msg
     return _parse_slowly(raw)
 
 
