@@ -14,7 +14,12 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import IO
 
+import msgspec
+
 log = logging.getLogger(__name__)
+
+_JSON_LINE = msgspec.json.Encoder().encode
+"""Compact JSON of plain values (what ``json.dumps`` writes, without its spaces), in C."""
 
 
 def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
@@ -155,10 +160,18 @@ class Journal:
 
         It is flushed at once, or at the commit while the group is held.
         """
+        self.append_bytes(line.encode("utf-8"))
+
+    def append_json(self, value: object) -> None:
+        """Append ``value`` as one line of compact JSON (``append``)."""
+        self.append_bytes(_JSON_LINE(value))
+
+    def append_bytes(self, line: bytes) -> None:
+        """Append one line given as UTF-8 bytes without its newline (``append``)."""
         fh = self._fh
         if fh is None:
             fh = self._fh = open(self._path, "ab")  # kept open across appends  # noqa: SIM115
-        fh.write(line.encode("utf-8") + b"\n")
+        fh.write(line + b"\n")
         group = self._group
         if group is not None and group.held:
             group.note(fh, self._fsync)

@@ -147,7 +147,7 @@ class OrderJournal(StoreFiles):
             entry_.reason = ev.get("reason", "")
 
     def _write(self, ev: dict[str, Any]) -> None:
-        self._orders_log.append(json.dumps(ev))
+        self._orders_log.append_json(ev)
         self._apply(dict(ev))
 
     # -- the order map -----------------------------------------------------------------
@@ -234,7 +234,7 @@ class OrderJournal(StoreFiles):
         if exec_id in self._seen:
             return
         self._remember(exec_id)
-        self._exec_log.append(json.dumps(exec_id))
+        self._exec_log.append_json(exec_id)
         self._exec_lines += 1
         if self._exec_lines > 2 * self._max_seen:
             self._compact_exec_ids()

@@ -99,7 +99,7 @@ class ReportLog(StoreFiles):
         """Write a report (flushed, fsynced) and queue it for ``take``; return its offset."""
         offset = self._end
         # {"o": offset, "r": the report as the streams carry it}, written without pydantic
-        self._journal.append(f'{{"o":{offset},"r":{fast_encode(fill).decode()}}}')
+        self._journal.append_bytes(b'{"o":%d,"r":%s}' % (offset, fast_encode(fill)))
         self._end = offset + 1
         self._count(fill)
         group = self._group

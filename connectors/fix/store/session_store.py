@@ -113,7 +113,7 @@ class SessionStore(StoreFiles):
     def store_message(self, seq: int, raw: bytes) -> None:
         """Keep a sent application message for resends (appended before it is sent)."""
         self._messages[seq] = raw
-        self._journal.append(json.dumps({"seq": seq, "raw": raw.decode("latin-1")}))
+        self._journal.append_json({"seq": seq, "raw": raw.decode("latin-1")})
 
     def message(self, seq: int) -> bytes | None:
         """Return the sent application message with this MsgSeqNum, if kept."""
