@@ -28,13 +28,19 @@ symbol):
 The ratio ``fix / paper`` is the figure to compare across machines. A warm-up batch
 (not measured) runs first so the venue's JIT is warm.
 
-Usage: ``python bench/execution.py [--orders N] [--latency-orders M] [--rounds R] [--no-fsync]``.
+The process runs with a job's collector thresholds (``connectors.runtime``, as Job D
+does; ``--default-gc`` for Python's own, whose rare full collections of the venue's
+state were 30 ms stalls in the paced acks).
+
+Usage: ``python bench/execution.py [--orders N] [--latency-orders M] [--rounds R] [--no-fsync]
+[--default-gc]``.
 The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import tempfile
 import time
 from collections.abc import Callable
@@ -49,6 +55,7 @@ from bench import plainfix
 from bench.harness import report
 from connectors.fix.settings import FixSettings
 from connectors.rest.settings import RestSettings
+from connectors.runtime import JOB_GC_THRESHOLDS, tune_gc
 from connectors.venues import VenueAdapter
 from connectors.venues.fix import FixVenue
 from connectors.venues.paper import PaperVenue
@@ -230,8 +237,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="FIX adapter and plain simplefix throughput runs, taking turns; best of each")
     parser.add_argument("--no-fsync", action="store_true", help="FIX and REST stores without fsync")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="Python's collector thresholds instead of a job's (connectors.runtime)")
     args = parser.parse_args()
     fsync = not args.no_fsync
+    tune_gc(None if args.default_gc else JOB_GC_THRESHOLDS)  # the adapters run in Job D's process
 
     with tempfile.TemporaryDirectory(prefix="bench-execution-") as tmp:
         t0 = time.monotonic()
@@ -287,6 +297,7 @@ def main() -> None:
         "rest_requests": rest["health"].get("requests"),
         "rest_duplicates_dropped": rest["health"].get("duplicates"),
         "venue_start_s": round(venue_start_s, 2),
+        "gc_thresholds": list(gc.get_threshold()),
     }
     report(result)
 
