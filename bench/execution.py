@@ -29,8 +29,8 @@ The ratio ``fix / paper`` is the figure to compare across machines. A warm-up ba
 (not measured) runs first so the venue's JIT is warm.
 
 The process runs with a job's collector thresholds (``connectors.runtime``, as Job D
-does; ``--default-gc`` for Python's own, whose rare full collections of the venue's
-state were 30 ms stalls in the paced acks).
+does; ``--default-gc`` for Python's own: one full collection of this process's objects
+stalled the paced acks 33 ms).
 
 Usage: ``python bench/execution.py [--orders N] [--latency-orders M] [--rounds R] [--no-fsync]
 [--default-gc]``.

@@ -96,7 +96,11 @@ class ReportLog(StoreFiles):
         return {k: Reported(v.qty, v.notional) for k, v in self._reported.items()}
 
     def append(self, fill: VenueFill) -> int:
-        """Write a report (flushed, fsynced) and queue it for ``take``; return its offset."""
+        """Write a report and queue it for ``take``; return its offset.
+
+        The line is flushed and fsynced as its journal's appends are; while the sync group
+        is held the report is queued at the group's commit, once it is durable.
+        """
         offset = self._end
         # {"o": offset, "r": the report as the streams carry it}, written without pydantic
         self._journal.append_bytes(b'{"o":%d,"r":%s}' % (offset, fast_encode(fill)))
