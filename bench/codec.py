@@ -10,14 +10,17 @@ values and columns are what the jobs write. For each kind, one round trip is
 - pydantic: ``schemas.base.encode`` then ``schemas.base.decode`` (the validating path,
   still used at ingress).
 
-Encode and decode alone are timed too, and, to tell how fast the machine is, the
+Encode and decode alone are timed too, with ``checked_decode`` (what the flows read
+streams from outside with: every value validated, the records and refusals of the
+pydantic path) for ticks, and, to tell how fast the machine is, the
 standard library's ``json.loads`` of the same tick payloads (``json_loads_tick_us``:
 a floor no JSON decode in Python goes far under); ``*_vs_json_loads`` divide each round
 trip by it, a figure that moves less than the microseconds on a shared machine. The two
 paths run alternately, ``--repeats`` times over the same records; each figure is the
 best pass (the machine is shared), in microseconds a record. Before timing, every
 record is checked: the fast bytes equal the pydantic bytes and the fast decode equals
-the original (``mismatches`` counts the ones that do not; it must be 0).
+the original, and the checked decode equals the pydantic one (``mismatches`` counts the
+ones that do not; it must be 0).
 
 Usage: ``python bench/codec.py [--records N] [--repeats R]``. The last line printed is
 one JSON object.
@@ -38,7 +41,7 @@ from bench.harness import report
 from connectors.feeds import SyntheticMarket
 from schemas import MarketData, Record, SmaWide
 from schemas.base import decode, encode
-from schemas.fast import fast_decode, fast_encode
+from schemas.fast import checked_decode, fast_decode, fast_encode
 from tests.helpers import sma_rows
 
 
@@ -54,6 +57,8 @@ def mismatches(records: list[Any]) -> int:
         raw = encode(rec)
         back = fast_decode(type(rec), raw)
         if fast_encode(rec) != raw or back != rec or back.__pydantic_extra__ != rec.__pydantic_extra__:
+            bad += 1
+        elif checked_decode(type(rec), raw) != decode(type(rec), raw):
             bad += 1
     return bad
 
@@ -74,6 +79,7 @@ def measure(records: list[Record], repeats: int, label: str) -> dict[str, float]
         "fast_encode": (records, fast_encode),
         "pydantic_encode": (records, encode),
         "fast_decode": (payloads, lambda b: fast_decode(model, b)),
+        "checked_decode": (payloads, lambda b: checked_decode(model, b)),
         "pydantic_decode": (payloads, lambda b: decode(model, b)),
         "json_loads": (payloads, json.loads),
     }
@@ -106,6 +112,8 @@ def main() -> None:
         "sma_wide_vs_pydantic": round(wide["fast_roundtrip"] / wide["pydantic_roundtrip"], 3),
         "tick_vs_json_loads": round(tick["fast_roundtrip"] / tick["json_loads"], 3),
         "sma_wide_vs_json_loads": round(wide["fast_roundtrip"] / tick["json_loads"], 3),
+        "tick_checked_decode_us": tick["checked_decode"],
+        "tick_checked_vs_pydantic_decode": round(tick["checked_decode"] / tick["pydantic_decode"], 3),
     }
     for kind, figures in (("tick", tick), ("sma_wide", wide)):
         for name in ("fast_encode", "fast_decode", "pydantic_encode", "pydantic_decode"):

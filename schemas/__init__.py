@@ -2,11 +2,12 @@
 
 ``encode`` is the fast encoder (``schemas.fast``): the same bytes as the pydantic path
 (``schemas.base.encode``), for every record. ``decode`` validates (ingress);
-``fast_decode`` is for internal hops only.
+``checked_decode`` returns or refuses what ``decode`` does, faster (the flows read
+streams from outside with it); ``fast_decode`` is for internal hops only.
 """
 
 from schemas.base import SCHEMA_VERSION, DecodeError, Record, Side, decode, validate
-from schemas.fast import fast_decode
+from schemas.fast import checked_decode, fast_decode
 from schemas.fast import fast_encode as encode
 from schemas.journal import JournalEntry, JournalKind, JournalMark
 from schemas.market import MarketData, SmaWide
@@ -56,5 +57,5 @@ __all__ = [
     "RiskDecision", "RiskEvent", "Route", "RuleResult", "Scope", "ScopeKind", "Severity",
     "Side", "Sizing", "SmaWide", "StrategyConfig", "StreamSpec", "SymbolLimit", "TimeInForce",
     "TradeSignal", "TradingState", "ValidatedOrder", "Venue", "VenueFill", "VenueState",
-    "decode", "encode", "fast_decode", "spec", "validate",
+    "checked_decode", "decode", "encode", "fast_decode", "spec", "validate",
 ]

@@ -21,9 +21,12 @@ How it stays the same record:
 * Defaults fill the fields not given and the fields set is the names given, as in
   ``Model(**values)`` (one shared set per combination of names; records are frozen and
   pydantic copies the set in ``model_copy``).
-* A model with anything the plan does not know (model validators, field constraints
-  such as ``ge``, nested models other than a list of records, ``Any``) is always
-  validated by pydantic.
+* Bounds (``Field(ge=0)``, ``gt``, ``le``, ``lt``) are compared as pydantic compares
+  them, between the before- and the after-validators; a model validator of mode
+  ``after`` (at most one) runs on the record made, which it must return as it is.
+* A model with anything the plan does not know (field validators, other model
+  validators, other constraints, nested models other than a list of records, ``Any``)
+  is always validated by pydantic.
 
 ``trusting(Model, *names)`` returns a builder that takes the fields ``names`` on trust:
 for values that are already what the field's validation gives back, copied from a field
@@ -31,6 +34,11 @@ of the same type of a record that was validated (every validator here is idempot
 ``_fits``, ``quantize8``, ``_utc_ms``, the cut of free text, the identity checks), or
 made valid by the caller (an enum member, an id of a fixed form). Those fields are
 neither type-checked nor validated; the others are, as ``build`` does them.
+
+``checking(Model)`` returns a builder that validates every field as ``build`` does but,
+where ``build`` would hand the values to pydantic, raises ``Unchecked``: for a caller
+with a better way to say what is wrong (``schemas.fast.checked_decode`` hands the
+payload to the validating decode, whose ``DecodeError`` gives the reason).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable
@@ -46,13 +55,14 @@ from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainSerializer
 from pydantic.fields import FieldInfo
 from pydantic.types import AllowInfNan
 
 from schemas.base import _WIDE, QUANTUM, _fits, _non_negative, _positive, _utc_ms, quantize8
 
-__all__ = ["build", "restored", "trusting"]
+__all__ = ["Unchecked", "build", "checking", "restored", "trusting"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -67,6 +77,10 @@ _STR = frozenset({str})
 
 class _Unknown(TypeError):
     """A field the plan cannot check itself: the model stays on pydantic."""
+
+
+class Unchecked(ValueError):
+    """A ``checking`` builder met values pydantic would coerce or refuse."""
 
 
 class _Field:
@@ -120,9 +134,12 @@ class _Field:
 def _checks(name: str, metadata: list[Any]) -> tuple[Callable[[Any], Any], ...]:
     # A field's validators, in the order pydantic runs them.
     befores: list[Callable[[Any], Any]] = []
+    bounds: list[Callable[[Any], Any]] = []
     afters: list[Callable[[Any], Any]] = []
     for item in metadata:
-        if isinstance(item, BeforeValidator):
+        if type(item) in _BOUNDS:
+            bounds.append(_bound(item))
+        elif isinstance(item, BeforeValidator):
             befores.insert(0, _plain(name, item.func))  # pydantic runs the last one first
         elif isinstance(item, AfterValidator):
             afters.append(_plain(name, item.func))
@@ -132,10 +149,30 @@ def _checks(name: str, metadata: list[Any]) -> tuple[Callable[[Any], Any], ...]:
             continue
         elif not isinstance(item, FieldInfo) or item.metadata:
             raise _Unknown(f"{name}: {item!r}")
-    checks = befores + afters
+    checks = befores + bounds + afters
     if checks and all(f in _SAME_OBJECT for f in checks):  # e.g. Price: _fits, _positive
         return (_kept(tuple(checks)),)
     return tuple(_remembered(f) if _is_identity(f) else f for f in checks)
+
+
+_BOUNDS: dict[type, tuple[str, Callable[[Any, Any], bool]]] = {
+    Ge: ("ge", operator.ge), Gt: ("gt", operator.gt), Le: ("le", operator.le), Lt: ("lt", operator.lt),
+}
+"""annotated_types' bounds (what ``Field(ge=...)`` puts in a field's metadata): the
+attribute holding the bound, and the comparison the value must pass."""
+
+
+def _bound(item: Any) -> Callable[[Any], Any]:
+    # A field's bound as a check: the value, or raise (pydantic then says why).
+    attr, holds = _BOUNDS[type(item)]
+    limit = getattr(item, attr)
+
+    def within(value: Any) -> Any:
+        if not holds(value, limit):
+            raise ValueError(f"not {attr} {limit}")
+        return value
+
+    return within
 
 
 def _plain(name: str, func: Callable[..., Any]) -> Callable[[Any], Any]:
@@ -234,15 +271,22 @@ class _Plan:
     the fields set by which optional fields were given.
     """
 
-    __slots__ = ("build", "fields", "fields_sets", "model", "trusted")
+    __slots__ = ("after", "build", "fields", "fields_sets", "model", "strict", "trusted")
 
-    def __init__(self, model: type[BaseModel], trusted: frozenset[str] = frozenset()) -> None:
+    def __init__(self, model: type[BaseModel], trusted: frozenset[str] = frozenset(), *,
+                 strict: bool = False) -> None:
         decorators = model.__pydantic_decorators__
-        if (decorators.model_validators or decorators.field_validators or decorators.validators
-                or decorators.root_validators or model.model_config.get("extra") != "forbid"):
+        if (decorators.field_validators or decorators.validators or decorators.root_validators
+                or model.model_config.get("extra") != "forbid"):
             raise _Unknown(f"{model.__name__}: validators of its own")
+        validators = list(decorators.model_validators.values())
+        if len(validators) > 1 or any(v.info.mode != "after" for v in validators):
+            raise _Unknown(f"{model.__name__}: model validators other than one of mode 'after'")
+        self.after = [_plain(model.__name__, v.func) for v in validators]
+        """The model validator of mode ``after``, if any: run on the record made."""
         self.model = model
         self.trusted = trusted
+        self.strict = strict
         self.fields = {name: _Field(name, info) for name, info in model.model_fields.items()}
         self.fields_sets: dict[int, set[str]] = {}
         self.build: Callable[..., BaseModel] = self._generate()
@@ -257,8 +301,20 @@ class _Plan:
         return out
 
     def _slow(self, **values: Any) -> BaseModel:
-        # The fields given, validated by pydantic (``_MISSING``: not given).
+        # The fields given, validated by pydantic (``_MISSING``: not given); a strict
+        # plan (``checking``) refuses instead.
+        if self.strict:
+            raise Unchecked(f"{self.model.__name__}: values the plan does not take as they are")
         return self.model(**{name: v for name, v in values.items() if v is not _MISSING})
+
+    def _after_lines(self, env: dict[str, Any]) -> list[str]:
+        # The model validator on the record made: it returns the record as it is, or
+        # anything else is pydantic's to make.
+        lines = []
+        for k, validator in enumerate(self.after):
+            env[f"after_{k}"] = validator
+            lines.append(f"    if after_{k}(_rec) is not _rec: raise _U")
+        return lines
 
     def _generate(self) -> Callable[..., BaseModel]:
         env: dict[str, Any] = {"_M": _MISSING, "_U": _Unknown, "Decimal": Decimal, "_new": _new,
@@ -317,6 +373,7 @@ class _Plan:
         lines.append("    _set(_rec, '__pydantic_fields_set__', _fs)")
         lines.append("    _set(_rec, '__pydantic_extra__', None)")
         lines.append("    _set(_rec, '__pydantic_private__', None)")
+        lines += self._after_lines(env)
         lines.append("    return _rec")
         given = ", ".join(f"{name}={name}" for name in self.fields)
         source = "\n".join(lines).splitlines()
@@ -364,6 +421,19 @@ def trusting(model: type[M], names: frozenset[str], /) -> Callable[..., M]:
         raise ValueError(f"{model.__name__} has no field {sorted(unknown)}")
     plan = _plan(model, names)
     return model if plan is None else plan.build  # type: ignore[return-value]
+
+
+@functools.cache
+def checking(model: type[M], /) -> Callable[..., M] | None:
+    """Return a builder of ``model`` records that validates every field and never calls pydantic.
+
+    What ``build`` would hand to pydantic (a value of another type, a missing field, a
+    validator raising) raises ``Unchecked`` instead. None: the model has no plan.
+    """
+    try:
+        return _Plan(model, strict=True).build  # type: ignore[return-value]
+    except _Unknown:
+        return None
 
 
 _RESTORED_SETS: dict[tuple[type[BaseModel], frozenset[str]], set[str]] = {}

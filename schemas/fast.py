@@ -9,6 +9,14 @@ and UTC times that parse) but none of the models' validators; whatever does not 
 goes through the validating ``schemas.base.decode``, so a bad record still becomes a
 ``DecodeError`` with a reason (and a dead letter), never a crash.
 
+``checked_decode`` is the same decode for records from outside (feeds, tables people
+write, venues' reports): after the shape, every field goes through the model's own
+validators (``schemas.built.checking``), so what it returns is what ``decode`` returns,
+equal and with the same fields set, and what it refuses, ``decode`` refuses with its
+reason. It reads decimals only from JSON strings (``decode`` reads a JSON number through
+a float, which msgspec does not) and times with at most six digits of fraction (msgspec
+rounds the seventh, pydantic cuts it); anything else goes to ``decode``.
+
 The schemas stay the single definition: a plan is derived from a model's fields when
 the model is first used: a msgspec ``Struct`` with the same fields and types for the
 decode, and, generated from the field names (``_Source``), the code that turns a record
@@ -41,9 +49,10 @@ import msgspec
 from pydantic import AfterValidator, BaseModel
 
 from schemas.base import SCHEMA_VERSION, Record, _absent, _fmt_ts, decode, encode
+from schemas.built import checking
 from schemas.market import INDICATOR_COLUMN  # SmaWide's, the one model that keeps extra columns
 
-__all__ = ["fast_decode", "fast_encode", "supported"]
+__all__ = ["checked_decode", "fast_decode", "fast_encode", "supported"]
 
 R = TypeVar("R", bound=Record)
 
@@ -53,6 +62,10 @@ _POSITIVE_EXPONENT = re.compile(rb"e[1-9]")
 """A float msgspec writes as ``1e22`` where pydantic writes ``1e+22`` (a false positive,
 e.g. a symbol ``e5``, only costs the pydantic path). A literal first: ``[0-9]e[0-9]``
 costs ten times as much."""
+
+_SHAPE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+"""What msgspec raises on a payload it cannot read (bytes not UTF-8 inside a string are
+a ``UnicodeDecodeError``): the validating decode says why."""
 
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, KeyError,
                   AttributeError)
@@ -246,6 +259,14 @@ def _unpack(src: _Source, struct: type[msgspec.Struct], expr: str) -> dict[str, 
     return values
 
 
+def _add_left_out(src: _Source, fields: _Fields, values: dict[str, str]) -> None:
+    """Stamps left out of the JSON become None, a bit of ``m`` each."""
+    src.add("m = 0")
+    for bit, name in enumerate(fields.omitted):
+        v = values[name]
+        src.add(f"if {v} is UNSET:", f"    {v} = None", f"    m |= {1 << bit}")
+
+
 def _add_checks(src: _Source, fields: _Fields, values: dict[str, str]) -> None:
     """Check and convert the decoded fields held in the locals ``values``.
 
@@ -253,10 +274,7 @@ def _add_checks(src: _Source, fields: _Fields, values: dict[str, str]) -> None:
     in UTC whole milliseconds, non-finite decimals, ids that fail their check. Stamps left
     out become None (a bit of ``m`` each), nested structs become records.
     """
-    src.add("m = 0")
-    for bit, name in enumerate(fields.omitted):
-        v = values[name]
-        src.add(f"if {v} is UNSET:", f"    {v} = None", f"    m |= {1 << bit}")
+    _add_left_out(src, fields, values)
 
     def guard(name: str, test: str) -> str:
         return f"if {values[name]} is not None and ({test}):" if name in fields.nullable else f"if {test}:"
@@ -301,31 +319,63 @@ def _gen_build(fields: _Fields, struct: type[msgspec.Struct]) -> Any:
 
 
 def _gen_read(fields: _Fields, struct: type[msgspec.Struct], fields_set: set[str], other: Any,
-              extras: tuple[str, ...] | None = None) -> Any:
+              extras: tuple[str, ...] | None = None, check: Callable[..., BaseModel] | None = None) -> Any:
     """Generate ``read(raw)``: a whole fast decode, for a struct of the fields and ``_v``.
 
     With ``extras`` (a column layout of a model with extra columns), the struct has those
     columns too. A payload the struct does not take goes to ``other`` (the validating
     decode, or the general decode of extra columns); one the checks refuse goes to the
-    validating decode.
+    validating decode. With ``check`` (``checked_decode``: a ``schemas.built.checking``
+    builder, and a struct reading decimals as text) the record is made by ``check``,
+    which validates every field; a payload with a time of more than six fraction digits
+    goes to the validating decode.
     """
     src = _Source("def read(raw):", DECODE=msgspec.json.Decoder(struct).decode, VALIDATE=decode,
-                  ERRORS=_DECODE_ERRORS, OTHER=other, SHAPE=msgspec.DecodeError,
-                  FIELDS_SETS=fields.fields_sets(fields_set), MODEL=fields.model)
+                  ERRORS=(*_DECODE_ERRORS, ArithmeticError), OTHER=other, SHAPE=_SHAPE_ERRORS,
+                  FIELDS_SETS=fields.fields_sets(fields_set), MODEL=fields.model, CHECK=check,
+                  LONG_FRACTION=_LONG_FRACTION.search, Decimal=Decimal)
     src.add("if not isinstance(raw, bytes) or len(raw) > MODEL.max_record_bytes:",
-            "    return VALIDATE(MODEL, raw)", "try:")
+            "    return VALIDATE(MODEL, raw)")
+    if check is not None and fields.times:
+        src.add("if LONG_FRACTION(raw) is not None:", "    return VALIDATE(MODEL, raw)")
+    src.add("try:")
     src.indent = 2
     values = _unpack(src, struct, "DECODE(raw)")
     src.indent = 1
     src.add("except SHAPE:", "    return OTHER(raw)", "try:")
     src.indent = 2
     src.add(f"if {values[_VERSION_FIELD]} != VERSION:", "    raise _Bad('another schema version')")
+    if check is not None:  # it validates every field; decimals come as text
+        for name, _ in fields.decimals:  # as decode's pydantic reads text: Decimal(text)
+            v = values[name]
+            src.add(*([f"if {v} is not None:", f"    {v} = Decimal({v})"] if name in fields.nullable
+                      else [f"{v} = Decimal({v})"]))
+        _add_left_out(src, fields, values)
+        _add_checked_record(src, fields, values)
+        src.indent = 1
+        src.add("except ERRORS:", "    return VALIDATE(MODEL, raw)")
+        return src.compile(f"{fields.model.__name__} checked read")
     _add_checks(src, fields, values)
     src.indent = 1
     src.add("except ERRORS:", "    return VALIDATE(MODEL, raw)")
     extra = "None" if extras is None else "{" + ", ".join(f"{n!r}: {values[n]}" for n in extras) + "}"
     _add_record(src, fields, values, extra, "FIELDS_SETS[m]")
     return src.compile(f"{fields.model.__name__} read" + (f" {len(extras)} columns" if extras else ""))
+
+
+def _add_checked_record(src: _Source, fields: _Fields, values: dict[str, str]) -> None:
+    """Make the record by ``CHECK`` (every field validated): the stamps left out not given."""
+    src.env["LEFT_OUT"] = [tuple(name for bit, name in enumerate(fields.omitted) if mask >> bit & 1)
+                           for mask in range(1 << len(fields.omitted))]
+    given = ", ".join(f"{name}={values[name]}" for name in fields.names)
+    body = ", ".join(f"{name!r}: {values[name]}" for name in fields.names)
+    src.add("if m:", f"    given = {{{body}}}", "    for name in LEFT_OUT[m]:", "        del given[name]",
+            "    return CHECK(**given)", f"return CHECK({given})")
+
+
+_LONG_FRACTION = re.compile(rb":\d\d\.\d{7}")
+"""A time with more than six digits of fraction: msgspec rounds the seventh, pydantic
+cuts it (a false positive, in a text field, only costs the validating decode)."""
 
 
 def _struct_type(tp: Any, nested: dict[type[BaseModel], _Plan]) -> Any:
@@ -493,6 +543,19 @@ def fast_encode(record: Record) -> bytes:
     return write(record)
 
 
+def checked_decode(model: type[R], raw: bytes | str) -> R:
+    """Decode a record from outside: what ``decode`` returns or raises, faster.
+
+    Every field is validated by the model's own validators (``schemas.built.checking``);
+    what the fast path does not take as it is goes through ``decode``.
+    """
+    try:
+        read = _CHECKED_READERS[model]
+    except KeyError:
+        read = _CHECKED_READERS[model] = _checked_reader(model)
+    return read(raw)  # type: ignore[return-value]
+
+
 def fast_decode(model: type[R], raw: bytes | str) -> R:
     """Decode a record an internal hop wrote; anything unusual goes through ``decode``.
 
@@ -511,6 +574,38 @@ _READERS: dict[type[BaseModel], Callable[[bytes | str], BaseModel]] = {}
 """The reader of each model decoded: its generated ``read``, pydantic's path (no plan), or,
 for a model with extra columns, the reader of its last row's column layout (``_layout``)
 or the general decode of such rows (``_read_columns``)."""
+
+
+_CHECKED_READERS: dict[type[BaseModel], Callable[[bytes | str], BaseModel]] = {}
+"""The reader of each model decoded by ``checked_decode``: its generated checked ``read``,
+or pydantic's path (a model without a plan on either side, with nested records or floats)."""
+
+
+def _checked_reader(model: type[R]) -> Callable[[bytes | str], BaseModel]:
+    plan = _plan(model)
+    check = checking(model)
+    annotations = plan.struct.__annotations__ if plan is not None else {}
+    if (plan is None or plan.read is None or check is None or plan.fields.nested
+            or any(many for _, many in plan.fields.decimals) or any(map(_has_float, annotations.values()))):
+        return functools.partial(decode, model)
+    fields = plan.fields
+    return _gen_read(fields, _text_decimals(plan.struct), set(fields.names), functools.partial(decode, model),
+                     check=check)
+
+
+def _text_decimals(struct: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    """Return ``struct`` with its Decimal fields read as JSON strings only (``str``)."""
+    annotations: dict[str, Any] = {}
+    ns: dict[str, Any] = {"__annotations__": annotations}
+    for info in msgspec.structs.fields(struct):
+        tp = info.type
+        annotations[info.name] = str if tp is Decimal else (
+            Union[tuple(str if a is Decimal else a for a in get_args(tp))]  # noqa: UP007 - built at run time
+            if get_origin(tp) in (Union, types.UnionType) else tp)
+        if info.default is not msgspec.NODEFAULT or info.encode_name != info.name:
+            ns[info.name] = msgspec.field(default=info.default, name=info.encode_name)
+    return types.new_class(f"{struct.__name__}Text", (msgspec.Struct,),
+                           {"forbid_unknown_fields": True, "kw_only": True}, lambda body: body.update(ns))
 
 
 def _writer(model: type[Record]) -> Callable[[Any], bytes]:

@@ -132,6 +132,7 @@ def _tick_json(**change: Any) -> bytes:
     _tick_json(_v=2), _tick_json(extra_field=1), _tick_json(seq="4"), _tick_json(seq=1.5),
     b'{"_v":1,"symbol":"AAPL"}', _tick_json(price="NaN"), _tick_json(symbol="A" * 70_000),
     _tick_json(ts="2024-03-01T14:30:00.123+01:00"), _tick_json(ts="2024-03-01T14:30:00.123456Z"),
+    _tick_json(symbol="A").replace(b'"A"', b'"\xff\xfe"'),
 ], ids=lambda raw: raw[:50].decode(errors="replace"))
 def test_malformed_or_unusual_tick_goes_through_the_validating_decode(raw: bytes) -> None:
     assert_decoded_as_validated(MarketData, raw)
