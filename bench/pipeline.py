@@ -22,6 +22,11 @@
   The percentiles are the steady state: the orders of ticks that entered in the first
   ``--warmup-s`` seconds (2) are left out, since the feed starts with the jobs and those
   ticks queue while the jobs start; ``*_with_warmup_p99_ms`` counts them too.
+- CPU: ``*_cpu_us_per_tick`` (throughput runs) and ``*_paced_cpu_us_per_tick`` (latency
+  runs): each job's CPU time (user + system, from /proc) from Job A's first row until it
+  was stopped, over the ticks fed, in µs, and their ``total``. It includes the 2 s the
+  runner waits for the outputs to stay still (jobs polling an idle store), not start-up.
+  On 2 cores, a ``total`` of 1,000 µs a tick caps the pipeline near 2,000 ticks a second.
 
 Usage: ``python bench/pipeline.py [--ticks N] [--rate R] [--skip-kafka]``. The last line printed is
 one JSON object.
@@ -55,15 +60,31 @@ OUTPUTS = ("sma_wide", "trade_signals", "risk_decisions", "validated_orders", "v
 """What the jobs write along the chain; the last of these is when the pipeline was done."""
 
 
-def throughput(settings: Settings, ticks: int, *, event_time: bool = False) -> tuple[float, float]:
-    """Return ticks a second from Job A's first row to the last output, and over the whole run."""
+def throughput(
+    settings: Settings, ticks: int, *, event_time: bool = False
+) -> tuple[float, float, dict[str, float]]:
+    """Return ticks a second from Job A's first row to the last output, and over the whole
+    run, and each job's CPU µs a tick (``cpu_per_tick``)."""
     market = SyntheticMarket(symbols=20, ticks=ticks, seed=3)
     counts = run_pipeline(settings, iter(market), ticks, market.symbol_names(), progress=False, settle_s=2.0,
                           event_time=event_time)
     conn = Connectors(settings)
     first = min(_written(conn, "sma_wide", last=False))
     end = max(t for stream in OUTPUTS for t in _written(conn, stream, last=True))
-    return counts.ticks / (end - first).total_seconds(), counts.ticks / counts.seconds
+    return (counts.ticks / (end - first).total_seconds(), counts.ticks / counts.seconds,
+            cpu_per_tick(counts.cpu_s, counts.ticks))
+
+
+def cpu_per_tick(cpu_s: dict[str, float], ticks: int) -> dict[str, float]:
+    """Each job's CPU µs a tick, from Job A's first row until it was stopped, and their ``total``.
+
+    The 2 s settle wait at the end is in it (the jobs polling an idle store), start-up
+    is not (``Counts.cpu_s``). Empty where the runner cannot read a job's CPU time.
+    """
+    out = {name: round(s * 1e6 / max(1, ticks), 1) for name, s in sorted(cpu_s.items())}
+    if out:
+        out["total"] = round(sum(out.values()), 1)
+    return out
 
 
 def _written(conn: Connectors, stream: str, *, last: bool) -> list[datetime]:
@@ -81,7 +102,7 @@ def _written(conn: Connectors, stream: str, *, last: bool) -> list[datetime]:
 
 def latency(
     settings: Settings, ticks: int, rate: float, density: float
-) -> tuple[list[tuple[datetime, float]], float]:
+) -> tuple[list[tuple[datetime, float]], float, dict[str, float]]:
     """Replay ``ticks`` at about ``rate`` ticks a second; return, per validated order, when its
     tick entered and the ms from there to the order, and the replay speed (market seconds
     a wall second).
@@ -102,8 +123,8 @@ def latency(
     market = list(SyntheticMarket(symbols=20, ticks=ticks, seed=4, ticks_per_s=density))
     span = (market[-1].ts - market[0].ts).total_seconds()
     speed = rate * span / max(1, len(market) - 1)  # event time per wall second for ``rate``
-    run_pipeline(settings, iter(market), ticks, sorted({t.symbol for t in market}), speed=speed,
-                 progress=False)
+    counts = run_pipeline(settings, iter(market), ticks, sorted({t.symbol for t in market}), speed=speed,
+                          progress=False)
     conn = Connectors(settings)
     reader = conn.reader("validated_orders")
     out = []
@@ -119,7 +140,7 @@ def latency(
                         out.append((order.entered_at, ms))
     finally:
         reader.close()
-    return out, speed
+    return out, speed, cpu_per_tick(counts.cpu_s, counts.ticks)
 
 
 def steady(timed: list[tuple[datetime, float]], warmup_s: float) -> list[float]:
@@ -140,12 +161,14 @@ def latency_figures(
     """The latency run at the live density (the headline figures), then fast-forwarded."""
     out: dict[str, object] = {}
     for label, density in (("", LIVE_DENSITY), ("_fast_forward", FAST_FORWARD_DENSITY)):
-        timed, speed = latency(settings_for(f"{plane}{label}_lat"), args.latency_ticks, args.rate, density)
+        settings = settings_for(f"{plane}{label}_lat")
+        timed, speed, cpu = latency(settings, args.latency_ticks, args.rate, density)
         lat = steady(timed, args.warmup_s)
         out[f"{plane}{label}_p50_ms"], out[f"{plane}{label}_p99_ms"] = pct(lat, 50), pct(lat, 99)
         out[f"{plane}{label}_orders_timed"] = len(lat)
         out[f"{plane}{label}_with_warmup_p99_ms"] = pct([ms for _, ms in timed], 99)
         out[f"{plane}{label}_market_speed"] = round(speed, 1)
+        out[f"{plane}{label}_paced_cpu_us_per_tick"] = cpu
     return out
 
 
@@ -169,9 +192,10 @@ def main() -> None:
     broker = None
     try:
         local = lambda name: load_settings(data_dir=work / name, profile="local")  # noqa: E731
-        rate, wall = throughput(local("tp"), args.ticks)
+        rate, wall, cpu = throughput(local("tp"), args.ticks)
         result["embedded_ticks_per_s"], result["embedded_wall_ticks_per_s"] = round(rate), round(wall)
-        backtest, _ = throughput(local("et"), args.ticks, event_time=True)
+        result["embedded_cpu_us_per_tick"] = cpu
+        backtest, _, _ = throughput(local("et"), args.ticks, event_time=True)
         result["embedded_event_time_ticks_per_s"] = round(backtest)
         result.update(latency_figures("embedded", local, args))
         result["latency_rate_ticks_per_s"], result["warmup_s"] = args.rate, args.warmup_s
@@ -187,8 +211,9 @@ def main() -> None:
                            "partitions": 2},
                 )
 
-            rate, wall = throughput(kafka("ktp"), args.ticks)
+            rate, wall, cpu = throughput(kafka("ktp"), args.ticks)
             result["kafka_ticks_per_s"], result["kafka_wall_ticks_per_s"] = round(rate), round(wall)
+            result["kafka_cpu_us_per_tick"] = cpu
             result.update(latency_figures("kafka", kafka, args))
             result["ratio_kafka_vs_embedded"] = round(
                 result["kafka_ticks_per_s"] / result["embedded_ticks_per_s"], 3  # type: ignore[operator]

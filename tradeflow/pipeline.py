@@ -226,6 +226,9 @@ class Counts:
     dead_letters: int = 0
     portfolios: dict[str, PortfolioState] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds (user + system) each job used from Job A's first row until it was
+    stopped (the settle wait included, start-up not); empty where /proc is not."""
 
 
 def _records(conn: Connectors, stream: str) -> Iterator[Record]:
@@ -314,6 +317,9 @@ class Pipeline:
         """With ``metrics`` (True: free ports; or a port per job name), each job serves its
         metrics on 127.0.0.1 at its port here."""
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.cpu_s: dict[str, float] = {}
+        """CPU seconds each job had used when ``stop`` asked it to stop (Linux: read from
+        /proc; empty elsewhere): start-up and the run, not the shutdown."""
         self.conn = Connectors(settings)
         self._readers: dict[str, StreamReader] = {}
         """One reader per watched stream, kept open while the run is watched (``sizes``)."""
@@ -383,9 +389,19 @@ class Pipeline:
         for reader in readers.values():
             reader.close()
 
+    def cpu_snapshot(self) -> dict[str, float]:
+        """Return the CPU seconds each live job has used so far (``process_cpu_s``)."""
+        out = {}
+        for name, proc in self.procs.items():
+            used = process_cpu_s(proc.pid) if proc.poll() is None else None
+            if used is not None:
+                out[name] = used
+        return out
+
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every job: SIGINT, then SIGKILL after ``timeout``; close the watcher's readers."""
         self.close_readers()
+        self.cpu_s = self.cpu_snapshot()
         for proc in self.procs.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGINT)
@@ -407,6 +423,19 @@ def start_console(settings: Settings, port: int, metrics: Iterable[str]) -> subp
     if metrics:
         cmd += ["--metrics", *metrics]
     return subprocess.Popen(cmd, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter and module
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """Return the CPU seconds (user + system) a live process has used; None if unknown.
+
+    Linux's /proc/<pid>/stat, fields 14 and 15 in clock ticks (the command name, field 2,
+    may hold spaces: the fields are counted after its closing parenthesis).
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -491,6 +520,7 @@ def run_pipeline(
     started = time.monotonic()
     fed = {"n": 0}
     failure: list[BaseException] = []
+    cpu_at_first_row: dict[str, float] | None = None
 
     def feed() -> None:
         try:
@@ -513,6 +543,8 @@ def run_pipeline(
             if failure:
                 raise PipelineError(f"feeding market data failed: {failure[0]}")
             sizes = pipe.sizes()
+            if cpu_at_first_row is None and sizes["sma_wide"]:
+                cpu_at_first_row = pipe.cpu_snapshot()
             bar.n = min(sizes["sma_wide"], total)
             bar.set_postfix(signals=sizes["trade_signals"], orders=sizes["validated_orders"],
                             fills=sizes["venue_fills"], refresh=False)
@@ -534,6 +566,8 @@ def run_pipeline(
     counts = summarise(conn)
     counts.ticks = fed["n"]
     counts.seconds = time.monotonic() - started
+    first = cpu_at_first_row or {}
+    counts.cpu_s = {name: round(used - first.get(name, 0.0), 2) for name, used in pipe.cpu_s.items()}
     return counts
 
 
