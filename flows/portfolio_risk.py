@@ -19,6 +19,7 @@ batching or restarts.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,10 +173,24 @@ class BookLogic(op.StatefulBatchLogic[tuple[str, BookEvent], Tagged, dict[str, A
 
 
 def _count_checks(out: list[Tagged]) -> None:
+    """Add a batch's rule results to ``tradeflow_risk_checks``, one ``inc`` per rule and result.
+
+    ``labels()`` checks and joins the label values and takes a lock: once per rule of
+    every decision it cost Job C a twentieth of its time.
+    """
+    counts: Counter[tuple[str, bool]] = Counter()
     for _, rec in out:
         if isinstance(rec, RiskDecision):
-            for rule in rec.rules:
-                RISK_CHECKS.labels(rule.rule, "pass" if rule.passed else "fail").inc()
+            counts.update([(rule.rule, rule.passed) for rule in rec.rules])
+    for key, n in counts.items():
+        child = _CHECK_COUNTERS.get(key)
+        if child is None:
+            child = _CHECK_COUNTERS[key] = RISK_CHECKS.labels(key[0], "pass" if key[1] else "fail")
+        child.inc(n)
+
+
+_CHECK_COUNTERS: dict[tuple[str, bool], Any] = {}
+"""The ``tradeflow_risk_checks`` child of each (rule, passed), made on first use."""
 
 
 def _owned_only(

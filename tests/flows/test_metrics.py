@@ -46,3 +46,30 @@ def test_job_serves_items_and_dead_letters(tmp_path) -> None:  # type: ignore[no
         "tradeflow_items_out_total": 50.0,
         "tradeflow_dead_letters_total": 1.0,
     }
+
+
+def test_a_batch_counts_each_rule_result_of_each_decision() -> None:
+    from datetime import UTC, datetime
+
+    from connectors.metrics import RISK_CHECKS
+    from flows.portfolio_risk import _count_checks
+    from schemas import Decision, RiskDecision, RuleResult
+
+    def decision(sid: str, *verdicts: tuple[str, bool]) -> tuple[str, RiskDecision]:
+        rules = [RuleResult(rule=rule, passed=passed) for rule, passed in verdicts]
+        verdict = Decision.PASS if all(p for _, p in verdicts) else Decision.FAIL
+        return "risk_decisions", RiskDecision(signal_id=sid, account="ACC", decision=verdict, rules=rules,
+                                              limits_version=1, ts=datetime(2026, 1, 5, tzinfo=UTC))
+
+    def count(rule: str, result: str) -> float:
+        return RISK_CHECKS.labels(rule, result)._value.get()  # type: ignore[no-any-return]  # noqa: SLF001
+
+    keys = [("T_QTY", "pass"), ("T_QTY", "fail"), ("T_RATE", "pass")]
+    before = {k: count(*k) for k in keys}
+    batch = [decision("s1", ("T_QTY", True), ("T_RATE", True)), ("orders", object()),
+             decision("s2", ("T_QTY", False), ("T_RATE", True)), decision("s3", ("T_QTY", True))]
+    _count_checks(batch)  # type: ignore[arg-type]
+    _count_checks([decision("s4", ("T_QTY", True))])
+    assert {k: count(*k) - before[k] for k in keys} == {
+        ("T_QTY", "pass"): 3.0, ("T_QTY", "fail"): 1.0, ("T_RATE", "pass"): 2.0,
+    }
