@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -46,6 +49,33 @@ LAST_SNAPSHOT = Gauge(
 
 _lock = threading.Lock()
 _served: int | None = None
+
+
+def observe_many(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """Observe each of ``amounts`` in ``histogram`` (a child): what ``observe`` of each does.
+
+    ``Histogram.observe`` takes two locks per value and walks the buckets in Python; a
+    job observes every record it writes (``HOP_LATENCY``), so per batch the values are
+    counted into their buckets here and each bucket and the sum take one ``inc``. It
+    reads the histogram's ``_upper_bounds``, ``_buckets`` and ``_sum`` (prometheus-client
+    is pinned; tests/unit/test_metrics_batch.py holds this to ``observe``).
+    """
+    histogram._raise_if_not_observable()  # noqa: SLF001 - the checks observe makes
+    bounds = histogram._upper_bounds  # noqa: SLF001 - sorted, the last one +Inf
+    per_bucket: Tally[int] = Tally()
+    total = 0.0
+    seen = False
+    for amount in amounts:
+        seen = True
+        total += amount
+        if amount == amount:  # noqa: PLR0124 - NaN: observe adds it to the sum, to no bucket
+            per_bucket[bisect_left(bounds, amount)] += 1  # the first bound >= amount, as observe
+    if not seen:
+        return
+    histogram._sum.inc(total)  # noqa: SLF001
+    buckets = histogram._buckets  # noqa: SLF001
+    for i, n in per_bucket.items():
+        buckets[i].inc(n)
 
 
 def serve(port: int | None, host: str = "127.0.0.1") -> int | None:
