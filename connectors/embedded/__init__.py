@@ -43,18 +43,18 @@ class _StorePartition(OffsetPartition):
         if signature == self._quiet_at and time.monotonic() < self._query_by:
             self._rest(self._src.polling)  # nothing committed since the last poll found none
             return []
-        rows = self._file.read(self._part, self._offset, self._src.polling.batch_size)
+        size = self._src.polling.batch_size
+        rows = self._file.read_messages(self._src.name, self._part, self._offset, size)
         if rows:
             self._offset = rows[-1].offset + 1
             self._quiet_at, self._query_by = None, 0.0
             self._more()
-            if len(rows) == self._src.polling.batch_size:  # behind: report how far
+            if len(rows) == size:  # behind: report how far
                 end = self._file.end_offset(self._part)
                 self._lag.set(end - self._offset)
             else:
                 self._lag.set(0)
-            name = self._src.name
-            return [SourceMessage(name, r.partition, r.offset, r.key, r.value) for r in rows]
+            return rows
         if not self._src.follow and self._file.is_closed():
             # Re-read after seeing 'closed': records appended just before the close.
             if not self._file.read(self._part, self._offset, 1):

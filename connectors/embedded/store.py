@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connectors.base import ConnectorError, StoredRecord
+from connectors.base import ConnectorError, SourceMessage, StoredRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -167,6 +167,18 @@ class StoreFile:
         )
         return [StoredRecord(part, off, key, bytes(value), None if at is None else _from_ms(at))
                 for off, key, value, at in cur]
+
+    def read_messages(self, stream: str, part: int, offset: int, limit: int) -> list[SourceMessage]:
+        """Return up to ``limit`` records of ``part`` from ``offset`` on as a source emits them.
+
+        ``read`` without the append time (a source does not carry it): no datetime and
+        no ``StoredRecord`` per record on the jobs' input path.
+        """
+        cur = self._conn.execute(
+            "SELECT off, key, value FROM log WHERE part = ? AND off >= ? ORDER BY off LIMIT ?",
+            (part, offset, limit),
+        )
+        return [SourceMessage(stream, part, off, key, bytes(value)) for off, key, value in cur]
 
     def wal_signature(self) -> tuple[int, int] | None:
         """Return the size and modification time of the file's write-ahead log (None: no log).

@@ -28,6 +28,17 @@ def test_offsets_count_from_zero_per_partition(tmp_path: Path) -> None:
     assert [r.offset for r in recs] == list(range(1, f.end_offsets()[0]))
 
 
+def test_a_source_reads_the_records_read_returns_as_messages(tmp_path: Path) -> None:
+    f = open_stream(tmp_path, "s", partitions=2, table=False)
+    f.append([(f"k{i}" if i % 3 else None, b"v%d" % i) for i in range(30)])
+    for part in (0, 1):
+        for offset, limit in ((0, 100), (2, 5), (99, 10)):
+            want = [(r.partition, r.offset, r.key, r.value) for r in f.read(part, offset, limit)]
+            got = f.read_messages("s", part, offset, limit)
+            assert [(m.partition, m.offset, m.key, m.value) for m in got] == want
+            assert all(m.stream == "s" and type(m.value) is bytes for m in got)
+
+
 def test_partition_count_is_fixed_by_the_first_open(tmp_path: Path) -> None:
     open_stream(tmp_path, "s", partitions=3, table=False).close()
     assert open_stream(tmp_path, "s", partitions=8, table=False).partitions == 3
