@@ -10,6 +10,7 @@ stops everything on any error or Ctrl-C too.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -59,6 +60,7 @@ from schemas import (
     decode,
     spec,
 )
+from schemas.base import utc_ms
 from tradeflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,6 +228,9 @@ class Counts:
     dead_letters: int = 0
     portfolios: dict[str, PortfolioState] = field(default_factory=dict)
     seconds: float = 0.0
+    warmed_at: datetime | None = None
+    """With a ``warmup``: the wall time (UTC) the pipeline had caught up on it; the ticks
+    fed after it entered later."""
     cpu_s: dict[str, float] = field(default_factory=dict)
     """CPU seconds (user + system) each job used from Job A's first row until it was
     stopped (the settle wait included, start-up not); empty where /proc is not."""
@@ -494,8 +499,14 @@ def run_pipeline(
     job_kafka: Mapping[str, KafkaSettings] | None = None,
     metrics_ports: dict[str, int] | None = None,
     event_time: bool | None = None,
+    warmup: int = 0,
 ) -> Counts:
     """Run the pipeline over ``ticks``; return what went through it.
+
+    ``warmup``: feed the first ``warmup`` ticks, wait until every job is up and the
+    pipeline has caught up on them (each tick a row or a dead letter, each signal a
+    decision, the outputs still for half a second), then feed the rest (paced from
+    there): what comes after the warm-up meets running jobs, not ones still starting.
 
     ``event_time``: Job C decides in event time (a backtest: the same every run) or in
     arrival order (as live). None: event time for an unpaced run on paper venues only,
@@ -518,30 +529,19 @@ def run_pipeline(
     pipe = Pipeline(settings, pipeline_jobs(configs, venues), settings.data_dir / "logs",
                     job_kafka=job_kafka, metrics=metrics_ports or False)
     started = time.monotonic()
-    fed = {"n": 0}
-    failure: list[BaseException] = []
     cpu_at_first_row: dict[str, float] | None = None
-
-    def feed() -> None:
-        try:
-            writer = market_writer(Connectors(settings))
-            fed["n"] = replay(ticks, writer, total=total, speed=speed, progress=False, close=False)
-            writer.close()
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            failure.append(exc)
-
+    feeder = _Feeder(settings, ticks, total, speed, warmup)
     pipe.start()
     bar = tqdm(total=total, unit="tick", desc="pipeline", disable=not progress, file=out or sys.stderr)
     try:
-        feeder = threading.Thread(target=feed, name="feed", daemon=True)
         feeder.start()
         last: dict[str, int] = {}
         still_since = time.monotonic()
         while True:
             time.sleep(0.25)
             pipe.check_alive()
-            if failure:
-                raise PipelineError(f"feeding market data failed: {failure[0]}")
+            if feeder.failure is not None:
+                raise PipelineError(f"feeding market data failed: {feeder.failure}")
             sizes = pipe.sizes()
             if cpu_at_first_row is None and sizes["sma_wide"]:
                 cpu_at_first_row = pipe.cpu_snapshot()
@@ -551,12 +551,10 @@ def run_pipeline(
             bar.refresh()
             if sizes != last:
                 last, still_since = sizes, time.monotonic()
-            caught_up = (
-                not feeder.is_alive()
-                and sizes["sma_wide"] + sizes["dead_letters"] >= fed["n"]
-                and sizes["risk_decisions"] >= sizes["trade_signals"]
-            )
-            if caught_up and time.monotonic() - still_since >= settle_s:
+            still_s = time.monotonic() - still_since
+            if not feeder.warmed.is_set() and _drained(sizes, feeder.warmup) and still_s >= 0.5:
+                feeder.warm()
+            if not feeder.is_alive() and _drained(sizes, feeder.fed) and still_s >= settle_s:
                 break
             if time.monotonic() - started > timeout_s:
                 raise PipelineError(f"the pipeline did not drain within {timeout_s:.0f}s: {sizes}")
@@ -564,11 +562,55 @@ def run_pipeline(
         bar.close()
         pipe.stop()
     counts = summarise(conn)
-    counts.ticks = fed["n"]
+    counts.ticks = feeder.fed
     counts.seconds = time.monotonic() - started
     first = cpu_at_first_row or {}
     counts.cpu_s = {name: round(used - first.get(name, 0.0), 2) for name, used in pipe.cpu_s.items()}
+    counts.warmed_at = feeder.warmed_at
     return counts
+
+
+def _drained(sizes: dict[str, int], fed: int) -> bool:
+    """Tell whether each of ``fed`` ticks is a row or a dead letter, and each signal decided."""
+    rows = sizes["sma_wide"] + sizes["dead_letters"]
+    return rows >= fed and sizes["risk_decisions"] >= sizes["trade_signals"]
+
+
+class _Feeder(threading.Thread):
+    """Writes a run's ticks to market_data: ``warmup`` of them, then the rest once ``warm``."""
+
+    def __init__(self, settings: Settings, ticks: Iterable[MarketData], total: int, speed: float | None,
+                 warmup: int) -> None:
+        super().__init__(name="feed", daemon=True)
+        self._settings, self._ticks, self._total, self._speed = settings, ticks, total, speed
+        self.warmup = warmup
+        self.fed = 0
+        self.failure: BaseException | None = None
+        self.warmed = threading.Event()
+        self.warmed_at: datetime | None = None
+        """When ``warm`` was called (UTC, whole ms); None without a warm-up. Every tick fed
+        after it has an ``entered_at`` at or after it, every warm-up tick one before it."""
+        if not warmup:
+            self.warmed.set()
+
+    def warm(self) -> None:
+        """Feed the rest: the pipeline has caught up on the warm-up."""
+        self.warmed_at = utc_ms(datetime.now(UTC))  # as the feed stamps entered_at: whole ms
+        self.warmed.set()
+
+    def run(self) -> None:  # noqa: D102 - threading.Thread.run
+        try:
+            writer = market_writer(Connectors(self._settings))
+            stream = iter(self._ticks)
+            if self.warmup:
+                self.fed = replay(itertools.islice(stream, self.warmup), writer, speed=self._speed,
+                                  progress=False, close=False)
+                self.warmed.wait()
+            self.fed += replay(stream, writer, total=self._total, speed=self._speed, progress=False,
+                               close=False)
+            writer.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.failure = exc
 
 
 def summarise(conn: Connectors) -> Counts:

@@ -56,3 +56,29 @@ def test_pipeline_runs_end_to_end_and_positions_reconcile_with_fills(tmp_path: P
     out = io.StringIO()
     print_summary(counts, out)
     assert "ACC-SMA" in out.getvalue()
+
+
+def test_a_warm_up_is_caught_up_on_before_the_rest_is_fed(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from schemas import SmaWide
+
+    settings = load_settings(data_dir=tmp_path / "data")
+    market = list(SyntheticMarket(symbols=4, ticks=1200, seed=7))
+    speed = (market[-1].ts - market[0].ts).total_seconds() / 1.5  # the 1,200 ticks in about 1.5 s
+    symbols = sorted({t.symbol for t in market})
+    counts = run_pipeline(settings, iter(market), 1200, symbols, speed=speed, progress=False, warmup=400)
+    assert counts.ticks == counts.rows == 1200
+    warmed = counts.warmed_at
+    assert warmed is not None
+    conn = Connectors(settings)
+    entered = [(rec.written_at, row.entered_at) for rec in conn.scan("sma_wide")
+               if (row := decode(SmaWide, rec.value)).entered_at is not None]
+    before = [written for written, at in entered if at < warmed]
+    assert len(before) == 400  # the warm-up: every tick of it entered before the pipeline caught up
+    assert len(entered) - len(before) == 800
+    # and the warm-up's rows were all written by then: the jobs had caught up on it
+    assert max(t for t in before if t is not None) <= warmed + timedelta(milliseconds=1)
+    decisions = [d for d in read_all(conn, "risk_decisions") if isinstance(d, RiskDecision)]
+    signals = [s for s in read_all(conn, "trade_signals") if isinstance(s, TradeSignal)]
+    assert len(decisions) == len(signals)
