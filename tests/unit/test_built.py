@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from schemas import trading
 from schemas.base import Side
 from schemas.built import _plan, build
+from schemas.market import MarketData
 from schemas.strategy import OrderType
 
 T0 = datetime(2026, 1, 2, 9, 30, tzinfo=UTC)
@@ -40,6 +41,7 @@ ENUMS: list[tuple[str, list[Any]]] = [
     ("TradingState", [*trading.TradingState, "HALTED"]),
     ("Severity", list(trading.Severity)),
     ("Decision", ["PASS", "FAIL"]),
+    ("ExecStatus", [*trading.ExecStatus, "FILLED"]),
 ]
 """An enum field's choices, by the enum's name in the annotation (a str is coerced)."""
 
@@ -56,6 +58,9 @@ BY_NAME: dict[str, Any] = {
                                      [{"rule": "R", "passed": True}]]),
     "input_offsets": lambda rng: rng.choice([{"a:0": 3}, {}, {"a:0": 3.5}]),
     "values": lambda rng: rng.choice([{"a": "3"}, {}, {"a": 3}]),
+    "wm": lambda rng: some(rng, [*TIMES, None], 3),
+    "seq": lambda rng: rng.choice([0, 7, 499, None, -1, Decimal(3), True]),  # Field(ge=0)
+    "symbol": lambda rng: some(rng, [*IDS[:5], " "], 5),  # MarketData: a model validator of its own
 }
 
 
@@ -79,6 +84,8 @@ def pick(rng: random.Random, model: type[BaseModel]) -> dict[str, Any]:
 
 
 MODELS = [
+    MarketData,  # a bound (seq >= 0) and a model validator of mode "after"
+    trading.VenueFill,  # a model validator of mode "after" (a fill has a price)
     trading.RuleResult,
     trading.PortfolioState,
     trading.PositionState,
