@@ -23,7 +23,6 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
@@ -43,7 +42,7 @@ from connectors.settings import Settings, load_settings
 from operators.stats import percentile
 from schemas import Control, MarketData, TradingState
 from tests.console_browser import ConsoleServer, chrome, wait_for
-from tradeflow.pipeline import Pipeline, demo_strategies, pipeline_jobs, seed
+from tradeflow.pipeline import Pipeline, demo_strategies, pipeline_jobs, process_cpu_s, seed
 
 PROBE_SCOPE = "strategy:bench_probe"
 WATCH_AUDIT = """
@@ -61,12 +60,7 @@ seen();
 
 def _cpu_s(pid: int) -> float:
     """Return the CPU seconds (user + system) a process and its reaped children used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return process_cpu_s(pid, children=True) or 0.0
 
 
 def _tree(pid: int) -> list[int]:

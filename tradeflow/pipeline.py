@@ -430,15 +430,16 @@ def start_console(settings: Settings, port: int, metrics: Iterable[str]) -> subp
     return subprocess.Popen(cmd, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter and module
 
 
-def process_cpu_s(pid: int) -> float | None:
+def process_cpu_s(pid: int, *, children: bool = False) -> float | None:
     """Return the CPU seconds (user + system) a live process has used; None if unknown.
 
     Linux's /proc/<pid>/stat, fields 14 and 15 in clock ticks (the command name, field 2,
-    may hold spaces: the fields are counted after its closing parenthesis).
+    may hold spaces: the fields are counted after its closing parenthesis); with
+    ``children`` also 16 and 17, its reaped children's.
     """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(int(f) for f in fields[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
 
