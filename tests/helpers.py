@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +27,41 @@ def read_all(conn: Connectors, stream: str) -> list[Record]:
     """Return every record of a stream, partition by partition, in offset order."""
     model = spec(stream).model
     return [decode(model, r.value) for r in conn.scan(stream, 10_000)]
+
+
+def feed_paced(
+    settings: Settings,
+    stream: str,
+    records: Sequence[Record],
+    errors: list[BaseException],
+    *,
+    per_s: int = 10_000,
+) -> threading.Thread:
+    """Start a thread writing ``records`` to ``stream`` at about ``per_s`` a second, then closing it.
+
+    A live feed: a flow reading the stream (to its close, or following it) cannot reach its
+    end before the feed does, so a test can kill it mid-stream however fast the flow has
+    become. An error is put
+    in ``errors`` for the test thread to report.
+    """
+    batch = max(1, per_s // 10)
+
+    def write() -> None:
+        try:
+            writer = Connectors(settings).writer(stream)
+            try:
+                for i in range(0, len(records), batch):
+                    writer.write(records[i : i + batch])
+                    time.sleep(0.1)
+                writer.close_stream()
+            finally:
+                writer.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=write, name=f"feed-{stream}", daemon=True)
+    thread.start()
+    return thread
 
 
 def topic_bytes(kafka: KafkaSettings, topic: str, **config: object) -> bytes:

@@ -37,6 +37,7 @@ from schemas import (
     encode,
 )
 from tests.flows.test_indicators_flow import BAD_PAYLOADS
+from tests.helpers import feed_paced
 from tests.integration.profiles import (
     ProfileRuns,
     assert_same_by_id,
@@ -92,27 +93,6 @@ def progress(settings: Settings, stream: str) -> Callable[[], int]:
     return count
 
 
-def feed_paced(settings: Settings, ticks: list[MarketData], errors: list[BaseException]) -> threading.Thread:
-    """Start a thread writing ``ticks`` in batches of 1000 every 0.1 s, then closing."""
-
-    def write() -> None:
-        try:
-            writer = Connectors(settings).writer("market_data")
-            try:
-                for i in range(0, len(ticks), 1000):
-                    writer.write(ticks[i : i + 1000])
-                    time.sleep(0.1)
-                writer.close_stream()
-            finally:
-                writer.close()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=write, daemon=True)
-    thread.start()
-    return thread
-
-
 def snapshotted(rec: Path) -> bool:
     """Tell whether the recovery store holds a source snapshot past offset 0."""
     return any(p.offset > 0 for p in recovery_positions(rec))
@@ -157,7 +137,7 @@ def kill_and_resume(
     # The input arrives while the flow runs (several seconds), so the flow cannot finish
     # before the kill, which comes once a snapshot (every second) has recorded progress.
     errors: list[BaseException] = []
-    feeder = feed_paced(settings, market, errors)
+    feeder = feed_paced(settings, "market_data", market, errors)
     proc = start(cmd, env, log)
     kill_when(proc, lambda: snapshotted(rec), timeout=180)
     killed_at = written()
@@ -204,7 +184,7 @@ def run_through_a_restart(
             time.sleep(0.05)
         # The second half is written while the server restarts (a writer rides it out
         # too); the stream is closed only after it, so the flow is mid-stream here.
-        feeder = feed_paced(settings, market[half:], feed_error)
+        feeder = feed_paced(settings, "market_data", market[half:], feed_error)
         restart()
         rc = proc.wait(240)
     finally:

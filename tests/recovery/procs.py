@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,3 +51,19 @@ def kill_when(proc: subprocess.Popen[bytes], cond: Callable[[], bool], timeout: 
 def init_recovery(recovery_dir: Path, env: dict[str, str], log: Path, partitions: int = 1) -> None:
     recovery_dir.mkdir(parents=True, exist_ok=True)
     run(["-m", "bytewax.recovery", str(recovery_dir), str(partitions)], env, log)
+
+
+def snapshot_committed(recovery_dir: Path) -> bool:
+    """Tell whether the flow's latest run has committed a snapshot past the epoch it began at.
+
+    A restart then resumes after what that run did first, so it replays less than the run
+    wrote. Reads Bytewax's recovery partitions (``exs``: each run's resume epoch;
+    ``commits``: the epoch a restart would resume from).
+    """
+    began, committed = 0, 0
+    for part in sorted(recovery_dir.glob("part-*.sqlite3")):
+        with closing(sqlite3.connect(f"{part.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as db:
+            (resume,) = db.execute("SELECT MAX(resume_epoch) FROM exs").fetchone()
+            (commit,) = db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
+        began, committed = max(began, resume or 0), max(committed, commit or 0)
+    return committed > began > 0

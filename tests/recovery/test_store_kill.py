@@ -15,8 +15,8 @@ from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
 from connectors.settings import load_settings
 from schemas import Record
-from tests.helpers import read_all
-from tests.recovery.procs import env_for, init_recovery, kill_when, run, start
+from tests.helpers import feed_paced, read_all
+from tests.recovery.procs import env_for, init_recovery, kill_when, run, snapshot_committed, start
 
 pytestmark = pytest.mark.recovery
 
@@ -60,16 +60,22 @@ def test_indicators_flow_killed_mid_stream_resumes_from_its_snapshot(tmp_path: P
 
     data = tmp_path / "data"
     env = env_for(data)
-    run([*FEED], env, tmp_path / "feed.log")
+    settings = load_settings(data_dir=data)
+    conn = Connectors(settings)
     rec = tmp_path / "recovery"
     init_recovery(rec, env, tmp_path / "flow.log")
     cmd = ["-m", "bytewax.run", "flows.indicators:build_flow()", "-r", str(rec), "-s", "1", "-b", "0"]
-    conn = Connectors(load_settings(data_dir=data))
+    # The ticks arrive while the flow runs (about six seconds), so it cannot finish before
+    # the kill, which comes once a snapshot (every second) has been committed.
+    errors: list[BaseException] = []
+    ticks = list(SyntheticMarket(symbols=12, ticks=TICKS, seed=11))
+    feeder = feed_paced(settings, "market_data", ticks, errors)
     proc = start(cmd, env, tmp_path / "flow.log")
-    # Kill after at least one snapshot (every second) has been taken.
-    kill_when(proc, lambda: conn.size("sma_wide") > TICKS * 2 // 3, timeout=180)
+    kill_when(proc, lambda: conn.size("sma_wide") > TICKS * 2 // 3 and snapshot_committed(rec), timeout=180)
     killed_at = conn.size("sma_wide")
-    assert killed_at < TICKS, "the flow finished before the kill; make the input larger"
+    assert killed_at < TICKS, "the flow finished before the kill"
+    feeder.join(120)
+    assert not errors, errors
     run(cmd, env, tmp_path / "flow.log")
 
     rows = read_all(conn, "sma_wide")

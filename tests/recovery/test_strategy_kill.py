@@ -9,7 +9,6 @@ the resumed signals to match.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,8 +19,8 @@ from connectors.feeds import SyntheticMarket
 from connectors.registry import Connectors
 from connectors.settings import load_settings
 from schemas import Sizing, SmaWide, StrategyConfig, TradeSignal
-from tests.helpers import indicator_rows, read_all
-from tests.recovery.procs import env_for, init_recovery, kill_when, run, start
+from tests.helpers import feed_paced, indicator_rows, read_all
+from tests.recovery.procs import env_for, init_recovery, kill_when, run, snapshot_committed, start
 
 pytestmark = pytest.mark.recovery
 
@@ -36,8 +35,6 @@ def sma_wide_rows(n: int) -> list[SmaWide]:
 
 
 def test_strategy_flow_killed_mid_stream_resumes_with_the_same_signal_ids(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    conn = Connectors(load_settings(data_dir=data))
     config = StrategyConfig(
         strategy_id="sma_cross",
         strategy="sma_cross",
@@ -48,27 +45,39 @@ def test_strategy_flow_killed_mid_stream_resumes_with_the_same_signal_ids(tmp_pa
         max_position=Decimal(80),
         ts=datetime(2026, 1, 5, tzinfo=UTC),
     )
-    for stream, records in (("strategy_config", [config]), ("sma_wide", sma_wide_rows(ROWS))):
-        writer = conn.writer(stream)
+    rows = sma_wide_rows(ROWS)
+
+    # Uninterrupted reference run over the same input, in a data directory of its own.
+    ref = Connectors(load_settings(data_dir=tmp_path / "ref"))
+    for stream, records in (("strategy_config", [config]), ("sma_wide", rows)):
+        writer = ref.writer(stream)
         writer.write(records)
         writer.close()
-
-    # Uninterrupted reference run over the same input, into another signals stream.
-    ref_env = env_for(data, TRADEFLOW_STREAM_NAMES=json.dumps({"trade_signals": "ref_signals"}))
-    run(FLOW, ref_env, tmp_path / "ref.log")
-    ref = Connectors(load_settings(data_dir=data, stream_names={"trade_signals": "ref_signals"}))
+    run(FLOW, env_for(tmp_path / "ref"), tmp_path / "ref.log")
     want = {s.signal_id: s for s in read_all(ref, "trade_signals")}  # type: ignore[attr-defined]
     assert len(want) > 1000
 
+    data = tmp_path / "data"
+    settings = load_settings(data_dir=data)
+    conn = Connectors(settings)
+    writer = conn.writer("strategy_config")
+    writer.write([config])
+    writer.close()
     env = env_for(data)
     rec = tmp_path / "recovery"
     init_recovery(rec, env, tmp_path / "flow.log")
     cmd = [*FLOW, "-r", str(rec), "-s", "1", "-b", "0"]
-    proc = start(cmd, env, tmp_path / "flow.log")
-    # Kill after at least one snapshot (every second) has been taken.
-    kill_when(proc, lambda: conn.size("trade_signals") > len(want) * 2 // 3, timeout=120)
+    # The rows arrive while the flow runs, following them live (about six seconds), so it
+    # cannot finish before the kill, which comes once a snapshot (every second) has been
+    # committed. The resumed run is a bounded one: it stops at the end of the rows.
+    errors: list[BaseException] = []
+    feeder = feed_paced(settings, "sma_wide", rows, errors, per_s=20_000)
+    proc = start(cmd, env_for(data, TRADEFLOW_FOLLOW="true"), tmp_path / "flow.log")
+    kill_when(proc, lambda: conn.size("trade_signals") > len(want) * 2 // 3 and snapshot_committed(rec))
     killed_at = conn.size("trade_signals")
-    assert killed_at < len(want), "the flow finished before the kill; make the input larger"
+    assert killed_at < len(want), "the flow finished before the kill"
+    feeder.join(120)
+    assert not errors, errors
     run(cmd, env, tmp_path / "flow.log")
 
     got: dict[str, TradeSignal] = {}
