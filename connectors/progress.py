@@ -2,8 +2,8 @@
 
 A job's engine emits ``operators.eventtime.Reached`` among its outputs; ``ProgressSink``
 writes the records of a batch to their stream first (the inner sink flushes before it
-returns), then one ``Progress`` row with the promise of the batch and the ends of the
-data stream as they are now. Job C counts the row only once it has read the data
+returns), then one ``Progress`` row with the promise of the batch, the ends of the
+data stream as they are now and the process's ``RUN``. Job C counts the row only once it has read the data
 stream up to those ends, so the promise never overtakes the data. ``ProgressWriter``
 does the same for the feed writer: after each batch of ticks, the market is written up
 to the batch's watermark (one millisecond less: the next batch may hold ticks of the
@@ -12,6 +12,7 @@ same millisecond), and up to ``END`` once the feed closes the stream.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +25,16 @@ from operators.eventtime import FEED, MARKET, MS, Reached, merged
 from operators.sequencing import END
 from schemas import MarketData, Progress, Record
 
+RUN = uuid.uuid4().hex[:16]
+"""This process's run (``Progress.run``): new at every start, shared by its workers."""
 
-def progress_row(producer: str, stream: str, reader: StreamReader, reached: Reached) -> Progress:
+
+def progress_row(
+    producer: str, stream: str, reader: StreamReader, reached: Reached, run: str | None = None
+) -> Progress:
     """Return the progress row of a promise, with the data stream's ends as they are now."""
     return Progress(producer=producer, stream=stream, ends=reader.data_ends(), symbols=reached.symbols,
-                    orders=reached.orders, ts=datetime.now(UTC))
+                    orders=reached.orders, run=run, ts=datetime.now(UTC))
 
 
 class _ProgressPartition(StatelessSinkPartition[Any]):
@@ -45,7 +51,7 @@ class _ProgressPartition(StatelessSinkPartition[Any]):
             self._inner.write_batch(data)  # flushed when it returns
         reached = merged(i for i in items if isinstance(i, Reached))
         if reached is not None:
-            self._progress.write([progress_row(self._producer, self._stream, self._reader, reached)])
+            self._progress.write([progress_row(self._producer, self._stream, self._reader, reached, RUN)])
 
     def close(self) -> None:
         self._inner.close()

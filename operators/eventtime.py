@@ -98,6 +98,8 @@ class EventClock:
     """Per producer, per symbol, the time its promise covers."""
     orders: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per producer, per account, the validated orders it has taken."""
+    runs: dict[str, set[str]] = field(default_factory=dict)
+    """Per producer, the runs (``Progress.run``) whose rows were counted."""
     version: int = field(default=0, compare=False)
     """Counts the progress rows that counted (``reached`` or ``orders`` may have moved)."""
 
@@ -128,6 +130,11 @@ class EventClock:
         self.version += 1
         for row in counted:
             mine = self.reached.setdefault(row.producer, {})
+            if row.run is not None and row.run not in (runs := self.runs.setdefault(row.producer, set())):
+                # A new run (a restart from a snapshot): its times start over, and what the
+                # run before promised does not hold for what this one takes from now on.
+                runs.add(row.run)
+                mine.clear()
             for s, t in row.symbols.items():
                 if s not in mine or t > mine[s]:
                     mine[s] = t
@@ -166,7 +173,12 @@ class EventClock:
         return EventClock(
             self.awaited, dict(self.read), list(self.pending),
             {k: dict(v) for k, v in self.reached.items()}, {k: dict(v) for k, v in self.orders.items()},
+            {k: set(v) for k, v in self.runs.items()},
         )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A snapshot taken before ``runs`` existed: every run is new to it.
+        self.__dict__.update({"runs": {}, **state})
 
 
 def _safe(history: TickHistory, done: datetime | None, market: datetime) -> datetime:
@@ -212,8 +224,12 @@ class BookQueue:
         heapq.heappush(self.heap, (ts, RANKS[kind], ident, self.arrivals, (pos, event)))
 
     def on_clock(self, frontier: datetime | None, taken: int) -> None:
-        """Take the router's frontier and the venues' count of this account's orders."""
-        if frontier is not None and (self.frontier is None or frontier > self.frontier):
+        """Take the router's frontier and the venues' count of this account's orders.
+
+        The frontier may go back (a producer restarted from its snapshot, a signal held
+        by the router): what was released stays applied, the rest waits.
+        """
+        if frontier is not None:
             self.frontier = frontier
         self.taken = max(self.taken, taken)
         self._confirm()

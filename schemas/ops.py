@@ -57,6 +57,12 @@ class Progress(Record):
     ``orders``: how many distinct validated orders of each account it has taken. Job C
     counts a progress row only once it has read ``stream`` up to ``ends``
     (``operators.sequencing.EventClock``).
+
+    ``run`` names the producer's process: a job restarted from its snapshot starts over
+    from where that snapshot was, so what it promised before the crash no longer holds
+    for what it takes after it (Job D: an order it takes again may fill at a tick it
+    had passed). Job C forgets a producer's times when a row of a run it has not seen
+    arrives. None: a writer that never goes back (the feed resumes after its last tick).
     """
 
     key_fields: ClassVar[tuple[str, ...]] = ("producer",)
@@ -66,4 +72,5 @@ class Progress(Record):
     ends: dict[int, int] = {}
     symbols: dict[str, UtcDatetime] = {}
     orders: dict[str, int] = {}
+    run: Name | None = None
     ts: UtcDatetime

@@ -34,10 +34,11 @@ def history(*seconds: float) -> TickHistory:
 
 def progress(
     producer: str, symbols: dict[str, float], ends: dict[int, int], stream: str = "trade_signals",
-    orders: dict[str, int] | None = None,
+    orders: dict[str, int] | None = None, run: str | None = None,
 ) -> Progress:
     times = {k: at(v) for k, v in symbols.items()}
-    return Progress(producer=producer, stream=stream, ends=ends, symbols=times, orders=orders or {}, ts=NOW)
+    return Progress(producer=producer, stream=stream, ends=ends, symbols=times, orders=orders or {}, run=run,
+                    ts=NOW)
 
 
 def test_a_promise_counts_only_once_its_data_was_read_to_its_ends() -> None:
@@ -88,6 +89,56 @@ def test_the_queue_releases_in_event_time_order_and_an_unconfirmed_order_holds_w
     assert not q.ready()
     q.on_clock(at(10), 1)
     assert q.release() == ["signal@5", "fill@5"]
+
+
+def test_a_producer_restarted_from_its_snapshot_is_not_held_to_what_it_promised_before() -> None:
+    """Job D matched X through 30 s, was killed, and came back from an older snapshot.
+
+    Its new run takes an order of 10 s (the first row says so) before it has matched X
+    again from there: the order can still fill at 12 s, so a signal at 20 s waits. The
+    Kafka chaos trial found this: the signal was decided before the fill of the order.
+    """
+    clock = EventClock(("feed", "execution:paper"))
+    x = {"X": history(*range(0, 50, 2))}  # a tick every 2 s
+    clock.on_progress(progress(FEED, {MARKET: 50}, {}, stream="market_data"))
+    clock.on_progress(progress("execution:paper", {"X": 30}, {}, stream="venue_fills", run="first"))
+    clock.on_progress(progress("execution:paper", {"X": 31}, {}, stream="venue_fills", run="first"))
+    assert clock.frontier(x, None) == at(32) - MS
+    clock.on_progress(progress("execution:paper", {}, {}, stream="venue_fills", orders={"A": 1}, run="again"))
+    assert clock.orders_taken("A") == 1
+    assert clock.frontier(x, None) == at(0) - MS  # nothing of X matched by this run yet
+    clock.on_progress(progress("execution:paper", {"X": 14}, {}, stream="venue_fills", run="again"))
+    assert clock.frontier(x, None) == at(16) - MS
+    # A second worker of the same run adds to it; a producer without runs never starts over.
+    clock.on_progress(progress("execution:paper", {"Y": 3}, {}, stream="venue_fills", run="again"))
+    assert clock.reached["execution:paper"] == {"X": at(14), "Y": at(3)}
+    clock.on_progress(progress(FEED, {MARKET: 60}, {}, stream="market_data"))
+    assert clock.reached[FEED] == {MARKET: at(60)}
+    assert clock.copy() == clock
+
+    # The account's queue follows the frontier back: the signal waits for the fill.
+    q = BookQueue()
+    q.hold(at(20), "SIGNAL", "s", ("trade_signals", 0, 5), "signal@20")
+    q.on_sent(at(10))  # the order of 10 s, not taken yet
+    q.on_clock(at(32) - MS, 0)
+    assert not q.ready()
+    q.on_clock(at(0) - MS, 1)  # the new run took it, and has matched nothing yet
+    assert not q.ready()
+    q.hold(at(12), "FILL", "O-1", ("venue_fills", 0, 2), "fill@12")
+    q.on_clock(at(16) - MS, 1)
+    assert q.release() == ["fill@12"]
+    q.on_clock(at(32) - MS, 1)
+    assert q.release() == ["signal@20"]
+
+
+def test_a_clock_snapshot_from_before_runs_were_kept_loads_with_none_seen() -> None:
+    import pickle
+
+    old = EventClock(("feed",))
+    del old.__dict__["runs"]  # as pickled before the field existed
+    loaded = pickle.loads(pickle.dumps(old))  # noqa: S301 - our own bytes
+    assert loaded.runs == {}
+    assert loaded.on_progress(progress("feed", {MARKET: 5}, {}, stream="market_data", run="r"))
 
 
 def signal(i: int, s: float) -> Priced[Decoded[TradeSignal]]:
