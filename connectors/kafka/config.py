@@ -142,7 +142,10 @@ def _raise_on_auth_error(kafka: KafkaSettings) -> Any:
                 f"Kafka at {kafka.bootstrap} refused the connection of {who} "
                 f"({kafka.effective_protocol}): {err.str()}"
             )
-        _log_client_error(err)
+        if err.fatal():
+            CLIENT_LOG.error("fatal Kafka client error: %s", err)
+        else:
+            CLIENT_LOG.warning("Kafka client error: %s", err)
 
     return on_error
 
@@ -186,24 +189,6 @@ def verify_connection(kafka: KafkaSettings, timeout: float = METADATA_TIMEOUT_S)
 def admin_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Return the configuration of an ``AdminClient``."""
     return common_config(kafka)
-
-
-def shared_admin_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """Return the configuration of an ``AdminClient`` a process keeps for its lifetime.
-
-    Its errors are logged, never raised: librdkafka may report them from its own
-    thread at any time (a broker gone, a test's broker replaced on the same port), and
-    an exception raised there surfaces in whatever call another client of the process
-    makes next. ``verify_connection`` has already failed fast on a refusal.
-    """
-    return {**common_config(kafka), "error_cb": _log_client_error}
-
-
-def _log_client_error(err: KafkaError) -> None:
-    if err.fatal():
-        CLIENT_LOG.error("fatal Kafka client error: %s", err)
-    else:
-        CLIENT_LOG.warning("Kafka client error: %s", err)
 
 
 def consumer_config(kafka: KafkaSettings, topic: str, *, eof: bool) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -130,8 +130,7 @@ class _TopicPartitionSource(OffsetPartition):
     def _start_offset(self, resume_state: int | None) -> int:
         if resume_state is not None:
             return resume_state
-        first = self._src.first_offsets.pop(self._part, None)
-        lo, hi = first if first is not None else watermarks(self._consumer, self._src.topic, self._part)
+        lo, hi = watermarks(self._consumer, self._src.topic, self._part)
         if not self._src.from_end:
             return lo
         if self._src.follow or hi <= lo:
@@ -222,19 +221,15 @@ class KafkaSource(PollingSource):
     so the recovery store says which topic each snapshotted offset belongs to. The
     topic is created on first use. Snapshots are the next offset to read; without
     one a partition starts at its first offset, or with ``from_end`` at its high
-    watermark, both as read for all partitions at once when the flow lists them.
-    With ``follow`` the source waits for more records forever; without it, each
-    partition stops at the stream's end-of-stream marker (see the module docstring).
-    Records are emitted as ``SourceMessage`` with the stream's physical name (without
-    the topic prefix), like the local profile.
+    watermark. With ``follow`` the source waits for more records forever; without
+    it, each partition stops at the stream's end-of-stream marker (see the module
+    docstring). Records are emitted as ``SourceMessage`` with the stream's physical
+    name (without the topic prefix), like the local profile.
     """
 
     kafka: KafkaSettings
     name: str
     spec: TopicSpec
-    first_offsets: dict[int, tuple[int, int]] = field(default_factory=dict, init=False, repr=False)
-    """(low, high) per partition, read in one batch by ``list_parts`` for the partitions
-    built without a snapshot (each takes and drops its own)."""
 
     @property
     def topic(self) -> str:
@@ -243,9 +238,7 @@ class KafkaSource(PollingSource):
 
     def list_parts(self) -> list[str]:
         """Create the topic if needed; return one part per topic partition."""
-        admin = TopicAdmin(self.kafka)
-        count = admin.ensure(self.spec)
-        self.first_offsets = admin.watermarks(self.topic, count)
+        count = TopicAdmin(self.kafka).ensure(self.spec)
         return [f"{p}-{self.topic}" for p in range(count)]
 
     def build_part(

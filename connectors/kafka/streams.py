@@ -18,7 +18,7 @@ from connectors.base import StoredRecord, StreamReader, StreamWriter
 from connectors.kafka.config import EOS_HEADER, EOS_KEY, consumer_config, is_eos
 from connectors.kafka.settings import KafkaSettings
 from connectors.kafka.sink import DeliveringProducer, write_records
-from connectors.kafka.topics import TopicAdmin, last_is_marker, scan, watermarks
+from connectors.kafka.topics import last_is_marker, scan, watermarks
 from schemas import Record
 
 
@@ -65,7 +65,6 @@ class KafkaReader(StreamReader):
     def __init__(self, kafka: KafkaSettings, topic: str, partitions: int) -> None:
         self.topic = topic
         self._partitions = partitions
-        self._kafka = kafka
         self._consumer = Consumer(consumer_config(kafka, topic, eof=True))
 
     @property
@@ -104,16 +103,13 @@ class KafkaReader(StreamReader):
 
         End-of-stream markers count: a closed stream's end is one past its marker.
         """
-        return {p: hi for p, (_, hi) in self._watermarks().items()}
-
-    def _watermarks(self) -> dict[int, tuple[int, int]]:
-        """Return (low, high) of every partition, asked in one batch."""
-        return TopicAdmin(self._kafka).watermarks(self.topic, self._partitions)
+        return {p: watermarks(self._consumer, self.topic, p)[1] for p in range(self._partitions)}
 
     def data_ends(self) -> dict[int, int]:
         """Return one past the last record that is not an end-of-stream marker, per partition."""
         out: dict[int, int] = {}
-        for part, (lo, hi) in self._watermarks().items():
+        for part in range(self._partitions):
+            lo, hi = watermarks(self._consumer, self.topic, part)
             last, window = -1, 16
             while last < 0:
                 start = max(lo, hi - window)

@@ -9,23 +9,21 @@ of the local profile does.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.base import ConnectorError
 from connectors.kafka.config import (
     METADATA_TIMEOUT_S,
     TRANSIENT_ERRORS,
+    admin_config,
     is_eos,
     log,
-    shared_admin_config,
     verify_connection,
 )
 from connectors.kafka.settings import KafkaSettings
@@ -43,38 +41,12 @@ class TopicSpec:
     compact: bool
 
 
-ADMINS_KEPT = 4
-"""Admin clients a process keeps connected, one per Kafka settings (the newest used)."""
-
-_admins: OrderedDict[KafkaSettings, AdminClient] = OrderedDict()
-_admins_lock = threading.Lock()
-
-
-def _admin_client(kafka: KafkaSettings) -> AdminClient:
-    """Return this process's admin client for ``kafka``, connected once.
-
-    A job builds a ``TopicAdmin`` for every source and sink it starts; a fresh client
-    pays a connection and its first metadata round trip (about 15 ms on localhost) each
-    time, a shared one only once. The least recently used client beyond ``ADMINS_KEPT``
-    is let go (a test process meets many brokers).
-    """
-    with _admins_lock:
-        client = _admins.get(kafka)
-        if client is None:
-            client = _admins[kafka] = AdminClient(shared_admin_config(kafka))
-            while len(_admins) > ADMINS_KEPT:
-                _admins.popitem(last=False)
-        else:
-            _admins.move_to_end(kafka)
-        return client
-
-
 class TopicAdmin:
     """Create topics on first use and look up their partition counts."""
 
     def __init__(self, kafka: KafkaSettings, *, timeout: float = METADATA_TIMEOUT_S) -> None:
         verify_connection(kafka)
-        self._admin = _admin_client(kafka)
+        self._admin = AdminClient(admin_config(kafka))
         self._kafka = kafka
         self._timeout = timeout
         self._known: dict[str, int] = {}
@@ -109,33 +81,7 @@ class TopicAdmin:
             return self._known[spec.name]
         if self.partitions(spec.name) is None:
             self._create(spec)
-        elif spec.name in self._known:  # it exists and every partition has a leader
-            return self._known[spec.name]
         return self._wait_ready(spec.name)
-
-    def watermarks(self, topic: str, partitions: int) -> dict[int, tuple[int, int]]:
-        """Return (low, high) offsets of every partition of a topic in two batched requests.
-
-        What ``watermarks`` asks a partition at a time (a round trip each, two requests
-        to the broker per call), for a source that is about to open all of them.
-        Transient errors are retried until the timeout, like there.
-        """
-        deadline = time.monotonic() + self._timeout
-        parts = [TopicPartition(topic, p) for p in range(partitions)]
-        while True:
-            try:
-                lows = self._admin.list_offsets({tp: OffsetSpec.earliest() for tp in parts},
-                                                request_timeout=self._timeout)
-                highs = self._admin.list_offsets({tp: OffsetSpec.latest() for tp in parts},
-                                                 request_timeout=self._timeout)
-                left = max(0.1, deadline - time.monotonic())
-                lo = {tp.partition: f.result(timeout=left).offset for tp, f in lows.items()}
-                hi = {tp.partition: f.result(timeout=left).offset for tp, f in highs.items()}
-                return {p: (int(lo[p]), int(hi[p])) for p in range(partitions)}
-            except KafkaException as exc:
-                if not _transient(exc) or time.monotonic() >= deadline:
-                    raise ConnectorError(f"cannot read offsets of {topic}: {exc}") from exc
-                time.sleep(0.1)
 
     def existing(self) -> dict[str, int]:
         """Return every topic of the cluster with its partition count (internal ones left out)."""
@@ -189,12 +135,6 @@ def raise_unless_transient(err: KafkaError, what: str) -> None:
     log.warning("%s (retrying): %s", what, err.str())
 
 
-def _transient(exc: KafkaException) -> bool:
-    """Tell whether a client error may go away by retrying (a leader not elected yet, ...)."""
-    err = exc.args[0] if exc.args else None
-    return isinstance(err, KafkaError) and (err.retriable() or err.code() in TRANSIENT_ERRORS)
-
-
 def watermarks(
     consumer: Consumer, topic: str, partition: int, timeout: float = METADATA_TIMEOUT_S
 ) -> tuple[int, int]:
@@ -212,7 +152,11 @@ def watermarks(
             )
             return int(lo), int(hi)
         except KafkaException as exc:
-            if not _transient(exc) or time.monotonic() >= deadline:
+            err = exc.args[0] if exc.args else None
+            transient = isinstance(err, KafkaError) and (
+                err.retriable() or err.code() in TRANSIENT_ERRORS
+            )
+            if not transient or time.monotonic() >= deadline:
                 raise ConnectorError(f"cannot read offsets of {topic}[{partition}]: {exc}") from exc
             time.sleep(0.1)
 

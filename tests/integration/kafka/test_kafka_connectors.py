@@ -19,8 +19,6 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from connectors.base import ConnectorError, SourceMessage
 from connectors.kafka import KafkaBackend, KafkaSource, TopicAdmin, TopicSpec, backend_from_settings
-from connectors.kafka.config import consumer_config
-from connectors.kafka.topics import watermarks
 from connectors.registry import Connectors
 from connectors.settings import Settings, load_settings
 from schemas import Control, MarketData, TradingState, decode, encode, spec
@@ -321,30 +319,6 @@ def test_source_from_the_end_sees_only_new_records(one_partition: Settings) -> N
     bounded = source_of(one_partition, "market_data", follow=False, from_end=True)
     assert drain(bounded) == ([], 4, True)  # parked on the marker (offset 4)
     writer.close()
-
-
-def test_listing_a_sources_parts_reads_their_offsets_in_one_batch(settings: Settings) -> None:
-    """``list_parts`` asks the broker for every partition's offsets at once; each part starts there."""
-    writer = Connectors(settings).writer("market_data")
-    writer.write([tick(s, i) for i, s in enumerate("ABCDEFGHIJ")])  # keyed by symbol: spread out
-    writer.close()
-    topic = settings.kafka.topic_prefix + "market_data"
-    batch = TopicAdmin(settings.kafka).watermarks(topic, 3)
-    consumer = Consumer(consumer_config(settings.kafka, topic, eof=False))
-    try:
-        assert batch == {p: watermarks(consumer, topic, p) for p in range(3)}
-    finally:
-        consumer.close()
-    assert sum(hi - lo for lo, hi in batch.values()) == 10
-    for from_end in (False, True):
-        src = source_of(settings, "market_data", follow=True, from_end=from_end)
-        parts = src.list_parts()
-        assert sorted(src.first_offsets) == [0, 1, 2]
-        for p, name in enumerate(parts):
-            part = src.build_part("test", name, None)
-            assert part.snapshot() == batch[p][1 if from_end else 0]
-            part.close()
-        assert src.first_offsets == {}  # each part took its own
 
 
 def test_source_parts_are_named_after_partition_and_topic(settings: Settings) -> None:
