@@ -3,8 +3,8 @@
 A job's engine emits ``operators.eventtime.Reached`` among its outputs; ``ProgressSink``
 writes the records of a batch to their stream first (the inner sink flushes before it
 returns), then one ``Progress`` row with the promise of the batch, the ends of the
-data stream as they are now and the process's ``RUN``. Job C counts the row only once it has read the data
-stream up to those ends, so the promise never overtakes the data. ``ProgressWriter``
+data stream as they are now and the process's ``RUN``. Job C counts the row only once
+it has read the data stream up to those ends, so the promise never overtakes the data. ``ProgressWriter``
 does the same for the feed writer: after each batch of ticks, the market is written up
 to the batch's watermark (one millisecond less: the next batch may hold ticks of the
 same millisecond), and up to ``END`` once the feed closes the stream.

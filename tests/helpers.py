@@ -41,8 +41,7 @@ def feed_paced(
 
     A live feed: a flow reading the stream (to its close, or following it) cannot reach its
     end before the feed does, so a test can kill it mid-stream however fast the flow has
-    become. An error is put
-    in ``errors`` for the test thread to report.
+    become. An error is put in ``errors`` for the test thread to report.
     """
     batch = max(1, per_s // 10)
 
